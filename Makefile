@@ -1,0 +1,47 @@
+# ChurnShield: `make run` serves the product, `make test` runs the suite. Both set themselves up.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+PORT ?= 8000
+DEMO_CUSTOMERS ?= 500
+
+# The first interpreter that actually runs and is >= 3.12 (Django 6 needs it). A pyenv shim can
+# exist on PATH and still fail, so each candidate is run, not just looked up.
+PYTHON ?= $(shell for c in python3.13 python3.12 python3 \
+	$$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.1[2-9]*/bin/python3 2>/dev/null | sort -rV); do \
+	"$$c" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else 1)' >/dev/null 2>&1 && { echo "$$c"; break; }; \
+	done)
+
+.PHONY: run test lint bench venv clean
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	@test -n "$(PYTHON)" || { echo "No Python >= 3.12 found (tried python3.13, python3.12, python3, pyenv)."; exit 1; }
+	@echo "Using $(PYTHON) ($$($(PYTHON) --version))"
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	@touch $@
+
+venv: $(VENV)/.installed
+
+run: venv
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py seed_demo --if-empty --customers $(DEMO_CUSTOMERS) --seed 7
+	$(PY) manage.py demo_user
+	$(VENV)/bin/uvicorn churnshield.asgi:application --host 127.0.0.1 --port $(PORT)
+
+test: venv
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) manage.py makemigrations --check --dry-run
+	$(PY) -m pytest
+
+lint: venv
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
+
+bench: venv
+	$(PY) bench/api_list.py
+
+clean:
+	rm -rf $(VENV) churnshield.sqlite3 .pytest-sqlite.sqlite3*

@@ -1,0 +1,27 @@
+"""Writes to alerts. `alert_create` is the one way to raise an alert (fan-out lands with issue 5)."""
+
+from typing import Any
+
+from django.db import transaction
+from rest_framework.exceptions import NotFound
+
+from alerts.models import Alert
+from alerts.selectors import alert_scope
+
+
+def alert_create(
+    *, title: str, message: str, severity: str = Alert.Severity.MEDIUM, customer_id: int | None = None
+) -> Alert:
+    return Alert.objects.create(title=title, message=message, severity=severity, customer_id=customer_id)
+
+
+@transaction.atomic
+def alert_mark_read(*, user: Any, alert_id: Any) -> Alert:
+    try:
+        alert_id = int(alert_id)
+    except (TypeError, ValueError):
+        raise NotFound("Alert not found") from None
+    updated = alert_scope(user=user).filter(pk=alert_id).update(read=True)
+    if not updated:
+        raise NotFound("Alert not found")
+    return Alert.objects.get(pk=alert_id)

@@ -1,0 +1,83 @@
+"""The one exception handler: every API error has the contract's JSON shape.
+
+    {"message": "<for a person>", "code": "<for a program>", "errors": {"<field>": ["..."]}}
+
+`errors` names each invalid field (camelCase, as the client sent it); it is `{}` otherwise.
+"""
+
+from typing import Any
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
+from django.http import Http404
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import set_rollback
+
+
+class Conflict(exceptions.APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "The request conflicts with the current state."
+    default_code = "conflict"
+
+
+class PayloadTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = "Request body is too large."
+    default_code = "payload_too_large"
+
+
+def _first_message(errors: Any, path: str = "") -> str:
+    """The first leaf message, prefixed with the path of the field it belongs to."""
+    if isinstance(errors, dict):
+        for key, value in errors.items():
+            sub = path if key == "non_field_errors" else (f"{path}.{key}" if path else str(key))
+            if value:
+                return _first_message(value, sub)
+        return ""
+    if isinstance(errors, list):
+        for index, value in enumerate(errors):
+            if isinstance(value, (dict, list)):
+                if value:
+                    return _first_message(value, f"{path}[{index}]")
+                continue
+            return f"{path}: {value}" if path else str(value)
+        return ""
+    return f"{path}: {errors}" if path else str(errors)
+
+
+def exception_handler(exc: Exception, context: dict) -> Response | None:
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound(str(exc) if str(exc) else "Not found.")
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied()
+    elif isinstance(exc, RequestDataTooBig):
+        exc = PayloadTooLarge()
+    if not isinstance(exc, exceptions.APIException):
+        return None
+
+    headers = {}
+    if getattr(exc, "auth_header", None):
+        headers["WWW-Authenticate"] = exc.auth_header
+    if getattr(exc, "wait", None):
+        headers["Retry-After"] = str(int(exc.wait))
+
+    if isinstance(exc, exceptions.ValidationError):
+        detail = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
+        body = {
+            "message": _first_message(detail) or "Invalid request data",
+            "code": "invalid",
+            "errors": detail,
+        }
+    else:
+        detail = exc.detail
+        if isinstance(detail, dict):  # simplejwt's InvalidToken carries a dict
+            message = str(detail.get("detail", exc.default_detail))
+            code = detail.get("code") or exc.default_code
+        else:
+            message = str(detail)
+            code = getattr(detail, "code", None) or exc.default_code
+        body = {"message": message, "code": str(code), "errors": {}}
+
+    set_rollback()
+    return Response(body, status=exc.status_code, headers=headers)

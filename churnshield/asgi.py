@@ -1,0 +1,18 @@
+"""ASGI entry point: HTTP through Django, WebSocket through Channels (one process serves both)."""
+
+import os
+
+from channels.routing import ProtocolTypeRouter, URLRouter
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "churnshield.settings.local")
+django_asgi_app = get_asgi_application()
+
+from churnshield.routing import websocket_urlpatterns  # noqa: E402  (needs Django set up first)
+
+application = ProtocolTypeRouter(
+    {
+        "http": django_asgi_app,
+        "websocket": URLRouter(websocket_urlpatterns),
+    }
+)

@@ -1,0 +1,39 @@
+"""Routes. No trailing slashes anywhere (contract): a slash redirect would break POSTs."""
+
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.routers import SimpleRouter
+
+from alerts.api.views import AlertViewSet
+from churnshield.auth.views import LoginView, LogoutView, RefreshView, signin_page
+from churnshield.dashboard.views import DashboardChartView, DashboardMetricsView
+from customers.api.views import CustomerCsvImportView, CustomerViewSet
+from integrations.api.views import IntegrationViewSet
+from interventions.api.views import InterventionViewSet
+from predictions.api.views import ChurnCauseListView
+
+router = SimpleRouter(trailing_slash=False)
+router.register("customers", CustomerViewSet, basename="customer")
+router.register("interventions", InterventionViewSet, basename="intervention")
+router.register("integrations", IntegrationViewSet, basename="integration")
+router.register("alerts", AlertViewSet, basename="alert")
+
+api = [
+    path("auth/login", LoginView.as_view(), name="auth-login"),
+    path("auth/refresh", RefreshView.as_view(), name="auth-refresh"),
+    path("auth/logout", LogoutView.as_view(), name="auth-logout"),
+    path("dashboard/metrics", DashboardMetricsView.as_view(), name="dashboard-metrics"),
+    path("dashboard/chart-data", DashboardChartView.as_view(), name="dashboard-chart"),
+    path("churn-causes", ChurnCauseListView.as_view(), name="churn-causes"),
+    path("import/customers/csv", CustomerCsvImportView.as_view(), name="customer-import-csv"),
+    path("schema", SpectacularAPIView.as_view(), name="schema"),
+    path("docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("", include(router.urls)),
+]
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("signin", signin_page, name="signin"),
+    path("api/", include(api)),
+]

@@ -1,0 +1,73 @@
+"""Customer API shapes. Output is rendered by `customers.selectors.customer_row_json` (lean hot
+path); these serializers document it in the OpenAPI schema, and a test keeps the two equal."""
+
+from rest_framework import serializers
+
+
+class CustomerOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    email = serializers.CharField()
+    company = serializers.CharField()
+    plan = serializers.CharField()
+    mrr = serializers.CharField(help_text='Monthly recurring revenue, a decimal string ("547.49").')
+    signupDate = serializers.DateTimeField()
+    lastLogin = serializers.DateTimeField(allow_null=True)
+    healthScore = serializers.IntegerField(min_value=0, max_value=100)
+    churnRisk = serializers.CharField(help_text='Churn probability as a percent string with two decimals ("73.25").')
+    churnProbability = serializers.FloatField(min_value=0, max_value=1)
+    riskLevel = serializers.ChoiceField(choices=["low", "medium", "high"])
+    npsScore = serializers.IntegerField(allow_null=True)
+    supportTickets = serializers.IntegerField()
+    featureUsage = serializers.DictField()
+    isActive = serializers.BooleanField()
+    churnedAt = serializers.DateTimeField(allow_null=True)
+    ownerId = serializers.IntegerField(allow_null=True)
+    ownerName = serializers.CharField(allow_null=True)
+
+
+class LatestPredictionSerializer(serializers.Serializer):
+    churnProbability = serializers.FloatField()
+    riskLevel = serializers.CharField()
+    topCauses = serializers.ListField(child=serializers.DictField())
+    predictionDate = serializers.DateTimeField()
+    modelVersion = serializers.CharField()
+
+
+class CustomerDetailSerializer(CustomerOutputSerializer):
+    latestPrediction = LatestPredictionSerializer(allow_null=True)
+    openInterventions = serializers.IntegerField(help_text="Interventions not yet completed or cancelled.")
+
+
+class SessionOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    customerId = serializers.IntegerField()
+    startedAt = serializers.DateTimeField()
+    endedAt = serializers.DateTimeField(allow_null=True)
+    pagesViewed = serializers.IntegerField()
+    actions = serializers.JSONField()
+
+
+class TimelineEventSerializer(serializers.Serializer):
+    type = serializers.CharField()
+    at = serializers.DateTimeField()
+    title = serializers.CharField()
+    detail = serializers.CharField(allow_blank=True)
+    ref = serializers.DictField()
+
+
+class CsvImportInputSerializer(serializers.Serializer):
+    csv = serializers.CharField(trim_whitespace=False, max_length=5 * 1024 * 1024)
+
+
+class CsvImportErrorSerializer(serializers.Serializer):
+    row = serializers.IntegerField()
+    field = serializers.CharField(allow_null=True)
+    message = serializers.CharField()
+
+
+class CsvImportOutputSerializer(serializers.Serializer):
+    success = serializers.BooleanField()
+    created = serializers.IntegerField()
+    updated = serializers.IntegerField()
+    errors = CsvImportErrorSerializer(many=True)

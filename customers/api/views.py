@@ -1,0 +1,113 @@
+"""Customer endpoints: list, detail, sessions, timeline, CSV import."""
+
+from datetime import datetime
+
+from django.db.models import QuerySet
+from django.utils.dateparse import parse_datetime
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.utils.urls import replace_query_param
+from rest_framework.views import APIView
+
+from customers import selectors, services
+from customers.api.serializers import (
+    CsvImportInputSerializer,
+    CsvImportOutputSerializer,
+    CustomerDetailSerializer,
+    CustomerOutputSerializer,
+    SessionOutputSerializer,
+    TimelineEventSerializer,
+)
+from customers.filters import CustomerFilter
+from customers.timeline import customer_detail_sections, customer_timeline
+
+
+class CustomerViewSet(viewsets.GenericViewSet):
+    filterset_class = CustomerFilter
+    lookup_value_regex = r"[0-9]+"
+
+    def get_queryset(self) -> QuerySet:
+        return selectors.customer_scope(user=self.request.user).order_by("id")
+
+    @extend_schema(responses=CustomerOutputSerializer(many=True))
+    def list(self, request: Request) -> Response:
+        customers = self.filter_queryset(self.get_queryset())
+        page = self.paginate_queryset(customers.values(*selectors.CUSTOMER_VALUES))
+        return self.get_paginated_response([selectors.customer_row_json(row) for row in page])
+
+    @extend_schema(responses=CustomerDetailSerializer)
+    def retrieve(self, request: Request, pk: str) -> Response:
+        customer = selectors.customer_get(user=request.user, customer_id=pk)
+        return Response({**selectors.customer_json(customer), **customer_detail_sections(customer.pk)})
+
+    @extend_schema(responses=SessionOutputSerializer(many=True), filters=False)
+    @action(detail=True, methods=["get"], filterset_class=None)
+    def sessions(self, request: Request, pk: str) -> Response:
+        customer = selectors.customer_get(user=request.user, customer_id=pk)
+        page = self.paginate_queryset(selectors.customer_sessions(customer=customer).values(*selectors.SESSION_VALUES))
+        return self.get_paginated_response([selectors.session_row_json(row) for row in page])
+
+    @extend_schema(
+        responses=TimelineEventSerializer(many=True),
+        filters=False,
+        parameters=[
+            OpenApiParameter("cursor", OpenApiTypes.STR, description="From the `Link: rel=next` header."),
+            OpenApiParameter("per_page", OpenApiTypes.INT, description="Events per page (at most 200)."),
+        ],
+    )
+    @action(detail=True, methods=["get"], filterset_class=None, pagination_class=None)
+    def timeline(self, request: Request, pk: str) -> Response:
+        customer = selectors.customer_get(user=request.user, customer_id=pk)
+        cursor = _parse_cursor(request.query_params.get("cursor"))
+        try:
+            limit = max(1, min(int(request.query_params.get("per_page", 50)), 200))
+        except ValueError:
+            raise ValidationError({"per_page": ["A valid integer is required."]}) from None
+        events, next_cursor = customer_timeline(customer_id=customer.pk, cursor=cursor, limit=limit)
+        headers = {}
+        if next_cursor:
+            value = f"{next_cursor[0].isoformat()}~{next_cursor[1]}~{next_cursor[2]}"
+            url = replace_query_param(request.build_absolute_uri(), "cursor", value)
+            headers["Link"] = f'<{url}>; rel="next"'
+        body = [{**event, "at": selectors.iso(event["at"])} for event in events]
+        return Response(body, headers=headers)
+
+
+def _parse_cursor(raw: str | None) -> tuple[datetime, str, int] | None:
+    if not raw:
+        return None
+    try:
+        at_text, event_type, event_id = raw.split("~")
+        at = parse_datetime(at_text)
+        if at is None or at.tzinfo is None:
+            raise ValueError
+        return at, event_type, int(event_id)
+    except ValueError:
+        raise ValidationError({"cursor": ["Invalid cursor."]}) from None
+
+
+class CustomerCsvImportView(APIView):
+    @extend_schema(
+        request=CsvImportInputSerializer, responses={200: CsvImportOutputSerializer, 400: CsvImportOutputSerializer}
+    )
+    def post(self, request: Request) -> Response:
+        data = CsvImportInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        result = services.customer_import_csv(user=request.user, text=data.validated_data["csv"])
+        body = {
+            "success": result.success,
+            "created": result.created,
+            "updated": result.updated,
+            "errors": result.errors,
+        }
+        if not result.success:
+            count = len({error["row"] for error in result.errors})
+            body["message"] = f"{count} row(s) are invalid; nothing was imported."
+            body["code"] = "invalid_rows"
+            return Response(body, status=status.HTTP_400_BAD_REQUEST)
+        return Response(body)

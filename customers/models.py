@@ -1,0 +1,175 @@
+"""Customers and the time-stamped facts about them (sessions, tickets, NPS, billing).
+
+Every fact carries the instant it happened, so features can be computed *as of* any date.
+"""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.db.models.functions import Lower
+
+
+class Customer(models.Model):
+    """A paying account in the book of business (table `customers` from the specification)."""
+
+    name = models.TextField()
+    email = models.TextField()
+    company = models.TextField(blank=True, default="")
+    plan = models.TextField(blank=True, default="")
+    mrr = models.DecimalField(max_digits=12, decimal_places=2, default=0)
+    signup_date = models.DateTimeField()
+    last_login = models.DateTimeField(null=True, blank=True)
+    health_score = models.IntegerField(default=50)
+    churn_risk = models.DecimalField(max_digits=5, decimal_places=4, default=0)
+    nps_score = models.IntegerField(null=True, blank=True)
+    support_tickets = models.IntegerField(default=0, help_text="Open support tickets")
+    feature_usage = models.JSONField(default=dict, blank=True)
+    is_active = models.BooleanField(default=True)
+    # Beyond the specification: who owns the account, when it churned (the training label),
+    # the id in the system it was synced from, and bookkeeping timestamps.
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        # A departing CSM leaves their accounts unassigned for a manager to hand over.
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="owned_customers",
+    )
+    churned_at = models.DateTimeField(null=True, blank=True)
+    external_id = models.TextField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "customers"
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(health_score__gte=0, health_score__lte=100), name="customers_health_score_0_100"
+            ),
+            models.CheckConstraint(condition=Q(churn_risk__gte=0, churn_risk__lte=1), name="customers_churn_risk_0_1"),
+            models.CheckConstraint(
+                condition=Q(nps_score__isnull=True) | Q(nps_score__gte=0, nps_score__lte=10),
+                name="customers_nps_score_0_10",
+            ),
+            models.CheckConstraint(condition=Q(support_tickets__gte=0), name="customers_support_tickets_gte_0"),
+            models.CheckConstraint(condition=Q(mrr__gte=0), name="customers_mrr_gte_0"),
+            # The CSV import and the syncs match customers by e-mail, whatever its case.
+            models.UniqueConstraint(Lower("email"), name="customers_email_ci_unique"),
+            models.UniqueConstraint(fields=["external_id"], name="customers_external_id_unique"),
+        ]
+        indexes = [
+            models.Index(fields=["owner", "is_active"], name="customers_owner_active_idx"),
+            models.Index(fields=["churn_risk"], name="customers_churn_risk_idx"),
+            models.Index(fields=["health_score"], name="customers_health_score_idx"),
+            models.Index(fields=["signup_date"], name="customers_signup_date_idx"),
+            models.Index(fields=["churned_at"], name="customers_churned_at_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.company})" if self.company else self.name
+
+
+class UserSession(models.Model):
+    """One product session of a customer's users (table `user_sessions`)."""
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="sessions")
+    started_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True, blank=True)
+    pages_viewed = models.IntegerField(default=0)
+    actions = models.JSONField(default=list, blank=True)
+    external_id = models.TextField(null=True, blank=True)
+
+    class Meta:
+        db_table = "user_sessions"
+        ordering = ["-started_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(pages_viewed__gte=0), name="user_sessions_pages_viewed_gte_0"),
+            models.UniqueConstraint(fields=["external_id"], name="user_sessions_external_id_unique"),
+        ]
+        indexes = [models.Index(fields=["customer", "-started_at"], name="user_sessions_cust_start_idx")]
+
+    def __str__(self) -> str:
+        return f"Session {self.pk} of customer {self.customer_id}"
+
+
+class SupportTicket(models.Model):
+    """A support ticket; `customers.support_tickets` is the count of the open ones."""
+
+    class Status(models.TextChoices):
+        OPEN = "open"
+        PENDING = "pending"
+        SOLVED = "solved"
+        CLOSED = "closed"
+
+    class Priority(models.TextChoices):
+        LOW = "low"
+        NORMAL = "normal"
+        HIGH = "high"
+        URGENT = "urgent"
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="tickets")
+    subject = models.TextField()
+    status = models.TextField(choices=Status.choices, default=Status.OPEN)
+    priority = models.TextField(choices=Priority.choices, default=Priority.NORMAL)
+    opened_at = models.DateTimeField()
+    solved_at = models.DateTimeField(null=True, blank=True)
+    external_id = models.TextField(null=True, blank=True)
+
+    class Meta:
+        db_table = "support_tickets"
+        ordering = ["-opened_at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["external_id"], name="support_tickets_external_id_unique")]
+        indexes = [models.Index(fields=["customer", "-opened_at"], name="support_tickets_cust_open_idx")]
+
+    def __str__(self) -> str:
+        return self.subject
+
+
+class NpsResponse(models.Model):
+    """One NPS survey answer; `customers.nps_score` is the latest."""
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="nps_responses")
+    score = models.IntegerField()
+    comment = models.TextField(blank=True, default="")
+    responded_at = models.DateTimeField()
+    external_id = models.TextField(null=True, blank=True)
+
+    class Meta:
+        db_table = "nps_responses"
+        ordering = ["-responded_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(score__gte=0, score__lte=10), name="nps_responses_score_0_10"),
+            models.UniqueConstraint(fields=["external_id"], name="nps_responses_external_id_unique"),
+        ]
+        indexes = [models.Index(fields=["customer", "-responded_at"], name="nps_responses_cust_resp_idx")]
+
+    def __str__(self) -> str:
+        return f"NPS {self.score} from customer {self.customer_id}"
+
+
+class BillingEvent(models.Model):
+    """A payment or subscription change; the history behind `customers.mrr` and `churned_at`."""
+
+    class Kind(models.TextChoices):
+        PAYMENT_SUCCEEDED = "payment_succeeded"
+        PAYMENT_FAILED = "payment_failed"
+        SUBSCRIPTION_CHANGED = "subscription_changed"
+        SUBSCRIPTION_CANCELLED = "subscription_cancelled"
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="billing_events")
+    kind = models.TextField(choices=Kind.choices)
+    amount = models.DecimalField(max_digits=12, decimal_places=2, default=0)
+    mrr_after = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    plan_after = models.TextField(blank=True, default="")
+    occurred_at = models.DateTimeField()
+    external_id = models.TextField(null=True, blank=True)
+
+    class Meta:
+        db_table = "billing_events"
+        ordering = ["-occurred_at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["external_id"], name="billing_events_external_id_unique")]
+        indexes = [models.Index(fields=["customer", "-occurred_at"], name="billing_events_cust_occ_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} for customer {self.customer_id}"

@@ -1,0 +1,200 @@
+"""Reads about customers. Every read is scoped to what the user may see (their portfolio)."""
+
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.db.models import QuerySet
+from rest_framework.exceptions import NotFound
+
+from churnshield.auth.roles import sees_all_customers
+from customers.models import Customer, UserSession
+
+# The columns the customer list renders, read with .values() to keep the hot path lean.
+CUSTOMER_VALUES = (
+    "id",
+    "name",
+    "email",
+    "company",
+    "plan",
+    "mrr",
+    "signup_date",
+    "last_login",
+    "health_score",
+    "churn_risk",
+    "nps_score",
+    "support_tickets",
+    "feature_usage",
+    "is_active",
+    "churned_at",
+    "owner_id",
+    "owner__username",
+    "owner__first_name",
+    "owner__last_name",
+)
+_HUNDRED = Decimal(100)
+_CENTS = Decimal("0.01")
+
+
+def customer_scope(*, user: Any) -> QuerySet[Customer]:
+    """All customers the user may see: everything for admins, managers and viewers; own for CSMs."""
+    customers = Customer.objects.all()
+    if sees_all_customers(user):
+        return customers
+    return customers.filter(owner_id=user.pk)
+
+
+def customer_get(*, user: Any, customer_id: Any) -> Customer:
+    """One visible customer, or 404 — a customer outside the portfolio does not exist for this user."""
+    try:
+        customer_id = int(customer_id)
+    except (TypeError, ValueError):
+        raise NotFound("Customer not found") from None
+    customer = customer_scope(user=user).select_related("owner").filter(pk=customer_id).first()
+    if customer is None:
+        raise NotFound("Customer not found")
+    return customer
+
+
+def risk_level(probability: float) -> str:
+    if probability >= settings.RISK_HIGH_THRESHOLD:
+        return "high"
+    if probability >= settings.RISK_MEDIUM_THRESHOLD:
+        return "medium"
+    return "low"
+
+
+def iso(value: Any) -> str | None:
+    """ISO-8601 in UTC with a `Z`, as DRF renders datetimes."""
+    if value is None:
+        return None
+    text = value.isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
+def customer_row_json(row: dict) -> dict:
+    """The contract's customer object from a `CUSTOMER_VALUES` row (no per-row queries)."""
+    risk = row["churn_risk"]
+    full_name = f"{row['owner__first_name']} {row['owner__last_name']}".strip()
+    return {
+        "id": row["id"],
+        "name": row["name"],
+        "email": row["email"],
+        "company": row["company"],
+        "plan": row["plan"],
+        "mrr": str(row["mrr"].quantize(_CENTS)),
+        "signupDate": iso(row["signup_date"]),
+        "lastLogin": iso(row["last_login"]),
+        "healthScore": row["health_score"],
+        "churnRisk": str((risk * _HUNDRED).quantize(_CENTS)),
+        "churnProbability": float(risk),
+        "riskLevel": risk_level(float(risk)),
+        "npsScore": row["nps_score"],
+        "supportTickets": row["support_tickets"],
+        "featureUsage": row["feature_usage"],
+        "isActive": row["is_active"],
+        "churnedAt": iso(row["churned_at"]),
+        "ownerId": row["owner_id"],
+        "ownerName": full_name or row["owner__username"],
+    }
+
+
+def customer_rows(customers: QuerySet[Customer]) -> list[dict]:
+    return [customer_row_json(row) for row in customers.values(*CUSTOMER_VALUES)]
+
+
+def customer_json(customer: Customer) -> dict:
+    return customer_rows(Customer.objects.filter(pk=customer.pk))[0]
+
+
+def customer_sessions(*, customer: Customer) -> QuerySet[UserSession]:
+    return UserSession.objects.filter(customer=customer).order_by("-started_at", "-id")
+
+
+def session_row_json(row: dict) -> dict:
+    return {
+        "id": row["id"],
+        "customerId": row["customer_id"],
+        "startedAt": iso(row["started_at"]),
+        "endedAt": iso(row["ended_at"]),
+        "pagesViewed": row["pages_viewed"],
+        "actions": row["actions"],
+    }
+
+
+SESSION_VALUES = ("id", "customer_id", "started_at", "ended_at", "pages_viewed", "actions")
+
+
+def _events(queryset: QuerySet, *, event_type: str, field: str, cursor: Any, limit: int, render: Any) -> list[dict]:
+    from customers.timeline import before_cursor
+
+    rows = queryset.filter(before_cursor(field, event_type, cursor)).order_by(f"-{field}", "-id")[:limit]
+    return [{"type": event_type, "at": getattr(row, field), **render(row)} for row in rows]
+
+
+def customer_fact_events(customer_id: int, cursor: Any, limit: int) -> list[dict]:
+    """Timeline events from the customer's own facts: sessions, tickets, NPS answers, billing."""
+    from customers.models import BillingEvent, NpsResponse, SupportTicket
+
+    def session(row: UserSession) -> dict:
+        return {
+            "title": f"Session: {row.pages_viewed} pages viewed",
+            "detail": f"{len(row.actions)} actions" if isinstance(row.actions, list) else "",
+            "ref": {"kind": "session", "id": row.pk},
+        }
+
+    def ticket(row: SupportTicket) -> dict:
+        return {
+            "title": f"Support ticket opened: {row.subject}",
+            "detail": f"{row.priority} priority, {row.status}",
+            "ref": {"kind": "support_ticket", "id": row.pk},
+        }
+
+    def nps(row: NpsResponse) -> dict:
+        return {
+            "title": f"NPS response: {row.score}",
+            "detail": row.comment,
+            "ref": {"kind": "nps_response", "id": row.pk},
+        }
+
+    def billing(row: BillingEvent) -> dict:
+        return {
+            "title": row.get_kind_display().capitalize(),
+            "detail": f"{row.amount} {row.plan_after}".strip(),
+            "ref": {"kind": "billing_event", "id": row.pk},
+        }
+
+    return [
+        *_events(
+            UserSession.objects.filter(customer_id=customer_id),
+            event_type="session",
+            field="started_at",
+            cursor=cursor,
+            limit=limit,
+            render=session,
+        ),
+        *_events(
+            SupportTicket.objects.filter(customer_id=customer_id),
+            event_type="support_ticket",
+            field="opened_at",
+            cursor=cursor,
+            limit=limit,
+            render=ticket,
+        ),
+        *_events(
+            NpsResponse.objects.filter(customer_id=customer_id),
+            event_type="nps_response",
+            field="responded_at",
+            cursor=cursor,
+            limit=limit,
+            render=nps,
+        ),
+        *_events(
+            BillingEvent.objects.filter(customer_id=customer_id),
+            event_type="billing",
+            field="occurred_at",
+            cursor=cursor,
+            limit=limit,
+            render=billing,
+        ),
+    ]

@@ -1,0 +1,67 @@
+"""A customer's activity timeline, merged newest-first from every app that knows something.
+
+Apps register a source in their `AppConfig.ready()`, so `customers` never imports the apps built
+on top of it. A source takes `(customer_id, cursor, limit)` and returns at most `limit` events
+strictly after `cursor` in newest-first order (use `before_cursor()` to filter), each
+`{"type", "at" (aware datetime), "title", "detail", "ref": {"kind", "id"}}`.
+
+The cursor is the `(at, type, id)` of the last event shown, so events that share a timestamp are
+neither skipped nor repeated across pages.
+"""
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from django.db.models import Q
+
+Cursor = tuple[datetime, str, int]
+TimelineSource = Callable[[int, Cursor | None, int], list[dict[str, Any]]]
+_sources: list[TimelineSource] = []
+
+
+def register_timeline_source(source: TimelineSource) -> TimelineSource:
+    if source not in _sources:
+        _sources.append(source)
+    return source
+
+
+def before_cursor(field: str, event_type: str, cursor: Cursor | None) -> Q:
+    """Rows of one event type that sort after `cursor` in (at, type, id) descending order."""
+    if cursor is None:
+        return Q()
+    at, cursor_type, cursor_id = cursor
+    earlier = Q(**{f"{field}__lt": at})
+    if event_type < cursor_type:
+        return earlier | Q(**{field: at})
+    if event_type == cursor_type:
+        return earlier | Q(**{field: at, "id__lt": cursor_id})
+    return earlier
+
+
+def _key(event: dict) -> Cursor:
+    return (event["at"], event["type"], event["ref"]["id"])
+
+
+def customer_timeline(*, customer_id: int, cursor: Cursor | None, limit: int) -> tuple[list[dict], Cursor | None]:
+    """One page of the merged timeline and the cursor of the next page (None at the end)."""
+    events: list[dict] = []
+    for source in _sources:
+        events.extend(source(customer_id, cursor, limit + 1))
+    events.sort(key=_key, reverse=True)
+    page = events[:limit]
+    return page, (_key(page[-1]) if len(events) > limit else None)
+
+
+# Sections that other apps add to the customer detail (`latestPrediction`, `openInterventions`):
+# each takes the customer id and returns a JSON-ready value.
+DetailSection = Callable[[int], Any]
+_detail_sections: dict[str, DetailSection] = {}
+
+
+def register_detail_section(name: str, section: DetailSection) -> None:
+    _detail_sections[name] = section
+
+
+def customer_detail_sections(customer_id: int) -> dict[str, Any]:
+    return {name: section(customer_id) for name, section in _detail_sections.items()}

@@ -1,0 +1,67 @@
+"""Interventions: the work a CSM (or a playbook) does to keep a customer."""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class Intervention(models.Model):
+    """One piece of retention work on a customer (table `interventions`)."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        ACTIVE = "active"
+        IN_PROGRESS = "in_progress"
+        COMPLETED = "completed"
+        CANCELLED = "cancelled"
+
+    class Priority(models.TextChoices):
+        LOW = "low"
+        MEDIUM = "medium"
+        HIGH = "high"
+
+    class Outcome(models.TextChoices):
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+
+    OPEN_STATUSES = (Status.PENDING, Status.ACTIVE, Status.IN_PROGRESS)
+
+    customer = models.ForeignKey("customers.Customer", on_delete=models.CASCADE, related_name="interventions")
+    type = models.TextField()
+    status = models.TextField(choices=Status.choices, default=Status.ACTIVE)
+    priority = models.TextField(choices=Priority.choices, default=Priority.MEDIUM)
+    assigned_csm = models.TextField(blank=True, default="")
+    description = models.TextField(blank=True, default="")
+    next_action = models.TextField(blank=True, default="")
+    due_date = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    notes = models.TextField(blank=True, default="")
+    # Beyond the specification: whether the work kept the customer, and what it was worth,
+    # so analytics and recommendations learn from real outcomes; and who created it.
+    outcome = models.TextField(choices=Outcome.choices, null=True, blank=True)
+    revenue_impact = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        db_table = "interventions"
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=["pending", "active", "in_progress", "completed", "cancelled"]),
+                name="interventions_status_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(priority__in=["low", "medium", "high"]), name="interventions_priority_valid"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["status"], name="interventions_status_idx"),
+            models.Index(fields=["customer", "-created_at"], name="interventions_cust_created_idx"),
+            models.Index(fields=["type", "status"], name="interventions_type_status_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} for customer {self.customer_id}"

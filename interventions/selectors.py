@@ -1,0 +1,142 @@
+"""Reads about interventions, scoped to the customers the user may see."""
+
+from collections import defaultdict
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Sum
+
+from customers.selectors import customer_scope
+from interventions.models import Intervention
+
+
+def intervention_scope(*, user: Any) -> QuerySet[Intervention]:
+    return Intervention.objects.filter(customer__in=customer_scope(user=user))
+
+
+def open_intervention_count(customer_id: int) -> int:
+    return Intervention.objects.filter(customer_id=customer_id, status__in=Intervention.OPEN_STATUSES).count()
+
+
+def intervention_events(customer_id: int, cursor: Any, limit: int) -> list[dict]:
+    from customers.timeline import before_cursor
+
+    rows = (
+        Intervention.objects.filter(customer_id=customer_id)
+        .filter(before_cursor("created_at", "intervention", cursor))
+        .order_by("-created_at", "-id")[:limit]
+    )
+    return [
+        {
+            "type": "intervention",
+            "at": row.created_at,
+            "title": f"Intervention: {row.type}",
+            "detail": f"{row.status}, {row.priority} priority"
+            + (f", assigned to {row.assigned_csm}" if row.assigned_csm else ""),
+            "ref": {"kind": "intervention", "id": row.pk},
+        }
+        for row in rows
+    ]
+
+
+def _pct(part: float, whole: float) -> float:
+    return (100.0 * part / whole) if whole else 0.0
+
+
+def intervention_analytics(*, user: Any) -> dict:
+    """The app's intervention analytics (snake_case, contract), computed from recorded outcomes.
+
+    - success: a completed intervention whose outcome was recorded as succeeded;
+    - revenue saved: the recorded revenue impact of succeeded interventions;
+    - costs: INTERVENTION_COST per intervention (a setting: CSM time is not tracked yet);
+    - retention improvement: percentage points by which customers whose intervention succeeded
+      stayed active more often than customers whose intervention failed.
+    """
+    interventions = intervention_scope(user=user)
+    succeeded = Q(outcome=Intervention.Outcome.SUCCEEDED)
+    completed = Q(status=Intervention.Status.COMPLETED)
+    by_type = list(
+        interventions.values("type")
+        .annotate(
+            total=Count("id"),
+            completed=Count("id", filter=completed),
+            successful=Count("id", filter=completed & succeeded),
+            saved=Sum("revenue_impact", filter=completed & succeeded),
+        )
+        .order_by("type")
+    )
+    durations: dict[str, list[float]] = defaultdict(list)
+    for kind, created, done in interventions.filter(completed, completed_at__isnull=False).values_list(
+        "type", "created_at", "completed_at"
+    ):
+        durations[kind].append(max((done - created).total_seconds(), 0) / 86400)
+
+    rows = []
+    for item in by_type:
+        days = durations.get(item["type"], [])
+        rows.append(
+            {
+                "type": item["type"],
+                "total_interventions": item["total"],
+                "successful": item["successful"],
+                "success_rate": round(_pct(item["successful"], item["total"]), 1),
+                "avg_cost_savings": round((item["saved"] or Decimal(0)) / item["successful"])
+                if item["successful"]
+                else 0,
+                "avg_time_to_complete": round(sum(days) / len(days)) if days else 0,
+            }
+        )
+    rows.sort(key=lambda row: (-row["success_rate"], -row["total_interventions"], row["type"]))
+
+    total = sum(item["total"] for item in by_type)
+    completed_count = sum(item["completed"] for item in by_type)
+    successful = sum(item["successful"] for item in by_type)
+    saved = float(sum((item["saved"] or Decimal(0)) for item in by_type))
+    costs = total * settings.INTERVENTION_COST
+    success_rate = round(_pct(successful, completed_count))
+    roi = round(_pct(saved - costs, costs)) if costs else 0
+
+    customers = customer_scope(user=user).filter(is_active=True, churn_risk__gte=settings.RISK_HIGH_THRESHOLD)
+    open_work = Intervention.objects.filter(customer=OuterRef("pk"), status__in=Intervention.OPEN_STATUSES)
+    high_risk = customers.aggregate(total=Count("id"), covered=Count("id", filter=Exists(open_work)))
+    coverage = round(_pct(high_risk["covered"], high_risk["total"]))
+
+    outcomes = (
+        interventions.filter(completed, outcome__isnull=False)
+        .values("outcome")
+        .annotate(
+            customers=Count("customer", distinct=True),
+            retained=Count("customer", distinct=True, filter=Q(customer__is_active=True)),
+        )
+    )
+    retention = {row["outcome"]: _pct(row["retained"], row["customers"]) for row in outcomes}
+    improvement = round(retention.get("succeeded", 0.0) - retention.get("failed", 0.0)) if len(retention) == 2 else 0
+
+    insights = []
+    if rows:
+        insights.append(f"{rows[0]['type']} interventions show the highest success rate")
+    insights.append(f"{coverage}% of high-risk customers have active interventions")
+    if costs:
+        insights.append(f"Average ROI of {roi}% across {total} interventions")
+    insights.append(f"{successful} successful interventions potentially saved ${saved:,.0f}")
+
+    return {
+        "overall_metrics": {
+            "total_interventions": total,
+            "completed_interventions": completed_count,
+            "success_rate": success_rate,
+            "estimated_revenue_saved": round(saved),
+            "estimated_costs": round(costs),
+            "roi_percentage": roi,
+        },
+        "success_rates_by_type": sorted(rows, key=lambda row: row["type"]),
+        "retention_analysis": {
+            "high_risk_customers": high_risk["total"],
+            "high_risk_with_interventions": high_risk["covered"],
+            "intervention_coverage": coverage,
+            "estimated_retention_improvement": improvement,
+        },
+        "top_performing_interventions": rows[:5],
+        "insights": insights,
+    }

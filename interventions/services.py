@@ -1,0 +1,125 @@
+"""Writes to interventions: create, update, bulk actions. Atomic; ids outside the portfolio are 404."""
+
+from collections.abc import Iterable
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+from rest_framework.exceptions import NotFound
+
+from customers.models import Customer
+from customers.selectors import customer_get, customer_scope
+from interventions.models import Intervention
+from interventions.selectors import intervention_scope
+
+# API (camelCase) name -> column, for the fields a client may write.
+WRITABLE_FIELDS = {
+    "type": "type",
+    "status": "status",
+    "priority": "priority",
+    "assignedCsm": "assigned_csm",
+    "description": "description",
+    "nextAction": "next_action",
+    "dueDate": "due_date",
+    "completedAt": "completed_at",
+    "notes": "notes",
+    "outcome": "outcome",
+}
+
+
+def _owner_name(customer: Customer) -> str:
+    owner = customer.owner
+    return (owner.get_full_name() or owner.get_username()) if owner else ""
+
+
+def intervention_create(*, user: Any, customer_id: int, **fields: Any) -> Intervention:
+    customer = customer_get(user=user, customer_id=customer_id)
+    values = {WRITABLE_FIELDS[name]: value for name, value in fields.items() if name in WRITABLE_FIELDS}
+    values.setdefault("status", Intervention.Status.ACTIVE)
+    if not values.get("assigned_csm"):
+        values["assigned_csm"] = _owner_name(customer)
+    if values["status"] == Intervention.Status.COMPLETED and not values.get("completed_at"):
+        values["completed_at"] = timezone.now()
+    return Intervention.objects.create(customer=customer, created_by=user, **values)
+
+
+def intervention_get(*, user: Any, intervention_id: Any) -> Intervention:
+    try:
+        intervention_id = int(intervention_id)
+    except (TypeError, ValueError):
+        raise NotFound("Intervention not found") from None
+    intervention = intervention_scope(user=user).filter(pk=intervention_id).first()
+    if intervention is None:
+        raise NotFound("Intervention not found")
+    return intervention
+
+
+@transaction.atomic
+def intervention_update(*, user: Any, intervention_id: Any, **fields: Any) -> Intervention:
+    intervention = intervention_get(user=user, intervention_id=intervention_id)
+    intervention = Intervention.objects.select_for_update().get(pk=intervention.pk)
+    changed = []
+    for name, value in fields.items():
+        column = WRITABLE_FIELDS.get(name)
+        if column is not None:
+            setattr(intervention, column, value)
+            changed.append(column)
+    if "status" in fields and intervention.status == Intervention.Status.COMPLETED and not intervention.completed_at:
+        intervention.completed_at = timezone.now()
+        changed.append("completed_at")
+    if changed:
+        intervention.save(update_fields=sorted(set(changed)))
+    return intervention
+
+
+def _ids_or_404(ids: Iterable[int], visible: set[int], noun: str) -> None:
+    missing = sorted(set(ids) - visible)
+    if missing:
+        shown = ", ".join(str(i) for i in missing[:20])
+        raise NotFound(f"{noun} not found: {shown}")
+
+
+BULK_ACTIONS = ("complete", "fail", "escalate")
+
+
+@transaction.atomic
+def intervention_bulk_action(*, user: Any, ids: list[int], action: str, notes: str = "") -> list[int]:
+    """Apply one action to every listed intervention, or to none if any id is not visible."""
+    ids = list(dict.fromkeys(ids))
+    rows = list(intervention_scope(user=user).select_for_update().filter(pk__in=ids).order_by("pk"))
+    _ids_or_404(ids, {row.pk for row in rows}, "Interventions")
+    now = timezone.now()
+    for row in rows:
+        if action == "complete":
+            row.status, row.completed_at = Intervention.Status.COMPLETED, row.completed_at or now
+        elif action == "fail":
+            row.status = Intervention.Status.CANCELLED
+        elif action == "escalate":
+            row.priority = Intervention.Priority.HIGH
+        if notes:
+            row.notes = f"{row.notes}\n{notes}".strip()
+    Intervention.objects.bulk_update(rows, ["status", "completed_at", "priority", "notes"])
+    return [row.pk for row in rows]
+
+
+@transaction.atomic
+def intervention_bulk_apply(*, user: Any, customer_ids: list[int], intervention_type: str, notes: str = "") -> int:
+    """Create one intervention of a type for each listed customer (all visible, or nothing)."""
+    customer_ids = list(dict.fromkeys(customer_ids))
+    customers = list(customer_scope(user=user).filter(pk__in=customer_ids).select_related("owner"))
+    _ids_or_404(customer_ids, {c.pk for c in customers}, "Customers")
+    Intervention.objects.bulk_create(
+        [
+            Intervention(
+                customer=customer,
+                type=intervention_type,
+                status=Intervention.Status.ACTIVE,
+                priority=Intervention.Priority.MEDIUM,
+                assigned_csm=_owner_name(customer),
+                notes=notes,
+                created_by=user,
+            )
+            for customer in customers
+        ]
+    )
+    return len(customers)

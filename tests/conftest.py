@@ -1,0 +1,107 @@
+"""Shared fixtures: users in each role, customers, and API clients signed in as them."""
+
+import datetime as dt
+import itertools
+from decimal import Decimal
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.core.cache import cache
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from churnshield.auth.tokens import issue_tokens
+from customers.models import Customer
+
+_counter = itertools.count(1)
+
+
+@pytest.fixture(autouse=True)
+def _clear_cache():
+    # Throttle counters live in the cache; one test's login attempts must not leak into the next.
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def make_user(db):
+    def make(role: str | None = "csm", username: str | None = None, password: str = "s3cret-pass-123", **extra):
+        n = next(_counter)
+        user = get_user_model().objects.create_user(
+            username=username or f"{role or 'norole'}{n}",
+            email=f"{username or role}{n}@example.com",
+            password=password,
+            first_name=extra.pop("first_name", (role or "user").title()),
+            last_name=extra.pop("last_name", str(n)),
+            is_staff=True,
+            **extra,
+        )
+        if role:
+            user.groups.add(Group.objects.get(name=role))
+        return user
+
+    return make
+
+
+@pytest.fixture
+def make_customer(db):
+    def make(owner=None, **fields) -> Customer:
+        n = next(_counter)
+        defaults = {
+            "name": f"Customer {n}",
+            "email": f"customer{n}@example.com",
+            "company": f"Company {n}",
+            "plan": "Pro",
+            "mrr": Decimal("500.00"),
+            "signup_date": timezone.now() - dt.timedelta(days=400),
+            "last_login": timezone.now() - dt.timedelta(days=2),
+            "health_score": 70,
+            "churn_risk": Decimal("0.2500"),
+            "nps_score": 8,
+            "support_tickets": 1,
+            "feature_usage": {"reports": 3},
+            "owner": owner,
+        }
+        defaults.update(fields)
+        return Customer.objects.create(**defaults)
+
+    return make
+
+
+def client_for(user) -> APIClient:
+    client = APIClient()
+    if user is not None:
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {issue_tokens(user)['access']}")
+    return client
+
+
+@pytest.fixture
+def api_for():
+    return client_for
+
+
+@pytest.fixture
+def csm(make_user):
+    return make_user("csm")
+
+
+@pytest.fixture
+def other_csm(make_user):
+    return make_user("csm")
+
+
+@pytest.fixture
+def manager(make_user):
+    return make_user("manager")
+
+
+@pytest.fixture
+def viewer(make_user):
+    return make_user("viewer")
+
+
+@pytest.fixture
+def admin_user(make_user):
+    return make_user("admin")
