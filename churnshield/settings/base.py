@@ -33,6 +33,7 @@ INSTALLED_APPS = [
     "axes",
     "django_celery_beat",
     "channels",
+    "churnshield",  # project-level management commands (seed_demo, demo_user)
     "customers",
     "interventions",
     "playbooks",
