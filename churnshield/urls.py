@@ -2,11 +2,11 @@
 
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView
 from rest_framework.routers import SimpleRouter
 
 from alerts.api.views import AlertViewSet
-from churnshield.auth.views import LoginView, LogoutView, RefreshView, signin_page
+from churnshield.auth.views import ApiDocsView, LoginView, LogoutView, RefreshView, signin_page
 from churnshield.dashboard.views import DashboardChartView, DashboardMetricsView
 from customers.api.views import CustomerCsvImportView, CustomerViewSet
 from integrations.api.views import IntegrationViewSet
@@ -28,7 +28,7 @@ api = [
     path("churn-causes", ChurnCauseListView.as_view(), name="churn-causes"),
     path("import/customers/csv", CustomerCsvImportView.as_view(), name="customer-import-csv"),
     path("schema", SpectacularAPIView.as_view(), name="schema"),
-    path("docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("docs", ApiDocsView.as_view(url_name="schema"), name="docs"),
     path("", include(router.urls)),
 ]
 

@@ -4,16 +4,14 @@ import django_filters
 from django.conf import settings
 from django.db.models import Q, QuerySet
 
-from customers.models import Customer
+from customers.models import Customer, RiskLevel
 
 
 class CustomerFilter(django_filters.FilterSet):
     search = django_filters.CharFilter(method="filter_search", max_length=200, label="Name, e-mail or company contains")
     plan = django_filters.CharFilter(field_name="plan", lookup_expr="iexact", max_length=100)
     isActive = django_filters.BooleanFilter(field_name="is_active")
-    riskLevel = django_filters.ChoiceFilter(
-        method="filter_risk_level", choices=[("low", "low"), ("medium", "medium"), ("high", "high")]
-    )
+    riskLevel = django_filters.ChoiceFilter(method="filter_risk_level", choices=RiskLevel.choices)
     ownerId = django_filters.NumberFilter(field_name="owner_id", min_value=1, max_value=2**31 - 1)
     minHealth = django_filters.NumberFilter(field_name="health_score", lookup_expr="gte")
     maxHealth = django_filters.NumberFilter(field_name="health_score", lookup_expr="lte")

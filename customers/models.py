@@ -9,6 +9,14 @@ from django.db.models import Q
 from django.db.models.functions import Lower
 
 
+class RiskLevel(models.TextChoices):
+    """Bands of churn probability (thresholds in settings: RISK_HIGH_THRESHOLD, RISK_MEDIUM_THRESHOLD)."""
+
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+
+
 class Customer(models.Model):
     """A paying account in the book of business (table `customers` from the specification)."""
 

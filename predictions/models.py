@@ -4,11 +4,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-
-class RiskLevel(models.TextChoices):
-    LOW = "low"
-    MEDIUM = "medium"
-    HIGH = "high"
+from customers.models import RiskLevel
 
 
 class ChurnPrediction(models.Model):

@@ -5,10 +5,11 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import authenticate
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import render
 from django.utils.http import url_has_allowed_host_and_scheme
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.views import SpectacularSwaggerView
 from rest_framework import exceptions, serializers
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
@@ -163,3 +164,12 @@ def signin_page(request: HttpRequest) -> HttpResponse:
         context["error"] = "Invalid username or password."
         return render(request, "churnshield/signin.html", context, status=401)
     return render(request, "churnshield/signin.html", context)
+
+
+class ApiDocsView(SpectacularSwaggerView):
+    """Swagger UI for signed-in users; a browser without a sign-in goes to the sign-in page."""
+
+    def handle_exception(self, exc: Exception) -> HttpResponse:
+        if isinstance(exc, (exceptions.NotAuthenticated, exceptions.AuthenticationFailed)):
+            return HttpResponseRedirect(f"/signin?next={self.request.path}")
+        return super().handle_exception(exc)

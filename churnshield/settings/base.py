@@ -153,9 +153,16 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": r"/api",
     "COMPONENT_SPLIT_REQUEST": True,
-    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
-    "SERVE_AUTHENTICATION": [],
-    "ENUM_NAME_OVERRIDES": {},
+    # The schema is the API's inventory: signed-in users only (contract: only health checks and
+    # signed webhooks are anonymous).
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "SERVE_AUTHENTICATION": None,
+    "ENUM_NAME_OVERRIDES": {
+        # low/medium/high is shared by risk levels, priorities and impacts.
+        "LevelEnum": "customers.models.RiskLevel",
+        "InterventionStatusEnum": "interventions.models.Intervention.Status",
+        "IntegrationStatusEnum": "integrations.models.Integration.Status",
+    },
 }
 
 # --- JWT sign-in (contract: tokens in body and HttpOnly cookies) ------------------------------

@@ -3,6 +3,8 @@ path); these serializers document it in the OpenAPI schema, and a test keeps the
 
 from rest_framework import serializers
 
+from customers.models import RiskLevel
+
 
 class CustomerOutputSerializer(serializers.Serializer):
     id = serializers.IntegerField()
@@ -16,7 +18,7 @@ class CustomerOutputSerializer(serializers.Serializer):
     healthScore = serializers.IntegerField(min_value=0, max_value=100)
     churnRisk = serializers.CharField(help_text='Churn probability as a percent string with two decimals ("73.25").')
     churnProbability = serializers.FloatField(min_value=0, max_value=1)
-    riskLevel = serializers.ChoiceField(choices=["low", "medium", "high"])
+    riskLevel = serializers.ChoiceField(choices=RiskLevel.choices)
     npsScore = serializers.IntegerField(allow_null=True)
     supportTickets = serializers.IntegerField()
     featureUsage = serializers.DictField()

@@ -4,6 +4,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from predictions.models import ChurnCause
 from predictions.selectors import churn_cause_rows
 
 ChurnCauseSerializer = inline_serializer(
@@ -14,7 +15,7 @@ ChurnCauseSerializer = inline_serializer(
         "cause": serializers.CharField(),
         "count": serializers.IntegerField(),
         "percent": serializers.IntegerField(),
-        "impact": serializers.ChoiceField(choices=["low", "medium", "high"]),
+        "impact": serializers.ChoiceField(choices=ChurnCause.Impact.choices),
     },
 )
 

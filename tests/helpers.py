@@ -1,0 +1,34 @@
+"""Small helpers shared by tests."""
+
+import datetime as dt
+
+from django.utils import timezone
+
+from alerts.models import Alert
+from interventions.models import Intervention
+from predictions.models import ChurnPrediction
+
+
+def make_intervention(customer, **fields) -> Intervention:
+    defaults = {"type": "Executive Check-in", "status": "active", "priority": "medium", "assigned_csm": "Sam"}
+    defaults.update(fields)
+    return Intervention.objects.create(customer=customer, **defaults)
+
+
+def make_alert(customer=None, **fields) -> Alert:
+    defaults = {"title": "High churn risk", "message": "Risk rose", "severity": "high"}
+    defaults.update(fields)
+    return Alert.objects.create(customer=customer, **defaults)
+
+
+def make_prediction(customer, probability="0.8100", days_ago=0, causes=None) -> ChurnPrediction:
+    return ChurnPrediction.objects.create(
+        customer=customer,
+        churn_probability=probability,
+        risk_level="high" if float(probability) >= 0.8 else "medium" if float(probability) >= 0.5 else "low",
+        top_causes=causes
+        if causes is not None
+        else [{"cause": "Low engagement", "factor": "Days since last login", "impact": 0.3, "value": "41 days"}],
+        prediction_date=timezone.now() - dt.timedelta(days=days_ago),
+        model_version="test",
+    )
