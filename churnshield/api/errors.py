@@ -46,6 +46,15 @@ def _first_message(errors: Any, path: str = "") -> str:
     return f"{path}: {errors}" if path else str(errors)
 
 
+def _string_keys(errors: Any) -> Any:
+    """DRF keys list-item errors by int index; JSON object keys are strings."""
+    if isinstance(errors, dict):
+        return {str(key): _string_keys(value) for key, value in errors.items()}
+    if isinstance(errors, list):
+        return [_string_keys(value) for value in errors]
+    return errors
+
+
 def exception_handler(exc: Exception, context: dict) -> Response | None:
     if isinstance(exc, Http404):
         exc = exceptions.NotFound(str(exc) if str(exc) else "Not found.")
@@ -63,7 +72,7 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
         headers["Retry-After"] = str(int(exc.wait))
 
     if isinstance(exc, exceptions.ValidationError):
-        detail = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
+        detail = _string_keys(exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail})
         body = {
             "message": _first_message(detail) or "Invalid request data",
             "code": "invalid",

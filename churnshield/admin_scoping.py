@@ -1,0 +1,148 @@
+"""Role and portfolio scoping for the Django admin: the same rules as the API (`churnshield.auth.roles`).
+
+Every domain ModelAdmin inherits `PortfolioScopedAdmin` and names the path from its model to the
+owning CSM (`customer_path`), so a CSM sees only their own portfolio and everything hanging off it,
+while admins, managers and viewers see the whole book. Keeping the rule in one place means a new
+admin cannot forget it, and an object outside the scope is a 404 as it is in the API.
+"""
+
+from typing import Any
+
+from django.contrib import admin
+from django.db.models import Model, QuerySet
+from django.forms import BaseInlineFormSet, ModelChoiceField
+from django.http import Http404, HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html
+
+from churnshield.auth.roles import Role, can_write, role_of, sees_all_customers
+from customers.models import Customer
+from customers.selectors import customer_scope
+
+
+def scope_to_portfolio(queryset: QuerySet, user: Any, customer_path: str | None) -> QuerySet:
+    """Rows the user may see: all for admins/managers/viewers, their own portfolio for CSMs, none otherwise.
+
+    `customer_path` is the lookup from the model to the owning user ("owner", "customer__owner");
+    None marks book-wide reference data (playbooks, integrations), visible to every role.
+    """
+    role = role_of(user)
+    if role is None:
+        return queryset.none()
+    if customer_path is None or sees_all_customers(user):
+        return queryset
+    return queryset.filter(**{customer_path: user.pk})
+
+
+def is_csm(request: HttpRequest) -> bool:
+    """Whether the signed-in user works a portfolio (and so gets the narrowed forms)."""
+    return role_of(request.user) == Role.CSM
+
+
+def is_admin_role(request: HttpRequest) -> bool:
+    """Whether the signed-in user is an admin (superusers count as admins)."""
+    return role_of(request.user) == Role.ADMIN
+
+
+def changelist_link(model: type[Model], label: str, **params: Any) -> str:
+    """An HTML link to a model's admin changelist, filtered by `params` (e.g. customer__id__exact=3)."""
+    url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist")
+    query = "&".join(f"{key}={value}" for key, value in params.items())
+    return format_html('<a href="{}?{}">{}</a>', url, query, label)
+
+
+class PortfolioScopedAdmin(admin.ModelAdmin):
+    """A ModelAdmin that applies roles and portfolio scoping on top of Django's model permissions.
+
+    - the changelist, change, delete and history views and the actions only ever see
+      `scope_to_portfolio(...)`; anything else is a 404 (not Django's redirect-with-message, which
+      would differ from "does not exist" only by wording and so leak existence);
+    - reading needs a role, writing needs a role that may write (viewers never write, whatever
+      permissions a group is given by mistake), on top of the model permissions;
+    - foreign keys to customers only offer the user's own customers.
+    """
+
+    customer_path: str | None = None
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return scope_to_portfolio(super().get_queryset(request), request.user, self.customer_path)
+
+    def get_object(self, request: HttpRequest, object_id: str, from_field: str | None = None) -> Model:
+        """The object if it is in the user's scope; otherwise 404, as the API answers."""
+        obj = super().get_object(request, object_id, from_field)
+        if obj is None:
+            raise Http404(f"{self.opts.verbose_name} not found")
+        return obj
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return role_of(request.user) is not None and super().has_module_permission(request)
+
+    def has_view_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return role_of(request.user) is not None and super().has_view_permission(request, obj)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return can_write(request.user) and super().has_add_permission(request)
+
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return can_write(request.user) and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return can_write(request.user) and super().has_delete_permission(request, obj)
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> ModelChoiceField | None:
+        """Offer (and accept) only customers in the user's portfolio."""
+        if db_field.related_model is Customer and "queryset" not in kwargs:
+            kwargs["queryset"] = customer_scope(user=request.user)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+
+class RoleGatedInlineMixin:
+    """Inline permissions need a writing role on top of model permissions, like `PortfolioScopedAdmin`."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return can_write(request.user) and super().has_add_permission(request, obj)  # type: ignore[misc]
+
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return can_write(request.user) and super().has_change_permission(request, obj)  # type: ignore[misc]
+
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return can_write(request.user) and super().has_delete_permission(request, obj)  # type: ignore[misc]
+
+
+class LatestRowsFormSet(BaseInlineFormSet):
+    """An inline formset showing only the newest `max_rows` rows (in the model's ordering).
+
+    A customer can have thousands of sessions; rendering them all would make the change page
+    unusable. Slicing happens after the parent filter, which Django's formset applies itself.
+    """
+
+    max_rows = 20
+
+    def get_queryset(self) -> QuerySet:
+        if not hasattr(self, "_queryset"):
+            queryset = super().get_queryset()
+            self._queryset = queryset if queryset.query.is_sliced else queryset[: self.max_rows]
+        return self._queryset
+
+
+def latest_rows_formset(limit: int) -> type[LatestRowsFormSet]:
+    """A `LatestRowsFormSet` subclass limited to `limit` rows."""
+    return type(f"Latest{limit}RowsFormSet", (LatestRowsFormSet,), {"max_rows": limit})
+
+
+class ReadOnlyTabularInline(admin.TabularInline):
+    """A read-only, bounded list of related rows with links to each row's own page."""
+
+    extra = 0
+    max_num = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False

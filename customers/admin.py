@@ -1,0 +1,270 @@
+"""Admin for customers and their time-stamped facts (sessions, tickets, NPS answers, billing events).
+
+A CSM sees only the customers they own and their facts; managers, admins and viewers see the whole
+book (see `churnshield.admin_scoping`). Health score and churn risk belong to the prediction engine
+and are read-only here.
+"""
+
+from typing import Any
+
+from django.conf import settings
+from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.db.models import Count, IntegerField, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce
+from django.forms import ModelChoiceField
+from django.http import HttpRequest
+from django.utils.html import format_html_join
+
+from alerts.models import Alert
+from churnshield.admin_scoping import (
+    PortfolioScopedAdmin,
+    ReadOnlyTabularInline,
+    changelist_link,
+    is_csm,
+    latest_rows_formset,
+)
+from churnshield.auth.roles import Role
+from customers.models import BillingEvent, Customer, NpsResponse, SupportTicket, UserSession
+from customers.selectors import risk_level
+from interventions.admin import InterventionInline, prepare_intervention
+from interventions.models import Intervention
+from playbooks.models import PlaybookExecution
+from predictions.admin import ChurnPredictionInline
+from predictions.models import ChurnPrediction
+
+admin.site.site_header = "ChurnShield admin"
+admin.site.site_title = "ChurnShield admin"
+admin.site.index_title = "Book of business"
+
+RECENT_SESSIONS = 20
+
+
+def _percent(value: Any) -> str:
+    return "—" if value is None else f"{float(value) * 100:.1f}%"
+
+
+class RiskLevelFilter(admin.SimpleListFilter):
+    """Customers by risk band, with the same thresholds as the API's `riskLevel`."""
+
+    title = "risk level"
+    parameter_name = "risk"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [("high", "High"), ("medium", "Medium"), ("low", "Low")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Customer]) -> QuerySet[Customer]:
+        high, medium = settings.RISK_HIGH_THRESHOLD, settings.RISK_MEDIUM_THRESHOLD
+        bands = {
+            "high": Q(churn_risk__gte=high),
+            "medium": Q(churn_risk__gte=medium, churn_risk__lt=high),
+            "low": Q(churn_risk__lt=medium),
+        }
+        value = self.value()
+        return queryset.filter(bands[value]) if value in bands else queryset
+
+
+class UserSessionInline(ReadOnlyTabularInline):
+    """The latest sessions only: a customer can have thousands, the page must stay light."""
+
+    model = UserSession
+    formset = latest_rows_formset(RECENT_SESSIONS)
+    fields = ("started_at", "ended_at", "pages_viewed", "action_count")
+    readonly_fields = fields
+    verbose_name_plural = f"latest {RECENT_SESSIONS} sessions"
+
+    @admin.display(description="Actions")
+    def action_count(self, obj: UserSession) -> int:
+        return len(obj.actions) if isinstance(obj.actions, list) else 0
+
+
+@admin.register(Customer)
+class CustomerAdmin(PortfolioScopedAdmin):
+    customer_path = "owner"
+    list_display = (
+        "name",
+        "company",
+        "plan",
+        "mrr",
+        "health_score",
+        "risk",
+        "risk_band",
+        "open_interventions",
+        "owner_name",
+        "is_active",
+        "last_login",
+    )
+    list_filter = (RiskLevelFilter, "is_active", "plan", ("owner", admin.RelatedOnlyFieldListFilter))
+    search_fields = ("name", "email", "company", "external_id")
+    date_hierarchy = "signup_date"
+    list_select_related = ("owner",)
+    readonly_fields = (
+        "id",
+        "health_score",
+        "churn_risk",
+        "risk_band",
+        "external_id",
+        "created_at",
+        "updated_at",
+        "related_records",
+    )
+    inlines = (InterventionInline, UserSessionInline, ChurnPredictionInline)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Customer]:
+        open_work = (
+            Intervention.objects.filter(customer=OuterRef("pk"), status__in=Intervention.OPEN_STATUSES)
+            .order_by()
+            .values("customer")
+            .annotate(n=Count("pk"))
+            .values("n")
+        )
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("owner")
+            .annotate(open_interventions_count=Coalesce(Subquery(open_work), Value(0), output_field=IntegerField()))
+        )
+
+    def get_fieldsets(self, request: HttpRequest, obj: Customer | None = None) -> list[tuple[str | None, dict]]:
+        fieldsets: list[tuple[str | None, dict]] = [
+            (None, {"fields": ("name", "email", "company", "plan", "mrr", "is_active", "owner")}),
+            ("Dates", {"fields": ("signup_date", "last_login", "churned_at")}),
+            (
+                "Signals",
+                {
+                    "description": "Health score and churn risk are computed by the prediction engine.",
+                    "fields": ("health_score", "churn_risk", "risk_band", "nps_score", "support_tickets", "feature_usage"),
+                },
+            ),
+        ]
+        if obj is not None:
+            fieldsets.append(("Records", {"fields": ("related_records",)}))
+            fieldsets.append(("System", {"classes": ("collapse",), "fields": ("id", "external_id", "created_at", "updated_at")}))
+        return fieldsets
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Customer | None = None) -> tuple[str, ...]:
+        readonly = tuple(super().get_readonly_fields(request, obj))
+        # Reassigning accounts is a manager's call: a CSM cannot give away or take a customer.
+        return (*readonly, "owner") if is_csm(request) else readonly
+
+    def get_list_filter(self, request: HttpRequest) -> tuple:
+        filters = tuple(super().get_list_filter(request))
+        if not is_csm(request):
+            return filters
+        # A CSM owns every row they see: an owner filter would only list themselves.
+        return tuple(f for f in filters if not (isinstance(f, tuple) and f[0] == "owner"))
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> ModelChoiceField | None:
+        if db_field.name == "owner":
+            # Accounts are owned by people who work them, not by viewers or role-less accounts.
+            kwargs["queryset"] = (
+                get_user_model()
+                .objects.filter(
+                    Q(is_superuser=True) | Q(groups__name__in=[Role.ADMIN, Role.MANAGER, Role.CSM]), is_active=True
+                )
+                .distinct()
+                .order_by("username")
+            )
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
+        """Interventions added or completed inline follow the same rules as on their own page."""
+        if formset.model is not Intervention:
+            super().save_formset(request, form, formset, change)
+            return
+        instances = formset.save(commit=False)
+        for obj in formset.deleted_objects:
+            obj.delete()
+        for obj in instances:
+            prepare_intervention(obj, request.user)
+            obj.save()
+        formset.save_m2m()
+
+    @admin.display(description="Churn risk", ordering="churn_risk")
+    def risk(self, obj: Customer) -> str:
+        return _percent(obj.churn_risk)
+
+    @admin.display(description="Risk level")
+    def risk_band(self, obj: Customer) -> str:
+        return risk_level(float(obj.churn_risk)) if obj.churn_risk is not None else "—"
+
+    @admin.display(description="Open work", ordering="open_interventions_count")
+    def open_interventions(self, obj: Customer) -> int:
+        return getattr(obj, "open_interventions_count", 0)
+
+    @admin.display(description="Owner", ordering="owner__username")
+    def owner_name(self, obj: Customer) -> str:
+        owner = obj.owner
+        return (owner.get_full_name() or owner.get_username()) if owner else "—"
+
+    @admin.display(description="All records")
+    def related_records(self, obj: Customer) -> str:
+        """Links to the full, filtered lists (two counts, so the page stays a fixed number of queries)."""
+        if obj.pk is None:
+            return "—"
+        sessions = UserSession.objects.filter(customer=obj).count()
+        interventions = Intervention.objects.filter(customer=obj).count()
+        links = [
+            (UserSession, f"{sessions} sessions"),
+            (Intervention, f"{interventions} interventions"),
+            (SupportTicket, "support tickets"),
+            (NpsResponse, "NPS responses"),
+            (BillingEvent, "billing events"),
+            (ChurnPrediction, "predictions"),
+            (Alert, "alerts"),
+            (PlaybookExecution, "playbook executions"),
+        ]
+        return format_html_join(
+            " · ", "{}", ((changelist_link(model, label, customer__id__exact=obj.pk),) for model, label in links)
+        )
+
+
+class CustomerFactAdmin(PortfolioScopedAdmin):
+    """Facts synced from integrations: scoped through their customer, customer picked by autocomplete."""
+
+    customer_path = "customer__owner"
+    list_select_related = ("customer",)
+    autocomplete_fields = ("customer",)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return super().get_queryset(request).select_related("customer")
+
+
+@admin.register(UserSession)
+class UserSessionAdmin(CustomerFactAdmin):
+    list_display = ("id", "customer", "started_at", "ended_at", "pages_viewed")
+    search_fields = ("customer__name", "customer__company", "external_id")
+    date_hierarchy = "started_at"
+    readonly_fields = ("id",)
+    show_full_result_count = False  # the largest table: skip the second COUNT(*)
+
+
+@admin.register(SupportTicket)
+class SupportTicketAdmin(CustomerFactAdmin):
+    list_display = ("subject", "customer", "status", "priority", "opened_at", "solved_at")
+    list_filter = ("status", "priority")
+    search_fields = ("subject", "customer__name", "customer__company", "external_id")
+    date_hierarchy = "opened_at"
+    readonly_fields = ("id",)
+
+
+@admin.register(NpsResponse)
+class NpsResponseAdmin(CustomerFactAdmin):
+    list_display = ("id", "customer", "score", "short_comment", "responded_at")
+    list_filter = ("score",)
+    search_fields = ("comment", "customer__name", "customer__company", "external_id")
+    date_hierarchy = "responded_at"
+    readonly_fields = ("id",)
+
+    @admin.display(description="Comment")
+    def short_comment(self, obj: NpsResponse) -> str:
+        return obj.comment if len(obj.comment) <= 80 else f"{obj.comment[:77]}..."
+
+
+@admin.register(BillingEvent)
+class BillingEventAdmin(CustomerFactAdmin):
+    list_display = ("id", "customer", "kind", "amount", "mrr_after", "plan_after", "occurred_at")
+    list_filter = ("kind", "plan_after")
+    search_fields = ("customer__name", "customer__company", "plan_after", "external_id")
+    date_hierarchy = "occurred_at"
+    readonly_fields = ("id",)

@@ -1,0 +1,116 @@
+"""Admin for interventions: the CSM's retention work, scoped to their portfolio."""
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import Model, QuerySet
+from django.http import HttpRequest
+from django.utils import timezone
+from rest_framework.exceptions import NotFound
+
+from churnshield.admin_scoping import PortfolioScopedAdmin, RoleGatedInlineMixin
+from interventions.models import Intervention
+from interventions.services import intervention_bulk_action
+
+# Short free-text columns: a one-line input, not a textarea.
+_ONE_LINE = {name: forms.TextInput(attrs={"size": 30}) for name in ("type", "assigned_csm", "next_action")}
+
+
+class InterventionForm(forms.ModelForm):
+    class Meta:
+        model = Intervention
+        fields = "__all__"
+        widgets = _ONE_LINE
+
+
+def prepare_intervention(intervention: Intervention, user: Any) -> None:
+    """Apply the rules `interventions.services` applies to API writes to an admin-saved intervention.
+
+    New work records who created it and defaults its assignee to the account owner; work marked
+    completed gets a completion time, so analytics (time to complete) see it.
+    """
+    if intervention._state.adding:
+        if intervention.created_by_id is None and getattr(user, "is_authenticated", False):
+            intervention.created_by = user
+        owner = intervention.customer.owner if intervention.customer_id else None
+        if not intervention.assigned_csm and owner is not None:
+            intervention.assigned_csm = owner.get_full_name() or owner.get_username()
+    if intervention.status == Intervention.Status.COMPLETED and not intervention.completed_at:
+        intervention.completed_at = timezone.now()
+
+
+class InterventionInline(RoleGatedInlineMixin, admin.TabularInline):
+    """Open interventions on the customer page, editable by those who may change interventions.
+
+    Only open work is listed (the finished history is one link away), which keeps the page bounded
+    without slicing an editable formset.
+    """
+
+    model = Intervention
+    form = InterventionForm
+    fields = ("type", "status", "priority", "assigned_csm", "due_date", "next_action", "created_at")
+    readonly_fields = ("created_at",)
+    extra = 0
+    show_change_link = True
+    verbose_name_plural = "open interventions"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Intervention]:
+        return super().get_queryset(request).filter(status__in=Intervention.OPEN_STATUSES)
+
+
+@admin.register(Intervention)
+class InterventionAdmin(PortfolioScopedAdmin):
+    customer_path = "customer__owner"
+    form = InterventionForm
+    list_display = (
+        "id",
+        "customer",
+        "type",
+        "status",
+        "priority",
+        "assigned_csm",
+        "due_date",
+        "outcome",
+        "created_at",
+    )
+    list_display_links = ("id", "type")
+    list_filter = ("status", "priority", "outcome", "type")
+    search_fields = ("type", "assigned_csm", "description", "notes", "customer__name", "customer__company")
+    date_hierarchy = "created_at"
+    list_select_related = ("customer",)
+    autocomplete_fields = ("customer",)
+    readonly_fields = ("id", "created_at", "created_by")
+    fieldsets = (
+        (None, {"fields": ("id", "customer", "type", "status", "priority", "assigned_csm")}),
+        ("Work", {"fields": ("description", "next_action", "due_date", "notes")}),
+        ("Outcome", {"fields": ("completed_at", "outcome", "revenue_impact")}),
+        ("Record", {"fields": ("created_at", "created_by")}),
+    )
+    actions = ("mark_completed", "escalate")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Intervention]:
+        # created_by is shown read-only on the change page; fetch it with the row.
+        return super().get_queryset(request).select_related("customer", "created_by")
+
+    def save_model(self, request: HttpRequest, obj: Model, form: forms.ModelForm, change: bool) -> None:
+        prepare_intervention(obj, request.user)
+        super().save_model(request, obj, form, change)
+
+    def _bulk(self, request: HttpRequest, queryset: QuerySet[Intervention], action: str, done: str) -> None:
+        """Run a bulk action through the service, which re-checks the scope and is all-or-nothing."""
+        ids = list(queryset.values_list("pk", flat=True))
+        try:
+            changed = intervention_bulk_action(user=request.user, ids=ids, action=action)
+        except NotFound as error:
+            self.message_user(request, str(error.detail), messages.ERROR)
+            return
+        self.message_user(request, f"{len(changed)} intervention(s) {done}.", messages.SUCCESS)
+
+    @admin.action(description="Mark selected interventions completed", permissions=("change",))
+    def mark_completed(self, request: HttpRequest, queryset: QuerySet[Intervention]) -> None:
+        self._bulk(request, queryset, "complete", "marked completed")
+
+    @admin.action(description="Escalate selected interventions (priority high)", permissions=("change",))
+    def escalate(self, request: HttpRequest, queryset: QuerySet[Intervention]) -> None:
+        self._bulk(request, queryset, "escalate", "escalated")

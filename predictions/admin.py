@@ -1,0 +1,138 @@
+"""Admin for predictions, churn causes and portfolio snapshots.
+
+All three are written by the scoring batch, so the admin shows them but does not let anyone
+type in a prediction or a snapshot (the history must stay what the model produced).
+"""
+
+from typing import Any
+
+from django.contrib import admin
+from django.db.models import Model
+from django.http import HttpRequest
+
+from churnshield.admin_scoping import (
+    PortfolioScopedAdmin,
+    ReadOnlyTabularInline,
+    is_csm,
+    latest_rows_formset,
+)
+from predictions.models import ChurnCause, ChurnPrediction, PortfolioSnapshot
+
+
+def _percent(value: Any) -> str:
+    return "—" if value is None else f"{float(value) * 100:.1f}%"
+
+
+def _causes(top_causes: Any) -> str:
+    """The causes of a prediction as one readable line (the JSON is a list of dicts or strings)."""
+    if not isinstance(top_causes, list):
+        return ""
+    names = [str(cause.get("factor", cause.get("cause", cause))) if isinstance(cause, dict) else str(cause) for cause in top_causes]
+    return ", ".join(names[:5])
+
+
+class ChurnPredictionInline(ReadOnlyTabularInline):
+    """The latest few predictions on the customer page (the full history is on its own changelist)."""
+
+    model = ChurnPrediction
+    formset = latest_rows_formset(5)
+    fields = ("prediction_date", "probability", "risk_level", "health_score", "causes", "model_version")
+    readonly_fields = fields
+    verbose_name_plural = "latest predictions"
+
+    @admin.display(description="Churn probability")
+    def probability(self, obj: ChurnPrediction) -> str:
+        return _percent(obj.churn_probability)
+
+    @admin.display(description="Top causes")
+    def causes(self, obj: ChurnPrediction) -> str:
+        return _causes(obj.top_causes)
+
+
+class EngineWrittenAdmin(PortfolioScopedAdmin):
+    """Rows the scoring batch writes: viewable (and deletable by those allowed), never added or edited."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+
+@admin.register(ChurnPrediction)
+class ChurnPredictionAdmin(EngineWrittenAdmin):
+    customer_path = "customer__owner"
+    list_display = ("id", "customer", "probability", "risk_level", "health_score", "model_version", "prediction_date")
+    list_filter = ("risk_level", "model_version")
+    search_fields = ("customer__name", "customer__company", "customer__email", "model_version")
+    date_hierarchy = "prediction_date"
+    list_select_related = ("customer",)
+    fields = (
+        "id",
+        "customer",
+        "prediction_date",
+        "churn_probability",
+        "risk_level",
+        "health_score",
+        "top_causes",
+        "model_version",
+    )
+    readonly_fields = fields
+    show_full_result_count = False  # one row per scoring: a large table
+
+    def get_queryset(self, request: HttpRequest) -> Any:
+        return super().get_queryset(request).select_related("customer")
+
+    @admin.display(description="Churn probability", ordering="churn_probability")
+    def probability(self, obj: ChurnPrediction) -> str:
+        return _percent(obj.churn_probability)
+
+
+@admin.register(ChurnCause)
+class ChurnCauseAdmin(PortfolioScopedAdmin):
+    """Causes are aggregated by the batch; only the wording (category, description) is curated."""
+
+    list_display = ("cause", "category", "impact", "count", "percent", "updated_at")
+    list_filter = ("category", "impact")
+    search_fields = ("cause", "description")
+    readonly_fields = ("count", "percent", "impact", "updated_at")
+    fields = ("cause", "category", "description", "count", "percent", "impact", "updated_at")
+
+
+@admin.register(PortfolioSnapshot)
+class PortfolioSnapshotAdmin(EngineWrittenAdmin):
+    customer_path = "owner"
+    list_display = (
+        "date",
+        "owner",
+        "active_customers",
+        "at_risk_customers",
+        "average_risk",
+        "mrr_sum",
+        "churned_customers",
+    )
+    list_filter = (("owner", admin.RelatedOnlyFieldListFilter),)
+    date_hierarchy = "date"
+    list_select_related = ("owner",)
+    search_fields = ("owner__username", "owner__first_name", "owner__last_name")
+    fields = (
+        "date",
+        "owner",
+        "active_customers",
+        "at_risk_customers",
+        "risk_sum",
+        "mrr_sum",
+        "churned_customers",
+    )
+    readonly_fields = fields
+
+    def get_list_filter(self, request: HttpRequest) -> tuple:
+        # A CSM's snapshots are all their own: an owner filter would list only them.
+        return () if is_csm(request) else super().get_list_filter(request)
+
+    def get_queryset(self, request: HttpRequest) -> Any:
+        return super().get_queryset(request).select_related("owner")
+
+    @admin.display(description="Average risk")
+    def average_risk(self, obj: PortfolioSnapshot) -> str:
+        return _percent(obj.risk_sum / obj.active_customers) if obj.active_customers else "—"

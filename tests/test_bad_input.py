@@ -1,0 +1,157 @@
+"""Bad input (RELIABILITY F1/5.2 regressions): a 4xx JSON error naming the field, nothing written."""
+
+import pytest
+from django.test import override_settings
+
+from customers.models import Customer
+from interventions.models import Intervention
+from tests.helpers import make_intervention
+
+
+def error_fields(response) -> set[str]:
+    body = response.json()
+    assert set(body) >= {"message", "code", "errors"}, body
+    return set(body["errors"])
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"type": "Call"}, "customerId"),
+        ({"customerId": "abc", "type": "Call"}, "customerId"),
+        ({"customerId": 2**40, "type": "Call"}, "customerId"),
+        ({"customerId": -1, "type": "Call"}, "customerId"),
+        ({"customerId": None, "type": "Call"}, "customerId"),
+        ({"customerId": "{cid}"}, "type"),
+        ({"customerId": "{cid}", "type": "x" * 201}, "type"),
+        ({"customerId": "{cid}", "type": "Call", "priority": "urgent"}, "priority"),
+        ({"customerId": "{cid}", "type": "Call", "status": "done"}, "status"),
+        ({"customerId": "{cid}", "type": "Call", "dueDate": "tomorrow"}, "dueDate"),
+        ({"customerId": "{cid}", "type": "Call", "notes": "nul\x00byte"}, "notes"),
+        ({"customerId": "{cid}", "type": ["Call"]}, "type"),
+    ],
+)
+def test_intervention_create_rejects_bad_fields(csm, make_customer, api_for, body, field):
+    customer = make_customer(owner=csm)
+    body = {key: (customer.pk if value == "{cid}" else value) for key, value in body.items()}
+    response = api_for(csm).post("/api/interventions", body, format="json")
+    assert response.status_code == 400
+    assert field in error_fields(response)
+    assert field in response.json()["message"]
+    assert Intervention.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_unknown_customer_is_404_and_nothing_written(csm, api_for):
+    response = api_for(csm).post("/api/interventions", {"customerId": 987654, "type": "Call"}, format="json")
+    assert response.status_code == 404
+    assert response.json()["message"] == "Customer not found"
+    assert Intervention.objects.count() == 0
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"taskIds": [], "action": "complete"}, "taskIds"),
+        ({"taskIds": ["x"], "action": "complete"}, "taskIds"),
+        ({"taskIds": "1,2", "action": "complete"}, "taskIds"),
+        ({"taskIds": ["{iid}"], "action": "delete"}, "action"),
+        ({"taskIds": ["{iid}"]}, "action"),
+    ],
+)
+def test_bulk_rejects_bad_fields(csm, make_customer, api_for, body, field):
+    intervention = make_intervention(make_customer(owner=csm))
+    body = {k: ([intervention.pk] if v == ["{iid}"] else v) for k, v in body.items()}
+    response = api_for(csm).post("/api/interventions/bulk", body, format="json")
+    assert response.status_code == 400
+    assert field in error_fields(response)
+    intervention.refresh_from_db()
+    assert (intervention.status, intervention.priority) == ("active", "medium")
+
+
+@pytest.mark.django_db
+def test_bulk_with_one_unknown_id_changes_nothing(csm, make_customer, api_for):
+    intervention = make_intervention(make_customer(owner=csm))
+    response = api_for(csm).post(
+        "/api/interventions/bulk", {"taskIds": [intervention.pk, 999999], "action": "complete"}, format="json"
+    )
+    assert response.status_code == 404
+    assert "999999" in response.json()["message"]
+    intervention.refresh_from_db()
+    assert intervention.status == "active"
+
+
+@pytest.mark.django_db
+def test_patch_rejects_bad_values_and_unknown_ids(csm, make_customer, api_for):
+    intervention = make_intervention(make_customer(owner=csm))
+    client = api_for(csm)
+    bad = client.patch(f"/api/interventions/{intervention.pk}", {"status": 5, "completedAt": "never"}, format="json")
+    assert bad.status_code == 400
+    assert error_fields(bad) == {"status", "completedAt"}
+    assert client.patch("/api/interventions/99999999999999999999", {}, format="json").status_code == 404
+    intervention.refresh_from_db()
+    assert intervention.status == "active"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "raw",
+    [b"{not json", b"[1, 2", b'{"customerId": 1e999, "type": "x"}', b"[" * 5000 + b"]" * 5000, b"\xff\xfe\x00"],
+)
+def test_malformed_json_is_400(csm, api_for, raw):
+    response = api_for(csm).generic("POST", "/api/interventions", raw, content_type="application/json")
+    assert response.status_code == 400
+    assert response.json()["code"] in {"parse_error", "invalid"}
+    assert Intervention.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_json_array_body_where_object_expected(csm, api_for):
+    response = api_for(csm).post("/api/interventions", [1, 2], format="json")
+    assert response.status_code == 400
+
+
+@pytest.mark.django_db
+def test_wrong_content_type_is_415(csm, api_for):
+    response = api_for(csm).generic("POST", "/api/interventions", "a=b", content_type="application/x-www-form-urlencoded")
+    assert response.status_code == 415
+    assert response.json()["code"] == "unsupported_media_type"
+
+
+@pytest.mark.django_db
+@override_settings(DATA_UPLOAD_MAX_MEMORY_SIZE=1024)
+def test_oversize_body_is_413(csm, api_for):
+    response = api_for(csm).post("/api/import/customers/csv", {"csv": "name,email\n" + "x" * 5000}, format="json")
+    assert response.status_code == 413
+    assert response.json()["code"] == "payload_too_large"
+    assert Customer.objects.count() == 0
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "query",
+    ["search=%00", "plan=a%00b", "ownerId=99999999999999999999", "ownerId=abc", "page=abc", "page=0", "per_page=-5"],
+)
+def test_hostile_query_params_never_500(manager, api_for, query):
+    response = api_for(manager).get(f"/api/customers?{query}")
+    assert response.status_code in (200, 400, 404), response.content
+    assert response["Content-Type"].startswith("application/json")
+
+
+@pytest.mark.django_db
+def test_chart_range_is_validated(manager, api_for):
+    response = api_for(manager).get("/api/dashboard/chart-data?range=5y")
+    assert response.status_code == 400
+    assert error_fields(response) == {"range"}
+
+
+@pytest.mark.django_db
+def test_unknown_fields_are_ignored_not_written(csm, make_customer, api_for):
+    customer = make_customer(owner=csm)
+    response = api_for(csm).post(
+        "/api/interventions", {"customerId": customer.pk, "type": "Call", "hacker": True, "id": 77}, format="json"
+    )
+    assert response.status_code == 201
+    assert response.json()["id"] != 77 or Intervention.objects.count() == 1

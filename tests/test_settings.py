@@ -1,0 +1,61 @@
+"""Production settings refuse unsafe configuration, and pass Django's deployment checks (S4)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+GOOD_ENV = {
+    "DJANGO_SETTINGS_MODULE": "churnshield.settings.production",
+    "SECRET_KEY": "x9!Kq2#vLm7@pR4$tW8^zN1&bC5*dF3(gH6)jY0-uE_iO+aS=eQ~rT|wV<yX>" * 1,
+    "DATABASE_URL": "sqlite:////tmp/churnshield-deploy-check.sqlite3",
+    "ALLOWED_HOSTS": "churnshield.example.com",
+    "TRUSTED_ORIGINS": "https://app.example.com",
+}
+
+
+def run_manage(*args: str, **env_overrides: str | None) -> subprocess.CompletedProcess:
+    env = {key: value for key, value in os.environ.items() if key not in ("DATABASE_URL", "REDIS_URL", "DEBUG", "SECRET_KEY")}
+    env.update(GOOD_ENV)
+    for key, value in env_overrides.items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_deploy_check_is_clean():
+    result = run_manage("check", "--deploy", "--fail-level", "WARNING")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"SECRET_KEY": None}, "SECRET_KEY"),
+        ({"SECRET_KEY": "django-insecure-local-development-only-key"}, "SECRET_KEY"),
+        ({"SECRET_KEY": "short"}, "SECRET_KEY"),
+        ({"DEBUG": "true"}, "DEBUG"),
+        ({"DATABASE_URL": None}, "DATABASE_URL"),
+    ],
+)
+def test_production_refuses_unsafe_configuration(override, message):
+    result = run_manage("check", **override)
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr and message in result.stderr
+
+
+def test_env_example_documents_every_variable_the_settings_read():
+    import re
+
+    read = set()
+    for path in (ROOT / "churnshield" / "settings").glob("*.py"):
+        read |= set(re.findall(r'env(?:\.\w+)?\(\s*"([A-Z_]+)"', path.read_text()))
+    documented = set(re.findall(r"^#?\s*([A-Z_]+)=", (ROOT / ".env.example").read_text(), re.MULTILINE))
+    assert read - documented == set()
