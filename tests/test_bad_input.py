@@ -115,7 +115,9 @@ def test_json_array_body_where_object_expected(csm, api_for):
 
 @pytest.mark.django_db
 def test_wrong_content_type_is_415(csm, api_for):
-    response = api_for(csm).generic("POST", "/api/interventions", "a=b", content_type="application/x-www-form-urlencoded")
+    response = api_for(csm).generic(
+        "POST", "/api/interventions", "a=b", content_type="application/x-www-form-urlencoded"
+    )
     assert response.status_code == 415
     assert response.json()["code"] == "unsupported_media_type"
 

@@ -21,7 +21,13 @@ def test_valid_csv_creates_and_updates_by_email(csm, make_customer, api_for):
     assert response.status_code == 200, response.json()
     assert response.json() == {"success": True, "created": 1, "updated": 1, "errors": []}
     ada = Customer.objects.get(email="ada@example.com")
-    assert (ada.owner_id, ada.company, str(ada.mrr), ada.nps_score, ada.support_tickets) == (csm.pk, "Acme", "120.50", 9, 2)
+    assert (ada.owner_id, ada.company, str(ada.mrr), ada.nps_score, ada.support_tickets) == (
+        csm.pk,
+        "Acme",
+        "120.50",
+        9,
+        2,
+    )
     existing.refresh_from_db()
     assert (existing.name, existing.plan, str(existing.mrr)) == ("Known Again", "Enterprise", "900.00")
 

@@ -22,12 +22,25 @@ def book(csm, make_customer):
     ]
     make_intervention(customers[0], status="active")
     make_intervention(customers[1], status="pending")
-    make_intervention(customers[2], status="completed", outcome="succeeded", revenue_impact=Decimal("6000"), completed_at=now)
-    make_intervention(customers[2], status="completed", outcome="succeeded", revenue_impact=Decimal("3000"), completed_at=now - dt.timedelta(days=200))
+    make_intervention(
+        customers[2], status="completed", outcome="succeeded", revenue_impact=Decimal("6000"), completed_at=now
+    )
+    make_intervention(
+        customers[2],
+        status="completed",
+        outcome="succeeded",
+        revenue_impact=Decimal("3000"),
+        completed_at=now - dt.timedelta(days=200),
+    )
     make_intervention(customers[3], status="completed", outcome="failed", completed_at=now)
     # A month ago: 4 active customers, average risk 50 %, 1 at risk.
     PortfolioSnapshot.objects.create(
-        date=timezone.localdate() - dt.timedelta(days=30), owner=csm, active_customers=4, at_risk_customers=1, risk_sum=2.0, mrr_sum=Decimal("2700")
+        date=timezone.localdate() - dt.timedelta(days=30),
+        owner=csm,
+        active_customers=4,
+        at_risk_customers=1,
+        risk_sum=2.0,
+        mrr_sum=Decimal("2700"),
     )
     return customers
 

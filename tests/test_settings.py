@@ -18,7 +18,11 @@ GOOD_ENV = {
 
 
 def run_manage(*args: str, **env_overrides: str | None) -> subprocess.CompletedProcess:
-    env = {key: value for key, value in os.environ.items() if key not in ("DATABASE_URL", "REDIS_URL", "DEBUG", "SECRET_KEY")}
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("DATABASE_URL", "REDIS_URL", "DEBUG", "SECRET_KEY")
+    }
     env.update(GOOD_ENV)
     for key, value in env_overrides.items():
         if value is None:

@@ -1,0 +1,36 @@
+"""Install `churnshield.schedules.SCHEDULES` into django-celery-beat (idempotent)."""
+
+from typing import Any
+
+from django.core.management.base import BaseCommand
+from django.db import transaction
+from django_celery_beat.models import CrontabSchedule, PeriodicTask
+
+from churnshield.schedules import SCHEDULES
+
+MANAGED_PREFIX = "churnshield:"
+
+
+class Command(BaseCommand):
+    help = "Create or update the periodic tasks defined in churnshield/schedules.py; disable removed ones."
+
+    @transaction.atomic
+    def handle(self, *args: Any, **options: Any) -> None:
+        for name, entry in SCHEDULES.items():
+            crontab, _ = CrontabSchedule.objects.get_or_create(
+                minute=entry["crontab"].get("minute", "*"),
+                hour=entry["crontab"].get("hour", "*"),
+                day_of_week=entry["crontab"].get("day_of_week", "*"),
+                day_of_month=entry["crontab"].get("day_of_month", "*"),
+                month_of_year=entry["crontab"].get("month_of_year", "*"),
+                timezone="UTC",
+            )
+            PeriodicTask.objects.update_or_create(
+                name=MANAGED_PREFIX + name,
+                defaults={"task": entry["task"], "crontab": crontab, "interval": None, "enabled": True},
+            )
+        stale = PeriodicTask.objects.filter(name__startswith=MANAGED_PREFIX).exclude(
+            name__in=[MANAGED_PREFIX + name for name in SCHEDULES]
+        )
+        stale.update(enabled=False)
+        self.stdout.write(f"{len(SCHEDULES)} periodic tasks installed.")

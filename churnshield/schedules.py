@@ -1,0 +1,17 @@
+"""Every periodic task, in one reviewed place. `manage.py sync_schedules` installs them into
+django-celery-beat's database scheduler (run by `make run` and the Procfile's release step)."""
+
+SCHEDULES: dict[str, dict] = {
+    "portfolio-snapshot-daily": {
+        "task": "predictions.tasks.take_portfolio_snapshot",
+        "crontab": {"minute": "30", "hour": "0"},
+    },
+    "churn-causes-refresh-daily": {
+        "task": "predictions.tasks.refresh_churn_causes",
+        "crontab": {"minute": "45", "hour": "0"},
+    },
+    "flush-expired-tokens-daily": {
+        "task": "churnshield.tasks.flush_expired_tokens",
+        "crontab": {"minute": "15", "hour": "3"},
+    },
+}

@@ -1,0 +1,116 @@
+"""Harness for tests that run real processes: an ASGI server, a Celery worker.
+
+Processes get the test database's URL, are started on free loopback ports and are stopped by
+PID. Tests that need Redis skip with a printed reason when REDIS_URL is not set, except in CI
+(CHURNSHIELD_REQUIRE_SERVICES=1), where a missing service is a failure.
+"""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(sys.executable).parent
+
+
+def eventually(predicate: Callable[[], object], timeout: float = 20.0, interval: float = 0.05) -> object:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(interval)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_database_url() -> str:
+    settings = connection.settings_dict
+    if settings["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{settings['NAME']}"
+    user = quote(settings.get("USER") or "")
+    password = f":{quote(settings['PASSWORD'])}" if settings.get("PASSWORD") else ""
+    return f"postgres://{user}{password}@{settings.get('HOST') or '127.0.0.1'}:{settings.get('PORT') or 5432}/{settings['NAME']}"
+
+
+def service_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "churnshield.settings.test",
+            "DATABASE_URL": test_database_url(),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    env.update(extra)
+    return env
+
+
+@pytest.fixture
+def start_process() -> Iterator[Callable[..., subprocess.Popen]]:
+    started: list[subprocess.Popen] = []
+
+    def start(args: list[str], env: dict[str, str], log_name: str) -> subprocess.Popen:
+        log = open(ROOT / ".pytest-logs" / f"{log_name}.log", "wb")  # noqa: SIM115 (closed with the process)
+        process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        process.log = log  # type: ignore[attr-defined]
+        started.append(process)
+        return process
+
+    (ROOT / ".pytest-logs").mkdir(exist_ok=True)
+    yield start
+    for process in started:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        process.log.close()  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def redis_url() -> str:
+    url = os.environ.get("REDIS_URL", "")
+    if not url:
+        if os.environ.get("CHURNSHIELD_REQUIRE_SERVICES"):
+            pytest.fail("REDIS_URL is required in CI (CHURNSHIELD_REQUIRE_SERVICES=1)")
+        pytest.skip("needs Redis: set REDIS_URL (e.g. redis://127.0.0.1:6379/15) to run it")
+    return url
+
+
+@pytest.fixture
+def asgi_server(start_process) -> Iterator[str]:
+    """A real uvicorn serving churnshield.asgi on a free port, over the test database."""
+    import httpx
+
+    port = free_port()
+    start_process(
+        [str(VENV_BIN / "uvicorn"), "churnshield.asgi:application", "--host", "127.0.0.1", "--port", str(port)],
+        service_env(),
+        "uvicorn",
+    )
+    base = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        try:
+            return httpx.get(f"{base}/signin", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    eventually(ready, timeout=30, interval=0.2)
+    yield base
