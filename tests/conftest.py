@@ -2,8 +2,8 @@
 
 import datetime as dt
 import itertools
-from importlib import import_module
 from decimal import Decimal
+from importlib import import_module
 
 import pytest
 from django.apps import apps as django_apps

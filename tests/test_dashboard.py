@@ -79,6 +79,7 @@ def test_chart_series_from_snapshots_with_live_last_point(book, csm, api_for):
     body = api_for(csm).get("/api/dashboard/chart-data?range=30d").json()
     assert len(body["labels"]) == 30
     risk, mrr, churn_rate = (dataset["data"] for dataset in body["datasets"])
+    assert churn_rate[-1] == 0  # nobody churned today
     assert [d["label"] for d in body["datasets"]] == ["Churn Risk %", "MRR", "Churn Rate %"]
     assert risk[-1] == 65.0 and mrr[-1] == 2000.0
     assert risk[:-1] == [None] * 29  # no snapshots inside the 30 daily buckets but the live one

@@ -44,7 +44,8 @@ def test_database_url() -> str:
         return f"sqlite:///{settings['NAME']}"
     user = quote(settings.get("USER") or "")
     password = f":{quote(settings['PASSWORD'])}" if settings.get("PASSWORD") else ""
-    return f"postgres://{user}{password}@{settings.get('HOST') or '127.0.0.1'}:{settings.get('PORT') or 5432}/{settings['NAME']}"
+    host, port = settings.get("HOST") or "127.0.0.1", settings.get("PORT") or 5432
+    return f"postgres://{user}{password}@{host}:{port}/{settings['NAME']}"
 
 
 def service_env(**extra: str) -> dict[str, str]:
