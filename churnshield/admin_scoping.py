@@ -7,6 +7,7 @@ admin cannot forget it, and an object outside the scope is a 404 as it is in the
 """
 
 from typing import Any
+from urllib.parse import urlencode
 
 from django.contrib import admin
 from django.db.models import Model, QuerySet
@@ -47,8 +48,7 @@ def is_admin_role(request: HttpRequest) -> bool:
 def changelist_link(model: type[Model], label: str, **params: Any) -> str:
     """An HTML link to a model's admin changelist, filtered by `params` (e.g. customer__id__exact=3)."""
     url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist")
-    query = "&".join(f"{key}={value}" for key, value in params.items())
-    return format_html('<a href="{}?{}">{}</a>', url, query, label)
+    return format_html('<a href="{}?{}">{}</a>', url, urlencode(params), label)
 
 
 class PortfolioScopedAdmin(admin.ModelAdmin):

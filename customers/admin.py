@@ -133,13 +133,22 @@ class CustomerAdmin(PortfolioScopedAdmin):
                 "Signals",
                 {
                     "description": "Health score and churn risk are computed by the prediction engine.",
-                    "fields": ("health_score", "churn_risk", "risk_band", "nps_score", "support_tickets", "feature_usage"),
+                    "fields": (
+                        "health_score",
+                        "churn_risk",
+                        "risk_band",
+                        "nps_score",
+                        "support_tickets",
+                        "feature_usage",
+                    ),
                 },
             ),
         ]
         if obj is not None:
             fieldsets.append(("Records", {"fields": ("related_records",)}))
-            fieldsets.append(("System", {"classes": ("collapse",), "fields": ("id", "external_id", "created_at", "updated_at")}))
+            fieldsets.append(
+                ("System", {"classes": ("collapse",), "fields": ("id", "external_id", "created_at", "updated_at")})
+            )
         return fieldsets
 
     def get_readonly_fields(self, request: HttpRequest, obj: Customer | None = None) -> tuple[str, ...]:

@@ -20,7 +20,20 @@ _ONE_LINE = {name: forms.TextInput(attrs={"size": 30}) for name in ("type", "ass
 class InterventionForm(forms.ModelForm):
     class Meta:
         model = Intervention
-        fields = "__all__"
+        fields = (
+            "customer",
+            "type",
+            "status",
+            "priority",
+            "assigned_csm",
+            "description",
+            "next_action",
+            "due_date",
+            "completed_at",
+            "notes",
+            "outcome",
+            "revenue_impact",
+        )
         widgets = _ONE_LINE
 
 

@@ -7,7 +7,7 @@ type in a prediction or a snapshot (the history must stay what the model produce
 from typing import Any
 
 from django.contrib import admin
-from django.db.models import Model
+from django.db.models import Model, QuerySet
 from django.http import HttpRequest
 
 from churnshield.admin_scoping import (
@@ -27,7 +27,10 @@ def _causes(top_causes: Any) -> str:
     """The causes of a prediction as one readable line (the JSON is a list of dicts or strings)."""
     if not isinstance(top_causes, list):
         return ""
-    names = [str(cause.get("factor", cause.get("cause", cause))) if isinstance(cause, dict) else str(cause) for cause in top_causes]
+    names = [
+        str(cause.get("factor", cause.get("cause", cause))) if isinstance(cause, dict) else str(cause)
+        for cause in top_causes
+    ]
     return ", ".join(names[:5])
 
 
@@ -80,7 +83,7 @@ class ChurnPredictionAdmin(EngineWrittenAdmin):
     readonly_fields = fields
     show_full_result_count = False  # one row per scoring: a large table
 
-    def get_queryset(self, request: HttpRequest) -> Any:
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ChurnPrediction]:
         return super().get_queryset(request).select_related("customer")
 
     @admin.display(description="Churn probability", ordering="churn_probability")
@@ -130,7 +133,7 @@ class PortfolioSnapshotAdmin(EngineWrittenAdmin):
         # A CSM's snapshots are all their own: an owner filter would list only them.
         return () if is_csm(request) else super().get_list_filter(request)
 
-    def get_queryset(self, request: HttpRequest) -> Any:
+    def get_queryset(self, request: HttpRequest) -> QuerySet[PortfolioSnapshot]:
         return super().get_queryset(request).select_related("owner")
 
     @admin.display(description="Average risk")

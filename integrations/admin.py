@@ -1,0 +1,112 @@
+"""Admin for integrations. Secret values in `config` are never rendered, for any role.
+
+Admins edit a redacted copy of `config`: secret-looking keys (see
+`integrations.selectors.SECRET_KEY_PATTERN`) are left out of what is shown and kept on save unless
+the admin enters a new value (or `null` to remove one). Other roles see a read-only redacted view.
+"""
+
+import copy
+import json
+from typing import Any
+
+from django import forms
+from django.contrib import admin
+from django.db.models import Model
+from django.http import HttpRequest
+from django.utils.html import format_html
+
+from churnshield.admin_scoping import PortfolioScopedAdmin, is_admin_role
+from integrations.models import Integration
+from integrations.selectors import SECRET_KEY_PATTERN, public_config
+
+
+def _is_secret(key: Any) -> bool:
+    return bool(SECRET_KEY_PATTERN.search(str(key)))
+
+
+def secret_paths(config: Any, prefix: str = "") -> list[str]:
+    """Where secrets are stored (key paths only, never values), so an admin knows what is set."""
+    paths: list[str] = []
+    if isinstance(config, dict):
+        for key, value in config.items():
+            path = f"{prefix}.{key}" if prefix else str(key)
+            paths.extend([path] if _is_secret(key) else secret_paths(value, path))
+    elif isinstance(config, list):
+        for index, item in enumerate(config):
+            paths.extend(secret_paths(item, f"{prefix}[{index}]"))
+    return paths
+
+
+def merge_secrets(stored: Any, submitted: Any) -> Any:
+    """`submitted` (edited from the redacted view) with the stored secrets it could not show put back.
+
+    A secret key absent from `submitted` keeps its stored value; a secret key set to null is removed;
+    any other submitted value wins. Lists are merged item by item when their length is unchanged.
+    """
+    if isinstance(stored, dict) and isinstance(submitted, dict):
+        merged: dict[str, Any] = {}
+        for key, value in submitted.items():
+            if _is_secret(key) and value is None:
+                continue
+            merged[key] = merge_secrets(stored[key], value) if key in stored and not _is_secret(key) else value
+        for key, value in stored.items():
+            if key not in submitted and _is_secret(key):
+                merged[key] = copy.deepcopy(value)
+        return merged
+    if isinstance(stored, list) and isinstance(submitted, list) and len(stored) == len(submitted):
+        return [merge_secrets(old, new) for old, new in zip(stored, submitted, strict=True)]
+    return submitted
+
+
+class IntegrationAdminForm(forms.ModelForm):
+    """Shows `config` redacted and restores the hidden secrets when it is saved."""
+
+    class Meta:
+        model = Integration
+        fields = ("name", "type", "status", "last_sync_at", "config")
+        widgets = {"name": forms.TextInput(attrs={"size": 40})}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._stored_config = copy.deepcopy(self.instance.config) if self.instance.pk else {}
+        if "config" in self.fields:
+            self.initial["config"] = public_config(self._stored_config)
+            self.fields["config"].help_text = (
+                "Secret values (API keys, tokens, passwords…) are never shown. They are kept when you save; "
+                "to replace one, enter the key with its new value; to remove one, set it to null, "
+                'e.g. {"api_key": null}.'
+            )
+
+    def clean_config(self) -> Any:
+        return merge_secrets(self._stored_config, self.cleaned_data.get("config"))
+
+
+@admin.register(Integration)
+class IntegrationAdmin(PortfolioScopedAdmin):
+    form = IntegrationAdminForm
+    list_display = ("name", "type", "status", "last_sync_at", "created_at")
+    list_filter = ("type", "status")
+    search_fields = ("name",)
+    date_hierarchy = "created_at"
+    readonly_fields = ("id", "created_at", "public_settings", "stored_secrets")
+
+    def get_fieldsets(self, request: HttpRequest, obj: Model | None = None) -> list[tuple[str | None, dict]]:
+        # The raw config (even redacted and editable) is for admins; everyone else gets a read-only view.
+        if is_admin_role(request) and (obj is None or self.has_change_permission(request, obj)):
+            settings_fields: tuple[str, ...] = ("config", "stored_secrets")
+        else:
+            settings_fields = ("public_settings", "stored_secrets")
+        return [
+            (None, {"fields": ("name", "type", "status", "last_sync_at")}),
+            ("Settings", {"fields": settings_fields}),
+            ("Record", {"fields": ("id", "created_at")}),
+        ]
+
+    @admin.display(description="Settings")
+    def public_settings(self, obj: Integration) -> str:
+        return format_html("<pre>{}</pre>", json.dumps(public_config(obj.config), indent=2, sort_keys=True))
+
+    @admin.display(description="Stored secrets")
+    def stored_secrets(self, obj: Integration) -> str:
+        paths = secret_paths(obj.config)
+        return ", ".join(paths) + " (values hidden)" if paths else "—"
