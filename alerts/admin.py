@@ -5,7 +5,7 @@ from django.db.models import Model, QuerySet
 from django.http import HttpRequest
 
 from alerts.models import Alert
-from alerts.selectors import alert_scope
+from alerts.services import alert_set_read
 from churnshield.admin_scoping import PortfolioScopedAdmin, is_csm
 
 
@@ -32,9 +32,8 @@ class AlertAdmin(PortfolioScopedAdmin):
         return tuple(super().get_readonly_fields(request, obj))
 
     def _set_read(self, request: HttpRequest, queryset: QuerySet[Alert], read: bool) -> int:
-        """One UPDATE, intersected with `alert_scope` so it can never reach outside the user's alerts."""
         ids = list(queryset.values_list("pk", flat=True))
-        return alert_scope(user=request.user).filter(pk__in=ids).update(read=read)
+        return alert_set_read(user=request.user, alert_ids=ids, read=read)
 
     @admin.action(description="Mark selected alerts read", permissions=("change",))
     def mark_read(self, request: HttpRequest, queryset: QuerySet[Alert]) -> None:

@@ -15,13 +15,17 @@ def alert_create(
     return Alert.objects.create(title=title, message=message, severity=severity, customer_id=customer_id)
 
 
+def alert_set_read(*, user: Any, alert_ids: list[int], read: bool = True) -> int:
+    """Mark the user's alerts among `alert_ids` read (or unread); ids outside their scope are ignored."""
+    return alert_scope(user=user).filter(pk__in=alert_ids).update(read=read)
+
+
 @transaction.atomic
 def alert_mark_read(*, user: Any, alert_id: Any) -> Alert:
     try:
         alert_id = int(alert_id)
     except (TypeError, ValueError):
         raise NotFound("Alert not found") from None
-    updated = alert_scope(user=user).filter(pk=alert_id).update(read=True)
-    if not updated:
+    if not alert_set_read(user=user, alert_ids=[alert_id]):
         raise NotFound("Alert not found")
     return Alert.objects.get(pk=alert_id)
