@@ -3,10 +3,10 @@
 from typing import Any
 
 from django.db import transaction
-from rest_framework.exceptions import NotFound
 
 from alerts.models import Alert
 from alerts.selectors import alert_scope
+from churnshield.exceptions import NotFoundError
 
 
 def alert_create(
@@ -25,7 +25,7 @@ def alert_mark_read(*, user: Any, alert_id: Any) -> Alert:
     try:
         alert_id = int(alert_id)
     except (TypeError, ValueError):
-        raise NotFound("Alert not found") from None
+        raise NotFoundError("Alert not found") from None
     if not alert_set_read(user=user, alert_ids=[alert_id]):
-        raise NotFound("Alert not found")
+        raise NotFoundError("Alert not found")
     return Alert.objects.get(pk=alert_id)

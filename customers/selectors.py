@@ -5,9 +5,9 @@ from typing import Any
 
 from django.conf import settings
 from django.db.models import QuerySet
-from rest_framework.exceptions import NotFound
 
 from churnshield.auth.roles import sees_all_customers
+from churnshield.exceptions import NotFoundError
 from customers.models import Customer, UserSession
 
 # The columns the customer list renders, read with .values() to keep the hot path lean.
@@ -49,10 +49,10 @@ def customer_get(*, user: Any, customer_id: Any) -> Customer:
     try:
         customer_id = int(customer_id)
     except (TypeError, ValueError):
-        raise NotFound("Customer not found") from None
+        raise NotFoundError("Customer not found") from None
     customer = customer_scope(user=user).select_related("owner").filter(pk=customer_id).first()
     if customer is None:
-        raise NotFound("Customer not found")
+        raise NotFoundError("Customer not found")
     return customer
 
 

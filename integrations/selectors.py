@@ -7,7 +7,9 @@ from django.db.models import QuerySet
 
 from integrations.models import Integration
 
-SECRET_KEY_PATTERN = re.compile(r"password|secret|token|hash|api_?key|signing|private|credential", re.IGNORECASE)
+SECRET_KEY_PATTERN = re.compile(
+    r"password|secret|token|hash|api_?key|write_?key|signing|private|credential|dsn", re.IGNORECASE
+)
 
 
 def integration_list() -> QuerySet[Integration]:

@@ -7,9 +7,9 @@ from django.contrib import admin, messages
 from django.db.models import Model, QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
-from rest_framework.exceptions import NotFound
 
 from churnshield.admin_scoping import PortfolioScopedAdmin, RoleGatedInlineMixin
+from churnshield.exceptions import NotFoundError
 from interventions.models import Intervention
 from interventions.services import intervention_bulk_action
 
@@ -115,7 +115,7 @@ class InterventionAdmin(PortfolioScopedAdmin):
         ids = list(queryset.values_list("pk", flat=True))
         try:
             changed = intervention_bulk_action(user=request.user, ids=ids, action=action)
-        except NotFound as error:
+        except NotFoundError as error:
             self.message_user(request, str(error.detail), messages.ERROR)
             return
         self.message_user(request, f"{len(changed)} intervention(s) {done}.", messages.SUCCESS)

@@ -5,8 +5,8 @@ from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
-from rest_framework.exceptions import NotFound
 
+from churnshield.exceptions import NotFoundError
 from customers.models import Customer
 from customers.selectors import customer_get, customer_scope
 from interventions.models import Intervention
@@ -47,10 +47,10 @@ def intervention_get(*, user: Any, intervention_id: Any) -> Intervention:
     try:
         intervention_id = int(intervention_id)
     except (TypeError, ValueError):
-        raise NotFound("Intervention not found") from None
+        raise NotFoundError("Intervention not found") from None
     intervention = intervention_scope(user=user).filter(pk=intervention_id).first()
     if intervention is None:
-        raise NotFound("Intervention not found")
+        raise NotFoundError("Intervention not found")
     return intervention
 
 
@@ -76,7 +76,7 @@ def _ids_or_404(ids: Iterable[int], visible: set[int], noun: str) -> None:
     missing = sorted(set(ids) - visible)
     if missing:
         shown = ", ".join(str(i) for i in missing[:20])
-        raise NotFound(f"{noun} not found: {shown}")
+        raise NotFoundError(f"{noun} not found: {shown}")
 
 
 BULK_ACTIONS = ("complete", "fail", "escalate")

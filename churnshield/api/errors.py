@@ -14,6 +14,8 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
+from churnshield.exceptions import ConflictError, NotFoundError
+
 
 class Conflict(exceptions.APIException):
     status_code = status.HTTP_409_CONFLICT
@@ -56,7 +58,11 @@ def _string_keys(errors: Any) -> Any:
 
 
 def exception_handler(exc: Exception, context: dict) -> Response | None:
-    if isinstance(exc, Http404):
+    if isinstance(exc, NotFoundError):
+        exc = exceptions.NotFound(str(exc) or "Not found.")
+    elif isinstance(exc, ConflictError):
+        exc = Conflict(str(exc) or Conflict.default_detail)
+    elif isinstance(exc, Http404):
         exc = exceptions.NotFound(str(exc) if str(exc) else "Not found.")
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied()

@@ -90,7 +90,6 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "timeout": 20,
     }
-    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / ".pytest-sqlite.sqlite3")}
 DEFAULT_AUTO_FIELD = "django.db.models.AutoField"  # the specification's SERIAL keys
 
 AUTH_PASSWORD_VALIDATORS = [

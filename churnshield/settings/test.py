@@ -1,5 +1,7 @@
 """Test settings: fast hashing, real database from DATABASE_URL (SQLite file by default)."""
 
+import os
+
 from .base import *  # noqa: F403
 
 DEBUG = False
@@ -10,3 +12,8 @@ DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405
 LOGGING = {"version": 1, "disable_existing_loggers": False, "root": {"level": "WARNING"}}
 # The cache backs throttles only; tests clear it freely, so it never shares Redis with the broker.
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
+    # A file, not :memory:, so server and worker processes started by tests share it; one per
+    # pytest process, so parallel runs do not overwrite each other's database.
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / f".pytest-sqlite-{os.getpid()}.sqlite3")}  # noqa: F405

@@ -1,0 +1,13 @@
+"""Domain exceptions raised by services and selectors, independent of the web layer.
+
+The API's exception handler renders them (`churnshield/api/errors.py`); the admin and tasks
+catch them like any other exception.
+"""
+
+
+class NotFoundError(LookupError):
+    """The object does not exist, or is outside what the user may see (never tell which)."""
+
+
+class ConflictError(Exception):
+    """The request conflicts with the current state (HTTP 409)."""
