@@ -7,12 +7,16 @@ from typing import Any
 from django.conf import settings
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Sum
 
+from churnshield.auth.roles import sees_all_customers
 from customers.selectors import customer_scope
 from interventions.models import Intervention
 
 
 def intervention_scope(*, user: Any) -> QuerySet[Intervention]:
-    return Intervention.objects.filter(customer__in=customer_scope(user=user))
+    """Interventions on the customers the user may see (no join at all for book-wide roles)."""
+    if sees_all_customers(user):
+        return Intervention.objects.all()
+    return Intervention.objects.filter(customer__owner_id=user.pk)
 
 
 def open_intervention_count(customer_id: int) -> int:

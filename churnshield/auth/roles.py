@@ -8,9 +8,7 @@ A superuser counts as admin. A user in no role group may sign in but reaches no 
 
 from enum import StrEnum
 
-from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Group
-from django.db.models import Case, IntegerField, OuterRef, QuerySet, Subquery, Value, When
 
 
 class Role(StrEnum):
@@ -22,39 +20,26 @@ class Role(StrEnum):
 
 # When a user is in several role groups, the strongest wins.
 ROLE_RANK = [Role.ADMIN, Role.MANAGER, Role.CSM, Role.VIEWER]
+ROLE_NAMES = [role.value for role in ROLE_RANK]
 SEES_ALL = {Role.ADMIN, Role.MANAGER, Role.VIEWER}
 CAN_WRITE = {Role.ADMIN, Role.MANAGER, Role.CSM}
 _CACHE_ATTR = "_churnshield_role"
 
 
-def users_with_role() -> QuerySet:
-    """Users annotated with `role_name`, so a request resolves its user and role in one query."""
-    rank = Case(
-        *[When(name=role.value, then=Value(index)) for index, role in enumerate(ROLE_RANK)],
-        output_field=IntegerField(),
-    )
-    strongest = (
-        Group.objects.filter(user=OuterRef("pk"), name__in=[r.value for r in ROLE_RANK])
-        .annotate(rank=rank)
-        .order_by("rank")
-        .values("name")[:1]
-    )
-    return get_user_model().objects.annotate(role_name=Subquery(strongest))
-
-
 def role_of(user: AbstractBaseUser | AnonymousUser | None) -> Role | None:
-    """The user's role, or None for anonymous users and users without a role group."""
+    """The user's role, or None for anonymous users and users without a role group.
+
+    One small query per request, cached on the user object; never cached longer, so a role change
+    takes effect on the next request.
+    """
     if user is None or not user.is_authenticated or not user.is_active:
         return None
     if user.is_superuser:
         return Role.ADMIN
     if hasattr(user, _CACHE_ATTR):
         return getattr(user, _CACHE_ATTR)
-    if hasattr(user, "role_name"):
-        name = user.role_name
-    else:
-        name = users_with_role().filter(pk=user.pk).values_list("role_name", flat=True).first()
-    role = Role(name) if name else None
+    names = set(Group.objects.filter(user=user, name__in=ROLE_NAMES).values_list("name", flat=True))
+    role = next((role for role in ROLE_RANK if role.value in names), None)
     setattr(user, _CACHE_ATTR, role)
     return role
 

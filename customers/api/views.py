@@ -40,7 +40,9 @@ class CustomerViewSet(viewsets.GenericViewSet):
     @extend_schema(responses=CustomerOutputSerializer(many=True))
     def list(self, request: Request) -> Response:
         customers = self.filter_queryset(self.get_queryset())
-        page = self.paginate_queryset(customers.values(*selectors.CUSTOMER_VALUES))
+        page = self.paginator.paginate_queryset(
+            selectors.customer_values(customers), request, view=self, count_queryset=customers
+        )
         return self.get_paginated_response([selectors.customer_row_json(row) for row in page])
 
     @extend_schema(responses=CustomerDetailSerializer)
