@@ -6,6 +6,7 @@ from django.db.models import QuerySet
 
 from alerts.models import Alert
 from churnshield.auth.roles import sees_all_customers
+from customers.timeline import events_after
 
 
 def alert_scope(*, user: Any) -> QuerySet[Alert]:
@@ -15,20 +16,15 @@ def alert_scope(*, user: Any) -> QuerySet[Alert]:
 
 
 def alert_events(customer_id: int, cursor: Any, limit: int) -> list[dict]:
-    from customers.timeline import before_cursor
-
-    rows = (
-        Alert.objects.filter(customer_id=customer_id)
-        .filter(before_cursor("created_at", "alert", cursor))
-        .order_by("-created_at", "-id")[:limit]
-    )
-    return [
-        {
-            "type": "alert",
-            "at": row.created_at,
+    return events_after(
+        Alert.objects.filter(customer_id=customer_id),
+        event_type="alert",
+        field="created_at",
+        cursor=cursor,
+        limit=limit,
+        render=lambda row: {
             "title": row.title,
             "detail": f"{row.severity}: {row.message}",
             "ref": {"kind": "alert", "id": row.pk},
-        }
-        for row in rows
-    ]
+        },
+    )

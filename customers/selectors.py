@@ -10,7 +10,8 @@ from django.db.models.functions import Cast
 
 from churnshield.auth.roles import sees_all_customers
 from churnshield.exceptions import NotFoundError
-from customers.models import Customer, UserSession
+from customers.models import BillingEvent, Customer, NpsResponse, SupportTicket, UserSession
+from customers.timeline import events_after
 
 # The columns the customer list renders, read with .values() to keep the hot path lean;
 # `feature_usage` is read as JSON text and embedded as is (see `customer_values`).
@@ -133,16 +134,8 @@ def session_row_json(row: dict) -> dict:
 SESSION_VALUES = ("id", "customer_id", "started_at", "ended_at", "pages_viewed", "actions")
 
 
-def _events(queryset: QuerySet, *, event_type: str, field: str, cursor: Any, limit: int, render: Any) -> list[dict]:
-    from customers.timeline import before_cursor
-
-    rows = queryset.filter(before_cursor(field, event_type, cursor)).order_by(f"-{field}", "-id")[:limit]
-    return [{"type": event_type, "at": getattr(row, field), **render(row)} for row in rows]
-
-
 def customer_fact_events(customer_id: int, cursor: Any, limit: int) -> list[dict]:
     """Timeline events from the customer's own facts: sessions, tickets, NPS answers, billing."""
-    from customers.models import BillingEvent, NpsResponse, SupportTicket
 
     def session(row: UserSession) -> dict:
         return {
@@ -173,7 +166,7 @@ def customer_fact_events(customer_id: int, cursor: Any, limit: int) -> list[dict
         }
 
     return [
-        *_events(
+        *events_after(
             UserSession.objects.filter(customer_id=customer_id),
             event_type="session",
             field="started_at",
@@ -181,7 +174,7 @@ def customer_fact_events(customer_id: int, cursor: Any, limit: int) -> list[dict
             limit=limit,
             render=session,
         ),
-        *_events(
+        *events_after(
             SupportTicket.objects.filter(customer_id=customer_id),
             event_type="support_ticket",
             field="opened_at",
@@ -189,7 +182,7 @@ def customer_fact_events(customer_id: int, cursor: Any, limit: int) -> list[dict
             limit=limit,
             render=ticket,
         ),
-        *_events(
+        *events_after(
             NpsResponse.objects.filter(customer_id=customer_id),
             event_type="nps_response",
             field="responded_at",
@@ -197,7 +190,7 @@ def customer_fact_events(customer_id: int, cursor: Any, limit: int) -> list[dict
             limit=limit,
             render=nps,
         ),
-        *_events(
+        *events_after(
             BillingEvent.objects.filter(customer_id=customer_id),
             event_type="billing",
             field="occurred_at",

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 
 Cursor = tuple[datetime, str, int]
 TimelineSource = Callable[[int, Cursor | None, int], list[dict[str, Any]]]
@@ -37,6 +37,14 @@ def before_cursor(field: str, event_type: str, cursor: Cursor | None) -> Q:
     if event_type == cursor_type:
         return earlier | Q(**{field: at, "id__lt": cursor_id})
     return earlier
+
+
+def events_after(
+    rows: QuerySet, *, event_type: str, field: str, cursor: Cursor | None, limit: int, render: Callable[[Any], dict]
+) -> list[dict]:
+    """A source's page: `rows` after `cursor`, newest first, each rendered to title/detail/ref."""
+    page = rows.filter(before_cursor(field, event_type, cursor)).order_by(f"-{field}", "-id")[:limit]
+    return [{"type": event_type, "at": getattr(row, field), **render(row)} for row in page]
 
 
 def _key(event: dict) -> Cursor:

@@ -9,6 +9,7 @@ from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Sum
 
 from churnshield.auth.roles import sees_all_customers
 from customers.selectors import customer_scope
+from customers.timeline import events_after
 from interventions.models import Intervention
 
 
@@ -24,24 +25,22 @@ def open_intervention_count(customer_id: int) -> int:
 
 
 def intervention_events(customer_id: int, cursor: Any, limit: int) -> list[dict]:
-    from customers.timeline import before_cursor
-
-    rows = (
-        Intervention.objects.filter(customer_id=customer_id)
-        .filter(before_cursor("created_at", "intervention", cursor))
-        .order_by("-created_at", "-id")[:limit]
-    )
-    return [
-        {
-            "type": "intervention",
-            "at": row.created_at,
+    def render(row: Intervention) -> dict:
+        assigned = f", assigned to {row.assigned_csm}" if row.assigned_csm else ""
+        return {
             "title": f"Intervention: {row.type}",
-            "detail": f"{row.status}, {row.priority} priority"
-            + (f", assigned to {row.assigned_csm}" if row.assigned_csm else ""),
+            "detail": f"{row.status}, {row.priority} priority{assigned}",
             "ref": {"kind": "intervention", "id": row.pk},
         }
-        for row in rows
-    ]
+
+    return events_after(
+        Intervention.objects.filter(customer_id=customer_id),
+        event_type="intervention",
+        field="created_at",
+        cursor=cursor,
+        limit=limit,
+        render=render,
+    )
 
 
 def _pct(part: float, whole: float) -> float:

@@ -9,6 +9,7 @@ from django.db.models import OuterRef, QuerySet, Subquery
 from churnshield.auth.roles import sees_all_customers
 from customers.models import Customer
 from customers.selectors import customer_scope, iso
+from customers.timeline import events_after
 from predictions.models import ChurnCause, ChurnPrediction
 
 
@@ -26,25 +27,22 @@ def latest_prediction_json(customer_id: int) -> dict | None:
 
 
 def prediction_events(customer_id: int, cursor: Any, limit: int) -> list[dict]:
-    from customers.timeline import before_cursor
-
-    rows = (
-        ChurnPrediction.objects.filter(customer_id=customer_id)
-        .filter(before_cursor("prediction_date", "prediction", cursor))
-        .order_by("-prediction_date", "-id")[:limit]
-    )
-    return [
-        {
-            "type": "prediction",
-            "at": row.prediction_date,
+    def render(row: ChurnPrediction) -> dict:
+        factors = [str(cause.get("factor", "")) for cause in row.top_causes[:3] if isinstance(cause, dict)]
+        return {
             "title": f"Churn risk {float(row.churn_probability) * 100:.1f}% ({row.risk_level})",
-            "detail": ", ".join(
-                str(cause.get("factor", cause)) for cause in row.top_causes[:3] if isinstance(cause, dict)
-            ),
+            "detail": ", ".join(factor for factor in factors if factor),
             "ref": {"kind": "prediction", "id": row.pk},
         }
-        for row in rows
-    ]
+
+    return events_after(
+        ChurnPrediction.objects.filter(customer_id=customer_id),
+        event_type="prediction",
+        field="prediction_date",
+        cursor=cursor,
+        limit=limit,
+        render=render,
+    )
 
 
 def cause_impact(percent: float) -> str:

@@ -272,3 +272,17 @@ def test_no_get_response_exposes_secret_looking_keys(world, admin_user, api_for)
         body = client.get(_path(path, world["mine"])).json()
         leaked = [key for key in keys(body) if SECRETS.search(str(key))]
         assert leaked == [], (path, leaked)
+
+
+@pytest.mark.django_db
+def test_strongest_role_wins_and_no_role_reaches_nothing(make_user, make_customer, api_for):
+    from django.contrib.auth.models import Group
+
+    both = make_user("viewer")
+    both.groups.add(Group.objects.get(name="manager"))
+    customer = make_customer()
+    response = api_for(both).post("/api/interventions", {"customerId": customer.pk, "type": "Call"}, format="json")
+    assert response.status_code == 201  # manager beats viewer
+
+    nobody = make_user(None)
+    assert api_for(nobody).get("/api/customers").status_code == 403

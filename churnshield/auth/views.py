@@ -72,6 +72,16 @@ SuccessSerializer = inline_serializer("Success", fields={"success": serializers.
 RefreshInputSerializer = inline_serializer("RefreshInput", fields={"refresh": serializers.CharField(required=False)})
 
 
+def _refresh_token(request: Request) -> str | None:
+    """The refresh token from the body, else from its cookie (then the Origin must be trusted)."""
+    raw = request.data.get("refresh") if isinstance(request.data, dict) else None
+    if not raw:
+        raw = request.COOKIES.get(settings.AUTH_COOKIE_REFRESH)
+        if raw:
+            check_cookie_origin(request)
+    return raw if isinstance(raw, str) and raw else None
+
+
 class LoginView(APIView):
     authentication_classes: list = []
     permission_classes = [AllowAny]
@@ -103,12 +113,8 @@ class RefreshView(APIView):
 
     @extend_schema(request=RefreshInputSerializer, responses={200: TokensSerializer}, auth=[])
     def post(self, request: Request) -> Response:
-        raw = request.data.get("refresh") if isinstance(request.data, dict) else None
-        if not raw:
-            raw = request.COOKIES.get(settings.AUTH_COOKIE_REFRESH)
-            if raw:
-                check_cookie_origin(request)
-        if not raw or not isinstance(raw, str):
+        raw = _refresh_token(request)
+        if raw is None:
             return _error(401, "No refresh token.", "not_authenticated")
         serializer = TokenRefreshSerializer(data={"refresh": raw})
         try:
@@ -129,12 +135,8 @@ class LogoutView(APIView):
 
     @extend_schema(request=RefreshInputSerializer, responses={200: SuccessSerializer}, auth=[])
     def post(self, request: Request) -> Response:
-        raw = request.data.get("refresh") if isinstance(request.data, dict) else None
-        if not raw:
-            raw = request.COOKIES.get(settings.AUTH_COOKIE_REFRESH)
-            if raw:
-                check_cookie_origin(request)
-        if isinstance(raw, str) and raw:
+        raw = _refresh_token(request)
+        if raw is not None:
             # An already invalid token is fine: signing out still clears the cookies.
             with contextlib.suppress(TokenError):
                 RefreshToken(raw).blacklist()
