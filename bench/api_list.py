@@ -23,8 +23,9 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 DATABASE_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/churnshield_bench")
 CUSTOMERS = int(os.environ.get("BENCH_CUSTOMERS", "100000"))
-REQUESTS = int(os.environ.get("BENCH_REQUESTS", "1500"))
+REQUESTS = int(os.environ.get("BENCH_REQUESTS", "1000"))
 CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "8"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 ENV = {**os.environ, "DATABASE_URL": DATABASE_URL, "DJANGO_SETTINGS_MODULE": "bench.settings", "REDIS_URL": ""}
 
 
@@ -146,8 +147,13 @@ def main() -> None:
             except httpx.HTTPError:
                 time.sleep(0.2)
         raw_path, list_path = "/bench/raw-customers?per_page=100&page={page}", "/api/customers?per_page=100&page={page}"
-        raw = asyncio.run(measure(base, raw_path, {}))
-        listed = asyncio.run(measure(base, list_path, auth))
+        # Alternate baseline and list rounds so drift on a shared machine hits both alike.
+        rounds = [
+            (asyncio.run(measure(base, raw_path, {})), asyncio.run(measure(base, list_path, auth)))
+            for _ in range(ROUNDS)
+        ]
+        ratios = sorted(listed["rps"] / raw["rps"] for raw, listed in rounds)
+        raw, listed = sorted(rounds, key=lambda pair: pair[1]["rps"] / pair[0]["rps"])[len(rounds) // 2]
         metrics = asyncio.run(measure(base, "/api/dashboard/metrics", auth))
         raw_serial = asyncio.run(serial(base, raw_path, {}))
         list_serial = asyncio.run(serial(base, list_path, auth))
@@ -173,7 +179,9 @@ def main() -> None:
         ("GET /api/dashboard/metrics", metrics_serial),
     ):
         print(f"{label:44} {row['median_ms']:10.1f} {row['p95_ms']:8.1f}")
-    print(f"\nlist throughput vs baseline: {listed['rps'] / raw['rps']:.2f}x (target >= 0.5x)")
+    shown = ", ".join(f"{ratio:.2f}" for ratio in ratios)
+    print(f"\nlist throughput vs baseline: median {ratios[len(ratios) // 2]:.2f}x over {ROUNDS} rounds ({shown})")
+    print("  (target >= 0.5x; the table above shows the median round)")
     print(f"list p95, one at a time: {list_serial['p95_ms']:.1f} ms (target < 50 ms)")
     print(f"dashboard metrics median, one at a time: {metrics_serial['median_ms']:.1f} ms (target <= 100 ms)")
 
