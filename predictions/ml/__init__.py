@@ -1,0 +1,1 @@
+"""Framework-free churn ML core: pandas frames in, scores and explanations out. No Django here."""
