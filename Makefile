@@ -27,6 +27,8 @@ venv: $(VENV)/.installed
 run: venv
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py seed_demo --if-empty --customers $(DEMO_CUSTOMERS) --seed 7
+	$(PY) manage.py train_model --if-no-model
+	$(PY) manage.py score_customers
 	$(PY) manage.py sync_schedules
 	$(PY) manage.py demo_user --port $(PORT)
 	$(VENV)/bin/uvicorn churnshield.asgi:application --host 127.0.0.1 --port $(PORT)

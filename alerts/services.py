@@ -15,6 +15,23 @@ def alert_create(
     return Alert.objects.create(title=title, message=message, severity=severity, customer_id=customer_id)
 
 
+def alerts_create_many(*, alerts: list[dict[str, Any]]) -> int:
+    """Raise many alerts in one write (the scoring batch); each dict has alert_create's fields."""
+    Alert.objects.bulk_create(
+        [
+            Alert(
+                title=a["title"],
+                message=a["message"],
+                severity=a.get("severity", Alert.Severity.MEDIUM),
+                customer_id=a.get("customer_id"),
+            )
+            for a in alerts
+        ],
+        batch_size=1000,
+    )
+    return len(alerts)
+
+
 def alert_set_read(*, user: Any, alert_ids: list[int], read: bool = True) -> int:
     """Mark the user's alerts among `alert_ids` read (or unread); ids outside their scope are ignored."""
     return alert_scope(user=user).filter(pk__in=alert_ids).update(read=read)

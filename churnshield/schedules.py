@@ -10,6 +10,14 @@ SCHEDULES: dict[str, dict] = {
         "task": "predictions.tasks.refresh_churn_causes",
         "crontab": {"minute": "45", "hour": "0"},
     },
+    "score-customers-daily": {
+        "task": "predictions.tasks.score_all_customers",
+        "crontab": {"minute": "0", "hour": "2"},
+    },
+    "retrain-model-weekly": {
+        "task": "predictions.tasks.retrain_model",
+        "crontab": {"minute": "0", "hour": "4", "day_of_week": "sun"},
+    },
     "flush-expired-tokens-daily": {
         "task": "churnshield.tasks.flush_expired_tokens",
         "crontab": {"minute": "15", "hour": "3"},

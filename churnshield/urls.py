@@ -11,7 +11,15 @@ from churnshield.dashboard.views import DashboardChartView, DashboardMetricsView
 from customers.api.views import CustomerCsvImportView, CustomerViewSet
 from integrations.api.views import IntegrationViewSet
 from interventions.api.views import InterventionViewSet
-from predictions.api.views import ChurnCauseListView
+from predictions.api.views import (
+    BatchPredictView,
+    CausesExplainView,
+    ChurnCauseListView,
+    ChurnPredictView,
+    FeatureImportanceView,
+    MLAnalyticsView,
+    ModelMetricsLatestView,
+)
 
 router = SimpleRouter(trailing_slash=False)
 router.register("customers", CustomerViewSet, basename="customer")
@@ -26,6 +34,11 @@ api = [
     path("dashboard/metrics", DashboardMetricsView.as_view(), name="dashboard-metrics"),
     path("dashboard/chart-data", DashboardChartView.as_view(), name="dashboard-chart"),
     path("churn-causes", ChurnCauseListView.as_view(), name="churn-causes"),
+    path("v1/churn/predict", ChurnPredictView.as_view(), name="churn-predict"),
+    path("v1/causes/explain", CausesExplainView.as_view(), name="causes-explain"),
+    path("ml/batch-predict", BatchPredictView.as_view(), name="ml-batch-predict"),
+    path("ml/feature-importance", FeatureImportanceView.as_view(), name="ml-feature-importance"),
+    path("ml/analytics", MLAnalyticsView.as_view(), name="ml-analytics"),
     path("import/customers/csv", CustomerCsvImportView.as_view(), name="customer-import-csv"),
     path("schema", SpectacularAPIView.as_view(), name="schema"),
     path("docs", ApiDocsView.as_view(url_name="schema"), name="docs"),
@@ -36,4 +49,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("signin", signin_page, name="signin"),
     path("api/", include(api)),
+    # The contract puts the model card outside /api.
+    path("model/metrics/latest", ModelMetricsLatestView.as_view(), name="model-metrics-latest"),
 ]

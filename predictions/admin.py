@@ -16,7 +16,7 @@ from churnshield.admin_scoping import (
     is_csm,
     latest_rows_formset,
 )
-from predictions.models import ChurnCause, ChurnPrediction, PortfolioSnapshot
+from predictions.models import ChurnCause, ChurnPrediction, ModelVersion, PortfolioSnapshot, PredictionRun
 
 
 def _percent(value: Any) -> str:
@@ -139,3 +139,66 @@ class PortfolioSnapshotAdmin(EngineWrittenAdmin):
     @admin.display(description="Average risk")
     def average_risk(self, obj: PortfolioSnapshot) -> str:
         return _percent(obj.risk_sum / obj.active_customers) if obj.active_customers else "—"
+
+
+@admin.register(ModelVersion)
+class ModelVersionAdmin(EngineWrittenAdmin):
+    """The model registry: versions, their status and metrics (written by training, read here)."""
+
+    customer_path = None
+    list_display = ("version", "kind", "status", "roc_auc", "baseline_roc_auc", "ece", "trained_at")
+    list_filter = ("status", "kind")
+    search_fields = ("version", "status_reason")
+    date_hierarchy = "trained_at"
+    exclude = ("artifact",)
+    readonly_fields = (
+        "version",
+        "kind",
+        "status",
+        "status_reason",
+        "trained_at",
+        "as_of",
+        "feature_names",
+        "params",
+        "training_window",
+        "metrics",
+        "baseline_metrics",
+        "importance",
+    )
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ModelVersion]:
+        return super().get_queryset(request).defer("artifact")
+
+    @admin.display(description="ROC AUC")
+    def roc_auc(self, obj: ModelVersion) -> Any:
+        return (obj.metrics or {}).get("roc_auc")
+
+    @admin.display(description="Baseline ROC AUC")
+    def baseline_roc_auc(self, obj: ModelVersion) -> Any:
+        return (obj.baseline_metrics or {}).get("roc_auc")
+
+    @admin.display(description="ECE")
+    def ece(self, obj: ModelVersion) -> Any:
+        return (obj.metrics or {}).get("ece")
+
+
+@admin.register(PredictionRun)
+class PredictionRunAdmin(EngineWrittenAdmin):
+    customer_path = None
+    list_display = ("run_key", "trigger", "status", "model_version", "customers_scored", "risk_rises", "started_at")
+    list_filter = ("status", "trigger")
+    search_fields = ("run_key",)
+    date_hierarchy = "started_at"
+    list_select_related = ("model_version",)
+    readonly_fields = (
+        "run_key",
+        "trigger",
+        "status",
+        "model_version",
+        "started_at",
+        "finished_at",
+        "customers_scored",
+        "risk_rises",
+        "timings",
+        "error",
+    )

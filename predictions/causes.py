@@ -17,3 +17,26 @@ CAUSES: dict[str, CauseInfo] = {
     "Payment problems": CauseInfo("billing", "Failed payments or a downgrade"),
     "Onboarding incomplete": CauseInfo("product", "A new account that has not reached first value"),
 }
+
+
+ACTIONS: dict[str, list[str]] = {
+    "Low engagement": ["Schedule a re-engagement call", "Share a usage review with the champion"],
+    "Declining usage": ["Review the usage drop with the account", "Offer a workflow workshop"],
+    "Low feature adoption": ["Book product training on unused features"],
+    "Support issues": ["Activate the priority support channel", "Escalate open tickets"],
+    "Low satisfaction": ["Schedule an executive check-in", "Run a feedback session"],
+    "Payment problems": ["Start payment recovery", "Confirm billing contact and card"],
+    "Onboarding incomplete": ["Book an onboarding call"],
+}
+
+
+def recommended_actions(top_causes: list[dict], risk_level: str) -> list[str]:
+    """Actions for a prediction's causes, most important first, without repeats."""
+    actions: list[str] = []
+    if risk_level == "high":
+        actions.append("Schedule immediate executive check-in")
+    for cause in top_causes:
+        for action in ACTIONS.get(str(cause.get("cause")), []):
+            if action not in actions:
+                actions.append(action)
+    return actions[:4]

@@ -18,11 +18,18 @@ class ChurnPrediction(models.Model):
     # Beyond the specification: which model produced it, and the health score at that time.
     model_version = models.TextField(blank=True, default="")
     health_score = models.IntegerField(null=True, blank=True)
+    health_components = models.JSONField(null=True, blank=True)
+    confidence = models.FloatField(null=True, blank=True)
+    # The scoring run that wrote it: a run writes at most one row per customer (idempotent).
+    run = models.ForeignKey(
+        "predictions.PredictionRun", on_delete=models.SET_NULL, null=True, blank=True, related_name="predictions"
+    )
 
     class Meta:
         db_table = "churn_predictions"
         ordering = ["-prediction_date", "-id"]
         constraints = [
+            models.UniqueConstraint(fields=["run", "customer"], name="churn_predictions_one_per_run"),
             models.CheckConstraint(
                 condition=Q(churn_probability__gte=0, churn_probability__lte=1),
                 name="churn_predictions_probability_0_1",
@@ -104,3 +111,80 @@ class PortfolioSnapshot(models.Model):
 
     def __str__(self) -> str:
         return f"{self.date} owner={self.owner_id}"
+
+
+class ModelVersion(models.Model):
+    """The model registry: one trained (or rules-baseline) churn model and how it performed.
+
+    A retrained model becomes champion only if it beats the champion on the same validation
+    window; otherwise it stays a candidate and `status_reason` says why.
+    """
+
+    class Status(models.TextChoices):
+        CANDIDATE = "candidate"
+        CHAMPION = "champion"
+        RETIRED = "retired"
+
+    class Kind(models.TextChoices):
+        XGBOOST = "xgboost"
+        RULES = "rules"
+
+    version = models.TextField()
+    kind = models.TextField(choices=Kind.choices)
+    status = models.TextField(choices=Status.choices, default=Status.CANDIDATE)
+    status_reason = models.TextField(blank=True, default="")
+    trained_at = models.DateTimeField()
+    as_of = models.DateTimeField(help_text="The latest fact the model could see")
+    feature_names = models.JSONField(default=list)
+    params = models.JSONField(default=dict)
+    training_window = models.JSONField(default=dict)
+    metrics = models.JSONField(default=dict)
+    baseline_metrics = models.JSONField(default=dict)
+    importance = models.JSONField(default=dict, help_text="Mean |SHAP| per feature, normalised to 1")
+    artifact = models.BinaryField(null=True, blank=True, help_text="Serialized booster and calibrator")
+
+    class Meta:
+        db_table = "model_versions"
+        ordering = ["-trained_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["version"], name="model_versions_version_unique"),
+            models.UniqueConstraint(
+                fields=["status"], condition=Q(status="champion"), name="model_versions_one_champion"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.version} ({self.status})"
+
+
+class PredictionRun(models.Model):
+    """One scoring run (the daily batch, or a real-time re-score of a few customers)."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running"
+        COMPLETED = "completed"
+        FAILED = "failed"
+
+    class Trigger(models.TextChoices):
+        BATCH = "batch"
+        EVENT = "event"
+        MANUAL = "manual"
+
+    run_key = models.TextField(help_text="Idempotency key: a batch for a day runs once")
+    trigger = models.TextField(choices=Trigger.choices, default=Trigger.BATCH)
+    status = models.TextField(choices=Status.choices, default=Status.RUNNING)
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="runs")
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    customers_scored = models.IntegerField(default=0)
+    risk_rises = models.IntegerField(default=0)
+    timings = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True, default="")
+
+    class Meta:
+        db_table = "prediction_runs"
+        ordering = ["-started_at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["run_key"], name="prediction_runs_run_key_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.run_key} ({self.status})"

@@ -4,12 +4,13 @@ import json
 from collections import Counter
 from typing import Any
 
-from django.db.models import OuterRef, QuerySet, Subquery
+from django.db.models import OuterRef, Q, QuerySet, Subquery
 
 from churnshield.auth.roles import sees_all_customers
 from customers.models import Customer
 from customers.selectors import customer_scope, iso
 from customers.timeline import events_after
+from predictions.causes import CAUSES
 from predictions.models import ChurnCause, ChurnPrediction
 
 
@@ -97,3 +98,282 @@ def churn_cause_rows(*, user: Any) -> list[dict]:
         )
     rows.sort(key=lambda row: (-row["count"], row["id"]))
     return rows
+
+
+ICONS = {
+    "product": "fas fa-chart-line",
+    "billing": "fas fa-credit-card",
+    "support": "fas fa-headset",
+    "competition": "fas fa-building",
+    "other": "fas fa-comment-dots",
+}
+
+
+def book_causes(*, user: Any) -> list[dict]:
+    """The app's causes view over the user's book: `{name, description, impact %, category, icon}`."""
+    rows = churn_cause_rows(user=user)
+    info = {
+        cause: (category, description)
+        for cause, category, description in ChurnCause.objects.values_list("cause", "category", "description")
+    }
+    return [
+        {
+            "name": row["cause"],
+            "description": f"{info.get(row['cause'], ('other', ''))[1]} — affecting {row['count']} customers".strip(
+                " —"
+            ),
+            "impact": row["percent"],
+            "category": info.get(row["cause"], ("other", ""))[0],
+            "icon": ICONS.get(info.get(row["cause"], ("other", ""))[0], ICONS["other"]),
+        }
+        for row in rows
+        if row["count"]
+    ]
+
+
+def customer_causes(customer_id: int) -> list[dict]:
+    """One customer's causes from their latest prediction, in the same shape as `book_causes`."""
+    prediction = ChurnPrediction.objects.filter(customer_id=customer_id).order_by("-prediction_date", "-id").first()
+    if prediction is None:
+        return []
+    causes = []
+    for cause in prediction.top_causes:
+        category = cause.get("category") or CAUSES.get(cause.get("cause"), CAUSES["Low engagement"]).category
+        causes.append(
+            {
+                "name": cause.get("cause"),
+                "description": cause.get("value") or cause.get("factor") or "",
+                "impact": round(100 * float(cause.get("impact") or 0), 1),
+                "category": category,
+                "icon": ICONS.get(category, ICONS["other"]),
+            }
+        )
+    return causes
+
+
+def stored_predictions(*, user: Any, customer_ids: list[int]) -> list[dict]:
+    """Latest stored prediction of each listed customer (ids outside the portfolio: 404)."""
+    from churnshield.exceptions import NotFoundError
+    from predictions.causes import recommended_actions
+
+    wanted = list(dict.fromkeys(customer_ids))
+    visible = set(customer_scope(user=user).filter(pk__in=wanted).values_list("pk", flat=True))
+    missing = [i for i in wanted if i not in visible]
+    if missing:
+        raise NotFoundError(f"Customers not found: {', '.join(map(str, missing[:20]))}")
+    newest = (
+        ChurnPrediction.objects.filter(customer=OuterRef("pk")).order_by("-prediction_date", "-id").values("pk")[:1]
+    )
+    latest_ids = Customer.objects.filter(pk__in=wanted).annotate(latest=Subquery(newest)).values("latest")
+    latest = {
+        row["customer_id"]: row
+        for row in ChurnPrediction.objects.filter(pk__in=latest_ids).values(
+            "customer_id", "churn_probability", "risk_level", "top_causes", "confidence"
+        )
+    }
+    result = []
+    for customer_id in wanted:
+        row = latest.get(customer_id)
+        if row is None:
+            continue
+        result.append(
+            {
+                "customerId": customer_id,
+                "churnProbability": float(row["churn_probability"]),
+                "riskLevel": row["risk_level"],
+                "confidence": row["confidence"] if row["confidence"] is not None else 0.0,
+                "topFactors": [
+                    {
+                        "feature": cause.get("factor"),
+                        "importance": cause.get("impact"),
+                        "impact": "negative" if cause.get("direction", "increases") == "increases" else "positive",
+                        "description": cause.get("value"),
+                    }
+                    for cause in row["top_causes"]
+                ],
+                "recommendedActions": recommended_actions(row["top_causes"], row["risk_level"]),
+            }
+        )
+    return result
+
+
+def _champion() -> Any:
+    from predictions.models import ModelVersion
+
+    return ModelVersion.objects.filter(status=ModelVersion.Status.CHAMPION).defer("artifact").first()
+
+
+def feature_importance() -> list[dict]:
+    """Global importance of the champion (mean |SHAP|, as % summing to 100), most important first."""
+    from predictions.ml.features import feature_info
+
+    version = _champion()
+    if version is None or not version.importance:
+        return []
+    total = sum(version.importance.values()) or 1.0
+    rows = []
+    for name, raw in sorted(version.importance.items(), key=lambda item: -item[1]):
+        info = feature_info(name)
+        share = 100 * raw / total
+        rows.append(
+            {
+                "feature": info.label,
+                "importance": round(share, 4),
+                "impact": "negative" if info.higher_is_riskier else "positive",
+                "description": f"{info.label} ({info.category})",
+                "rawImportance": raw,
+                "confidenceLevel": "high" if share >= 15 else "medium" if share >= 5 else "low",
+                "actionability": "high" if info.category in ("support", "billing", "product") else "low",
+            }
+        )
+    return rows
+
+
+def model_metrics_latest() -> dict:
+    """The champion's model card in the contract's snake_case shape, from the registry."""
+    from churnshield.exceptions import NotFoundError
+
+    version = _champion()
+    if version is None:
+        raise NotFoundError("No model has been trained yet.")
+    metrics = version.metrics or {}
+    window = version.training_window or {}
+    return {
+        "version": version.version,
+        "kind": version.kind,
+        "status": version.status,
+        "status_reason": version.status_reason,
+        "trained_at": iso(version.trained_at),
+        "cv_metrics": {
+            key: metrics.get(key)
+            for key in ("roc_auc", "pr_auc", "brier", "log_loss", "lift_at_10pct", "ece")
+            if key in metrics
+        },
+        "baseline_metrics": {
+            key: (version.baseline_metrics or {}).get(key)
+            for key in ("roc_auc", "pr_auc", "brier", "lift_at_10pct", "ece")
+            if key in (version.baseline_metrics or {})
+        },
+        "calibration": {
+            "method": version.params.get("calibration", "isotonic") if version.params else None,
+            "reliability_score": metrics.get("ece"),
+            "max_calibration_error": metrics.get("max_calibration_error"),
+        },
+        "data_window": {
+            "start_date": window.get("start"),
+            "end_date": window.get("end"),
+            "n_samples": metrics.get("n_samples"),
+            "positive_rate": metrics.get("positive_rate"),
+            "feature_count": len(version.feature_names or []),
+        },
+        "threshold_table": metrics.get("threshold_table", []),
+        "feature_importance": [
+            {"feature": name, "importance": round(value, 6)}
+            for name, value in sorted((version.importance or {}).items(), key=lambda item: -item[1])
+        ],
+        "performance_by_segment": metrics.get("performance_by_segment", {}),
+    }
+
+
+def _health_trends(customers: QuerySet[Customer]) -> tuple[int, int, int]:
+    """Customers whose health rose, fell (by 5+ points) or held between the last two batch runs."""
+    from predictions.models import PredictionRun
+
+    runs = list(
+        PredictionRun.objects.filter(trigger="batch", status="completed")
+        .order_by("-started_at")
+        .values_list("pk", flat=True)[:2]
+    )
+    if len(runs) < 2:
+        return 0, 0, customers.count()
+    scores: dict[int, dict[int, int]] = {run: {} for run in runs}
+    for run, customer_id, score in ChurnPrediction.objects.filter(run__in=runs, customer__in=customers).values_list(
+        "run_id", "customer_id", "health_score"
+    ):
+        scores[run][customer_id] = score or 0
+    improving = declining = stable = 0
+    for customer_id, now in scores[runs[0]].items():
+        before = scores[runs[1]].get(customer_id, now)
+        if now - before >= 5:
+            improving += 1
+        elif before - now >= 5:
+            declining += 1
+        else:
+            stable += 1
+    return improving, declining, stable
+
+
+def ml_analytics(*, user: Any) -> dict:
+    """The app's ML analytics page, over the user's visible active customers and the champion."""
+    from django.conf import settings
+    from django.db.models import Avg, Count
+
+    from playbooks.models import PlaybookExecution
+
+    active = customer_scope(user=user).filter(is_active=True)
+    high, medium = settings.RISK_HIGH_THRESHOLD, settings.RISK_MEDIUM_THRESHOLD
+    totals = active.aggregate(
+        total=Count("id"),
+        health=Avg("health_score"),
+        risk=Avg("churn_risk"),
+        excellent=Count("id", filter=Q(health_score__gte=80)),
+        good=Count("id", filter=Q(health_score__gte=60, health_score__lt=80)),
+        fair=Count("id", filter=Q(health_score__gte=40, health_score__lt=60)),
+        poor=Count("id", filter=Q(health_score__lt=40)),
+        high=Count("id", filter=Q(churn_risk__gte=high)),
+        medium=Count("id", filter=Q(churn_risk__gte=medium, churn_risk__lt=high)),
+        low=Count("id", filter=Q(churn_risk__lt=medium)),
+    )
+    total = totals["total"] or 0
+
+    def shares(keys: tuple[str, ...]) -> dict:
+        return {key: round(100 * totals[key] / total) if total else 0 for key in keys}
+
+    version = _champion()
+    metrics = (version.metrics if version else {}) or {}
+    at_half = next((row for row in metrics.get("threshold_table", []) if abs(row.get("threshold", 0) - 0.5) < 1e-9), {})
+    executions = PlaybookExecution.objects.filter(customer__in=active).aggregate(
+        total=Count("id"), completed=Count("id", filter=Q(status="completed"))
+    )
+    importance = feature_importance()
+    improving, declining, stable = _health_trends(active)
+    return {
+        "totalCustomers": total,
+        "modelVersion": version.version if version else None,
+        "modelPerformance": {
+            "rocAuc": metrics.get("roc_auc"),
+            "precision": at_half.get("precision"),
+            "recall": at_half.get("recall"),
+            "f1Score": at_half.get("f1_score", at_half.get("f1")),
+            "brier": metrics.get("brier"),
+            "liftAt10pct": metrics.get("lift_at_10pct"),
+        },
+        "featureImportances": importance,
+        "healthScoreAnalytics": {
+            "average": round(float(totals["health"] or 0), 1),
+            "distribution": {key: totals[key] for key in ("excellent", "good", "fair", "poor")},
+            "percentages": shares(("excellent", "good", "fair", "poor")),
+        },
+        "churnRiskAnalytics": {
+            "average": round(100 * float(totals["risk"] or 0), 1),
+            "distribution": {key: totals[key] for key in ("high", "medium", "low")},
+            "percentages": shares(("high", "medium", "low")),
+        },
+        "interventionStats": {
+            "totalExecutions": executions["total"],
+            "successRate": round(100 * executions["completed"] / executions["total"], 1) if executions["total"] else 0,
+        },
+        "riskDistribution": {key: totals[key] for key in ("high", "medium", "low")},
+        "insights": {
+            "topRiskFactors": [
+                {
+                    "factor": row["feature"],
+                    "impact": row["importance"],
+                    "actionable": row["actionability"] == "high",
+                    "recommendation": f"{row['feature']} shows {row['importance']:.1f}% impact on churn prediction.",
+                }
+                for row in importance[:3]
+            ],
+            "healthTrends": {"improving": improving, "declining": declining, "stable": stable},
+        },
+    }

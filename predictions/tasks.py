@@ -5,6 +5,7 @@ import datetime as dt
 from celery import shared_task
 
 from predictions import services
+from predictions.services import registry, scoring
 
 
 @shared_task(acks_late=True, time_limit=600, soft_time_limit=540)
@@ -16,3 +17,21 @@ def take_portfolio_snapshot(day: str | None = None) -> int:
 @shared_task(acks_late=True, time_limit=600, soft_time_limit=540)
 def refresh_churn_causes() -> int:
     return services.churn_causes_refresh()
+
+
+@shared_task(acks_late=True, time_limit=3600, soft_time_limit=3300)
+def score_all_customers() -> int:
+    """The daily batch. Idempotent: the run of a day is keyed `batch:<date>` and runs once."""
+    return scoring.score_customers().pk
+
+
+@shared_task(acks_late=True, time_limit=120, soft_time_limit=100)
+def rescore_customer(customer_id: int) -> int:
+    """Real-time re-score after a significant event (enqueued after commit)."""
+    return scoring.score_one(customer_id=customer_id).pk
+
+
+@shared_task(acks_late=True, time_limit=3600, soft_time_limit=3300)
+def retrain_model() -> str:
+    """Weekly retraining: the new version is promoted only if it beats the champion."""
+    return registry.model_train().version

@@ -32,7 +32,7 @@ def make_user(db):
     def make(role: str | None = "csm", username: str | None = None, password: str = "s3cret-pass-123", **extra):
         n = next(_counter)
         user = get_user_model().objects.create_user(
-            username=username or f"{role or 'norole'}{n}",
+            username=username or f"test-{role or 'norole'}{n}",
             email=f"{username or role}{n}@example.com",
             password=password,
             first_name=extra.pop("first_name", (role or "user").title()),

@@ -37,6 +37,14 @@ OPERATIONS = {
     ("GET", "/api/dashboard/chart-data"): "read",
     ("GET", "/api/churn-causes"): "read",
     ("POST", "/api/import/customers/csv"): "write",
+    # Computations every role may ask for (they store a prediction but change no one's data).
+    ("POST", "/api/v1/churn/predict"): "read",
+    ("GET", "/api/v1/causes/explain"): "read",
+    ("POST", "/api/v1/causes/explain"): "read",
+    ("POST", "/api/ml/batch-predict"): "read",
+    ("GET", "/api/ml/feature-importance"): "read",
+    ("GET", "/api/ml/analytics"): "read",
+    ("GET", "/model/metrics/latest"): "read",
 }
 # Operations that name a customer or intervention in the body (the CSV import's cross-portfolio
 # rule is a row error, tested in test_csv_import).
@@ -44,6 +52,9 @@ BODY_REFERENCES = {
     ("POST", "/api/interventions"),
     ("POST", "/api/interventions/bulk"),
     ("POST", "/api/interventions/bulk-apply"),
+    ("POST", "/api/v1/churn/predict"),
+    ("POST", "/api/v1/causes/explain"),
+    ("POST", "/api/ml/batch-predict"),
 }
 # Routes served outside the schema on purpose.
 NOT_IN_SCHEMA = {"/api/docs", "/api/schema"}
@@ -105,6 +116,9 @@ def world(csm, other_csm, make_customer):
             "alert": make_alert(customer),
         }
         make_prediction(customer)
+    from predictions.services.registry import model_promote, rules_version
+
+    model_promote(rules_version(), "test world")
     return objects
 
 
@@ -124,6 +138,9 @@ def _body(method: str, path: str, objects: dict) -> dict:
         "/api/interventions/bulk": {"taskIds": [str(intervention.pk)], "action": "escalate"},
         "/api/interventions/bulk-apply": {"userIds": [customer.pk], "interventionType": "call"},
         "/api/import/customers/csv": {"csv": f"name,email\nNew,{customer.email}\n"},
+        "/api/v1/churn/predict": {"customerId": customer.pk},
+        "/api/v1/causes/explain": {"customerId": customer.pk} if method == "POST" else {},
+        "/api/ml/batch-predict": {"customerIds": [customer.pk]},
     }.get(path, {})
 
 
@@ -167,7 +184,8 @@ def test_viewer_gets_403_on_every_write_and_nothing_is_written(world, viewer, ap
 @pytest.mark.parametrize(("method", "path"), [op for op, kind in OPERATIONS.items() if kind == "read"])
 def test_viewer_and_manager_can_read_everything(world, viewer, manager, api_for, method, path):
     for user in (viewer, manager):
-        assert _call(api_for(user), method, _path(path, world["theirs"]), {}).status_code == 200
+        body = _body(method, path, world["theirs"])
+        assert _call(api_for(user), method, _path(path, world["theirs"]), body).status_code == 200, path
 
 
 @pytest.mark.django_db

@@ -26,3 +26,13 @@ class IsManagerOrAdmin(BasePermission):
 
     def has_permission(self, request: Request, view: Any) -> bool:
         return role_of(request.user) in {Role.ADMIN, Role.MANAGER}
+
+
+class AnyRole(BasePermission):
+    """For POST endpoints that compute an answer without changing anyone's data (predict, explain):
+    every role may call them, viewers included."""
+
+    message = "Your account has no role."
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        return role_of(request.user) is not None

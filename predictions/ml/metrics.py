@@ -1,0 +1,173 @@
+"""Evaluation helpers for churn probabilities (scikit-learn where it has the metric).
+
+Expected value assumptions (`threshold_table`)
+----------------------------------------------
+A CSM contacts every customer whose probability is ≥ the threshold. Each contact costs
+`contact_cost` (default 50, in the MRR currency). A contacted customer who would have churned is
+saved with probability `save_rate` (default 0.3) and is then worth one year of revenue
+(`mrr * 12`). Contacting a customer who would not have churned gains nothing. So
+expected_value = Σ_true positives mrr·12·save_rate − contact_cost · contacted.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
+
+DEFAULT_SAVE_RATE = 0.3
+DEFAULT_CONTACT_COST = 50.0
+DEFAULT_THRESHOLD = 0.5
+THRESHOLDS = tuple(round(t, 1) for t in np.arange(0.1, 0.95, 0.1))
+
+
+def _arrays(y, p) -> tuple[np.ndarray, np.ndarray]:
+    return np.asarray(y, dtype=float).ravel(), np.clip(np.asarray(p, dtype=float).ravel(), 0.0, 1.0)
+
+
+def _both_classes(y: np.ndarray) -> bool:
+    return y.size > 0 and 0 < y.sum() < y.size
+
+
+def roc_auc(y, p) -> float | None:
+    y, p = _arrays(y, p)
+    return float(roc_auc_score(y, p)) if _both_classes(y) else None
+
+
+def pr_auc(y, p) -> float | None:
+    y, p = _arrays(y, p)
+    return float(average_precision_score(y, p)) if _both_classes(y) else None
+
+
+def lift_at(y, p, fraction: float = 0.1) -> float | None:
+    """Churn rate among the top `fraction` by probability divided by the overall churn rate."""
+    y, p = _arrays(y, p)
+    if y.size == 0 or y.mean() == 0:
+        return None
+    k = max(1, math.ceil(fraction * y.size))
+    top = np.argsort(-p, kind="stable")[:k]
+    return float(y[top].mean() / y.mean())
+
+
+def calibration_bins(y, p, bins: int = 10) -> list[dict]:
+    """Equal-width probability bins: count, mean predicted, observed rate (non-empty bins only)."""
+    y, p = _arrays(y, p)
+    idx = np.minimum((p * bins).astype(int), bins - 1)
+    out = []
+    for b in range(bins):
+        sel = idx == b
+        if sel.any():
+            out.append(
+                {
+                    "bin": b,
+                    "low": b / bins,
+                    "high": (b + 1) / bins,
+                    "n": int(sel.sum()),
+                    "mean_predicted": float(p[sel].mean()),
+                    "observed_rate": float(y[sel].mean()),
+                }
+            )
+    return out
+
+
+def ece(y, p, bins: int = 10) -> float:
+    """Expected calibration error: bin-size-weighted mean |mean predicted − observed rate|."""
+    y, _ = _arrays(y, p)
+    if y.size == 0:
+        return 0.0
+    rows = calibration_bins(y, p, bins)
+    return float(sum(r["n"] * abs(r["mean_predicted"] - r["observed_rate"]) for r in rows) / y.size)
+
+
+def max_calibration_error(y, p, bins: int = 10) -> float:
+    rows = calibration_bins(y, p, bins)
+    return float(max((abs(r["mean_predicted"] - r["observed_rate"]) for r in rows), default=0.0))
+
+
+def threshold_table(
+    y,
+    p,
+    mrr=None,
+    thresholds=THRESHOLDS,
+    save_rate: float = DEFAULT_SAVE_RATE,
+    contact_cost: float = DEFAULT_CONTACT_COST,
+) -> list[dict]:
+    """Precision, recall, F1 and expected value (see the module docstring) per threshold."""
+    y, p = _arrays(y, p)
+    mrr = np.zeros_like(p) if mrr is None else np.nan_to_num(np.asarray(mrr, dtype=float).ravel())
+    positives = y.sum()
+    rows = []
+    for t in thresholds:
+        contacted = p >= t
+        tp = float((contacted & (y == 1)).sum())
+        n_contacted = int(contacted.sum())
+        precision = tp / n_contacted if n_contacted else 0.0
+        recall = tp / positives if positives else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        saved = float((mrr * 12 * save_rate)[contacted & (y == 1)].sum())
+        rows.append(
+            {
+                "threshold": float(t),
+                "contacted": n_contacted,
+                "precision": precision,
+                "recall": recall,
+                "f1": f1,
+                "expected_value": saved - contact_cost * n_contacted,
+            }
+        )
+    return rows
+
+
+def performance_by_segment(y, p, segment, threshold: float = DEFAULT_THRESHOLD, min_size: int = 30) -> dict[str, dict]:
+    """ROC AUC (None with one class), precision, recall and n per segment; segments with fewer
+    than `min_size` rows are skipped."""
+    y, p = _arrays(y, p)
+    seg = pd.Series(np.asarray(segment)).astype(str).to_numpy()
+    out = {}
+    for name in sorted(set(seg)):
+        sel = seg == name
+        if sel.sum() < min_size:
+            continue
+        ys, ps = y[sel], p[sel]
+        flagged = ps >= threshold
+        tp = float((flagged & (ys == 1)).sum())
+        out[name] = {
+            "n": int(sel.sum()),
+            "positive_rate": float(ys.mean()),
+            "roc_auc": roc_auc(ys, ps),
+            "precision": float(tp / flagged.sum()) if flagged.sum() else 0.0,
+            "recall": float(tp / ys.sum()) if ys.sum() else 0.0,
+        }
+    return out
+
+
+def evaluate(
+    y,
+    p,
+    *,
+    mrr=None,
+    segment=None,
+    save_rate: float = DEFAULT_SAVE_RATE,
+    contact_cost: float = DEFAULT_CONTACT_COST,
+    threshold: float = DEFAULT_THRESHOLD,
+) -> dict:
+    """Every metric the model card shows, as plain JSON-serialisable values."""
+    y, p = _arrays(y, p)
+    both = _both_classes(y)
+    return {
+        "roc_auc": roc_auc(y, p),
+        "pr_auc": pr_auc(y, p),
+        "brier": float(brier_score_loss(y, p)) if y.size else None,
+        "log_loss": float(log_loss(y, np.clip(p, 1e-7, 1 - 1e-7), labels=[0, 1])) if both else None,
+        "lift_at_10pct": lift_at(y, p, 0.1),
+        "ece": ece(y, p),
+        "max_calibration_error": max_calibration_error(y, p),
+        "calibration_bins": calibration_bins(y, p),
+        "threshold_table": threshold_table(y, p, mrr, save_rate=save_rate, contact_cost=contact_cost),
+        "performance_by_segment": performance_by_segment(y, p, segment, threshold) if segment is not None else {},
+        "n_samples": int(y.size),
+        "positive_rate": float(y.mean()) if y.size else 0.0,
+        "assumptions": {"save_rate": save_rate, "contact_cost": contact_cost, "segment_threshold": threshold},
+    }

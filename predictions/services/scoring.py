@@ -1,0 +1,192 @@
+"""Scoring: features → probability → explanation → stored prediction → customer row → alerts.
+
+The daily batch and the real-time re-score of one customer run the same code path.
+"""
+
+import datetime as dt
+import time
+import uuid
+from collections.abc import Iterable
+from decimal import Decimal
+
+import numpy as np
+import pandas as pd
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from alerts.services import alerts_create_many
+from churnshield.exceptions import ConflictError
+from customers.models import Customer
+from predictions.causes import recommended_actions
+from predictions.data import load_tables
+from predictions.ml import rules
+from predictions.ml.explain import explain_batch
+from predictions.ml.features import build_features, usage_features
+from predictions.models import ChurnPrediction, ModelVersion, PredictionRun
+from predictions.services.portfolio import churn_causes_refresh, portfolio_snapshot_take
+from predictions.services.registry import champion, loaded_model, rules_version
+
+LEVEL_RANK = {"low": 0, "medium": 1, "high": 2}
+
+
+def risk_level(probability: float) -> str:
+    if probability >= settings.RISK_HIGH_THRESHOLD:
+        return "high"
+    if probability >= settings.RISK_MEDIUM_THRESHOLD:
+        return "medium"
+    return "low"
+
+
+def confidence(probability: float) -> float:
+    """How far the calibrated probability is from a coin toss (0.5 → 0, 0 or 1 → 1)."""
+    return round(abs(probability - 0.5) * 2, 4)
+
+
+def _explain(version: ModelVersion, features: pd.DataFrame, proba: np.ndarray) -> list[list[dict]]:
+    model = loaded_model(version)
+    if model is None:
+        return rules.rules_explain(features)
+    return explain_batch(model, features, proba)
+
+
+def score_customers(
+    *,
+    customer_ids: Iterable[int] | None = None,
+    trigger: str = PredictionRun.Trigger.BATCH,
+    run_key: str | None = None,
+    now: dt.datetime | None = None,
+) -> PredictionRun:
+    """Score active customers (all, or the listed ones) with the champion model.
+
+    Idempotent per `run_key`: the batch of a day is `batch:<date>` and runs once; a second call
+    returns the completed run and writes nothing.
+    """
+    now = now or timezone.now()
+    run_key = run_key or (f"batch:{now:%Y-%m-%d}" if trigger == PredictionRun.Trigger.BATCH else uuid.uuid4().hex)
+    existing = PredictionRun.objects.filter(run_key=run_key, status=PredictionRun.Status.COMPLETED).first()
+    if existing is not None:
+        return existing
+    version = champion() or rules_version()
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+
+    tables = load_tables(customer_ids=customer_ids)
+    timings["load_s"] = time.perf_counter() - started
+    features = build_features(tables, pd.Timestamp(now))
+    timings["features_s"] = time.perf_counter() - started - timings["load_s"]
+    mark = time.perf_counter()
+    proba = (
+        rules.rules_probability(features)
+        if loaded_model(version) is None
+        else loaded_model(version).predict_proba(features)
+    )
+    timings["predict_s"] = time.perf_counter() - mark
+    mark = time.perf_counter()
+    causes = _explain(version, features, proba)
+    # Usage counters are today's snapshot: fine for today's health score, never a model feature.
+    health = rules.health_components(features.join(usage_features(tables)))
+    timings["explain_s"] = time.perf_counter() - mark
+
+    mark = time.perf_counter()
+    with transaction.atomic():
+        run, _ = PredictionRun.objects.update_or_create(
+            run_key=run_key,
+            defaults={"trigger": trigger, "model_version": version, "started_at": now, "status": "running"},
+        )
+        rises = _write_back(run, version, features.index, proba, causes, health, now)
+        run.status, run.finished_at = PredictionRun.Status.COMPLETED, timezone.now()
+        run.customers_scored, run.risk_rises = len(features.index), rises
+        timings["write_s"] = time.perf_counter() - mark
+        run.timings = {key: round(value, 4) for key, value in timings.items()}
+        run.save()
+        if trigger == PredictionRun.Trigger.BATCH:
+            transaction.on_commit(_refresh_aggregates)
+    return run
+
+
+def _refresh_aggregates() -> None:
+    churn_causes_refresh()
+    portfolio_snapshot_take()
+
+
+def _write_back(
+    run: PredictionRun,
+    version: ModelVersion,
+    customer_ids: pd.Index,
+    proba: np.ndarray,
+    causes: list[list[dict]],
+    health: pd.DataFrame,
+    now: dt.datetime,
+) -> int:
+    """Prediction rows, customer risk and health, and an alert for every risk level that rose."""
+    ids = [int(i) for i in customer_ids]
+    before = dict(Customer.objects.filter(pk__in=ids).values_list("pk", "churn_risk"))
+    predictions, customers, alerts = [], [], []
+    names = dict(Customer.objects.filter(pk__in=ids).values_list("pk", "name"))
+    for position, customer_id in enumerate(ids):
+        probability = float(np.clip(proba[position], 0.0, 1.0))
+        level = risk_level(probability)
+        score = int(health["health_score"].iloc[position])
+        components = {k: int(v) for k, v in health.iloc[position].items() if k != "health_score"}
+        predictions.append(
+            ChurnPrediction(
+                run=run,
+                customer_id=customer_id,
+                churn_probability=Decimal(f"{probability:.4f}"),
+                risk_level=level,
+                top_causes=causes[position],
+                prediction_date=now,
+                model_version=version.version,
+                health_score=score,
+                health_components=components,
+                confidence=confidence(probability),
+            )
+        )
+        customers.append(Customer(pk=customer_id, churn_risk=Decimal(f"{probability:.4f}"), health_score=score))
+        old_level = risk_level(float(before.get(customer_id, 0)))
+        if LEVEL_RANK[level] > LEVEL_RANK[old_level] and level != "low":
+            top = causes[position][0]["factor"] if causes[position] else "several signals"
+            alerts.append(
+                {
+                    "title": f"{level.capitalize()} churn risk: {names.get(customer_id, customer_id)}",
+                    "message": f"Churn risk rose from {old_level} to {level} ({probability:.0%}); main factor: {top}.",
+                    "severity": "critical" if level == "high" else "high",
+                    "customer_id": customer_id,
+                }
+            )
+    ChurnPrediction.objects.bulk_create(predictions, batch_size=2000)
+    Customer.objects.bulk_update(customers, ["churn_risk", "health_score"], batch_size=2000)
+    if alerts:
+        alerts_create_many(alerts=alerts)
+    return len(alerts)
+
+
+def score_one(*, customer_id: int) -> ChurnPrediction:
+    """Re-score one customer now (real time) and return the stored prediction.
+
+    A churned customer is not re-scored: their last prediction stands.
+    """
+    run = score_customers(customer_ids=[customer_id], trigger=PredictionRun.Trigger.EVENT)
+    prediction = ChurnPrediction.objects.filter(run=run, customer_id=customer_id).first()
+    if prediction is None:
+        prediction = ChurnPrediction.objects.filter(customer_id=customer_id).order_by("-prediction_date", "-id").first()
+    if prediction is None:
+        raise ConflictError("This customer has churned and was never scored.")
+    return prediction
+
+
+def prediction_payload(prediction: ChurnPrediction) -> dict:
+    """The contract's predict response body (without responseTime)."""
+    probability = float(prediction.churn_probability)
+    return {
+        "customerId": prediction.customer_id,
+        "churnProbability": f"{probability * 100:.2f}",
+        "riskLevel": prediction.risk_level,
+        "topCauses": [
+            {"factor": cause.get("factor"), "impact": cause.get("impact"), "value": cause.get("value")}
+            for cause in prediction.top_causes
+        ],
+        "confidence": f"{(prediction.confidence or 0) * 100:.2f}",
+        "recommendedActions": recommended_actions(prediction.top_causes, prediction.risk_level),
+    }

@@ -1,0 +1,217 @@
+"""Point-in-time features: no future facts, no label, no per-customer loops."""
+
+import ast
+import pathlib
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from predictions.causes import CAUSES
+from predictions.ml.features import CONTEXT, FEATURES, build_features, feature_info, usage_features
+from predictions.ml.tables import Tables
+from predictions.tests.ml_factories import AS_OF, append_rows, make_tables, synthetic_tables
+
+DAY = pd.Timedelta(days=1)
+CUTOFF = AS_OF - 120 * DAY
+
+
+def truncate(tables: Tables, cutoff: pd.Timestamp) -> Tables:
+    """What the database looked like at `cutoff`: later facts gone, later outcomes unknown."""
+    c = tables.customers.copy()
+    c.loc[c["churned_at"] > cutoff, "churned_at"] = pd.NaT
+    t = tables.tickets.loc[tables.tickets["opened_at"] <= cutoff].copy()
+    t.loc[t["solved_at"] > cutoff, "solved_at"] = pd.NaT
+    i = tables.interventions.loc[tables.interventions["created_at"] <= cutoff].copy()
+    later = i["completed_at"] > cutoff
+    i.loc[later, "completed_at"] = pd.NaT
+    i.loc[later, "outcome"] = None
+    return Tables(
+        customers=c,
+        sessions=tables.sessions.loc[tables.sessions["started_at"] <= cutoff],
+        tickets=t,
+        nps=tables.nps.loc[tables.nps["responded_at"] <= cutoff],
+        billing=tables.billing.loc[tables.billing["occurred_at"] <= cutoff],
+        interventions=i,
+    )
+
+
+@pytest.fixture(scope="module")
+def book() -> Tables:
+    return synthetic_tables(n=400, seed=3)
+
+
+def test_features_only_see_the_past(book):
+    full = build_features(book, CUTOFF)
+    past = build_features(truncate(book, CUTOFF), CUTOFF)
+    pd.testing.assert_frame_equal(full, past)
+
+
+def test_adding_facts_after_the_cutoff_changes_nothing(book):
+    before = build_features(book, CUTOFF)
+    ids = before.index[:20].to_numpy()
+    later = [CUTOFF + pd.Timedelta(hours=1), CUTOFF + 10 * DAY, AS_OF + 30 * DAY]
+    rows = [(int(c), t) for c in ids for t in later]
+    after = append_rows(
+        book,
+        sessions=[{"customer_id": c, "started_at": t, "pages_viewed": 50, "n_actions": 20} for c, t in rows],
+        tickets=[{"customer_id": c, "opened_at": t, "priority": "urgent"} for c, t in rows],
+        nps=[{"customer_id": c, "responded_at": t, "score": 0} for c, t in rows],
+        billing=[
+            {"customer_id": c, "occurred_at": t, "kind": k, "amount": -10.0, "mrr_after": 1.0}
+            for c, t in rows
+            for k in ("payment_failed", "subscription_changed")
+        ],
+        interventions=[{"customer_id": c, "created_at": t, "outcome": "failed", "completed_at": t} for c, t in rows],
+    )
+    customers = after.customers.copy()
+    customers.loc[customers["customer_id"].isin(ids), "churned_at"] = CUTOFF + 5 * DAY  # churn after cutoff
+    after = Tables(**{**after.__dict__, "customers": customers})
+    pd.testing.assert_frame_equal(before, build_features(after, CUTOFF))
+
+
+def test_population_excludes_future_signups_and_past_churners():
+    tables = make_tables(
+        customers=[
+            {"customer_id": 1, "signup_date": CUTOFF - 50 * DAY, "plan": "a", "mrr": 10.0},
+            {"customer_id": 2, "signup_date": CUTOFF + DAY, "plan": "a", "mrr": 10.0},
+            {"customer_id": 3, "signup_date": CUTOFF - 50 * DAY, "plan": "b", "mrr": 10.0, "churned_at": CUTOFF - DAY},
+            {"customer_id": 4, "signup_date": CUTOFF - 50 * DAY, "plan": "b", "mrr": 10.0, "churned_at": CUTOFF + DAY},
+        ]
+    )
+    X = build_features(tables, CUTOFF)
+    assert list(X.index) == [1, 4]
+    assert {"plan_a", "plan_b"} <= set(X.columns)
+
+
+def test_empty_histories_and_future_events_give_neutral_values():
+    tables = make_tables(
+        customers=[
+            {"customer_id": 1, "signup_date": CUTOFF - 10 * DAY, "plan": "a", "mrr": 99.0},
+            {"customer_id": 2, "signup_date": CUTOFF - 400 * DAY, "plan": "a", "mrr": 99.0},
+        ],
+        sessions=[{"customer_id": 1, "started_at": CUTOFF + 3 * DAY, "pages_viewed": 3, "n_actions": 2}],
+        nps=[{"customer_id": 2, "responded_at": CUTOFF + 3 * DAY, "score": 1}],
+    )
+    X = build_features(tables, CUTOFF)
+    assert not X.isna().any().any()
+    assert all(dtype == np.float64 for dtype in X.dtypes)
+    assert X.loc[1, "days_since_last_session"] == pytest.approx(10.0)
+    assert X.loc[2, "days_since_last_session"] == 365.0  # capped
+    assert X.loc[:, "never_active"].tolist() == [1.0, 1.0]
+    assert X.loc[:, "nps_missing"].tolist() == [1.0, 1.0]
+    assert X.loc[:, "nps_latest"].tolist() == [7.0, 7.0]
+    assert X.loc[:, "mrr"].tolist() == [99.0, 99.0]
+    assert X.loc[:, "sessions_30d"].tolist() == [0.0, 0.0]
+
+
+def test_feature_values_on_a_hand_built_customer():
+    t0 = CUTOFF
+    tables = make_tables(
+        customers=[{"customer_id": 7, "signup_date": t0 - 200 * DAY, "plan": "pro", "mrr": 500.0}],
+        sessions=[
+            {"customer_id": 7, "started_at": t0 - d * DAY, "pages_viewed": 4, "n_actions": 2} for d in (2, 10, 40, 45)
+        ],
+        tickets=[
+            {"customer_id": 7, "opened_at": t0 - 5 * DAY, "priority": "urgent"},
+            {"customer_id": 7, "opened_at": t0 - 50 * DAY, "solved_at": t0 + DAY, "priority": "low"},
+            {"customer_id": 7, "opened_at": t0 - 60 * DAY, "solved_at": t0 - 59 * DAY, "priority": "high"},
+        ],
+        nps=[
+            {"customer_id": 7, "responded_at": t0 - 100 * DAY, "score": 9},
+            {"customer_id": 7, "responded_at": t0 - 10 * DAY, "score": 4},
+        ],
+        billing=[
+            {
+                "customer_id": 7,
+                "occurred_at": t0 - 120 * DAY,
+                "kind": "subscription_changed",
+                "amount": 0.0,
+                "mrr_after": 800.0,
+            },
+            {
+                "customer_id": 7,
+                "occurred_at": t0 - 20 * DAY,
+                "kind": "subscription_changed",
+                "amount": -400.0,
+                "mrr_after": 400.0,
+            },
+            {"customer_id": 7, "occurred_at": t0 - 3 * DAY, "kind": "payment_failed", "amount": 400.0},
+        ],
+        interventions=[
+            {"customer_id": 7, "created_at": t0 - 30 * DAY, "completed_at": t0 - 20 * DAY, "outcome": "failed"}
+        ],
+    )
+    x = build_features(tables, t0).loc[7]
+    assert x["days_since_last_session"] == pytest.approx(2.0)
+    assert (x["sessions_7d"], x["sessions_30d"], x["sessions_90d"]) == (1, 2, 4)
+    assert x["usage_ratio_30d"] == pytest.approx((2 + 1) / (2 + 1))
+    assert x["pages_30d"] == 8 and x["actions_per_session_30d"] == 2
+    assert (x["tickets_30d"], x["tickets_90d"], x["open_tickets"], x["urgent_tickets_90d"]) == (1, 3, 2, 2)
+    assert (x["nps_latest"], x["nps_change"], x["nps_missing"]) == (4, -5, 0)
+    assert x["mrr"] == 400 and x["mrr_change_90d_pct"] == pytest.approx(-0.5) and x["downgraded_90d"] == 1
+    assert (x["payment_failures_30d"], x["payment_failures_90d"]) == (1, 1)
+    assert (x["interventions_90d"], x["interventions_failed_90d"]) == (1, 1)
+    assert x["plan_pro"] == 1 and x["tenure_days"] == pytest.approx(200)
+
+
+def test_vectorised_on_20000_customers():
+    rng = np.random.default_rng(0)
+    n, k = 20_000, 50
+    customers = pd.DataFrame(
+        {
+            "customer_id": np.arange(n),
+            "signup_date": AS_OF - pd.to_timedelta(rng.uniform(100, 700, n), unit="D"),
+            "plan": rng.choice(["a", "b", "c"], n),
+            "mrr": rng.uniform(10, 1000, n),
+            "churned_at": pd.NaT,
+        }
+    )
+    sessions = pd.DataFrame(
+        {
+            "customer_id": np.repeat(np.arange(n), k),
+            "started_at": AS_OF - pd.to_timedelta(rng.uniform(0, 365, n * k), unit="D"),
+            "pages_viewed": rng.integers(1, 20, n * k),
+            "n_actions": rng.integers(1, 8, n * k),
+        }
+    )
+    tables = make_tables(customers=customers, sessions=sessions)
+    start = time.perf_counter()
+    X = build_features(tables, AS_OF)
+    elapsed = time.perf_counter() - start
+    print(f"\nbuild_features: {n} customers × {k} sessions in {elapsed:.2f} s")
+    assert len(X) == n and X["sessions_90d"].sum() > 0
+    assert elapsed < 30  # generous: the point is no per-customer loop (that would take minutes)
+
+
+def test_usage_features_are_separate_from_model_features(book):
+    usage = usage_features(book)
+    assert list(usage.columns) == ["usage_dashboards", "usage_reports"]
+    assert not any(c.startswith("usage_") and c != "usage_ratio_30d" for c in build_features(book, AS_OF).columns)
+    weird = make_tables(
+        customers=[
+            {"customer_id": 1, "signup_date": CUTOFF, "plan": "a", "mrr": 1.0, "feature_usage": {"x": 3, "s": "t"}},
+            {"customer_id": 2, "signup_date": CUTOFF, "plan": "a", "mrr": 1.0, "feature_usage": None},
+        ]
+    )
+    assert usage_features(weird).to_dict("index") == {1: {"usage_x": 3.0}, 2: {"usage_x": 0.0}}
+
+
+def test_catalogue_uses_known_causes():
+    for name, info in FEATURES.items():
+        assert info.cause == CONTEXT or info.cause in CAUSES, name
+        assert info.category in {"product", "billing", "support", "competition", "other"}
+        info.format(1.5)
+    assert feature_info("plan_gold").cause == CONTEXT
+    assert feature_info("usage_api_calls").cause in CAUSES
+
+
+def test_ml_core_has_no_django_imports():
+    root = pathlib.Path(__file__).resolve().parents[1] / "ml"
+    for path in root.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            assert not any(n.split(".")[0] == "django" for n in names), path

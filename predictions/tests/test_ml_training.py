@@ -1,0 +1,126 @@
+"""Training: honest time split, calibration, determinism, serialisation, cold start, leakage."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from predictions.ml.features import build_features
+from predictions.ml.training import (
+    LabelLeakage,
+    NotEnoughLabels,
+    TrainedModel,
+    assert_no_label_leakage,
+    build_training_set,
+    psi,
+    rolling_cutoffs,
+    train,
+)
+from predictions.tests.ml_factories import AS_OF, make_tables, synthetic_tables
+
+DAY = pd.Timedelta(days=1)
+
+
+@pytest.fixture(scope="module")
+def book():
+    return synthetic_tables(n=3000, seed=0)
+
+
+@pytest.fixture(scope="module")
+def model(book) -> TrainedModel:
+    return train(book, AS_OF, seed=0)
+
+
+def test_model_beats_or_matches_the_baseline_and_is_calibrated(model):
+    m, b = model.metrics, model.baseline_metrics
+    print(
+        f"\nreport block: n={m['n_samples']} positive_rate={m['positive_rate']:.3f}"
+        f"\nmodel    ROC AUC {m['roc_auc']:.3f} PR AUC {m['pr_auc']:.3f} ECE {m['ece']:.4f} "
+        f"brier {m['brier']:.4f} lift@10% {m['lift_at_10pct']:.2f}"
+        f"\nbaseline ROC AUC {b['roc_auc']:.3f} PR AUC {b['pr_auc']:.3f} ECE {b['ece']:.4f} "
+        f"brier {b['brier']:.4f} lift@10% {b['lift_at_10pct']:.2f}"
+    )
+    assert m["roc_auc"] >= b["roc_auc"] - 0.02
+    assert m["roc_auc"] > 0.6  # a real signal is learnt
+    assert m["ece"] <= 0.05
+    assert m["leakage_flags"] == {}
+    assert len(m["threshold_table"]) == 9 and m["threshold_table"][0]["threshold"] == 0.1
+    assert set(m["performance_by_segment"]) <= {"starter", "growth", "enterprise"}
+    assert m["feature_count"] == len(model.feature_names)
+    assert sum(model.importance.values()) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_time_based_split(model):
+    w = model.training_window
+    fit = [pd.Timestamp(c) for c in w["fit_cutoffs"]]
+    cal, rep = pd.Timestamp(w["calibration_cutoff"]), pd.Timestamp(w["report_cutoff"])
+    assert max(fit) < cal < rep
+    assert all(c + 90 * DAY <= cal for c in fit)  # purged: fit labels are known before calibration
+    assert rep + 90 * DAY <= AS_OF
+    assert w["validation_cutoffs"] == [w["calibration_cutoff"], w["report_cutoff"]]
+
+
+def test_model_card_is_json_serialisable(model):
+    import json
+
+    for part in (model.metrics, model.baseline_metrics, model.params, model.importance, model.training_window):
+        json.dumps(part)
+
+
+def test_training_is_deterministic_and_round_trips(book, model):
+    again = train(book, AS_OF, seed=0)
+    X = build_features(book, AS_OF)
+    p1, p2 = model.predict_proba(X), again.predict_proba(X)
+    np.testing.assert_array_equal(p1, p2)
+    restored = TrainedModel.from_bytes(model.to_bytes())
+    np.testing.assert_array_equal(restored.predict_proba(X), p1)
+    assert restored.feature_names == model.feature_names and restored.metrics == model.metrics
+    assert ((p1 >= 0) & (p1 <= 1)).all() and not np.isnan(p1).any()
+
+
+def test_probabilities_for_empty_histories_and_future_events(model):
+    tables = make_tables(
+        customers=[
+            {"customer_id": 1, "signup_date": AS_OF - 3 * DAY, "plan": "starter", "mrr": 49.0},
+            {"customer_id": 2, "signup_date": AS_OF - 300 * DAY, "plan": "unknown-plan", "mrr": 0.0},
+        ],
+        sessions=[{"customer_id": 1, "started_at": AS_OF + 40 * DAY, "pages_viewed": 3, "n_actions": 1}],
+        tickets=[{"customer_id": 2, "opened_at": AS_OF + DAY, "priority": "urgent"}],
+    )
+    X = build_features(tables, AS_OF)
+    p = model.predict_proba(X)
+    assert p.shape == (2,) and ((p >= 0) & (p <= 1)).all() and not np.isnan(p).any()
+    assert model.predict_proba(X.iloc[:0]).shape == (0,)
+    assert model.predict_proba(X.drop(columns=["mrr"])).shape == (2,)  # missing columns → 0
+
+
+def test_not_enough_labels():
+    quiet = synthetic_tables(n=150, seed=1)
+    with pytest.raises(NotEnoughLabels) as err:
+        train(quiet, AS_OF, min_positives=50)
+    assert err.value.required == 50
+
+
+def test_training_set_labels_and_observable_cutoffs(book):
+    cutoffs = [*rolling_cutoffs(AS_OF, 90, 3, 30), AS_OF - 30 * DAY]  # the last one is not observable
+    X, y, meta = build_training_set(book, cutoffs, 90, as_of=AS_OF)
+    assert sorted(meta["cutoff"].unique()) == cutoffs[:3]
+    assert len(X) == len(y) == len(meta) and not X.isna().any().any()
+    churned = book.customers.set_index("customer_id")["churned_at"].reindex(meta["customer_id"]).to_numpy()
+    expected = (churned > meta["cutoff"].to_numpy()) & (churned <= (meta["cutoff"] + 90 * DAY).to_numpy())
+    np.testing.assert_array_equal(y.to_numpy(), expected.astype(int))
+
+
+def test_leakage_check_flags_a_label_copy(book):
+    X, y, _ = build_training_set(book, rolling_cutoffs(AS_OF, 90, 2, 30), 90)
+    assert_no_label_leakage(X, y)  # the honest features pass
+    leaky = X.assign(churn_flag=y.to_numpy() * 3.0 + np.random.default_rng(0).normal(0, 0.1, len(y)))
+    with pytest.raises(LabelLeakage, match="churn_flag"):
+        assert_no_label_leakage(leaky, y)
+
+
+def test_psi_is_small_on_the_same_population_and_large_on_a_shift(book, model):
+    X = build_features(book, pd.Timestamp(model.training_window["fit_cutoffs"][-1]))
+    same = psi(model.reference_stats, X)
+    shifted = psi(model.reference_stats, X.assign(sessions_30d=X["sessions_30d"] * 0 + 1000))
+    assert same["sessions_30d"] < 0.1
+    assert shifted["sessions_30d"] > 1.0

@@ -1,0 +1,189 @@
+"""The prediction engine through Django: registry, batch and real-time scoring, endpoints."""
+
+import datetime as dt
+
+import pytest
+from django.utils import timezone
+
+from alerts.models import Alert
+from churnshield.demo.generator import generate
+from customers.models import Customer
+from predictions.models import ChurnPrediction, ModelVersion, PredictionRun
+from predictions.services.registry import model_train
+from predictions.services.scoring import score_customers
+
+
+@pytest.fixture
+def book(db):
+    """A small deterministic demo book with a churn history to learn from."""
+    generate(customers=600, seed=11, as_of=timezone.now().date(), activity_scale=0.5, progress=False)
+    return Customer.objects.all()
+
+
+@pytest.fixture
+def trained(book):
+    return model_train(seed=0, min_positives=20)
+
+
+@pytest.mark.django_db
+def test_training_registers_a_champion_with_real_metrics(trained):
+    assert trained.kind == "xgboost" and trained.status == "champion"
+    assert 0.5 < trained.metrics["roc_auc"] <= 1
+    assert "roc_auc" in trained.baseline_metrics
+    assert trained.metrics["threshold_table"]
+    assert abs(sum(trained.importance.values()) - 1) < 1e-6
+    assert ModelVersion.objects.filter(status="champion").count() == 1
+
+
+def test_a_retrained_model_that_does_not_win_stays_candidate(trained):
+    again = model_train(seed=0, min_positives=20)  # same data, same seed: cannot beat the champion
+    assert again.status == "candidate"
+    assert "does not beat" in again.status_reason
+    assert ModelVersion.objects.get(status="champion").pk == trained.pk
+
+
+def test_cold_start_uses_the_rules_baseline(book):
+    version = model_train(min_positives=10**6)
+    assert version.kind == "rules" and version.status == "champion"
+    assert "Cold start" in version.status_reason
+
+
+def test_batch_scores_every_active_customer_once_and_is_idempotent(trained):
+    active = Customer.objects.filter(is_active=True).count()
+    run = score_customers()
+    assert run.status == "completed" and run.customers_scored == active
+    assert ChurnPrediction.objects.filter(run=run).count() == active
+    assert ChurnPrediction.objects.filter(run=run, model_version=trained.version).count() == active
+    again = score_customers()
+    assert again.pk == run.pk
+    assert ChurnPrediction.objects.filter(run=run).count() == active
+    assert PredictionRun.objects.filter(run_key=run.run_key).count() == 1
+
+
+def test_batch_writes_risk_back_and_alerts_on_rises(trained):
+    low = Customer.objects.filter(is_active=True).order_by("pk")
+    low.update(churn_risk=0)  # every customer now "was" low: any medium/high result is a rise
+    before = Alert.objects.count()
+    run = score_customers(run_key="test-rise")
+    rises = Customer.objects.filter(is_active=True, churn_risk__gte=0.5).count()
+    assert run.risk_rises == rises
+    assert Alert.objects.count() - before == rises
+    sample = ChurnPrediction.objects.filter(run=run).first()
+    customer = Customer.objects.get(pk=sample.customer_id)
+    assert customer.churn_risk == sample.churn_probability
+    assert customer.health_score == sample.health_score
+
+
+@pytest.mark.django_db
+def test_predict_endpoint_contract(trained, api_for, manager):
+    customer = Customer.objects.filter(is_active=True).first()
+    response = api_for(manager).post("/api/v1/churn/predict", {"customerId": customer.pk}, format="json")
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert set(body) == {
+        "customerId",
+        "churnProbability",
+        "riskLevel",
+        "topCauses",
+        "responseTime",
+        "confidence",
+        "recommendedActions",
+    }
+    assert body["customerId"] == customer.pk
+    assert 0 <= float(body["churnProbability"]) <= 100 and len(body["churnProbability"].split(".")[1]) == 2
+    for cause in body["topCauses"]:
+        assert set(cause) == {"factor", "impact", "value"}
+    stored = ChurnPrediction.objects.filter(customer=customer).order_by("-id").first()
+    assert f"{float(stored.churn_probability) * 100:.2f}" == body["churnProbability"]
+    assert stored.run.trigger == "event"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("body", "status"), [({"customerId": "1"}, 400), ({}, 400), ({"customerId": 99999999}, 404)])
+def test_predict_bad_input(trained, api_for, manager, body, status):
+    response = api_for(manager).post("/api/v1/churn/predict", body, format="json")
+    assert response.status_code == status
+    if status == 400:
+        assert "customerId" in response.json()["errors"]
+
+
+def test_predict_outside_portfolio_and_viewer(trained, api_for, viewer, make_user):
+    csm = make_user("csm")
+    customer = Customer.objects.filter(is_active=True).exclude(owner=csm).first()
+    before = ChurnPrediction.objects.count()
+    assert api_for(csm).post("/api/v1/churn/predict", {"customerId": customer.pk}, format="json").status_code == 404
+    assert ChurnPrediction.objects.count() == before
+    # Asking for a prediction changes no one's data: viewers may.
+    assert api_for(viewer).post("/api/v1/churn/predict", {"customerId": customer.pk}, format="json").status_code == 200
+
+
+def test_batch_predict_serves_stored_predictions(trained, api_for, manager):
+    score_customers()
+    ids = list(Customer.objects.filter(is_active=True).values_list("pk", flat=True)[:200])
+    response = api_for(manager).post("/api/ml/batch-predict", {"customerIds": ids}, format="json")
+    assert response.status_code == 200
+    predictions = response.json()["predictions"]
+    assert [p["customerId"] for p in predictions] == ids
+    first = predictions[0]
+    assert set(first) == {
+        "customerId",
+        "churnProbability",
+        "riskLevel",
+        "confidence",
+        "topFactors",
+        "recommendedActions",
+    }
+    assert isinstance(first["churnProbability"], float) and 0 <= first["confidence"] <= 1
+    assert api_for(manager).post("/api/ml/batch-predict", {"customerIds": [99999999]}, format="json").status_code == 404
+
+
+def test_explain_feature_importance_and_model_card(trained, api_for, manager):
+    score_customers()
+    client = api_for(manager)
+    causes = client.get("/api/v1/causes/explain").json()
+    assert set(causes) == {"causes", "responseTime"}
+    for cause in causes["causes"]:
+        assert set(cause) == {"name", "description", "impact", "category", "icon"}
+        assert cause["category"] in {"product", "billing", "support", "competition", "other"}
+    customer = ChurnPrediction.objects.exclude(top_causes=[]).first().customer
+    mine = client.post("/api/v1/causes/explain", {"customerId": customer.pk}, format="json").json()
+    assert mine["causes"] and mine["causes"][0]["name"]
+
+    features = client.get("/api/ml/feature-importance").json()["features"]
+    assert abs(sum(f["importance"] for f in features) - 100) < 0.01
+    assert set(features[0]) == {
+        "feature",
+        "importance",
+        "impact",
+        "description",
+        "rawImportance",
+        "confidenceLevel",
+        "actionability",
+    }
+    card = client.get("/model/metrics/latest").json()
+    assert card["version"] == trained.version
+    assert card["cv_metrics"]["roc_auc"] == trained.metrics["roc_auc"]
+    assert card["data_window"]["feature_count"] == len(trained.feature_names)
+    analytics = client.get("/api/ml/analytics").json()
+    assert analytics["totalCustomers"] == Customer.objects.filter(is_active=True).count()
+    assert analytics["modelVersion"] == trained.version
+
+
+def test_model_card_needs_sign_in(trained):
+    from rest_framework.test import APIClient
+
+    assert APIClient().get("/model/metrics/latest").status_code == 401
+
+
+def test_scoring_ignores_facts_after_now(trained):
+    """Scoring as of a past date gives the same result whether or not later facts exist."""
+    past = timezone.now() - dt.timedelta(days=30)
+    first = score_customers(run_key="past-1", now=past)
+    probabilities = dict(ChurnPrediction.objects.filter(run=first).values_list("customer_id", "churn_probability"))
+    from customers.models import UserSession
+
+    customer_id = next(iter(probabilities))
+    UserSession.objects.create(customer_id=customer_id, started_at=timezone.now(), pages_viewed=50)
+    second = score_customers(run_key="past-2", now=past)
+    again = dict(ChurnPrediction.objects.filter(run=second).values_list("customer_id", "churn_probability"))
+    assert again == probabilities
