@@ -187,3 +187,24 @@ def test_scoring_ignores_facts_after_now(trained):
     second = score_customers(run_key="past-2", now=past)
     again = dict(ChurnPrediction.objects.filter(run=second).values_list("customer_id", "churn_probability"))
     assert again == probabilities
+
+
+def test_significant_event_rescores_after_commit_once_per_burst(trained, django_capture_on_commit_callbacks):
+    from predictions.services.scoring import rescore_after_commit
+
+    customer = Customer.objects.filter(is_active=True).order_by("pk").first()
+    Customer.objects.filter(pk=customer.pk).update(churn_risk=0)
+    before = ChurnPrediction.objects.filter(customer=customer).count()
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        assert rescore_after_commit(customer_id=customer.pk) is True
+        assert rescore_after_commit(customer_id=customer.pk) is False  # debounced
+    assert ChurnPrediction.objects.filter(customer=customer).count() == before  # nothing before commit
+    assert len(callbacks) == 1
+    callbacks[0]()  # the commit: the task runs (in-process here; a worker in production)
+    latest = ChurnPrediction.objects.filter(customer=customer).order_by("-id").first()
+    assert ChurnPrediction.objects.filter(customer=customer).count() == before + 1
+    assert latest.run.trigger == "event"
+    customer.refresh_from_db()
+    assert customer.churn_risk == latest.churn_probability
+    if latest.risk_level != "low":
+        assert Alert.objects.filter(customer=customer, title__contains="churn risk").exists()

@@ -12,6 +12,7 @@ from decimal import Decimal
 import numpy as np
 import pandas as pd
 from django.conf import settings
+from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
@@ -161,6 +162,24 @@ def _write_back(
     if alerts:
         alerts_create_many(alerts=alerts)
     return len(alerts)
+
+
+RESCORE_DEBOUNCE_SECONDS = 5
+
+
+def rescore_after_commit(*, customer_id: int) -> bool:
+    """Hook for significant events (ticket opened, payment failed, NPS answer, long-gap login).
+
+    Enqueues a re-score of the customer once the caller's transaction commits, at most once per
+    customer every few seconds (a burst of events costs one re-score). Returns False when a
+    re-score is already pending.
+    """
+    from predictions.tasks import rescore_customer
+
+    if not cache.add(f"rescore:{customer_id}", 1, timeout=RESCORE_DEBOUNCE_SECONDS):
+        return False
+    transaction.on_commit(lambda: rescore_customer.delay(customer_id))
+    return True
 
 
 def score_one(*, customer_id: int) -> ChurnPrediction:
