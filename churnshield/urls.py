@@ -10,7 +10,7 @@ from churnshield.auth.views import ApiDocsView, LoginView, LogoutView, RefreshVi
 from churnshield.dashboard.views import DashboardChartView, DashboardMetricsView
 from customers.api.views import CustomerCsvImportView, CustomerViewSet
 from integrations.api.views import IntegrationViewSet
-from interventions.api.views import InterventionViewSet
+from interventions.api.views import InterventionViewSet, OutcomeView, RecommendView
 from predictions.api.views import (
     BatchPredictView,
     CausesExplainView,
@@ -39,6 +39,8 @@ api = [
     path("ml/batch-predict", BatchPredictView.as_view(), name="ml-batch-predict"),
     path("ml/feature-importance", FeatureImportanceView.as_view(), name="ml-feature-importance"),
     path("ml/analytics", MLAnalyticsView.as_view(), name="ml-analytics"),
+    path("ml/recommend-intervention", RecommendView.as_view(), name="ml-recommend-intervention"),
+    path("ml/update-outcome", OutcomeView.as_view(), name="ml-update-outcome"),
     path("import/customers/csv", CustomerCsvImportView.as_view(), name="customer-import-csv"),
     path("schema", SpectacularAPIView.as_view(), name="schema"),
     path("docs", ApiDocsView.as_view(url_name="schema"), name="docs"),

@@ -8,9 +8,10 @@ from django.conf import settings
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Sum
 
 from churnshield.auth.roles import sees_all_customers
-from customers.selectors import customer_scope
+from customers.selectors import customer_get, customer_scope, risk_level
 from customers.timeline import events_after
 from interventions.models import Intervention
+from predictions.selectors import latest_prediction_json
 
 
 def intervention_scope(*, user: Any) -> QuerySet[Intervention]:
@@ -142,4 +143,76 @@ def intervention_analytics(*, user: Any) -> dict:
         },
         "top_performing_interventions": rows[:5],
         "insights": insights,
+    }
+
+
+# Which intervention answers which churn cause (the cause catalogue is predictions/causes.py).
+CAUSE_INTERVENTIONS = {
+    "Payment problems": "Payment Recovery",
+    "Support issues": "Support Escalation",
+    "Low satisfaction": "Executive Check-in",
+    "Low engagement": "Executive Check-in",
+    "Declining usage": "Product Training",
+    "Low feature adoption": "Product Training",
+    "Onboarding incomplete": "Onboarding Call",
+}
+DESCRIPTIONS = {
+    "Payment Recovery": "Resolve the failed payments with the billing contact",
+    "Support Escalation": "Escalate open tickets and follow up personally",
+    "Executive Check-in": "Schedule high-level executive outreach",
+    "Product Training": "Run a training session on the features the account does not use",
+    "Onboarding Call": "Walk the account through setup to first value",
+    "Renewal Reminder": "Review value delivered ahead of the renewal",
+}
+PRIOR_WEIGHT = 5  # outcomes of pseudo-evidence at the overall success rate, so tiny samples don't dominate
+
+
+def recommend_intervention(*, user: Any, customer_id: int) -> dict:
+    """What has worked for customers like this one, for the causes this customer shows.
+
+    Candidates are the interventions that answer the customer's current causes; each is scored by
+    its recorded success rate among customers of the same risk level, smoothed toward the overall
+    rate. The estimate of revenue saved is a year of the customer's MRR times that success rate.
+    """
+    customer = customer_get(user=user, customer_id=customer_id)
+    prediction = latest_prediction_json(customer.pk) or {}
+    probability = float(prediction.get("churnProbability", customer.churn_risk))
+    level = risk_level(probability)
+    causes = [cause.get("cause") for cause in prediction.get("topCauses", []) if isinstance(cause, dict)]
+    candidates = list(dict.fromkeys(CAUSE_INTERVENTIONS[c] for c in causes if c in CAUSE_INTERVENTIONS))
+    if not candidates:
+        candidates = ["Executive Check-in"] if level == "high" else ["Renewal Reminder"]
+
+    decided = Intervention.objects.filter(status=Intervention.Status.COMPLETED, outcome__isnull=False)
+    overall = decided.aggregate(n=Count("id"), won=Count("id", filter=Q(outcome=Intervention.Outcome.SUCCEEDED)))
+    base_rate = overall["won"] / overall["n"] if overall["n"] else 0.5
+    high, medium = settings.RISK_HIGH_THRESHOLD, settings.RISK_MEDIUM_THRESHOLD
+    band = {
+        "high": Q(customer__churn_risk__gte=high),
+        "medium": Q(customer__churn_risk__gte=medium, customer__churn_risk__lt=high),
+    }.get(level, Q(customer__churn_risk__lt=medium))
+    stats = {
+        row["type"].lower(): row
+        for row in decided.filter(band, type__in=candidates)
+        .values("type")
+        .annotate(n=Count("id"), won=Count("id", filter=Q(outcome=Intervention.Outcome.SUCCEEDED)))
+    }
+
+    def smoothed(kind: str) -> tuple[float, int, int]:
+        row = stats.get(kind.lower(), {"n": 0, "won": 0})
+        return (row["won"] + PRIOR_WEIGHT * base_rate) / (row["n"] + PRIOR_WEIGHT), row["won"], row["n"]
+
+    best = max(candidates, key=lambda kind: smoothed(kind)[0])
+    rate, won, tried = smoothed(best)
+    cause_text = f"its top churn cause is {causes[0].lower()}" if causes else f"its churn risk is {level}"
+    return {
+        "type": best,
+        "priority": level,
+        "estimatedSuccess": round(rate, 2),
+        "estimatedRevenueSaved": round(float(customer.mrr) * 12 * rate, 2),
+        "description": DESCRIPTIONS.get(best, best),
+        "reasoning": (
+            f"Recommended because {cause_text}; {best} succeeded {won} of {tried} times "
+            f"for {level}-risk customers (success rate across all interventions {base_rate:.0%})."
+        ),
     }

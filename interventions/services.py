@@ -1,6 +1,7 @@
 """Writes to interventions: create, update, bulk actions. Atomic; ids outside the portfolio are 404."""
 
 from collections.abc import Iterable
+from decimal import Decimal
 from typing import Any
 
 from django.db import transaction
@@ -123,3 +124,37 @@ def intervention_bulk_apply(*, user: Any, customer_ids: list[int], intervention_
         ]
     )
     return len(customers)
+
+
+@transaction.atomic
+def intervention_outcome_record(
+    *, user: Any, customer_id: int, intervention_type: str, success: bool, revenue_impact: Decimal | None = None
+) -> Intervention:
+    """Record whether an intervention kept the customer (`POST /api/ml/update-outcome`).
+
+    The customer's latest intervention of that type without an outcome gets it (completing it if
+    still open); when there is none, a completed intervention records the outcome.
+    """
+    customer = customer_get(user=user, customer_id=customer_id)
+    outcome = Intervention.Outcome.SUCCEEDED if success else Intervention.Outcome.FAILED
+    intervention = (
+        Intervention.objects.select_for_update()
+        .filter(customer=customer, type__iexact=intervention_type, outcome__isnull=True)
+        .order_by("-created_at", "-id")
+        .first()
+    )
+    if intervention is None:
+        intervention = Intervention(
+            customer=customer,
+            type=intervention_type,
+            assigned_csm=_owner_name(customer),
+            created_by=user,
+            notes="Outcome recorded from the app.",
+        )
+    intervention.outcome = outcome
+    intervention.revenue_impact = revenue_impact
+    if intervention.status != Intervention.Status.COMPLETED:
+        intervention.status = Intervention.Status.COMPLETED
+        intervention.completed_at = intervention.completed_at or timezone.now()
+    intervention.save()
+    return intervention

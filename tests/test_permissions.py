@@ -45,6 +45,8 @@ OPERATIONS = {
     ("GET", "/api/ml/feature-importance"): "read",
     ("GET", "/api/ml/analytics"): "read",
     ("GET", "/model/metrics/latest"): "read",
+    ("POST", "/api/ml/recommend-intervention"): "read",
+    ("POST", "/api/ml/update-outcome"): "write",
 }
 # Operations that name a customer or intervention in the body (the CSV import's cross-portfolio
 # rule is a row error, tested in test_csv_import).
@@ -55,6 +57,8 @@ BODY_REFERENCES = {
     ("POST", "/api/v1/churn/predict"),
     ("POST", "/api/v1/causes/explain"),
     ("POST", "/api/ml/batch-predict"),
+    ("POST", "/api/ml/recommend-intervention"),
+    ("POST", "/api/ml/update-outcome"),
 }
 # Routes served outside the schema on purpose.
 NOT_IN_SCHEMA = {"/api/docs", "/api/schema"}
@@ -141,6 +145,8 @@ def _body(method: str, path: str, objects: dict) -> dict:
         "/api/v1/churn/predict": {"customerId": customer.pk},
         "/api/v1/causes/explain": {"customerId": customer.pk} if method == "POST" else {},
         "/api/ml/batch-predict": {"customerIds": [customer.pk]},
+        "/api/ml/recommend-intervention": {"customerId": customer.pk},
+        "/api/ml/update-outcome": {"customerId": customer.pk, "intervention": "Executive Check-in", "success": True},
     }.get(path, {})
 
 

@@ -100,3 +100,23 @@ class BulkApplyResultSerializer(serializers.Serializer):
     message = serializers.CharField()
     updated = serializers.IntegerField()
     total = serializers.IntegerField()
+
+
+class OutcomeInputSerializer(serializers.Serializer):
+    customerId = serializers.IntegerField(min_value=1, max_value=MAX_ID)
+    intervention = serializers.CharField(max_length=200)
+    success = serializers.BooleanField()
+    revenueImpact = serializers.DecimalField(max_digits=12, decimal_places=2, required=False, allow_null=True)
+
+
+class RecommendInputSerializer(serializers.Serializer):
+    customerId = serializers.IntegerField(min_value=1, max_value=MAX_ID)
+
+
+class RecommendationSerializer(serializers.Serializer):
+    type = serializers.CharField()
+    priority = serializers.CharField()
+    estimatedSuccess = serializers.FloatField()
+    estimatedRevenueSaved = serializers.FloatField()
+    description = serializers.CharField()
+    reasoning = serializers.CharField()

@@ -6,7 +6,9 @@ from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
+from churnshield.auth.permissions import AnyRole
 from interventions import selectors, services
 from interventions.api.serializers import (
     BulkActionResultSerializer,
@@ -16,6 +18,9 @@ from interventions.api.serializers import (
     InterventionCreateSerializer,
     InterventionOutputSerializer,
     InterventionUpdateSerializer,
+    OutcomeInputSerializer,
+    RecommendationSerializer,
+    RecommendInputSerializer,
 )
 from interventions.filters import InterventionFilter
 from interventions.models import Intervention
@@ -104,3 +109,39 @@ class InterventionViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     @action(detail=False, methods=["get"], filterset_class=None, pagination_class=None)
     def analytics(self, request: Request) -> Response:
         return Response(selectors.intervention_analytics(user=request.user))
+
+
+class OutcomeView(APIView):
+    """`POST /api/ml/update-outcome`: record whether an intervention kept the customer."""
+
+    @extend_schema(
+        request=OutcomeInputSerializer,
+        responses=inline_serializer(
+            "OutcomeResult", {"success": serializers.BooleanField(), "message": serializers.CharField()}
+        ),
+    )
+    def post(self, request: Request) -> Response:
+        data = OutcomeInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        services.intervention_outcome_record(
+            user=request.user,
+            customer_id=data.validated_data["customerId"],
+            intervention_type=data.validated_data["intervention"],
+            success=data.validated_data["success"],
+            revenue_impact=data.validated_data.get("revenueImpact"),
+        )
+        return Response({"success": True, "message": "Outcome updated successfully"})
+
+
+class RecommendView(APIView):
+    """`POST /api/ml/recommend-intervention`: what has worked for customers like this one."""
+
+    permission_classes = [AnyRole]
+
+    @extend_schema(request=RecommendInputSerializer, responses=RecommendationSerializer)
+    def post(self, request: Request) -> Response:
+        data = RecommendInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        return Response(
+            selectors.recommend_intervention(user=request.user, customer_id=data.validated_data["customerId"])
+        )
