@@ -179,6 +179,8 @@ class PredictionRun(models.Model):
     customers_scored = models.IntegerField(default=0)
     risk_rises = models.IntegerField(default=0)
     timings = models.JSONField(default=dict, blank=True)
+    # Population stability index per feature: this run's population against the training data.
+    drift = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True, default="")
 
     class Meta:

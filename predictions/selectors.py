@@ -272,6 +272,32 @@ def model_metrics_latest() -> dict:
             for name, value in sorted((version.importance or {}).items(), key=lambda item: -item[1])
         ],
         "performance_by_segment": metrics.get("performance_by_segment", {}),
+        "drift_metrics": _drift(version),
+    }
+
+
+def _drift(version: Any) -> dict:
+    """PSI of the latest batch scored with `version` against its training data."""
+    from predictions.models import PredictionRun
+
+    run = (
+        PredictionRun.objects.filter(model_version=version, trigger="batch", status="completed")
+        .exclude(drift={})
+        .order_by("-started_at")
+        .first()
+    )
+    if run is None:
+        return {"feature_drift_score": None, "last_drift_check": None, "drift_status": "unknown", "by_feature": {}}
+    values = run.drift
+    worst = max(values.values())
+    return {
+        "feature_drift_score": round(sum(values.values()) / len(values), 4),
+        "max_feature_drift": round(worst, 4),
+        "most_drifted_feature": max(values, key=values.get),
+        "last_drift_check": iso(run.started_at),
+        # Rules of thumb for PSI: < 0.1 stable, 0.1–0.25 moderate shift, above that major.
+        "drift_status": "stable" if worst < 0.1 else "moderate" if worst < 0.25 else "major",
+        "by_feature": values,
     }
 
 

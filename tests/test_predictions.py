@@ -162,6 +162,10 @@ def test_explain_feature_importance_and_model_card(trained, api_for, manager):
     }
     card = client.get("/model/metrics/latest").json()
     assert card["version"] == trained.version
+    run = PredictionRun.objects.filter(trigger="batch").latest("started_at")
+    assert run.drift and set(run.drift) <= set(trained.feature_names)
+    assert card["drift_metrics"]["by_feature"] == run.drift
+    assert card["drift_metrics"]["drift_status"] in {"stable", "moderate", "major"}
     assert card["cv_metrics"]["roc_auc"] == trained.metrics["roc_auc"]
     assert card["data_window"]["feature_count"] == len(trained.feature_names)
     analytics = client.get("/api/ml/analytics").json()

@@ -25,6 +25,7 @@ from predictions.data import load_tables
 from predictions.ml import rules
 from predictions.ml.explain import explain_batch
 from predictions.ml.features import build_features, usage_features
+from predictions.ml.training import psi
 from predictions.models import ChurnPrediction, ModelVersion, PredictionRun
 from predictions.services.portfolio import churn_causes_refresh, portfolio_snapshot_take
 from predictions.services.registry import champion, loaded_model, rules_version
@@ -86,6 +87,8 @@ def score_customers(
     timings["predict_s"] = time.perf_counter() - mark
     mark = time.perf_counter()
     causes = _explain(version, features, proba)
+    model = loaded_model(version)
+    drift = psi(model.reference_stats, features) if model is not None and len(features) >= 100 else {}
     # Usage counters are today's snapshot: fine for today's health score, never a model feature.
     health = rules.health_components(features.join(usage_features(tables)))
     timings["explain_s"] = time.perf_counter() - mark
@@ -101,6 +104,7 @@ def score_customers(
         run.customers_scored, run.risk_rises = len(features.index), rises
         timings["write_s"] = time.perf_counter() - mark
         run.timings = {key: round(value, 4) for key, value in timings.items()}
+        run.drift = {name: round(value, 4) for name, value in drift.items()}
         run.save()
         if trigger == PredictionRun.Trigger.BATCH:
             transaction.on_commit(_refresh_aggregates)
