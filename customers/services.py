@@ -184,6 +184,9 @@ def customer_import_csv(*, user: Any, text: str) -> ImportResult:
     return result
 
 
+COPY_THRESHOLD = 500  # below this, four statements of temp-table setup cost more than they save
+
+
 @transaction.atomic
 def customer_scores_set(*, scores: list[tuple[int, Decimal, int]]) -> int:
     """Write (customer id, churn risk, health score) for many customers at once.
@@ -193,7 +196,7 @@ def customer_scores_set(*, scores: list[tuple[int, Decimal, int]]) -> int:
     """
     if not scores:
         return 0
-    if connection.vendor == "postgresql":
+    if connection.vendor == "postgresql" and len(scores) > COPY_THRESHOLD:
         with connection.cursor() as cursor:
             # Dropped at commit; truncated first in case an enclosing transaction already made it.
             cursor.execute(
