@@ -1,0 +1,288 @@
+"""Benchmark: the daily batch score (load → features → predict → explain → write) end to end,
+against a naive per-customer ORM loop and, for the write-back, a raw binary COPY.
+
+    .venv/bin/python bench/batch_scoring.py                        # 100,000 customers, ~10M sessions
+    BENCH_CUSTOMERS=20000 .venv/bin/python bench/batch_scoring.py  # smaller book
+
+Needs PostgreSQL (BENCH_DATABASE_URL, default
+postgres://postgres@127.0.0.1:5432/churnshield_batchbench; created when missing). The book is
+seeded once (`seed_demo --seed 1 --activity-scale BENCH_ACTIVITY_SCALE`, default 1.0) and reused
+while its customer count matches BENCH_CUSTOMERS. Every run writes a new batch run (a unique
+run key) and, for the naive sample, BENCH_NAIVE_SAMPLE (default 1,000) predictions.
+Prints the batch's timings, the model's share of them, the speed-up over the naive loop and the
+write-back rate against raw COPY, next to the targets.
+"""
+
+import os
+import random
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+DATABASE_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/churnshield_batchbench")
+CUSTOMERS = int(os.environ.get("BENCH_CUSTOMERS", "100000"))
+ACTIVITY_SCALE = float(os.environ.get("BENCH_ACTIVITY_SCALE", "1.0"))
+NAIVE_SAMPLE = int(os.environ.get("BENCH_NAIVE_SAMPLE", "1000"))
+WRITE_ROUNDS = int(os.environ.get("BENCH_WRITE_ROUNDS", "3"))
+ENV = {**os.environ, "DATABASE_URL": DATABASE_URL, "DJANGO_SETTINGS_MODULE": "bench.settings", "REDIS_URL": ""}
+
+
+def manage(*args: str) -> str:
+    """Run `manage.py` with the bench settings; exit with its output when it fails."""
+    result = subprocess.run(
+        [str(BIN / "python"), "manage.py", *args], cwd=ROOT, env=ENV, capture_output=True, text=True
+    )
+    if result.returncode:
+        sys.exit(f"manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result.stdout
+
+
+def psql(url: str, sql: str) -> str:
+    """One statement through psql (autocommit, so VACUUM and CREATE DATABASE work)."""
+    return subprocess.run(["psql", url, "-tAc", sql], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def prepare() -> None:
+    """A database holding exactly CUSTOMERS customers (reused, or rebuilt) and a trained champion."""
+    server, name = DATABASE_URL.rsplit("/", 1)
+    admin = server + "/postgres"
+    seeded = False
+    if psql(admin, f"SELECT 1 FROM pg_database WHERE datname='{name}'") == "1":
+        manage("migrate", "--noinput")
+        count = manage("shell", "-c", "from customers.models import Customer; print(Customer.objects.count())")
+        seeded = int(count.split()[-1]) == CUSTOMERS
+        if not seeded:
+            psql(admin, f"DROP DATABASE {name}")
+    if not seeded:
+        psql(admin, f"CREATE DATABASE {name}")
+        manage("migrate", "--noinput")
+        print(f"seeding {CUSTOMERS:,} customers, activity scale {ACTIVITY_SCALE} (once; reused later)...", flush=True)
+        started = time.perf_counter()
+        manage("seed_demo", "--customers", str(CUSTOMERS), "--seed", "1", "--activity-scale", str(ACTIVITY_SCALE))
+        psql(DATABASE_URL, "VACUUM ANALYZE")
+        print(f"seeded in {time.perf_counter() - started:.0f} s", flush=True)
+    started = time.perf_counter()
+    print(manage("train_model", "--if-no-model").strip(), f"({time.perf_counter() - started:.0f} s)", flush=True)
+
+
+def setup_django() -> None:
+    """Configure Django in this process against the bench database."""
+    os.environ.update({"DATABASE_URL": DATABASE_URL, "DJANGO_SETTINGS_MODULE": "bench.settings", "REDIS_URL": ""})
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+
+
+def run_batch() -> tuple[Any, float]:
+    """The real batch, all active customers, under a unique run key; returns (run, wall seconds)."""
+    from predictions.services.scoring import score_customers
+
+    started = time.perf_counter()
+    run = score_customers(run_key=f"bench:{uuid.uuid4().hex}")
+    return run, time.perf_counter() - started
+
+
+def _times(frame: Any, columns: list[str]) -> Any:
+    """Timestamp columns as UTC datetime64[ns], the way `load_tables` hands them over."""
+    import pandas as pd
+
+    for column in columns:
+        frame[column] = pd.to_datetime(frame[column], utc=True).astype("datetime64[ns, UTC]")
+    if "customer_id" in frame:
+        frame["customer_id"] = frame["customer_id"].astype("int64")
+    return frame
+
+
+def naive_loop(customer_ids: list[int]) -> float:
+    """One customer at a time through the ORM, as a naive job would do it; returns seconds.
+
+    Per customer: its row, sessions, tickets, NPS answers, billing events and interventions (one
+    query each), a one-row feature frame, the model's probability and health score, then a
+    stored prediction and `customer.save(update_fields=...)`. It skips the explanation the batch
+    computes, so the speed-up it yields is a lower bound.
+    """
+    import pandas as pd
+    from django.utils import timezone
+
+    from customers.models import Customer
+    from predictions.ml import rules
+    from predictions.ml.features import build_features, usage_features
+    from predictions.ml.tables import Tables
+    from predictions.models import ChurnPrediction, PredictionRun
+    from predictions.services.registry import champion, loaded_model
+    from predictions.services.scoring import confidence, risk_level
+
+    version = champion()
+    model = loaded_model(version)
+    now = timezone.now()
+    run = PredictionRun.objects.create(
+        run_key=f"bench-naive:{uuid.uuid4().hex}",
+        trigger=PredictionRun.Trigger.MANUAL,
+        model_version=version,
+        started_at=now,
+    )
+    started = time.perf_counter()
+    for customer_id in customer_ids:
+        customer = Customer.objects.get(pk=customer_id)
+        sessions = [
+            (s.customer_id, s.started_at, s.ended_at, s.pages_viewed, len(s.actions or []))
+            for s in customer.sessions.all()
+        ]
+        tickets = [(t.customer_id, t.opened_at, t.solved_at, t.priority) for t in customer.tickets.all()]
+        nps = [(n.customer_id, n.responded_at, n.score) for n in customer.nps_responses.all()]
+        billing = [
+            (b.customer_id, b.occurred_at, b.kind, float(b.amount), None if b.mrr_after is None else float(b.mrr_after))
+            for b in customer.billing_events.all()
+        ]
+        interventions = [(i.customer_id, i.created_at, i.completed_at, i.outcome) for i in customer.interventions.all()]
+        tables = Tables(
+            customers=_times(
+                pd.DataFrame(
+                    [
+                        (
+                            customer.pk,
+                            customer.signup_date,
+                            customer.plan,
+                            float(customer.mrr),
+                            customer.churned_at,
+                            customer.feature_usage or {},
+                        )
+                    ],
+                    columns=["customer_id", "signup_date", "plan", "mrr", "churned_at", "feature_usage"],
+                ),
+                ["signup_date", "churned_at"],
+            ),
+            sessions=_times(
+                pd.DataFrame(sessions, columns=["customer_id", "started_at", "ended_at", "pages_viewed", "n_actions"]),
+                ["started_at", "ended_at"],
+            ),
+            tickets=_times(
+                pd.DataFrame(tickets, columns=["customer_id", "opened_at", "solved_at", "priority"]),
+                ["opened_at", "solved_at"],
+            ),
+            nps=_times(pd.DataFrame(nps, columns=["customer_id", "responded_at", "score"]), ["responded_at"]),
+            billing=_times(
+                pd.DataFrame(billing, columns=["customer_id", "occurred_at", "kind", "amount", "mrr_after"]),
+                ["occurred_at"],
+            ),
+            interventions=_times(
+                pd.DataFrame(interventions, columns=["customer_id", "created_at", "completed_at", "outcome"]),
+                ["created_at", "completed_at"],
+            ),
+        )
+        features = build_features(tables, pd.Timestamp(now))
+        if features.empty:  # churned since the sample was drawn
+            continue
+        probability = float(model.predict_proba(features)[0])
+        health = rules.health_components(features.join(usage_features(tables)))
+        score = int(health["health_score"].iloc[0])
+        ChurnPrediction.objects.create(
+            run=run,
+            customer=customer,
+            churn_probability=Decimal(f"{probability:.4f}"),
+            risk_level=risk_level(probability),
+            top_causes=[],
+            prediction_date=now,
+            model_version=version.version,
+            health_score=score,
+            confidence=confidence(probability),
+        )
+        customer.churn_risk, customer.health_score = Decimal(f"{probability:.4f}"), score
+        customer.save(update_fields=["churn_risk", "health_score", "updated_at"])
+    return time.perf_counter() - started
+
+
+def write_rates(rows: list[tuple[int, Decimal, int]]) -> tuple[float, float]:
+    """Median seconds of `customer_scores_set` (rolled back) and of a raw binary COPY of the same rows."""
+    from django.db import connection, transaction
+
+    from customers.services import customer_scores_set
+
+    service, raw = [], []
+    for _ in range(WRITE_ROUNDS):
+        with transaction.atomic():
+            started = time.perf_counter()
+            customer_scores_set(scores=rows)
+            service.append(time.perf_counter() - started)
+            transaction.set_rollback(True)
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(
+                "CREATE TEMPORARY TABLE bench_scores_raw"
+                " (id integer, churn_risk numeric(5, 4), health_score integer) ON COMMIT DROP"
+            )
+            started = time.perf_counter()
+            with cursor.cursor.copy(
+                "COPY bench_scores_raw (id, churn_risk, health_score) FROM STDIN (FORMAT BINARY)"
+            ) as copy:
+                copy.set_types(["int4", "numeric", "int4"])
+                for row in rows:
+                    copy.write_row(row)
+            raw.append(time.perf_counter() - started)
+            transaction.set_rollback(True)
+    return statistics.median(service), statistics.median(raw)
+
+
+def main() -> None:
+    """Prepare the database, then measure and print."""
+    prepare()
+    setup_django()
+    from customers.models import Customer, UserSession
+    from predictions.models import ChurnPrediction
+
+    print("running the batch...", flush=True)
+    run, total = run_batch()
+    timings = run.timings
+    scored = run.customers_scored
+    print(f"batch done: {scored:,} customers in {total:.1f} s", flush=True)
+
+    active = sorted(Customer.objects.filter(churned_at__isnull=True).values_list("pk", flat=True))
+    sample = random.Random(1).sample(active, min(NAIVE_SAMPLE, len(active)))
+    print(f"running the naive loop on {len(sample):,} customers...", flush=True)
+    naive_s = naive_loop(sample)
+
+    rows = list(ChurnPrediction.objects.filter(run=run).values_list("customer_id", "churn_probability", "health_score"))
+    print(f"timing the write-back of {len(rows):,} rows ({WRITE_ROUNDS} rounds each)...", flush=True)
+    service_s, raw_s = write_rates(rows)
+
+    parts = ["load_s", "features_s", "predict_s", "explain_s", "write_s"]
+    accounted = sum(timings.get(part, 0.0) for part in parts)
+    model_share = (timings.get("predict_s", 0.0) + timings.get("explain_s", 0.0)) / total
+    ml_share = (timings.get("features_s", 0.0) + timings.get("predict_s", 0.0) + timings.get("explain_s", 0.0)) / total
+    batch_rate, naive_rate = scored / total, len(sample) / naive_s
+    service_rate, raw_rate = len(rows) / service_s, len(rows) / raw_s
+    sessions = UserSession.objects.count()
+
+    print(f"\n{CUSTOMERS:,} customers ({scored:,} active scored), {sessions:,} sessions, PostgreSQL, one process")
+    print(f"model: {run.model_version.version}")
+    print("\nbatch (score_customers), seconds")
+    for part in parts:
+        value = timings.get(part, 0.0)
+        print(f"  {part[:-2]:10} {value:8.2f}  {value / total:6.1%}")
+    other = total - accounted
+    print(f"  {'other':10} {other:8.2f}  {other / total:6.1%}  (run bookkeeping, on-commit aggregates)")
+    print(f"  {'total':10} {total:8.2f}  {batch_rate:,.0f} customers/s")
+    print(f"\nmodel share (predict + explain) / total: {model_share:.2f}")
+    print(f"ML share (features + predict + explain) / total: {ml_share:.2f}")
+    print(f"\nnaive ORM loop: {len(sample):,} customers in {naive_s:.1f} s = {naive_rate:,.1f} customers/s")
+    print(f"batch: {batch_rate:,.0f} customers/s -> speed-up {batch_rate / naive_rate:,.0f}x")
+    print(f"\nwrite-back of {len(rows):,} (customer_id, churn_risk, health_score) rows, median of {WRITE_ROUNDS}")
+    print(f"  customer_scores_set (COPY + UPDATE FROM): {service_s:6.2f} s = {service_rate:10,.0f} rows/s")
+    print(f"  raw binary COPY into a temporary table:   {raw_s:6.2f} s = {raw_rate:10,.0f} rows/s")
+    print(f"  ratio: {service_rate / raw_rate:.2f}x")
+    print("\nsummary (measured | target)")
+    print(f"  full batch:          {total:8.1f} s   | < 60 s")
+    print(f"  model share:         {model_share:8.2f}     | >= 0.4")
+    print(f"  naive-loop speed-up: {batch_rate / naive_rate:8,.0f}x    | >= 100x")
+    print(f"  write-back vs COPY:  {service_rate / raw_rate:8.2f}x    | >= 0.25x")
+
+
+if __name__ == "__main__":
+    main()
