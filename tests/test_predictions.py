@@ -2,6 +2,7 @@
 
 import datetime as dt
 
+import pandas as pd
 import pytest
 from django.utils import timezone
 
@@ -212,3 +213,16 @@ def test_significant_event_rescores_after_commit_once_per_burst(trained, django_
     assert customer.churn_risk == latest.churn_probability
     if latest.risk_level != "low":
         assert Alert.objects.filter(customer=customer, title__contains="churn risk").exists()
+
+
+def test_scoring_window_gives_exactly_the_full_history_features(book):
+    """Loading only the session window (plus each customer's last earlier session) for scoring
+    must not change a single feature."""
+    from predictions.data import load_tables
+    from predictions.ml.features import build_features
+
+    now = timezone.now()
+    full = build_features(load_tables(), pd.Timestamp(now))
+    windowed = build_features(load_tables(as_of=now), pd.Timestamp(now))
+    pd.testing.assert_frame_equal(full.sort_index(), windowed.sort_index())
+    assert full["never_active"].sum() < len(full)  # the book has history to get wrong

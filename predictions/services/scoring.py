@@ -74,7 +74,7 @@ def score_customers(
     timings: dict[str, float] = {}
     started = time.perf_counter()
 
-    tables = load_tables(customer_ids=customer_ids)
+    tables = load_tables(customer_ids=customer_ids, as_of=now)
     timings["load_s"] = time.perf_counter() - started
     features = build_features(tables, pd.Timestamp(now))
     timings["features_s"] = time.perf_counter() - started - timings["load_s"]
