@@ -30,23 +30,33 @@ class JSONArrayLength(Func):
         return self.as_sql(compiler, connection, function="json_array_length", **extra)
 
 
-def _copy_frame(rows: QuerySet, columns: list[str]) -> pd.DataFrame:
-    """PostgreSQL: stream the query out with COPY and parse it in C (pandas), not row by row in Python."""
+def _copy_frame(rows: QuerySet, columns: list[str], times: Iterable[str]) -> pd.DataFrame:
+    """PostgreSQL: stream the query out with COPY and parse it in C (pandas), not row by row in
+    Python. Timestamps travel as epoch microseconds: integers parse several times faster than
+    ISO text."""
     sql, params = rows.values_list(*columns).query.sql_with_params()
-    with connection.cursor() as cursor, cursor.cursor.copy(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv)", params) as copy:
+    times = set(times)
+    outer = ", ".join(f'(EXTRACT(EPOCH FROM q."{c}") * 1000000)::bigint' if c in times else f'q."{c}"' for c in columns)
+    statement = f"COPY (SELECT {outer} FROM ({sql}) AS q) TO STDOUT WITH (FORMAT csv)"  # noqa: S608 (our own columns)
+    with connection.cursor() as cursor, cursor.cursor.copy(statement, params) as copy:
         data = b"".join(bytes(chunk) for chunk in copy)
     if not data:
         return pd.DataFrame(columns=columns)
-    return pd.read_csv(io.BytesIO(data), names=columns, header=None, keep_default_na=False, na_values=[""])
+    frame = pd.read_csv(io.BytesIO(data), names=columns, header=None, keep_default_na=False, na_values=[""])
+    for column in times:
+        frame[column] = pd.to_datetime(frame[column], unit="us", utc=True)
+    return frame
 
 
 def _frame(rows: QuerySet, columns: list[str], times: Iterable[str] = ()) -> pd.DataFrame:
     if connection.vendor == "postgresql":
-        frame = _copy_frame(rows, columns)
+        frame = _copy_frame(rows, columns, times)
     else:
         frame = pd.DataFrame.from_records(list(rows.values_list(*columns)), columns=columns)
     for column in times:
-        frame[column] = pd.to_datetime(frame[column], utc=True, format="ISO8601").astype("datetime64[ns, UTC]")
+        if connection.vendor != "postgresql":
+            frame[column] = pd.to_datetime(frame[column], utc=True, format="ISO8601")
+        frame[column] = frame[column].astype("datetime64[ns, UTC]")
     if "customer_id" in frame:
         frame["customer_id"] = frame["customer_id"].astype("int64")
     return frame
