@@ -19,46 +19,16 @@ from pathlib import Path
 
 import httpx
 
-ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.common import BIN, ROOT, BenchDatabase
+
 DATABASE_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/churnshield_bench")
 CUSTOMERS = int(os.environ.get("BENCH_CUSTOMERS", "100000"))
 REQUESTS = int(os.environ.get("BENCH_REQUESTS", "1000"))
 CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "8"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
-ENV = {**os.environ, "DATABASE_URL": DATABASE_URL, "DJANGO_SETTINGS_MODULE": "bench.settings", "REDIS_URL": ""}
-
-
-def manage(*args: str) -> str:
-    result = subprocess.run(
-        [str(BIN / "python"), "manage.py", *args], cwd=ROOT, env=ENV, capture_output=True, text=True
-    )
-    if result.returncode:
-        sys.exit(f"manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
-    return result.stdout
-
-
-def psql_admin(sql: str) -> str:
-    server = DATABASE_URL.rsplit("/", 1)[0] + "/postgres"
-    return subprocess.run(["psql", server, "-tAc", sql], capture_output=True, text=True, check=True).stdout.strip()
-
-
-def prepare() -> None:
-    """A database holding CUSTOMERS customers: reused when it has them, rebuilt from scratch otherwise."""
-    name = DATABASE_URL.rsplit("/", 1)[1]
-    if psql_admin(f"SELECT 1 FROM pg_database WHERE datname='{name}'") == "1":
-        manage("migrate", "--noinput")
-        count = manage("shell", "-c", "from customers.models import Customer; print(Customer.objects.count())")
-        if int(count.split()[-1]) >= CUSTOMERS:
-            return
-        psql_admin(f"DROP DATABASE {name}")
-    psql_admin(f"CREATE DATABASE {name}")
-    manage("migrate", "--noinput")
-    print(f"seeding {CUSTOMERS:,} customers (once; later runs reuse them)...", flush=True)
-    started = time.perf_counter()
-    manage("seed_demo", "--customers", str(CUSTOMERS), "--seed", "1", "--activity-scale", "0.02")
-    manage("shell", "-c", "from django.db import connection; connection.cursor().execute('ANALYZE')")
-    print(f"seeded in {time.perf_counter() - started:.0f} s", flush=True)
+DB = BenchDatabase(DATABASE_URL, CUSTOMERS, activity_scale=0.02)
+ENV = DB.env
 
 
 def token() -> str:
@@ -69,7 +39,7 @@ def token() -> str:
         "from churnshield.auth.tokens import issue_tokens\n"
         "print(issue_tokens(u)['access'])"
     )
-    return manage("shell", "-c", code).split()[-1]
+    return DB.manage("shell", "-c", code).split()[-1]
 
 
 def free_port() -> int:
@@ -122,7 +92,7 @@ async def serial(base: str, path: str, headers: dict[str, str], n: int = 300) ->
 
 
 def main() -> None:
-    prepare()
+    DB.prepare()
     auth = {"Authorization": f"Bearer {token()}"}
     port = free_port()
     server = subprocess.Popen(

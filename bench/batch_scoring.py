@@ -16,7 +16,6 @@ write-back rate against raw COPY, next to the targets.
 import os
 import random
 import statistics
-import subprocess
 import sys
 import time
 import uuid
@@ -24,52 +23,22 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.common import ROOT, BenchDatabase
+
 DATABASE_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/churnshield_batchbench")
 CUSTOMERS = int(os.environ.get("BENCH_CUSTOMERS", "100000"))
 ACTIVITY_SCALE = float(os.environ.get("BENCH_ACTIVITY_SCALE", "1.0"))
 NAIVE_SAMPLE = int(os.environ.get("BENCH_NAIVE_SAMPLE", "1000"))
 WRITE_ROUNDS = int(os.environ.get("BENCH_WRITE_ROUNDS", "3"))
-ENV = {**os.environ, "DATABASE_URL": DATABASE_URL, "DJANGO_SETTINGS_MODULE": "bench.settings", "REDIS_URL": ""}
-
-
-def manage(*args: str) -> str:
-    """Run `manage.py` with the bench settings; exit with its output when it fails."""
-    result = subprocess.run(
-        [str(BIN / "python"), "manage.py", *args], cwd=ROOT, env=ENV, capture_output=True, text=True
-    )
-    if result.returncode:
-        sys.exit(f"manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
-    return result.stdout
-
-
-def psql(url: str, sql: str) -> str:
-    """One statement through psql (autocommit, so VACUUM and CREATE DATABASE work)."""
-    return subprocess.run(["psql", url, "-tAc", sql], capture_output=True, text=True, check=True).stdout.strip()
+DB = BenchDatabase(DATABASE_URL, CUSTOMERS, ACTIVITY_SCALE)
 
 
 def prepare() -> None:
-    """A database holding exactly CUSTOMERS customers (reused, or rebuilt) and a trained champion."""
-    server, name = DATABASE_URL.rsplit("/", 1)
-    admin = server + "/postgres"
-    seeded = False
-    if psql(admin, f"SELECT 1 FROM pg_database WHERE datname='{name}'") == "1":
-        manage("migrate", "--noinput")
-        count = manage("shell", "-c", "from customers.models import Customer; print(Customer.objects.count())")
-        seeded = int(count.split()[-1]) == CUSTOMERS
-        if not seeded:
-            psql(admin, f"DROP DATABASE {name}")
-    if not seeded:
-        psql(admin, f"CREATE DATABASE {name}")
-        manage("migrate", "--noinput")
-        print(f"seeding {CUSTOMERS:,} customers, activity scale {ACTIVITY_SCALE} (once; reused later)...", flush=True)
-        started = time.perf_counter()
-        manage("seed_demo", "--customers", str(CUSTOMERS), "--seed", "1", "--activity-scale", str(ACTIVITY_SCALE))
-        psql(DATABASE_URL, "VACUUM ANALYZE")
-        print(f"seeded in {time.perf_counter() - started:.0f} s", flush=True)
+    """The seeded book (reused when it matches) and a trained champion."""
+    DB.prepare()
     started = time.perf_counter()
-    print(manage("train_model", "--if-no-model").strip(), f"({time.perf_counter() - started:.0f} s)", flush=True)
+    print(DB.manage("train_model", "--if-no-model").strip(), f"({time.perf_counter() - started:.0f} s)", flush=True)
 
 
 def setup_django() -> None:
