@@ -25,3 +25,18 @@ def test_scores_are_written_exactly(count):
     health = dict(Customer.objects.filter(pk__in=targets).values_list("pk", "health_score"))
     assert health == {pk: h for pk, _, h in scores}
     assert set(Customer.objects.filter(pk__in=untouched).values_list("churn_risk", flat=True)) == {Decimal("0")}
+
+
+@pytest.mark.django_db
+def test_unchanged_scores_are_not_rewritten_on_postgresql():
+    from django.db import connection
+
+    now = timezone.now()
+    Customer.objects.bulk_create(
+        [Customer(name=f"C{i}", email=f"c{i}@example.com", signup_date=now) for i in range(COPY_THRESHOLD + 10)]
+    )
+    scores = [(pk, Decimal("0.5000"), 40) for pk in Customer.objects.values_list("pk", flat=True)]
+    assert customer_scores_set(scores=scores) == len(scores)
+    again = customer_scores_set(scores=scores)
+    assert again == (0 if connection.vendor == "postgresql" else len(scores))
+    assert set(Customer.objects.values_list("churn_risk", "health_score")) == {(Decimal("0.5000"), 40)}
