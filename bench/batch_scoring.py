@@ -86,7 +86,8 @@ def naive_loop(customer_ids: list[int]) -> float:
     from predictions.ml.features import build_features, usage_features
     from predictions.ml.tables import Tables
     from predictions.models import ChurnPrediction, PredictionRun
-    from predictions.services.registry import champion, loaded_model
+    from predictions.selectors import champion
+    from predictions.services.registry import loaded_model
     from predictions.services.scoring import confidence, risk_level
 
     version = champion()

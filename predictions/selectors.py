@@ -4,14 +4,18 @@ import json
 from collections import Counter
 from typing import Any
 
-from django.db.models import OuterRef, Q, QuerySet, Subquery
+from django.conf import settings
+from django.db.models import Avg, Count, OuterRef, Q, QuerySet, Subquery
 
 from churnshield.auth.roles import sees_all_customers
+from churnshield.exceptions import NotFoundError
 from customers.models import Customer
 from customers.selectors import customer_scope, iso
 from customers.timeline import events_after
-from predictions.causes import CAUSES
-from predictions.models import ChurnCause, ChurnPrediction
+from playbooks.models import PlaybookExecution
+from predictions.causes import CAUSES, recommended_actions
+from predictions.ml.features import feature_info
+from predictions.models import ChurnCause, ChurnPrediction, ModelVersion, PredictionRun
 
 
 def latest_prediction_json(customer_id: int) -> dict | None:
@@ -153,8 +157,6 @@ def customer_causes(customer_id: int) -> list[dict]:
 
 def stored_predictions(*, user: Any, customer_ids: list[int]) -> list[dict]:
     """Latest stored prediction of each listed customer (ids outside the portfolio: 404)."""
-    from churnshield.exceptions import NotFoundError
-    from predictions.causes import recommended_actions
 
     wanted = list(dict.fromkeys(customer_ids))
     visible = set(customer_scope(user=user).filter(pk__in=wanted).values_list("pk", flat=True))
@@ -197,17 +199,15 @@ def stored_predictions(*, user: Any, customer_ids: list[int]) -> list[dict]:
     return result
 
 
-def _champion() -> Any:
-    from predictions.models import ModelVersion
-
+def champion() -> ModelVersion | None:
+    """The model version that scores customers now (None before the first training)."""
     return ModelVersion.objects.filter(status=ModelVersion.Status.CHAMPION).defer("artifact").first()
 
 
 def feature_importance() -> list[dict]:
     """Global importance of the champion (mean |SHAP|, as % summing to 100), most important first."""
-    from predictions.ml.features import feature_info
 
-    version = _champion()
+    version = champion()
     if version is None or not version.importance:
         return []
     total = sum(version.importance.values()) or 1.0
@@ -231,9 +231,8 @@ def feature_importance() -> list[dict]:
 
 def model_metrics_latest() -> dict:
     """The champion's model card in the contract's snake_case shape, from the registry."""
-    from churnshield.exceptions import NotFoundError
 
-    version = _champion()
+    version = champion()
     if version is None:
         raise NotFoundError("No model has been trained yet.")
     metrics = version.metrics or {}
@@ -278,7 +277,6 @@ def model_metrics_latest() -> dict:
 
 def _drift(version: Any) -> dict:
     """PSI of the latest batch scored with `version` against its training data."""
-    from predictions.models import PredictionRun
 
     run = (
         PredictionRun.objects.filter(model_version=version, trigger="batch", status="completed")
@@ -303,7 +301,6 @@ def _drift(version: Any) -> dict:
 
 def _health_trends(customers: QuerySet[Customer]) -> tuple[int, int, int]:
     """Customers whose health rose, fell (by 5+ points) or held between the last two batch runs."""
-    from predictions.models import PredictionRun
 
     runs = list(
         PredictionRun.objects.filter(trigger="batch", status="completed")
@@ -331,10 +328,6 @@ def _health_trends(customers: QuerySet[Customer]) -> tuple[int, int, int]:
 
 def ml_analytics(*, user: Any) -> dict:
     """The app's ML analytics page, over the user's visible active customers and the champion."""
-    from django.conf import settings
-    from django.db.models import Avg, Count
-
-    from playbooks.models import PlaybookExecution
 
     active = customer_scope(user=user).filter(is_active=True)
     high, medium = settings.RISK_HIGH_THRESHOLD, settings.RISK_MEDIUM_THRESHOLD
@@ -355,7 +348,7 @@ def ml_analytics(*, user: Any) -> dict:
     def shares(keys: tuple[str, ...]) -> dict:
         return {key: round(100 * totals[key] / total) if total else 0 for key in keys}
 
-    version = _champion()
+    version = champion()
     metrics = (version.metrics if version else {}) or {}
     at_half = next((row for row in metrics.get("threshold_table", []) if abs(row.get("threshold", 0) - 0.5) < 1e-9), {})
     executions = PlaybookExecution.objects.filter(customer__in=active).aggregate(

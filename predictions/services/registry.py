@@ -13,14 +13,11 @@ from predictions.data import load_tables
 from predictions.ml import rules
 from predictions.ml.training import NotEnoughLabels, TrainedModel, build_training_set, train
 from predictions.models import ModelVersion
+from predictions.selectors import champion
 
 RULES_VERSION = "rules-baseline-1"
 _loaded: dict[str, TrainedModel] = {}
 _lock = threading.Lock()
-
-
-def champion() -> ModelVersion | None:
-    return ModelVersion.objects.filter(status=ModelVersion.Status.CHAMPION).defer("artifact").first()
 
 
 def loaded_model(version: ModelVersion) -> TrainedModel | None:

@@ -11,7 +11,6 @@ from decimal import Decimal
 
 import numpy as np
 import pandas as pd
-from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, transaction
 from django.utils import timezone
@@ -19,6 +18,7 @@ from django.utils import timezone
 from alerts.services import alerts_create_many
 from churnshield.exceptions import ConflictError
 from customers.models import Customer
+from customers.selectors import risk_level
 from customers.services import customer_scores_set
 from predictions.causes import recommended_actions
 from predictions.data import load_tables
@@ -27,18 +27,11 @@ from predictions.ml.explain import explain_batch
 from predictions.ml.features import build_features, usage_features
 from predictions.ml.training import psi
 from predictions.models import ChurnPrediction, ModelVersion, PredictionRun
+from predictions.selectors import champion
 from predictions.services.portfolio import churn_causes_refresh, portfolio_snapshot_take
-from predictions.services.registry import champion, loaded_model, rules_version
+from predictions.services.registry import loaded_model, probabilities, rules_version
 
 LEVEL_RANK = {"low": 0, "medium": 1, "high": 2}
-
-
-def risk_level(probability: float) -> str:
-    if probability >= settings.RISK_HIGH_THRESHOLD:
-        return "high"
-    if probability >= settings.RISK_MEDIUM_THRESHOLD:
-        return "medium"
-    return "low"
 
 
 def confidence(probability: float) -> float:
@@ -79,11 +72,7 @@ def score_customers(
     features = build_features(tables, pd.Timestamp(now))
     timings["features_s"] = time.perf_counter() - started - timings["load_s"]
     mark = time.perf_counter()
-    proba = (
-        rules.rules_probability(features)
-        if loaded_model(version) is None
-        else loaded_model(version).predict_proba(features)
-    )
+    proba = probabilities(version, features)
     timings["predict_s"] = time.perf_counter() - mark
     mark = time.perf_counter()
     causes = _explain(version, features, proba)

@@ -5,7 +5,8 @@ from typing import Any
 from django.core.management.base import BaseCommand
 
 from predictions.models import ModelVersion
-from predictions.services.registry import champion, model_train
+from predictions.selectors import champion
+from predictions.services.registry import model_train
 
 
 class Command(BaseCommand):
