@@ -32,7 +32,8 @@ def test_training_registers_a_champion_with_real_metrics(trained):
     assert 0.5 < trained.metrics["roc_auc"] <= 1
     assert "roc_auc" in trained.baseline_metrics
     assert trained.metrics["threshold_table"]
-    assert abs(sum(trained.importance.values()) - 1) < 1e-6
+    # Each share is rounded to 6 decimals, so ~40 features may sum to 1 ± 2e-5.
+    assert abs(sum(trained.importance.values()) - 1) < 1e-4
     assert ModelVersion.objects.filter(status="champion").count() == 1
 
 
