@@ -127,6 +127,7 @@ class ModelVersion(models.Model):
 
     class Kind(models.TextChoices):
         XGBOOST = "xgboost"
+        LOGISTIC = "logistic"  # chosen over XGBoost when it ranks the held-out block better
         RULES = "rules"
 
     version = models.TextField()

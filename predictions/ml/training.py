@@ -22,6 +22,13 @@ Nothing is tuned on the report block, so its metrics are an honest estimate for 
 trained some months ago and applied now. The shipped model is exactly the evaluated one.
 
 Baseline: a standardised logistic regression on the same fit block, calibrated the same way.
+
+Model choice: both are scored on the calibration block (ROC AUC of the raw scores, which
+calibration cannot change); the shipped model is the XGBoost one unless the logistic regression
+ranks that block better. On small books (a few hundred customers, a dozen churners per block)
+the boosted trees overfit and the linear model wins; on large ones XGBoost usually does. The
+choice is recorded in `params["algorithm"]` and the metrics are always the shipped model's.
+
 Determinism: XGBoost with a fixed `seed` and `nthread` (default 1) gives identical models.
 """
 
@@ -63,6 +70,8 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "early_stopping_rounds": 50,
     "calibration": "sigmoid",  # or "isotonic"
 }
+DEPTH_SEARCH = (2, 4)
+NOT_BOOSTER_PARAMS = ("num_boost_round", "early_stopping_rounds", "calibration")
 LEAKAGE_AUC = 0.99
 PSI_BINS = 10
 
@@ -74,6 +83,14 @@ class NotEnoughLabels(Exception):
         super().__init__(f"{positives} churn labels, at least {required} needed to train")
         self.positives = positives
         self.required = required
+
+
+class NotEnoughHistory(NotEnoughLabels):
+    """The book is too young for three labelled cutoffs; use the rules baseline instead."""
+
+    def __init__(self, usable: int):
+        Exception.__init__(self, f"only {usable} usable cutoffs (a cutoff needs a full horizon of history), need 3")
+        self.positives, self.required = 0, 0
 
 
 class LabelLeakage(AssertionError):
@@ -246,7 +263,7 @@ def psi(reference_stats: dict, X: pd.DataFrame, eps: float = 1e-4) -> dict[str, 
 @dataclass
 class TrainedModel:
     feature_names: list[str]
-    booster: xgb.Booster
+    booster: xgb.Booster | None  # None when the shipped model is the logistic regression
     calibrator: Calibrator
     metrics: dict
     baseline_metrics: dict
@@ -255,15 +272,24 @@ class TrainedModel:
     training_window: dict
     reference_stats: dict  # {"bins": {feature: {"edges", "fractions"}}} for psi()
     healthy_reference: dict[str, float] = field(default_factory=dict)  # median among non-churners
+    linear: Any = None  # the standardised logistic regression when it is the shipped model
+
+    @property
+    def algorithm(self) -> str:
+        return "xgboost" if self.booster is not None else "logistic"
+
+    def values(self, X: pd.DataFrame) -> np.ndarray:
+        frame = X.reindex(columns=self.feature_names, fill_value=0.0).astype(float)
+        return frame.replace([np.inf, -np.inf], np.nan).fillna(0.0).to_numpy()
 
     def matrix(self, X: pd.DataFrame) -> xgb.DMatrix:
-        frame = X.reindex(columns=self.feature_names, fill_value=0.0).astype(float)
-        frame = frame.replace([np.inf, -np.inf], np.nan).fillna(0.0)
-        return xgb.DMatrix(frame.to_numpy(), feature_names=self.feature_names, nthread=1)
+        return xgb.DMatrix(self.values(X), feature_names=self.feature_names, nthread=1)
 
     def raw_proba(self, X: pd.DataFrame) -> np.ndarray:
         if len(X) == 0:
             return np.zeros(0)
+        if self.booster is None:
+            return self.linear.predict_proba(self.values(X))[:, 1]
         return self.booster.predict(self.matrix(X))
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
@@ -276,6 +302,12 @@ class TrainedModel:
         """SHAP contributions (log-odds of the raw model), shape (rows, features + 1 bias)."""
         if len(X) == 0:
             return np.zeros((0, len(self.feature_names) + 1))
+        if self.booster is None:
+            # Exact SHAP of a linear model (independent features): weight × standardised value,
+            # the bias being the intercept (the training mean is 0 after standardising).
+            scaler, regression = self.linear[0], self.linear[-1]
+            weighted = scaler.transform(self.values(X)) * regression.coef_[0]
+            return np.column_stack([weighted, np.full(len(X), regression.intercept_[0])])
         return self.booster.predict(self.matrix(X), pred_contribs=True, approx_contribs=approx)
 
     def explain(self, X: pd.DataFrame, top_k: int = 3) -> list[list[dict]]:
@@ -286,7 +318,7 @@ class TrainedModel:
 
     def to_bytes(self) -> bytes:
         state = {k: v for k, v in self.__dict__.items() if k != "booster"}
-        state["booster"] = bytes(self.booster.save_raw(raw_format="ubj"))
+        state["booster"] = bytes(self.booster.save_raw(raw_format="ubj")) if self.booster is not None else None
         buffer = io.BytesIO()
         pickle.dump({"format": 1, "state": state}, buffer, protocol=pickle.HIGHEST_PROTOCOL)
         return buffer.getvalue()
@@ -296,8 +328,10 @@ class TrainedModel:
         """Only for bytes this app wrote itself (pickle must never read untrusted input)."""
         payload = pickle.loads(data)  # noqa: S301 - our own model artefact, stored by the app
         state = dict(payload["state"])
-        booster = xgb.Booster()
-        booster.load_model(bytearray(state.pop("booster")))
+        raw, booster = state.pop("booster"), None
+        if raw is not None:
+            booster = xgb.Booster()
+            booster.load_model(bytearray(raw))
         return cls(booster=booster, **state)
 
 
@@ -341,7 +375,7 @@ def train(
     X, y, meta = build_training_set(tables, cutoffs, horizon_days, as_of=as_of)
     used = sorted(meta["cutoff"].unique())
     if len(used) < 3:
-        raise ValueError(f"only {len(used)} usable cutoffs, need 3")
+        raise NotEnoughHistory(len(used))
     report_cut, cal_cut = used[-1], used[-2]
     fit_cuts = [c for c in used[:-2] if c + horizon_days * DAY <= cal_cut]
     if not fit_cuts:
@@ -357,22 +391,28 @@ def train(
 
     features = list(X.columns)
     X_fit, y_fit, X_cal, y_cal, X_rep, y_rep = X[fit], y[fit], X[cal], y[cal], X[rep], y[rep]
-    booster_params = {
-        k: v for k, v in p.items() if k not in ("num_boost_round", "early_stopping_rounds", "calibration")
-    }
-    booster_params["seed"] = seed
     d_fit = xgb.DMatrix(X_fit.to_numpy(), label=y_fit.to_numpy(), feature_names=features, nthread=1)
     d_cal = xgb.DMatrix(X_cal.to_numpy(), label=y_cal.to_numpy(), feature_names=features, nthread=1)
-    booster = xgb.train(
-        booster_params,
-        d_fit,
-        num_boost_round=int(p["num_boost_round"]),
-        evals=[(d_cal, "calibration")],
-        early_stopping_rounds=int(p["early_stopping_rounds"]),
-        verbose_eval=False,
-    )
-    best = int(getattr(booster, "best_iteration", booster.num_boosted_rounds() - 1))
-    booster = booster[: best + 1]  # keep only the trees early stopping chose
+    # Tree depth is the one setting that decides between under- and over-fitting across book
+    # sizes; unless the caller fixes it, try each depth and keep the one that ranks the
+    # calibration block best (early stopping already watches that block).
+    depths = [p["max_depth"]] if params and "max_depth" in params else list(DEPTH_SEARCH)
+    tried: dict[int, float] = {}
+    booster, best, auc_xgb = None, 0, -1.0
+    for depth in depths:
+        candidate = xgb.train(
+            {k: v for k, v in p.items() if k not in NOT_BOOSTER_PARAMS} | {"max_depth": depth, "seed": seed},
+            d_fit,
+            num_boost_round=int(p["num_boost_round"]),
+            evals=[(d_cal, "calibration")],
+            early_stopping_rounds=int(p["early_stopping_rounds"]),
+            verbose_eval=False,
+        )
+        rounds = int(getattr(candidate, "best_iteration", candidate.num_boosted_rounds() - 1))
+        candidate = candidate[: rounds + 1]  # keep only the trees early stopping chose
+        tried[depth] = M.roc_auc(y_cal.to_numpy(), candidate.predict(d_cal)) or 0.0
+        if tried[depth] > auc_xgb:
+            booster, best, auc_xgb, p = candidate, rounds, tried[depth], p | {"max_depth": depth}
     calibrator = Calibrator(p["calibration"]).fit(booster.predict(d_cal), y_cal)
 
     model = TrainedModel(
@@ -395,8 +435,21 @@ def train(
         "save_rate": save_rate,
         "contact_cost": contact_cost,
     }
-    p_rep = model.predict_proba(X_rep)
     lr, lr_cal = _fit_baseline(X_fit, y_fit, X_cal, y_cal, seed)
+    # Model choice on the calibration block (see the module docstring); never on the report block.
+    auc_lr = M.roc_auc(y_cal.to_numpy(), lr.predict_proba(X_cal.to_numpy())[:, 1])
+    if (auc_lr or 0.0) > (auc_xgb or 0.0):
+        model.booster, model.linear, model.calibrator = None, lr, lr_cal
+    model.params |= {
+        "algorithm": model.algorithm,
+        "selection": {
+            "block": "calibration",
+            "roc_auc_xgboost": auc_xgb,
+            "roc_auc_logistic": auc_lr,
+            "roc_auc_by_depth": {str(depth): auc for depth, auc in tried.items()},
+        },
+    }
+    p_rep = model.predict_proba(X_rep)
     p_base = lr_cal.transform(lr.predict_proba(X_rep.to_numpy())[:, 1])
     window = {
         "as_of": as_of.isoformat(),

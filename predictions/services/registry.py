@@ -22,7 +22,7 @@ _lock = threading.Lock()
 
 def loaded_model(version: ModelVersion) -> TrainedModel | None:
     """The trained model of `version`, deserialised once per process and kept in memory."""
-    if version.kind != ModelVersion.Kind.XGBOOST:
+    if version.kind == ModelVersion.Kind.RULES:
         return None
     with _lock:
         model = _loaded.get(version.version)
@@ -80,10 +80,11 @@ def model_train(*, as_of: dt.datetime | None = None, seed: int = 0, min_positive
             model_promote(version, f"Cold start: {exc}")
         return version
 
-    count = ModelVersion.objects.filter(kind=ModelVersion.Kind.XGBOOST).count()
+    count = ModelVersion.objects.exclude(kind=ModelVersion.Kind.RULES).count()
+    kind = ModelVersion.Kind(trained.algorithm)
     candidate = ModelVersion.objects.create(
-        version=f"xgb-{as_of:%Y%m%d}-{count + 1}",
-        kind=ModelVersion.Kind.XGBOOST,
+        version=f"{'xgb' if kind == ModelVersion.Kind.XGBOOST else 'lr'}-{as_of:%Y%m%d}-{count + 1}",
+        kind=kind,
         trained_at=timezone.now(),
         as_of=as_of,
         feature_names=list(trained.feature_names),

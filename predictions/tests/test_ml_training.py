@@ -9,6 +9,7 @@ from predictions.ml.training import (
     LabelLeakage,
     NotEnoughLabels,
     TrainedModel,
+    _fit_baseline,
     assert_no_label_leakage,
     build_training_set,
     psi,
@@ -124,3 +125,35 @@ def test_psi_is_small_on_the_same_population_and_large_on_a_shift(book, model):
     shifted = psi(model.reference_stats, X.assign(sessions_30d=X["sessions_30d"] * 0 + 1000))
     assert same["sessions_30d"] < 0.1
     assert shifted["sessions_30d"] > 1.0
+
+
+def test_the_shipped_algorithm_is_the_one_that_ranks_the_calibration_block_better(book):
+    small = synthetic_tables(n=400, seed=3)
+    for tables in (book, small):
+        trained = train(tables, AS_OF, seed=0, min_positives=5)
+        chosen = trained.params["selection"]
+        expected = "logistic" if chosen["roc_auc_logistic"] > chosen["roc_auc_xgboost"] else "xgboost"
+        assert trained.params["algorithm"] == trained.algorithm == expected
+
+
+def test_a_logistic_model_explains_exactly_and_round_trips(book):
+    trained = train(book, AS_OF, seed=0)
+    # Force the linear path: swap in a logistic regression fitted the way training fits it.
+    X, y, _meta = build_training_set(book, rolling_cutoffs(AS_OF, 90, 4, 30), 90)
+    linear, calibrator = _fit_baseline(X, y, X, y, seed=0)
+    trained.booster, trained.linear, trained.calibrator = None, linear, calibrator
+    X_now = build_features(book, AS_OF)
+    contributions = trained.contributions(X_now)
+    raw = trained.raw_proba(X_now)
+    # SHAP additivity: the contributions and the bias sum to the model's log-odds.
+    np.testing.assert_allclose(contributions.sum(axis=1), np.log(raw / (1 - raw)), rtol=1e-6, atol=1e-6)
+    assert trained.explain(X_now.head(5))[0]
+    restored = TrainedModel.from_bytes(trained.to_bytes())
+    assert restored.algorithm == "logistic"
+    np.testing.assert_array_equal(restored.predict_proba(X_now), trained.predict_proba(X_now))
+
+
+def test_a_book_without_enough_history_is_a_cold_start_not_a_crash():
+    young = synthetic_tables(n=200, seed=1, history_days=100)  # not one horizon + step of history
+    with pytest.raises(NotEnoughLabels, match="usable cutoffs"):
+        train(young, AS_OF)

@@ -19,7 +19,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         current = champion()
-        if options["if_no_model"] and current is not None and current.kind == ModelVersion.Kind.XGBOOST:
+        if options["if_no_model"] and current is not None and current.kind != ModelVersion.Kind.RULES:
             self.stdout.write(f"Champion {current.version} exists; not retraining.")
             return
         version = model_train(seed=options["seed"], min_positives=options["min_positives"])
