@@ -16,7 +16,14 @@ from churnshield.admin_scoping import (
     is_csm,
     latest_rows_formset,
 )
-from predictions.models import ChurnCause, ChurnPrediction, ModelVersion, PortfolioSnapshot, PredictionRun
+from predictions.models import (
+    ChurnCause,
+    ChurnPrediction,
+    HealthWeights,
+    ModelVersion,
+    PortfolioSnapshot,
+    PredictionRun,
+)
 
 
 def _percent(value: Any) -> str:
@@ -202,3 +209,16 @@ class PredictionRunAdmin(EngineWrittenAdmin):
         "timings",
         "error",
     )
+
+
+@admin.register(HealthWeights)
+class HealthWeightsAdmin(admin.ModelAdmin):
+    """One row: the health score's weights. Only managers and admins may change them."""
+
+    list_display = ("__str__", "usage", "engagement", "support", "nps", "billing", "tenure", "updated_at")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return super().has_add_permission(request) and not HealthWeights.objects.exists()
+
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False

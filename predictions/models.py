@@ -1,10 +1,12 @@
 """Churn predictions (one row per scoring) and the aggregated churn causes."""
 
 from django.conf import settings
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
 
 from customers.models import RiskLevel
+from predictions.ml.rules import COMPONENTS, DEFAULT_WEIGHTS
 
 
 class ChurnPrediction(models.Model):
@@ -191,3 +193,44 @@ class PredictionRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.run_key} ({self.status})"
+
+
+class HealthWeights(models.Model):
+    """The health score's component weights, editable in the admin (one row; defaults until saved).
+
+    The score is the weighted mean of the components, so only the ratios matter; the next
+    scoring run (batch or real time) uses the new weights and stores them in each breakdown.
+    """
+
+    usage = models.FloatField(default=DEFAULT_WEIGHTS["usage"], validators=[MinValueValidator(0)])
+    engagement = models.FloatField(default=DEFAULT_WEIGHTS["engagement"], validators=[MinValueValidator(0)])
+    support = models.FloatField(default=DEFAULT_WEIGHTS["support"], validators=[MinValueValidator(0)])
+    nps = models.FloatField(default=DEFAULT_WEIGHTS["nps"], validators=[MinValueValidator(0)])
+    billing = models.FloatField(default=DEFAULT_WEIGHTS["billing"], validators=[MinValueValidator(0)])
+    tenure = models.FloatField(default=DEFAULT_WEIGHTS["tenure"], validators=[MinValueValidator(0)])
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "health_score_weights"
+        verbose_name_plural = "health score weights"
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(usage__gte=0, engagement__gte=0, support__gte=0, nps__gte=0, billing__gte=0, tenure__gte=0),
+                name="health_weights_non_negative",
+            ),
+            models.CheckConstraint(
+                condition=Q(usage__gt=0)
+                | Q(engagement__gt=0)
+                | Q(support__gt=0)
+                | Q(nps__gt=0)
+                | Q(billing__gt=0)
+                | Q(tenure__gt=0),
+                name="health_weights_some_positive",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return "Health score weights"
+
+    def as_dict(self) -> dict[str, float]:
+        return {name: float(getattr(self, name)) for name in COMPONENTS}

@@ -15,7 +15,7 @@ from customers.timeline import events_after
 from playbooks.models import PlaybookExecution
 from predictions.causes import CAUSES, recommended_actions
 from predictions.ml.features import feature_info
-from predictions.models import ChurnCause, ChurnPrediction, ModelVersion, PredictionRun
+from predictions.models import ChurnCause, ChurnPrediction, HealthWeights, ModelVersion, PredictionRun
 
 
 def latest_prediction_json(customer_id: int) -> dict | None:
@@ -197,6 +197,12 @@ def stored_predictions(*, user: Any, customer_ids: list[int]) -> list[dict]:
             }
         )
     return result
+
+
+def health_weights() -> dict[str, float]:
+    """The health score's weights as saved in the admin (the defaults until someone saves them)."""
+    saved = HealthWeights.objects.order_by("pk").first()
+    return saved.as_dict() if saved is not None else HealthWeights().as_dict()
 
 
 def champion() -> ModelVersion | None:

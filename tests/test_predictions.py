@@ -227,3 +227,28 @@ def test_scoring_window_gives_exactly_the_full_history_features(book):
     windowed = build_features(load_tables(as_of=now), pd.Timestamp(now))
     pd.testing.assert_frame_equal(full.sort_index(), windowed.sort_index())
     assert full["never_active"].sum() < len(full)  # the book has history to get wrong
+
+
+def test_health_weights_saved_in_the_database_drive_the_next_scoring(book, client, make_user):
+    from predictions.models import HealthWeights
+
+    HealthWeights.objects.create(usage=0, engagement=0, support=0, nps=0, billing=0, tenure=1)
+    run = score_customers(run_key="weights")
+    predictions = list(ChurnPrediction.objects.filter(run=run)[:50])
+    assert predictions
+    # All the weight on tenure: the score is the tenure component, for every customer.
+    assert all(abs(p.health_score - p.health_components["tenure"]) <= 1 for p in predictions)  # rounding
+    assert len({p.health_score for p in predictions}) > 1  # and it is not a constant
+
+    # Managers edit the weights in the admin; a CSM may look but not change them.
+    weights = HealthWeights.objects.get()
+    url = f"/admin/predictions/healthweights/{weights.pk}/change/"
+    form = {"usage": 1, "engagement": 1, "support": 1, "nps": 1, "billing": 1, "tenure": 1}
+    client.force_login(make_user("csm"))
+    assert client.post(url, form).status_code == 403
+    client.force_login(make_user("manager"))
+    assert client.post(url, form).status_code == 302
+    assert HealthWeights.objects.get().engagement == 1
+    # A form of zeros breaks the "some weight positive" rule: the form says so, nothing is saved.
+    response = client.post(url, dict.fromkeys(form, 0))
+    assert response.status_code == 200 and HealthWeights.objects.get().engagement == 1

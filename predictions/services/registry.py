@@ -116,7 +116,8 @@ def model_train(*, as_of: dt.datetime | None = None, seed: int = 0, min_positive
     return candidate
 
 
-def probabilities(version: ModelVersion, features: pd.DataFrame) -> np.ndarray:
-    """Churn probabilities for `features` from `version` (the rules baseline when not trained)."""
+def probabilities(version: ModelVersion, features: pd.DataFrame, weights: dict[str, float] | None = None) -> np.ndarray:
+    """Churn probabilities for `features` from `version` (the rules baseline, with the health
+    `weights`, when not trained)."""
     model = loaded_model(version)
-    return rules.rules_probability(features) if model is None else model.predict_proba(features)
+    return rules.rules_probability(features, weights) if model is None else model.predict_proba(features)

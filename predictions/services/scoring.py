@@ -27,7 +27,7 @@ from predictions.ml.explain import explain_batch
 from predictions.ml.features import build_features, usage_features
 from predictions.ml.training import psi
 from predictions.models import ChurnPrediction, ModelVersion, PredictionRun
-from predictions.selectors import champion
+from predictions.selectors import champion, health_weights
 from predictions.services.portfolio import churn_causes_refresh, portfolio_snapshot_take
 from predictions.services.registry import loaded_model, probabilities, rules_version
 
@@ -39,10 +39,12 @@ def confidence(probability: float) -> float:
     return round(abs(probability - 0.5) * 2, 4)
 
 
-def _explain(version: ModelVersion, features: pd.DataFrame, proba: np.ndarray) -> list[list[dict]]:
+def _explain(
+    version: ModelVersion, features: pd.DataFrame, proba: np.ndarray, weights: dict[str, float]
+) -> list[list[dict]]:
     model = loaded_model(version)
     if model is None:
-        return rules.rules_explain(features)
+        return rules.rules_explain(features, weights=weights)
     return explain_batch(model, features, proba)
 
 
@@ -72,14 +74,15 @@ def score_customers(
     features = build_features(tables, pd.Timestamp(now))
     timings["features_s"] = time.perf_counter() - started - timings["load_s"]
     mark = time.perf_counter()
-    proba = probabilities(version, features)
+    weights = health_weights()
+    proba = probabilities(version, features, weights=weights)
     timings["predict_s"] = time.perf_counter() - mark
     mark = time.perf_counter()
-    causes = _explain(version, features, proba)
+    causes = _explain(version, features, proba, weights)
     model = loaded_model(version)
     drift = psi(model.reference_stats, features) if model is not None and len(features) >= 100 else {}
     # Usage counters are today's snapshot: fine for today's health score, never a model feature.
-    health = rules.health_components(features.join(usage_features(tables)))
+    health = rules.health_components(features.join(usage_features(tables)), weights=weights)
     timings["explain_s"] = time.perf_counter() - mark
 
     mark = time.perf_counter()
@@ -126,7 +129,7 @@ def _write_back(
         probability = float(np.clip(proba[position], 0.0, 1.0))
         risk = Decimal(f"{probability:.4f}")
         level = risk_level(probability)
-        components = {key: int(value) for key, value in health_rows[position].items()}
+        components = {key: round(value) for key, value in health_rows[position].items()}
         score = components.pop("health_score")
         predictions.append(
             (

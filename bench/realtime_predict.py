@@ -1,0 +1,132 @@
+"""Benchmark: real-time scoring of one customer, against a raw in-process model call measured
+in the same run.
+
+    make bench-realtime                          # 10,000 customers in PostgreSQL (seeded once)
+    BENCH_SAMPLES=500 make bench-realtime
+
+1. Raw model call: the champion model, kept loaded, predicting one customer's feature row
+   in-process (what the issue calls "a raw in-process model call").
+2. POST /api/v1/churn/predict through a real uvicorn, one request at a time: load the
+   customer's facts, build features, predict, explain, store the prediction, answer.
+3. Event-driven re-score: `score_one` as the Celery task runs it (same work, no HTTP).
+
+Prints p50/p95 of each and the ratios (targets: p50 <= 4x and p95 <= 10x the raw call).
+"""
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.api_list import free_port
+from bench.common import BIN, ROOT, BenchDatabase
+
+DATABASE_URL = os.environ.get("BENCH_REALTIME_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/churnshield_rtbench")
+CUSTOMERS = int(os.environ.get("BENCH_CUSTOMERS", "10000"))
+SAMPLES = int(os.environ.get("BENCH_SAMPLES", "300"))
+DB = BenchDatabase(DATABASE_URL, CUSTOMERS, activity_scale=1.0)
+
+# Runs inside `manage.py shell`: the in-process measurements, printed as one JSON line.
+IN_PROCESS = """
+import json, random, statistics, time
+import pandas as pd
+from django.contrib.auth.models import Group, User
+from django.utils import timezone
+from churnshield.auth.tokens import issue_tokens
+from customers.models import Customer
+from predictions.data import load_tables
+from predictions.ml.features import build_features
+from predictions.selectors import champion
+from predictions.services.registry import loaded_model
+from predictions.services.scoring import score_one
+
+def pct(samples, q):
+    samples = sorted(samples)
+    return samples[min(len(samples) - 1, int(len(samples) * q))] * 1000
+
+ids = list(Customer.objects.filter(churned_at__isnull=True).values_list("pk", flat=True))
+random.Random(1).shuffle(ids)
+version = champion()
+model = loaded_model(version)
+now = timezone.now()
+raw = []
+for customer_id in ids[:50]:
+    row = build_features(load_tables(customer_ids=[customer_id], as_of=now), pd.Timestamp(now))
+    for _ in range({repeat}):
+        started = time.perf_counter()
+        model.predict_proba(row)
+        raw.append(time.perf_counter() - started)
+event = []
+for customer_id in ids[50:50 + {samples}]:
+    started = time.perf_counter()
+    score_one(customer_id=customer_id)
+    event.append(time.perf_counter() - started)
+user, _ = User.objects.get_or_create(username="bench-manager", defaults={{"is_staff": True}})
+user.groups.add(Group.objects.get(name="manager"))
+print(json.dumps({{
+    "model": version.version,
+    "raw_p50": statistics.median(raw) * 1000, "raw_p95": pct(raw, 0.95),
+    "event_p50": statistics.median(event) * 1000, "event_p95": pct(event, 0.95),
+    "token": issue_tokens(user)["access"],
+    "http_ids": ids[50 + {samples}:50 + 2 * {samples}],
+}}))
+"""
+
+
+def serial_predict(base: str, token: str, ids: list[int]) -> list[float]:
+    samples = []
+    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=30) as client:
+        for customer_id in ids[:20]:  # warm-up: connection, model load, query plans
+            client.post("/api/v1/churn/predict", json={"customerId": customer_id}).raise_for_status()
+        for customer_id in ids:
+            started = time.perf_counter()
+            client.post("/api/v1/churn/predict", json={"customerId": customer_id}).raise_for_status()
+            samples.append(time.perf_counter() - started)
+    return samples
+
+
+def main() -> None:
+    DB.prepare()
+    DB.manage("train_model", "--if-no-model")
+    measured = json.loads(
+        DB.manage("shell", "-c", IN_PROCESS.format(repeat=20, samples=SAMPLES)).strip().splitlines()[-1]
+    )
+    port = free_port()
+    server = subprocess.Popen(
+        [str(BIN / "uvicorn"), "churnshield.asgi:application", "--port", str(port), "--log-level", "warning"],
+        cwd=ROOT,
+        env={**DB.env, "DJANGO_SETTINGS_MODULE": "bench.settings"},
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                httpx.get(f"{base}/signin", timeout=1)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        http = sorted(serial_predict(base, measured["token"], measured["http_ids"]))
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    http_p50, http_p95 = statistics.median(http) * 1000, http[int(len(http) * 0.95) - 1] * 1000
+    raw_p50 = measured["raw_p50"]
+    print(f"\n{CUSTOMERS:,} customers in PostgreSQL, champion {measured['model']}, {SAMPLES} customers per path")
+    print(f"{'path':52} {'p50 ms':>8} {'p95 ms':>8} {'p50/raw':>8} {'p95/raw':>8}")
+    for label, p50, p95 in (
+        ("raw in-process model call (baseline)", raw_p50, measured["raw_p95"]),
+        ("POST /api/v1/churn/predict (uvicorn, serial)", http_p50, http_p95),
+        ("event re-score: score_one (the Celery task's work)", measured["event_p50"], measured["event_p95"]),
+    ):
+        print(f"{label:52} {p50:8.2f} {p95:8.2f} {p50 / raw_p50:8.1f} {p95 / raw_p50:8.1f}")
+    print("targets: p50 <= 4x and p95 <= 10x the raw call's p50")
+
+
+if __name__ == "__main__":
+    main()
