@@ -41,3 +41,9 @@ def preferences_for(*, user_ids: Iterable[int]) -> dict[int, NotificationPrefere
     ids = list(user_ids)
     found = {pref.user_id: pref for pref in NotificationPreference.objects.filter(user_id__in=ids)}
     return {uid: found.get(uid) or NotificationPreference(user_id=uid) for uid in ids}
+
+
+def preference_of(*, user: Any) -> NotificationPreference:
+    pref = NotificationPreference.objects.filter(user=user).first() or NotificationPreference(user=user)
+    pref.user = user  # the signed-in user object, so rendering its email costs no query
+    return pref

@@ -168,6 +168,7 @@ SPECTACULAR_SETTINGS = {
         "LevelEnum": "customers.models.RiskLevel",
         "InterventionStatusEnum": "interventions.models.Intervention.Status",
         "IntegrationStatusEnum": "integrations.models.Integration.Status",
+        "AlertSeverityEnum": "alerts.models.Alert.Severity",  # alerts and notification preferences
     },
 }
 
