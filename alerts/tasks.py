@@ -43,6 +43,10 @@ def dispatch_notifications() -> int:
 def send_delivery(self, delivery_id: int) -> str:
     """Send one delivery. The service records every attempt; its backoff (with jitter) sets the countdown."""
     outcome = dispatch.delivery_send(delivery_id=delivery_id)
+    while outcome.retry_in is not None and self.request.is_eager:
+        # In-process mode (no broker) has no worker to come back later: retry at once; the
+        # attempts stay bounded by max_attempts.
+        outcome = dispatch.delivery_send(delivery_id=delivery_id)
     if outcome.retry_in is not None:
         raise self.retry(countdown=outcome.retry_in)
     return outcome.status
