@@ -35,7 +35,7 @@ def dispatch_notifications() -> int:
     """Beat, every minute: re-open expired snoozes (and notify them again), then send due deliveries."""
     reopened = dispatch.snoozes_expire()
     if reopened:
-        fanout.notifications_fan_out(alert_ids=reopened)
+        fanout.notifications_fan_out(alert_ids=reopened, repeat=True)
     return _send_due()
 
 

@@ -7,7 +7,8 @@ Noise control, with Prometheus Alertmanager's grouping semantics:
 - once a group was notified, its next alerts wait until `group_interval` after that send;
 - quiet hours (user's zone) push the due time to their end; digest users get non-critical
   alerts in one daily delivery (channel `digest`) due at the digest hour. Critical alerts are
-  never held by quiet hours or the digest, and pull a waiting delivery forward to `group_wait`.
+  never held by the group interval, quiet hours or the digest, and pull a waiting delivery
+  forward to `group_wait`.
 Per-channel throttling is applied when a delivery falls due (`dispatch.py`).
 """
 
@@ -55,33 +56,35 @@ def _due_at(
     if channel == Channel.DIGEST:
         return timing.next_digest_at(now, pref.time_zone, config.digest_hour)
     due = now + dt.timedelta(seconds=config.group_wait_seconds)
+    if severity == Alert.Severity.CRITICAL:
+        return due  # critical news waits for neither the group interval nor quiet hours
     if last_sent is not None:
         due = max(due, last_sent + dt.timedelta(minutes=config.group_interval_minutes))
-    if severity != Alert.Severity.CRITICAL:
-        quiet_end = timing.quiet_until(due, pref.time_zone, pref.quiet_hours_start, pref.quiet_hours_end)
-        if quiet_end is not None:
-            due = quiet_end
-    return due
+    quiet_end = timing.quiet_until(due, pref.time_zone, pref.quiet_hours_start, pref.quiet_hours_end)
+    return quiet_end or due
 
 
-def notifications_fan_out(*, alert_ids: Iterable[int], now: dt.datetime | None = None) -> list[int]:
+def notifications_fan_out(
+    *, alert_ids: Iterable[int], now: dt.datetime | None = None, repeat: bool = False
+) -> list[int]:
     """Route the alerts and write their deliveries; return the ids of deliveries due now.
 
     Idempotent: an alert already carried by a delivery to a recipient on a channel is not added
-    again. A concurrent fan-out that opened the same pending delivery first makes this one retry.
+    again, unless `repeat` (a snooze ran out: notify again). A concurrent fan-out that opened the
+    same pending delivery first makes this one retry.
     """
     ids = sorted(set(alert_ids))
     for attempt in range(3):
         try:
             with transaction.atomic():
-                return _fan_out(ids, now or timezone.now())
+                return _fan_out(ids, now or timezone.now(), repeat)
         except IntegrityError:
             if attempt == 2:
                 raise
     return []
 
 
-def _fan_out(alert_ids: list[int], now: dt.datetime) -> list[int]:
+def _fan_out(alert_ids: list[int], now: dt.datetime, repeat: bool) -> list[int]:
     alerts = list(Alert.objects.filter(pk__in=alert_ids, status=Alert.Status.OPEN))
     if not alerts:
         return []
@@ -120,10 +123,14 @@ def _fan_out(alert_ids: list[int], now: dt.datetime) -> list[int]:
         .values("recipient_id", "channel", "grouping_key")
         .annotate(last=Max("sent_at"))
     }
+    # Carried already: by any delivery, or (repeat) by one still waiting to go out.
+    carried = NotificationDelivery.alerts.through.objects.filter(
+        alert_id__in=alert_ids, notificationdelivery__recipient_id__in=recipients
+    )
+    if repeat:
+        carried = carried.filter(notificationdelivery__status=NotificationDelivery.Status.PENDING)
     already = set(
-        NotificationDelivery.alerts.through.objects.filter(
-            alert_id__in=alert_ids, notificationdelivery__recipient_id__in=recipients
-        ).values_list("alert_id", "notificationdelivery__recipient_id", "notificationdelivery__channel")
+        carried.values_list("alert_id", "notificationdelivery__recipient_id", "notificationdelivery__channel")
     )
 
     new: list[tuple[NotificationDelivery, list[Alert]]] = []
