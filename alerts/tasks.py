@@ -32,10 +32,13 @@ def fan_out_alerts(alert_ids: list[int]) -> int:
 
 @shared_task(acks_late=True, time_limit=300, soft_time_limit=270)
 def dispatch_notifications() -> int:
-    """Beat, every minute: re-open expired snoozes (and notify them again), then send due deliveries."""
+    """Beat, every minute: re-open expired snoozes (and notify them again), send due deliveries and
+    re-send those whose task was lost."""
     reopened = dispatch.snoozes_expire()
     if reopened:
         fanout.notifications_fan_out(alert_ids=reopened, repeat=True)
+    for delivery_id in dispatch.deliveries_stale():
+        send_delivery.delay(delivery_id)
     return _send_due()
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from celery.utils.time import get_exponential_backoff_interval
 from django.db import transaction
-from django.db.models import Count, Min
+from django.db.models import Count, Min, Q
 from django.utils import timezone
 
 from alerts import selectors
@@ -21,6 +21,7 @@ from alerts.notifications.errors import DeliveryError, TransientDeliveryError
 Status = NotificationDelivery.Status
 Channel = NotificationDelivery.Channel
 CLAIM_LIMIT = 500
+STALE_AFTER = dt.timedelta(minutes=15)
 
 
 def snoozes_expire(*, now: dt.datetime | None = None) -> list[int]:
@@ -84,6 +85,17 @@ def deliveries_claim_due(*, now: dt.datetime | None = None, limit: int = CLAIM_L
         NotificationDelivery.objects.bulk_update(deferred, ["due_at", "last_error", "updated_at"])
     NotificationDelivery.objects.filter(pk__in=claimed).update(status=Status.SENDING, updated_at=now)
     return claimed
+
+
+def deliveries_stale(*, now: dt.datetime | None = None, grace: dt.timedelta = STALE_AFTER) -> list[int]:
+    """Deliveries whose send task was lost (a worker died before sending, a retry message vanished).
+
+    A send takes at most the task's time limit (2 min), so a row still `sending` long after its
+    claim, or `retrying` long after its retry was due, has no task left; it is sent again.
+    """
+    now = now or timezone.now()
+    stale = Q(status=Status.SENDING, updated_at__lt=now - grace) | Q(status=Status.RETRYING, due_at__lt=now - grace)
+    return list(NotificationDelivery.objects.filter(stale).order_by("pk").values_list("pk", flat=True)[:CLAIM_LIMIT])
 
 
 @dataclass(frozen=True)

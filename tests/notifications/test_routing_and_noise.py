@@ -345,3 +345,20 @@ def test_scoring_resolves_cleared_risk_and_raises_health_drops(noise, csm, make_
     if drops:
         assert drops[0].context == {"health_before": 100, "health_after": customer.health_score}
         assert drops[0].owner_id == csm.pk
+
+
+def test_a_delivery_whose_task_was_lost_is_sent_by_the_sweep(smtp, noise, csm, make_customer):
+    alert = alert_create(title="Lost", message="m", customer_id=make_customer(owner=csm).pk)
+    with time_machine.travel(T0, tick=False) as clock:
+        delivery = NotificationDelivery.objects.create(
+            alert=alert, channel="email", recipient=csm, status="sending", due_at=T0, grouping_key="k"
+        )
+        delivery.alerts.add(alert)
+        clock.shift(14 * 60)
+        dispatch_notifications()
+        assert smtp.messages == []  # its task may still be running
+        clock.shift(2 * 60)
+        dispatch_notifications()
+    assert inbox(smtp) == [(csm.email, "[ChurnShield] [MEDIUM] Lost")]
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts) == ("sent", 1)
