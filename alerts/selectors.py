@@ -1,10 +1,11 @@
 """Reads about alerts: a CSM sees alerts on their own customers; managers, admins and viewers see all."""
 
+from collections.abc import Iterable
 from typing import Any
 
 from django.db.models import QuerySet
 
-from alerts.models import Alert
+from alerts.models import Alert, NotificationPreference, NotificationSettings
 from churnshield.auth.roles import sees_all_customers
 from customers.timeline import events_after
 
@@ -28,3 +29,21 @@ def alert_events(customer_id: int, cursor: Any, limit: int) -> list[dict]:
             "ref": {"kind": "alert", "id": row.pk},
         },
     )
+
+
+def notification_settings_get() -> NotificationSettings:
+    """The noise-control settings row, or its defaults when nobody saved it yet (never writes)."""
+    return NotificationSettings.objects.filter(pk=1).first() or NotificationSettings(pk=1)
+
+
+def preferences_for(*, user_ids: Iterable[int]) -> dict[int, NotificationPreference]:
+    """Each user's preferences in one query; users without a row get the defaults (unsaved)."""
+    ids = list(user_ids)
+    found = {pref.user_id: pref for pref in NotificationPreference.objects.filter(user_id__in=ids)}
+    return {uid: found.get(uid) or NotificationPreference(user_id=uid) for uid in ids}
+
+
+def preference_of(*, user: Any) -> NotificationPreference:
+    pref = NotificationPreference.objects.filter(user=user).first() or NotificationPreference(user=user)
+    pref.user = user  # the signed-in user object, so rendering its email costs no query
+    return pref

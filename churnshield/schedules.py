@@ -23,3 +23,11 @@ SCHEDULES: dict[str, dict] = {
         "crontab": {"minute": "15", "hour": "3"},
     },
 }
+
+# --- Notifications (issue 5): due deliveries (group wait, quiet hours, throttle, daily digest) ---
+# The digest hour lives in the database (NotificationSettings, per user's time zone), so the
+# sweep runs every minute and sends each digest when its delivery falls due.
+SCHEDULES["notifications-dispatch-every-minute"] = {
+    "task": "alerts.tasks.dispatch_notifications",
+    "crontab": {"minute": "*"},
+}

@@ -5,7 +5,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 from rest_framework.routers import SimpleRouter
 
-from alerts.api.views import AlertViewSet
+from alerts.api.views import AlertViewSet, NotificationPreferenceView
 from churnshield.auth.views import ApiDocsView, LoginView, LogoutView, RefreshView, signin_page
 from churnshield.dashboard.views import DashboardChartView, DashboardMetricsView
 from customers.api.views import CustomerCsvImportView, CustomerViewSet
@@ -42,6 +42,7 @@ api = [
     path("ml/recommend-intervention", RecommendView.as_view(), name="ml-recommend-intervention"),
     path("ml/update-outcome", OutcomeView.as_view(), name="ml-update-outcome"),
     path("import/customers/csv", CustomerCsvImportView.as_view(), name="customer-import-csv"),
+    path("notifications/preferences", NotificationPreferenceView.as_view(), name="notification-preferences"),
     path("schema", SpectacularAPIView.as_view(), name="schema"),
     path("docs", ApiDocsView.as_view(url_name="schema"), name="docs"),
     path("", include(router.urls)),

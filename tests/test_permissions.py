@@ -33,6 +33,11 @@ OPERATIONS = {
     ("GET", "/api/integrations"): "read",
     ("GET", "/api/alerts"): "read",
     ("PATCH", "/api/alerts/{id}/read"): "write",
+    # Notifications (issue 5): acknowledge/snooze an alert in scope; one's own preferences.
+    ("POST", "/api/alerts/{id}/acknowledge"): "write",
+    ("POST", "/api/alerts/{id}/snooze"): "write",
+    ("GET", "/api/notifications/preferences"): "read",
+    ("PUT", "/api/notifications/preferences"): "write",
     ("GET", "/api/dashboard/metrics"): "read",
     ("GET", "/api/dashboard/chart-data"): "read",
     ("GET", "/api/churn-causes"): "read",
@@ -147,6 +152,8 @@ def _body(method: str, path: str, objects: dict) -> dict:
         "/api/ml/batch-predict": {"customerIds": [customer.pk]},
         "/api/ml/recommend-intervention": {"customerId": customer.pk},
         "/api/ml/update-outcome": {"customerId": customer.pk, "intervention": "Executive Check-in", "success": True},
+        "/api/alerts/{id}/snooze": {"minutes": 60},
+        "/api/notifications/preferences": {"minSeverity": "high", "quietHoursStart": "22:00", "quietHoursEnd": "07:00"},
     }.get(path, {})
 
 

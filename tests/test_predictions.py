@@ -65,11 +65,11 @@ def test_batch_scores_every_active_customer_once_and_is_idempotent(trained):
 def test_batch_writes_risk_back_and_alerts_on_rises(trained):
     low = Customer.objects.filter(is_active=True).order_by("pk")
     low.update(churn_risk=0)  # every customer now "was" low: any medium/high result is a rise
-    before = Alert.objects.count()
+    before = Alert.objects.filter(source="risk_rise").count()
     run = score_customers(run_key="test-rise")
     rises = Customer.objects.filter(is_active=True, churn_risk__gte=0.5).count()
     assert run.risk_rises == rises
-    assert Alert.objects.count() - before == rises
+    assert Alert.objects.filter(source="risk_rise").count() - before == rises
     sample = ChurnPrediction.objects.filter(run=run).first()
     customer = Customer.objects.get(pk=sample.customer_id)
     assert customer.churn_risk == sample.churn_probability

@@ -168,6 +168,7 @@ SPECTACULAR_SETTINGS = {
         "LevelEnum": "customers.models.RiskLevel",
         "InterventionStatusEnum": "interventions.models.Intervention.Status",
         "IntegrationStatusEnum": "integrations.models.Integration.Status",
+        "AlertSeverityEnum": "alerts.models.Alert.Severity",  # alerts and notification preferences
     },
 }
 
@@ -236,3 +237,26 @@ LOGGING = {
     "loggers": {"axes": {"level": "WARNING"}},
 }
 INTERVENTION_COST = env.float("INTERVENTION_COST", default=150.0)  # $ of CSM time per intervention
+
+# --- Notifications (issue 5: email, Slack, Teams) ---------------------------------------------
+# Email goes through Django's mail framework: SMTP when EMAIL_HOST is set, else printed to the
+# console (the embedded topology). Noise-control knobs live in the database (NotificationSettings).
+EMAIL_HOST = env.str("EMAIL_HOST", default="")
+EMAIL_BACKEND = env.str(
+    "EMAIL_BACKEND",
+    default="django.core.mail.backends.smtp.EmailBackend"
+    if EMAIL_HOST
+    else "django.core.mail.backends.console.EmailBackend",
+)
+EMAIL_PORT = env.int("EMAIL_PORT", default=587)
+EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", default="")
+EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", default="")
+EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=True)
+EMAIL_USE_SSL = env.bool("EMAIL_USE_SSL", default=False)
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="ChurnShield <alerts@localhost>")
+# Base URL of links in notifications (the admin's alert page).
+NOTIFICATIONS_SITE_URL = env.str("NOTIFICATIONS_SITE_URL", default="http://127.0.0.1:8000")
+# SSRF guard escape hatch for tests with a loopback receiver: lets webhook URLs resolve to
+# 127.0.0.1/::1 (and use plain http there). Production settings force it off.
+NOTIFICATIONS_WEBHOOK_ALLOW_LOOPBACK = env.bool("NOTIFICATIONS_WEBHOOK_ALLOW_LOOPBACK", default=False)

@@ -26,3 +26,5 @@ SECURE_HSTS_PRELOAD = True
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+# Webhook URLs must never reach loopback in production (SSRF guard; see alerts/notifications/webhooks.py).
+NOTIFICATIONS_WEBHOOK_ALLOW_LOOPBACK = False

@@ -15,7 +15,8 @@ from django.core.cache import cache
 from django.db import connection, transaction
 from django.utils import timezone
 
-from alerts.services import alerts_create_many
+from alerts.selectors import notification_settings_get
+from alerts.services import alerts_create_many, alerts_resolve_cleared
 from churnshield.exceptions import ConflictError
 from customers.models import Customer
 from customers.selectors import risk_level
@@ -117,12 +118,19 @@ def _write_back(
     health: pd.DataFrame,
     now: dt.datetime,
 ) -> int:
-    """Prediction rows, customer risk and health, and an alert for every risk level that rose."""
+    """Prediction rows, customer risk and health, an alert for every risk level that rose or sharp
+    health drop, and auto-resolution of the alerts whose condition cleared."""
     ids = [int(i) for i in customer_ids]
     # One read of the previous risk and the names; a large run reads the table rather than a
     # huge IN list.
     known = Customer.objects.filter(pk__in=ids) if len(ids) <= 5000 else Customer.objects.all()
-    before = {pk: (risk, name) for pk, risk, name in known.values_list("pk", "churn_risk", "name")}
+    before = {
+        pk: (risk, name, health, owner_id)
+        for pk, risk, name, health, owner_id in known.values_list(
+            "pk", "churn_risk", "name", "health_score", "owner_id"
+        )
+    }
+    drop_points = notification_settings_get().health_drop_points
     health_rows = health.to_dict("records")
     predictions, customers, alerts = [], [], []
     for position, customer_id in enumerate(ids):
@@ -145,7 +153,7 @@ def _write_back(
             )
         )
         customers.append((customer_id, risk, score))
-        old_risk, name = before.get(customer_id, (0, customer_id))
+        old_risk, name, old_health, owner_id = before.get(customer_id, (0, customer_id, None, None))
         old_level = risk_level(float(old_risk))
         if LEVEL_RANK[level] > LEVEL_RANK[old_level] and level != "low":
             top = causes[position][0]["factor"] if causes[position] else "several signals"
@@ -155,13 +163,30 @@ def _write_back(
                     "message": f"Churn risk rose from {old_level} to {level} ({probability:.0%}); main factor: {top}.",
                     "severity": "critical" if level == "high" else "high",
                     "customer_id": customer_id,
+                    "owner_id": owner_id,
+                    "source": "risk_rise",
+                    "context": {"level": level, "risk": round(probability, 4)},
+                }
+            )
+        if old_health is not None and old_health - score >= drop_points:
+            alerts.append(
+                {
+                    "title": f"Health dropped sharply: {name}",
+                    "message": f"Health score fell from {old_health} to {score}.",
+                    "severity": "high" if old_health - score >= 2 * drop_points else "medium",
+                    "customer_id": customer_id,
+                    "owner_id": owner_id,
+                    "source": "health_drop",
+                    "context": {"health_before": old_health, "health_after": score},
                 }
             )
     _insert_predictions(run, predictions)
     customer_scores_set(scores=customers)
+    # One set-based UPDATE: risk or health back where it was resolves the alerts it raised.
+    alerts_resolve_cleared(customer_ids=ids if len(ids) <= 5000 else None, now=now)
     if alerts:
         alerts_create_many(alerts=alerts)
-    return len(alerts)
+    return sum(1 for alert in alerts if alert["source"] == "risk_rise")
 
 
 PREDICTION_COLUMNS = (
