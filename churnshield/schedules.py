@@ -22,4 +22,9 @@ SCHEDULES: dict[str, dict] = {
         "task": "churnshield.tasks.flush_expired_tokens",
         "crontab": {"minute": "15", "hour": "3"},
     },
+    # Playbooks (issue 6): due waits, retries and expired leases (SKIP LOCKED claim).
+    "playbook-claim-due": {
+        "task": "playbooks.tasks.claim_due_executions",
+        "interval_seconds": 15,
+    },
 }
