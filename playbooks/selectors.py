@@ -144,7 +144,7 @@ def _pct(part: float, whole: float) -> float:
     return round(100.0 * part / whole, 1) if whole else 0.0
 
 
-def _execution_rows(user: Any) -> list[dict]:
+def _execution_rows(executions: QuerySet[PlaybookExecution]) -> list[dict]:
     later = ChurnPrediction.objects.filter(
         customer=OuterRef("customer"),
         prediction_date__gte=ExpressionWrapper(
@@ -152,8 +152,7 @@ def _execution_rows(user: Any) -> list[dict]:
         ),
     ).order_by("prediction_date", "id")
     return list(
-        execution_scope(user=user)
-        .annotate(risk_after=Subquery(later.values("churn_probability")[:1]))
+        executions.annotate(risk_after=Subquery(later.values("churn_probability")[:1]))
         .values(
             "id",
             "playbook_id",
@@ -223,12 +222,14 @@ def _summarise(rows: list[dict], step_counts: dict[str, int], now: dt.datetime) 
 
 def playbook_analytics(*, user: Any) -> dict:
     """Per playbook and per intervention type: volume, completion, failures, time, risk and churn vs holdout."""
+    return _analytics(execution_scope(user=user))
+
+
+def _analytics(executions: QuerySet[PlaybookExecution]) -> dict:
     now = timezone.now()
-    rows = _execution_rows(user)
+    rows = _execution_rows(executions)
     step_counts: dict[int, dict[str, int]] = defaultdict(dict)
-    finished_steps = PlaybookStepRun.objects.filter(
-        execution__in=execution_scope(user=user), status__in=["succeeded", "failed"]
-    )
+    finished_steps = PlaybookStepRun.objects.filter(execution__in=executions, status__in=["succeeded", "failed"])
     for playbook_id, status, count in (
         finished_steps.values_list("execution__playbook_id", "status").annotate(n=Count("id")).order_by()
     ):
@@ -260,3 +261,10 @@ def playbook_analytics(*, user: Any) -> dict:
             {"intervention_type": kind, **_summarise([r for pk in ids for r in by_playbook.get(pk, [])], counts, now)}
         )
     return {"playbooks": playbooks, "by_intervention_type": by_type}
+
+
+
+def playbook_analytics_by_type() -> dict[str, dict]:
+    """Book-wide results per intervention type (keys lower-cased), for recommendations."""
+    rows = _analytics(PlaybookExecution.objects.all())["by_intervention_type"]
+    return {row["intervention_type"].lower(): row for row in rows}
