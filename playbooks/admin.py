@@ -30,7 +30,17 @@ def _errors_text(exc: serializers.ValidationError) -> str:
 class PlaybookForm(forms.ModelForm):
     class Meta:
         model = Playbook
-        fields = "__all__"
+        fields = [
+            "name",
+            "description",
+            "intervention_type",
+            "causes",
+            "steps",
+            "exit_conditions",
+            "holdout_share",
+            "reenrol_days",
+            "is_active",
+        ]
 
     def clean_steps(self) -> list[dict]:
         try:

@@ -76,12 +76,14 @@ def _describe(step: dict, customer: Customer, context: dict, playbook: Playbook,
         action = "set " + ", ".join(f"{k}={v!r}" for k, v in step["fields"].items())
     elif kind == "wait":
         if "duration" in step:
-            action = f"wait {step['duration']} (until {now + dt.timedelta(seconds=duration_seconds(step['duration'])):%Y-%m-%d %H:%M} UTC)"
+            until = now + dt.timedelta(seconds=duration_seconds(step["duration"]))
+            action = f"wait {step['duration']} (until {until:%Y-%m-%d %H:%M} UTC)"
         else:
             action = f"wait until {step['until']} (at most {step['timeout']})"
     else:
         holds = steps.condition_holds(step["if"], context)
-        action = f"branch: the condition is {'true' if holds else 'false'} today → {step.get('then' if holds else 'else') or 'next step'}"
+        target = step.get("then" if holds else "else") or "next step"
+        action = f"branch: the condition is {'true' if holds else 'false'} today → {target}"
     return {"key": step["key"], "type": kind, "wouldDo": action}
 
 
@@ -152,8 +154,7 @@ def _execution_rows(executions: QuerySet[PlaybookExecution]) -> list[dict]:
         ),
     ).order_by("prediction_date", "id")
     return list(
-        executions.annotate(risk_after=Subquery(later.values("churn_probability")[:1]))
-        .values(
+        executions.annotate(risk_after=Subquery(later.values("churn_probability")[:1])).values(
             "id",
             "playbook_id",
             "playbook__name",
@@ -261,7 +262,6 @@ def _analytics(executions: QuerySet[PlaybookExecution]) -> dict:
             {"intervention_type": kind, **_summarise([r for pk in ids for r in by_playbook.get(pk, [])], counts, now)}
         )
     return {"playbooks": playbooks, "by_intervention_type": by_type}
-
 
 
 def playbook_analytics_by_type() -> dict[str, dict]:

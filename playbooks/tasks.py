@@ -6,20 +6,21 @@ from django.conf import settings
 from playbooks import engine, rules
 
 
-@shared_task(acks_late=True, time_limit=300, soft_time_limit=240)
+@shared_task(acks_late=True, ignore_result=True, time_limit=300, soft_time_limit=240)
 def run_playbook_execution(execution_id: int, token: str) -> str:
     """Drive one execution; a stale token (another claim took over) does nothing."""
     return engine.run_execution(execution_id=execution_id, token=token)
 
 
-@shared_task(acks_late=True, time_limit=120, soft_time_limit=100)
+@shared_task(acks_late=True, ignore_result=True, time_limit=120, soft_time_limit=100)
 def claim_due_executions() -> int:
     """Beat: claim due waits, retries and expired leases (SKIP LOCKED) and hand them to workers."""
     total = 0
     while True:
         token, ids = engine.claim_due(limit=settings.PLAYBOOK_CLAIM_BATCH)
         for execution_id in ids:
-            run_playbook_execution.delay(execution_id, token)
+            # Due work may have its own queue, so a burst of fresh enrolments cannot delay due waits.
+            run_playbook_execution.apply_async((execution_id, token), queue=settings.PLAYBOOK_DUE_QUEUE or None)
         total += len(ids)
         if len(ids) < settings.PLAYBOOK_CLAIM_BATCH:
             return total

@@ -250,3 +250,5 @@ PLAYBOOK_EMAIL_TIMEOUT_SECONDS = env.float("PLAYBOOK_EMAIL_TIMEOUT_SECONDS", def
 PLAYBOOK_WEBHOOK_SECRET = env.str("PLAYBOOK_WEBHOOK_SECRET", default="") or SECRET_KEY
 # Webhook URLs must be https:// unless this is set (local development and tests only).
 PLAYBOOK_WEBHOOK_ALLOW_HTTP = env.bool("PLAYBOOK_WEBHOOK_ALLOW_HTTP", default=False)
+# Queue for executions the claimer resumes (due waits, retries); empty = the default queue.
+PLAYBOOK_DUE_QUEUE = env.str("PLAYBOOK_DUE_QUEUE", default="")

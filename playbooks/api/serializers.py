@@ -80,7 +80,10 @@ class ExecutionOutputSerializer(serializers.ModelSerializer):
 
 
 class TriggerInputSerializer(serializers.Serializer):
-    """`{customerId, playbookId}`, or the app's intervention body (`type`, `priority`, …) naming the playbook by type."""
+    """`{customerId, playbookId}`, or the app's intervention body (`type`, `priority`, …).
+
+    Without `playbookId` the playbook is the active one whose intervention type (or name) is `type`.
+    """
 
     customerId = serializers.IntegerField(min_value=1, max_value=MAX_ID)
     playbookId = serializers.IntegerField(min_value=1, max_value=MAX_ID, required=False)

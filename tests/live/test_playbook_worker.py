@@ -14,9 +14,17 @@ from interventions.models import Intervention
 from playbooks import engine, services
 from playbooks.models import PlaybookExecution, PlaybookStepRun
 from tests.live.conftest import VENV_BIN, eventually, service_env
-from tests.playbooks.conftest import Receiver, make_playbook  # noqa: F401 (fixture)
+from tests.playbooks.conftest import Receiver
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def make_playbook(settings):
+    from playbooks.services import playbook_upsert
+
+    settings.PLAYBOOK_WEBHOOK_ALLOW_HTTP = True
+    return lambda steps: playbook_upsert(name="Live playbook", data={"steps": steps})[0]
 
 
 def _worker(start_process, redis_url: str, name: str):

@@ -154,8 +154,10 @@ def test_invalid_definitions_name_the_step_and_field(csm, api_for):
     assert "type" in errors["5"]
     assert response.json()["message"].startswith("steps.1.url")
     # Backward jumps are rejected (flow is forward only, so a step runs at most once).
-    back = [{"key": "a", "type": "create_alert", "title": "t", "message": "m"},
-            {"key": "b", "type": "condition", "if": {"field": "health", "op": "lt", "value": 5}, "then": "a"}]  # fmt: skip
+    back = [
+        {"key": "a", "type": "create_alert", "title": "t", "message": "m"},
+        {"key": "b", "type": "condition", "if": {"field": "health", "op": "lt", "value": 5}, "then": "a"},
+    ]
     response = api_for(csm).post("/api/playbooks/validate", {"steps": back}, format="json")
     assert response.status_code == 400 and "later step" in response.json()["errors"]["steps"]["1"]["then"][0]
     ok = api_for(csm).post("/api/playbooks/validate", {"steps": steps[:1]}, format="json")
