@@ -120,9 +120,15 @@ class PlaybookAdmin(PortfolioScopedAdmin):
 
         if obj.pk is None:
             return "—"
+        from django.urls import reverse
+
         return format_html(
-            '<a href="../dry-run/">Dry run</a> · <a href="../trigger/">Trigger for customers</a> · '
-            '<a href="../../report/">Report</a> · <a href="../../import/">Import</a>'
+            '<a href="{}">Dry run</a> · <a href="{}">Trigger for customers</a> · <a href="{}">Report</a> · '
+            '<a href="{}">Import</a>',
+            reverse("admin:playbooks_playbook_dry_run", args=[obj.pk]),
+            reverse("admin:playbooks_playbook_trigger", args=[obj.pk]),
+            reverse("admin:playbooks_playbook_report"),
+            reverse("admin:playbooks_playbook_import"),
         )
 
     def get_urls(self) -> list[URLPattern]:

@@ -226,3 +226,29 @@ def test_bulk_trigger_and_execution_endpoints(defaults, csm, other_csm, make_cus
         == "cancelled"
     )
     assert client.post(f"/api/playbook-executions/{one}/cancel", {}, format="json").status_code == 409
+
+
+def test_admin_pages(defaults, admin_user, make_customer, client):
+    client.force_login(admin_user)
+    playbook = defaults["Executive Check-in"]
+    customer = make_customer()
+    change = client.get(f"/admin/playbooks/playbook/{playbook.pk}/change/")
+    assert change.status_code == 200 and b"Dry run" in change.content
+    assert client.get(f"/admin/playbooks/playbook/{playbook.pk}/dry-run/").status_code == 200
+    assert b"By playbook" in client.get("/admin/playbooks/playbook/report/").content
+    response = client.post(f"/admin/playbooks/playbook/{playbook.pk}/trigger/", {"customer_ids": str(customer.pk)})
+    assert b"Enrolled 1 of 1" in response.content
+    execution = PlaybookExecution.objects.get(customer=customer)
+    client.post(
+        "/admin/playbooks/playbookexecution/",
+        {"action": "cancel_executions", "_selected_action": [execution.pk]},
+    )
+    execution.refresh_from_db()
+    assert execution.status == "cancelled"
+    # The admin form rejects an invalid definition, naming the step and the field.
+    response = client.post(
+        f"/admin/playbooks/playbook/{playbook.pk}/change/",
+        {"name": playbook.name, "steps": json.dumps([{"type": "wait"}]), "causes": "[]", "exit_conditions": "[]",
+         "holdout_share": "0", "reenrol_days": "30", "rules-TOTAL_FORMS": "0", "rules-INITIAL_FORMS": "0"},
+    )  # fmt: skip
+    assert response.status_code == 200 and b"duration" in response.content
