@@ -16,14 +16,14 @@ class Playbook(models.Model):
     is_active = models.BooleanField(default=True)
     # The intervention type it stands for (analytics per type, recommendations) and the churn
     # causes (predictions/causes.py) it answers.
-    intervention_type = models.TextField(blank=True, default="")
-    causes = models.JSONField(default=list, blank=True)
+    intervention_type = models.TextField(blank=True, default="", db_default="")
+    causes = models.JSONField(default=list, blank=True, db_default=[])
     # Share of enrolled customers left untouched at random, to measure what the playbook changes.
-    holdout_share = models.FloatField(default=0.0)
+    holdout_share = models.FloatField(default=0.0, db_default=0.0)
     # Not again for the same customer within this many days (0 = only the one-running rule).
-    reenrol_days = models.IntegerField(default=30)
+    reenrol_days = models.IntegerField(default=30, db_default=30)
     # Stop (completed, "exited") as soon as any of these conditions holds, e.g. risk fell back.
-    exit_conditions = models.JSONField(default=list, blank=True)
+    exit_conditions = models.JSONField(default=list, blank=True, db_default=[])
 
     class Meta:
         db_table = "playbooks"
@@ -96,19 +96,19 @@ class PlaybookExecution(models.Model):
     completed_at = models.DateTimeField(null=True, blank=True)
     result = models.JSONField(default=dict, blank=True)
     # Beyond the specification: how it started, the durable-execution cursor, proof fields.
-    trigger = models.TextField(choices=Trigger.choices, default=Trigger.MANUAL)
+    trigger = models.TextField(choices=Trigger.choices, default=Trigger.MANUAL, db_default="manual")
     rule = models.ForeignKey(TriggerRule, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     triggered_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
-    is_holdout = models.BooleanField(default=False)
-    current_step = models.TextField(blank=True, default="", help_text="Key of the next step to run")
+    is_holdout = models.BooleanField(default=False, db_default=False)
+    current_step = models.TextField(blank=True, default="", db_default="", help_text="Key of the next step to run")
     # When the claimer should drive it next: a wait's due time, a retry's backoff, or the end of
     # a worker's lease (a killed worker's execution is picked up again then). Null when finished.
     next_run_at = models.DateTimeField(null=True, blank=True)
-    lease_token = models.TextField(blank=True, default="")
-    attempts = models.IntegerField(default=0, help_text="Attempts of the current step")
-    error = models.TextField(blank=True, default="")
+    lease_token = models.TextField(blank=True, default="", db_default="")
+    attempts = models.IntegerField(default=0, db_default=0, help_text="Attempts of the current step")
+    error = models.TextField(blank=True, default="", db_default="")
     risk_at_start = models.DecimalField(max_digits=5, decimal_places=4, null=True, blank=True)
     intervention = models.ForeignKey(
         "interventions.Intervention", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
