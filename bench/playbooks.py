@@ -66,6 +66,8 @@ def prepare() -> None:
 
 
 def main() -> None:
+    # SIGTERM (e.g. a CI timeout) stops the workers too: turn it into SystemExit so `finally` runs.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     prepare()
     os.environ.update(ENV)
     import django
