@@ -12,7 +12,7 @@ PYTHON ?= $(shell for c in python3.13 python3.12 python3 \
 	"$$c" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else 1)' >/dev/null 2>&1 && { echo "$$c"; break; }; \
 	done)
 
-.PHONY: run test lint bench bench-batch bench-realtime venv clean
+.PHONY: run test lint bench bench-batch bench-realtime bench-playbooks venv clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@test -n "$(PYTHON)" || { echo "No Python >= 3.12 found (tried python3.13, python3.12, python3, pyenv)."; exit 1; }
@@ -51,6 +51,10 @@ bench-batch: venv
 
 bench-realtime: venv
 	$(PY) bench/realtime_predict.py
+
+# Playbooks (issue 6): 10,000 executions through a real worker, beat and the claimer.
+bench-playbooks: venv
+	$(PY) bench/playbooks.py
 
 clean:
 	rm -rf $(VENV) churnshield.sqlite3 .pytest-sqlite.sqlite3*

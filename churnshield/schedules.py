@@ -22,6 +22,11 @@ SCHEDULES: dict[str, dict] = {
         "task": "churnshield.tasks.flush_expired_tokens",
         "crontab": {"minute": "15", "hour": "3"},
     },
+    # Playbooks (issue 6): due waits, retries and expired leases (SKIP LOCKED claim).
+    "playbook-claim-due": {
+        "task": "playbooks.tasks.claim_due_executions",
+        "interval_seconds": 15,
+    },
 }
 
 # --- Notifications (issue 5): due deliveries (group wait, quiet hours, throttle, daily digest) ---

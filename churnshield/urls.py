@@ -11,6 +11,7 @@ from churnshield.dashboard.views import DashboardChartView, DashboardMetricsView
 from customers.api.views import CustomerCsvImportView, CustomerViewSet
 from integrations.api.views import IntegrationViewSet
 from interventions.api.views import InterventionViewSet, OutcomeView, RecommendView
+from playbooks.api.views import ExecutionViewSet, PlaybookViewSet, TriggerView
 from predictions.api.views import (
     BatchPredictView,
     CausesExplainView,
@@ -26,6 +27,9 @@ router.register("customers", CustomerViewSet, basename="customer")
 router.register("interventions", InterventionViewSet, basename="intervention")
 router.register("integrations", IntegrationViewSet, basename="integration")
 router.register("alerts", AlertViewSet, basename="alert")
+# Playbooks (issue 6)
+router.register("playbooks", PlaybookViewSet, basename="playbook")
+router.register("playbook-executions", ExecutionViewSet, basename="playbook-execution")
 
 api = [
     path("auth/login", LoginView.as_view(), name="auth-login"),
@@ -43,6 +47,7 @@ api = [
     path("ml/update-outcome", OutcomeView.as_view(), name="ml-update-outcome"),
     path("import/customers/csv", CustomerCsvImportView.as_view(), name="customer-import-csv"),
     path("notifications/preferences", NotificationPreferenceView.as_view(), name="notification-preferences"),
+    path("v1/playbooks/trigger", TriggerView.as_view(), name="playbooks-trigger"),
     path("schema", SpectacularAPIView.as_view(), name="schema"),
     path("docs", ApiDocsView.as_view(url_name="schema"), name="docs"),
     path("", include(router.urls)),

@@ -143,6 +143,18 @@ def intervention_analytics(*, user: Any) -> dict:
         },
         "top_performing_interventions": rows[:5],
         "insights": insights,
+        # Playbooks (issue 6): per playbook and per intervention type, with the holdout comparison.
+        **_playbook_performance(user),
+    }
+
+
+def _playbook_performance(user: Any) -> dict:
+    from playbooks.selectors import playbook_analytics
+
+    analytics = playbook_analytics(user=user)
+    return {
+        "playbook_performance": analytics["playbooks"],
+        "playbook_performance_by_type": analytics["by_intervention_type"],
     }
 
 
@@ -202,7 +214,14 @@ def recommend_intervention(*, user: Any, customer_id: int) -> dict:
         row = stats.get(kind.lower(), {"n": 0, "won": 0})
         return (row["won"] + PRIOR_WEIGHT * base_rate) / (row["n"] + PRIOR_WEIGHT), row["won"], row["n"]
 
-    best = max(candidates, key=lambda kind: smoothed(kind)[0])
+    proof = _playbook_proof(candidates)
+
+    def score(kind: str) -> float:
+        # What worked: the recorded success rate, plus the churn a playbook of this type averted
+        # versus its holdout (percentage points), when a holdout comparison exists.
+        return smoothed(kind)[0] + max(proof.get(kind.lower(), {}).get("churn_reduction_points") or 0, 0) / 100
+
+    best = max(candidates, key=score)
     rate, won, tried = smoothed(best)
     cause_text = f"its top churn cause is {causes[0].lower()}" if causes else f"its churn risk is {level}"
     return {
@@ -214,5 +233,23 @@ def recommend_intervention(*, user: Any, customer_id: int) -> dict:
         "reasoning": (
             f"Recommended because {cause_text}; {best} succeeded {won} of {tried} times "
             f"for {level}-risk customers (success rate across all interventions {base_rate:.0%})."
+            + _proof_text(proof.get(best.lower()))
         ),
     }
+
+
+def _playbook_proof(candidates: list[str]) -> dict[str, dict]:
+    """Book-wide playbook results per intervention type (holdout comparison), for the candidates."""
+    from playbooks.selectors import playbook_analytics_by_type
+
+    wanted = {kind.lower() for kind in candidates}
+    return {kind: row for kind, row in playbook_analytics_by_type().items() if kind in wanted}
+
+
+def _proof_text(row: dict | None) -> str:
+    if not row or row.get("churn_reduction_points") is None:
+        return ""
+    return (
+        f" Its playbook's customers churned {row['churn_rate']}% vs {row['holdout_churn_rate']}% "
+        f"in the holdout ({row['executions']} runs)."
+    )

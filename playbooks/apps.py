@@ -1,5 +1,34 @@
+from typing import Any
+
 from django.apps import AppConfig
+from django.db import transaction
 
 
 class PlaybooksConfig(AppConfig):
     name = "playbooks"
+
+    def ready(self) -> None:
+        from django.db.models.signals import post_save
+
+        from customers.models import BillingEvent
+        from predictions.services.scoring import customers_scored
+
+        customers_scored.connect(_after_scoring, dispatch_uid="playbooks-after-scoring")
+        post_save.connect(_after_billing_event, sender=BillingEvent, dispatch_uid="playbooks-failed-payment")
+
+
+def _after_scoring(sender: Any, run: Any, customer_ids: list[int] | None, **kwargs: Any) -> None:
+    """After a scoring run commits: evaluate the rules for the customers it scored (set-based)."""
+    from playbooks.tasks import evaluate_trigger_rules
+
+    evaluate_trigger_rules.delay(customer_ids)
+
+
+def _after_billing_event(sender: Any, instance: Any, created: bool, **kwargs: Any) -> None:
+    """A failed payment (the data sync's canonical event) enrols Payment Recovery-style rules at once."""
+    if not created or instance.kind != "payment_failed":
+        return
+    from playbooks.tasks import evaluate_trigger_rules
+
+    customer_id = instance.customer_id
+    transaction.on_commit(lambda: evaluate_trigger_rules.delay([customer_id], ["failed_payment"]))

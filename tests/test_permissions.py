@@ -52,6 +52,17 @@ OPERATIONS = {
     ("GET", "/model/metrics/latest"): "read",
     ("POST", "/api/ml/recommend-intervention"): "read",
     ("POST", "/api/ml/update-outcome"): "write",
+    # Playbooks (issue 6). Definitions change in the admin or by import; validate and dry run write nothing.
+    ("POST", "/api/v1/playbooks/trigger"): "write",
+    ("GET", "/api/playbooks"): "read",
+    ("POST", "/api/playbooks/bulk-trigger"): "write",
+    ("POST", "/api/playbooks/validate"): "read",
+    ("POST", "/api/playbooks/dry-run"): "read",
+    ("GET", "/api/playbooks/analytics"): "read",
+    ("GET", "/api/playbook-executions"): "read",
+    ("GET", "/api/playbook-executions/{id}"): "read",
+    ("POST", "/api/playbook-executions/{id}/cancel"): "write",
+    ("POST", "/api/playbook-executions/{id}/retry"): "write",
 }
 # Operations that name a customer or intervention in the body (the CSV import's cross-portfolio
 # rule is a row error, tested in test_csv_import).
@@ -64,6 +75,8 @@ BODY_REFERENCES = {
     ("POST", "/api/ml/batch-predict"),
     ("POST", "/api/ml/recommend-intervention"),
     ("POST", "/api/ml/update-outcome"),
+    ("POST", "/api/v1/playbooks/trigger"),
+    ("POST", "/api/playbooks/bulk-trigger"),
 }
 # Routes served outside the schema on purpose.
 NOT_IN_SCHEMA = {"/api/docs", "/api/schema"}
@@ -125,13 +138,40 @@ def world(csm, other_csm, make_customer):
             "alert": make_alert(customer),
         }
         make_prediction(customer)
+        objects[label].update(_playbook_objects(customer))
     from predictions.services.registry import model_promote, rules_version
 
     model_promote(rules_version(), "test world")
     return objects
 
 
+def _playbook_objects(customer) -> dict:
+    """Playbooks (issue 6): a playbook shared by both portfolios, a running and a failed execution."""
+    from django.utils import timezone
+
+    from playbooks.models import Playbook, PlaybookExecution
+
+    playbook, _ = Playbook.objects.get_or_create(
+        name="Matrix playbook", defaults={"steps": [{"key": "a", "type": "create_alert", "title": "t", "message": "m"}]}
+    )
+    waiting, _ = Playbook.objects.get_or_create(
+        name="Matrix wait", defaults={"steps": [{"key": "w", "type": "wait", "duration": "1d"}]}
+    )
+    now = timezone.now()
+    running = PlaybookExecution.objects.create(
+        playbook=waiting, customer=customer, started_at=now, current_step="w", next_run_at=now
+    )
+    failed = PlaybookExecution.objects.create(
+        playbook=playbook, customer=customer, started_at=now, status="failed", current_step="a", error="x"
+    )
+    return {"playbook": playbook, "running_execution": running, "failed_execution": failed}
+
+
 def _path(path: str, objects: dict) -> str:
+    if path.endswith("/retry"):
+        return path.replace("{id}", str(objects["failed_execution"].pk))
+    if "/playbook-executions/{id}" in path:
+        return path.replace("{id}", str(objects["running_execution"].pk))
     if "/interventions/{id}" in path:
         return path.replace("{id}", str(objects["intervention"].pk))
     if "/alerts/{id}" in path:
@@ -154,6 +194,10 @@ def _body(method: str, path: str, objects: dict) -> dict:
         "/api/ml/update-outcome": {"customerId": customer.pk, "intervention": "Executive Check-in", "success": True},
         "/api/alerts/{id}/snooze": {"minutes": 60},
         "/api/notifications/preferences": {"minSeverity": "high", "quietHoursStart": "22:00", "quietHoursEnd": "07:00"},
+        "/api/v1/playbooks/trigger": {"customerId": customer.pk, "playbookId": objects["playbook"].pk},
+        "/api/playbooks/bulk-trigger": {"playbookId": objects["playbook"].pk, "customerIds": [customer.pk]},
+        "/api/playbooks/validate": {"steps": [{"type": "create_alert", "title": "t", "message": "m"}]},
+        "/api/playbooks/dry-run": {"playbookId": objects["playbook"].pk, "customerIds": [customer.pk]},
     }.get(path, {})
 
 

@@ -260,3 +260,19 @@ NOTIFICATIONS_SITE_URL = env.str("NOTIFICATIONS_SITE_URL", default="http://127.0
 # SSRF guard escape hatch for tests with a loopback receiver: lets webhook URLs resolve to
 # 127.0.0.1/::1 (and use plain http there). Production settings force it off.
 NOTIFICATIONS_WEBHOOK_ALLOW_LOOPBACK = env.bool("NOTIFICATIONS_WEBHOOK_ALLOW_LOOPBACK", default=False)
+
+# --- Playbooks (issue 6) ------------------------------------------------------------------------
+# A worker's claim on an execution lasts this long; a killed worker's execution is claimed again after it.
+PLAYBOOK_LEASE_SECONDS = env.int("PLAYBOOK_LEASE_SECONDS", default=60)
+# Transient step failures (webhook 5xx/timeouts, SMTP 4xx) retry with exponential backoff, then fail.
+PLAYBOOK_MAX_ATTEMPTS = env.int("PLAYBOOK_MAX_ATTEMPTS", default=5)
+PLAYBOOK_RETRY_BASE_SECONDS = env.float("PLAYBOOK_RETRY_BASE_SECONDS", default=10.0)
+PLAYBOOK_RETRY_MAX_SECONDS = env.float("PLAYBOOK_RETRY_MAX_SECONDS", default=600.0)
+PLAYBOOK_CLAIM_BATCH = env.int("PLAYBOOK_CLAIM_BATCH", default=500)
+PLAYBOOK_EMAIL_TIMEOUT_SECONDS = env.float("PLAYBOOK_EMAIL_TIMEOUT_SECONDS", default=10.0)
+# Signs outgoing webhook bodies (HMAC-SHA256); defaults to SECRET_KEY.
+PLAYBOOK_WEBHOOK_SECRET = env.str("PLAYBOOK_WEBHOOK_SECRET", default="") or SECRET_KEY
+# Webhook URLs must be https:// unless this is set (local development and tests only).
+PLAYBOOK_WEBHOOK_ALLOW_HTTP = env.bool("PLAYBOOK_WEBHOOK_ALLOW_HTTP", default=False)
+# Queue for executions the claimer resumes (due waits, retries); empty = the default queue.
+PLAYBOOK_DUE_QUEUE = env.str("PLAYBOOK_DUE_QUEUE", default="")

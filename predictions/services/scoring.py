@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 from django.core.cache import cache
 from django.db import connection, transaction
+from django.dispatch import Signal
 from django.utils import timezone
 
 from alerts.selectors import notification_settings_get
@@ -101,7 +102,14 @@ def score_customers(
         run.save()
         if trigger == PredictionRun.Trigger.BATCH:
             transaction.on_commit(_refresh_aggregates)
+        # Listeners (playbook trigger rules) act on the new scores once they are committed.
+        scored_ids = None if customer_ids is None else [int(i) for i in features.index]
+        transaction.on_commit(lambda: customers_scored.send(sender=PredictionRun, run=run, customer_ids=scored_ids))
     return run
+
+
+# Sent after a scoring run commits: `run`, and `customer_ids` (None for the whole book).
+customers_scored = Signal()
 
 
 def _refresh_aggregates() -> None:

@@ -4,7 +4,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 from django.db import transaction
-from django_celery_beat.models import CrontabSchedule, PeriodicTask
+from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 
 from churnshield.schedules import SCHEDULES
 
@@ -17,6 +17,15 @@ class Command(BaseCommand):
     @transaction.atomic
     def handle(self, *args: Any, **options: Any) -> None:
         for name, entry in SCHEDULES.items():
+            if "interval_seconds" in entry:  # sub-minute jobs (the playbook claimer)
+                interval, _ = IntervalSchedule.objects.get_or_create(
+                    every=entry["interval_seconds"], period=IntervalSchedule.SECONDS
+                )
+                PeriodicTask.objects.update_or_create(
+                    name=MANAGED_PREFIX + name,
+                    defaults={"task": entry["task"], "interval": interval, "crontab": None, "enabled": True},
+                )
+                continue
             crontab, _ = CrontabSchedule.objects.get_or_create(
                 minute=entry["crontab"].get("minute", "*"),
                 hour=entry["crontab"].get("hour", "*"),

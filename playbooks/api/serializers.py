@@ -1,0 +1,159 @@
+"""Playbook shapes: camelCase, explicit fields, separate input and output."""
+
+from rest_framework import serializers
+
+from interventions.api.serializers import MAX_ID, LenientIdField
+from interventions.models import Intervention
+from playbooks.models import Playbook, PlaybookExecution
+
+
+class PlaybookOutputSerializer(serializers.ModelSerializer):
+    interventionType = serializers.CharField(source="intervention_type")
+    holdoutShare = serializers.FloatField(source="holdout_share")
+    reenrolDays = serializers.IntegerField(source="reenrol_days")
+    exitConditions = serializers.JSONField(source="exit_conditions")
+    isActive = serializers.BooleanField(source="is_active")
+    createdAt = serializers.DateTimeField(source="created_at")
+    steps = serializers.JSONField()
+    causes = serializers.JSONField()
+    rules = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Playbook
+        fields = [
+            "id",
+            "name",
+            "description",
+            "interventionType",
+            "causes",
+            "holdoutShare",
+            "reenrolDays",
+            "exitConditions",
+            "isActive",
+            "createdAt",
+            "steps",
+            "rules",
+        ]
+        read_only_fields = fields
+
+    def get_rules(self, playbook: Playbook) -> list[dict]:
+        return [
+            {"id": r.pk, "kind": r.kind, "params": r.params, "segment": r.segment, "isActive": r.is_active}
+            for r in playbook.rules.all()
+        ]
+
+
+class ExecutionOutputSerializer(serializers.ModelSerializer):
+    playbookId = serializers.IntegerField(source="playbook_id")
+    playbook = serializers.CharField(source="playbook.name")
+    customerId = serializers.IntegerField(source="customer_id")
+    startedAt = serializers.DateTimeField(source="started_at")
+    completedAt = serializers.DateTimeField(source="completed_at")
+    isHoldout = serializers.BooleanField(source="is_holdout")
+    currentStep = serializers.CharField(source="current_step")
+    nextRunAt = serializers.DateTimeField(source="next_run_at")
+    interventionId = serializers.IntegerField(source="intervention_id", allow_null=True)
+    steps = serializers.SerializerMethodField()
+
+    class Meta:
+        model = PlaybookExecution
+        fields = [
+            "id",
+            "playbookId",
+            "playbook",
+            "customerId",
+            "status",
+            "trigger",
+            "isHoldout",
+            "startedAt",
+            "completedAt",
+            "currentStep",
+            "nextRunAt",
+            "error",
+            "interventionId",
+            "steps",
+        ]
+        read_only_fields = fields
+
+    def get_steps(self, execution: PlaybookExecution) -> list[dict]:
+        return execution.result.get("steps", [])
+
+
+class TriggerInputSerializer(serializers.Serializer):
+    """`{customerId, playbookId}`, or the app's intervention body (`type`, `priority`, …).
+
+    Without `playbookId` the playbook is the active one whose intervention type (or name) is `type`.
+    """
+
+    customerId = serializers.IntegerField(min_value=1, max_value=MAX_ID)
+    playbookId = serializers.IntegerField(min_value=1, max_value=MAX_ID, required=False)
+    type = serializers.CharField(max_length=200, required=False)
+    priority = serializers.ChoiceField(choices=Intervention.Priority.choices, required=False)
+    assignedCsm = serializers.CharField(max_length=200, allow_blank=True, required=False)
+    description = serializers.CharField(max_length=10_000, allow_blank=True, required=False)
+    nextAction = serializers.CharField(max_length=1_000, allow_blank=True, required=False)
+    notes = serializers.CharField(max_length=10_000, allow_blank=True, required=False)
+    dueDate = serializers.DateTimeField(allow_null=True, required=False)
+
+    def validate(self, attrs: dict) -> dict:
+        if "playbookId" not in attrs and not attrs.get("type"):
+            raise serializers.ValidationError({"playbookId": ["give playbookId, or the intervention type"]})
+        return attrs
+
+
+class AiRecommendationSerializer(serializers.Serializer):
+    recommendedType = serializers.CharField()
+    priority = serializers.CharField()
+    estimatedSuccess = serializers.FloatField()
+    reasoning = serializers.CharField()
+
+
+class TriggerOutputSerializer(serializers.Serializer):
+    interventionId = serializers.IntegerField()
+    executionId = serializers.IntegerField()
+    status = serializers.CharField()
+    estimatedCompletion = serializers.DateTimeField()
+    responseTime = serializers.FloatField()
+    playbookType = serializers.CharField()
+    aiRecommendation = AiRecommendationSerializer(allow_null=True)
+
+
+class BulkTriggerInputSerializer(serializers.Serializer):
+    playbookId = serializers.IntegerField(min_value=1, max_value=MAX_ID)
+    customerIds = serializers.ListField(child=LenientIdField(), min_length=1, max_length=1000)
+
+
+class BulkTriggerOutputSerializer(serializers.Serializer):
+    playbookId = serializers.IntegerField()
+    requested = serializers.IntegerField()
+    enrolled = serializers.IntegerField()
+    skipped = serializers.ListField(child=serializers.IntegerField())
+    executionIds = serializers.ListField(child=serializers.IntegerField())
+
+
+class DefinitionInputSerializer(serializers.Serializer):
+    steps = serializers.JSONField()
+    exitConditions = serializers.JSONField(required=False)
+
+
+class DefinitionOutputSerializer(serializers.Serializer):
+    valid = serializers.BooleanField()
+    steps = serializers.ListField(child=serializers.DictField())
+
+
+class DryRunInputSerializer(serializers.Serializer):
+    playbookId = serializers.IntegerField(min_value=1, max_value=MAX_ID)
+    customerIds = serializers.ListField(child=LenientIdField(), max_length=1000, required=False)
+
+
+class DryRunOutputSerializer(serializers.Serializer):
+    playbookId = serializers.IntegerField()
+    playbook = serializers.CharField()
+    asOf = serializers.DateTimeField()
+    wouldEnrol = serializers.IntegerField()
+    excluded = serializers.IntegerField()
+    customers = serializers.ListField(child=serializers.DictField())
+
+
+class CancelInputSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=1000, allow_blank=True, required=False, default="")

@@ -1,0 +1,130 @@
+"""Playbook endpoints: the contract's trigger, bulk trigger, definitions check, dry run, executions."""
+
+from django.db.models import QuerySet
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import mixins, serializers, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from churnshield.auth.permissions import AnyRole
+from churnshield.exceptions import NotFoundError
+from playbooks import selectors, services
+from playbooks.api.serializers import (
+    BulkTriggerInputSerializer,
+    BulkTriggerOutputSerializer,
+    CancelInputSerializer,
+    DefinitionInputSerializer,
+    DefinitionOutputSerializer,
+    DryRunInputSerializer,
+    DryRunOutputSerializer,
+    ExecutionOutputSerializer,
+    PlaybookOutputSerializer,
+    TriggerInputSerializer,
+    TriggerOutputSerializer,
+)
+from playbooks.definitions import validate_exit_conditions, validate_steps
+from playbooks.models import Playbook, PlaybookExecution
+
+
+class TriggerView(APIView):
+    """`POST /api/v1/playbooks/trigger` (contract)."""
+
+    @extend_schema(request=TriggerInputSerializer, responses=TriggerOutputSerializer)
+    def post(self, request: Request) -> Response:
+        data = TriggerInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        fields = dict(data.validated_data)
+        answer = services.playbook_trigger(
+            user=request.user,
+            customer_id=fields.pop("customerId"),
+            playbook_id=fields.pop("playbookId", None),
+            intervention=fields,
+        )
+        return Response(TriggerOutputSerializer(answer).data)
+
+
+class PlaybookViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+    """Playbooks are book-wide: every role reads them; definitions change in the admin or by import."""
+
+    serializer_class = PlaybookOutputSerializer
+    pagination_class = None
+
+    def get_queryset(self) -> QuerySet:
+        return selectors.playbook_list()
+
+    @extend_schema(request=BulkTriggerInputSerializer, responses=BulkTriggerOutputSerializer)
+    @action(detail=False, methods=["post"], url_path="bulk-trigger")
+    def bulk_trigger(self, request: Request) -> Response:
+        data = BulkTriggerInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        answer = services.playbook_bulk_trigger(
+            user=request.user,
+            playbook_id=data.validated_data["playbookId"],
+            customer_ids=data.validated_data["customerIds"],
+        )
+        return Response(BulkTriggerOutputSerializer(answer).data)
+
+    @extend_schema(request=DefinitionInputSerializer, responses=DefinitionOutputSerializer)
+    @action(detail=False, methods=["post"], permission_classes=[AnyRole])
+    def validate(self, request: Request) -> Response:
+        """Check a definition without storing it: 400 names the step index and the field."""
+        data = DefinitionInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        steps = validate_steps(data.validated_data["steps"])
+        validate_exit_conditions(data.validated_data.get("exitConditions", []))
+        return Response({"valid": True, "steps": steps})
+
+    @extend_schema(request=DryRunInputSerializer, responses=DryRunOutputSerializer)
+    @action(detail=False, methods=["post"], url_path="dry-run", permission_classes=[AnyRole])
+    def dry_run(self, request: Request) -> Response:
+        """Who would enrol today and what each step would do. Writes nothing."""
+        data = DryRunInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        playbook = Playbook.objects.filter(pk=data.validated_data["playbookId"]).first()
+        if playbook is None:
+            raise NotFoundError("Playbook not found")
+        answer = selectors.dry_run(
+            user=request.user, playbook=playbook, customer_ids=data.validated_data.get("customerIds")
+        )
+        return Response(DryRunOutputSerializer(answer).data)
+
+    @extend_schema(
+        responses=inline_serializer(
+            "PlaybookAnalytics",
+            fields={
+                "playbooks": serializers.ListField(child=serializers.DictField()),
+                "by_intervention_type": serializers.ListField(child=serializers.DictField()),
+            },
+        )
+    )
+    @action(detail=False, methods=["get"])
+    def analytics(self, request: Request) -> Response:
+        return Response(selectors.playbook_analytics(user=request.user))
+
+
+class ExecutionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    serializer_class = ExecutionOutputSerializer
+    lookup_value_regex = r"[0-9]+"
+
+    def get_queryset(self) -> QuerySet:
+        if getattr(self, "swagger_fake_view", False):
+            return PlaybookExecution.objects.none()
+        return (
+            selectors.execution_scope(user=self.request.user).select_related("playbook").order_by("-started_at", "-id")
+        )
+
+    @extend_schema(request=CancelInputSerializer, responses=ExecutionOutputSerializer)
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, pk: str) -> Response:
+        data = CancelInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        execution = services.execution_cancel(user=request.user, execution_id=pk, reason=data.validated_data["reason"])
+        return Response(ExecutionOutputSerializer(execution).data)
+
+    @extend_schema(request=None, responses=ExecutionOutputSerializer)
+    @action(detail=True, methods=["post"])
+    def retry(self, request: Request, pk: str) -> Response:
+        execution = services.execution_retry(user=request.user, execution_id=pk)
+        return Response(ExecutionOutputSerializer(execution).data)

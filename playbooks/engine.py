@@ -1,0 +1,349 @@
+"""Durable execution of playbook steps.
+
+The cursor lives in the `playbook_executions` row: `current_step` (next step key), `next_run_at`
+(when the claimer should drive it) and `lease_token` (which task may drive it now).
+
+- A task drives an execution only while its token matches the row's (checked under a row lock in
+  every transaction), so two deliveries of the same task, or a task and the claimer, never both
+  advance it.
+- Internal steps (intervention, alert, notify, customer update, condition, wait bookkeeping) run
+  inside one transaction with their `playbook_step_runs` row (unique per execution and step key)
+  and the cursor move: the effect is applied exactly once, or not at all.
+- External steps (e-mail, webhook) record "sending" and the attempt before the call and "succeeded"
+  after it; the call carries the idempotency key `playbook-<execution>-<step>`. A crash inside the
+  send window re-sends with the same key (at most one duplicate per crash, recorded in `attempts`).
+- A wait stores its due time in `next_run_at` and clears the token; a retry does the same with a
+  backoff. While a worker runs, `next_run_at` is the end of its lease: a SIGKILLed worker's
+  execution is claimed again when the lease ends. The claimer (`claim_due`, a beat task) takes due
+  rows with `SELECT … FOR UPDATE SKIP LOCKED` (PostgreSQL; SQLite has no row locks and runs one
+  writer at a time, so the plain SELECT inside the write transaction is equivalent there), gives
+  them a fresh token and enqueues them. Nothing is ever scheduled with a Celery countdown.
+"""
+
+import datetime as dt
+import logging
+import random
+import time
+import uuid
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from playbooks import steps as step_impl
+from playbooks.definitions import EXTERNAL_STEPS, next_key
+from playbooks.models import PlaybookExecution, PlaybookStepRun
+
+log = logging.getLogger(__name__)
+Status = PlaybookExecution.Status
+RunStatus = PlaybookStepRun.Status
+MAX_STEPS_PER_TRANSACTION = 60
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+def lease_until(now: dt.datetime) -> dt.datetime:
+    return now + dt.timedelta(seconds=settings.PLAYBOOK_LEASE_SECONDS)
+
+
+def backoff_seconds(attempt: int) -> float:
+    """Exponential backoff with full jitter, capped (RELIABILITY: retries stay ≤ 10 min)."""
+    ceiling = min(settings.PLAYBOOK_RETRY_BASE_SECONDS * 2 ** max(attempt - 1, 0), settings.PLAYBOOK_RETRY_MAX_SECONDS)
+    return random.uniform(ceiling / 2, ceiling)
+
+
+def _record(execution: PlaybookExecution, run: PlaybookStepRun) -> None:
+    """Mirror a step run into `result["steps"]` (outcome, timing, attempts, error, output)."""
+    entry = {
+        "key": run.step_key,
+        "type": run.step_type,
+        "status": run.status,
+        "startedAt": _iso(run.started_at),
+        "finishedAt": _iso(run.finished_at),
+        "durationMs": round((run.finished_at - run.started_at).total_seconds() * 1000, 1) if run.finished_at else None,
+        "attempts": run.attempts,
+        "error": run.error or None,
+        "output": run.output,
+    }
+    if run.due_at:
+        entry["dueAt"] = _iso(run.due_at)
+    recorded = execution.result.setdefault("steps", [])
+    for index, item in enumerate(recorded):
+        if item.get("key") == run.step_key:
+            recorded[index] = entry
+            return
+    recorded.append(entry)
+
+
+def _definition(execution: PlaybookExecution) -> list[dict]:
+    return execution.result.get("definition") or execution.playbook.steps
+
+
+def _finish(execution: PlaybookExecution, status: str, now: dt.datetime, **result: Any) -> None:
+    execution.status = status
+    execution.completed_at = now
+    execution.next_run_at = None
+    execution.lease_token = ""
+    execution.current_step = "" if status == Status.COMPLETED else execution.current_step
+    execution.result.update(result)
+    execution.result["durationSeconds"] = round((now - execution.started_at).total_seconds(), 3)
+
+
+def _fail(execution: PlaybookExecution, run: PlaybookStepRun | None, error: str, now: dt.datetime) -> None:
+    if run is not None:
+        run.status, run.error, run.finished_at = RunStatus.FAILED, error[:2000], now
+        run.save()
+        _record(execution, run)
+    execution.error = error[:2000]
+    _finish(execution, Status.FAILED, now, error=execution.error, failedStep=execution.current_step)
+    execution.save()
+    step_impl.raise_alert(
+        title=f"Playbook failed: {execution.playbook.name}",
+        message=f"{execution.playbook.name} stopped for {execution.customer.name} at step "
+        f"{execution.current_step}: {error[:500]}",
+        severity="high",
+        customer_id=execution.customer_id,
+        grouping_key=f"playbook-failed:{execution.playbook_id}",
+    )
+
+
+def _locked(execution_id: int, token: str) -> PlaybookExecution | None:
+    execution = (
+        PlaybookExecution.objects.select_for_update(of=("self",))
+        .select_related("playbook", "customer", "customer__owner", "intervention")
+        .filter(pk=execution_id)
+        .first()
+    )
+    if execution is None or execution.status != Status.RUNNING or execution.lease_token != token:
+        return None
+    return execution
+
+
+def _exit_reason(execution: PlaybookExecution, now: dt.datetime) -> str | None:
+    conditions = execution.playbook.exit_conditions or []
+    if not conditions:
+        return None
+    context = step_impl.customer_context(execution.customer, execution.intervention, now)
+    for condition in conditions:
+        if step_impl.condition_holds(condition, context):
+            return f"exit condition met: {condition}"
+    return None
+
+
+def _drive_internal(execution_id: int, token: str, now: dt.datetime) -> dict | None:
+    """Run internal steps in one transaction until a wait, an external step or the end.
+
+    Returns the external step to call next (the row now records "sending"), or None to stop.
+    """
+    with transaction.atomic():
+        execution = _locked(execution_id, token)
+        if execution is None:
+            return None
+        steps = _definition(execution)
+        by_key = {step["key"]: step for step in steps}
+        runs = {run.step_key: run for run in execution.step_runs.all()}
+        for _ in range(MAX_STEPS_PER_TRANSACTION):
+            if not execution.current_step:
+                _finish(execution, Status.COMPLETED, now)
+                execution.save()
+                return None
+            reason = _exit_reason(execution, now)
+            if reason:
+                _finish(execution, Status.COMPLETED, now, exited=reason)
+                execution.save()
+                return None
+            step = by_key.get(execution.current_step)
+            if step is None:
+                _fail(execution, None, f"unknown step {execution.current_step!r}", now)
+                return None
+            run = runs.get(step["key"])
+            if step["type"] in EXTERNAL_STEPS:
+                return _start_external(execution, step, run, now)
+            if step["type"] == "wait":
+                if not _wait_over(execution, step, run, runs, now):
+                    return None
+                continue
+            if run is not None and run.status == RunStatus.SUCCEEDED:  # defensive: never apply twice
+                execution.current_step = next_key(steps, step["key"], step.get("next"))
+                continue
+            try:
+                with transaction.atomic():  # a savepoint: a failed step leaves no partial effect
+                    outcome = step_impl.INTERNAL_HANDLERS[step["type"]](execution, step, now)
+                    run = PlaybookStepRun.objects.create(
+                        execution=execution,
+                        step_key=step["key"],
+                        step_type=step["type"],
+                        status=RunStatus.SUCCEEDED,
+                        started_at=now,
+                        finished_at=timezone.now(),
+                        attempts=1,
+                        output=outcome.output,
+                    )
+            except step_impl.PermanentStepError as exc:
+                run = PlaybookStepRun.objects.create(
+                    execution=execution, step_key=step["key"], step_type=step["type"], status=RunStatus.FAILED,
+                    started_at=now, attempts=1,
+                )  # fmt: skip
+                _fail(execution, run, str(exc), now)
+                return None
+            except Exception as exc:
+                log.exception("playbook step %s of execution %s failed", step["key"], execution.pk)
+                execution.attempts += 1
+                if execution.attempts >= settings.PLAYBOOK_MAX_ATTEMPTS:
+                    _fail(execution, None, f"{step['type']}: {type(exc).__name__}: {exc}", now)
+                    return None
+                execution.error = f"{type(exc).__name__}: {exc}"[:2000]
+                execution.next_run_at = now + dt.timedelta(seconds=backoff_seconds(execution.attempts))
+                execution.lease_token = ""
+                execution.save()
+                return None
+            runs[step["key"]] = run
+            _record(execution, run)
+            execution.current_step = next_key(steps, step["key"], outcome.next or step.get("next"))
+            execution.attempts = 0
+        execution.next_run_at = lease_until(now)
+        execution.save()
+    return None
+
+
+def _wait_over(
+    execution: PlaybookExecution, step: dict, run: PlaybookStepRun | None, runs: dict, now: dt.datetime
+) -> bool:
+    """Whether the wait at the cursor is over (then the cursor has moved on); otherwise park it."""
+    if run is None:
+        due, deadline = step_impl.wait_due(step, now, now)
+        run = PlaybookStepRun.objects.create(
+            execution=execution,
+            step_key=step["key"],
+            step_type="wait",
+            status=RunStatus.WAITING,
+            started_at=now,
+            due_at=due,
+            output={"deadline": _iso(deadline)},
+        )
+        runs[step["key"]] = run
+    outcome = None
+    if "until" in step:
+        context = step_impl.customer_context(execution.customer, execution.intervention, now)
+        deadline = dt.datetime.fromisoformat(run.output["deadline"].replace("Z", "+00:00"))
+        if step_impl.condition_holds(step["until"], context):
+            outcome = "condition_met"
+        elif now >= deadline:
+            outcome = "timed_out"
+        else:
+            run.due_at = step_impl.wait_due(step, run.started_at, now)[0]
+    elif now >= run.due_at:
+        outcome = "elapsed"
+    if outcome is None:
+        run.save()
+        _record(execution, run)
+        execution.next_run_at, execution.lease_token = run.due_at, ""
+        execution.save()
+        return False
+    run.status, run.finished_at = RunStatus.SUCCEEDED, now
+    run.output = {**run.output, "outcome": outcome, "lagSeconds": round((now - run.due_at).total_seconds(), 3)}
+    run.attempts += 1
+    run.save()
+    _record(execution, run)
+    execution.current_step = next_key(_definition(execution), step["key"], step.get("next"))
+    return True
+
+
+def _start_external(
+    execution: PlaybookExecution, step: dict, run: PlaybookStepRun | None, now: dt.datetime
+) -> dict | None:
+    """Record "sending" (and the attempt) before the outside call; commit with the caller."""
+    if run is None:
+        run = PlaybookStepRun(
+            execution=execution, step_key=step["key"], step_type=step["type"], started_at=now, attempts=0
+        )
+    elif run.status == RunStatus.SENDING:
+        # A previous attempt died inside the send window: this one may duplicate it (same key).
+        run.output = {**run.output, "resentAfterCrash": run.output.get("resentAfterCrash", 0) + 1}
+    run.status = RunStatus.SENDING
+    run.attempts += 1
+    run.save()
+    execution.attempts = run.attempts
+    execution.next_run_at = lease_until(now)
+    execution.save()
+    return step
+
+
+def _finish_external(execution_id: int, token: str, step: dict) -> bool:
+    """Make the outside call, then record its outcome. Returns whether to keep driving."""
+    error: Exception | None = None
+    output: dict = {}
+    started = time.perf_counter()
+    execution = PlaybookExecution.objects.select_related("playbook", "customer", "customer__owner").get(pk=execution_id)
+    try:
+        output = step_impl.run_external(execution, step)
+    except (step_impl.TransientStepError, step_impl.PermanentStepError) as exc:
+        error = exc
+    elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
+    now = timezone.now()
+    with transaction.atomic():
+        execution = _locked(execution_id, token)
+        if execution is None:  # cancelled, or another claim took over while we called out
+            return False
+        run = execution.step_runs.get(step_key=step["key"])
+        if error is None:
+            run.status, run.finished_at, run.error = RunStatus.SUCCEEDED, now, ""
+            run.output = {**run.output, **output, "callMs": elapsed_ms}
+            run.save()
+            _record(execution, run)
+            execution.current_step = next_key(_definition(execution), step["key"], step.get("next"))
+            execution.attempts = 0
+            execution.next_run_at = lease_until(now)
+            execution.save()
+            return True
+        if isinstance(error, step_impl.TransientStepError) and run.attempts < settings.PLAYBOOK_MAX_ATTEMPTS:
+            delay = backoff_seconds(run.attempts)
+            run.status, run.error = RunStatus.RETRYING, str(error)[:2000]
+            run.save()
+            _record(execution, run)
+            execution.next_run_at, execution.lease_token = now + dt.timedelta(seconds=delay), ""
+            execution.save()
+            return False
+        reason = (
+            str(error)
+            if isinstance(error, step_impl.PermanentStepError)
+            else f"{error} (after {run.attempts} attempts)"
+        )
+        _fail(execution, run, reason, now)
+        return False
+
+
+def run_execution(*, execution_id: int, token: str) -> str:
+    """Drive one execution as far as it can go now. Idempotent: a stale token does nothing."""
+    for _ in range(MAX_STEPS_PER_TRANSACTION):
+        step = _drive_internal(execution_id, token, timezone.now())
+        if step is None:
+            break
+        if not _finish_external(execution_id, token, step):
+            break
+    return PlaybookExecution.objects.filter(pk=execution_id).values_list("status", flat=True).first() or ""
+
+
+def claim_due(*, now: dt.datetime | None = None, limit: int = 500) -> tuple[str, list[int]]:
+    """Claim running executions that are due (waits over, retries due, leases expired).
+
+    Returns the claim token and the ids; the caller enqueues them. Rows another claimer holds are
+    skipped (PostgreSQL), so concurrent claimers never take the same execution.
+    """
+    now = now or timezone.now()
+    token = uuid.uuid4().hex
+    with transaction.atomic():
+        due = (
+            PlaybookExecution.objects.filter(status=Status.RUNNING, next_run_at__lte=now)
+            .order_by("next_run_at")
+            .values_list("pk", flat=True)
+        )
+        if connection.features.has_select_for_update_skip_locked:
+            due = due.select_for_update(skip_locked=True)
+        ids = list(due[:limit])
+        if ids:
+            PlaybookExecution.objects.filter(pk__in=ids).update(lease_token=token, next_run_at=lease_until(now))
+    return token, ids

@@ -1,0 +1,145 @@
+"""Automatic triggers: rules stored in the database, evaluated set-based.
+
+Each active rule turns into one or two bulk reads that yield candidate customer ids; the segment
+filter narrows them; `services.enrol` applies the one-running rule, the re-enrolment cap and the
+holdout. Runs after the scoring batch (all customers) and on events (one customer).
+"""
+
+import datetime as dt
+from collections.abc import Iterable
+
+from django.db.models import OuterRef, Q, QuerySet, Subquery
+from django.utils import timezone
+
+from customers.models import BillingEvent, Customer
+from playbooks.models import PlaybookExecution, TriggerRule
+from predictions.models import ChurnPrediction
+
+RECENT = dt.timedelta(days=1)  # what "appears"/"enters" means for the daily batch
+
+
+def segment_filter(customers: QuerySet[Customer], segment: dict) -> QuerySet[Customer]:
+    """`{plan: [...], mrrGte, mrrLte, riskLevel: [...], ownerIds: [...], healthLte}` (all optional)."""
+    from django.conf import settings
+
+    if segment.get("plan"):
+        customers = customers.filter(plan__in=segment["plan"])
+    if segment.get("mrrGte") is not None:
+        customers = customers.filter(mrr__gte=segment["mrrGte"])
+    if segment.get("mrrLte") is not None:
+        customers = customers.filter(mrr__lte=segment["mrrLte"])
+    if segment.get("healthLte") is not None:
+        customers = customers.filter(health_score__lte=segment["healthLte"])
+    if segment.get("ownerIds"):
+        customers = customers.filter(owner_id__in=segment["ownerIds"])
+    if segment.get("riskLevel"):
+        high, medium = settings.RISK_HIGH_THRESHOLD, settings.RISK_MEDIUM_THRESHOLD
+        bands = {
+            "high": Q(churn_risk__gte=high),
+            "medium": Q(churn_risk__gte=medium, churn_risk__lt=high),
+            "low": Q(churn_risk__lt=medium),
+        }
+        q = Q()
+        for level in segment["riskLevel"]:
+            q |= bands.get(level, Q(pk__in=[]))
+        customers = customers.filter(q)
+    return customers
+
+
+def _recent_predictions(customer_ids: list[int] | None, now: dt.datetime) -> QuerySet[ChurnPrediction]:
+    """Each customer's latest prediction of the last day, with the one before it alongside."""
+    latest = ChurnPrediction.objects.filter(customer=OuterRef("customer")).order_by("-prediction_date", "-id")
+    previous = ChurnPrediction.objects.filter(
+        customer=OuterRef("customer"), prediction_date__lt=OuterRef("prediction_date")
+    ).order_by("-prediction_date", "-id")
+    rows = ChurnPrediction.objects.filter(
+        prediction_date__gte=now - RECENT, prediction_date__lte=now, pk=Subquery(latest.values("pk")[:1])
+    )
+    if customer_ids is not None:
+        rows = rows.filter(customer_id__in=customer_ids)
+    return rows.annotate(
+        previous_level=Subquery(previous.values("risk_level")[:1]),
+        previous_causes=Subquery(previous.values("top_causes")[:1]),
+    )
+
+
+def candidates(rule: TriggerRule, *, customer_ids: list[int] | None, now: dt.datetime) -> set[int]:
+    """Customers the rule's trigger matches now (before the segment filter and the caps)."""
+    params = rule.params or {}
+    if rule.kind == TriggerRule.Kind.RISK_ENTERS_HIGH:
+        rows = _recent_predictions(customer_ids, now).filter(risk_level="high")
+        return {pk for pk, previous in rows.values_list("customer_id", "previous_level") if previous != "high"}
+    if rule.kind == TriggerRule.Kind.CAUSE_APPEARS:
+        cause = params.get("cause")
+
+        def names(causes: object) -> set[str]:
+            if isinstance(causes, str):  # a JSON subquery can come back as text on some backends
+                import json
+
+                causes = json.loads(causes)
+            return {c.get("cause") for c in causes or [] if isinstance(c, dict)}
+
+        rows = _recent_predictions(customer_ids, now).values_list("customer_id", "top_causes", "previous_causes")
+        return {pk for pk, now_causes, before in rows if cause in names(now_causes) and cause not in names(before)}
+    if rule.kind == TriggerRule.Kind.HEALTH_DROP:
+        days, points = int(params.get("days", 30)), int(params.get("points", 20))
+        then = ChurnPrediction.objects.filter(
+            customer=OuterRef("pk"), prediction_date__lte=now - dt.timedelta(days=days), health_score__isnull=False
+        ).order_by("-prediction_date", "-id")
+        customers = Customer.objects.filter(is_active=True)
+        if customer_ids is not None:
+            customers = customers.filter(pk__in=customer_ids)
+        rows = customers.annotate(health_then=Subquery(then.values("health_score")[:1])).filter(
+            health_then__isnull=False
+        )
+        return {
+            pk
+            for pk, health, before in rows.values_list("pk", "health_score", "health_then")
+            if before - health >= points
+        }
+    if rule.kind == TriggerRule.Kind.FAILED_PAYMENT:
+        days = int(params.get("days", 1))
+        events = BillingEvent.objects.filter(
+            kind=BillingEvent.Kind.PAYMENT_FAILED, occurred_at__gte=now - dt.timedelta(days=days), occurred_at__lte=now
+        )
+        if customer_ids is not None:
+            events = events.filter(customer_id__in=customer_ids)
+        return set(events.values_list("customer_id", flat=True).distinct())
+    customers = Customer.objects.filter(is_active=True)  # SEGMENT: the filter alone
+    if customer_ids is not None:
+        customers = customers.filter(pk__in=customer_ids)
+    return set(customers.values_list("pk", flat=True))
+
+
+def matching_customers(rule: TriggerRule, *, customer_ids: list[int] | None, now: dt.datetime) -> list[int]:
+    ids = candidates(rule, customer_ids=customer_ids, now=now)
+    if not ids:
+        return []
+    customers = Customer.objects.filter(pk__in=ids, is_active=True)
+    if rule.segment:
+        customers = segment_filter(customers, rule.segment)
+    return sorted(customers.values_list("pk", flat=True))
+
+
+def active_rules(kinds: Iterable[str] | None = None) -> QuerySet[TriggerRule]:
+    rules = TriggerRule.objects.filter(is_active=True, playbook__is_active=True).select_related("playbook")
+    if kinds:
+        rules = rules.filter(kind__in=list(kinds))
+    return rules.order_by("playbook_id", "id")
+
+
+def evaluate_rules(
+    *, customer_ids: list[int] | None = None, kinds: Iterable[str] | None = None, now: dt.datetime | None = None
+) -> dict[int, int]:
+    """Enrol every customer a rule matches; returns {rule id: executions started}."""
+    from playbooks.services import enrol
+
+    now = now or timezone.now()
+    started: dict[int, int] = {}
+    for rule in active_rules(kinds):
+        ids = matching_customers(rule, customer_ids=customer_ids, now=now)
+        executions = enrol(
+            playbook=rule.playbook, customer_ids=ids, trigger=PlaybookExecution.Trigger.RULE, rule=rule, now=now
+        )
+        started[rule.pk] = len(executions)
+    return started

@@ -1,0 +1,270 @@
+"""Reads about playbooks: scoped executions, the dry run, and the proof (analytics)."""
+
+import datetime as dt
+from collections import defaultdict
+from statistics import mean
+from typing import Any
+
+from django.db.models import Count, DateTimeField, ExpressionWrapper, OuterRef, QuerySet, Subquery
+from django.utils import timezone
+
+from churnshield.auth.roles import sees_all_customers
+from customers.models import Customer
+from customers.selectors import customer_scope
+from playbooks import rules, steps
+from playbooks.definitions import duration_seconds, render_template
+from playbooks.models import Playbook, PlaybookExecution, PlaybookStepRun
+from playbooks.services import eligible_customer_ids
+from predictions.models import ChurnPrediction
+
+DRY_RUN_LIMIT = 200
+
+
+def execution_scope(*, user: Any) -> QuerySet[PlaybookExecution]:
+    if sees_all_customers(user):
+        return PlaybookExecution.objects.all()
+    return PlaybookExecution.objects.filter(customer__owner_id=user.pk)
+
+
+def playbook_list() -> QuerySet[Playbook]:
+    return Playbook.objects.prefetch_related("rules").order_by("name")
+
+
+def playbook_export(playbook: Playbook) -> dict:
+    """The JSON document `playbooks_import` reads back (definitions live in git)."""
+    return {
+        "name": playbook.name,
+        "description": playbook.description,
+        "is_active": playbook.is_active,
+        "intervention_type": playbook.intervention_type,
+        "causes": playbook.causes,
+        "holdout_share": playbook.holdout_share,
+        "reenrol_days": playbook.reenrol_days,
+        "exit_conditions": playbook.exit_conditions,
+        "steps": playbook.steps,
+        "rules": [
+            {"kind": rule.kind, "params": rule.params, "segment": rule.segment, "is_active": rule.is_active}
+            for rule in playbook.rules.all()
+        ],
+    }
+
+
+# --- Dry run ------------------------------------------------------------------------------------
+
+
+def _describe(step: dict, customer: Customer, context: dict, playbook: Playbook, now: dt.datetime) -> dict:
+    kind = step["type"]
+    text = steps.template_context(customer, playbook.name)
+    if kind == "create_intervention":
+        who = {"owner": "the account owner", "least_loaded": "the least-loaded CSM"}.get(
+            step.get("assignee", "owner"), step.get("assignee_name", "")
+        )
+        action = (
+            f"create a {step.get('priority', 'medium')}-priority {step['intervention_type']} intervention for {who}"
+        )
+    elif kind == "send_email":
+        to = {"customer": customer.email, "owner": customer.owner.email if customer.owner else "(no owner)"}.get(
+            step["to"], step["to"]
+        )
+        action = f"e-mail {to}: {render_template(step['subject'], text)!r}"
+    elif kind in ("notify", "create_alert"):
+        channel = step.get("channel", "in_app") if kind == "notify" else "alert"
+        action = f"{channel}: {render_template(step.get('message', ''), text)!r}"
+    elif kind == "webhook":
+        action = f"POST a signed payload to {step['url']}"
+    elif kind == "update_customer":
+        action = "set " + ", ".join(f"{k}={v!r}" for k, v in step["fields"].items())
+    elif kind == "wait":
+        if "duration" in step:
+            until = now + dt.timedelta(seconds=duration_seconds(step["duration"]))
+            action = f"wait {step['duration']} (until {until:%Y-%m-%d %H:%M} UTC)"
+        else:
+            action = f"wait until {step['until']} (at most {step['timeout']})"
+    else:
+        holds = steps.condition_holds(step["if"], context)
+        target = step.get("then" if holds else "else") or "next step"
+        action = f"branch: the condition is {'true' if holds else 'false'} today → {target}"
+    return {"key": step["key"], "type": kind, "wouldDo": action}
+
+
+def dry_run(*, user: Any, playbook: Playbook, customer_ids: list[int] | None = None) -> dict:
+    """Who would enrol today (rules, or the listed customers) and what each step would do. Writes nothing."""
+    now = timezone.now()
+    reasons: dict[int, list[str]] = defaultdict(list)
+    if customer_ids is None:
+        for rule in playbook.rules.filter(is_active=True):
+            for pk in rules.matching_customers(rule, customer_ids=None, now=now):
+                reasons[pk].append(rule.get_kind_display())
+    else:
+        for pk in customer_ids:
+            reasons[pk].append("listed")
+    visible = set(customer_scope(user=user).filter(pk__in=list(reasons)).values_list("pk", flat=True))
+    eligible = eligible_customer_ids(playbook=playbook, customer_ids=visible, now=now)
+    customers = Customer.objects.filter(pk__in=eligible[:DRY_RUN_LIMIT]).select_related("owner").order_by("pk")
+    interventions: dict[int, Any] = {}
+    plans = []
+    for customer in customers:
+        context = steps.customer_context(customer, interventions.get(customer.pk), now)
+        exits = [c for c in playbook.exit_conditions if steps.condition_holds(c, context)]
+        plan, key = [], playbook.steps[0]["key"] if playbook.steps else ""
+        by_key = {s["key"]: s for s in playbook.steps}
+        while key and not exits:
+            step = by_key[key]
+            plan.append(_describe(step, customer, context, playbook, now))
+            branch = None
+            if step["type"] == "condition":
+                branch = step.get("then" if steps.condition_holds(step["if"], context) else "else")
+            from playbooks.definitions import next_key
+
+            key = next_key(playbook.steps, key, branch or step.get("next"))
+        plans.append(
+            {
+                "customerId": customer.pk,
+                "customer": customer.name,
+                "reasons": reasons[customer.pk],
+                "holdoutChance": playbook.holdout_share,
+                "exitsImmediately": bool(exits),
+                "steps": plan,
+            }
+        )
+    return {
+        "playbookId": playbook.pk,
+        "playbook": playbook.name,
+        "asOf": now,
+        "wouldEnrol": len(eligible),
+        "excluded": len(visible) - len(eligible),
+        "customers": plans,
+    }
+
+
+# --- Proof: analytics ---------------------------------------------------------------------------
+
+OUTCOME_DAYS = 30
+
+
+def _pct(part: float, whole: float) -> float:
+    return round(100.0 * part / whole, 1) if whole else 0.0
+
+
+def _execution_rows(executions: QuerySet[PlaybookExecution]) -> list[dict]:
+    later = ChurnPrediction.objects.filter(
+        customer=OuterRef("customer"),
+        prediction_date__gte=ExpressionWrapper(
+            OuterRef("started_at") + dt.timedelta(days=OUTCOME_DAYS), output_field=DateTimeField()
+        ),
+    ).order_by("prediction_date", "id")
+    return list(
+        executions.annotate(risk_after=Subquery(later.values("churn_probability")[:1])).values(
+            "id",
+            "playbook_id",
+            "playbook__name",
+            "playbook__intervention_type",
+            "status",
+            "is_holdout",
+            "started_at",
+            "completed_at",
+            "risk_at_start",
+            "risk_after",
+            "customer__churned_at",
+            "customer__mrr",
+        )
+    )
+
+
+def _summarise(rows: list[dict], step_counts: dict[str, int], now: dt.datetime) -> dict:
+    treated = [r for r in rows if not r["is_holdout"]]
+    holdout = [r for r in rows if r["is_holdout"]]
+    completed = [r for r in treated if r["status"] == PlaybookExecution.Status.COMPLETED]
+    finished = [r for r in treated if r["status"] != PlaybookExecution.Status.RUNNING]
+    hours = [(r["completed_at"] - r["started_at"]).total_seconds() / 3600 for r in completed if r["completed_at"]]
+
+    def risk_change(group: list[dict]) -> float | None:
+        changes = [
+            float(r["risk_after"]) - float(r["risk_at_start"])
+            for r in group
+            if r["risk_after"] is not None and r["risk_at_start"] is not None
+        ]
+        return round(mean(changes) * 100, 1) if changes else None  # percentage points
+
+    def churn_rate(group: list[dict]) -> float | None:
+        matured = [
+            r for r in group if r["started_at"] <= now - dt.timedelta(days=OUTCOME_DAYS) or r["customer__churned_at"]
+        ]
+        if not matured:
+            return None
+        churned = [r for r in matured if r["customer__churned_at"] and r["customer__churned_at"] >= r["started_at"]]
+        return _pct(len(churned), len(matured))
+
+    treated_churn, holdout_churn = churn_rate(treated), churn_rate(holdout)
+    treated_mrr = sum(float(r["customer__mrr"]) for r in treated)
+    retained_mrr = sum(float(r["customer__mrr"]) for r in treated if not r["customer__churned_at"])
+    lift = (holdout_churn - treated_churn) if treated_churn is not None and holdout_churn is not None else None
+    step_total = sum(step_counts.values())
+    return {
+        "executions": len(treated),
+        "holdout_executions": len(holdout),
+        "running": len(treated) - len(finished),
+        "completed": len(completed),
+        "failed": sum(1 for r in treated if r["status"] == PlaybookExecution.Status.FAILED),
+        "completion_rate": _pct(len(completed), len(finished)),
+        "step_runs": step_total,
+        "step_failure_rate": _pct(step_counts.get("failed", 0), step_total),
+        "avg_time_to_complete_hours": round(mean(hours), 2) if hours else None,
+        "risk_change_30d": risk_change(treated),
+        "holdout_risk_change_30d": risk_change(holdout),
+        "churn_rate": treated_churn,
+        "holdout_churn_rate": holdout_churn,
+        "churn_reduction_points": round(lift, 1) if lift is not None else None,
+        "retained_mrr": round(retained_mrr, 2),
+        # Churn averted versus the holdout, as a year of the treated customers' MRR.
+        "revenue_retained": round(max(lift, 0) / 100 * treated_mrr * 12, 2) if lift is not None else 0.0,
+    }
+
+
+def playbook_analytics(*, user: Any) -> dict:
+    """Per playbook and per intervention type: volume, completion, failures, time, risk and churn vs holdout."""
+    return _analytics(execution_scope(user=user))
+
+
+def _analytics(executions: QuerySet[PlaybookExecution]) -> dict:
+    now = timezone.now()
+    rows = _execution_rows(executions)
+    step_counts: dict[int, dict[str, int]] = defaultdict(dict)
+    finished_steps = PlaybookStepRun.objects.filter(execution__in=executions, status__in=["succeeded", "failed"])
+    for playbook_id, status, count in (
+        finished_steps.values_list("execution__playbook_id", "status").annotate(n=Count("id")).order_by()
+    ):
+        step_counts[playbook_id][status] = count
+    by_playbook: dict[int, list[dict]] = defaultdict(list)
+    for row in rows:
+        by_playbook[row["playbook_id"]].append(row)
+    playbooks = []
+    types: dict[str, list[int]] = defaultdict(list)
+    for playbook in Playbook.objects.order_by("name"):
+        kind = playbook.intervention_type or playbook.name
+        types[kind].append(playbook.pk)
+        playbooks.append(
+            {
+                "playbook_id": playbook.pk,
+                "name": playbook.name,
+                "intervention_type": kind,
+                "holdout_share": playbook.holdout_share,
+                **_summarise(by_playbook.get(playbook.pk, []), step_counts.get(playbook.pk, {}), now),
+            }
+        )
+    by_type = []
+    for kind, ids in sorted(types.items()):
+        counts: dict[str, int] = defaultdict(int)
+        for pk in ids:
+            for status, n in step_counts.get(pk, {}).items():
+                counts[status] += n
+        by_type.append(
+            {"intervention_type": kind, **_summarise([r for pk in ids for r in by_playbook.get(pk, [])], counts, now)}
+        )
+    return {"playbooks": playbooks, "by_intervention_type": by_type}
+
+
+def playbook_analytics_by_type() -> dict[str, dict]:
+    """Book-wide results per intervention type (keys lower-cased), for recommendations."""
+    rows = _analytics(PlaybookExecution.objects.all())["by_intervention_type"]
+    return {row["intervention_type"].lower(): row for row in rows}

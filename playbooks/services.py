@@ -1,0 +1,401 @@
+"""Writes for playbooks: definitions (validated), enrolment (manual, bulk, rules), cancel and retry.
+
+Enrolment is set-based: one read of who is eligible, one bulk insert, then the executions are
+handed to workers after commit. The unique "one running execution per customer and playbook"
+constraint is the last word when two enrolments race.
+"""
+
+import datetime as dt
+import random
+import time
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+from rest_framework import serializers
+
+from churnshield.exceptions import ConflictError, NotFoundError
+from customers.models import Customer
+from customers.selectors import customer_get, customer_scope
+from interventions.models import Intervention
+from playbooks import engine
+from playbooks.definitions import duration_seconds, validate_exit_conditions, validate_steps
+from playbooks.models import Playbook, PlaybookExecution, TriggerRule
+
+Status = PlaybookExecution.Status
+_random = random.SystemRandom()  # holdout assignment: unpredictable, so no one can game it
+
+
+def enqueue(execution_ids: list[int], token: str) -> None:
+    """Hand executions to workers once the enrolling transaction has committed."""
+    from playbooks.tasks import run_playbook_execution
+
+    if not execution_ids:
+        return
+
+    def send() -> None:
+        for execution_id in execution_ids:
+            run_playbook_execution.delay(execution_id, token)
+
+    transaction.on_commit(send)
+
+
+# --- Definitions --------------------------------------------------------------------------------
+
+PLAYBOOK_FIELDS = ("description", "steps", "is_active", "intervention_type", "causes", "holdout_share", "reenrol_days")
+
+
+def playbook_clean(data: dict) -> dict:
+    """Validated playbook fields (snake_case) or ValidationError naming the step and field."""
+    cleaned = dict(data)
+    cleaned["steps"] = validate_steps(data.get("steps"))
+    cleaned["exit_conditions"] = validate_exit_conditions(data.get("exit_conditions", []))
+    share = data.get("holdout_share", 0.0)
+    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 0.9:
+        raise serializers.ValidationError({"holdoutShare": ["must be a number between 0 and 0.9"]})
+    days = data.get("reenrol_days", 30)
+    if isinstance(days, bool) or not isinstance(days, int) or not 0 <= days <= 3650:
+        raise serializers.ValidationError({"reenrolDays": ["must be an integer between 0 and 3650"]})
+    causes = data.get("causes", [])
+    if not isinstance(causes, list) or not all(isinstance(c, str) for c in causes):
+        raise serializers.ValidationError({"causes": ["must be a list of churn cause names"]})
+    rules = data.get("rules", [])
+    if not isinstance(rules, list):
+        raise serializers.ValidationError({"rules": ["must be a list"]})
+    errors = {}
+    for index, rule in enumerate(rules):
+        problem = _rule_problem(rule)
+        if problem:
+            errors[index] = problem
+    if errors:
+        raise serializers.ValidationError({"rules": errors})
+    return cleaned
+
+
+def _rule_problem(rule: Any) -> dict | None:
+    if not isinstance(rule, dict) or rule.get("kind") not in TriggerRule.Kind.values:
+        return {"kind": [f"must be one of {', '.join(TriggerRule.Kind.values)}"]}
+    params = rule.get("params", {})
+    if not isinstance(params, dict):
+        return {"params": ["must be an object"]}
+    if rule["kind"] == TriggerRule.Kind.HEALTH_DROP:
+        for name in ("points", "days"):
+            if not isinstance(params.get(name), int) or params[name] <= 0:
+                return {"params": [f"{name}: a positive integer is required"]}
+    if rule["kind"] == TriggerRule.Kind.CAUSE_APPEARS and not isinstance(params.get("cause"), str):
+        return {"params": ["cause: a churn cause name is required"]}
+    if not isinstance(rule.get("segment", {}), dict):
+        return {"segment": ["must be an object"]}
+    return None
+
+
+@transaction.atomic
+def playbook_upsert(*, name: str, data: dict) -> tuple[Playbook, bool]:
+    """Create or replace a playbook by name (the import path); its rules are replaced too."""
+    cleaned = playbook_clean(data)
+    defaults = {field: cleaned[field] for field in PLAYBOOK_FIELDS if field in cleaned}
+    defaults["exit_conditions"] = cleaned["exit_conditions"]
+    playbook, created = Playbook.objects.update_or_create(name=name, defaults=defaults)
+    if "rules" in data:
+        playbook.rules.all().delete()
+        TriggerRule.objects.bulk_create(
+            [
+                TriggerRule(
+                    playbook=playbook,
+                    kind=rule["kind"],
+                    params=rule.get("params", {}),
+                    segment=rule.get("segment", {}),
+                    is_active=rule.get("is_active", True),
+                )
+                for rule in data["rules"]
+            ]
+        )
+    return playbook, created
+
+
+def playbook_create(*, data: dict) -> Playbook:
+    if Playbook.objects.filter(name=data.get("name")).exists():
+        raise ConflictError(f"A playbook named {data.get('name')!r} already exists.")
+    return playbook_upsert(name=data["name"], data=data)[0]
+
+
+def playbooks_import(*, documents: list[dict]) -> dict[str, int]:
+    """Import exported playbooks (all or nothing). Errors are keyed by the playbook's position."""
+    errors = {}
+    for index, document in enumerate(documents):
+        try:
+            if not isinstance(document, dict) or not isinstance(document.get("name"), str):
+                raise serializers.ValidationError({"name": ["required"]})
+            playbook_clean(document)
+        except serializers.ValidationError as exc:
+            errors[index] = exc.detail
+    if errors:
+        raise serializers.ValidationError({"playbooks": errors})
+    counts = {"created": 0, "updated": 0}
+    with transaction.atomic():
+        for document in documents:
+            _, created = playbook_upsert(name=document["name"], data=document)
+            counts["created" if created else "updated"] += 1
+    return counts
+
+
+# --- Enrolment ----------------------------------------------------------------------------------
+
+
+def eligible_customer_ids(
+    *, playbook: Playbook, customer_ids: Iterable[int], now: dt.datetime, respect_cap: bool = True
+) -> list[int]:
+    """Active customers without a running execution of the playbook (and, with the cap, none recent)."""
+    ids = set(customer_ids)
+    if not ids:
+        return []
+    busy = Q(status=Status.RUNNING)
+    if respect_cap and playbook.reenrol_days:
+        busy |= Q(started_at__gte=now - dt.timedelta(days=playbook.reenrol_days))
+    taken = set(
+        PlaybookExecution.objects.filter(busy, playbook=playbook, customer_id__in=ids).values_list(
+            "customer_id", flat=True
+        )
+    )
+    active = Customer.objects.filter(pk__in=ids - taken, is_active=True).values_list("pk", flat=True)
+    return sorted(active)
+
+
+def enrol(
+    *,
+    playbook: Playbook,
+    customer_ids: Iterable[int],
+    trigger: str,
+    rule: TriggerRule | None = None,
+    user: Any = None,
+    now: dt.datetime | None = None,
+    respect_cap: bool = True,
+    use_holdout: bool = True,
+    interventions: dict[int, Intervention] | None = None,
+) -> list[PlaybookExecution]:
+    """Start the playbook for every eligible customer; returns the executions created (running or holdout)."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        ids = eligible_customer_ids(playbook=playbook, customer_ids=customer_ids, now=now, respect_cap=respect_cap)
+        if not ids:
+            return []
+        risks = dict(Customer.objects.filter(pk__in=ids).values_list("pk", "churn_risk"))
+        token = uuid.uuid4().hex
+        first = playbook.steps[0]["key"] if playbook.steps else ""
+        rows = []
+        for customer_id in ids:
+            holdout = use_holdout and playbook.holdout_share > 0 and _random.random() < playbook.holdout_share
+            common = {
+                "playbook": playbook,
+                "customer_id": customer_id,
+                "started_at": now,
+                "trigger": trigger,
+                "rule": rule,
+                "triggered_by": user if user is not None and user.is_authenticated else None,
+                "is_holdout": holdout,
+                "risk_at_start": risks.get(customer_id),
+                "intervention": (interventions or {}).get(customer_id),
+            }
+            if holdout:
+                rows.append(
+                    PlaybookExecution(
+                        **common,
+                        status=Status.COMPLETED,
+                        completed_at=now,
+                        result={"holdout": True, "steps": []},
+                        lease_token=token,
+                    )
+                )
+            else:
+                rows.append(
+                    PlaybookExecution(
+                        **common,
+                        status=Status.RUNNING,
+                        current_step=first,
+                        lease_token=token,
+                        next_run_at=engine.lease_until(now),
+                        result={"definition": playbook.steps, "steps": []},
+                    )
+                )
+        # A concurrent enrolment of the same customer loses quietly to the one-running constraint.
+        PlaybookExecution.objects.bulk_create(rows, ignore_conflicts=True)
+        created = list(
+            PlaybookExecution.objects.filter(playbook=playbook, customer_id__in=ids, started_at=now, lease_token=token)
+        )
+        enqueue([e.pk for e in created if e.status == Status.RUNNING], token)
+    return created
+
+
+def estimated_completion(playbook: Playbook, now: dt.datetime) -> dt.datetime:
+    """Start plus every wait's duration (or timeout): when the last step can have run."""
+    seconds = 0
+    for step in playbook.steps:
+        if step.get("type") == "wait":
+            seconds += duration_seconds(step.get("duration", step.get("timeout", 0)))
+    return now + dt.timedelta(seconds=seconds + 60)
+
+
+def _playbook_for(*, playbook_id: Any, intervention_type: str | None) -> Playbook:
+    if playbook_id is not None:
+        playbook = Playbook.objects.filter(pk=playbook_id, is_active=True).first()
+        if playbook is None:
+            raise NotFoundError("Playbook not found")
+        return playbook
+    playbook = (
+        Playbook.objects.filter(is_active=True)
+        .filter(Q(intervention_type__iexact=intervention_type) | Q(name__iexact=intervention_type))
+        .order_by("id")
+        .first()
+    )
+    if playbook is None:
+        raise serializers.ValidationError({"type": [f"no active playbook answers {intervention_type!r}"]})
+    return playbook
+
+
+def playbook_trigger(
+    *, user: Any, customer_id: int, playbook_id: int | None = None, intervention: dict | None = None
+) -> dict:
+    """`POST /api/v1/playbooks/trigger`: start a playbook for one customer now.
+
+    The answer carries an intervention id at once: the intervention that tracks this run is created
+    here, in the enrolment's transaction, and the playbook's first `create_intervention` step works
+    on it. Manual triggers skip the re-enrolment cap and the holdout (a person asked for it), but a
+    running execution of the same playbook for the customer is a conflict.
+    """
+    from interventions.selectors import recommend_intervention
+
+    started = time.perf_counter()
+    intervention = intervention or {}
+    customer = customer_get(user=user, customer_id=customer_id)
+    playbook = _playbook_for(playbook_id=playbook_id, intervention_type=intervention.get("type"))
+    now = timezone.now()
+    with transaction.atomic():
+        if PlaybookExecution.objects.filter(playbook=playbook, customer=customer, status=Status.RUNNING).exists():
+            raise ConflictError(f"{playbook.name} is already running for this customer.")
+        owner = customer.owner
+        tracking = Intervention.objects.create(
+            customer=customer,
+            type=intervention.get("type") or playbook.intervention_type or playbook.name,
+            priority=intervention.get("priority") or "medium",
+            status=Intervention.Status.ACTIVE,
+            assigned_csm=intervention.get("assignedCsm")
+            or ((owner.get_full_name() or owner.get_username()) if owner else ""),
+            description=intervention.get("description") or playbook.description,
+            next_action=intervention.get("nextAction", ""),
+            notes=intervention.get("notes") or f"Playbook {playbook.name} triggered.",
+            due_date=intervention.get("dueDate"),
+            created_by=user,
+        )
+        try:
+            with transaction.atomic():
+                executions = enrol(
+                    playbook=playbook,
+                    customer_ids=[customer.pk],
+                    trigger=PlaybookExecution.Trigger.API,
+                    user=user,
+                    now=now,
+                    respect_cap=False,
+                    use_holdout=False,
+                    interventions={customer.pk: tracking},
+                )
+        except IntegrityError:
+            executions = []
+        if not executions:
+            raise ConflictError(f"{playbook.name} could not start for this customer (inactive or already running).")
+    try:
+        recommendation = recommend_intervention(user=user, customer_id=customer.pk)
+        ai = {
+            "recommendedType": recommendation["type"],
+            "priority": recommendation["priority"],
+            "estimatedSuccess": recommendation["estimatedSuccess"],
+            "reasoning": recommendation["reasoning"],
+        }
+    except Exception:
+        ai = None
+    return {
+        "interventionId": tracking.pk,
+        "executionId": executions[0].pk,
+        "status": "triggered",
+        "estimatedCompletion": estimated_completion(playbook, now),
+        "responseTime": (time.perf_counter() - started) * 1000,
+        "playbookType": playbook.name,
+        "aiRecommendation": ai,
+    }
+
+
+def playbook_bulk_trigger(*, user: Any, playbook_id: int, customer_ids: list[int]) -> dict:
+    """Enrol a list of customers (all visible to the user, or 404). Caps apply; holdout does not."""
+    playbook = _playbook_for(playbook_id=playbook_id, intervention_type=None)
+    ids = list(dict.fromkeys(customer_ids))
+    visible = set(customer_scope(user=user).filter(pk__in=ids).values_list("pk", flat=True))
+    missing = sorted(set(ids) - visible)
+    if missing:
+        raise NotFoundError(f"Customers not found: {', '.join(map(str, missing[:20]))}")
+    executions = enrol(
+        playbook=playbook, customer_ids=ids, trigger=PlaybookExecution.Trigger.BULK, user=user, use_holdout=False
+    )
+    enrolled = {e.customer_id: e.pk for e in executions}
+    return {
+        "playbookId": playbook.pk,
+        "requested": len(ids),
+        "enrolled": len(enrolled),
+        "skipped": [pk for pk in ids if pk not in enrolled],
+        "executionIds": [enrolled[pk] for pk in ids if pk in enrolled],
+    }
+
+
+# --- Cancel and retry ---------------------------------------------------------------------------
+
+
+def _execution_for_update(*, user: Any, execution_id: Any) -> PlaybookExecution:
+    from playbooks.selectors import execution_scope
+
+    try:
+        execution_id = int(execution_id)
+    except (TypeError, ValueError):
+        raise NotFoundError("Execution not found") from None
+    if not execution_scope(user=user).filter(pk=execution_id).exists():
+        raise NotFoundError("Execution not found")
+    return PlaybookExecution.objects.select_for_update().get(pk=execution_id)
+
+
+@transaction.atomic
+def execution_cancel(*, user: Any, execution_id: Any, reason: str = "") -> PlaybookExecution:
+    execution = _execution_for_update(user=user, execution_id=execution_id)
+    if execution.status != Status.RUNNING:
+        raise ConflictError(f"Only a running execution can be cancelled (this one is {execution.status}).")
+    now = timezone.now()
+    execution.status, execution.completed_at = Status.CANCELLED, now
+    execution.next_run_at, execution.lease_token = None, ""
+    execution.result["cancelled"] = {"by": getattr(user, "username", None), "at": engine._iso(now), "reason": reason}
+    execution.save()
+    return execution
+
+
+@transaction.atomic
+def execution_retry(*, user: Any, execution_id: Any) -> PlaybookExecution:
+    """Resume a failed or cancelled execution at the step where it stopped."""
+    execution = _execution_for_update(user=user, execution_id=execution_id)
+    if execution.status not in (Status.FAILED, Status.CANCELLED):
+        raise ConflictError(f"Only a failed or cancelled execution can be retried (this one is {execution.status}).")
+    if execution.is_holdout:
+        raise ConflictError("A holdout execution has no steps to retry.")
+    if PlaybookExecution.objects.filter(
+        playbook_id=execution.playbook_id, customer_id=execution.customer_id, status=Status.RUNNING
+    ).exists():
+        raise ConflictError("This playbook is already running for the customer.")
+    # The failed step left no effect (internal steps roll back; external ones failed), so it runs again.
+    execution.step_runs.filter(step_key=execution.current_step).exclude(status="succeeded").delete()
+    execution.result["steps"] = [s for s in execution.result.get("steps", []) if s.get("key") != execution.current_step]
+    token = uuid.uuid4().hex
+    now = timezone.now()
+    execution.status, execution.completed_at, execution.error, execution.attempts = Status.RUNNING, None, "", 0
+    execution.lease_token, execution.next_run_at = token, engine.lease_until(now)
+    execution.result.setdefault("retries", []).append({"by": getattr(user, "username", None), "at": engine._iso(now)})
+    execution.result.pop("error", None)
+    execution.save()
+    enqueue([execution.pk], token)
+    return execution
