@@ -5,6 +5,7 @@ from typing import Any
 from django.db import transaction
 
 from alerts.models import Alert
+from alerts.realtime import broadcast_alerts
 from alerts.selectors import alert_scope
 from churnshield.exceptions import NotFoundError
 
@@ -12,12 +13,14 @@ from churnshield.exceptions import NotFoundError
 def alert_create(
     *, title: str, message: str, severity: str = Alert.Severity.MEDIUM, customer_id: int | None = None
 ) -> Alert:
-    return Alert.objects.create(title=title, message=message, severity=severity, customer_id=customer_id)
+    alert = Alert.objects.create(title=title, message=message, severity=severity, customer_id=customer_id)
+    transaction.on_commit(lambda: broadcast_alerts([alert.pk]), robust=True)  # live feed (ws/alerts)
+    return alert
 
 
 def alerts_create_many(*, alerts: list[dict[str, Any]]) -> int:
     """Raise many alerts in one write (the scoring batch); each dict has alert_create's fields."""
-    Alert.objects.bulk_create(
+    created = Alert.objects.bulk_create(
         [
             Alert(
                 title=a["title"],
@@ -29,6 +32,7 @@ def alerts_create_many(*, alerts: list[dict[str, Any]]) -> int:
         ],
         batch_size=1000,
     )
+    transaction.on_commit(lambda: broadcast_alerts([a.pk for a in created]), robust=True)  # live feed (ws/alerts)
     return len(alerts)
 
 

@@ -5,6 +5,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 from rest_framework.routers import SimpleRouter
 
+from alerts.api.realtime_views import AlertWsTicketView
 from alerts.api.views import AlertViewSet
 from churnshield.auth.views import ApiDocsView, LoginView, LogoutView, RefreshView, signin_page
 from churnshield.dashboard.views import DashboardChartView, DashboardMetricsView
@@ -42,6 +43,7 @@ api = [
     path("ml/recommend-intervention", RecommendView.as_view(), name="ml-recommend-intervention"),
     path("ml/update-outcome", OutcomeView.as_view(), name="ml-update-outcome"),
     path("import/customers/csv", CustomerCsvImportView.as_view(), name="customer-import-csv"),
+    path("alerts/ws-ticket", AlertWsTicketView.as_view(), name="alert-ws-ticket"),  # live alert feed
     path("schema", SpectacularAPIView.as_view(), name="schema"),
     path("docs", ApiDocsView.as_view(url_name="schema"), name="docs"),
     path("", include(router.urls)),

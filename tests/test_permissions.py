@@ -47,6 +47,8 @@ OPERATIONS = {
     ("GET", "/model/metrics/latest"): "read",
     ("POST", "/api/ml/recommend-intervention"): "read",
     ("POST", "/api/ml/update-outcome"): "write",
+    # Live alert feed: a ticket for the caller's own WebSocket (every role, viewers included).
+    ("POST", "/api/alerts/ws-ticket"): "read",
 }
 # Operations that name a customer or intervention in the body (the CSV import's cross-portfolio
 # rule is a row error, tested in test_csv_import).
