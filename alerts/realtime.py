@@ -36,7 +36,7 @@ BACKLOG_LIMIT = 1000
 # re-sends alerts at or below the client's last id created within this window (the client
 # de-duplicates by id).
 LATE_COMMIT_WINDOW = dt.timedelta(seconds=60)
-LATE_COMMIT_LIMIT = 1000
+LATE_COMMIT_LIMIT = 500
 # First connection (no last id): the newest unread alerts, so the bell has something to show.
 RECENT_LIMIT = 20
 TICKET_SECONDS = 30
@@ -155,9 +155,7 @@ def alert_backlog(*, user: Any, after_id: int | None) -> tuple[list[dict[str, An
         return alert_payloads(reversed(recent)), False
     after = list(scope.filter(pk__gt=after_id).order_by("pk")[: BACKLOG_LIMIT + 1])
     truncated = len(after) > BACKLOG_LIMIT
-    late = list(
-        scope.filter(Q(pk__lte=after_id) & Q(created_at__gte=timezone.now() - LATE_COMMIT_WINDOW)).order_by("pk")[
-            :LATE_COMMIT_LIMIT
-        ]
-    )
+    # The late committers are just below the client's last id: the nearest ones, oldest first.
+    recent = scope.filter(Q(pk__lte=after_id) & Q(created_at__gte=timezone.now() - LATE_COMMIT_WINDOW))
+    late = list(recent.order_by("-pk")[:LATE_COMMIT_LIMIT])[::-1]
     return alert_payloads(late + after[:BACKLOG_LIMIT]), truncated
