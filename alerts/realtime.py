@@ -7,15 +7,19 @@ every alert, including alerts without a customer. The protocol is documented in 
 ("Live alert feed").
 """
 
+import asyncio
 import datetime as dt
 import hashlib
 import logging
+import os
 import secrets
+import threading
 from collections.abc import Iterable
 from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from channels_redis.pubsub import RedisPubSubChannelLayer
 from django.core.cache import cache
 from django.db.models import F, Q
 from django.utils import timezone
@@ -101,7 +105,27 @@ def _group_send_many(messages: list[tuple[str, dict[str, Any]]]) -> None:
         for group, event in messages:
             await layer.group_send(group, event)
 
-    async_to_sync(send_all)()
+    if isinstance(layer, RedisPubSubChannelLayer):
+        # The pub/sub layer keeps one connection per event loop; async_to_sync in a plain thread
+        # (a worker, a command) would make a new loop, and so a new connection, per call.
+        asyncio.run_coroutine_threadsafe(send_all(), _publisher_loop()).result(timeout=30)
+    else:
+        async_to_sync(send_all)()  # in-memory: must run on the loop that owns the queues
+
+
+_publisher: tuple[int, asyncio.AbstractEventLoop] | None = None
+_publisher_lock = threading.Lock()
+
+
+def _publisher_loop() -> asyncio.AbstractEventLoop:
+    """One long-lived event loop per process (re-created after a fork) for publishing."""
+    global _publisher
+    with _publisher_lock:
+        if _publisher is None or _publisher[0] != os.getpid():
+            loop = asyncio.new_event_loop()
+            threading.Thread(target=loop.run_forever, name="alerts-publisher", daemon=True).start()
+            _publisher = (os.getpid(), loop)
+        return _publisher[1]
 
 
 # --- Tickets: a short-lived, single-use credential for the WebSocket URL -----------------------
