@@ -498,3 +498,23 @@ def test_2000_alerts_with_5_random_disconnects_lose_nothing_and_repeat_nothing(c
     seen, _resent = run(client)
     assert len(created) == total
     assert seen == set(created)  # 0 missing, and nothing from another portfolio
+
+
+# --- query counts ------------------------------------------------------------------------------------
+
+
+def test_broadcast_loads_any_number_of_alerts_in_one_query(csm, make_customer, django_assert_num_queries):
+    customers = [make_customer(owner=csm) for _ in range(5)]
+    with transaction.atomic():  # no broadcast yet: measured below
+        alerts_create_many(alerts=[{"title": "t", "message": "m", "customer_id": c.pk} for c in customers * 10])
+    ids = list(Alert.objects.values_list("pk", flat=True))
+    with django_assert_num_queries(1):
+        realtime.broadcast_alerts(ids[:5])
+    with django_assert_num_queries(1):
+        realtime.broadcast_alerts(ids)
+
+
+def test_ws_ticket_costs_one_query(csm, api_for, django_assert_max_num_queries):
+    client = api_for(csm)
+    with django_assert_max_num_queries(1):  # the signed-in user and role
+        assert client.post("/api/alerts/ws-ticket").status_code == 200
