@@ -12,7 +12,7 @@ PYTHON ?= $(shell for c in python3.13 python3.12 python3 \
 	"$$c" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else 1)' >/dev/null 2>&1 && { echo "$$c"; break; }; \
 	done)
 
-.PHONY: run test lint bench bench-batch bench-realtime bench-playbooks venv clean
+.PHONY: run test lint bench bench-batch bench-realtime bench-playbooks bench-ws venv clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@test -n "$(PYTHON)" || { echo "No Python >= 3.12 found (tried python3.13, python3.12, python3, pyenv)."; exit 1; }
@@ -55,6 +55,10 @@ bench-realtime: venv
 # Playbooks (issue 6): 10,000 executions through a real worker, beat and the claimer.
 bench-playbooks: venv
 	$(PY) bench/playbooks.py
+
+# Live alert feed: 1,000 WebSocket clients on uvicorn with the Redis pub/sub layer (needs PostgreSQL and Redis).
+bench-ws: venv
+	$(PY) bench/ws_fanout.py
 
 clean:
 	rm -rf $(VENV) churnshield.sqlite3 .pytest-sqlite.sqlite3*

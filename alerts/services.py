@@ -22,6 +22,7 @@ from django.utils import timezone
 from rest_framework.exceptions import ValidationError
 
 from alerts.models import SEVERITY_RANK, Alert, NotificationPreference
+from alerts.realtime import broadcast_alerts
 from alerts.selectors import alert_scope
 from churnshield.exceptions import ConflictError, NotFoundError
 from customers.models import Customer
@@ -63,6 +64,7 @@ def alert_create(
         _apply_snoozes(alerts)
         alerts[0].save()
         _fan_out_after_commit([alerts[0].pk])
+        transaction.on_commit(lambda: broadcast_alerts([alerts[0].pk]), robust=True)  # live feed (ws/alerts)
     return alerts[0]
 
 
@@ -76,6 +78,7 @@ def alerts_create_many(*, alerts: list[dict[str, Any]]) -> int:
         _apply_snoozes(rows)
         created = Alert.objects.bulk_create(rows, batch_size=1000)
         _fan_out_after_commit([alert.pk for alert in created if alert.status == Alert.Status.OPEN])
+        transaction.on_commit(lambda: broadcast_alerts([a.pk for a in created]), robust=True)  # live feed
     return len(rows)
 
 

@@ -3,6 +3,7 @@
 import os
 
 from channels.routing import ProtocolTypeRouter, URLRouter
+from channels.sessions import SessionMiddlewareStack
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "churnshield.settings.local")
@@ -13,6 +14,8 @@ from churnshield.routing import websocket_urlpatterns  # noqa: E402  (needs Djan
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": URLRouter(websocket_urlpatterns),
+        # Cookies and the Django session (for the admin's bell); the consumer checks the Origin
+        # and the credentials itself (alerts.consumers).
+        "websocket": SessionMiddlewareStack(URLRouter(websocket_urlpatterns)),
     }
 )

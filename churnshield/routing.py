@@ -1,3 +1,9 @@
-"""WebSocket routes. The authenticated alert feed (`ws/alerts`) arrives with the notification issue."""
+"""WebSocket routes: the authenticated live alert feed (protocol in README.md, "Live alert feed")."""
 
-websocket_urlpatterns: list = []
+from django.urls import path
+
+from alerts.consumers import AlertFeedConsumer
+
+websocket_urlpatterns: list = [
+    path("ws/alerts", AlertFeedConsumer.as_asgi()),
+]

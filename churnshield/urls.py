@@ -5,6 +5,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 from rest_framework.routers import SimpleRouter
 
+from alerts.api.realtime_views import AlertWsTicketView
 from alerts.api.views import AlertViewSet, NotificationPreferenceView
 from churnshield.auth.views import ApiDocsView, LoginView, LogoutView, RefreshView, signin_page
 from churnshield.dashboard.views import DashboardChartView, DashboardMetricsView
@@ -48,6 +49,7 @@ api = [
     path("import/customers/csv", CustomerCsvImportView.as_view(), name="customer-import-csv"),
     path("notifications/preferences", NotificationPreferenceView.as_view(), name="notification-preferences"),
     path("v1/playbooks/trigger", TriggerView.as_view(), name="playbooks-trigger"),
+    path("alerts/ws-ticket", AlertWsTicketView.as_view(), name="alert-ws-ticket"),  # live alert feed
     path("schema", SpectacularAPIView.as_view(), name="schema"),
     path("docs", ApiDocsView.as_view(url_name="schema"), name="docs"),
     path("", include(router.urls)),

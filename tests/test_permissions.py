@@ -63,6 +63,8 @@ OPERATIONS = {
     ("GET", "/api/playbook-executions/{id}"): "read",
     ("POST", "/api/playbook-executions/{id}/cancel"): "write",
     ("POST", "/api/playbook-executions/{id}/retry"): "write",
+    # Live alert feed: a ticket for the caller's own WebSocket (every role, viewers included).
+    ("POST", "/api/alerts/ws-ticket"): "read",
 }
 # Operations that name a customer or intervention in the body (the CSV import's cross-portfolio
 # rule is a row error, tested in test_csv_import).

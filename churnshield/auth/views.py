@@ -18,8 +18,10 @@ from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.serializers import TokenRefreshSerializer
+from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from rest_framework_simplejwt.tokens import RefreshToken
 
+from alerts.realtime import close_user_sockets
 from churnshield.auth.authentication import check_cookie_origin
 from churnshield.auth.tokens import clear_auth_cookies, issue_tokens, set_auth_cookies, user_payload
 
@@ -139,7 +141,9 @@ class LogoutView(APIView):
         if raw is not None:
             # An already invalid token is fine: signing out still clears the cookies.
             with contextlib.suppress(TokenError):
-                RefreshToken(raw).blacklist()
+                token = RefreshToken(raw)
+                token.blacklist()
+                close_user_sockets(token[jwt_settings.USER_ID_CLAIM])  # the live alert feed (ws/alerts)
         response = Response({"success": True})
         clear_auth_cookies(response)
         return response

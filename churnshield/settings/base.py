@@ -221,9 +221,15 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 
 # --- Channels ---------------------------------------------------------------------------------
 if REDIS_URL:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}}
+    # Pub/sub layer: one Redis connection per process for all sockets (the default
+    # RedisChannelLayer failed 200 simultaneous connects with "Too many connections").
+    CHANNEL_LAYERS = {
+        "default": {"BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}
+    }
 else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    # A full in-memory channel drops messages silently (default capacity 100): a scoring batch
+    # raises hundreds of alerts at once.
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 10_000}}}
 
 # --- Product knobs ----------------------------------------------------------------------------
 RISK_HIGH_THRESHOLD = env.float("RISK_HIGH_THRESHOLD", default=0.8)
