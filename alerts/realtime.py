@@ -70,14 +70,15 @@ def broadcast_alerts(alert_ids: list[int]) -> None:
     for start in range(0, len(ids), _BROADCAST_CHUNK):
         rows = list(
             Alert.objects.filter(pk__in=ids[start : start + _BROADCAST_CHUNK])
-            .annotate(owner_id=F("customer__owner_id"))
+            # The feed follows the REST scope (the customer's owner), not the notification recipient.
+            .annotate(customer_owner_id=F("customer__owner_id"))
             .order_by("pk")
         )
         for row, payload in zip(rows, alert_payloads(rows), strict=True):
             event = {"type": "alert.created", "alert": dict(payload)}
             messages.append((ALL_GROUP, event))
-            if row.owner_id is not None:
-                messages.append((user_group(row.owner_id), event))
+            if row.customer_owner_id is not None:
+                messages.append((user_group(row.customer_owner_id), event))
     _group_send_many(messages)
 
 

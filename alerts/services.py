@@ -11,6 +11,7 @@ a customer (pass e.g. `integration:<id>` to group differently).
 """
 
 import datetime as dt
+import logging
 from typing import Any
 
 from django.conf import settings
@@ -26,6 +27,8 @@ from alerts.realtime import broadcast_alerts
 from alerts.selectors import alert_scope
 from churnshield.exceptions import ConflictError, NotFoundError
 from customers.models import Customer
+
+log = logging.getLogger(__name__)
 
 MAX_SNOOZE = dt.timedelta(days=30)
 
@@ -63,8 +66,7 @@ def alert_create(
     with transaction.atomic():
         _apply_snoozes(alerts)
         alerts[0].save()
-        _fan_out_after_commit([alerts[0].pk])
-        transaction.on_commit(lambda: broadcast_alerts([alerts[0].pk]), robust=True)  # live feed (ws/alerts)
+        _publish_after_commit([alerts[0]])
     return alerts[0]
 
 
@@ -77,8 +79,7 @@ def alerts_create_many(*, alerts: list[dict[str, Any]]) -> int:
     with transaction.atomic():
         _apply_snoozes(rows)
         created = Alert.objects.bulk_create(rows, batch_size=1000)
-        _fan_out_after_commit([alert.pk for alert in created if alert.status == Alert.Status.OPEN])
-        transaction.on_commit(lambda: broadcast_alerts([a.pk for a in created]), robust=True)  # live feed
+        _publish_after_commit(created)
     return len(rows)
 
 
@@ -130,12 +131,24 @@ def _apply_snoozes(new: list[Alert]) -> None:
         Alert.objects.filter(pk__in=reopen).update(status=Alert.Status.OPEN, snoozed_until=None)
 
 
-def _fan_out_after_commit(alert_ids: list[int]) -> None:
-    if not alert_ids:
-        return
+def _publish_after_commit(alerts: list[Alert]) -> None:
+    """Once the rows are committed: push every new alert to the live feed (ws/alerts), then
+    enqueue one notification fan-out for the open ones (a snoozed group stays quiet)."""
     from alerts.tasks import fan_out_alerts
 
-    transaction.on_commit(lambda: fan_out_alerts.delay(alert_ids))
+    alert_ids = [alert.pk for alert in alerts]
+    notify_ids = [alert.pk for alert in alerts if alert.status == Alert.Status.OPEN]
+
+    def publish() -> None:
+        try:
+            broadcast_alerts(alert_ids)
+        except Exception:  # a feed hiccup must not cost the notifications; clients resume by id
+            log.exception("live alert broadcast failed for %d alerts", len(alert_ids))
+        if notify_ids:
+            fan_out_alerts.delay(notify_ids)
+
+    if alert_ids:
+        transaction.on_commit(publish)
 
 
 def alert_set_read(*, user: Any, alert_ids: list[int], read: bool = True) -> int:
