@@ -9,7 +9,7 @@ from alerts.api.views import AlertViewSet
 from churnshield.auth.views import ApiDocsView, LoginView, LogoutView, RefreshView, signin_page
 from churnshield.dashboard.views import DashboardChartView, DashboardMetricsView
 from customers.api.views import CustomerCsvImportView, CustomerViewSet
-from integrations.api.views import IntegrationViewSet
+from integrations.api.views import IntegrationViewSet, WebhookView
 from interventions.api.views import InterventionViewSet, OutcomeView, RecommendView
 from predictions.api.views import (
     BatchPredictView,
@@ -42,6 +42,8 @@ api = [
     path("ml/recommend-intervention", RecommendView.as_view(), name="ml-recommend-intervention"),
     path("ml/update-outcome", OutcomeView.as_view(), name="ml-update-outcome"),
     path("import/customers/csv", CustomerCsvImportView.as_view(), name="customer-import-csv"),
+    # Integrations (issue 4): signed webhooks, authenticated by the provider's signature.
+    path("webhooks/<str:provider>/<int:integration_id>", WebhookView.as_view(), name="webhook"),
     path("schema", SpectacularAPIView.as_view(), name="schema"),
     path("docs", ApiDocsView.as_view(url_name="schema"), name="docs"),
     path("", include(router.urls)),
