@@ -168,8 +168,9 @@ def segment_headers(secret: str, body: bytes) -> dict[str, str]:
 
 
 def standard_headers(secret: str, msg_id: str, timestamp: int, body: bytes) -> dict[str, str]:
-    from standardwebhooks.webhooks import Webhook
     import datetime as dt
+
+    from standardwebhooks.webhooks import Webhook
 
     signature = Webhook(secret).sign(msg_id, dt.datetime.fromtimestamp(timestamp, tz=dt.UTC), body.decode())
     return {"HTTP_WEBHOOK_ID": msg_id, "HTTP_WEBHOOK_TIMESTAMP": str(timestamp), "HTTP_WEBHOOK_SIGNATURE": signature}

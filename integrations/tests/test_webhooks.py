@@ -215,7 +215,7 @@ def test_unknown_integration_or_wrong_provider_is_404_and_writes_nothing(client,
     body = b"{}"
     assert (
         client.post(
-            "/api/webhooks/segment/%d" % stripe_integration.pk, data=body, content_type="application/json"
+            f"/api/webhooks/segment/{stripe_integration.pk}", data=body, content_type="application/json"
         ).status_code
         == 404
     )
