@@ -128,7 +128,8 @@ def apply_events(*, integration_id: int, events: list[CanonicalEvent]) -> ApplyR
     race to create the same record. Significant events ask for a re-score after commit, and
     failed payments are announced to `integrations.hooks` after commit.
     """
-    Integration.objects.select_for_update().filter(pk=integration_id).values_list("pk", flat=True).first()
+    # NO KEY: webhook inserts take KEY SHARE on the integration row and must not wait for an apply.
+    Integration.objects.select_for_update(no_key=True).filter(pk=integration_id).values_list("pk", flat=True).first()
     batch = _Batch(integration_id=integration_id, result=ApplyResult(), now=timezone.now())
     by_type: dict[type, list] = defaultdict(list)
     for event in events:

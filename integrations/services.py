@@ -40,24 +40,25 @@ class Received:
     accepted: int  # events in the delivery (a duplicate is accepted too, and stored once)
 
 
-def webhook_receive(*, provider: str, integration_id: Any, delivery: Delivery) -> Received:
-    """Verify a delivery and store its events raw; processing is enqueued after commit.
-
-    Nothing is written unless the signature verifies. A repeated event id is a duplicate: stored
-    once, answered 2xx like the first.
-    """
+def webhook_integration(*, provider: str, integration_id: Any) -> Integration:
+    """The integration a webhook URL names, or 404 (also when the provider does not match)."""
     try:
         integration = Integration.objects.only("id", "config").get(pk=int(integration_id))
     except (ValueError, TypeError, Integration.DoesNotExist):
         raise NotFoundError("Integration not found") from None
     if integration.provider != provider:
         raise NotFoundError("Integration not found")
-    events = connector_for(integration).verify(delivery)  # raises SignatureError
+    return integration
+
+
+def webhook_verify(*, integration: Integration, delivery: Delivery) -> list[WebhookEvent]:
+    """Check the signature (raises SignatureError) and build the rows to store. Touches no table."""
+    events = connector_for(integration).verify(delivery)
     now = timezone.now()
-    rows = [
+    return [
         WebhookEvent(
             integration_id=integration.pk,
-            provider=provider,
+            provider=integration.provider,
             event_id=event.event_id[:500],
             event_type=event.event_type[:200],
             body=event.body,
@@ -66,9 +67,29 @@ def webhook_receive(*, provider: str, integration_id: Any, delivery: Delivery) -
         )
         for event in events
     ]
+
+
+def webhook_store(*, rows: list[WebhookEvent]) -> None:
+    """Insert verified events (a repeated event id is ignored: the dedupe) and enqueue after commit.
+
+    The ASGI receiver calls this with the events of many concurrent deliveries at once (one commit
+    for all of them); the row itself is the outbox if the enqueue is lost.
+    """
     with transaction.atomic():
         WebhookEvent.objects.bulk_create(rows, ignore_conflicts=True)
-        transaction.on_commit(lambda: enqueue_drain(integration_id=integration.pk))
+        for integration_id in sorted({row.integration_id for row in rows}):
+            transaction.on_commit(lambda i=integration_id: enqueue_drain(integration_id=i))
+
+
+def webhook_receive(*, provider: str, integration_id: Any, delivery: Delivery) -> Received:
+    """Verify a delivery and store its events raw; processing is enqueued after commit.
+
+    Nothing is written unless the signature verifies. A repeated event id is a duplicate: stored
+    once, answered 2xx like the first.
+    """
+    integration = webhook_integration(provider=provider, integration_id=integration_id)
+    rows = webhook_verify(integration=integration, delivery=delivery)
+    webhook_store(rows=rows)
     return Received(accepted=len(rows))
 
 
@@ -273,7 +294,7 @@ def sync_start(*, integration_id: Any, trigger: str = SyncRun.Trigger.SCHEDULE) 
     except (TypeError, ValueError):
         raise NotFoundError("Integration not found") from None
     with transaction.atomic():
-        integration = Integration.objects.select_for_update().filter(pk=pk).first()
+        integration = Integration.objects.select_for_update(no_key=True).filter(pk=pk).first()
         if integration is None:
             raise NotFoundError("Integration not found")
         if not connector_for(integration).can_pull:
@@ -336,7 +357,7 @@ def _apply_page(integration_id: int, events: list[CanonicalEvent]) -> tuple[int,
 def _sync_finish(run: SyncRun, *, error: str | None) -> SyncRun:
     now = timezone.now()
     with transaction.atomic():
-        integration = Integration.objects.select_for_update().get(pk=run.integration_id)
+        integration = Integration.objects.select_for_update(no_key=True).get(pk=run.integration_id)
         run.finished_at = now
         if error is None:
             run.status = SyncRun.Status.SUCCEEDED
