@@ -96,17 +96,27 @@ def webhook_receive(*, provider: str, integration_id: Any, delivery: Delivery) -
 def enqueue_drain(*, integration_id: int) -> None:
     """Schedule a drain at the end of a short window, once per window (trailing-edge debounce).
 
-    A failure to reach the broker is logged, not raised: the event is already stored, and the
-    beat sweeper re-enqueues it — the delivery must still be answered 2xx.
+    The drain clears the window's key before it claims anything, so an event committed after that
+    schedules the next drain. A failure to reach the broker is logged, not raised: the event is
+    already stored, and the beat sweeper re-enqueues it; the delivery must still be answered 2xx.
     """
     from integrations.tasks import drain_webhooks
 
-    window = settings.WEBHOOK_DRAIN_DEBOUNCE_SECONDS
+    window = drain_window_seconds()
     try:
-        if cache.add(f"integrations:drain:{integration_id}", 1, timeout=window):
+        if cache.add(drain_key(integration_id), 1, timeout=window):
             drain_webhooks.apply_async((integration_id,), countdown=window)
     except Exception:  # broker or cache down: the sweeper is the safety net
         logger.warning("could not enqueue the webhook drain of integration %s; the sweeper will", integration_id)
+
+
+def drain_window_seconds() -> int:
+    # Whole seconds: Redis expiries are, and a key outliving the countdown could strand an event.
+    return max(1, round(settings.WEBHOOK_DRAIN_DEBOUNCE_SECONDS))
+
+
+def drain_key(integration_id: int) -> str:
+    return f"integrations:drain:{integration_id}"
 
 
 # --- Webhooks: process -----------------------------------------------------------------------------
@@ -146,6 +156,7 @@ def webhooks_drain(*, integration_id: int, limit: int | None = None) -> int:
     integration = Integration.objects.filter(pk=integration_id).first()
     if integration is None:
         return 0
+    cache.delete(drain_key(integration_id))  # events committed from now on schedule the next drain
     batch_size = limit or settings.WEBHOOK_DRAIN_BATCH
     done = 0
     for _ in range(settings.WEBHOOK_DRAIN_MAX_BATCHES):
@@ -231,7 +242,10 @@ def _schedule_retry(integration_id: int) -> None:
     if due is None:
         return
     delay = max((due - timezone.now()).total_seconds(), 0)
-    if delay <= settings.WEBHOOK_RETRY_MAX_SECONDS and not settings.CELERY_TASK_ALWAYS_EAGER:
+    if delay > settings.WEBHOOK_RETRY_MAX_SECONDS or settings.CELERY_TASK_ALWAYS_EAGER:
+        return
+    # One wake-up per integration per due time, however many drains ran meanwhile.
+    if cache.add(f"integrations:retry:{integration_id}:{int(due.timestamp())}", 1, timeout=int(delay) + 2):
         try:
             drain_webhooks.apply_async((integration_id,), countdown=delay + 0.05)
         except Exception:

@@ -37,3 +37,13 @@ def make_integration(db):
         )
 
     return make
+
+
+@pytest.fixture(autouse=True)
+def _fresh_receiver_cache():
+    # The ASGI receiver caches integration configs per process for a few seconds; tests reuse ids.
+    from integrations import asgi
+
+    asgi._configs.clear()
+    yield
+    asgi._configs.clear()
