@@ -120,7 +120,8 @@ class WebhookConsumer(AsyncHttpConsumer):
 
     async def handle(self, body: bytes) -> None:
         status, payload = await self.receive_delivery(body)
-        await self.send_response(status, payload, headers=[(b"Content-Type", b"application/json")])
+        headers = [(b"Content-Type", b"application/json"), (b"Content-Length", str(len(payload)).encode())]
+        await self.send_response(status, payload, headers=headers)
 
     async def receive_delivery(self, body: bytes) -> tuple[int, bytes]:
         if self.scope["method"] != "POST":

@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from customers.models import BillingEvent, Customer, NpsResponse, SupportTicket, UserSession
 from integrations import hooks
+from integrations.bulk import values_update
 from integrations.events import (
     LIVE_SUBSCRIPTION_STATES,
     ActivitySeen,
@@ -100,9 +101,7 @@ class _Batch:
     def flush_records(self) -> None:
         ExternalRecord.objects.bulk_create(self.new_records, batch_size=1000)
         if self.changed_records:
-            ExternalRecord.objects.bulk_update(
-                self.changed_records, ["local_id", "customer_id", "version", "data"], batch_size=1000
-            )
+            values_update(ExternalRecord, self.changed_records, ["local_id", "customer_id", "version", "data"])
         self.new_records, self.changed_records = [], []
 
 
@@ -171,8 +170,10 @@ def apply_events(*, integration_id: int, events: list[CanonicalEvent]) -> ApplyR
 
 
 def _after_commit(result: ApplyResult) -> None:
-    from predictions.services.scoring import rescore_after_commit
-
+    if result.significant:
+        # Significant events (ticket opened, payment failed, NPS answer, long-gap login, churn):
+        # the prediction engine re-scores the customer after commit, debounced per customer.
+        from predictions.services.scoring import rescore_after_commit
     for customer_id in sorted(result.significant):
         rescore_after_commit(customer_id=customer_id)
     for payment in result.payments_failed:
@@ -401,7 +402,7 @@ def _apply_activity(batch: _Batch, events: list[ActivitySeen], customer_of: Call
     for session, session_id, last in to_create:
         batch.keep("session", session_id, last, None, local_id=session.pk, customer_id=session.customer_id)
     if to_update:
-        UserSession.objects.bulk_update(to_update, ["started_at", "ended_at", "pages_viewed", "actions"])
+        values_update(UserSession, to_update, ["started_at", "ended_at", "pages_viewed", "actions"])
     batch.result.created += len(to_create)
     batch.result.updated += len(to_update)
     for customer_id, seen in last_seen.items():
@@ -455,9 +456,7 @@ def _apply_tickets(batch: _Batch, events: list[TicketChanged], customer_of: Call
             "ticket", event.external_id, event.version, record, local_id=ticket.pk, customer_id=ticket.customer_id
         )
     if to_update:
-        SupportTicket.objects.bulk_update(
-            to_update, ["customer_id", "subject", "status", "priority", "opened_at", "solved_at"]
-        )
+        values_update(SupportTicket, to_update, ["customer", "subject", "status", "priority", "opened_at", "solved_at"])
     batch.result.created += len(to_create)
     batch.result.updated += len(to_update)
 
@@ -504,7 +503,7 @@ def _apply_nps(batch: _Batch, events: list[NpsReceived], customer_of: Callable[[
             customer_id=response.customer_id,
         )
     if to_update:
-        NpsResponse.objects.bulk_update(to_update, ["customer_id", "score", "comment", "responded_at"])
+        values_update(NpsResponse, to_update, ["customer", "score", "comment", "responded_at"])
     batch.result.created += len(to_create)
     batch.result.updated += len(to_update)
 
@@ -550,7 +549,7 @@ def _apply_payments(batch: _Batch, events: list[PaymentRecorded], customer_of: C
             customer_id=row.customer_id,
         )
     if to_update:
-        BillingEvent.objects.bulk_update(to_update, ["customer_id", "kind", "amount", "occurred_at"])
+        values_update(BillingEvent, to_update, ["customer", "kind", "amount", "occurred_at"])
     for row in [r for r, _ in to_create] + to_update:
         if row.kind == failed_kind and row.customer_id in batch.result.significant:
             batch.result.payments_failed.append(
@@ -670,4 +669,4 @@ def _write_customers(batch: _Batch) -> None:
                 setattr(customer, name, value)
                 fields.add(name)
         customer.updated_at = batch.now
-    Customer.objects.bulk_update(list(customers.values()), sorted(fields | {"updated_at"}), batch_size=1000)
+    values_update(Customer, list(customers.values()), sorted(fields | {"updated_at"}))

@@ -17,6 +17,7 @@ from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from alerts.services import alert_create
 from churnshield.exceptions import ConflictError, NotFoundError
+from integrations.bulk import values_update
 from integrations.connectors import connector_for
 from integrations.connectors.base import Delivery, NotSupported, SignatureError
 from integrations.connectors.generic import BadEvent
@@ -213,9 +214,7 @@ def _process(integration: Integration, claims: dict[int, int]) -> int:
                 row.status = WebhookEvent.Status.RETRYING
                 row.next_attempt_at = now + _backoff(row.attempts)
                 logger.info("webhook event %s retry %s in %s", row.pk, row.attempts, row.next_attempt_at - now)
-        WebhookEvent.objects.bulk_update(
-            processed + failed, ["status", "processed_at", "last_error", "next_attempt_at"]
-        )
+        values_update(WebhookEvent, processed + failed, ["status", "processed_at", "last_error", "next_attempt_at"])
         for row in dead:
             # alerts: only the keywords that exist today (issue 5 adds source/grouping_key).
             alert_create(
