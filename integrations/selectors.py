@@ -8,7 +8,7 @@ import datetime as dt
 import re
 from typing import Any
 
-from django.db.models import Count, IntegerField, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -85,6 +85,3 @@ def public_config(config: Any) -> Any:
     if isinstance(config, list):
         return [public_config(item) for item in config]
     return config
-
-
-__all__ = ["Q", "integration_health", "integration_list", "public_config"]
