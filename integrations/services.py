@@ -310,7 +310,11 @@ def sync_start(*, integration_id: Any, trigger: str = SyncRun.Trigger.SCHEDULE) 
         integration = Integration.objects.select_for_update(no_key=True).filter(pk=pk).first()
         if integration is None:
             raise NotFoundError("Integration not found")
-        if not connector_for(integration).can_pull:
+        try:
+            can_pull = connector_for(integration).can_pull
+        except NotSupported as error:
+            raise ConflictError(str(error)) from None
+        if not can_pull:
             raise ConflictError(f"{integration.provider} has no pull sync (it pushes webhooks).")
         stale = timezone.now() - dt.timedelta(seconds=settings.INTEGRATION_SYNC_LEASE_SECONDS)
         running = integration.sync_runs.filter(status=SyncRun.Status.RUNNING)

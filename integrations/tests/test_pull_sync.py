@@ -282,3 +282,46 @@ def test_sync_now_api_and_schedule(
         True,
     )
     assert not PeriodicTask.objects.filter(name__startswith="integration-sync:").exclude(pk=task.pk).exists()
+
+
+def test_w4_reconciliation_fills_deliveries_that_never_arrived(fake_api, make_integration, client):
+    """Webhooks deliver 95 of 100 events; the pull of /v1/events since the cursor applies the 5
+    missing ones and nothing twice."""
+    import time
+
+    from integrations.models import WebhookEvent
+    from integrations.tests.conftest import STRIPE_SECRET
+    from integrations.tests.fakes import stripe_header
+
+    state = stripe_world(fake_api, customers=100)
+    integration = make_integration("stripe", api_base=fake_api.base_url)
+    run_sync(integration)  # backfill: 100 customers with subscriptions
+    integration.refresh_from_db()
+    t = integration.cursor["events_since"]
+    state["events"] = [
+        stripe_event(
+            f"evt_{n}",
+            "invoice.payment_failed",
+            {"id": f"in_{n}", "object": "invoice", "customer": f"cus_{n}", "amount_due": 100 * (n + 1)},
+            t + n % 7,
+        )
+        for n in range(100)
+    ]
+    for event in state["events"][5:]:
+        body = json.dumps(event)
+        response = client.post(
+            f"/api/webhooks/stripe/{integration.pk}",
+            data=body,
+            content_type="application/json",
+            HTTP_STRIPE_SIGNATURE=stripe_header(body, STRIPE_SECRET, int(time.time())),
+        )
+        assert response.status_code == 200
+    services.webhooks_drain(integration_id=integration.pk)
+    assert BillingEvent.objects.filter(kind="payment_failed").count() == 95
+    run = run_sync(integration)
+    assert (run.status, run.fetched, run.created, run.failed) == ("succeeded", 100, 5, 0)
+    failed = BillingEvent.objects.filter(kind="payment_failed")
+    assert sorted(failed.values_list("external_id", flat=True)) == sorted(
+        f"{integration.pk}:in_{n}" for n in range(100)
+    )
+    assert WebhookEvent.objects.filter(status="processed").count() == 95
