@@ -14,6 +14,7 @@ from django.contrib import admin, messages
 from django.db.models import Model, QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
+from django.utils.timesince import timesince
 
 from churnshield.admin_scoping import PortfolioScopedAdmin, is_admin_role
 from churnshield.auth.roles import Role, role_of
@@ -93,6 +94,7 @@ class IntegrationAdmin(PortfolioScopedAdmin):
         "provider_name",
         "status",
         "last_sync_at",
+        "lag",
         "consecutive_failures",
         "failed_runs",
         "backlog",
@@ -121,6 +123,12 @@ class IntegrationAdmin(PortfolioScopedAdmin):
     @admin.display(description="Provider")
     def provider_name(self, obj: Integration) -> str:
         return obj.provider or "—"
+
+    @admin.display(description="Lag")
+    def lag(self, obj: Integration) -> str:
+        if obj.last_sync_at is None:
+            return "never synced"
+        return timesince(obj.last_sync_at)
 
     @admin.display(description="Failed runs (24 h)")
     def failed_runs(self, obj: Integration) -> int:

@@ -19,7 +19,7 @@ from typing import Any
 
 from channels.generic.http import AsyncHttpConsumer
 from django.conf import settings
-from django.db import close_old_connections, connection
+from django.db import connection
 
 from churnshield.exceptions import NotFoundError
 from integrations import services
@@ -64,11 +64,11 @@ class GroupCommitter:
 
 def _store(rows: list[WebhookEvent]) -> None:
     try:
-        close_old_connections()  # drops a connection that broke (database restart) before using it
         services.webhook_store(rows=rows)
-    except Exception:
+    finally:
+        # Back to the pool (PostgreSQL) after every batch: a broken connection is not reused, and
+        # the thread holds none while idle.
         connection.close()
-        raise
 
 
 _committers: dict[int, GroupCommitter] = {}
