@@ -603,3 +603,33 @@ def test_failed_payment_calls_the_registered_hook_after_commit(
         assert [(p.customer_id, p.amount) for p in seen] == [(customer.pk, Decimal("99.00"))]
     finally:
         hooks.unregister_payment_failed_handler(seen.append)
+
+
+def test_segment_group_links_users_so_later_events_find_the_account(client, make_integration, make_customer):
+    integration = make_integration("segment")
+    customer = make_customer(email="acct@example.com", feature_usage={})
+    at = timezone.now() - dt.timedelta(minutes=1)
+    group = {
+        "messageId": "g1",
+        "type": "group",
+        "userId": "user-9",
+        "groupId": "acct-1",
+        "traits": {"email": "ACCT@example.com", "name": "Acct"},
+        "timestamp": at.isoformat(),
+    }
+    track = {
+        "messageId": "t1",
+        "type": "track",
+        "event": "Invited",
+        "userId": "user-9",
+        "timestamp": (at + dt.timedelta(seconds=5)).isoformat(),
+    }
+    for event in (group, track):
+        body = json.dumps(event).encode()
+        assert post(client, integration, body, segment_headers(SEGMENT_SECRET, body)).status_code == 200
+    services.webhooks_drain(integration_id=integration.pk)
+    customer.refresh_from_db()
+    assert customer.feature_usage == {"Invited": 1}
+    assert ExternalRecord.objects.get(kind="user", external_id="user-9").customer_id == customer.pk
+    assert ExternalRecord.objects.get(kind="customer", external_id="acct-1").customer_id == customer.pk
+    assert Customer.objects.count() == 1  # matched by e-mail, not created twice
