@@ -12,7 +12,7 @@ PYTHON ?= $(shell for c in python3.13 python3.12 python3 \
 	"$$c" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else 1)' >/dev/null 2>&1 && { echo "$$c"; break; }; \
 	done)
 
-.PHONY: run test lint bench bench-batch bench-realtime bench-playbooks bench-ws venv clean
+.PHONY: run test lint bench bench-batch bench-realtime bench-playbooks bench-ws bench-webhooks venv clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@test -n "$(PYTHON)" || { echo "No Python >= 3.12 found (tried python3.13, python3.12, python3, pyenv)."; exit 1; }
@@ -59,6 +59,8 @@ bench-playbooks: venv
 # Live alert feed: 1,000 WebSocket clients on uvicorn with the Redis pub/sub layer (needs PostgreSQL and Redis).
 bench-ws: venv
 	$(PY) bench/ws_fanout.py
+bench-webhooks: venv
+	$(PY) bench/webhooks.py
 
 clean:
 	rm -rf $(VENV) churnshield.sqlite3 .pytest-sqlite.sqlite3*

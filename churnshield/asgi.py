@@ -5,15 +5,24 @@ import os
 from channels.routing import ProtocolTypeRouter, URLRouter
 from channels.sessions import SessionMiddlewareStack
 from django.core.asgi import get_asgi_application
+from django.urls import path, re_path
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "churnshield.settings.local")
 django_asgi_app = get_asgi_application()
 
 from churnshield.routing import websocket_urlpatterns  # noqa: E402  (needs Django set up first)
+from integrations.asgi import WebhookConsumer  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        # Integrations (issue 4): signed webhooks skip the middleware chain for an async receiver
+        # with group commit (see integrations/asgi.py); everything else is Django.
+        "http": URLRouter(
+            [
+                path("api/webhooks/<str:provider>/<int:integration_id>", WebhookConsumer.as_asgi()),
+                re_path(r"", django_asgi_app),
+            ]
+        ),
         # Cookies and the Django session (for the admin's bell); the consumer checks the Origin
         # and the credentials itself (alerts.consumers).
         "websocket": SessionMiddlewareStack(URLRouter(websocket_urlpatterns)),

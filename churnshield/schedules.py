@@ -36,3 +36,18 @@ SCHEDULES["notifications-dispatch-every-minute"] = {
     "task": "alerts.tasks.dispatch_notifications",
     "crontab": {"minute": "*"},
 }
+
+# --- Integrations (issue 4): per-integration pull schedules are installed by
+# integrations.services.integration_schedules_sync (run by `manage.py sync_schedules`).
+SCHEDULES.update(
+    {
+        "integrations-webhook-sweep": {
+            "task": "integrations.tasks.sweep_webhooks",
+            "crontab": {"minute": "*"},
+        },
+        "integrations-webhook-purge-daily": {
+            "task": "integrations.tasks.purge_webhook_events",
+            "crontab": {"minute": "40", "hour": "3"},
+        },
+    }
+)

@@ -10,7 +10,7 @@ from alerts.api.views import AlertViewSet, NotificationPreferenceView
 from churnshield.auth.views import ApiDocsView, LoginView, LogoutView, RefreshView, signin_page
 from churnshield.dashboard.views import DashboardChartView, DashboardMetricsView
 from customers.api.views import CustomerCsvImportView, CustomerViewSet
-from integrations.api.views import IntegrationViewSet
+from integrations.api.views import IntegrationViewSet, WebhookView
 from interventions.api.views import InterventionViewSet, OutcomeView, RecommendView
 from playbooks.api.views import ExecutionViewSet, PlaybookViewSet, TriggerView
 from predictions.api.views import (
@@ -50,6 +50,8 @@ api = [
     path("notifications/preferences", NotificationPreferenceView.as_view(), name="notification-preferences"),
     path("v1/playbooks/trigger", TriggerView.as_view(), name="playbooks-trigger"),
     path("alerts/ws-ticket", AlertWsTicketView.as_view(), name="alert-ws-ticket"),  # live alert feed
+    # Integrations (issue 4): signed webhooks, authenticated by the provider's signature.
+    path("webhooks/<str:provider>/<int:integration_id>", WebhookView.as_view(), name="webhook"),
     path("schema", SpectacularAPIView.as_view(), name="schema"),
     path("docs", ApiDocsView.as_view(url_name="schema"), name="docs"),
     path("", include(router.urls)),

@@ -10,14 +10,18 @@ import json
 from typing import Any
 
 from django import forms
-from django.contrib import admin
-from django.db.models import Model
+from django.contrib import admin, messages
+from django.db.models import Model, QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
+from django.utils.timesince import timesince
 
 from churnshield.admin_scoping import PortfolioScopedAdmin, is_admin_role
-from integrations.models import Integration
-from integrations.selectors import SECRET_KEY_PATTERN, public_config
+from churnshield.auth.roles import Role, role_of
+from churnshield.exceptions import ConflictError, NotFoundError
+from integrations import services
+from integrations.models import Integration, SyncRun, WebhookEvent
+from integrations.selectors import SECRET_KEY_PATTERN, integration_list, public_config
 
 
 def _is_secret(key: Any) -> bool:
@@ -84,11 +88,75 @@ class IntegrationAdminForm(forms.ModelForm):
 @admin.register(Integration)
 class IntegrationAdmin(PortfolioScopedAdmin):
     form = IntegrationAdminForm
-    list_display = ("name", "type", "status", "last_sync_at", "created_at")
+    list_display = (
+        "name",
+        "type",
+        "provider_name",
+        "status",
+        "last_sync_at",
+        "lag",
+        "consecutive_failures",
+        "failed_runs",
+        "backlog",
+        "dead",
+        "last_error",
+    )
     list_filter = ("type", "status")
     search_fields = ("name",)
     date_hierarchy = "created_at"
-    readonly_fields = ("id", "created_at", "public_settings", "stored_secrets")
+    readonly_fields = (
+        "id",
+        "created_at",
+        "public_settings",
+        "stored_secrets",
+        "cursor",
+        "last_error",
+        "last_error_at",
+        "consecutive_failures",
+    )
+    actions = ["sync_now"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        # The health columns come annotated in the same query as the rows.
+        return integration_list().filter(pk__in=super().get_queryset(request).values("pk"))
+
+    @admin.display(description="Provider")
+    def provider_name(self, obj: Integration) -> str:
+        return obj.provider or "—"
+
+    @admin.display(description="Lag")
+    def lag(self, obj: Integration) -> str:
+        if obj.last_sync_at is None:
+            return "never synced"
+        return timesince(obj.last_sync_at)
+
+    @admin.display(description="Failed runs (24 h)")
+    def failed_runs(self, obj: Integration) -> int:
+        return obj.failed_runs_24h
+
+    @admin.display(description="Webhook backlog")
+    def backlog(self, obj: Integration) -> int:
+        return obj.webhook_backlog
+
+    @admin.display(description="Dead letters")
+    def dead(self, obj: Integration) -> int:
+        return obj.dead_letters
+
+    @admin.action(description="Sync now")
+    def sync_now(self, request: HttpRequest, queryset: QuerySet) -> None:
+        if role_of(request.user) not in {Role.ADMIN, Role.MANAGER}:
+            self.message_user(request, "Only managers and admins may start a sync.", messages.ERROR)
+            return
+        for integration in queryset:
+            try:
+                run = services.sync_now(integration_id=integration.pk)
+                self.message_user(request, f"{integration.name}: sync run {run.pk} started.")
+            except (ConflictError, NotFoundError) as error:
+                self.message_user(request, f"{integration.name}: {error}", messages.WARNING)
+
+    def save_model(self, request: HttpRequest, obj: Integration, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        services.integration_schedule_sync(integration=obj)
 
     def get_fieldsets(self, request: HttpRequest, obj: Model | None = None) -> list[tuple[str | None, dict]]:
         # The raw config (even redacted and editable) is for admins; everyone else gets a read-only view.
@@ -99,6 +167,7 @@ class IntegrationAdmin(PortfolioScopedAdmin):
         return [
             (None, {"fields": ("name", "type", "status", "last_sync_at")}),
             ("Settings", {"fields": settings_fields}),
+            ("Health", {"fields": ("consecutive_failures", "last_error", "last_error_at", "cursor")}),
             ("Record", {"fields": ("id", "created_at")}),
         ]
 
@@ -110,3 +179,76 @@ class IntegrationAdmin(PortfolioScopedAdmin):
     def stored_secrets(self, obj: Integration) -> str:
         paths = secret_paths(obj.config)
         return ", ".join(paths) + " (values hidden)" if paths else "—"
+
+
+@admin.register(SyncRun)
+class SyncRunAdmin(PortfolioScopedAdmin):
+    list_display = (
+        "id",
+        "integration",
+        "trigger",
+        "status",
+        "started_at",
+        "finished_at",
+        "fetched",
+        "created",
+        "updated",
+        "failed",
+        "error",
+    )
+    list_filter = ("status", "trigger", "integration")
+    list_select_related = ("integration",)
+    readonly_fields = list_display
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+
+@admin.register(WebhookEvent)
+class WebhookEventAdmin(PortfolioScopedAdmin):
+    list_display = (
+        "id",
+        "integration",
+        "provider",
+        "event_type",
+        "event_id",
+        "status",
+        "attempts",
+        "received_at",
+        "processed_at",
+        "last_error",
+    )
+    list_filter = ("status", "provider", "integration")
+    list_select_related = ("integration",)
+    search_fields = ("event_id",)
+    readonly_fields = (
+        "integration",
+        "provider",
+        "event_id",
+        "event_type",
+        "status",
+        "attempts",
+        "received_at",
+        "next_attempt_at",
+        "processed_at",
+        "last_error",
+        "body",
+    )
+    actions = ["replay"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+    @admin.action(description="Replay dead-lettered events")
+    def replay(self, request: HttpRequest, queryset: QuerySet) -> None:
+        if role_of(request.user) not in {Role.ADMIN, Role.MANAGER}:
+            self.message_user(request, "Only managers and admins may replay events.", messages.ERROR)
+            return
+        count = services.webhook_events_replay(event_ids=list(queryset.values_list("pk", flat=True)))
+        self.message_user(request, f"{count} dead-lettered event(s) queued for processing again.")

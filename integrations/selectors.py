@@ -1,19 +1,81 @@
-"""Reads about integrations. Secrets in `config` never leave the server."""
+"""Reads about integrations. Secrets in `config` never leave the server.
 
+`integration_health()` is the read monitoring (issue 7) uses for sync lag, errors, webhook
+backlog and dead letters.
+"""
+
+import datetime as dt
 import re
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery
+from django.db.models.functions import Coalesce
+from django.utils import timezone
 
-from integrations.models import Integration
+from integrations.models import Integration, SyncRun, WebhookEvent
 
 SECRET_KEY_PATTERN = re.compile(
     r"password|secret|token|hash|api_?key|write_?key|signing|private|credential|dsn", re.IGNORECASE
 )
 
 
+def _count(queryset: QuerySet) -> Subquery:
+    return Coalesce(
+        Subquery(queryset.order_by().values("integration_id").annotate(n=Count("id")).values("n")[:1]),
+        0,
+        output_field=IntegerField(),
+    )
+
+
 def integration_list() -> QuerySet[Integration]:
-    return Integration.objects.order_by("id")
+    """Integrations with their health, in one query (no per-row reads)."""
+    day_ago = timezone.now() - dt.timedelta(days=1)
+    mine = {"integration_id": OuterRef("pk")}
+    return Integration.objects.order_by("id").annotate(
+        failed_runs_24h=_count(SyncRun.objects.filter(**mine, status=SyncRun.Status.FAILED, started_at__gte=day_ago)),
+        webhook_backlog=_count(
+            WebhookEvent.objects.filter(**mine, status__in=[WebhookEvent.Status.RECEIVED, WebhookEvent.Status.RETRYING])
+        ),
+        dead_letters=_count(WebhookEvent.objects.filter(**mine, status=WebhookEvent.Status.DEAD)),
+        oldest_pending_at=Subquery(
+            WebhookEvent.objects.filter(**mine, status__in=[WebhookEvent.Status.RECEIVED, WebhookEvent.Status.RETRYING])
+            .order_by("received_at")
+            .values("received_at")[:1]
+        ),
+    )
+
+
+def integration_health() -> list[dict[str, Any]]:
+    """One row per integration: status, lag since the last successful sync, errors, webhook backlog."""
+    now = timezone.now()
+    rows = []
+    for integration in integration_list():
+        rows.append(
+            {
+                "id": integration.pk,
+                "name": integration.name,
+                "provider": integration.provider,
+                "status": integration.status,
+                "last_sync_at": integration.last_sync_at,
+                "sync_lag_seconds": (now - integration.last_sync_at).total_seconds()
+                if integration.last_sync_at
+                else None,
+                "consecutive_failures": integration.consecutive_failures,
+                "failed_runs_24h": integration.failed_runs_24h,
+                "last_error": integration.last_error,
+                "last_error_at": integration.last_error_at,
+                "webhook_backlog": integration.webhook_backlog,
+                "webhook_oldest_pending_seconds": (now - integration.oldest_pending_at).total_seconds()
+                if integration.oldest_pending_at
+                else None,
+                "webhook_dead_letters": integration.dead_letters,
+            }
+        )
+    return rows
+
+
+def webhook_dead_letters() -> QuerySet[WebhookEvent]:
+    return WebhookEvent.objects.filter(status=WebhookEvent.Status.DEAD).order_by("-received_at")
 
 
 def public_config(config: Any) -> Any:

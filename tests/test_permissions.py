@@ -14,7 +14,7 @@ from drf_spectacular.generators import SchemaGenerator
 from customers.models import Customer
 from tests.helpers import make_alert, make_intervention, make_prediction
 
-# (method, path) -> "public" | "read" | "write"
+# (method, path) -> "public" | "read" | "write" | "manage" (managers and admins) | "signed" (see below)
 OPERATIONS = {
     ("POST", "/api/auth/login"): "public",
     ("POST", "/api/auth/refresh"): "public",
@@ -65,6 +65,11 @@ OPERATIONS = {
     ("POST", "/api/playbook-executions/{id}/retry"): "write",
     # Live alert feed: a ticket for the caller's own WebSocket (every role, viewers included).
     ("POST", "/api/alerts/ws-ticket"): "read",
+    # Integrations (issue 4). "manage": book-wide configuration, managers and admins only.
+    ("POST", "/api/integrations/{id}/sync"): "manage",
+    # "signed": no JWT (providers cannot hold our tokens); authenticated by the provider's
+    # signature over the raw body instead. Unsigned or badly signed → 401 and nothing written.
+    ("POST", "/api/webhooks/{provider}/{integration_id}"): "signed",
 }
 # Operations that name a customer or intervention in the body (the CSV import's cross-portfolio
 # rule is a row error, tested in test_csv_import).
@@ -219,7 +224,9 @@ def _call(client, method: str, url: str, body: dict):
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize(("method", "path"), [op for op, kind in OPERATIONS.items() if kind != "public"])
+@pytest.mark.parametrize(
+    ("method", "path"), [op for op, kind in OPERATIONS.items() if kind not in ("public", "signed")]
+)
 def test_anonymous_gets_401_everywhere(world, method, path):
     from rest_framework.test import APIClient
 
@@ -250,7 +257,7 @@ def test_viewer_and_manager_can_read_everything(world, viewer, manager, api_for,
 @pytest.mark.django_db
 @pytest.mark.parametrize(
     ("method", "path"),
-    [op for op, kind in OPERATIONS.items() if kind != "public" and ("{id}" in op[1] or op in BODY_REFERENCES)],
+    [op for op, kind in OPERATIONS.items() if kind in ("read", "write") and ("{id}" in op[1] or op in BODY_REFERENCES)],
 )
 def test_csm_reaching_another_portfolio_gets_404_and_nothing_written(world, csm, api_for, method, path):
     before = _snapshot()
@@ -363,3 +370,39 @@ def test_strongest_role_wins_and_no_role_reaches_nothing(make_user, make_custome
 
     nobody = make_user(None)
     assert api_for(nobody).get("/api/customers").status_code == 403
+
+
+@pytest.fixture
+def integration(db):
+    from integrations.models import Integration
+
+    return Integration.objects.create(
+        name="Stripe", type="payment", config={"provider": "stripe", "api_key": "sk_1", "signing_secret": "whsec_1"}
+    )
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("method", "path"), [op for op, kind in OPERATIONS.items() if kind == "manage"])
+def test_manage_operations_are_for_managers_and_admins(world, integration, viewer, csm, manager, api_for, method, path):
+    url = path.replace("{id}", str(integration.pk))
+    before = _snapshot()
+    for user in (viewer, csm):
+        assert _call(api_for(user), method, url, {}).status_code == 403
+    assert _snapshot() == before
+    assert _call(api_for(manager), method, url, {}).status_code in (200, 201, 202)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("method", "path"), [op for op, kind in OPERATIONS.items() if kind == "signed"])
+def test_signed_operations_refuse_unsigned_requests_even_with_a_jwt(
+    world, integration, admin_user, api_for, method, path
+):
+    from rest_framework.test import APIClient
+
+    url = path.replace("{provider}", "stripe").replace("{integration_id}", str(integration.pk))
+    before = _snapshot()
+    for client in (APIClient(), api_for(admin_user)):
+        response = _call(client, method, url, {"id": "evt_1", "type": "customer.created"})
+        assert response.status_code == 401, response.content
+        assert set(response.json()) == {"message", "code", "errors"}
+    assert _snapshot() == before

@@ -43,3 +43,7 @@ class Command(BaseCommand):
         )
         stale.update(enabled=False)
         self.stdout.write(f"{len(SCHEDULES)} periodic tasks installed.")
+        # Integrations: one pull schedule per integration (its interval lives in its config).
+        from integrations.services import integration_schedules_sync
+
+        self.stdout.write(f"{integration_schedules_sync()} integration sync schedules installed.")

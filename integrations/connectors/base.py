@@ -1,0 +1,148 @@
+"""What every connector provides, and the helpers they share."""
+
+import datetime as dt
+import hashlib
+import json
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from django.conf import settings
+from django.utils import timezone
+
+from integrations.events import CanonicalEvent
+from integrations.models import Integration
+
+
+class SignatureError(Exception):
+    """The delivery is not from the provider (or not now). `code` tells a bad secret from clock skew."""
+
+    def __init__(self, message: str, code: str = "invalid_signature") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class NotSupported(Exception):
+    """The connector has no such half (Segment has no pull API)."""
+
+
+@dataclass
+class Delivery:
+    """A webhook request as the connector needs it: the raw body, headers and the signed URL."""
+
+    body: bytes
+    headers: Mapping[str, str]  # lower-case names
+    method: str
+    url: str
+
+
+@dataclass
+class IncomingEvent:
+    """One provider event inside a delivery (HubSpot batches up to 100 per request)."""
+
+    event_id: str
+    event_type: str
+    body: str
+
+
+@dataclass
+class Page:
+    """One page of a pull sync: its events, how many objects were fetched, the cursor after it."""
+
+    events: list[CanonicalEvent]
+    fetched: int
+    cursor: dict[str, Any] = field(default_factory=dict)
+
+
+def secret_value(value: Any) -> str:
+    """A configured secret, or `env:NAME` to keep it in the environment instead of the database."""
+    text = str(value or "")
+    if text.startswith("env:"):
+        return os.environ.get(text[4:], "")
+    return text
+
+
+def parse_time(value: Any) -> dt.datetime | None:
+    """Epoch seconds or milliseconds, or ISO 8601, as an aware datetime."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, int | float) or (isinstance(value, str) and value.lstrip("-").isdigit()):
+        number = float(value)
+        if number > 1e11:  # milliseconds
+            number /= 1000
+        return dt.datetime.fromtimestamp(number, tz=dt.UTC)
+    parsed = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return parsed if timezone.is_aware(parsed) else parsed.replace(tzinfo=dt.UTC)
+
+
+def check_tolerance(timestamp: dt.datetime) -> None:
+    """Reject a signed timestamp more than the tolerance away from now, in either direction."""
+    tolerance = settings.WEBHOOK_TOLERANCE_SECONDS
+    skew = abs((timezone.now() - timestamp).total_seconds())
+    if skew > tolerance:
+        raise SignatureError(f"Timestamp is {skew:.0f} s away from our clock (tolerance {tolerance} s).", "clock_skew")
+
+
+def body_hash(body: bytes | str) -> str:
+    raw = body.encode() if isinstance(body, str) else body
+    return "sha256:" + hashlib.sha256(raw).hexdigest()
+
+
+def loads(body: bytes | str) -> Any:
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise SignatureError("The body is not JSON.", "invalid_payload") from error
+
+
+class Connector:
+    """A provider. Subclasses set `provider` and implement the halves they have."""
+
+    provider: ClassVar[str] = ""
+    type: ClassVar[str] = Integration.Type.OTHER
+
+    def __init__(self, integration: Integration) -> None:
+        self.integration = integration
+        self.config: dict[str, Any] = integration.config or {}
+
+    def secrets(self, key: str = "signing_secret") -> list[str]:
+        """The active signing secrets: `<key>` plus `<key>s` (a list, for rotation)."""
+        values = [self.config.get(key), *(self.config.get(f"{key}s") or [])]
+        return [s for s in (secret_value(v) for v in values) if s]
+
+    # Push half ------------------------------------------------------------------------------
+    def verify(self, delivery: Delivery) -> list[IncomingEvent]:
+        """Check the signature on the raw body; return the events it carries. Raise SignatureError."""
+        raise NotSupported(f"{self.provider} has no webhooks")
+
+    def transform(self, event_type: str, payload: Any) -> list[CanonicalEvent]:
+        """A stored webhook event as canonical events (may call the provider's API for current state)."""
+        raise NotSupported(f"{self.provider} has no webhooks")
+
+    # Pull half ------------------------------------------------------------------------------
+    def pull(self, cursor: dict[str, Any]) -> Iterator[Page]:
+        raise NotSupported(f"{self.provider} has no pull API")
+
+    @property
+    def can_pull(self) -> bool:
+        return type(self).pull is not Connector.pull
+
+
+_registry: dict[str, type[Connector]] = {}
+
+
+def register(cls: type[Connector]) -> type[Connector]:
+    _registry[cls.provider] = cls
+    return cls
+
+
+def providers() -> list[str]:
+    return sorted(_registry)
+
+
+def connector_for(integration: Integration) -> Connector:
+    cls = _registry.get(integration.provider)
+    if cls is None:
+        raise NotSupported(f"Unknown provider {integration.provider!r} (config.provider).")
+    return cls(integration)

@@ -1,0 +1,452 @@
+"""Writes for integrations: receiving webhooks, draining them through the pipeline, pull syncs,
+per-integration schedules, replay and retention."""
+
+import datetime as dt
+import json
+import logging
+import random
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+from django_celery_beat.models import IntervalSchedule, PeriodicTask
+
+from alerts.services import alert_create
+from churnshield.exceptions import ConflictError, NotFoundError
+from integrations.bulk import values_update
+from integrations.connectors import connector_for
+from integrations.connectors.base import Delivery, NotSupported, SignatureError
+from integrations.connectors.generic import BadEvent
+from integrations.connectors.http import PermanentError
+from integrations.events import CanonicalEvent
+from integrations.models import Integration, SyncRun, WebhookEvent
+from integrations.pipeline import apply_events
+
+logger = logging.getLogger(__name__)
+PENDING = (WebhookEvent.Status.RECEIVED, WebhookEvent.Status.RETRYING)
+# Errors no retry will fix: the event goes to the dead letters at once.
+PERMANENT_ERRORS = (BadEvent, NotSupported, PermanentError, json.JSONDecodeError, KeyError, TypeError)
+SCHEDULE_PREFIX = "integration-sync:"
+
+
+# --- Webhooks: receive ----------------------------------------------------------------------------
+
+
+@dataclass
+class Received:
+    accepted: int  # events in the delivery (a duplicate is accepted too, and stored once)
+
+
+def webhook_integration(*, provider: str, integration_id: Any) -> Integration:
+    """The integration a webhook URL names, or 404 (also when the provider does not match)."""
+    try:
+        integration = Integration.objects.only("id", "config").get(pk=int(integration_id))
+    except (ValueError, TypeError, Integration.DoesNotExist):
+        raise NotFoundError("Integration not found") from None
+    if integration.provider != provider:
+        raise NotFoundError("Integration not found")
+    return integration
+
+
+def webhook_verify(*, integration: Integration, delivery: Delivery) -> list[WebhookEvent]:
+    """Check the signature (raises SignatureError) and build the rows to store. Touches no table."""
+    events = connector_for(integration).verify(delivery)
+    now = timezone.now()
+    return [
+        WebhookEvent(
+            integration_id=integration.pk,
+            provider=integration.provider,
+            event_id=event.event_id[:500],
+            event_type=event.event_type[:200],
+            body=event.body,
+            received_at=now,
+            next_attempt_at=now,
+        )
+        for event in events
+    ]
+
+
+def webhook_store(*, rows: list[WebhookEvent]) -> None:
+    """Insert verified events (a repeated event id is ignored: the dedupe) and enqueue after commit.
+
+    The ASGI receiver calls this with the events of many concurrent deliveries at once (one commit
+    for all of them); the row itself is the outbox if the enqueue is lost.
+    """
+    with transaction.atomic():
+        WebhookEvent.objects.bulk_create(rows, ignore_conflicts=True)
+        for integration_id in sorted({row.integration_id for row in rows}):
+            transaction.on_commit(lambda i=integration_id: enqueue_drain(integration_id=i))
+
+
+def webhook_receive(*, provider: str, integration_id: Any, delivery: Delivery) -> Received:
+    """Verify a delivery and store its events raw; processing is enqueued after commit.
+
+    Nothing is written unless the signature verifies. A repeated event id is a duplicate: stored
+    once, answered 2xx like the first.
+    """
+    integration = webhook_integration(provider=provider, integration_id=integration_id)
+    rows = webhook_verify(integration=integration, delivery=delivery)
+    webhook_store(rows=rows)
+    return Received(accepted=len(rows))
+
+
+def enqueue_drain(*, integration_id: int) -> None:
+    """Schedule a drain at the end of a short window, once per window (trailing-edge debounce).
+
+    The drain clears the window's key before it claims anything, so an event committed after that
+    schedules the next drain. A failure to reach the broker is logged, not raised: the event is
+    already stored, and the beat sweeper re-enqueues it; the delivery must still be answered 2xx.
+    """
+    from integrations.tasks import drain_webhooks
+
+    window = drain_window_seconds()
+    try:
+        if cache.add(drain_key(integration_id), 1, timeout=window):
+            drain_webhooks.apply_async((integration_id,), countdown=window)
+    except Exception:  # broker or cache down: the sweeper is the safety net
+        logger.warning("could not enqueue the webhook drain of integration %s; the sweeper will", integration_id)
+
+
+def drain_window_seconds() -> int:
+    # Whole seconds: Redis expiries are, and a key outliving the countdown could strand an event.
+    return max(1, round(settings.WEBHOOK_DRAIN_DEBOUNCE_SECONDS))
+
+
+def drain_key(integration_id: int) -> str:
+    return f"integrations:drain:{integration_id}"
+
+
+# --- Webhooks: process -----------------------------------------------------------------------------
+
+
+def _backoff(attempts: int) -> dt.timedelta:
+    """Exponential backoff with jitter: base·2^(n-1), capped, times a random factor in [0.5, 1]."""
+    base = settings.WEBHOOK_RETRY_BASE_SECONDS
+    delay = min(base * 2 ** max(attempts - 1, 0), settings.WEBHOOK_RETRY_MAX_SECONDS)
+    return dt.timedelta(seconds=delay * random.uniform(0.5, 1.0))
+
+
+def _claim(integration_id: int, limit: int) -> dict[int, int]:
+    """Lease due pending events (id → attempt number); a crashed worker's lease simply expires."""
+    now = timezone.now()
+    with transaction.atomic():
+        rows = list(
+            WebhookEvent.objects.select_for_update(skip_locked=True)
+            .filter(integration_id=integration_id, status__in=PENDING, next_attempt_at__lte=now)
+            .order_by("next_attempt_at", "id")
+            .values_list("id", "attempts")[:limit]
+        )
+        if not rows:
+            return {}
+        lease = now + dt.timedelta(seconds=settings.WEBHOOK_LEASE_SECONDS)
+        claims = {pk: attempts + 1 for pk, attempts in rows}
+        WebhookEvent.objects.filter(pk__in=list(claims)).update(attempts=F("attempts") + 1, next_attempt_at=lease)
+    return claims
+
+
+def _transform(integration: Integration, row: WebhookEvent) -> list[CanonicalEvent]:
+    return connector_for(integration).transform(row.event_type, json.loads(row.body))
+
+
+def webhooks_drain(*, integration_id: int, limit: int | None = None) -> int:
+    """Process every due pending event of an integration, a batch at a time; returns how many."""
+    integration = Integration.objects.filter(pk=integration_id).first()
+    if integration is None:
+        return 0
+    cache.delete(drain_key(integration_id))  # events committed from now on schedule the next drain
+    batch_size = limit or settings.WEBHOOK_DRAIN_BATCH
+    done = 0
+    for _ in range(settings.WEBHOOK_DRAIN_MAX_BATCHES):
+        claims = _claim(integration_id, batch_size)
+        if not claims:
+            break
+        done += _process(integration, claims)
+    _schedule_retry(integration_id)
+    return done
+
+
+def _process(integration: Integration, claims: dict[int, int]) -> int:
+    """Transform and apply claimed events in one transaction with their `processed` mark.
+
+    The batch is applied at once; if that fails, each event alone (in a savepoint) so one poison
+    event cannot hold back the rest. The attempt count fences a lease that expired meanwhile.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        rows = [
+            row
+            for row in WebhookEvent.objects.select_for_update().filter(pk__in=list(claims), status__in=PENDING)
+            if row.attempts == claims[row.pk]
+        ]
+        transformed: dict[int, list[CanonicalEvent]] = {}
+        errors: dict[int, Exception] = {}
+        for row in rows:
+            try:
+                transformed[row.pk] = _transform(integration, row)
+            except Exception as error:
+                errors[row.pk] = error
+        try:
+            with transaction.atomic():
+                apply_events(integration_id=integration.pk, events=[e for pk in transformed for e in transformed[pk]])
+        except Exception:
+            for pk, events in transformed.items():
+                try:
+                    with transaction.atomic():
+                        apply_events(integration_id=integration.pk, events=events)
+                except Exception as error:
+                    errors[pk] = error
+        processed = [row for row in rows if row.pk not in errors]
+        for row in processed:
+            row.status, row.processed_at, row.last_error = WebhookEvent.Status.PROCESSED, now, ""
+        failed = [row for row in rows if row.pk in errors]
+        dead: list[WebhookEvent] = []
+        for row in failed:
+            error = errors[row.pk]
+            row.last_error = f"{type(error).__name__}: {error}"[:2000]
+            if isinstance(error, PERMANENT_ERRORS) or row.attempts >= settings.WEBHOOK_MAX_ATTEMPTS:
+                row.status = WebhookEvent.Status.DEAD
+                dead.append(row)
+            else:
+                row.status = WebhookEvent.Status.RETRYING
+                row.next_attempt_at = now + _backoff(row.attempts)
+                logger.info("webhook event %s retry %s in %s", row.pk, row.attempts, row.next_attempt_at - now)
+        values_update(WebhookEvent, processed + failed, ["status", "processed_at", "last_error", "next_attempt_at"])
+        for row in dead:
+            # alerts: only the keywords that exist today (issue 5 adds source/grouping_key).
+            alert_create(
+                title=f"Webhook event dead-lettered ({integration.name})",
+                message=(
+                    f"{row.provider} event {row.event_id} ({row.event_type or 'untyped'}) failed after "
+                    f"{row.attempts} attempt(s): {row.last_error[:500]}. Replay it from the admin once fixed."
+                ),
+                severity="high",
+            )
+    return len(processed)
+
+
+def _schedule_retry(integration_id: int) -> None:
+    """Wake the drain when the earliest retry falls due (the sweeper would too, a little later)."""
+    from integrations.tasks import drain_webhooks
+
+    due = (
+        WebhookEvent.objects.filter(integration_id=integration_id, status=WebhookEvent.Status.RETRYING)
+        .order_by("next_attempt_at")
+        .values_list("next_attempt_at", flat=True)
+        .first()
+    )
+    if due is None:
+        return
+    delay = max((due - timezone.now()).total_seconds(), 0)
+    if delay > settings.WEBHOOK_RETRY_MAX_SECONDS or settings.CELERY_TASK_ALWAYS_EAGER:
+        return
+    # One wake-up per integration per due time, however many drains ran meanwhile.
+    if cache.add(f"integrations:retry:{integration_id}:{int(due.timestamp())}", 1, timeout=int(delay) + 2):
+        try:
+            drain_webhooks.apply_async((integration_id,), countdown=delay + 0.05)
+        except Exception:
+            logger.warning("could not schedule the retry drain of integration %s", integration_id)
+
+
+def webhooks_sweep() -> list[int]:
+    """The outbox sweeper (beat): enqueue a drain for every integration with events overdue.
+
+    Covers enqueues lost between commit and broker, crashed workers' expired leases and retries.
+    """
+    from integrations.tasks import drain_webhooks
+
+    overdue = timezone.now() - dt.timedelta(seconds=settings.WEBHOOK_SWEEP_GRACE_SECONDS)
+    integration_ids = sorted(
+        set(
+            WebhookEvent.objects.filter(status__in=PENDING, next_attempt_at__lte=overdue).values_list(
+                "integration_id", flat=True
+            )
+        )
+    )
+    for integration_id in integration_ids:
+        drain_webhooks.delay(integration_id)
+    return integration_ids
+
+
+@transaction.atomic
+def webhook_events_replay(*, event_ids: list[int]) -> int:
+    """Send dead-lettered events through processing again (admin action); returns how many."""
+    now = timezone.now()
+    rows = WebhookEvent.objects.select_for_update().filter(pk__in=event_ids, status=WebhookEvent.Status.DEAD)
+    integration_ids = set(rows.values_list("integration_id", flat=True))
+    count = rows.update(status=WebhookEvent.Status.RECEIVED, attempts=0, next_attempt_at=now, last_error="")
+    for integration_id in integration_ids:
+        transaction.on_commit(lambda i=integration_id: _drain_now(i))
+    return count
+
+
+def _drain_now(integration_id: int) -> None:
+    from integrations.tasks import drain_webhooks
+
+    drain_webhooks.delay(integration_id)
+
+
+def webhook_events_purge() -> int:
+    """Delete processed events past retention (never under 7 days: the dedupe window)."""
+    days = max(settings.WEBHOOK_RETENTION_DAYS, 7)
+    cutoff = timezone.now() - dt.timedelta(days=days)
+    deleted, _ = WebhookEvent.objects.filter(status=WebhookEvent.Status.PROCESSED, received_at__lt=cutoff).delete()
+    return deleted
+
+
+# --- Pull sync --------------------------------------------------------------------------------------
+
+
+def sync_start(*, integration_id: Any, trigger: str = SyncRun.Trigger.SCHEDULE) -> SyncRun:
+    """Open a sync run, unless one is already running (409); the caller then runs `sync_execute`."""
+    try:
+        pk = int(integration_id)
+    except (TypeError, ValueError):
+        raise NotFoundError("Integration not found") from None
+    with transaction.atomic():
+        integration = Integration.objects.select_for_update(no_key=True).filter(pk=pk).first()
+        if integration is None:
+            raise NotFoundError("Integration not found")
+        try:
+            can_pull = connector_for(integration).can_pull
+        except NotSupported as error:
+            raise ConflictError(str(error)) from None
+        if not can_pull:
+            raise ConflictError(f"{integration.provider} has no pull sync (it pushes webhooks).")
+        stale = timezone.now() - dt.timedelta(seconds=settings.INTEGRATION_SYNC_LEASE_SECONDS)
+        running = integration.sync_runs.filter(status=SyncRun.Status.RUNNING)
+        running.filter(started_at__lt=stale).update(
+            status=SyncRun.Status.FAILED, finished_at=timezone.now(), error="Abandoned (worker lost)."
+        )
+        if running.exists():
+            raise ConflictError("A sync of this integration is already running.")
+        integration.status = Integration.Status.SYNCING
+        integration.save(update_fields=["status"])
+        return SyncRun.objects.create(integration=integration, trigger=trigger, started_at=timezone.now())
+
+
+def sync_execute(*, run_id: int) -> SyncRun:
+    """Pull every page since the cursor, apply each page, keep the cursor and the run's counts."""
+    run = SyncRun.objects.select_related("integration").get(pk=run_id)
+    integration = run.integration
+    try:
+        connector = connector_for(integration)
+        for page in connector.pull(dict(integration.cursor or {})):
+            run.fetched += page.fetched
+            created, updated, failed, error = _apply_page(integration.pk, page.events)
+            run.created, run.updated, run.failed = run.created + created, run.updated + updated, run.failed + failed
+            run.error = run.error or error
+            if page.cursor:
+                integration.cursor = page.cursor
+                Integration.objects.filter(pk=integration.pk).update(cursor=page.cursor)
+            SyncRun.objects.filter(pk=run.pk).update(
+                fetched=run.fetched, created=run.created, updated=run.updated, failed=run.failed
+            )
+    except Exception as error:
+        return _sync_finish(run, error=f"{type(error).__name__}: {error}")
+    return _sync_finish(run, error=None)
+
+
+def _apply_page(integration_id: int, events: list[CanonicalEvent]) -> tuple[int, int, int, str]:
+    """A page in one transaction; if it fails, event by event, so one bad record costs only itself."""
+    if not events:
+        return 0, 0, 0, ""
+    try:
+        result = apply_events(integration_id=integration_id, events=events)
+        return result.created, result.updated, 0, ""
+    except (IntegrityError, ValueError, LookupError) as batch_error:
+        logger.info("page of integration %s failed as a batch (%s); applying one by one", integration_id, batch_error)
+    created = updated = failed = 0
+    first_error = ""
+    for event in events:
+        try:
+            result = apply_events(integration_id=integration_id, events=[event])
+            created, updated = created + result.created, updated + result.updated
+        except (IntegrityError, ValueError, LookupError) as error:
+            failed += 1
+            first_error = first_error or f"{type(error).__name__}: {error}"
+    return created, updated, failed, first_error
+
+
+def _sync_finish(run: SyncRun, *, error: str | None) -> SyncRun:
+    now = timezone.now()
+    with transaction.atomic():
+        integration = Integration.objects.select_for_update(no_key=True).get(pk=run.integration_id)
+        run.finished_at = now
+        if error is None:
+            run.status = SyncRun.Status.SUCCEEDED
+            integration.status = Integration.Status.CONNECTED
+            integration.last_sync_at = now
+            integration.consecutive_failures = 0
+        else:
+            run.status, run.error = SyncRun.Status.FAILED, error[:2000]
+            integration.status = Integration.Status.ERROR
+            integration.last_error, integration.last_error_at = error[:2000], now
+            integration.consecutive_failures += 1
+            alert_create(
+                title=f"Sync failed: {integration.name}",
+                message=(
+                    f"The {integration.provider} sync failed ({run.fetched} fetched before it stopped): {error[:500]}"
+                ),
+                severity="high" if integration.consecutive_failures >= 3 else "medium",
+            )
+        run.save(update_fields=["finished_at", "status", "error"])
+        integration.save(
+            update_fields=["status", "last_sync_at", "consecutive_failures", "last_error", "last_error_at"]
+        )
+    return run
+
+
+def sync_now(*, integration_id: Any) -> SyncRun:
+    """Manual "sync now" (API and admin): open the run here, so a conflict is answered at once."""
+    from integrations.tasks import run_sync
+
+    run = sync_start(integration_id=integration_id, trigger=SyncRun.Trigger.MANUAL)
+    transaction.on_commit(lambda: run_sync.delay(run.pk))
+    return run
+
+
+# --- Schedules --------------------------------------------------------------------------------------
+
+
+def integration_schedule_sync(*, integration: Integration) -> PeriodicTask | None:
+    """Install (or disable) this integration's pull schedule in django-celery-beat."""
+    name = f"{SCHEDULE_PREFIX}{integration.pk}"
+    try:
+        can_pull = connector_for(integration).can_pull
+    except NotSupported:
+        can_pull = False
+    minutes = int((integration.config or {}).get("sync_interval_minutes") or settings.INTEGRATION_SYNC_MINUTES)
+    enabled = can_pull and integration.status != Integration.Status.DISCONNECTED
+    if not can_pull:
+        PeriodicTask.objects.filter(name=name).update(enabled=False)
+        return None
+    interval, _ = IntervalSchedule.objects.get_or_create(every=max(minutes, 1), period=IntervalSchedule.MINUTES)
+    task, _ = PeriodicTask.objects.update_or_create(
+        name=name,
+        defaults={
+            "task": "integrations.tasks.sync_integration",
+            "interval": interval,
+            "crontab": None,
+            "args": json.dumps([integration.pk]),
+            "enabled": enabled,
+        },
+    )
+    return task
+
+
+def integration_schedules_sync() -> int:
+    """Every integration's schedule (run by `manage.py sync_schedules`); removed ones are deleted."""
+    integrations = list(Integration.objects.all())
+    for integration in integrations:
+        integration_schedule_sync(integration=integration)
+    PeriodicTask.objects.filter(name__startswith=SCHEDULE_PREFIX).exclude(
+        name__in=[f"{SCHEDULE_PREFIX}{i.pk}" for i in integrations]
+    ).delete()
+    return len(integrations)
+
+
+__all__ = ["SignatureError", "webhook_receive"]

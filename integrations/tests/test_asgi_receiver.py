@@ -1,0 +1,64 @@
+"""The ASGI receiver (group commit) in-process: same answers as the DRF view, and concurrent
+deliveries share commits without losing or duplicating any."""
+
+import asyncio
+import hashlib
+import hmac
+import json
+
+import pytest
+from channels.testing import HttpCommunicator
+
+from churnshield.asgi import application
+from integrations.models import Integration, WebhookEvent
+from integrations.tests.conftest import SEGMENT_SECRET
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def signed(n: int, secret: str = SEGMENT_SECRET) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+    body = json.dumps({"messageId": f"asgi-{n}", "type": "track", "event": "X", "userId": "u"}).encode()
+    signature = hmac.new(secret.encode(), body, hashlib.sha1).hexdigest().encode()
+    return body, [(b"content-type", b"application/json"), (b"x-signature", signature), (b"host", b"testserver")]
+
+
+async def deliver(path: str, body: bytes, headers: list, method: str = "POST") -> dict:
+    communicator = HttpCommunicator(application, method, path, body=body, headers=headers)
+    return await communicator.get_response(timeout=10)
+
+
+def test_concurrent_deliveries_and_duplicates_are_stored_once_each(make_integration):
+    integration = make_integration("segment")
+    path = f"/api/webhooks/segment/{integration.pk}"
+
+    async def run() -> list[dict]:
+        deliveries = [signed(n % 40) for n in range(60)]  # 20 repeats among 60
+        return await asyncio.gather(*(deliver(path, body, headers) for body, headers in deliveries))
+
+    responses = asyncio.run(run())
+    assert [r["status"] for r in responses] == [200] * 60
+    assert json.loads(responses[0]["body"]) == {"received": 1}
+    assert sorted(WebhookEvent.objects.values_list("event_id", flat=True)) == sorted(f"asgi-{n}" for n in range(40))
+
+
+def test_rejections_write_nothing_and_use_the_error_shape(make_integration):
+    integration = make_integration("segment")
+    path = f"/api/webhooks/segment/{integration.pk}"
+    body, headers = signed(1, secret="wrong")
+    bad = asyncio.run(deliver(path, body, headers))
+    assert bad["status"] == 401
+    assert json.loads(bad["body"])["code"] == "invalid_signature"
+    assert asyncio.run(deliver(f"/api/webhooks/stripe/{integration.pk}", *signed(1)))["status"] == 404
+    assert asyncio.run(deliver("/api/webhooks/segment/999999", *signed(1)))["status"] == 404
+    assert asyncio.run(deliver(path, b"", [], method="GET"))["status"] == 405
+    assert WebhookEvent.objects.count() == 0
+
+
+def test_oversized_body_is_413(make_integration, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 100
+    integration = make_integration("segment")
+    body = json.dumps({"messageId": "big", "pad": "x" * 200}).encode()
+    headers = [(b"x-signature", hmac.new(SEGMENT_SECRET.encode(), body, hashlib.sha1).hexdigest().encode())]
+    response = asyncio.run(deliver(f"/api/webhooks/segment/{integration.pk}", body, headers))
+    assert response["status"] == 413
+    assert not Integration.objects.get(pk=integration.pk).webhook_events.exists()
