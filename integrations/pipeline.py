@@ -176,8 +176,31 @@ def _after_commit(result: ApplyResult) -> None:
         from predictions.services.scoring import rescore_after_commit
     for customer_id in sorted(result.significant):
         rescore_after_commit(customer_id=customer_id)
+    if result.payments_failed:
+        _alert_failed_payments(result.payments_failed)
     for payment in result.payments_failed:
         transaction.on_commit(lambda payment=payment: hooks.payment_failed_applied(payment))
+
+
+def _alert_failed_payments(payments: list[hooks.PaymentFailed]) -> None:
+    """One alert per newly failed payment, raised in the same transaction (one bulk write)."""
+    from alerts.models import Alert
+    from alerts.services import alerts_create_many
+
+    names = dict(Customer.objects.filter(pk__in={p.customer_id for p in payments}).values_list("pk", "name"))
+    alerts_create_many(
+        alerts=[
+            {
+                "title": f"Payment failed: {names.get(p.customer_id, p.customer_id)}",
+                "message": f"A payment of {p.amount} failed on {p.occurred_at:%Y-%m-%d}.",
+                "severity": Alert.Severity.HIGH,
+                "customer_id": p.customer_id,
+                "source": Alert.Source.PAYMENT_FAILED,
+                "context": {"billingEventId": p.billing_event_id, "integrationId": p.integration_id},
+            }
+            for p in payments
+        ]
+    )
 
 
 def _resolve(batch: _Batch, refs: Iterable[CustomerRef]) -> dict[CustomerRef, int]:

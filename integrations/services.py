@@ -15,6 +15,7 @@ from django.db.models import F
 from django.utils import timezone
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
+from alerts.models import Alert
 from alerts.services import alert_create
 from churnshield.exceptions import ConflictError, NotFoundError
 from integrations.bulk import values_update
@@ -216,7 +217,6 @@ def _process(integration: Integration, claims: dict[int, int]) -> int:
                 logger.info("webhook event %s retry %s in %s", row.pk, row.attempts, row.next_attempt_at - now)
         values_update(WebhookEvent, processed + failed, ["status", "processed_at", "last_error", "next_attempt_at"])
         for row in dead:
-            # alerts: only the keywords that exist today (issue 5 adds source/grouping_key).
             alert_create(
                 title=f"Webhook event dead-lettered ({integration.name})",
                 message=(
@@ -224,6 +224,8 @@ def _process(integration: Integration, claims: dict[int, int]) -> int:
                     f"{row.attempts} attempt(s): {row.last_error[:500]}. Replay it from the admin once fixed."
                 ),
                 severity="high",
+                source=Alert.Source.WEBHOOK_DEAD_LETTER,
+                grouping_key=f"integration:{integration.pk}",
             )
     return len(processed)
 
@@ -392,6 +394,8 @@ def _sync_finish(run: SyncRun, *, error: str | None) -> SyncRun:
                     f"The {integration.provider} sync failed ({run.fetched} fetched before it stopped): {error[:500]}"
                 ),
                 severity="high" if integration.consecutive_failures >= 3 else "medium",
+                source=Alert.Source.SYNC_FAILED,
+                grouping_key=f"integration:{integration.pk}",
             )
         run.save(update_fields=["finished_at", "status", "error"])
         integration.save(

@@ -11,9 +11,13 @@ class PlaybooksConfig(AppConfig):
         from django.db.models.signals import post_save
 
         from customers.models import BillingEvent
+        from integrations.hooks import register_payment_failed_handler
         from predictions.services.scoring import customers_scored
 
         customers_scored.connect(_after_scoring, dispatch_uid="playbooks-after-scoring")
+        # Failed payments: synced ones arrive through the data sync's hook (bulk writes send no
+        # post_save); one saved by hand (admin, shell) through post_save.
+        register_payment_failed_handler(_after_payment_failed)
         post_save.connect(_after_billing_event, sender=BillingEvent, dispatch_uid="playbooks-failed-payment")
 
 
@@ -22,6 +26,13 @@ def _after_scoring(sender: Any, run: Any, customer_ids: list[int] | None, **kwar
     from playbooks.tasks import evaluate_trigger_rules
 
     evaluate_trigger_rules.delay(customer_ids)
+
+
+def _after_payment_failed(event: Any) -> None:
+    """The data sync applied a failed payment (called after its commit): evaluate the rules."""
+    from playbooks.tasks import evaluate_trigger_rules
+
+    evaluate_trigger_rules.delay([event.customer_id], ["failed_payment"])
 
 
 def _after_billing_event(sender: Any, instance: Any, created: bool, **kwargs: Any) -> None:

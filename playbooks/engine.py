@@ -31,6 +31,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from alerts.models import Alert
 from playbooks import steps as step_impl
 from playbooks.definitions import EXTERNAL_STEPS, next_key
 from playbooks.models import PlaybookExecution, PlaybookStepRun
@@ -106,7 +107,7 @@ def _fail(execution: PlaybookExecution, run: PlaybookStepRun | None, error: str,
         f"{execution.current_step}: {error[:500]}",
         severity="high",
         customer_id=execution.customer_id,
-        grouping_key=f"playbook-failed:{execution.playbook_id}",
+        source=Alert.Source.PLAYBOOK_STEP_FAILED,
     )
 
 

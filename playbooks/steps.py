@@ -5,7 +5,6 @@ outside services with an idempotency key and classify failures as transient or p
 import datetime as dt
 import hashlib
 import hmac
-import inspect
 import json
 import smtplib
 import time
@@ -18,24 +17,21 @@ from django.contrib.auth import get_user_model
 from django.core.mail import EmailMessage, get_connection
 from django.db.models import Count
 
+from alerts.models import Alert
 from alerts.services import alert_create
 from customers.models import Customer
 from customers.selectors import risk_level
 from interventions.models import Intervention
 from playbooks.definitions import duration_seconds, render_template
 
-# `alert_create` gains optional `source`/`grouping_key` keywords with the notification work (issue 5);
-# pass them only when the installed function accepts them, so this works before and after it lands.
-_ALERT_KEYWORDS = set(inspect.signature(alert_create).parameters)
 
-
-def raise_alert(*, title: str, message: str, severity: str, customer_id: int | None, grouping_key: str = "") -> Any:
-    extra: dict[str, Any] = {}
-    if "source" in _ALERT_KEYWORDS:
-        extra["source"] = "playbook"
-    if grouping_key and "grouping_key" in _ALERT_KEYWORDS:
-        extra["grouping_key"] = grouping_key
-    return alert_create(title=title, message=message, severity=severity, customer_id=customer_id, **extra)
+def raise_alert(
+    *, title: str, message: str, severity: str, customer_id: int | None, source: str = Alert.Source.OTHER
+) -> Any:
+    """An alert through the notification system (in-app feed, then email/Slack/Teams per each
+    recipient's preferences). The default grouping key, `customer:<id>`, lets a playbook's alerts
+    and the customer's other alerts within the group window become one notification."""
+    return alert_create(title=title, message=message, severity=severity, customer_id=customer_id, source=source)
 
 
 class TransientStepError(Exception):
@@ -196,7 +192,6 @@ def notify(execution: Any, step: dict, now: dt.datetime) -> Outcome:
         message=message,
         severity=step.get("severity", "medium"),
         customer_id=customer.pk,
-        grouping_key=f"playbook:{execution.pk}:{step['key']}",
     )
     return Outcome(output={"alertId": alert.pk, "channel": step.get("channel", "in_app")})
 
@@ -208,7 +203,6 @@ def create_alert(execution: Any, step: dict, now: dt.datetime) -> Outcome:
         message=render_template(step["message"], context),
         severity=step.get("severity", "high"),
         customer_id=execution.customer_id,
-        grouping_key=f"playbook:{execution.pk}:{step['key']}",
     )
     return Outcome(output={"alertId": alert.pk})
 

@@ -26,6 +26,8 @@ from integrations.tests.fakes import (
     stripe_subscription,
     zendesk_headers,
 )
+from playbooks.models import PlaybookExecution, TriggerRule
+from playbooks.services import playbook_upsert
 
 pytestmark = pytest.mark.django_db
 
@@ -581,6 +583,10 @@ def test_failed_payment_calls_the_registered_hook_after_commit(
 ):
     seen: list[hooks.PaymentFailed] = []
     hooks.register_payment_failed_handler(seen.append)
+    recovery, _ = playbook_upsert(
+        name="Payment Recovery", data={"steps": [{"key": "w", "type": "wait", "duration": "1d"}]}
+    )
+    TriggerRule.objects.create(playbook=recovery, kind="failed_payment", params={"days": 1})
     try:
         integration = make_integration("stripe")
         now = int(time.time())
@@ -601,6 +607,11 @@ def test_failed_payment_calls_the_registered_hook_after_commit(
             services.webhooks_drain(integration_id=integration.pk)
         customer = Customer.objects.get(email="p@example.com")
         assert [(p.customer_id, p.amount) for p in seen] == [(customer.pk, Decimal("99.00"))]
+        # The same failure raised one alert for the customer's CSM and enrolled the customer in
+        # the playbook whose rule answers failed payments (playbooks registers a handler too).
+        alert = Alert.objects.get(source="payment_failed")
+        assert alert.customer_id == customer.pk and alert.severity == "high"
+        assert PlaybookExecution.objects.filter(playbook=recovery, customer=customer).exists()
     finally:
         hooks.unregister_payment_failed_handler(seen.append)
 
