@@ -63,3 +63,22 @@ def test_env_example_documents_every_variable_the_settings_read():
         read |= set(re.findall(r'env(?:\.\w+)?\(\s*"([A-Z_]+)"', path.read_text()))
     documented = set(re.findall(r"^#?\s*([A-Z_]+)=", (ROOT / ".env.example").read_text(), re.MULTILINE))
     assert read - documented == set()
+
+
+@pytest.mark.parametrize(
+    ("redis_url", "prefix", "expected"),
+    [
+        ("redis://127.0.0.1:6379/3", None, "churnshield/3"),
+        ("redis://127.0.0.1:6379/4", None, "churnshield/4"),
+        ("redis://127.0.0.1:6379", None, "churnshield/0"),
+        ("redis://127.0.0.1:6379/3", "tenant-a", "tenant-a"),
+    ],
+)
+def test_live_feed_channels_are_separated_per_redis_db(redis_url, prefix, expected):
+    # Redis pub/sub channels ignore the db number: two deployments on one server must not share groups.
+    code = "from django.conf import settings; print(settings.CHANNEL_LAYERS['default']['CONFIG']['prefix'])"
+    env = {"REDIS_URL": redis_url, "DATABASE_URL": "sqlite:////tmp/unused.sqlite3"}
+    if prefix:
+        env["CHANNELS_PREFIX"] = prefix
+    result = run_manage("shell", "-v0", "-c", code, **env)
+    assert result.stdout.strip().splitlines()[-1] == expected, result.stderr

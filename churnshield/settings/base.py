@@ -6,6 +6,7 @@ in-process, an in-memory channel layer. See `.env.example` for every variable.
 
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlparse
 
 import environ
 
@@ -223,8 +224,16 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 if REDIS_URL:
     # Pub/sub layer: one Redis connection per process for all sockets (the default
     # RedisChannelLayer failed 200 simultaneous connects with "Too many connections").
+    # Pub/sub channels are server-wide (the URL's db number does not separate them), so the
+    # prefix carries it: two deployments (or test runs) on one Redis never see each other's alerts.
     CHANNEL_LAYERS = {
-        "default": {"BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}
+        "default": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {
+                "hosts": [REDIS_URL],
+                "prefix": env.str("CHANNELS_PREFIX", default="") or f"churnshield{urlparse(REDIS_URL).path or '/0'}",
+            },
+        }
     }
 else:
     # A full in-memory channel drops messages silently (default capacity 100): a scoring batch
