@@ -29,8 +29,18 @@ from playbooks.definitions import duration_seconds, render_template
 _ALERT_KEYWORDS = set(inspect.signature(alert_create).parameters)
 
 
-def raise_alert(*, title: str, message: str, severity: str, customer_id: int | None, grouping_key: str = "") -> Any:
+def raise_alert(
+    *,
+    title: str,
+    message: str,
+    severity: str,
+    customer_id: int | None,
+    grouping_key: str = "",
+    owner_id: int | None = None,
+) -> Any:
     extra: dict[str, Any] = {}
+    if owner_id is not None and "owner_id" in _ALERT_KEYWORDS:
+        extra["owner_id"] = owner_id  # already loaded with the execution: spares alert_create a lookup
     if "source" in _ALERT_KEYWORDS:
         extra["source"] = "playbook"
     if grouping_key and "grouping_key" in _ALERT_KEYWORDS:
@@ -197,6 +207,7 @@ def notify(execution: Any, step: dict, now: dt.datetime) -> Outcome:
         severity=step.get("severity", "medium"),
         customer_id=customer.pk,
         grouping_key=f"playbook:{execution.pk}:{step['key']}",
+        owner_id=customer.owner_id,
     )
     return Outcome(output={"alertId": alert.pk, "channel": step.get("channel", "in_app")})
 
@@ -209,6 +220,7 @@ def create_alert(execution: Any, step: dict, now: dt.datetime) -> Outcome:
         severity=step.get("severity", "high"),
         customer_id=execution.customer_id,
         grouping_key=f"playbook:{execution.pk}:{step['key']}",
+        owner_id=execution.customer.owner_id,
     )
     return Outcome(output={"alertId": alert.pk})
 
