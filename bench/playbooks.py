@@ -4,15 +4,16 @@
 on PostgreSQL + Redis. Enrolment is bulk (1,000 customers per statement) and hands executions to
 the worker in chunks (one task per `PLAYBOOK_DISPATCH_CHUNK` executions) on the default queue; beat
 fires the claimer every second on its own queue, and the claimer hands due waits, in chunks, to the
-`playbooks-due` queue. The worker consumes claim, due and default queues in that priority order
-(kombu's `queue_order_strategy=priority`), so a backlog of fresh executions never delays a due wait.
+`playbooks-due` queue. One worker process serves only the claim and due queues; the main pool
+takes due work before fresh work (kombu's `queue_order_strategy=priority`), so a backlog of fresh
+executions never delays a due wait by more than the chunk a process is busy with.
 
 Reports steps per second (all 40,000 steps, first enrolment to last completion) and the lag
 between each wait's due time and the moment it ran (median, p99). Targets: >= 200 steps/s,
 p99 lag <= 2 s beyond the claim interval.
 
     make bench-playbooks   (BENCH_PLAYBOOKS_DATABASE_URL, BENCH_REDIS_URL, BENCH_EXECUTIONS,
-    BENCH_CONCURRENCY, PLAYBOOK_DISPATCH_CHUNK to override)
+    BENCH_CONCURRENCY, PLAYBOOK_DISPATCH_CHUNK, PLAYBOOK_DUE_DISPATCH_CHUNK to override)
 """
 
 import os
@@ -41,9 +42,10 @@ ENV = {
     "CELERY_TASK_ALWAYS_EAGER": "false",
     "PLAYBOOK_DUE_QUEUE": "playbooks-due",
     "PLAYBOOK_LEASE_SECONDS": "300",
-    "PLAYBOOK_DISPATCH_CHUNK": os.environ.get("PLAYBOOK_DISPATCH_CHUNK", "20"),
+    "PLAYBOOK_DISPATCH_CHUNK": os.environ.get("PLAYBOOK_DISPATCH_CHUNK", "10"),
+    "PLAYBOOK_DUE_DISPATCH_CHUNK": os.environ.get("PLAYBOOK_DUE_DISPATCH_CHUNK", "5"),
 }
-CONCURRENCY = os.environ.get("BENCH_CONCURRENCY", "4")
+CONCURRENCY = os.environ.get("BENCH_CONCURRENCY", "3")
 STEPS = [
     {"key": "task", "type": "create_intervention", "intervention_type": "Bench call", "priority": "low"},
     {"key": "wait", "type": "wait", "duration": f"{WAIT_SECONDS}s"},
@@ -109,9 +111,11 @@ def main() -> None:
             )
 
     processes = [
-        # One pool, queues in priority order: the claim, then due waits, then fresh executions.
+        # One process for the claim and due waits only (never behind a fresh chunk), and a pool that
+        # takes its queues in priority order: due waits first, then fresh executions.
+        spawn(["worker", "-Q", "playbooks-claim,playbooks-due", "-c", "1", "-n", "due@%h", *workers], "due.log"),
         spawn(
-            ["worker", "-Q", "playbooks-claim,playbooks-due,celery", "-c", CONCURRENCY, "-n", "pb@%h", *workers],
+            ["worker", "-Q", "playbooks-due,celery", "-c", CONCURRENCY, "-n", "pb@%h", *workers],
             "worker.log",
         ),
         spawn(["beat", "-s", str(logs / "beat.db")], "beat.log"),

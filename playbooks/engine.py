@@ -151,6 +151,15 @@ def _flush(pending: list[PlaybookStepRun]) -> None:
         pending.clear()
 
 
+def _step_runs(execution: PlaybookExecution) -> dict[str, PlaybookStepRun]:
+    """The execution's step runs by key. Every run is mirrored in `result["steps"]` in the transaction
+    that writes it, except an in-flight "sending" one, which leaves `attempts` above 0: with neither,
+    there is no run to load (a fresh execution). The unique key stays the last word either way."""
+    if not execution.result.get("steps") and not execution.attempts:
+        return {}
+    return {run.step_key: run for run in execution.step_runs.all()}
+
+
 def _drive_internal(execution_id: int, token: str, now: dt.datetime) -> tuple[dict | None, str]:
     """Run internal steps in one transaction until a wait, an external step or the end.
 
@@ -173,7 +182,7 @@ def _drive_pass(execution_id: int, token: str, now: dt.datetime, *, careful: boo
             return None, ""
         steps = _definition(execution)
         by_key = {step["key"]: step for step in steps}
-        runs = {run.step_key: run for run in execution.step_runs.all()}
+        runs = _step_runs(execution)
         for _ in range(MAX_STEPS_PER_TRANSACTION):
             if not execution.current_step:
                 _finish(execution, Status.COMPLETED, now)

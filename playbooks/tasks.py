@@ -23,9 +23,9 @@ def run_playbook_executions(execution_ids: list[int], token: str) -> int:
     return engine.run_executions(execution_ids=execution_ids, token=token)
 
 
-def dispatch(execution_ids: list[int], token: str, *, queue: str | None = None) -> None:
-    """One task per chunk of `PLAYBOOK_DISPATCH_CHUNK` executions."""
-    for chunk in chunks(execution_ids, settings.PLAYBOOK_DISPATCH_CHUNK):
+def dispatch(execution_ids: list[int], token: str, *, queue: str | None = None, chunk_size: int | None = None) -> None:
+    """One task per chunk of `PLAYBOOK_DISPATCH_CHUNK` executions (or `chunk_size`)."""
+    for chunk in chunks(execution_ids, chunk_size or settings.PLAYBOOK_DISPATCH_CHUNK):
         run_playbook_executions.apply_async((chunk, token), queue=queue or None)
 
 
@@ -36,7 +36,7 @@ def claim_due_executions() -> int:
     while True:
         token, ids = engine.claim_due(limit=settings.PLAYBOOK_CLAIM_BATCH)
         # Due work may have its own queue, so a burst of fresh enrolments cannot delay due waits.
-        dispatch(ids, token, queue=settings.PLAYBOOK_DUE_QUEUE)
+        dispatch(ids, token, queue=settings.PLAYBOOK_DUE_QUEUE, chunk_size=settings.PLAYBOOK_DUE_DISPATCH_CHUNK)
         total += len(ids)
         if len(ids) < settings.PLAYBOOK_CLAIM_BATCH:
             return total
