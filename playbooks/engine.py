@@ -31,6 +31,7 @@ from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
+from alerts.services import alerts_publish_batched
 from playbooks import steps as step_impl
 from playbooks.definitions import EXTERNAL_STEPS, next_key
 from playbooks.models import PlaybookExecution, PlaybookStepRun
@@ -395,14 +396,16 @@ def run_executions(*, execution_ids: list[int], token: str) -> int:
     """Drive a chunk of executions one after the other (one Celery task for many); each in its own
     transactions, so one failing execution never touches another. Returns how many finished."""
     finished = 0
-    for execution_id in execution_ids:
-        try:
-            status = run_execution(execution_id=execution_id, token=token)
-        except DatabaseError:  # e.g. a lost connection: its lease runs out and the claimer retries it
-            log.exception("playbook execution %s stopped on a database error", execution_id)
-            connection.close_if_unusable_or_obsolete()
-            continue
-        finished += status in (Status.COMPLETED, Status.FAILED)
+    # The chunk's alerts reach the live feed and the notification fan-out once, after the chunk.
+    with alerts_publish_batched():
+        for execution_id in execution_ids:
+            try:
+                status = run_execution(execution_id=execution_id, token=token)
+            except DatabaseError:  # e.g. a lost connection: its lease runs out and the claimer retries it
+                log.exception("playbook execution %s stopped on a database error", execution_id)
+                connection.close_if_unusable_or_obsolete()
+                continue
+            finished += status in (Status.COMPLETED, Status.FAILED)
     return finished
 
 

@@ -78,23 +78,25 @@ def test_a_failing_step_rolls_back_the_fast_pass_and_is_recorded_by_the_careful_
     assert [s["key"] for s in execution.result["steps"]] == ["task", "alert", "owner"]
 
 
-def test_enrolment_dispatches_one_task_per_chunk(
-    make_playbook, make_customer, settings, django_capture_on_commit_callbacks
+@pytest.mark.django_db(transaction=True)  # real commits: after-commit hooks fire as in a worker
+def test_enrolment_dispatches_one_task_per_chunk_and_one_alert_fan_out_per_chunk(
+    make_playbook, make_customer, settings
 ):
     settings.PLAYBOOK_DISPATCH_CHUNK = 3
     assert tasks.chunks([1, 2, 3, 4, 5, 6, 7], 3) == [[1, 2, 3], [4, 5, 6], [7]]
     playbook = make_playbook([{"key": "alert", "type": "create_alert", "title": "hi", "message": "m"}])
     customers = [make_customer() for _ in range(7)]
-    ran = []
+    ran, fan_outs = [], []
 
     def record(sender=None, args=None, **_):
         if getattr(sender, "name", "") == tasks.run_playbook_executions.name:
             ran.append(list(args[0]))
+        if getattr(sender, "name", "") == "alerts.tasks.fan_out_alerts":
+            fan_outs.append(list(args[0]))
 
     task_prerun.connect(record, weak=False)
     try:
-        with django_capture_on_commit_callbacks(execute=True):
-            services.enrol(playbook=playbook, customer_ids=[c.pk for c in customers], trigger="bulk")
+        services.enrol(playbook=playbook, customer_ids=[c.pk for c in customers], trigger="bulk")
     finally:
         task_prerun.disconnect(record)
     assert [len(ids) for ids in ran] == [3, 3, 1]
@@ -103,3 +105,6 @@ def test_enrolment_dispatches_one_task_per_chunk(
     )
     assert PlaybookExecution.objects.filter(playbook=playbook, status="completed").count() == 7
     assert Alert.objects.filter(title="hi").count() == 7
+    # One notification fan-out per chunk (after its last commit), covering every alert of the chunk.
+    assert [len(ids) for ids in fan_outs] == [3, 3, 1]
+    assert sorted(pk for ids in fan_outs for pk in ids) == sorted(Alert.objects.values_list("pk", flat=True))
