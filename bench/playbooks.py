@@ -4,8 +4,8 @@
 on PostgreSQL + Redis. Enrolment is bulk (1,000 customers per statement) and hands executions to
 the worker in chunks (one task per `PLAYBOOK_DISPATCH_CHUNK` executions) on the default queue; beat
 fires the claimer every second on its own queue, and the claimer hands due waits, in chunks, to the
-`playbooks-due` queue. One worker process serves only the claim queue; the pool takes due work
-before fresh work (kombu's `queue_order_strategy=priority`), so a backlog of fresh
+`playbooks-due` queue. One worker process serves only the claim and due queues (a claim never
+waits behind a fresh chunk); the pool takes due work before fresh work (kombu's `queue_order_strategy=priority`), so a backlog of fresh
 executions never delays a due wait by more than the chunk a process is busy with.
 
 Reports steps per second (all 40,000 steps, first enrolment to last completion) and the lag
@@ -111,9 +111,9 @@ def main() -> None:
             )
 
     processes = [
-        # One process for the claim only (it never waits behind a chunk), and a pool that takes its
-        # queues in priority order: due waits first, then fresh executions.
-        spawn(["worker", "-Q", "playbooks-claim", "-c", "1", "-n", "claim@%h", *workers], "claim.log"),
+        # One process for the claim and due waits only (it never waits behind a fresh chunk), and a
+        # pool that takes its queues in priority order: due waits first, then fresh executions.
+        spawn(["worker", "-Q", "playbooks-claim,playbooks-due", "-c", "1", "-n", "due@%h", *workers], "due.log"),
         spawn(
             ["worker", "-Q", "playbooks-due,celery", "-c", CONCURRENCY, "-n", "pb@%h", *workers],
             "worker.log",
