@@ -5,8 +5,9 @@ on PostgreSQL + Redis. Enrolment is bulk (1,000 customers per statement) and han
 the worker in chunks (one task per `PLAYBOOK_DISPATCH_CHUNK` executions) on the default queue; beat
 fires the claimer every second on its own queue, and the claimer hands due waits, in chunks, to the
 `playbooks-due` queue. One worker process serves only the claim and due queues (a claim never
-waits behind a fresh chunk); the pool takes due work before fresh work (kombu's `queue_order_strategy=priority`), so a backlog of fresh
-executions never delays a due wait by more than the chunk a process is busy with.
+waits behind a fresh chunk); the pool takes due work before fresh work (kombu's
+`queue_order_strategy=priority`), so a backlog of fresh executions never delays a due wait by more
+than the chunk a process is busy with.
 
 Reports steps per second (all 40,000 steps, first enrolment to last completion) and the lag
 between each wait's due time and the moment it ran (median, p99). Targets: >= 200 steps/s,
