@@ -12,6 +12,9 @@ a customer (pass e.g. `integration:<id>` to group differently).
 
 import datetime as dt
 import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from django.conf import settings
@@ -131,24 +134,54 @@ def _apply_snoozes(new: list[Alert]) -> None:
         Alert.objects.filter(pk__in=reopen).update(status=Alert.Status.OPEN, snoozed_until=None)
 
 
-def _publish_after_commit(alerts: list[Alert]) -> None:
-    """Once the rows are committed: push every new alert to the live feed (ws/alerts), then
-    enqueue one notification fan-out for the open ones (a snoozed group stays quiet)."""
+def _publish(alert_ids: list[int], notify_ids: list[int]) -> None:
     from alerts.tasks import fan_out_alerts
 
-    alert_ids = [alert.pk for alert in alerts]
-    notify_ids = [alert.pk for alert in alerts if alert.status == Alert.Status.OPEN]
-
-    def publish() -> None:
+    if alert_ids:
         try:
             broadcast_alerts(alert_ids)
         except Exception:  # a feed hiccup must not cost the notifications; clients resume by id
             log.exception("live alert broadcast failed for %d alerts", len(alert_ids))
-        if notify_ids:
-            fan_out_alerts.delay(notify_ids)
+    if notify_ids:
+        fan_out_alerts.delay(notify_ids)
+
+
+def _publish_after_commit(alerts: list[Alert]) -> None:
+    """Once the rows are committed: push every new alert to the live feed (ws/alerts), then
+    enqueue one notification fan-out for the open ones (a snoozed group stays quiet)."""
+    alert_ids = [alert.pk for alert in alerts]
+    notify_ids = [alert.pk for alert in alerts if alert.status == Alert.Status.OPEN]
+
+    def publish() -> None:
+        pending = getattr(_batched, "pending", None)
+        if pending is not None:  # inside alerts_publish_batched(): published once, when it ends
+            pending[0].extend(alert_ids)
+            pending[1].extend(notify_ids)
+            return
+        _publish(alert_ids, notify_ids)
 
     if alert_ids:
         transaction.on_commit(publish)
+
+
+_batched = threading.local()
+
+
+@contextmanager
+def alerts_publish_batched() -> Iterator[None]:
+    """Alerts committed by the transactions inside this block are pushed and fanned out once, when
+    it ends (one broadcast and one fan-out task instead of one per transaction). For workers that
+    run many short transactions in a row (the playbook engine's chunk of executions)."""
+    if getattr(_batched, "pending", None) is not None:
+        yield
+        return
+    _batched.pending = ([], [])
+    try:
+        yield
+    finally:
+        alert_ids, notify_ids = _batched.pending
+        _batched.pending = None
+        _publish(alert_ids, notify_ids)
 
 
 def alert_set_read(*, user: Any, alert_ids: list[int], read: bool = True) -> int:

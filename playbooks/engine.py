@@ -28,10 +28,11 @@ import uuid
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from alerts.models import Alert
+from alerts.services import alerts_publish_batched
 from playbooks import steps as step_impl
 from playbooks.definitions import EXTERNAL_STEPS, next_key
 from playbooks.models import PlaybookExecution, PlaybookStepRun
@@ -134,89 +135,147 @@ def _exit_reason(execution: PlaybookExecution, now: dt.datetime) -> str | None:
     return None
 
 
-def _drive_internal(execution_id: int, token: str, now: dt.datetime) -> dict | None:
+class _Abort(Exception):
+    """A step raised in a fast (savepoint-free) pass: roll it all back and redo the pass carefully."""
+
+
+def _save_run(run: PlaybookStepRun, pending: list[PlaybookStepRun]) -> None:
+    """New runs wait in `pending` (one INSERT for all before commit); existing ones are updated."""
+    if run.pk is not None:
+        run.save()
+    elif not any(item is run for item in pending):
+        pending.append(run)
+
+
+def _flush(pending: list[PlaybookStepRun]) -> None:
+    if pending:
+        PlaybookStepRun.objects.bulk_create(pending)
+        pending.clear()
+
+
+def _step_runs(execution: PlaybookExecution) -> dict[str, PlaybookStepRun]:
+    """The execution's step runs by key. Every run is mirrored in `result["steps"]` in the transaction
+    that writes it, except an in-flight "sending" one, which leaves `attempts` above 0: with neither,
+    there is no run to load (a fresh execution). The unique key stays the last word either way."""
+    if not execution.result.get("steps") and not execution.attempts:
+        return {}
+    return {run.step_key: run for run in execution.step_runs.all()}
+
+
+def _drive_internal(execution_id: int, token: str, now: dt.datetime) -> tuple[dict | None, str]:
     """Run internal steps in one transaction until a wait, an external step or the end.
 
-    Returns the external step to call next (the row now records "sending"), or None to stop.
+    Returns the external step to call next (the row now records "sending"), or None to stop, and the
+    execution's status ("" when the token is stale). The first pass runs the steps without savepoints;
+    if a step raises, the whole transaction rolls back (no effect kept) and a careful pass redoes it
+    with a savepoint per step, so the failure is recorded next to the steps that did succeed.
     """
+    try:
+        return _drive_pass(execution_id, token, now, careful=False)
+    except _Abort:
+        return _drive_pass(execution_id, token, now, careful=True)
+
+
+def _drive_pass(execution_id: int, token: str, now: dt.datetime, *, careful: bool) -> tuple[dict | None, str]:
+    pending: list[PlaybookStepRun] = []
     with transaction.atomic():
         execution = _locked(execution_id, token)
         if execution is None:
-            return None
+            return None, ""
         steps = _definition(execution)
         by_key = {step["key"]: step for step in steps}
-        runs = {run.step_key: run for run in execution.step_runs.all()}
+        runs = _step_runs(execution)
         for _ in range(MAX_STEPS_PER_TRANSACTION):
             if not execution.current_step:
                 _finish(execution, Status.COMPLETED, now)
-                execution.save()
-                return None
+                break
             reason = _exit_reason(execution, now)
             if reason:
                 _finish(execution, Status.COMPLETED, now, exited=reason)
-                execution.save()
-                return None
+                break
             step = by_key.get(execution.current_step)
             if step is None:
+                _flush(pending)
                 _fail(execution, None, f"unknown step {execution.current_step!r}", now)
-                return None
+                return None, execution.status
             run = runs.get(step["key"])
             if step["type"] in EXTERNAL_STEPS:
-                return _start_external(execution, step, run, now)
+                step = _start_external(execution, step, run, now, pending)
+                return step, execution.status
             if step["type"] == "wait":
-                if not _wait_over(execution, step, run, runs, now):
-                    return None
+                if not _wait_over(execution, step, run, runs, now, pending):
+                    _flush(pending)
+                    execution.save()
+                    return None, execution.status
                 continue
             if run is not None and run.status == RunStatus.SUCCEEDED:  # defensive: never apply twice
                 execution.current_step = next_key(steps, step["key"], step.get("next"))
                 continue
-            try:
-                with transaction.atomic():  # a savepoint: a failed step leaves no partial effect
-                    outcome = step_impl.INTERNAL_HANDLERS[step["type"]](execution, step, now)
-                    run = PlaybookStepRun.objects.create(
-                        execution=execution,
-                        step_key=step["key"],
-                        step_type=step["type"],
-                        status=RunStatus.SUCCEEDED,
-                        started_at=now,
-                        finished_at=timezone.now(),
-                        attempts=1,
-                        output=outcome.output,
-                    )
-            except step_impl.PermanentStepError as exc:
-                run = PlaybookStepRun.objects.create(
-                    execution=execution, step_key=step["key"], step_type=step["type"], status=RunStatus.FAILED,
-                    started_at=now, attempts=1,
-                )  # fmt: skip
-                _fail(execution, run, str(exc), now)
-                return None
-            except Exception as exc:
-                log.exception("playbook step %s of execution %s failed", step["key"], execution.pk)
-                execution.attempts += 1
-                if execution.attempts >= settings.PLAYBOOK_MAX_ATTEMPTS:
-                    _fail(execution, None, f"{step['type']}: {type(exc).__name__}: {exc}", now)
-                    return None
-                execution.error = f"{type(exc).__name__}: {exc}"[:2000]
-                execution.next_run_at = now + dt.timedelta(seconds=backoff_seconds(execution.attempts))
-                execution.lease_token = ""
-                execution.save()
-                return None
+            handler = step_impl.INTERNAL_HANDLERS[step["type"]]
+            if not careful:
+                try:
+                    outcome = handler(execution, step, now)
+                except Exception as exc:
+                    raise _Abort from exc
+            else:
+                try:
+                    with transaction.atomic():  # a savepoint: a failed step leaves no partial effect
+                        outcome = handler(execution, step, now)
+                except step_impl.PermanentStepError as exc:
+                    _flush(pending)
+                    run = PlaybookStepRun(
+                        execution=execution, step_key=step["key"], step_type=step["type"], status=RunStatus.FAILED,
+                        started_at=now, attempts=1,
+                    )  # fmt: skip
+                    _fail(execution, run, str(exc), now)
+                    return None, execution.status
+                except Exception as exc:
+                    log.exception("playbook step %s of execution %s failed", step["key"], execution.pk)
+                    _flush(pending)
+                    execution.attempts += 1
+                    if execution.attempts >= settings.PLAYBOOK_MAX_ATTEMPTS:
+                        _fail(execution, None, f"{step['type']}: {type(exc).__name__}: {exc}", now)
+                        return None, execution.status
+                    execution.error = f"{type(exc).__name__}: {exc}"[:2000]
+                    execution.next_run_at = now + dt.timedelta(seconds=backoff_seconds(execution.attempts))
+                    execution.lease_token = ""
+                    execution.save()
+                    return None, execution.status
+            run = PlaybookStepRun(
+                execution=execution,
+                step_key=step["key"],
+                step_type=step["type"],
+                status=RunStatus.SUCCEEDED,
+                started_at=now,
+                finished_at=timezone.now(),
+                attempts=1,
+                output=outcome.output,
+            )
+            pending.append(run)
             runs[step["key"]] = run
             _record(execution, run)
             execution.current_step = next_key(steps, step["key"], outcome.next or step.get("next"))
             execution.attempts = 0
-        execution.next_run_at = lease_until(now)
+        else:
+            execution.next_run_at = lease_until(now)
+        # The step records and the cursor commit with the effects: all of them, or none.
+        _flush(pending)
         execution.save()
-    return None
+    return None, execution.status
 
 
 def _wait_over(
-    execution: PlaybookExecution, step: dict, run: PlaybookStepRun | None, runs: dict, now: dt.datetime
+    execution: PlaybookExecution,
+    step: dict,
+    run: PlaybookStepRun | None,
+    runs: dict,
+    now: dt.datetime,
+    pending: list[PlaybookStepRun],
 ) -> bool:
     """Whether the wait at the cursor is over (then the cursor has moved on); otherwise park it."""
     if run is None:
         due, deadline = step_impl.wait_due(step, now, now)
-        run = PlaybookStepRun.objects.create(
+        run = PlaybookStepRun(
             execution=execution,
             step_key=step["key"],
             step_type="wait",
@@ -239,22 +298,25 @@ def _wait_over(
     elif now >= run.due_at:
         outcome = "elapsed"
     if outcome is None:
-        run.save()
+        _save_run(run, pending)
         _record(execution, run)
         execution.next_run_at, execution.lease_token = run.due_at, ""
-        execution.save()
         return False
     run.status, run.finished_at = RunStatus.SUCCEEDED, now
     run.output = {**run.output, "outcome": outcome, "lagSeconds": round((now - run.due_at).total_seconds(), 3)}
     run.attempts += 1
-    run.save()
+    _save_run(run, pending)
     _record(execution, run)
     execution.current_step = next_key(_definition(execution), step["key"], step.get("next"))
     return True
 
 
 def _start_external(
-    execution: PlaybookExecution, step: dict, run: PlaybookStepRun | None, now: dt.datetime
+    execution: PlaybookExecution,
+    step: dict,
+    run: PlaybookStepRun | None,
+    now: dt.datetime,
+    pending: list[PlaybookStepRun],
 ) -> dict | None:
     """Record "sending" (and the attempt) before the outside call; commit with the caller."""
     if run is None:
@@ -266,15 +328,16 @@ def _start_external(
         run.output = {**run.output, "resentAfterCrash": run.output.get("resentAfterCrash", 0) + 1}
     run.status = RunStatus.SENDING
     run.attempts += 1
-    run.save()
+    _save_run(run, pending)
+    _flush(pending)
     execution.attempts = run.attempts
     execution.next_run_at = lease_until(now)
     execution.save()
     return step
 
 
-def _finish_external(execution_id: int, token: str, step: dict) -> bool:
-    """Make the outside call, then record its outcome. Returns whether to keep driving."""
+def _finish_external(execution_id: int, token: str, step: dict) -> tuple[bool, str]:
+    """Make the outside call, then record its outcome. Returns whether to keep driving, and the status."""
     error: Exception | None = None
     output: dict = {}
     started = time.perf_counter()
@@ -288,7 +351,7 @@ def _finish_external(execution_id: int, token: str, step: dict) -> bool:
     with transaction.atomic():
         execution = _locked(execution_id, token)
         if execution is None:  # cancelled, or another claim took over while we called out
-            return False
+            return False, ""
         run = execution.step_runs.get(step_key=step["key"])
         if error is None:
             run.status, run.finished_at, run.error = RunStatus.SUCCEEDED, now, ""
@@ -299,7 +362,7 @@ def _finish_external(execution_id: int, token: str, step: dict) -> bool:
             execution.attempts = 0
             execution.next_run_at = lease_until(now)
             execution.save()
-            return True
+            return True, execution.status
         if isinstance(error, step_impl.TransientStepError) and run.attempts < settings.PLAYBOOK_MAX_ATTEMPTS:
             delay = backoff_seconds(run.attempts)
             run.status, run.error = RunStatus.RETRYING, str(error)[:2000]
@@ -307,25 +370,44 @@ def _finish_external(execution_id: int, token: str, step: dict) -> bool:
             _record(execution, run)
             execution.next_run_at, execution.lease_token = now + dt.timedelta(seconds=delay), ""
             execution.save()
-            return False
+            return False, execution.status
         reason = (
             str(error)
             if isinstance(error, step_impl.PermanentStepError)
             else f"{error} (after {run.attempts} attempts)"
         )
         _fail(execution, run, reason, now)
-        return False
+        return False, execution.status
 
 
 def run_execution(*, execution_id: int, token: str) -> str:
-    """Drive one execution as far as it can go now. Idempotent: a stale token does nothing."""
+    """Drive one execution as far as it can go now. Idempotent: a stale token does nothing ("")."""
+    status = ""
     for _ in range(MAX_STEPS_PER_TRANSACTION):
-        step = _drive_internal(execution_id, token, timezone.now())
+        step, status = _drive_internal(execution_id, token, timezone.now())
         if step is None:
             break
-        if not _finish_external(execution_id, token, step):
+        keep_going, status = _finish_external(execution_id, token, step)
+        if not keep_going:
             break
-    return PlaybookExecution.objects.filter(pk=execution_id).values_list("status", flat=True).first() or ""
+    return status
+
+
+def run_executions(*, execution_ids: list[int], token: str) -> int:
+    """Drive a chunk of executions one after the other (one Celery task for many); each in its own
+    transactions, so one failing execution never touches another. Returns how many finished."""
+    finished = 0
+    # The chunk's alerts reach the live feed and the notification fan-out once, after the chunk.
+    with alerts_publish_batched():
+        for execution_id in execution_ids:
+            try:
+                status = run_execution(execution_id=execution_id, token=token)
+            except DatabaseError:  # e.g. a lost connection: its lease runs out and the claimer retries it
+                log.exception("playbook execution %s stopped on a database error", execution_id)
+                connection.close_if_unusable_or_obsolete()
+                continue
+            finished += status in (Status.COMPLETED, Status.FAILED)
+    return finished
 
 
 def claim_due(*, now: dt.datetime | None = None, limit: int = 500) -> tuple[str, list[int]]:

@@ -30,17 +30,11 @@ _random = random.SystemRandom()  # holdout assignment: unpredictable, so no one 
 
 
 def enqueue(execution_ids: list[int], token: str) -> None:
-    """Hand executions to workers once the enrolling transaction has committed."""
-    from playbooks.tasks import run_playbook_execution
+    """Hand executions to workers (one task per chunk) once the enrolling transaction has committed."""
+    from playbooks.tasks import dispatch
 
-    if not execution_ids:
-        return
-
-    def send() -> None:
-        for execution_id in execution_ids:
-            run_playbook_execution.delay(execution_id, token)
-
-    transaction.on_commit(send)
+    if execution_ids:
+        transaction.on_commit(lambda: dispatch(list(execution_ids), token))
 
 
 # --- Definitions --------------------------------------------------------------------------------

@@ -26,12 +26,21 @@ from playbooks.definitions import duration_seconds, render_template
 
 
 def raise_alert(
-    *, title: str, message: str, severity: str, customer_id: int | None, source: str = Alert.Source.OTHER
+    *,
+    title: str,
+    message: str,
+    severity: str,
+    customer_id: int | None,
+    source: str = Alert.Source.OTHER,
+    owner_id: int | None = None,
 ) -> Any:
     """An alert through the notification system (in-app feed, then email/Slack/Teams per each
     recipient's preferences). The default grouping key, `customer:<id>`, lets a playbook's alerts
-    and the customer's other alerts within the group window become one notification."""
-    return alert_create(title=title, message=message, severity=severity, customer_id=customer_id, source=source)
+    and the customer's other alerts within the group window become one notification. `owner_id`
+    is already loaded with the execution: passing it spares alert_create a lookup."""
+    return alert_create(
+        title=title, message=message, severity=severity, customer_id=customer_id, source=source, owner_id=owner_id
+    )
 
 
 class TransientStepError(Exception):
@@ -192,6 +201,7 @@ def notify(execution: Any, step: dict, now: dt.datetime) -> Outcome:
         message=message,
         severity=step.get("severity", "medium"),
         customer_id=customer.pk,
+        owner_id=customer.owner_id,
     )
     return Outcome(output={"alertId": alert.pk, "channel": step.get("channel", "in_app")})
 
@@ -203,6 +213,7 @@ def create_alert(execution: Any, step: dict, now: dt.datetime) -> Outcome:
         message=render_template(step["message"], context),
         severity=step.get("severity", "high"),
         customer_id=execution.customer_id,
+        owner_id=execution.customer.owner_id,
     )
     return Outcome(output={"alertId": alert.pk})
 

@@ -6,10 +6,27 @@ from django.conf import settings
 from playbooks import engine, rules
 
 
+def chunks(ids: list[int], size: int) -> list[list[int]]:
+    size = max(size, 1)
+    return [ids[offset : offset + size] for offset in range(0, len(ids), size)]
+
+
 @shared_task(acks_late=True, ignore_result=True, time_limit=300, soft_time_limit=240)
 def run_playbook_execution(execution_id: int, token: str) -> str:
     """Drive one execution; a stale token (another claim took over) does nothing."""
     return engine.run_execution(execution_id=execution_id, token=token)
+
+
+@shared_task(acks_late=True, ignore_result=True, time_limit=600, soft_time_limit=540)
+def run_playbook_executions(execution_ids: list[int], token: str) -> int:
+    """Drive a chunk of executions claimed with one token (one message for many executions)."""
+    return engine.run_executions(execution_ids=execution_ids, token=token)
+
+
+def dispatch(execution_ids: list[int], token: str, *, queue: str | None = None, chunk_size: int | None = None) -> None:
+    """One task per chunk of `PLAYBOOK_DISPATCH_CHUNK` executions (or `chunk_size`)."""
+    for chunk in chunks(execution_ids, chunk_size or settings.PLAYBOOK_DISPATCH_CHUNK):
+        run_playbook_executions.apply_async((chunk, token), queue=queue or None)
 
 
 @shared_task(acks_late=True, ignore_result=True, time_limit=120, soft_time_limit=100)
@@ -18,9 +35,8 @@ def claim_due_executions() -> int:
     total = 0
     while True:
         token, ids = engine.claim_due(limit=settings.PLAYBOOK_CLAIM_BATCH)
-        for execution_id in ids:
-            # Due work may have its own queue, so a burst of fresh enrolments cannot delay due waits.
-            run_playbook_execution.apply_async((execution_id, token), queue=settings.PLAYBOOK_DUE_QUEUE or None)
+        # Due work may have its own queue, so a burst of fresh enrolments cannot delay due waits.
+        dispatch(ids, token, queue=settings.PLAYBOOK_DUE_QUEUE, chunk_size=settings.PLAYBOOK_DUE_DISPATCH_CHUNK)
         total += len(ids)
         if len(ids) < settings.PLAYBOOK_CLAIM_BATCH:
             return total

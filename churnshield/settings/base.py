@@ -284,6 +284,10 @@ PLAYBOOK_MAX_ATTEMPTS = env.int("PLAYBOOK_MAX_ATTEMPTS", default=5)
 PLAYBOOK_RETRY_BASE_SECONDS = env.float("PLAYBOOK_RETRY_BASE_SECONDS", default=10.0)
 PLAYBOOK_RETRY_MAX_SECONDS = env.float("PLAYBOOK_RETRY_MAX_SECONDS", default=600.0)
 PLAYBOOK_CLAIM_BATCH = env.int("PLAYBOOK_CLAIM_BATCH", default=500)
+# Executions per Celery task (enrolment and the claimer); small enough that due work never waits long.
+PLAYBOOK_DISPATCH_CHUNK = env.int("PLAYBOOK_DISPATCH_CHUNK", default=10)
+# Smaller chunks for due waits: the last wait of a chunk runs later by the time the ones before it take.
+PLAYBOOK_DUE_DISPATCH_CHUNK = env.int("PLAYBOOK_DUE_DISPATCH_CHUNK", default=5)
 PLAYBOOK_EMAIL_TIMEOUT_SECONDS = env.float("PLAYBOOK_EMAIL_TIMEOUT_SECONDS", default=10.0)
 # Signs outgoing webhook bodies (HMAC-SHA256); defaults to SECRET_KEY.
 PLAYBOOK_WEBHOOK_SECRET = env.str("PLAYBOOK_WEBHOOK_SECRET", default="") or SECRET_KEY
