@@ -53,4 +53,6 @@ urlpatterns = [
     path("api/", include(api)),
     # The contract puts the model card outside /api.
     path("model/metrics/latest", ModelMetricsLatestView.as_view(), name="model-metrics-latest"),
+    # Issue 7: /healthz, /readyz, /metrics (outside the API: probes and scrapers do not sign in).
+    path("", include("monitoring.urls")),
 ]
