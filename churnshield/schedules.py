@@ -22,4 +22,13 @@ SCHEDULES: dict[str, dict] = {
         "task": "churnshield.tasks.flush_expired_tokens",
         "crontab": {"minute": "15", "hour": "3"},
     },
+    # Issue 7: backups, retention (ages in settings.RETENTION_DAYS). All times UTC.
+    "backup-database-daily": {
+        "task": "monitoring.tasks.backup_database",
+        "crontab": {"minute": "30", "hour": "1"},
+    },
+    "retention-daily": {
+        "task": "monitoring.tasks.run_retention",
+        "crontab": {"minute": "30", "hour": "3"},
+    },
 }

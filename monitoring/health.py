@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 
 from django.conf import settings
+from django.db import connections
 from django.utils import timezone
 from health_check.base import HealthCheck
 from health_check.checks import Database
@@ -52,11 +53,21 @@ class BeatTick(HealthCheck):
             raise ServiceUnavailable(f"beat last ticked {age:.0f}s ago (limit {limit}s)")
 
 
-@dataclasses.dataclass
-class ChampionModel(HealthCheck):
-    """A champion model exists and its artifact loads (the rules baseline needs no artifact)."""
+class _ClosesConnections:
+    """Checks run in executor threads: close their DB connections, or they outlive the request."""
 
     def run(self) -> None:
+        try:
+            self.check()
+        finally:
+            connections.close_all()
+
+
+@dataclasses.dataclass
+class ChampionModel(_ClosesConnections, HealthCheck):
+    """A champion model exists and its artifact loads (the rules baseline needs no artifact)."""
+
+    def check(self) -> None:
         from predictions.selectors import champion
         from predictions.services.registry import loaded_model
 
@@ -70,10 +81,10 @@ class ChampionModel(HealthCheck):
 
 
 @dataclasses.dataclass
-class LastBatch(HealthCheck):
+class LastBatch(_ClosesConnections, HealthCheck):
     """The last batch scoring run completed recently enough (a missed daily batch = stale scores)."""
 
-    def run(self) -> None:
+    def check(self) -> None:
         from predictions.models import PredictionRun
 
         finished = (

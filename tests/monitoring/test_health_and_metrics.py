@@ -101,7 +101,9 @@ def test_metrics_report_requests_predictions_batches_model_and_alerts(make_custo
     assert metric_value(text, "churnshield_alerts_unread") == 3
     assert metric_value(text, "churnshield_metrics_source_up", 'source="predictions.metrics.collect"') == 1
     # django-prometheus: request counts and latency histograms by view.
-    assert re.search(r'^django_http_requests_latency_seconds_by_view_method_count\{method="GET",view="healthz"\} \d', text, re.M)
+    assert re.search(
+        r'^django_http_requests_latency_seconds_by_view_method_count\{method="GET",view="healthz"\} \d', text, re.M
+    )
     assert "django_http_responses_total_by_status_total" in text
 
 
@@ -109,7 +111,9 @@ def test_metrics_report_requests_predictions_batches_model_and_alerts(make_custo
 def test_a_broken_source_is_reported_not_fatal():
     with override_settings(MONITORING_METRIC_SOURCES=["tests.monitoring.factories.no_such_function"]):
         text = Client().get("/metrics").content.decode()
-    assert metric_value(text, "churnshield_metrics_source_up", 'source="tests.monitoring.factories.no_such_function"') == 0
+    assert (
+        metric_value(text, "churnshield_metrics_source_up", 'source="tests.monitoring.factories.no_such_function"') == 0
+    )
 
 
 def test_request_id_is_echoed_or_minted():
