@@ -6,6 +6,9 @@ class MonitoringConfig(AppConfig):
     verbose_name = "Monitoring and maintenance"
 
     def ready(self) -> None:
+        import logging
+
+        logging.captureWarnings(True)  # Python warnings become JSON log records, not raw stderr
         from monitoring import celery_context  # noqa: F401  (connects the request-id signals)
         from monitoring.metrics import install
 

@@ -24,7 +24,7 @@ _PATTERNS = [
     (
         re.compile(
             r"(?i)([\"']?\b[\w-]*(?:password|passwd|secret|token|api[_-]?key|authorization|signature|cookie)"
-            r"[\w-]*[\"']?\s*[:=]\s*[\"']?)([^\"'\s&,;}]+)"
+            r"[\w-]*[\"']?\s*[:=]\s*[\"']?)([^\"'\s&;}]+)"
         ),
         rf"\1{REDACTED}",
     ),

@@ -9,6 +9,10 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 AUTH_COOKIE_SECURE = False
 CELERY_TASK_ALWAYS_EAGER = True
 LOGGING = {"version": 1, "disable_existing_loggers": False, "root": {"level": "WARNING"}}
+if os.environ.get("CHURNSHIELD_TEST_JSON_LOGS"):  # processes started by live tests that read their logs
+    from monitoring.logs import build_logging
+
+    LOGGING = build_logging(level=os.environ.get("LOG_LEVEL", "INFO"))
 # The cache backs throttles only; tests clear it freely, so it never shares Redis with the broker.
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 

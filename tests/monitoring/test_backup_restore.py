@@ -74,9 +74,8 @@ class Postgres:
             ]
             result = {}
             for table in tables:
-                count, digest = conn.execute(
-                    f"SELECT count(*), coalesce(md5(string_agg(md5(t::text), '' ORDER BY md5(t::text))), '') FROM \"{table}\" t"
-                ).fetchone()
+                digest = "coalesce(md5(string_agg(md5(t::text), '' ORDER BY md5(t::text))), '')"
+                count, digest = conn.execute(f'SELECT count(*), {digest} FROM "{table}" t').fetchone()
                 result[table] = (count, digest)
             for (sequence,) in conn.execute(
                 "SELECT sequencename FROM pg_sequences WHERE schemaname='public'"
