@@ -95,6 +95,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         "max_size": env.int("DB_POOL_MAX_SIZE", default=10),
         "timeout": env.int("DB_POOL_TIMEOUT", default=10),
     }
+    # Issue 7 (X3): the pool tests a connection before handing it out, so a PostgreSQL restart or
+    # a terminated backend costs no failed request or task (one empty round trip per checkout).
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("DB_CONN_HEALTH_CHECKS", default=True)
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets the seeder, the web process and in-process tasks share one file.
     DATABASES["default"]["OPTIONS"] = {
