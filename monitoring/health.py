@@ -53,8 +53,18 @@ class BeatTick(HealthCheck):
             raise ServiceUnavailable(f"beat last ticked {age:.0f}s ago (limit {limit}s)")
 
 
+DB_CHECK_TIMEOUT = dt.timedelta(seconds=2)  # a down database must not hold the probe for the pool timeout
+
+
+@dataclasses.dataclass
+class FastDatabase(Database):
+    timeout = DB_CHECK_TIMEOUT
+
+
 class _ClosesConnections:
     """Checks run in executor threads: close their DB connections, or they outlive the request."""
+
+    timeout = DB_CHECK_TIMEOUT
 
     def run(self) -> None:
         try:
@@ -114,7 +124,7 @@ def readiness_checks() -> Iterator[tuple[str, HealthCheck | None]]:
     from churnshield.celery import app
 
     available = {
-        "database": lambda: Database(),
+        "database": lambda: FastDatabase(),
         "redis": (lambda: Redis(client_factory=_redis_factory)) if settings.REDIS_URL else None,
         "broker": (lambda: Broker()) if services else None,
         "worker": (lambda: Ping(app=app, timeout=dt.timedelta(seconds=1), limit=1)) if services else None,
