@@ -14,8 +14,6 @@ import pytest
 from tests.faults.harness import PG_BIN, PrivatePostgres, PrivateRedis, manage
 from tests.live.conftest import ROOT, VENV_BIN
 
-pytestmark = pytest.mark.live
-
 
 @pytest.fixture(scope="session")
 def private_pg() -> Iterator[PrivatePostgres]:

@@ -8,6 +8,8 @@ import time
 
 import pytest
 
+pytestmark = pytest.mark.live
+
 from tests.faults.conftest import celery_cmd, fault_env
 from tests.faults.harness import manage, wait_until
 

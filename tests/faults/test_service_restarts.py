@@ -9,6 +9,8 @@ import time
 
 import httpx
 import pytest
+
+pytestmark = pytest.mark.live
 from celery import Celery
 
 from tests.faults.conftest import celery_cmd, fault_env

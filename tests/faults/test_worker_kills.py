@@ -13,6 +13,8 @@ import time
 
 import psutil
 import pytest
+
+pytestmark = pytest.mark.live
 from celery import Celery
 
 from tests.faults.conftest import celery_cmd, fault_env
