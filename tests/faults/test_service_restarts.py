@@ -9,8 +9,6 @@ import time
 
 import httpx
 import pytest
-
-pytestmark = pytest.mark.live
 from celery import Celery
 
 from tests.faults.conftest import celery_cmd, fault_env
@@ -21,6 +19,8 @@ SEED_ROWS = """
 import datetime as dt
 from predictions.models import ModelVersion, PredictionRun
 from tests.monitoring.factories import make_batch_run, make_champion
+
+pytestmark = pytest.mark.live
 PredictionRun.objects.all().delete()
 ModelVersion.objects.all().delete()
 make_batch_run(make_champion("x-rules-1"), finished_ago=dt.timedelta(hours=1))

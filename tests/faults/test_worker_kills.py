@@ -13,12 +13,12 @@ import time
 
 import psutil
 import pytest
-
-pytestmark = pytest.mark.live
 from celery import Celery
 
 from tests.faults.conftest import celery_cmd, fault_env
 from tests.faults.harness import wait_until
+
+pytestmark = pytest.mark.live
 
 SEED = int(os.environ.get("FAULT_SEED", "20261125"))
 N_TASKS = 150
