@@ -11,12 +11,13 @@ import pytest
 from tests.faults.conftest import celery_cmd, fault_env
 from tests.faults.harness import manage, wait_until
 
+pytestmark = pytest.mark.live
+
 INTERVAL = 2
 TTL = 6
 SETUP = f"""
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
-pytestmark = pytest.mark.live
 PeriodicTask.objects.all().delete()
 every, _ = IntervalSchedule.objects.get_or_create(every={INTERVAL}, period=IntervalSchedule.SECONDS)
 PeriodicTask.objects.create(name="b1-tick", task="faults.tick", interval=every)

@@ -15,12 +15,13 @@ from tests.faults.conftest import celery_cmd, fault_env
 from tests.faults.harness import manage, wait_until
 from tests.live.conftest import VENV_BIN, free_port
 
+pytestmark = pytest.mark.live
+
 SEED_ROWS = """
 import datetime as dt
 from predictions.models import ModelVersion, PredictionRun
 from tests.monitoring.factories import make_batch_run, make_champion
 
-pytestmark = pytest.mark.live
 PredictionRun.objects.all().delete()
 ModelVersion.objects.all().delete()
 make_batch_run(make_champion("x-rules-1"), finished_ago=dt.timedelta(hours=1))
