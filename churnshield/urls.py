@@ -56,3 +56,5 @@ urlpatterns = [
     # Issue 7: /healthz, /readyz, /metrics (outside the API: probes and scrapers do not sign in).
     path("", include("monitoring.urls")),
 ]
+
+handler404 = "churnshield.api.errors.not_found"  # issue 7: JSON 404 under /api/ (schemathesis F1)

@@ -171,6 +171,11 @@ SPECTACULAR_SETTINGS = {
     # signed webhooks are anonymous).
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
     "SERVE_AUTHENTICATION": None,
+    # Issue 7 (F1): every operation documents the error responses it can send.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "churnshield.api.schema_hooks.add_error_responses",
+    ],
     "ENUM_NAME_OVERRIDES": {
         # low/medium/high is shared by risk levels, priorities and impacts.
         "LevelEnum": "customers.models.RiskLevel",

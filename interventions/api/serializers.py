@@ -12,9 +12,9 @@ class InterventionOutputSerializer(serializers.ModelSerializer):
     customerId = serializers.IntegerField(source="customer_id")
     assignedCsm = serializers.CharField(source="assigned_csm")
     nextAction = serializers.CharField(source="next_action")
-    dueDate = serializers.DateTimeField(source="due_date")
+    dueDate = serializers.DateTimeField(source="due_date", allow_null=True)
     createdAt = serializers.DateTimeField(source="created_at")
-    completedAt = serializers.DateTimeField(source="completed_at")
+    completedAt = serializers.DateTimeField(source="completed_at", allow_null=True)
 
     class Meta:
         model = Intervention
