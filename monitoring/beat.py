@@ -8,6 +8,7 @@ records its last tick, which /readyz and /metrics read.
     celery -A churnshield beat --scheduler monitoring.beat:LockedDatabaseScheduler
 """
 
+import datetime
 import logging
 import os
 import socket
@@ -60,6 +61,10 @@ class LockedDatabaseScheduler(DatabaseScheduler):
             acquired = False
         if acquired != self._leader:
             logger.info("beat %s %s the lock", self._token, "acquired" if acquired else "lost")
+            if acquired and not self._initial_read:
+                # Taking over: the previous holder sent tasks since we last read the schedule. Reload
+                # last_run_at from the database, or a daily task it already sent would look due again.
+                self._last_full_sync = datetime.datetime.min  # noqa: DTZ901 (django-celery-beat compares naive times)
         self._leader = acquired
         return acquired
 

@@ -323,5 +323,8 @@ CELERY_RESULT_EXPIRES = env.int("CELERY_RESULT_EXPIRES", default=86400)
 CELERY_TASK_ROUTES = env.json("CELERY_TASK_ROUTES", default={})
 CELERY_WORKER_CONCURRENCY = env.int("CELERY_WORKER_CONCURRENCY", default=None) or None
 CELERY_BEAT_SCHEDULER = "monitoring.beat:LockedDatabaseScheduler"
+# Write last_run_at to the database after every task beat sends (not every 3 min): a standby that
+# takes over reads it, so nothing the dead holder already sent is sent again.
+CELERY_BEAT_SYNC_EVERY = 1
 BEAT_LOCK_TTL_SECONDS = env.int("BEAT_LOCK_TTL_SECONDS", default=30)
 TASK_MAX_ATTEMPTS = env.int("TASK_MAX_ATTEMPTS", default=3)

@@ -157,13 +157,10 @@ def test_x1_whole_worker_sigkill_loses_nothing_with_late_acks(acks_late, ledger,
     if acks_late:
         # Redis returns a dead worker's unacked messages after the visibility timeout.
         wait_until(lambda: counts(ledger, events)["applied"] == N_TASKS, timeout=vt + 60, interval=0.2)
-        recovered = {
-            event_id: ts.timestamp()
-            for event_id, ts in ledger.execute(
-                "SELECT event_id, ts FROM fault_effect WHERE event_id = ANY(%s)", (list(killed),)
-            )
-        }
-        assert set(recovered) == set(killed)
+        delays = recovery_seconds(ledger, killed)
+        print(f"X1 unacked messages of killed workers completed {max(delays.values()):.1f}s after the kill at most")
+        # Bound from RELIABILITY.md: visibility timeout + restore cadence (1 s here) + 30 s.
+        assert set(delays) == set(killed) and max(delays.values()) < vt + 1 + 30
     else:
         settle(ledger, private_redis, timeout=vt + 60)
     result = counts(ledger, events)
