@@ -2,13 +2,15 @@
 
 Two beats would send every periodic task twice. Every beat process runs this scheduler, but only
 the one holding `churnshield:beat:lock` (SET NX with a TTL, renewed on every tick) sends tasks;
-the others idle and take over within `BEAT_LOCK_TTL_SECONDS` if the holder dies. The holder also
+the others idle and take over within `BEAT_LOCK_TTL_SECONDS` if the holder dies. A standby that
+takes over reads last_run_at from the database (DatabaseScheduler reloads when the holder's saves
+move the change marker; CELERY_BEAT_SYNC_EVERY=1 makes the holder save after every send), so it
+does not re-send what the holder already sent. The holder also
 records its last tick, which /readyz and /metrics read.
 
     celery -A churnshield beat --scheduler monitoring.beat:LockedDatabaseScheduler
 """
 
-import datetime
 import logging
 import os
 import socket
@@ -61,10 +63,6 @@ class LockedDatabaseScheduler(DatabaseScheduler):
             acquired = False
         if acquired != self._leader:
             logger.info("beat %s %s the lock", self._token, "acquired" if acquired else "lost")
-            if acquired and not self._initial_read:
-                # Taking over: the previous holder sent tasks since we last read the schedule. Reload
-                # last_run_at from the database, or a daily task it already sent would look due again.
-                self._last_full_sync = datetime.datetime.min  # noqa: DTZ901 (django-celery-beat compares naive times)
         self._leader = acquired
         return acquired
 
