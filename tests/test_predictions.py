@@ -227,3 +227,18 @@ def test_scoring_window_gives_exactly_the_full_history_features(book):
     windowed = build_features(load_tables(as_of=now), pd.Timestamp(now))
     pd.testing.assert_frame_equal(full.sort_index(), windowed.sort_index())
     assert full["never_active"].sum() < len(full)  # the book has history to get wrong
+
+
+@pytest.mark.django_db
+def test_a_rejected_ancient_intervention_date_leaves_predictions_working(csm, make_customer, api_for):
+    """Issue 7 (schemathesis F1): `completedAt` in year 528 used to be stored, then every
+    prediction for the customer failed with pandas' OutOfBoundsDatetime (a 500)."""
+    customer = make_customer(owner=csm)
+    api = api_for(csm)
+    rejected = api.post(
+        "/api/interventions",
+        {"customerId": customer.pk, "type": "Call", "completedAt": "0528-08-11T13:26:17Z"},
+        format="json",
+    )
+    assert rejected.status_code == 400
+    assert api.post("/api/v1/churn/predict", {"customerId": customer.pk}, format="json").status_code == 200
