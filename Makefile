@@ -12,7 +12,7 @@ PYTHON ?= $(shell for c in python3.13 python3.12 python3 \
 	"$$c" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else 1)' >/dev/null 2>&1 && { echo "$$c"; break; }; \
 	done)
 
-.PHONY: run test lint bench bench-batch bench-realtime bench-playbooks bench-ws bench-webhooks venv clean
+.PHONY: run test lint bench bench-batch bench-realtime bench-playbooks bench-ws bench-webhooks bench-monitoring venv clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@test -n "$(PYTHON)" || { echo "No Python >= 3.12 found (tried python3.13, python3.12, python3, pyenv)."; exit 1; }
@@ -64,3 +64,7 @@ bench-webhooks: venv
 
 clean:
 	rm -rf $(VENV) churnshield.sqlite3 .pytest-sqlite.sqlite3*
+
+# Issue 7: backup/restore time and probe latencies (see README, Monitoring and maintenance).
+bench-monitoring: venv
+	$(PY) bench/monitoring.py

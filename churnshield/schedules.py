@@ -27,6 +27,15 @@ SCHEDULES: dict[str, dict] = {
         "task": "playbooks.tasks.claim_due_executions",
         "interval_seconds": 15,
     },
+    # Issue 7: backups, retention (ages in settings.RETENTION_DAYS). All times UTC.
+    "backup-database-daily": {
+        "task": "monitoring.tasks.backup_database",
+        "crontab": {"minute": "30", "hour": "1"},
+    },
+    "retention-daily": {
+        "task": "monitoring.tasks.run_retention",
+        "crontab": {"minute": "30", "hour": "3"},
+    },
 }
 
 # --- Notifications (issue 5): due deliveries (group wait, quiet hours, throttle, daily digest) ---

@@ -63,4 +63,8 @@ urlpatterns = [
     path("api/", include(api)),
     # The contract puts the model card outside /api.
     path("model/metrics/latest", ModelMetricsLatestView.as_view(), name="model-metrics-latest"),
+    # Issue 7: /healthz, /readyz, /metrics (outside the API: probes and scrapers do not sign in).
+    path("", include("monitoring.urls")),
 ]
+
+handler404 = "churnshield.api.errors.not_found"  # issue 7: JSON 404 under /api/ (schemathesis F1)

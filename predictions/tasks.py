@@ -4,25 +4,30 @@ import datetime as dt
 
 from celery import shared_task
 
+from monitoring.reliability import GuardedTask
+from monitoring.services import analyze_after_batch
 from predictions import services
 from predictions.services import registry, scoring
 
 
-@shared_task(acks_late=True, time_limit=600, soft_time_limit=540)
+@shared_task(base=GuardedTask, time_limit=600, soft_time_limit=540)
 def take_portfolio_snapshot(day: str | None = None) -> int:
     """Write today's (or `day`'s, ISO date) portfolio snapshot. Re-running rewrites the same rows."""
     return services.portfolio_snapshot_take(day=dt.date.fromisoformat(day) if day else None)
 
 
-@shared_task(acks_late=True, time_limit=600, soft_time_limit=540)
+@shared_task(base=GuardedTask, time_limit=600, soft_time_limit=540)
 def refresh_churn_causes() -> int:
     return services.churn_causes_refresh()
 
 
-@shared_task(acks_late=True, time_limit=3600, soft_time_limit=3300)
+@shared_task(base=GuardedTask, time_limit=3600, soft_time_limit=3300)
 def score_all_customers() -> int:
     """The daily batch. Idempotent: the run of a day is keyed `batch:<date>` and runs once."""
-    return scoring.score_customers().pk
+    run = scoring.score_customers()
+    # A large batch moves the planner's statistics: refresh them now (issue 7, maintenance).
+    analyze_after_batch(rows=run.customers_scored, tables=["churn_predictions", "customers", "alerts"])
+    return run.pk
 
 
 @shared_task(acks_late=True, time_limit=120, soft_time_limit=100)

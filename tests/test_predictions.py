@@ -252,3 +252,18 @@ def test_health_weights_saved_in_the_database_drive_the_next_scoring(book, clien
     # A form of zeros breaks the "some weight positive" rule: the form says so, nothing is saved.
     response = client.post(url, dict.fromkeys(form, 0))
     assert response.status_code == 200 and HealthWeights.objects.get().engagement == 1
+
+
+@pytest.mark.django_db
+def test_a_rejected_ancient_intervention_date_leaves_predictions_working(csm, make_customer, api_for):
+    """Issue 7 (schemathesis F1): `completedAt` in year 528 used to be stored, then every
+    prediction for the customer failed with pandas' OutOfBoundsDatetime (a 500)."""
+    customer = make_customer(owner=csm)
+    api = api_for(csm)
+    rejected = api.post(
+        "/api/interventions",
+        {"customerId": customer.pk, "type": "Call", "completedAt": "0528-08-11T13:26:17Z"},
+        format="json",
+    )
+    assert rejected.status_code == 400
+    assert api.post("/api/v1/churn/predict", {"customerId": customer.pk}, format="json").status_code == 200

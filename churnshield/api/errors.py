@@ -9,7 +9,7 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
-from django.http import Http404
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
@@ -96,3 +96,13 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
 
     set_rollback()
     return Response(body, status=exc.status_code, headers=headers)
+
+
+def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """Django's 404 handler: an URL under /api/ that no route matches (e.g. `/api/alerts/-1/read`)
+    answers in the API's JSON error shape; other paths keep Django's page (issue 7, F1)."""
+    if request.path.startswith("/api/"):
+        return JsonResponse({"message": "Not found.", "code": "not_found", "errors": {}}, status=404)
+    from django.views.defaults import page_not_found
+
+    return page_not_found(request, exception)

@@ -41,9 +41,13 @@ INSTALLED_APPS = [
     "predictions",
     "integrations",
     "alerts",
+    "django_prometheus",  # issue 7: request metrics
+    "monitoring",  # issue 7: health, metrics, logs, backups, retention
 ]
 
 MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",  # issue 7: first, to time everything
+    "monitoring.middleware.RequestIdMiddleware",  # issue 7: X-Request-ID in/out, JSON access log
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "corsheaders.middleware.CorsMiddleware",
@@ -56,6 +60,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last, as django-axes asks: it turns a lock-out into a response.
     "axes.middleware.AxesMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",  # issue 7: last
 ]
 
 ROOT_URLCONF = "churnshield.urls"
@@ -91,6 +96,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         "max_size": env.int("DB_POOL_MAX_SIZE", default=10),
         "timeout": env.int("DB_POOL_TIMEOUT", default=10),
     }
+    # Issue 7 (X3): the pool tests a connection before handing it out, so a PostgreSQL restart or
+    # a terminated backend costs no failed request or task (one empty round trip per checkout).
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("DB_CONN_HEALTH_CHECKS", default=True)
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets the seeder, the web process and in-process tasks share one file.
     DATABASES["default"]["OPTIONS"] = {
@@ -164,6 +172,11 @@ SPECTACULAR_SETTINGS = {
     # signed webhooks are anonymous).
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
     "SERVE_AUTHENTICATION": None,
+    # Issue 7 (F1): every operation documents the error responses it can send.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "churnshield.api.schema_hooks.add_error_responses",
+    ],
     "ENUM_NAME_OVERRIDES": {
         # low/medium/high is shared by risk levels, priorities and impacts.
         "LevelEnum": "customers.models.RiskLevel",
@@ -244,13 +257,6 @@ else:
 RISK_HIGH_THRESHOLD = env.float("RISK_HIGH_THRESHOLD", default=0.8)
 RISK_MEDIUM_THRESHOLD = env.float("RISK_MEDIUM_THRESHOLD", default=0.5)
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"axes": {"level": "WARNING"}},
-}
 INTERVENTION_COST = env.float("INTERVENTION_COST", default=150.0)  # $ of CSM time per intervention
 
 # --- Notifications (issue 5: email, Slack, Teams) ---------------------------------------------
@@ -314,3 +320,89 @@ WEBHOOK_DRAIN_BATCH = env.int("WEBHOOK_DRAIN_BATCH", default=500)
 WEBHOOK_DRAIN_MAX_BATCHES = env.int("WEBHOOK_DRAIN_MAX_BATCHES", default=50)
 WEBHOOK_SWEEP_GRACE_SECONDS = env.int("WEBHOOK_SWEEP_GRACE_SECONDS", default=30)
 WEBHOOK_RETENTION_DAYS = env.int("WEBHOOK_RETENTION_DAYS", default=30)  # never below 7 (dedupe window)
+
+# --- Monitoring and maintenance (issue 7) -----------------------------------------------------
+# Structured JSON logs (LOG_FORMAT=text for a human-readable console) with request ids, no secrets.
+LOGGING = __import__("monitoring.logs", fromlist=["build_logging"]).build_logging(
+    level=env.str("LOG_LEVEL", default="INFO"), json=env.str("LOG_FORMAT", default="json") == "json"
+)
+# Error tracking: on when SENTRY_DSN is set.
+SENTRY_DSN = env.str("SENTRY_DSN", default="")
+if SENTRY_DSN:
+    from monitoring.sentry import init_sentry
+
+    init_sentry(
+        dsn=SENTRY_DSN,
+        environment=env.str("SENTRY_ENVIRONMENT", default="production"),
+        traces_sample_rate=env.float("SENTRY_TRACES_SAMPLE_RATE", default=0.0),
+    )
+
+# /metrics: a bearer token and/or source networks (CIDR). Production defaults to no networks.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+METRICS_ALLOWED_NETWORKS = env.list("METRICS_ALLOWED_NETWORKS", default=["127.0.0.0/8", "::1/128"])
+# Metric sources: `collect()` functions of each app (see monitoring/metrics.py). Append yours.
+MONITORING_METRIC_SOURCES = [
+    "monitoring.sources.celery_metrics",
+    "monitoring.sources.backup_metrics",
+    "predictions.metrics.collect",
+    "alerts.metrics.collect",
+]
+MONITORING_METRICS_CACHE_SECONDS = env.int("MONITORING_METRICS_CACHE_SECONDS", default=15)
+PROMETHEUS_EXPORT_MIGRATIONS = False  # django-prometheus would query the migration table at startup
+
+# /readyz: which checks, and how stale beat and the daily batch may be.
+READYZ_CHECKS = env.list(
+    "READYZ_CHECKS", default=["database", "redis", "broker", "worker", "beat", "champion_model", "last_batch"]
+)
+READYZ_BEAT_MAX_AGE_SECONDS = env.int("READYZ_BEAT_MAX_AGE_SECONDS", default=120)
+READYZ_BATCH_MAX_AGE_HOURS = env.float("READYZ_BATCH_MAX_AGE_HOURS", default=26)
+
+# Backups (manage.py backup_db / restore_db, and daily by beat).
+BACKUP_DIR = env.str("BACKUP_DIR", default=str(BASE_DIR / "backups"))
+BACKUP_KEEP = env.int("BACKUP_KEEP", default=7)
+
+# Retention: job name -> function(cutoff) and its age in days. Issue 4 adds "webhook_events".
+RETENTION_JOBS = {
+    "read_alerts": "monitoring.services.purge_read_alerts",
+    "session_actions": "monitoring.services.compact_session_actions",
+    "retired_model_artifacts": "monitoring.services.drop_retired_model_artifacts",
+    "task_attempts": "monitoring.services.purge_finished_task_attempts",
+}
+RETENTION_DAYS = {
+    "read_alerts": env.int("RETENTION_READ_ALERTS_DAYS", default=90),
+    "session_actions": env.int("RETENTION_SESSION_ACTIONS_DAYS", default=400),
+    "retired_model_artifacts": env.int("RETENTION_MODEL_ARTIFACTS_DAYS", default=30),
+    "task_attempts": env.int("RETENTION_TASK_ATTEMPTS_DAYS", default=14),
+}
+ANALYZE_AFTER_ROWS = env.int("ANALYZE_AFTER_ROWS", default=10000)
+
+# Celery reliability: late acks (set above), one message at a time per process, time limits under
+# the broker's visibility timeout (else Redis redelivers a still-running task), a single beat
+# behind a lock, UTC. `reject_on_worker_lost` only on GuardedTask (idempotent, poison-guarded).
+CELERY_VISIBILITY_TIMEOUT = env.int("CELERY_VISIBILITY_TIMEOUT", default=4500)
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": CELERY_VISIBILITY_TIMEOUT,
+    # kombu >= 5.6: scan for unacked messages of dead workers every 10 s (default ~100 s).
+    "unacked_restore_interval": env.int("CELERY_UNACKED_RESTORE_INTERVAL", default=10),
+    "unacked_restore_throttle": 1,
+}
+CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT}
+CELERY_TASK_REJECT_ON_WORKER_LOST = False
+CELERY_TASK_ACKS_ON_FAILURE_OR_TIMEOUT = True
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
+CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT = env.float("CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT", default=10.0)
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False  # keep our JSON logging in workers
+CELERY_ENABLE_UTC = True
+CELERY_TASK_SEND_SENT_EVENT = False
+CELERY_RESULT_EXPIRES = env.int("CELERY_RESULT_EXPIRES", default=86400)
+# Scaling is configuration: route tasks to queues and size workers per host without code changes,
+# e.g. CELERY_TASK_ROUTES='{"predictions.tasks.*": {"queue": "scoring"}}'.
+CELERY_TASK_ROUTES = env.json("CELERY_TASK_ROUTES", default={})
+CELERY_WORKER_CONCURRENCY = env.int("CELERY_WORKER_CONCURRENCY", default=None) or None
+CELERY_BEAT_SCHEDULER = "monitoring.beat:LockedDatabaseScheduler"
+# Write last_run_at to the database after every task beat sends (not every 3 min): a standby that
+# takes over reads it, so nothing the dead holder already sent is sent again.
+CELERY_BEAT_SYNC_EVERY = 1
+BEAT_LOCK_TTL_SECONDS = env.int("BEAT_LOCK_TTL_SECONDS", default=30)
+TASK_MAX_ATTEMPTS = env.int("TASK_MAX_ATTEMPTS", default=3)

@@ -28,3 +28,9 @@ SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 # Webhook URLs must never reach loopback in production (SSRF guard; see alerts/notifications/webhooks.py).
 NOTIFICATIONS_WEBHOOK_ALLOW_LOOPBACK = False
+
+
+# Issue 7: /metrics needs METRICS_TOKEN or a listed network (none by default: closed unless configured);
+# probes and scrapers may speak plain HTTP inside the cluster, so they are not redirected to HTTPS.
+METRICS_ALLOWED_NETWORKS = env.list("METRICS_ALLOWED_NETWORKS", default=[])
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]

@@ -10,6 +10,10 @@ AUTH_COOKIE_SECURE = False
 # In-process tasks, unless a live test starts a server that must hand work to a real worker.
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=True)  # noqa: F405
 LOGGING = {"version": 1, "disable_existing_loggers": False, "root": {"level": "WARNING"}}
+if os.environ.get("CHURNSHIELD_TEST_JSON_LOGS"):  # processes started by live tests that read their logs
+    from monitoring.logs import build_logging
+
+    LOGGING = build_logging(level=os.environ.get("LOG_LEVEL", "INFO"))
 # The cache backs throttles only; tests clear it freely, so it never shares Redis with the broker.
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 

@@ -73,3 +73,15 @@ class CsvImportOutputSerializer(serializers.Serializer):
     created = serializers.IntegerField()
     updated = serializers.IntegerField()
     errors = CsvImportErrorSerializer(many=True)
+
+
+class CsvImportRejectedSerializer(serializers.Serializer):
+    """A 400: invalid rows (the import's own shape, `errors` a list of rows) or an invalid request
+    (the API's error shape, `errors` keyed by field)."""
+
+    message = serializers.CharField()
+    code = serializers.CharField()
+    errors = serializers.JSONField()
+    success = serializers.BooleanField(required=False)
+    created = serializers.IntegerField(required=False)
+    updated = serializers.IntegerField(required=False)

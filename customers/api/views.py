@@ -18,6 +18,7 @@ from customers import selectors, services
 from customers.api.serializers import (
     CsvImportInputSerializer,
     CsvImportOutputSerializer,
+    CsvImportRejectedSerializer,
     CustomerDetailSerializer,
     CustomerOutputSerializer,
     SessionOutputSerializer,
@@ -98,7 +99,7 @@ def _parse_cursor(raw: str | None) -> tuple[datetime, str, int] | None:
 
 class CustomerCsvImportView(APIView):
     @extend_schema(
-        request=CsvImportInputSerializer, responses={200: CsvImportOutputSerializer, 400: CsvImportOutputSerializer}
+        request=CsvImportInputSerializer, responses={200: CsvImportOutputSerializer, 400: CsvImportRejectedSerializer}
     )
     def post(self, request: Request) -> Response:
         data = CsvImportInputSerializer(data=request.data)

@@ -1,20 +1,34 @@
 """Intervention shapes: camelCase fields named explicitly (no mass assignment)."""
 
+import datetime as dt
+
 from rest_framework import serializers
 
 from interventions.models import Intervention
 from interventions.services import BULK_ACTIONS
 
 MAX_ID = 2**31 - 1
+# Dates the scoring pipeline can hold (pandas nanosecond timestamps end in 1677 and 2262): a
+# fuzzed `completedAt` in year 528 used to make every later prediction for the customer a 500.
+EARLIEST = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+LATEST = dt.datetime(2200, 1, 1, tzinfo=dt.UTC)
+
+
+class BoundedDateTimeField(serializers.DateTimeField):
+    def to_internal_value(self, value):
+        result = super().to_internal_value(value)
+        if not EARLIEST <= result < LATEST:
+            raise serializers.ValidationError("Must be between 1970 and 2200.")
+        return result
 
 
 class InterventionOutputSerializer(serializers.ModelSerializer):
     customerId = serializers.IntegerField(source="customer_id")
     assignedCsm = serializers.CharField(source="assigned_csm")
     nextAction = serializers.CharField(source="next_action")
-    dueDate = serializers.DateTimeField(source="due_date")
+    dueDate = serializers.DateTimeField(source="due_date", allow_null=True)
     createdAt = serializers.DateTimeField(source="created_at")
-    completedAt = serializers.DateTimeField(source="completed_at")
+    completedAt = serializers.DateTimeField(source="completed_at", allow_null=True)
 
     class Meta:
         model = Intervention
@@ -44,8 +58,8 @@ class _InterventionFields(serializers.Serializer):
     description = serializers.CharField(max_length=10_000, allow_blank=True)
     nextAction = serializers.CharField(max_length=1_000, allow_blank=True)
     notes = serializers.CharField(max_length=10_000, allow_blank=True)
-    dueDate = serializers.DateTimeField(allow_null=True)
-    completedAt = serializers.DateTimeField(allow_null=True)
+    dueDate = BoundedDateTimeField(allow_null=True)
+    completedAt = BoundedDateTimeField(allow_null=True)
     outcome = serializers.ChoiceField(choices=Intervention.Outcome.choices, allow_null=True)
 
 

@@ -1,0 +1,47 @@
+"""OpenAPI post-processing: document the error responses every operation can give.
+
+Every API operation answers errors in one shape (`{message, code, errors}`, rendered by
+`churnshield.api.errors`): 400 for bad input, 401 without valid credentials, 403 for a role
+that may not do it, 404 for what is outside the caller's portfolio. Views document their
+success bodies; this hook adds those four to any operation that does not document them itself,
+so clients (and schemathesis' status-code conformance check) see every status the API sends.
+"""
+
+from typing import Any
+
+ERROR_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "message": {"type": "string"},
+        "code": {"type": "string"},
+        "errors": {"type": "object", "additionalProperties": True},
+    },
+    "required": ["message", "code", "errors"],
+}
+ERRORS = {
+    "400": "Invalid input; `errors` names the fields.",
+    "401": "Missing, invalid or expired credentials.",
+    "403": "The caller's role may not do this.",
+    "404": "Not found, or outside the caller's portfolio.",
+}
+PUBLIC = {("/api/auth/login", "post"), ("/api/auth/refresh", "post"), ("/api/auth/logout", "post")}
+THROTTLED = {("/api/auth/login", "post")}  # the login throttle (LOGIN_THROTTLE_RATE) and axes lockout
+
+
+def add_error_responses(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
+    result.setdefault("components", {}).setdefault("schemas", {}).setdefault("Error", ERROR_SCHEMA)
+    reference = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    for path, operations in result.get("paths", {}).items():
+        for method, operation in operations.items():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            for status, description in ERRORS.items():
+                if status == "403" and (path, method) in PUBLIC:
+                    continue
+                operation["responses"].setdefault(status, {"description": description, "content": reference})
+            if (path, method) in THROTTLED:
+                operation["responses"].setdefault(
+                    "429",
+                    {"description": "Too many attempts; retry after `Retry-After` seconds.", "content": reference},
+                )
+    return result

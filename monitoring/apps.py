@@ -1,0 +1,15 @@
+from django.apps import AppConfig
+
+
+class MonitoringConfig(AppConfig):
+    name = "monitoring"
+    verbose_name = "Monitoring and maintenance"
+
+    def ready(self) -> None:
+        import logging
+
+        logging.captureWarnings(True)  # Python warnings become JSON log records, not raw stderr
+        from monitoring import celery_context  # noqa: F401  (connects the request-id signals)
+        from monitoring.metrics import install
+
+        install()

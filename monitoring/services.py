@@ -1,0 +1,284 @@
+"""Writes for monitoring and maintenance: task attempts, retention, ANALYZE, backups and restores."""
+
+import datetime as dt
+import logging
+import os
+import re
+import shutil
+import sqlite3
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+from django.conf import settings
+from django.db import connection, connections, transaction
+from django.utils import timezone
+from django.utils.module_loading import import_string
+
+from monitoring.models import TaskAttempt
+from monitoring.selectors import backup_dir, backups
+
+logger = logging.getLogger("churnshield.maintenance")
+
+
+# --- Task attempts (GuardedTask's poison-loop guard) ----------------------------------------------
+
+
+def task_attempt_start(*, task_id: str, task_name: str) -> int:
+    """Count one more start of this task message, committed at once; returns the attempt number."""
+    now = timezone.now()
+    with transaction.atomic():
+        row, created = TaskAttempt.objects.select_for_update().get_or_create(
+            task_id=task_id,
+            defaults={"task_name": task_name, "attempts": 1, "first_started_at": now, "last_started_at": now},
+        )
+        if not created:
+            row.attempts += 1
+            row.last_started_at, row.status = now, TaskAttempt.Status.RUNNING
+            row.save(update_fields=["attempts", "last_started_at", "status"])
+    return row.attempts
+
+
+def task_attempt_finish(*, task_id: str, status: str, error: str = "") -> None:
+    TaskAttempt.objects.filter(task_id=task_id).update(status=status, error=error, finished_at=timezone.now())
+
+
+# --- Retention ------------------------------------------------------------------------------------
+# A retention job is `fn(cutoff: datetime) -> int` (rows removed or compacted). Jobs are listed in
+# settings.RETENTION_JOBS as {name: dotted path}; their ages in settings.RETENTION_DAYS[name].
+
+BATCH = 5000
+
+
+def _delete_in_batches(queryset) -> int:
+    """Delete in primary-key batches: short transactions, no table-wide lock, bounded memory."""
+    total = 0
+    while True:
+        ids = list(queryset.values_list("pk", flat=True)[:BATCH])
+        if not ids:
+            return total
+        with transaction.atomic():
+            deleted, _ = queryset.model.objects.filter(pk__in=ids).delete()
+        total += len(ids) if deleted else 0
+
+
+def purge_read_alerts(cutoff: dt.datetime) -> int:
+    """Read alerts older than the cutoff are gone; unread ones stay whatever their age."""
+    from alerts.models import Alert
+
+    return _delete_in_batches(Alert.objects.filter(read=True, created_at__lt=cutoff).order_by())
+
+
+def _action_name(action: object) -> object:
+    if isinstance(action, dict):
+        for key in ("type", "name", "action", "event"):
+            if isinstance(action.get(key), str):
+                return action[key]
+        return "action"
+    return action
+
+
+def compact_session_actions(cutoff: dt.datetime) -> int:
+    """Old sessions keep only the names of their actions, not the raw payloads.
+
+    The list keeps its length, so the features built from it (action counts) do not change.
+    """
+    from customers.models import UserSession
+
+    old = UserSession.objects.filter(started_at__lt=cutoff).order_by()
+    if connection.vendor == "postgresql":
+        # Only rows that still hold an object somewhere in the list (the daily run skips the rest).
+        old = old.extra(where=["jsonb_path_exists(actions, '$[*] ? (@.type() == \"object\")')"])
+    changed = 0
+    batch: list = []
+    for session in old.only("pk", "actions").iterator(chunk_size=BATCH):
+        compacted = [_action_name(action) for action in session.actions or []]
+        if compacted != session.actions:
+            session.actions = compacted
+            batch.append(session)
+        if len(batch) >= BATCH:
+            changed += _save_actions(batch)
+            batch = []
+    return changed + _save_actions(batch)
+
+
+def _save_actions(sessions: list) -> int:
+    from customers.models import UserSession
+
+    if sessions:
+        with transaction.atomic():
+            UserSession.objects.bulk_update(sessions, ["actions"], batch_size=1000)
+    return len(sessions)
+
+
+def drop_retired_model_artifacts(cutoff: dt.datetime) -> int:
+    """Retired models keep their card (metrics, importance) but lose the serialized booster."""
+    from predictions.models import ModelVersion
+
+    return ModelVersion.objects.filter(
+        status=ModelVersion.Status.RETIRED, trained_at__lt=cutoff, artifact__isnull=False
+    ).update(artifact=None)
+
+
+def purge_finished_task_attempts(cutoff: dt.datetime) -> int:
+    return _delete_in_batches(
+        TaskAttempt.objects.filter(finished_at__lt=cutoff).exclude(status=TaskAttempt.Status.DEAD).order_by()
+    )
+
+
+def retention_run(*, now: dt.datetime | None = None, only: list[str] | None = None) -> dict[str, int]:
+    """Run every configured retention job once; returns rows affected per job."""
+    now = now or timezone.now()
+    results: dict[str, int] = {}
+    for name, path in settings.RETENTION_JOBS.items():
+        if only and name not in only:
+            continue
+        days = settings.RETENTION_DAYS.get(name)
+        if days is None:
+            logger.warning("retention job %s has no age in RETENTION_DAYS; skipped", name)
+            continue
+        job: Callable[[dt.datetime], int] = import_string(path)
+        results[name] = job(now - dt.timedelta(days=days))
+        logger.info("retention %s: %s rows older than %s days", name, results[name], days, extra={"job": name})
+    return results
+
+
+# --- ANALYZE --------------------------------------------------------------------------------------
+
+
+def analyze_tables(tables: list[str]) -> None:
+    """Refresh planner statistics now rather than whenever autovacuum gets to it."""
+    with connection.cursor() as cursor:
+        if connection.vendor in ("postgresql", "sqlite"):
+            for table in tables:
+                cursor.execute(f"ANALYZE {connection.ops.quote_name(table)}")
+
+
+def analyze_after_batch(*, rows: int, tables: list[str]) -> bool:
+    """ANALYZE after a write large enough to move the statistics (settings.ANALYZE_AFTER_ROWS)."""
+    if rows < settings.ANALYZE_AFTER_ROWS:
+        return False
+    analyze_tables(tables)
+    logger.info("analyzed %s after a batch of %s rows", ",".join(tables), rows)
+    return True
+
+
+# --- Backups --------------------------------------------------------------------------------------
+
+
+def _pg_tool(name: str) -> str:
+    """The pg_dump/pg_restore matching the server's major version (an older client refuses newer servers)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW server_version_num")
+        major = int(cursor.fetchone()[0]) // 10000
+    candidates = [f"/usr/lib/postgresql/{major}/bin/{name}", shutil.which(name)]
+    for candidate in candidates:
+        if candidate and os.path.exists(candidate):
+            version = [candidate, "--version"]
+            out = subprocess.run(version, capture_output=True, text=True, check=True).stdout  # noqa: S603
+            found = re.search(r"(\d+)(?:\.\d+)?", out)
+            if found and int(found.group(1)) >= major:
+                return candidate
+    raise RuntimeError(f"no {name} of version >= {major} found (install postgresql-client-{major})")
+
+
+def _pg_env() -> dict[str, str]:
+    """libpq environment for the default database: the password never appears on a command line."""
+    db = settings.DATABASES["default"]
+    env = dict(os.environ)
+    env.update(
+        {
+            "PGHOST": str(db.get("HOST") or "127.0.0.1"),
+            "PGPORT": str(db.get("PORT") or 5432),
+            "PGUSER": str(db.get("USER") or ""),
+            "PGDATABASE": str(db["NAME"]),
+        }
+    )
+    if db.get("PASSWORD"):
+        env["PGPASSWORD"] = str(db["PASSWORD"])
+    return env
+
+
+def backup_create(*, directory: Path | None = None, keep: int | None = None) -> Path:
+    """Back up the default database into `directory` (atomic rename), then keep the newest `keep`."""
+    directory = Path(directory or backup_dir())
+    directory.mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.now(tz=dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    if connection.vendor == "postgresql":
+        target = directory / f"churnshield-{stamp}.dump"
+        partial = target.with_suffix(".partial")
+        subprocess.run(  # noqa: S603 (fixed argument list, no shell)
+            [_pg_tool("pg_dump"), "--format=custom", "--no-owner", "--no-privileges", f"--file={partial}"],
+            env=_pg_env(),
+            check=True,
+            capture_output=True,
+        )
+    elif connection.vendor == "sqlite":
+        target = directory / f"churnshield-{stamp}.sqlite3"
+        partial = target.with_suffix(".partial")
+        source = sqlite3.connect(settings.DATABASES["default"]["NAME"])
+        dest = sqlite3.connect(partial)
+        try:
+            source.backup(dest)  # a consistent copy even while other connections write
+        finally:
+            dest.close()
+            source.close()
+    else:
+        raise RuntimeError(f"backups are not supported on {connection.vendor}")
+    partial.rename(target)
+    backup_rotate(directory=directory, keep=keep if keep is not None else settings.BACKUP_KEEP)
+    logger.info("backup written to %s (%s bytes)", target, target.stat().st_size)
+    return target
+
+
+def backup_rotate(*, directory: Path, keep: int) -> list[Path]:
+    """Delete all but the newest `keep` backups (and stale partial files); returns what was removed."""
+    removed = []
+    for old in [p for p in backups() if p.parent == directory][max(keep, 1) :]:
+        old.unlink()
+        removed.append(old)
+    for partial in directory.glob("churnshield-*.partial"):
+        if dt.datetime.now(tz=dt.UTC).timestamp() - partial.stat().st_mtime > 86400:
+            partial.unlink()
+    return removed
+
+
+def backup_restore(*, path: Path) -> None:
+    """Replace the default database's contents with the backup at `path`."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(path)
+    vendor = connection.vendor
+    connections.close_all()
+    if vendor == "postgresql":
+        if path.suffix != ".dump":
+            raise ValueError("a PostgreSQL restore needs a .dump (pg_dump custom format) file")
+        subprocess.run(  # noqa: S603 (fixed argument list, no shell)
+            [
+                _pg_tool("pg_restore"),
+                "--clean",
+                "--if-exists",
+                "--no-owner",
+                "--no-privileges",
+                "--single-transaction",
+                "--exit-on-error",
+                f"--dbname={settings.DATABASES['default']['NAME']}",
+                str(path),
+            ],
+            env=_pg_env(),
+            check=True,
+            capture_output=True,
+        )
+    elif vendor == "sqlite":
+        if path.suffix != ".sqlite3":
+            raise ValueError("a SQLite restore needs a .sqlite3 backup file")
+        source = sqlite3.connect(path)
+        dest = sqlite3.connect(settings.DATABASES["default"]["NAME"])
+        try:
+            source.backup(dest)
+        finally:
+            dest.close()
+            source.close()
+    else:
+        raise RuntimeError(f"restores are not supported on {vendor}")
+    logger.info("database restored from %s", path)

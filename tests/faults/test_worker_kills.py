@@ -1,0 +1,172 @@
+"""C1 (SIGKILL of a worker's child) and X1 (SIGKILL of a whole worker group) from RELIABILITY.md,
+on a private Redis broker and a private PostgreSQL, with real prefork workers killed by PID.
+
+Scaled for a shared 2-core machine: 150 tasks of 30–150 ms on 2 workers, 3 kills each run. Each
+guarded run asserts 0 lost and 0 double-applied; each control run must show the loss the
+setting prevents (that is what proves the test can fail).
+"""
+
+import os
+import random
+import signal
+import time
+
+import psutil
+import pytest
+from celery import Celery
+
+from tests.faults.conftest import celery_cmd, fault_env
+from tests.faults.harness import wait_until
+
+pytestmark = pytest.mark.live
+
+SEED = int(os.environ.get("FAULT_SEED", "20261125"))
+N_TASKS = 150
+KILLS = 3
+
+
+def start_worker(spawn, env, name):
+    return spawn(
+        celery_cmd(
+            "tests.faults.fault_app", "worker", "--pool", "prefork", "--concurrency", "1", "-n", f"{name}@%h",
+            "--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel", "INFO",
+        ),
+        env,
+        f"faults-{name}",
+    )  # fmt: skip
+
+
+def send_all(redis, prefix: str, rng: random.Random) -> list[str]:
+    producer = Celery("producer", broker=redis.url)
+    events = [f"{prefix}-{i}" for i in range(N_TASKS)]
+    for event_id in events:
+        producer.send_task("faults.effect", args=[event_id, rng.randint(30, 150)])
+    return events
+
+
+def in_flight(ledger, pid: int) -> list[str]:
+    """Event ids this process has started and not yet applied: it is inside a task right now."""
+    rows = ledger.execute(
+        "SELECT s.event_id FROM fault_started s WHERE s.pid = %s"
+        " AND NOT EXISTS (SELECT 1 FROM fault_effect e WHERE e.event_id = s.event_id)",
+        (pid,),
+    )
+    return [row[0] for row in rows]
+
+
+def pool_child(worker, dead: set[int]) -> psutil.Process:
+    """The worker's live pool process (not one we already killed and billiard has not reaped yet)."""
+
+    def live():
+        for child in psutil.Process(worker.pid).children():
+            if child.pid not in dead and child.status() != psutil.STATUS_ZOMBIE:
+                return child
+        return None
+
+    return wait_until(live, timeout=30)
+
+
+def counts(ledger, events: list[str]) -> dict:
+    applied = {row[0] for row in ledger.execute("SELECT event_id FROM fault_effect")}
+    doubles = ledger.execute("SELECT event_id FROM fault_effect_log GROUP BY event_id HAVING count(*) > 1")
+    return {"lost": sorted(set(events) - applied), "double": [row[0] for row in doubles], "applied": len(applied)}
+
+
+def recovery_seconds(ledger, killed: dict[str, float]) -> dict[str, float]:
+    rows = ledger.execute("SELECT event_id, ts FROM fault_effect WHERE event_id = ANY(%s)", (list(killed),))
+    return {event_id: ts.timestamp() - killed[event_id] for event_id, ts in rows}
+
+
+def drained(redis) -> bool:
+    client = redis.client()
+    return client.llen("celery") == 0 and client.hlen("unacked") == 0
+
+
+def settle(ledger, redis, timeout: float) -> None:
+    """Wait until the broker is empty and no effect has been added for 2 s (control runs)."""
+    last = [-1, time.monotonic()]
+
+    def quiet() -> bool:
+        applied = ledger.execute("SELECT count(*) FROM fault_effect")[0][0]
+        if applied != last[0]:
+            last[:] = [applied, time.monotonic()]
+        return drained(redis) and time.monotonic() - last[1] > 2
+
+    wait_until(quiet, timeout=timeout, interval=0.2)
+
+
+@pytest.mark.parametrize("guarded", [True, False], ids=["reject-on-worker-lost+guard", "control"])
+def test_c1_child_sigkill_loses_nothing_and_applies_once(guarded, ledger, private_redis, spawn):
+    rng = random.Random(SEED)
+    env = fault_env(ledger, private_redis, FAULT_GUARDED="1" if guarded else "0")
+    workers = [start_worker(spawn, env, f"c1-{guarded}-{i}") for i in range(2)]
+    events = send_all(private_redis, f"c1-{guarded}", rng)
+
+    killed: dict[str, float] = {}
+    dead: set[int] = set()
+    for _ in range(KILLS):
+        time.sleep(rng.uniform(0.3, 1.2))
+        child = pool_child(rng.choice(workers), dead)
+        dead.add(child.pid)
+        victims = wait_until(lambda child=child: in_flight(ledger, child.pid), timeout=20, interval=0.005)
+        os.kill(child.pid, signal.SIGKILL)
+        killed.update(dict.fromkeys(victims, time.time()))
+
+    if guarded:
+        wait_until(lambda: counts(ledger, events)["applied"] == N_TASKS, timeout=90, interval=0.2)
+    else:
+        settle(ledger, private_redis, timeout=90)
+    result = counts(ledger, events)
+    print(f"C1 seed={SEED} guarded={guarded} kills={KILLS} killed={sorted(killed)} lost={result['lost']}")
+    assert result["double"] == []
+    if guarded:
+        assert result["lost"] == []
+        starts = dict(ledger.execute("SELECT event_id, count(*) FROM fault_started GROUP BY event_id"))
+        for event_id in killed:
+            assert starts[event_id] >= 2, f"{event_id} was killed but never redelivered"
+        delays = recovery_seconds(ledger, killed)
+        print(f"C1 killed task completed again after {max(delays.values()):.1f}s at most")
+        assert max(delays.values()) < 30
+        attempts = dict(ledger.execute("SELECT task_id, attempts FROM monitoring_task_attempts WHERE attempts > 1"))
+        assert len(attempts) >= len(killed) and max(attempts.values()) <= 3
+    else:
+        # Celery's documented behaviour without reject_on_worker_lost: the killed task is acked, lost.
+        assert result["lost"] and set(result["lost"]) <= set(killed)
+
+
+@pytest.mark.parametrize("acks_late", [True, False], ids=["acks_late", "control-early-ack"])
+def test_x1_whole_worker_sigkill_loses_nothing_with_late_acks(acks_late, ledger, private_redis, spawn):
+    rng = random.Random(SEED + 1)
+    vt = 8
+    env = fault_env(ledger, private_redis, FAULT_VT=str(vt), FAULT_ACKS_LATE="1" if acks_late else "0")
+    workers = [start_worker(spawn, env, f"x1-{acks_late}-{i}") for i in range(2)]
+    events = send_all(private_redis, f"x1-{acks_late}", rng)
+
+    killed: dict[str, float] = {}
+    for n in range(KILLS):
+        time.sleep(rng.uniform(0.3, 1.2))
+        index = rng.randrange(len(workers))
+        child = pool_child(workers[index], set())
+        victims = wait_until(lambda child=child: in_flight(ledger, child.pid), timeout=20, interval=0.005)
+        os.killpg(workers[index].pid, signal.SIGKILL)  # the machine-lost case: main process and children
+        workers[index].wait()
+        killed.update(dict.fromkeys(victims, time.time()))
+        time.sleep(2)
+        workers[index] = start_worker(spawn, env, f"x1-{acks_late}-{index}-r{n}")
+
+    if acks_late:
+        # Redis returns a dead worker's unacked messages after the visibility timeout.
+        wait_until(lambda: counts(ledger, events)["applied"] == N_TASKS, timeout=vt + 60, interval=0.2)
+        delays = recovery_seconds(ledger, killed)
+        print(f"X1 unacked messages of killed workers completed {max(delays.values()):.1f}s after the kill at most")
+        # Bound from RELIABILITY.md: visibility timeout + restore cadence (1 s here) + 30 s.
+        assert set(delays) == set(killed) and max(delays.values()) < vt + 1 + 30
+    else:
+        settle(ledger, private_redis, timeout=vt + 60)
+    result = counts(ledger, events)
+    print(f"X1 seed={SEED + 1} acks_late={acks_late} killed={sorted(killed)} lost={result['lost']}")
+    assert result["double"] == []
+    if acks_late:
+        assert result["lost"] == []
+    else:
+        assert result["lost"] and set(result["lost"]) <= set(killed)
