@@ -346,6 +346,8 @@ MONITORING_METRIC_SOURCES = [
     "monitoring.sources.backup_metrics",
     "predictions.metrics.collect",
     "alerts.metrics.collect",
+    "integrations.metrics.collect",
+    "playbooks.metrics.collect",
 ]
 MONITORING_METRICS_CACHE_SECONDS = env.int("MONITORING_METRICS_CACHE_SECONDS", default=15)
 PROMETHEUS_EXPORT_MIGRATIONS = False  # django-prometheus would query the migration table at startup

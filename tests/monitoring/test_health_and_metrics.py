@@ -122,3 +122,54 @@ def test_request_id_is_echoed_or_minted():
     forged = Client(headers={"X-Request-ID": "bad id\nforged log line"}).get("/healthz")
     assert re.fullmatch(r"[0-9a-f]{32}", forged["X-Request-ID"])
     assert re.fullmatch(r"[0-9a-f]{32}", Client().get("/healthz")["X-Request-ID"])
+
+
+@override_settings(MONITORING_METRICS_CACHE_SECONDS=0)
+def test_metrics_report_syncs_webhooks_deliveries_and_playbooks(make_customer, make_user):
+    from django.utils import timezone
+
+    from alerts.models import NotificationDelivery
+    from integrations.models import Integration, WebhookEvent
+    from playbooks.models import Playbook, PlaybookExecution, PlaybookStepRun
+
+    now = timezone.now()
+    stripe = Integration.objects.create(
+        name="Billing", type="payment", config={"provider": "stripe"}, last_sync_at=now - dt.timedelta(minutes=20)
+    )
+    stripe.consecutive_failures = 2
+    stripe.save()
+    for n, status in enumerate(("received", "received", "dead")):
+        WebhookEvent.objects.create(
+            integration=stripe,
+            provider="stripe",
+            event_id=f"evt_{n}",
+            body="{}",
+            status=status,
+            received_at=now - dt.timedelta(minutes=5),
+            next_attempt_at=now,
+        )
+    customer = make_customer()
+    alert = Alert.objects.create(title="t", message="m", severity="high", customer=customer)
+    for status in ("sent", "sent", "failed"):
+        NotificationDelivery.objects.create(
+            alert=alert, channel="email", recipient=make_user("csm"), status=status, due_at=now
+        )
+    playbook = Playbook.objects.create(name="Metrics playbook", steps=[])
+    execution = PlaybookExecution.objects.create(
+        playbook=playbook, customer=customer, started_at=now, next_run_at=now - dt.timedelta(seconds=30)
+    )
+    PlaybookStepRun.objects.create(
+        execution=execution, step_key="w", step_type="webhook", status="failed", started_at=now
+    )
+
+    text = Client().get("/metrics").content.decode()
+    key = 'integration="Billing",provider="stripe"'
+    assert 1190 <= metric_value(text, "churnshield_integration_sync_lag_seconds", key) <= 1300
+    assert metric_value(text, "churnshield_integration_consecutive_failures", key) == 2
+    assert metric_value(text, "churnshield_webhook_backlog", key) == 2
+    assert metric_value(text, "churnshield_webhook_dead_letters", key) == 1
+    assert metric_value(text, "churnshield_notification_deliveries_last_day", 'channel="email",status="sent"') == 2
+    assert metric_value(text, "churnshield_notification_deliveries_last_day", 'channel="email",status="failed"') == 1
+    assert metric_value(text, "churnshield_playbook_executions", 'status="running"') == 1
+    assert metric_value(text, "churnshield_playbook_step_failures_last_day", 'step_type="webhook"') == 1
+    assert 29 <= metric_value(text, "churnshield_playbook_due_lag_seconds") <= 120
