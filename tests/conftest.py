@@ -11,12 +11,38 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.cache import cache
 from django.utils import timezone
+from kombu import pools
 from rest_framework.test import APIClient
 
 from churnshield.auth.tokens import issue_tokens
 from customers.models import Customer
 
 _counter = itertools.count(1)
+
+
+@pytest.fixture(autouse=True)
+def _celery_state_restored():
+    """Live and fault tests point the Celery app at their own broker, switch eager mode off or close
+    its connection pool; whatever a test does, the next one starts from the configured app."""
+    from celery import _state
+
+    from churnshield.celery import app
+
+    saved = (app.conf.broker_url, app.conf.result_backend, app.conf.task_always_eager)
+    yield
+    app.conf.update(broker_url=saved[0], result_backend=saved[1], task_always_eager=saved[2])
+    if any(getattr(pool, "_closed", False) for pool in pools.connections.values()):
+        reset_broker_pools()
+    _state._set_task_join_will_block(False)
+
+
+def reset_broker_pools() -> None:
+    """Close kombu's connection and producer pools and forget them (kombu keys them by broker URL,
+    and a closed pool refuses every later acquire); Celery opens new ones on the next send."""
+    from churnshield.celery import app
+
+    pools.reset()
+    app._after_fork()  # drops the app's cached connection and producer pools
 
 
 @pytest.fixture(autouse=True)

@@ -1,9 +1,19 @@
 import datetime as dt
 
 from django.utils import timezone
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from alerts.models import Alert
+
+
+@extend_schema_field({"type": "string", "pattern": r"^([01]\d|2[0-3]):[0-5]\d(:[0-5]\d)?$", "example": "22:00"})
+class LocalTimeField(serializers.TimeField):
+    """A wall-clock time in the user's own time zone ("22:00"): no offset, unlike OpenAPI's
+    `format: time`, which is an RFC 3339 time with one."""
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(format="%H:%M", **kwargs)
 
 
 class AlertOutputSerializer(serializers.ModelSerializer):
@@ -74,8 +84,8 @@ class NotificationPreferenceInputSerializer(serializers.Serializer):
     inAppEnabled = serializers.BooleanField(source="in_app_enabled", default=True)
     minSeverity = serializers.ChoiceField(source="min_severity", choices=Alert.Severity.choices, default="medium")
     timeZone = serializers.CharField(source="time_zone", default="UTC", max_length=64)
-    quietHoursStart = serializers.TimeField(source="quiet_hours_start", allow_null=True, default=None)
-    quietHoursEnd = serializers.TimeField(source="quiet_hours_end", allow_null=True, default=None)
+    quietHoursStart = LocalTimeField(source="quiet_hours_start", allow_null=True, default=None)
+    quietHoursEnd = LocalTimeField(source="quiet_hours_end", allow_null=True, default=None)
     digestEnabled = serializers.BooleanField(source="digest_enabled", default=False)
 
     def validate_slackWebhookUrl(self, value: str | None) -> str:
@@ -109,8 +119,8 @@ class NotificationPreferenceOutputSerializer(serializers.Serializer):
     inAppEnabled = serializers.BooleanField(source="in_app_enabled")
     minSeverity = serializers.ChoiceField(source="min_severity", choices=Alert.Severity.choices)
     timeZone = serializers.CharField(source="time_zone")
-    quietHoursStart = serializers.TimeField(source="quiet_hours_start", allow_null=True)
-    quietHoursEnd = serializers.TimeField(source="quiet_hours_end", allow_null=True)
+    quietHoursStart = LocalTimeField(source="quiet_hours_start", allow_null=True)
+    quietHoursEnd = LocalTimeField(source="quiet_hours_end", allow_null=True)
     digestEnabled = serializers.BooleanField(source="digest_enabled")
 
     def get_slackWebhookConfigured(self, pref: object) -> bool:

@@ -16,6 +16,7 @@ from django_celery_beat.models import CrontabSchedule, PeriodicTask
 from churnshield.celery import app
 from monitoring.beat import LockedDatabaseScheduler
 from monitoring.selectors import BEAT_LOCK_KEY
+from tests.conftest import reset_broker_pools
 from tests.faults.harness import PrivateRedis
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -27,10 +28,10 @@ def broker(tmp_path):
     server.start()
     saved = (app.conf.broker_url, app.conf.task_always_eager)
     app.conf.update(broker_url=server.url, task_always_eager=False)
-    app.pool.force_close_all()
+    reset_broker_pools()
     yield server
     app.conf.update(broker_url=saved[0], task_always_eager=saved[1])
-    app.pool.force_close_all()
+    reset_broker_pools()
     server.kill()
 
 
