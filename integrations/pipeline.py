@@ -20,7 +20,7 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
-from django.db.models import Count
+from django.db.models import Count, Model
 from django.db.models.functions import Lower
 from django.utils import timezone
 
@@ -170,10 +170,10 @@ def apply_events(*, integration_id: int, events: list[CanonicalEvent]) -> ApplyR
 
 
 def _after_commit(result: ApplyResult) -> None:
-    if result.significant:
-        # Significant events (ticket opened, payment failed, NPS answer, long-gap login, churn):
-        # the prediction engine re-scores the customer after commit, debounced per customer.
-        from predictions.services.scoring import rescore_after_commit
+    # Significant events (ticket opened, payment failed, NPS answer, long-gap login, churn):
+    # the prediction engine re-scores the customer after commit, debounced per customer.
+    from predictions.services.scoring import rescore_after_commit
+
     for customer_id in sorted(result.significant):
         rescore_after_commit(customer_id=customer_id)
     if result.payments_failed:
@@ -438,154 +438,141 @@ def _apply_activity(batch: _Batch, events: list[ActivitySeen], customer_of: Call
             batch.customer_changes[customer_id]["feature_usage_add"] = dict(usage[customer_id])
 
 
-def _apply_tickets(batch: _Batch, events: list[TicketChanged], customer_of: Callable[[Any], int]) -> None:
+def _upsert_versioned[M: Model](
+    batch: _Batch,
+    kind: str,
+    model: type[M],
+    events: list[Any],
+    customer_of: Callable[[Any], int],
+    values_of: Callable[[Any], dict[str, Any]],
+    on_row: Callable[[M | None, dict[str, Any]], bool],
+) -> list[M]:
+    """Create or update one `model` row per outside object, applying only events newer than the
+    version recorded for it (so duplicates and out-of-order deliveries change nothing).
+
+    `on_row(previous row or None, new values)` sees every change before it is written (for
+    recounts and significance) and returns whether to report the written row back to the caller.
+    """
     events = _newest(events, lambda e: e.external_id)
-    existing = batch.records("ticket", [e.external_id for e in events])
-    fresh = [e for e in events if _is_fresh(e, existing.get(("ticket", e.external_id)))]
+    existing = batch.records(kind, [e.external_id for e in events])
+    fresh = [e for e in events if _is_fresh(e, existing.get((kind, e.external_id)))]
     batch.result.skipped += len(events) - len(fresh)
-    tickets = {
-        t.pk: t for t in SupportTicket.objects.filter(pk__in=[r.local_id for r in existing.values() if r.local_id])
-    }
-    to_create: list[tuple[SupportTicket, TicketChanged]] = []
-    to_update: list[SupportTicket] = []
+    rows = model.objects.in_bulk([r.local_id for r in existing.values() if r.local_id])
+    to_create: list[tuple[M, Any]] = []
+    to_update: list[M] = []
+    reported: list[M] = []
+    fields: list[str] = []
     for event in fresh:
         customer_id = customer_of(event)
-        record = existing.get(("ticket", event.external_id))
-        ticket = tickets.get(record.local_id) if record else None
-        values = {
-            "customer_id": customer_id,
+        record = existing.get((kind, event.external_id))
+        row = rows.get(record.local_id) if record else None
+        values = {"customer_id": customer_id, **values_of(event)}
+        fields = list(values)
+        report = on_row(row, values)
+        if row is None:
+            row = model(external_id=f"{batch.integration_id}:{event.external_id}", **values)
+            to_create.append((row, event))
+        else:
+            for name, value in values.items():
+                setattr(row, name, value)
+            to_update.append(row)
+            batch.keep(kind, event.external_id, event.version, record, customer_id=customer_id)
+        if report:
+            reported.append(row)
+    model.objects.bulk_create([row for row, _ in to_create], batch_size=1000)
+    for row, event in to_create:
+        record = existing.get((kind, event.external_id))
+        batch.keep(kind, event.external_id, event.version, record, local_id=row.pk, customer_id=row.customer_id)
+    if to_update:
+        values_update(model, to_update, ["customer" if name == "customer_id" else name for name in fields])
+    batch.result.created += len(to_create)
+    batch.result.updated += len(to_update)
+    return reported
+
+
+def _apply_tickets(batch: _Batch, events: list[TicketChanged], customer_of: Callable[[Any], int]) -> None:
+    def on_row(ticket: SupportTicket | None, values: dict[str, Any]) -> bool:
+        if ticket is None and values["status"] in (SupportTicket.Status.OPEN, SupportTicket.Status.PENDING):
+            batch.result.significant.add(values["customer_id"])  # a ticket opened
+        if ticket is not None:
+            batch.recount_tickets.add(ticket.customer_id)  # it may have moved to another customer
+        batch.recount_tickets.add(values["customer_id"])
+        return False
+
+    _upsert_versioned(
+        batch,
+        "ticket",
+        SupportTicket,
+        events,
+        customer_of,
+        lambda event: {
             "subject": event.subject[:1000],
             "status": event.status,
             "priority": event.priority,
             "opened_at": event.opened_at or event.version,
             "solved_at": event.solved_at,
-        }
-        if ticket is None:
-            ticket = SupportTicket(external_id=f"{batch.integration_id}:{event.external_id}", **values)
-            to_create.append((ticket, event))
-            if event.status in (SupportTicket.Status.OPEN, SupportTicket.Status.PENDING):
-                batch.result.significant.add(customer_id)
-        else:
-            batch.recount_tickets.add(ticket.customer_id)
-            for name, value in values.items():
-                setattr(ticket, name, value)
-            to_update.append(ticket)
-            batch.keep("ticket", event.external_id, event.version, record, customer_id=customer_id)
-        batch.recount_tickets.add(customer_id)
-    SupportTicket.objects.bulk_create([t for t, _ in to_create], batch_size=1000)
-    for ticket, event in to_create:
-        record = existing.get(("ticket", event.external_id))
-        batch.keep(
-            "ticket", event.external_id, event.version, record, local_id=ticket.pk, customer_id=ticket.customer_id
-        )
-    if to_update:
-        values_update(SupportTicket, to_update, ["customer", "subject", "status", "priority", "opened_at", "solved_at"])
-    batch.result.created += len(to_create)
-    batch.result.updated += len(to_update)
+        },
+        on_row,
+    )
 
 
 def _apply_nps(batch: _Batch, events: list[NpsReceived], customer_of: Callable[[Any], int]) -> None:
-    events = _newest(events, lambda e: e.external_id)
-    existing = batch.records("nps", [e.external_id for e in events])
-    fresh = [e for e in events if _is_fresh(e, existing.get(("nps", e.external_id)))]
-    batch.result.skipped += len(events) - len(fresh)
-    responses = {
-        r.pk: r for r in NpsResponse.objects.filter(pk__in=[r.local_id for r in existing.values() if r.local_id])
-    }
-    to_create: list[tuple[NpsResponse, NpsReceived]] = []
-    to_update: list[NpsResponse] = []
-    for event in fresh:
-        customer_id = customer_of(event)
-        record = existing.get(("nps", event.external_id))
-        response = responses.get(record.local_id) if record else None
-        values = {
-            "customer_id": customer_id,
+    def on_row(response: NpsResponse | None, values: dict[str, Any]) -> bool:
+        if response is None:
+            batch.result.significant.add(values["customer_id"])  # a new answer
+        else:
+            batch.recount_nps.add(response.customer_id)
+        batch.recount_nps.add(values["customer_id"])
+        return False
+
+    _upsert_versioned(
+        batch,
+        "nps",
+        NpsResponse,
+        events,
+        customer_of,
+        lambda event: {
             "score": max(0, min(10, int(event.score))),
             "comment": event.comment[:5000],
             "responded_at": event.responded_at,
-        }
-        if response is None:
-            response = NpsResponse(external_id=f"{batch.integration_id}:{event.external_id}", **values)
-            to_create.append((response, event))
-            batch.result.significant.add(customer_id)
-        else:
-            batch.recount_nps.add(response.customer_id)
-            for name, value in values.items():
-                setattr(response, name, value)
-            to_update.append(response)
-            batch.keep("nps", event.external_id, event.version, record, customer_id=customer_id)
-        batch.recount_nps.add(customer_id)
-    NpsResponse.objects.bulk_create([r for r, _ in to_create], batch_size=1000)
-    for response, event in to_create:
-        batch.keep(
-            "nps",
-            event.external_id,
-            event.version,
-            existing.get(("nps", event.external_id)),
-            local_id=response.pk,
-            customer_id=response.customer_id,
-        )
-    if to_update:
-        values_update(NpsResponse, to_update, ["customer", "score", "comment", "responded_at"])
-    batch.result.created += len(to_create)
-    batch.result.updated += len(to_update)
+        },
+        on_row,
+    )
 
 
 def _apply_payments(batch: _Batch, events: list[PaymentRecorded], customer_of: Callable[[Any], int]) -> None:
-    events = _newest(events, lambda e: e.external_id)
-    existing = batch.records("payment", [e.external_id for e in events])
-    fresh = [e for e in events if _is_fresh(e, existing.get(("payment", e.external_id)))]
-    batch.result.skipped += len(events) - len(fresh)
-    rows = {b.pk: b for b in BillingEvent.objects.filter(pk__in=[r.local_id for r in existing.values() if r.local_id])}
-    failed_kind, paid_kind = BillingEvent.Kind.PAYMENT_FAILED, BillingEvent.Kind.PAYMENT_SUCCEEDED
-    to_create: list[tuple[BillingEvent, PaymentRecorded]] = []
-    to_update: list[BillingEvent] = []
-    for event in fresh:
-        customer_id = customer_of(event)
-        record = existing.get(("payment", event.external_id))
-        row = rows.get(record.local_id) if record else None
-        kind = paid_kind if event.succeeded else failed_kind
-        newly_failed = kind == failed_kind and (row is None or row.kind != failed_kind)
-        if row is None:
-            row = BillingEvent(
-                customer_id=customer_id,
-                kind=kind,
-                amount=event.amount,
-                occurred_at=event.occurred_at,
-                external_id=f"{batch.integration_id}:{event.external_id}",
-            )
-            to_create.append((row, event))
-        else:
-            row.customer_id, row.kind, row.amount, row.occurred_at = customer_id, kind, event.amount, event.occurred_at
-            to_update.append(row)
-            batch.keep("payment", event.external_id, event.version, record, customer_id=customer_id)
+    failed = BillingEvent.Kind.PAYMENT_FAILED
+
+    def on_row(row: BillingEvent | None, values: dict[str, Any]) -> bool:
+        # A new failed invoice, or one that was paid (or pending) and now failed.
+        newly_failed = values["kind"] == failed and (row is None or row.kind != failed)
         if newly_failed:
-            batch.result.significant.add(customer_id)
-    BillingEvent.objects.bulk_create([r for r, _ in to_create], batch_size=1000)
-    for row, event in to_create:
-        batch.keep(
-            "payment",
-            event.external_id,
-            event.version,
-            existing.get(("payment", event.external_id)),
-            local_id=row.pk,
+            batch.result.significant.add(values["customer_id"])
+        return newly_failed
+
+    newly_failed = _upsert_versioned(
+        batch,
+        "payment",
+        BillingEvent,
+        events,
+        customer_of,
+        lambda event: {
+            "kind": BillingEvent.Kind.PAYMENT_SUCCEEDED if event.succeeded else failed,
+            "amount": event.amount,
+            "occurred_at": event.occurred_at,
+        },
+        on_row,
+    )
+    batch.result.payments_failed.extend(
+        hooks.PaymentFailed(
             customer_id=row.customer_id,
+            billing_event_id=row.pk,
+            amount=row.amount,
+            occurred_at=row.occurred_at,
+            integration_id=batch.integration_id,
         )
-    if to_update:
-        values_update(BillingEvent, to_update, ["customer", "kind", "amount", "occurred_at"])
-    for row in [r for r, _ in to_create] + to_update:
-        if row.kind == failed_kind and row.customer_id in batch.result.significant:
-            batch.result.payments_failed.append(
-                hooks.PaymentFailed(
-                    customer_id=row.customer_id,
-                    billing_event_id=row.pk,
-                    amount=row.amount,
-                    occurred_at=row.occurred_at,
-                    integration_id=batch.integration_id,
-                )
-            )
-    batch.result.created += len(to_create)
-    batch.result.updated += len(to_update)
+        for row in newly_failed
+    )
 
 
 def _apply_subscriptions(batch: _Batch, events: list[SubscriptionChanged], customer_of: Callable[[Any], int]) -> None:

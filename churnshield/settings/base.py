@@ -10,6 +10,8 @@ from urllib.parse import urlparse
 
 import environ
 
+from monitoring.logs import build_logging
+
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
 env = environ.Env()
@@ -323,7 +325,7 @@ WEBHOOK_RETENTION_DAYS = env.int("WEBHOOK_RETENTION_DAYS", default=30)  # never 
 
 # --- Monitoring and maintenance (issue 7) -----------------------------------------------------
 # Structured JSON logs (LOG_FORMAT=text for a human-readable console) with request ids, no secrets.
-LOGGING = __import__("monitoring.logs", fromlist=["build_logging"]).build_logging(
+LOGGING = build_logging(
     level=env.str("LOG_LEVEL", default="INFO"), json=env.str("LOG_FORMAT", default="json") == "json"
 )
 # Error tracking: on when SENTRY_DSN is set.

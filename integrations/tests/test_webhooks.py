@@ -644,3 +644,36 @@ def test_segment_group_links_users_so_later_events_find_the_account(client, make
     assert ExternalRecord.objects.get(kind="user", external_id="user-9").customer_id == customer.pk
     assert ExternalRecord.objects.get(kind="customer", external_id="acct-1").customer_id == customer.pk
     assert Customer.objects.count() == 1  # matched by e-mail, not created twice
+
+
+def test_a_failure_already_known_is_not_reported_again_when_the_customer_is_significant_otherwise(
+    make_integration, make_customer, django_capture_on_commit_callbacks
+):
+    from integrations.events import CustomerRef, PaymentRecorded, TicketChanged
+    from integrations.pipeline import apply_events
+
+    integration = make_integration("stripe")
+    customer = make_customer(email="again@example.com")
+    ref = CustomerRef(email="again@example.com")
+    at = timezone.now() - dt.timedelta(hours=1)
+
+    def failed(version: dt.datetime) -> PaymentRecorded:
+        return PaymentRecorded("in_9", ref, version, succeeded=False, amount=Decimal("10"), occurred_at=at)
+
+    seen: list[hooks.PaymentFailed] = []
+    hooks.register_payment_failed_handler(seen.append)
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            apply_events(integration_id=integration.pk, events=[failed(at)])
+        assert [p.customer_id for p in seen] == [customer.pk]
+        # A newer version of the same, still failed, invoice arrives with a newly opened ticket:
+        # the ticket makes the customer significant, but the payment did not newly fail.
+        ticket = TicketChanged("t-9", ref, at + dt.timedelta(minutes=5), subject="Help", status="open")
+        with django_capture_on_commit_callbacks(execute=True):
+            result = apply_events(integration_id=integration.pk, events=[failed(at + dt.timedelta(minutes=5)), ticket])
+        assert customer.pk in result.significant
+        assert len(seen) == 1 and result.payments_failed == []
+    finally:
+        hooks.unregister_payment_failed_handler(seen.append)
+    assert BillingEvent.objects.filter(customer=customer, kind="payment_failed").count() == 1
+    assert Alert.objects.filter(source="payment_failed", customer=customer).count() == 1
