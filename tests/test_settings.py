@@ -55,6 +55,16 @@ def test_production_refuses_unsafe_configuration(override, message):
     assert "ImproperlyConfigured" in result.stderr and message in result.stderr
 
 
+@pytest.mark.parametrize("database_url", [None, ""])
+def test_unset_or_empty_database_url_means_the_embedded_sqlite_file(database_url):
+    code = "from django.conf import settings; print(settings.DATABASES['default']['ENGINE'])"
+    result = run_manage(
+        "shell", "-c", code, DJANGO_SETTINGS_MODULE="churnshield.settings.local", DATABASE_URL=database_url
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[-1] == "django.db.backends.sqlite3"
+
+
 def test_env_example_documents_every_variable_the_settings_read():
     import re
 
