@@ -2,6 +2,7 @@
 
 from django.contrib import admin
 from django.urls import include, path, re_path
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView
 from rest_framework.routers import SimpleRouter
 
@@ -58,7 +59,9 @@ api = [
     path("", include(router.urls)),
     # Last: any other /api/ URL is the JSON 404 even with DEBUG on (`make run`), where Django
     # would answer its HTML debug page instead of calling handler404.
-    re_path(r"^.*$", not_found, name="api-not-found"),
+    # csrf_exempt: unlike DRF views, a plain view gets Django's CSRF check, which would turn an
+    # unmatched PATCH into an HTML 403 (the API's CSRF defence is the Origin check).
+    re_path(r"^.*$", csrf_exempt(not_found), name="api-not-found"),
 ]
 
 urlpatterns = [

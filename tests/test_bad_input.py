@@ -173,7 +173,13 @@ def test_unknown_fields_are_ignored_not_written(csm, make_customer, api_for):
     ("method", "path"),
     [("GET", "/api/customers/abc"), ("PATCH", "/api/interventions/abc"), ("GET", "/api/nope"), ("POST", "/api/x/y")],
 )
-def test_unmatched_api_urls_are_json_404_even_in_debug(csm, api_for, method, path):
-    response = api_for(csm).generic(method, path, "{}", content_type="application/json")
+def test_unmatched_api_urls_are_json_404_even_in_debug(csm, method, path):
+    from rest_framework.test import APIClient
+
+    from churnshield.auth.tokens import issue_tokens
+
+    client = APIClient(enforce_csrf_checks=True)  # as a real server does (Django's CSRF middleware)
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {issue_tokens(csm)['access']}")
+    response = client.generic(method, path, "{}", content_type="application/json")
     assert response.status_code == 404
     assert response.json() == {"message": "Not found.", "code": "not_found", "errors": {}}
