@@ -10,6 +10,7 @@ from django.urls import path, re_path
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "churnshield.settings.local")
 django_asgi_app = get_asgi_application()
 
+from churnshield.api.body_limit import BoundedBody  # noqa: E402
 from churnshield.routing import websocket_urlpatterns  # noqa: E402  (needs Django set up first)
 from integrations.asgi import WebhookConsumer  # noqa: E402
 
@@ -20,7 +21,8 @@ application = ProtocolTypeRouter(
         "http": URLRouter(
             [
                 path("api/webhooks/<str:provider>/<int:integration_id>", WebhookConsumer.as_asgi()),
-                re_path(r"", django_asgi_app),
+                # Bodies bounded before Django reads them (chunked ones included): 413 JSON.
+                re_path(r"", BoundedBody(django_asgi_app)),
             ]
         ),
         # Cookies and the Django session (for the admin's bell); the consumer checks the Origin

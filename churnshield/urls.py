@@ -1,12 +1,14 @@
 """Routes. No trailing slashes anywhere (contract): a slash redirect would break POSTs."""
 
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView
 from rest_framework.routers import SimpleRouter
 
 from alerts.api.realtime_views import AlertWsTicketView
 from alerts.api.views import AlertViewSet, NotificationPreferenceView
+from churnshield.api.errors import not_found
 from churnshield.auth.views import ApiDocsView, LoginView, LogoutView, RefreshView, signin_page
 from churnshield.dashboard.views import DashboardChartView, DashboardMetricsView
 from customers.api.views import CustomerCsvImportView, CustomerViewSet
@@ -55,6 +57,11 @@ api = [
     path("schema", SpectacularAPIView.as_view(), name="schema"),
     path("docs", ApiDocsView.as_view(url_name="schema"), name="docs"),
     path("", include(router.urls)),
+    # Last: any other /api/ URL is the JSON 404 even with DEBUG on (`make run`), where Django
+    # would answer its HTML debug page instead of calling handler404.
+    # csrf_exempt: unlike DRF views, a plain view gets Django's CSRF check, which would turn an
+    # unmatched PATCH into an HTML 403 (the API's CSRF defence is the Origin check).
+    re_path(r"^.*$", csrf_exempt(not_found), name="api-not-found"),
 ]
 
 urlpatterns = [

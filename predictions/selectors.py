@@ -12,7 +12,7 @@ from churnshield.exceptions import NotFoundError
 from customers.models import Customer
 from customers.selectors import customer_scope, iso
 from customers.timeline import events_after
-from playbooks.models import PlaybookExecution
+from playbooks.models import PlaybookExecution, PlaybookStepRun
 from predictions.causes import CAUSES, recommended_actions
 from predictions.ml.features import feature_info
 from predictions.models import ChurnCause, ChurnPrediction, HealthWeights, ModelVersion, PredictionRun
@@ -250,9 +250,12 @@ def model_metrics_latest() -> dict:
         "status_reason": version.status_reason,
         "trained_at": iso(version.trained_at),
         "cv_metrics": {
-            key: metrics.get(key)
-            for key in ("roc_auc", "pr_auc", "brier", "log_loss", "lift_at_10pct", "ece")
-            if key in metrics
+            **{
+                key: metrics.get(key)
+                for key in ("roc_auc", "pr_auc", "brier", "log_loss", "lift_at_10pct", "ece")
+                if key in metrics
+            },
+            **_operating_points(metrics.get("threshold_table", [])),
         },
         "baseline_metrics": {
             key: (version.baseline_metrics or {}).get(key)
@@ -271,7 +274,8 @@ def model_metrics_latest() -> dict:
             "positive_rate": metrics.get("positive_rate"),
             "feature_count": len(version.feature_names or []),
         },
-        "threshold_table": metrics.get("threshold_table", []),
+        # `f1_score` is the contract's name for the stored `f1`.
+        "threshold_table": [{**row, "f1_score": row.get("f1")} for row in metrics.get("threshold_table", [])],
         "feature_importance": [
             {"feature": name, "importance": round(value, 6)}
             for name, value in sorted((version.importance or {}).items(), key=lambda item: -item[1])
@@ -279,6 +283,28 @@ def model_metrics_latest() -> dict:
         "performance_by_segment": metrics.get("performance_by_segment", {}),
         "drift_metrics": _drift(version),
     }
+
+
+def _operating_points(table: list[dict]) -> dict:
+    """The contract's precision at 95 % recall and recall at 95 % precision, read off the stored
+    threshold table (so on its grid of thresholds; None when no threshold reaches 95 %)."""
+    precisions = [row["precision"] for row in table if row.get("recall", 0) >= 0.95]
+    recalls = [row["recall"] for row in table if row.get("precision", 0) >= 0.95]
+    return {
+        "precision_at_95_recall": max(precisions, default=None),
+        "recall_at_95_precision": max(recalls, default=None),
+    }
+
+
+def _accuracy(metrics: dict, row: dict) -> float | None:
+    """Accuracy at one threshold-table row, from its precision/recall/contacted and the sample."""
+    n, rate = metrics.get("n_samples"), metrics.get("positive_rate")
+    if not n or rate is None or "contacted" not in row:
+        return None
+    positives = rate * n
+    true_positives = row["recall"] * positives
+    wrong = (row["contacted"] - true_positives) + (positives - true_positives)
+    return round(1 - wrong / n, 6)
 
 
 def _drift(version: Any) -> dict:
@@ -360,6 +386,9 @@ def ml_analytics(*, user: Any) -> dict:
     executions = PlaybookExecution.objects.filter(customer__in=active).aggregate(
         total=Count("id"), completed=Count("id", filter=Q(status="completed"))
     )
+    steps = PlaybookStepRun.objects.filter(execution__customer__in=active).aggregate(
+        succeeded=Count("id", filter=Q(status="succeeded")), failed=Count("id", filter=Q(status="failed"))
+    )
     importance = feature_importance()
     improving, declining, stable = _health_trends(active)
     return {
@@ -367,6 +396,7 @@ def ml_analytics(*, user: Any) -> dict:
         "modelVersion": version.version if version else None,
         "modelPerformance": {
             "rocAuc": metrics.get("roc_auc"),
+            "accuracy": _accuracy(metrics, at_half),
             "precision": at_half.get("precision"),
             "recall": at_half.get("recall"),
             "f1Score": at_half.get("f1_score", at_half.get("f1")),
@@ -387,6 +417,9 @@ def ml_analytics(*, user: Any) -> dict:
         "interventionStats": {
             "totalExecutions": executions["total"],
             "successRate": round(100 * executions["completed"] / executions["total"], 1) if executions["total"] else 0,
+            # Per execution: steps that succeeded, and steps that failed (the "issues found").
+            "avgStepsCompleted": round(steps["succeeded"] / executions["total"]) if executions["total"] else 0,
+            "avgIssuesFound": round(steps["failed"] / executions["total"]) if executions["total"] else 0,
         },
         "riskDistribution": {key: totals[key] for key in ("high", "medium", "low")},
         "insights": {

@@ -3,6 +3,7 @@
 import datetime as dt
 
 from django.utils import timezone
+from drf_spectacular.generators import SchemaGenerator
 
 from alerts.models import Alert
 from interventions.models import Intervention
@@ -32,3 +33,9 @@ def make_prediction(customer, probability="0.8100", days_ago=0, causes=None) -> 
         prediction_date=timezone.now() - dt.timedelta(days=days_ago),
         model_version="test",
     )
+
+
+def schema_operations() -> list[tuple[str, str]]:
+    """(METHOD, path) of every operation in the OpenAPI schema."""
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    return [(method.upper(), path) for path, item in schema["paths"].items() for method in item]

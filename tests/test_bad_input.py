@@ -165,3 +165,21 @@ def test_unknown_fields_are_ignored_not_written(csm, make_customer, api_for):
     assert "hacker" not in body
     assert body["id"] != 987654 and not Intervention.objects.filter(pk=987654).exists()
     assert not body["createdAt"].startswith("2000")
+
+
+@pytest.mark.django_db
+@override_settings(DEBUG=True)  # `make run`: Django would answer its HTML debug page
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("GET", "/api/customers/abc"), ("PATCH", "/api/interventions/abc"), ("GET", "/api/nope"), ("POST", "/api/x/y")],
+)
+def test_unmatched_api_urls_are_json_404_even_in_debug(csm, method, path):
+    from rest_framework.test import APIClient
+
+    from churnshield.auth.tokens import issue_tokens
+
+    client = APIClient(enforce_csrf_checks=True)  # as a real server does (Django's CSRF middleware)
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {issue_tokens(csm)['access']}")
+    response = client.generic(method, path, "{}", content_type="application/json")
+    assert response.status_code == 404
+    assert response.json() == {"message": "Not found.", "code": "not_found", "errors": {}}

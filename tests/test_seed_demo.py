@@ -240,6 +240,21 @@ def test_generated_book_is_consistent():
         assert customer.support_tickets == customer.tickets.filter(status__in=["open", "pending"]).count()
         assert customer.signup_date <= (customer.last_login or customer.signup_date) <= AS_OF_DT
         assert all(isinstance(value, int) for value in customer.feature_usage.values())
+        # The keys the React app's customer card reads (contract example customer1.json).
+        assert {"login", "features", "api_calls"} <= set(customer.feature_usage)
+        product = [
+            customer.feature_usage[key]
+            for key in (
+                "dashboards",
+                "reports",
+                "exports",
+                "api_calls",
+                "integrations",
+                "alerts_configured",
+                "workflows",
+            )
+        ]
+        assert customer.feature_usage["features"] == round(100 * sum(value > 0 for value in product) / 7)
 
     # One prediction per customer at as-of matching the customer row; levels follow the thresholds.
     current = ChurnPrediction.objects.filter(prediction_date=AS_OF_DT)

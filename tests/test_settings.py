@@ -55,6 +55,39 @@ def test_production_refuses_unsafe_configuration(override, message):
     assert "ImproperlyConfigured" in result.stderr and message in result.stderr
 
 
+@pytest.mark.parametrize("database_url", [None, ""])
+def test_unset_or_empty_database_url_means_the_embedded_sqlite_file(database_url):
+    code = "from django.conf import settings; print(settings.DATABASES['default']['ENGINE'])"
+    result = run_manage(
+        "shell", "-c", code, DJANGO_SETTINGS_MODULE="churnshield.settings.local", DATABASE_URL=database_url
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[-1] == "django.db.backends.sqlite3"
+
+
+@pytest.mark.parametrize(
+    ("redis_url", "expected"),
+    [
+        (None, ["True", "InMemoryChannelLayer", "LocMemCache", "memory://"]),
+        ("redis://127.0.0.1:6379/7", ["False", "RedisPubSubChannelLayer", "RedisCache", "redis://127.0.0.1:6379/7"]),
+    ],
+    ids=["embedded", "redis"],
+)
+def test_redis_url_switches_tasks_channel_layer_and_cache(redis_url, expected):
+    """Without REDIS_URL tasks run in-process and the channel layer and cache live in memory;
+    with it all three use Redis (nothing connects here: the settings alone are read)."""
+    code = (
+        "from django.conf import settings as s; from churnshield.celery import app;"
+        "print(s.CELERY_TASK_ALWAYS_EAGER, s.CHANNEL_LAYERS['default']['BACKEND'].rsplit('.', 1)[1],"
+        " s.CACHES['default']['BACKEND'].rsplit('.', 1)[1], app.conf.broker_url or 'memory://')"
+    )
+    result = run_manage(
+        "shell", "-c", code, DJANGO_SETTINGS_MODULE="churnshield.settings.local", DATABASE_URL=None, REDIS_URL=redis_url
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[-4:] == expected
+
+
 def test_env_example_documents_every_variable_the_settings_read():
     import re
 

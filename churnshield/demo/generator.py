@@ -174,7 +174,7 @@ def _alive(book: Book, t: float) -> np.ndarray:
 
 def _write_customers(writer: Writer, book: Book, final: Scores, ids: np.ndarray, owner_ids: np.ndarray) -> int:
     f = final.features
-    usage_keys = [*vocab.FEATURES, "seats_active"]
+    usage_keys = [*vocab.FEATURES, "seats_active", "login", "features"]
     usage_columns = [book.feature_usage[key].tolist() for key in usage_keys]
     usage = [dict(zip(usage_keys, values, strict=True)) for values in zip(*usage_columns, strict=True)]
     nps = f["nps"]

@@ -572,6 +572,12 @@ def _feature_usage(book: Book, rng: np.random.Generator) -> dict[str, np.ndarray
     usage["seats_active"] = np.maximum(
         (recent > 0).astype(np.int64), np.round(seats * np.minimum(1.0, (recent + 1) / 10.0))
     ).astype(np.int64)
+    # The React app's customer card reads `login`, `features` and `api_calls` (the contract's
+    # example customer): logins in the window, and the share (%) of product features in use.
+    # Derived from the draws above, so the random streams and everything else stay as they were.
+    usage["login"] = np.round(recent).astype(np.int64)
+    adopted_share = sum((usage[name] > 0).astype(np.int64) for name in base) / len(base)
+    usage["features"] = np.round(100 * adopted_share).astype(np.int64)
     return usage
 
 

@@ -85,8 +85,11 @@ TEMPLATES = [
     },
 ]
 
+# An empty DATABASE_URL (`DATABASE_URL=` in .env or the shell) means "not set": the embedded default.
 DATABASES = {
-    "default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'churnshield.sqlite3'}"),
+    "default": env.db_url_config(
+        env.str("DATABASE_URL", default="") or f"sqlite:///{BASE_DIR / 'churnshield.sqlite3'}"
+    ),
 }
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":

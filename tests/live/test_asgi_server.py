@@ -46,3 +46,48 @@ def test_cors_preflight_allows_only_listed_origins(asgi_server):
 
     assert preflight(APP_ORIGIN).headers.get("Access-Control-Allow-Origin") == APP_ORIGIN
     assert "Access-Control-Allow-Origin" not in preflight("https://evil.example").headers
+
+
+def _signed_in(asgi_server: str, user) -> dict[str, str]:
+    login = httpx.post(
+        f"{asgi_server}/api/auth/login", json={"username": user.username, "password": "s3cret-pass-123"}, timeout=10
+    )
+    return {"Authorization": f"Bearer {login.json()['access']}", "Content-Type": "application/json"}
+
+
+def _chunked(data: bytes, size: int = 64 * 1024):
+    # A generator body makes httpx send Transfer-Encoding: chunked (no Content-Length).
+    for start in range(0, len(data), size):
+        yield data[start : start + size]
+
+
+def test_a_chunked_json_body_is_parsed_like_any_other(asgi_server, csm, make_customer):
+    customer = make_customer(owner=csm)
+    body = b'{"customerId": %d, "type": "Executive Check-in"}' % customer.pk
+    response = httpx.post(
+        f"{asgi_server}/api/interventions", content=_chunked(body, 8), headers=_signed_in(asgi_server, csm), timeout=10
+    )
+    assert response.status_code == 201, response.text
+    assert Intervention.objects.get().customer_id == customer.pk
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_an_oversize_body_is_413_json_and_nothing_written(asgi_server, csm, make_customer, settings, chunked):
+    customer = make_customer(owner=csm)
+    padding = "x" * (settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 1)
+    body = b'{"customerId": %d, "type": "Call", "notes": "%s"}' % (customer.pk, padding.encode())
+    response = httpx.post(
+        f"{asgi_server}/api/interventions",
+        content=_chunked(body) if chunked else body,
+        headers=_signed_in(asgi_server, csm),
+        timeout=30,
+    )
+    assert response.status_code == 413
+    assert response.json() == {
+        "message": f"Request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes.",
+        "code": "payload_too_large",
+        "errors": {},
+    }
+    assert Intervention.objects.count() == 0
+    # The server keeps serving (the refused connection is closed, not the process).
+    assert httpx.get(f"{asgi_server}/healthz", timeout=10).status_code == 200
