@@ -40,7 +40,7 @@ computed for "now". Should a time-stamped usage source appear, add it here as wi
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -407,7 +407,9 @@ class CustomerFacts:
             return pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float)
 
         c = rows(tables.customers).iloc[0]
-        s, k, q, b, i = (rows(f) for f in (tables.sessions, tables.tickets, tables.nps, tables.billing, tables.interventions))
+        s, k, q, b, i = (
+            rows(f) for f in (tables.sessions, tables.tickets, tables.nps, tables.billing, tables.interventions)
+        )
         return cls(
             signup=times_ns([c["signup_date"]])[0],
             churned=times_ns([c["churned_at"]])[0],
@@ -537,3 +539,17 @@ def customer_features(facts: CustomerFacts, as_of: pd.Timestamp) -> dict[str, fl
     out = {name: f[name] for name in FIXED_FEATURES}
     out[f"plan_{facts.plan}"] = 1.0
     return {k: (v if np.isfinite(v) else 0.0) for k, v in out.items()}
+
+
+def usage_one(feature_usage: Mapping[str, object] | None) -> dict[str, float]:
+    """One customer's numeric `feature_usage` counters as `usage_<key>` (the real-time health
+    score). Like `usage_features`, except that the keys are this customer's own: the batch takes
+    the keys of the whole book (a key another customer has counts as 0 here too, so the two agree
+    whenever customers report the same counters)."""
+    out = {}
+    for key, value in (feature_usage or {}).items():
+        number = pd.to_numeric(value, errors="coerce") if isinstance(value, str) else value
+        if isinstance(number, bool) or not isinstance(number, int | float) or number != number:
+            continue
+        out[f"usage_{key}"] = float(number)
+    return dict(sorted(out.items()))
