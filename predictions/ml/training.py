@@ -34,10 +34,11 @@ Determinism: XGBoost with a fixed `seed` and `nthread` (default 1) gives identic
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import pickle
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -367,7 +368,24 @@ class TrainedModel:
         if raw is not None:
             booster = xgb.Booster()
             booster.load_model(bytearray(raw))
+            # A loaded model scores one row at a time (real time) far more often than a book: one
+            # thread. With OpenMP's default (every core) a one-row call on a busy 2-core machine
+            # waited for a second core: p50 8.6 ms instead of 0.6 ms, measured. `threads()`
+            # lends the batch every core.
+            booster.set_param({"nthread": 1})
         return cls(booster=booster, **state)
+
+    @contextlib.contextmanager
+    def threads(self, n: int = 0) -> Iterator[None]:
+        """Let XGBoost use `n` threads (0: every core) inside the block — for whole-book calls."""
+        if self.booster is None:
+            yield
+            return
+        self.booster.set_param({"nthread": n})
+        try:
+            yield
+        finally:
+            self.booster.set_param({"nthread": 1})
 
 
 # --- Training ---------------------------------------------------------------------------------
