@@ -401,6 +401,7 @@ def _load_one_postgres(customer_id: int, as_of: dt.datetime, window_start: dt.da
         intervention_outcome=tuple(i_o or ()),
     )
     names = ("usage", "engagement", "support", "nps", "billing", "tenure")
+    usage = json.loads(usage) if isinstance(usage, str) else usage  # Django leaves jsonb as text
     return OneCustomer(
         customer_id,
         facts,
