@@ -205,7 +205,10 @@ def customer_scores_set(*, scores: list[tuple[int, Decimal, int]]) -> int:
                 " (id integer, churn_risk numeric(5, 4), health_score integer) ON COMMIT DROP"
             )
             cursor.execute("TRUNCATE customer_scores_in")
-            with cursor.cursor.copy("COPY customer_scores_in (id, churn_risk, health_score) FROM STDIN") as copy:
+            with cursor.cursor.copy(
+                "COPY customer_scores_in (id, churn_risk, health_score) FROM STDIN (FORMAT BINARY)"
+            ) as copy:
+                copy.set_types(["int4", "numeric", "int4"])
                 for row in scores:
                     copy.write_row(row)
             cursor.execute(

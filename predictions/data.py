@@ -7,14 +7,17 @@ import datetime as dt
 import io
 import json
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from django.db import connection
 from django.db.models import F, Func, IntegerField, Max, QuerySet
 
 from customers.models import BillingEvent, Customer, NpsResponse, SupportTicket, UserSession
 from interventions.models import Intervention
+from predictions.ml.features import CustomerFacts, times_ns
 from predictions.ml.tables import Tables
 
 
@@ -72,6 +75,66 @@ SESSION_WINDOW_DAYS = 91
 SMALL_LOAD = 50  # customers; up to this many, rows travel through the ORM instead of COPY
 
 
+# Binary COPY of fixed-width columns parses straight into numpy (no text, no per-row Python):
+# each row is a field count (int16), then per field its length (int32) and big-endian value.
+_SESSION_ROW = np.dtype(
+    [
+        ("fields", ">i2"),
+        ("customer_id_len", ">i4"),
+        ("customer_id", ">i4"),
+        ("started_len", ">i4"),
+        ("started", ">i8"),  # timestamptz: microseconds since 2000-01-01 UTC
+        ("pages_len", ">i4"),
+        ("pages", ">i4"),
+        ("actions_len", ">i4"),
+        ("actions", ">i4"),
+    ]
+)
+_PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01 in microseconds since 1970-01-01
+_COPY_HEADER, _COPY_TRAILER = 19, 2  # signature + flags + extension length; the -1 field count
+
+
+def _scoring_sessions_binary(customer_ids: list[int] | None, as_of: dt.datetime) -> pd.DataFrame:
+    """PostgreSQL, scoring the whole book or a large part of it: the sessions of the feature
+    window plus each customer's latest earlier start (found by one index probe per customer,
+    not by scanning the older history), as one binary COPY parsed by numpy. The same rows as
+    the generic path (`ended_at` is not read: no feature uses it)."""
+    window_start = as_of - dt.timedelta(days=SESSION_WINDOW_DAYS)
+    # COPY binds values client-side, so a NULL `ids` (the whole book) folds the filters away.
+    sql = (
+        "COPY (SELECT customer_id, started_at, pages_viewed, jsonb_array_length(actions) FROM user_sessions"
+        " WHERE started_at >= %(start)s AND started_at <= %(as_of)s"
+        " AND (%(ids)s::int[] IS NULL OR customer_id = ANY(%(ids)s::int[]))"
+        " UNION ALL SELECT c.id, e.last, 0, 0 FROM customers c CROSS JOIN LATERAL"
+        " (SELECT MAX(s.started_at) AS last FROM user_sessions s"
+        "  WHERE s.customer_id = c.id AND s.started_at < %(start)s) e"
+        " WHERE e.last IS NOT NULL AND (%(ids)s::int[] IS NULL OR c.id = ANY(%(ids)s::int[]))"
+        ") TO STDOUT (FORMAT BINARY)"
+    )
+    params = {"start": window_start, "as_of": as_of, "ids": customer_ids}
+    with connection.cursor() as cursor, cursor.cursor.copy(sql, params) as copy:
+        data = b"".join(bytes(chunk) for chunk in copy)
+    body = np.frombuffer(data, dtype=np.uint8)[_COPY_HEADER : len(data) - _COPY_TRAILER]
+    if body.size % _SESSION_ROW.itemsize:
+        raise ValueError("unexpected binary COPY layout for sessions")
+    rows = body.view(_SESSION_ROW)
+    # Every column is NOT NULL here; a NULL (length -1, no value) would shift the rows after it,
+    # so the layout is checked rather than trusted.
+    if rows.size and not ((rows["fields"] == 4).all() and (rows["started_len"] == 8).all()):
+        raise ValueError("unexpected NULL or field count in the sessions COPY")
+    started = (rows["started"].astype(np.int64) + _PG_EPOCH_US) * 1000
+    frame = pd.DataFrame(
+        {
+            "customer_id": rows["customer_id"].astype(np.int64),
+            "started_at": pd.DatetimeIndex(started.view("datetime64[ns]")).tz_localize("UTC"),
+            "pages_viewed": rows["pages"].astype(np.int64),
+            "n_actions": rows["actions"].astype(np.int64),
+        }
+    )
+    frame.insert(2, "ended_at", pd.Series(pd.NaT, index=frame.index, dtype="datetime64[ns, UTC]"))
+    return frame
+
+
 def load_tables(*, customer_ids: Iterable[int] | None = None, as_of: dt.datetime | None = None) -> Tables:
     """Every time-stamped fact the features need, for all customers or the listed ones.
 
@@ -84,8 +147,11 @@ def load_tables(*, customer_ids: Iterable[int] | None = None, as_of: dt.datetime
     if customer_ids is not None:
         customer_ids = list(customer_ids)
         customers = customers.filter(pk__in=customer_ids)
-    ids = customers.values("pk")
     bulk = customer_ids is None or len(customer_ids) > SMALL_LOAD
+
+    def of_customers(queryset: QuerySet) -> QuerySet:
+        # The whole book needs no filter (every fact has a customer): no semi-join to plan.
+        return queryset if customer_ids is None else queryset.filter(customer_id__in=customer_ids)
 
     customer_frame = _frame(
         customers.order_by("pk").annotate(customer_id=F("pk")),
@@ -101,8 +167,10 @@ def load_tables(*, customer_ids: Iterable[int] | None = None, as_of: dt.datetime
     )
 
     session_columns = ["customer_id", "started_at", "ended_at", "pages_viewed", "n_actions"]
-    all_sessions = UserSession.objects.filter(customer_id__in=ids)
-    if as_of is None:
+    all_sessions = of_customers(UserSession.objects.all())
+    if as_of is not None and bulk and connection.vendor == "postgresql":
+        sessions = _scoring_sessions_binary(customer_ids, as_of)
+    elif as_of is None:
         sessions = _frame(
             all_sessions.annotate(n_actions=JSONArrayLength("actions")),
             session_columns,
@@ -132,19 +200,19 @@ def load_tables(*, customer_ids: Iterable[int] | None = None, as_of: dt.datetime
         earlier["n_actions"] = 0
         sessions = pd.concat([recent, earlier[session_columns]], ignore_index=True)
     tickets = _frame(
-        SupportTicket.objects.filter(customer_id__in=ids),
+        of_customers(SupportTicket.objects.all()),
         ["customer_id", "opened_at", "solved_at", "priority"],
         times=["opened_at", "solved_at"],
         bulk=bulk,
     )
     nps = _frame(
-        NpsResponse.objects.filter(customer_id__in=ids),
+        of_customers(NpsResponse.objects.all()),
         ["customer_id", "responded_at", "score"],
         times=["responded_at"],
         bulk=bulk,
     )
     billing = _frame(
-        BillingEvent.objects.filter(customer_id__in=ids),
+        of_customers(BillingEvent.objects.all()),
         ["customer_id", "occurred_at", "kind", "amount", "mrr_after"],
         times=["occurred_at"],
         bulk=bulk,
@@ -152,7 +220,7 @@ def load_tables(*, customer_ids: Iterable[int] | None = None, as_of: dt.datetime
     billing["amount"] = billing["amount"].astype(float)
     billing["mrr_after"] = pd.to_numeric(billing["mrr_after"], errors="coerce").astype(float)
     interventions = _frame(
-        Intervention.objects.filter(customer_id__in=ids),
+        of_customers(Intervention.objects.all()),
         ["customer_id", "created_at", "completed_at", "outcome"],
         times=["created_at", "completed_at"],
         bulk=bulk,
@@ -164,4 +232,186 @@ def load_tables(*, customer_ids: Iterable[int] | None = None, as_of: dt.datetime
         nps=nps,
         billing=billing,
         interventions=interventions,
+    )
+
+
+# --- One customer (real-time scoring) -----------------------------------------------------------
+
+NAT_INT = np.iinfo(np.int64).min  # numpy's NaT as an integer: a NULL timestamp in an int array
+
+
+def _us(column: str) -> str:
+    """A timestamp as epoch microseconds (NULL → NaT's integer), exact, like the batch's COPY."""
+    return f"COALESCE((EXTRACT(EPOCH FROM {column}) * 1000000)::bigint, {NAT_INT})"
+
+
+# PostgreSQL: ONE statement (one round trip) reads the customer's row, each fact table through its
+# (customer_id, time) index as arrays, and the settings scoring needs (the champion, the health
+# weights, the health-drop threshold). Sessions: those of the feature window plus the latest
+# earlier start (all recency needs) — exactly what `load_tables(as_of=)` reads for the batch.
+_ONE_POSTGRES = f"""
+SELECT c.signup_date, c.churned_at, c.plan, c.mrr, c.feature_usage, c.churn_risk, c.health_score, c.name,
+  c.owner_id, s.t, s.p, s.a,
+  (SELECT MAX(started_at) FROM user_sessions WHERE customer_id = c.id AND started_at < %(window_start)s),
+  k.o, k.s, k.p, q.t, q.s, b.t, b.k, b.a, b.m, i.c, i.d, i.o,
+  (SELECT ARRAY[id::text, version, kind] FROM model_versions WHERE status = 'champion' LIMIT 1),
+  (SELECT ARRAY[usage, engagement, support, nps, billing, tenure] FROM health_score_weights ORDER BY id LIMIT 1),
+  (SELECT health_drop_points FROM notification_settings WHERE id = 1)
+FROM customers c
+LEFT JOIN LATERAL (SELECT array_agg({_us("started_at")}) t, array_agg(pages_viewed) p,
+  array_agg(jsonb_array_length(actions)) a FROM user_sessions
+  WHERE customer_id = c.id AND started_at >= %(window_start)s AND started_at <= %(as_of)s) s ON true
+LEFT JOIN LATERAL (SELECT array_agg({_us("opened_at")}) o, array_agg({_us("solved_at")}) s, array_agg(priority) p
+  FROM support_tickets WHERE customer_id = c.id AND opened_at <= %(as_of)s) k ON true
+LEFT JOIN LATERAL (SELECT array_agg({_us("responded_at")}) t, array_agg(score) s
+  FROM nps_responses WHERE customer_id = c.id AND responded_at <= %(as_of)s) q ON true
+LEFT JOIN LATERAL (SELECT array_agg({_us("occurred_at")}) t, array_agg(kind) k, array_agg(amount) a,
+  array_agg(mrr_after) m FROM billing_events WHERE customer_id = c.id AND occurred_at <= %(as_of)s) b ON true
+LEFT JOIN LATERAL (SELECT array_agg({_us("created_at")}) c, array_agg({_us("completed_at")}) d, array_agg(outcome) o
+  FROM interventions WHERE customer_id = c.id) i ON true
+WHERE c.id = %(customer_id)s
+"""  # noqa: S608 (constant SQL, values are parameters)
+
+# Elsewhere (SQLite in tests and the embedded setup): one indexed read per table.
+_ONE_OTHER = (
+    "SELECT signup_date, churned_at, plan, mrr, feature_usage, churn_risk, health_score, name, owner_id"
+    " FROM customers WHERE id = %s",
+    "SELECT started_at, pages_viewed, json_array_length(actions) FROM user_sessions"
+    " WHERE customer_id = %s AND started_at >= %s AND started_at <= %s"
+    " UNION ALL SELECT MAX(started_at), 0, 0 FROM user_sessions WHERE customer_id = %s AND started_at < %s",
+    "SELECT opened_at, solved_at, priority FROM support_tickets WHERE customer_id = %s AND opened_at <= %s",
+    "SELECT responded_at, score FROM nps_responses WHERE customer_id = %s AND responded_at <= %s",
+    "SELECT occurred_at, kind, amount, mrr_after FROM billing_events WHERE customer_id = %s AND occurred_at <= %s",
+    "SELECT created_at, completed_at, outcome FROM interventions WHERE customer_id = %s",
+)
+
+
+@dataclass(frozen=True)
+class OneCustomer:
+    """What real-time scoring reads about one customer (`load_one`)."""
+
+    customer_id: int
+    facts: CustomerFacts
+    churn_risk: Any  # the stored values, before this re-score
+    health_score: int | None
+    name: str
+    owner_id: int | None
+    feature_usage: dict
+    # Read in the same statement on PostgreSQL (None elsewhere: the caller uses the selectors):
+    champion: tuple[int, str, str] | None = None  # (pk, version, kind); None also when there is none
+    weights: dict[str, float] | None = None  # None also when never saved (the defaults apply)
+    health_drop_points: int | None = None
+    settings_read: bool = False
+
+
+def _floats(values: Iterable[Any] | None) -> np.ndarray:
+    return np.array([np.nan if v is None else float(v) for v in values or ()], dtype=float)
+
+
+def _us_times(values: list[int] | None) -> np.ndarray:
+    return np.array(values or (), dtype=np.int64).view("datetime64[us]").astype("datetime64[ns]")
+
+
+def load_one(*, customer_id: int, as_of: dt.datetime) -> OneCustomer | None:
+    """One customer's facts for `predictions.ml.features.customer_features` and its stored row;
+    None if there is no such customer. No pandas, no COPY: the real-time path.
+
+    Facts dated after `as_of` are not read; the ones read are exactly what the batch's
+    `load_tables(as_of=)` gives `build_features` for this customer (a test compares the features).
+    """
+    window_start = as_of - dt.timedelta(days=SESSION_WINDOW_DAYS)
+    if connection.vendor == "postgresql":
+        return _load_one_postgres(customer_id, as_of, window_start)
+    with connection.cursor() as cursor:
+        results = []
+        for sql, params in zip(
+            _ONE_OTHER,
+            (
+                [customer_id],
+                [customer_id, window_start, as_of, customer_id, window_start],
+                [customer_id, as_of],
+                [customer_id, as_of],
+                [customer_id, as_of],
+                [customer_id],
+            ),
+            strict=True,
+        ):
+            cursor.execute(sql, params)
+            results.append(cursor.fetchall())
+    (customer, sessions, tickets, nps, billing, interventions) = results
+    if not customer:
+        return None
+    signup, churned, plan, mrr, usage, risk, health, name, owner_id = customer[0]
+    facts = CustomerFacts(
+        signup=times_ns([signup])[0],
+        churned=times_ns([churned])[0],
+        plan="" if plan is None else str(plan),
+        mrr=float("nan") if mrr is None else float(mrr),
+        session_started=times_ns([r[0] for r in sessions]),
+        session_pages=_floats(r[1] for r in sessions),
+        session_actions=_floats(r[2] for r in sessions),
+        ticket_opened=times_ns([r[0] for r in tickets]),
+        ticket_solved=times_ns([r[1] for r in tickets]),
+        ticket_priority=tuple(str(r[2]) for r in tickets),
+        nps_responded=times_ns([r[0] for r in nps]),
+        nps_score=_floats(r[1] for r in nps),
+        billing_occurred=times_ns([r[0] for r in billing]),
+        billing_kind=tuple(str(r[1]) for r in billing),
+        billing_amount=_floats(r[2] for r in billing),
+        billing_mrr_after=_floats(r[3] for r in billing),
+        intervention_created=times_ns([r[0] for r in interventions]),
+        intervention_completed=times_ns([r[1] for r in interventions]),
+        intervention_outcome=tuple(r[2] for r in interventions),
+    )
+    usage = json.loads(usage) if isinstance(usage, str) else usage
+    return OneCustomer(customer_id, facts, risk, health, name, owner_id, usage if isinstance(usage, dict) else {})
+
+
+def _load_one_postgres(customer_id: int, as_of: dt.datetime, window_start: dt.datetime) -> OneCustomer | None:
+    with connection.cursor() as cursor:
+        cursor.execute(_ONE_POSTGRES, {"customer_id": customer_id, "as_of": as_of, "window_start": window_start})
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    (signup, churned, plan, mrr, usage, risk, health, name, owner_id, s_t, s_p, s_a, s_last) = row[:13]
+    (k_o, k_s, k_p, q_t, q_s, b_t, b_k, b_a, b_m, i_c, i_d, i_o, champ, weights, drop_points) = row[13:]
+    session_started, session_pages, session_actions = _us_times(s_t), _floats(s_p), _floats(s_a)
+    if s_last is not None:  # the latest session before the window: its start only
+        session_started = np.append(session_started, times_ns([s_last]))
+        session_pages, session_actions = np.append(session_pages, 0.0), np.append(session_actions, 0.0)
+    facts = CustomerFacts(
+        signup=times_ns([signup])[0],
+        churned=times_ns([churned])[0],
+        plan="" if plan is None else str(plan),
+        mrr=float("nan") if mrr is None else float(mrr),
+        session_started=session_started,
+        session_pages=session_pages,
+        session_actions=session_actions,
+        ticket_opened=_us_times(k_o),
+        ticket_solved=_us_times(k_s),
+        ticket_priority=tuple(str(p) for p in k_p or ()),
+        nps_responded=_us_times(q_t),
+        nps_score=_floats(q_s),
+        billing_occurred=_us_times(b_t),
+        billing_kind=tuple(str(k) for k in b_k or ()),
+        billing_amount=_floats(b_a),
+        billing_mrr_after=_floats(b_m),
+        intervention_created=_us_times(i_c),
+        intervention_completed=_us_times(i_d),
+        intervention_outcome=tuple(i_o or ()),
+    )
+    names = ("usage", "engagement", "support", "nps", "billing", "tenure")
+    usage = json.loads(usage) if isinstance(usage, str) else usage  # Django leaves jsonb as text
+    return OneCustomer(
+        customer_id,
+        facts,
+        risk,
+        health,
+        name,
+        owner_id,
+        usage if isinstance(usage, dict) else {},
+        champion=None if champ is None else (int(champ[0]), champ[1], champ[2]),
+        weights=None if weights is None else dict(zip(names, map(float, weights), strict=True)),
+        health_drop_points=drop_points,
+        settings_read=True,
     )

@@ -267,3 +267,56 @@ def test_a_rejected_ancient_intervention_date_leaves_predictions_working(csm, ma
     )
     assert rejected.status_code == 400
     assert api.post("/api/v1/churn/predict", {"customerId": customer.pk}, format="json").status_code == 200
+
+
+def test_real_time_features_equal_the_batch_row(book):
+    """The real-time path reads one customer with a few indexed reads and computes its features
+    without pandas; for several customers and cutoffs they must be the batch's row exactly, also
+    once facts after the cutoff exist."""
+    from customers.models import UserSession
+    from predictions.data import load_one, load_tables
+    from predictions.ml.features import build_features, customer_features
+
+    now = timezone.now()
+    ids = list(Customer.objects.order_by("pk").values_list("pk", flat=True))[::15]
+    UserSession.objects.create(customer_id=ids[0], started_at=now - dt.timedelta(days=20), pages_viewed=7)
+    compared = 0
+    for cutoff in (now, now - dt.timedelta(days=37, hours=5), now - dt.timedelta(days=150)):
+        batch = build_features(load_tables(as_of=cutoff), pd.Timestamp(cutoff))
+        for customer_id in ids:
+            features = customer_features(load_one(customer_id=customer_id, as_of=cutoff).facts, pd.Timestamp(cutoff))
+            if customer_id not in batch.index:
+                assert features is None
+                continue
+            row = pd.Series(features).reindex(batch.columns, fill_value=0.0)
+            pd.testing.assert_series_equal(row, batch.loc[customer_id], check_names=False, rtol=0, atol=0)
+            compared += 1
+    assert compared > 60
+    assert load_one(customer_id=10**9, as_of=now) is None
+
+
+def test_real_time_rescore_gives_the_batch_score(trained):
+    """`score_one` (lean path) and the batch, at the same moment, store the same probability,
+    level, health and breakdown; causes too where both explain exactly (above the risk floor)."""
+    from predictions.services.scoring import score_one
+
+    now = timezone.now()
+    run = score_customers(run_key="same-moment", now=now)
+    batch = {p.customer_id: p for p in ChurnPrediction.objects.filter(run=run)}
+    sample = sorted(batch)[::20]
+    for customer_id in sample:
+        one, expected = score_one(customer_id=customer_id, now=now), batch[customer_id]
+        assert (one.churn_probability, one.risk_level, one.health_score, one.health_components) == (
+            expected.churn_probability,
+            expected.risk_level,
+            expected.health_score,
+            expected.health_components,
+        )
+        if float(expected.churn_probability) >= 0.3:
+            assert one.top_causes == expected.top_causes
+        stored = ChurnPrediction.objects.select_related("run").get(pk=one.pk)
+        assert stored.run.trigger == "event" and stored.model_version == trained.version
+        assert stored.top_causes == one.top_causes
+    assert len(sample) >= 20
+    customer = Customer.objects.get(pk=sample[-1])
+    assert customer.churn_risk == batch[sample[-1]].churn_probability

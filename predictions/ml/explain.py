@@ -41,7 +41,7 @@ def value_text(feature: str, value: float, reference: float | None) -> str:
 
 def causes_from_contributions(
     contribs: np.ndarray,
-    X: pd.DataFrame,
+    X: pd.DataFrame | np.ndarray,
     feature_names: list[str],
     healthy_reference: dict[str, float] | None = None,
     top_k: int = 3,
@@ -52,7 +52,8 @@ def causes_from_contributions(
     if n == 0:
         return []
     healthy = healthy_reference or {}
-    values = X.reindex(columns=feature_names, fill_value=0.0).to_numpy(dtype=float)
+    # A matrix already in `feature_names` order (one real-time row) is used as it is.
+    values = X if isinstance(X, np.ndarray) else X.reindex(columns=feature_names, fill_value=0.0).to_numpy(dtype=float)
     positive = np.maximum(np.nan_to_num(contribs), 0.0)
     mass = positive.sum(axis=1)
     infos = [feature_info(f) for f in feature_names]

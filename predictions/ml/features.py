@@ -39,7 +39,9 @@ computed for "now". Should a time-stamped usage source appear, add it here as wi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -335,3 +337,219 @@ def usage_features(tables: Tables) -> pd.DataFrame:
     numeric = numeric.loc[:, numeric.notna().any()]  # keep keys that are numeric somewhere
     numeric.columns = [f"usage_{k}" for k in numeric.columns]
     return numeric.fillna(0.0).astype(float).reindex(sorted(numeric.columns), axis=1)
+
+
+# --- One customer (real-time scoring) ---------------------------------------------------------
+
+NAT = np.datetime64("NaT", "ns")
+_EMPTY_TIMES = np.zeros(0, dtype="datetime64[ns]")
+
+
+def times_ns(values: Sequence[object]) -> np.ndarray:
+    """Timestamps as naive-UTC `datetime64[ns]`: aware datetimes are converted to UTC, naive ones
+    and dates are taken as UTC, ISO strings parsed, None/NaT/NaN become NaT. A plain loop: it
+    runs on one customer's few hundred rows, where pandas' per-call overhead would dominate."""
+    out = np.empty(len(values), dtype="datetime64[ns]")
+    for position, value in enumerate(values):
+        if isinstance(value, str):
+            value = dt.datetime.fromisoformat(value)
+        if value is None or value is pd.NaT or (isinstance(value, float) and value != value):
+            out[position] = NAT
+        elif isinstance(value, pd.Timestamp):
+            out[position] = as_utc(value).tz_localize(None).as_unit("ns").to_datetime64()
+        elif isinstance(value, dt.datetime):
+            naive = value.astimezone(dt.UTC).replace(tzinfo=None) if value.tzinfo is not None else value
+            out[position] = np.datetime64(naive, "us")
+        elif isinstance(value, dt.date):
+            out[position] = np.datetime64(value, "D")
+        else:
+            out[position] = np.datetime64(value, "ns")
+    return out
+
+
+@dataclass(frozen=True)
+class CustomerFacts:
+    """Everything `customer_features` reads about ONE customer: plain numpy arrays, timestamps as
+    naive-UTC `datetime64[ns]` (NaT when missing). The same facts as that customer's rows in
+    `Tables`; `from_tables` cuts them out of a book (tests compare the two paths)."""
+
+    signup: np.datetime64
+    churned: np.datetime64
+    plan: str
+    mrr: float
+    session_started: np.ndarray = field(default_factory=lambda: _EMPTY_TIMES)
+    session_pages: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    session_actions: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    ticket_opened: np.ndarray = field(default_factory=lambda: _EMPTY_TIMES)
+    ticket_solved: np.ndarray = field(default_factory=lambda: _EMPTY_TIMES)
+    ticket_priority: tuple[str, ...] = ()
+    nps_responded: np.ndarray = field(default_factory=lambda: _EMPTY_TIMES)
+    nps_score: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    billing_occurred: np.ndarray = field(default_factory=lambda: _EMPTY_TIMES)
+    billing_kind: tuple[str, ...] = ()
+    billing_amount: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    billing_mrr_after: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    intervention_created: np.ndarray = field(default_factory=lambda: _EMPTY_TIMES)
+    intervention_completed: np.ndarray = field(default_factory=lambda: _EMPTY_TIMES)
+    intervention_outcome: tuple[str | None, ...] = ()
+
+    @classmethod
+    def from_tables(cls, tables: Tables, customer_id: int) -> CustomerFacts:
+        """One customer's rows of a book (for tests and tools; scoring reads the database)."""
+
+        def rows(frame: pd.DataFrame) -> pd.DataFrame:
+            return frame.loc[frame["customer_id"].to_numpy() == customer_id]
+
+        def t(frame: pd.DataFrame, column: str) -> np.ndarray:
+            return times_ns(frame[column].tolist())
+
+        def num(frame: pd.DataFrame, column: str) -> np.ndarray:
+            return pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float)
+
+        c = rows(tables.customers).iloc[0]
+        s, k, q, b, i = (
+            rows(f) for f in (tables.sessions, tables.tickets, tables.nps, tables.billing, tables.interventions)
+        )
+        return cls(
+            signup=times_ns([c["signup_date"]])[0],
+            churned=times_ns([c["churned_at"]])[0],
+            plan=str(c["plan"]),
+            mrr=float(pd.to_numeric(c["mrr"], errors="coerce")),
+            session_started=t(s, "started_at"),
+            session_pages=num(s, "pages_viewed"),
+            session_actions=num(s, "n_actions"),
+            ticket_opened=t(k, "opened_at"),
+            ticket_solved=t(k, "solved_at"),
+            ticket_priority=tuple(str(p) for p in k["priority"]),
+            nps_responded=t(q, "responded_at"),
+            nps_score=num(q, "score"),
+            billing_occurred=t(b, "occurred_at"),
+            billing_kind=tuple(str(x) for x in b["kind"]),
+            billing_amount=num(b, "amount"),
+            billing_mrr_after=num(b, "mrr_after"),
+            intervention_created=t(i, "created_at"),
+            intervention_completed=t(i, "completed_at"),
+            intervention_outcome=tuple(i["outcome"]),
+        )
+
+
+def _ages(times: np.ndarray, as_of: np.datetime64) -> np.ndarray:
+    """Age in days at as_of, computed exactly like `_Facts` (timedelta64[ns] / 1 day → float)."""
+    return (as_of - times) / np.timedelta64(DAY.value, "ns")
+
+
+def _window(age: np.ndarray, lo: float, hi: float, weights: np.ndarray | None = None, mask=None) -> float:
+    sel = (age >= lo) & (age < hi)
+    if mask is not None:
+        sel &= mask
+    return float(sel.sum()) if weights is None else float(weights[sel].sum())
+
+
+def _latest_value(times: np.ndarray, values: np.ndarray, as_of: np.datetime64, fallback: float) -> float:
+    """The value of the latest fact at or before as_of (ties: the later row), else `fallback`."""
+    age = _ages(times, as_of)
+    keep = age >= 0
+    if not keep.any():
+        return fallback
+    age, values = age[keep], values[keep]
+    order = np.argsort(-age, kind="stable")  # oldest first, like `_mrr_as_of`'s lexsort
+    return float(values[order[-1]])
+
+
+def customer_features(facts: CustomerFacts, as_of: pd.Timestamp) -> dict[str, float] | None:
+    """`build_features` for ONE customer without pandas: the same definitions (a test compares
+    every value with the batch's row), in microseconds instead of milliseconds. Returns None when
+    the customer is not in the population at as_of (not signed up yet, or churned before).
+
+    Plan columns: only `plan_<this plan>` (= 1); a model reindexes to its own columns, missing → 0.
+    """
+    now = as_utc(as_of).tz_localize(None).to_datetime64().astype("datetime64[ns]")
+    if np.isnat(facts.signup) or facts.signup > now or (not np.isnat(facts.churned) and facts.churned <= now):
+        return None
+    f: dict[str, float] = {}
+
+    tenure = float(np.clip(_ages(np.array([facts.signup]), now)[0], 0.0, TENURE_CAP_DAYS))
+    s_age = _ages(facts.session_started, now)
+    seen = s_age >= 0  # NaN ages compare False: a future or undated session is not seen
+    s_age = s_age[seen]
+    pages = np.nan_to_num(facts.session_pages.astype(float)[seen])
+    actions = np.nan_to_num(facts.session_actions.astype(float)[seen])
+    never = s_age.size == 0
+    f["days_since_last_session"] = min(tenure if never else float(s_age.min()), RECENCY_CAP_DAYS)
+    f["never_active"] = float(never)
+    f["tenure_days"] = tenure
+    f["sessions_7d"] = _window(s_age, 0, 7)
+    f["sessions_30d"] = _window(s_age, 0, 30)
+    f["sessions_90d"] = _window(s_age, 0, 90)
+    f["pages_30d"] = _window(s_age, 0, 30, pages)
+    f["pages_90d"] = _window(s_age, 0, 90, pages)
+    prev_sessions = _window(s_age, 30, 60)
+    f["usage_ratio_30d"] = (f["sessions_30d"] + 1.0) / (prev_sessions + 1.0)
+    f["sessions_change_30d"] = f["sessions_30d"] - prev_sessions
+    f["pages_change_30d"] = f["pages_30d"] - _window(s_age, 30, 60, pages)
+    actions_30 = _window(s_age, 0, 30, actions)
+    f["actions_per_session_30d"] = actions_30 / f["sessions_30d"] if f["sessions_30d"] > 0 else 0.0
+
+    t_age = _ages(facts.ticket_opened, now)
+    seen = t_age >= 0
+    t_age = t_age[seen]
+    solved = facts.ticket_solved[seen]
+    still_open = np.isnat(solved) | (solved > now)
+    risky = np.array([p.lower() in RISKY_PRIORITIES for p in facts.ticket_priority], dtype=bool)[seen]
+    f["tickets_30d"] = _window(t_age, 0, 30)
+    f["tickets_90d"] = _window(t_age, 0, 90)
+    f["open_tickets"] = _window(t_age, 0, np.inf, mask=still_open)
+    f["urgent_tickets_90d"] = _window(t_age, 0, 90, mask=risky)
+    f["tickets_change_30d"] = f["tickets_30d"] - _window(t_age, 30, 60)
+
+    q_age = _ages(facts.nps_responded, now)
+    score = facts.nps_score.astype(float)
+    ok = (q_age >= 0) & ~np.isnan(score)
+    q_age, score = q_age[ok], score[ok]
+    order = np.argsort(-q_age, kind="stable")  # oldest first
+    latest = float(score[order[-1]]) if score.size else np.nan
+    previous = float(score[order[-2]]) if score.size > 1 else np.nan
+    f["nps_latest"] = NPS_NEUTRAL if np.isnan(latest) else latest
+    f["nps_change"] = float(np.nan_to_num(latest - previous, nan=0.0))
+    f["nps_missing"] = float(np.isnan(latest))
+
+    static_mrr = 0.0 if np.isnan(facts.mrr) else facts.mrr
+    has_mrr = ~np.isnan(facts.billing_mrr_after)
+    mrr_times, mrr_values = facts.billing_occurred[has_mrr], facts.billing_mrr_after[has_mrr]
+    mrr_now = _latest_value(mrr_times, mrr_values, now, static_mrr)
+    mrr_then = _latest_value(mrr_times, mrr_values, now - np.timedelta64(90 * DAY.value, "ns"), mrr_now)
+    f["mrr"] = mrr_now
+    f["mrr_change_90d_pct"] = (mrr_now - mrr_then) / max(mrr_then, 1e-9) if mrr_then > 0 else 0.0
+    b_age = _ages(facts.billing_occurred, now)
+    seen = b_age >= 0
+    b_age = b_age[seen]
+    kind = np.array(facts.billing_kind, dtype=object)[seen]
+    amount = np.nan_to_num(facts.billing_amount.astype(float), nan=0.0)[seen]
+    failed = kind == "payment_failed"
+    f["payment_failures_30d"] = _window(b_age, 0, 30, mask=failed)
+    f["payment_failures_90d"] = _window(b_age, 0, 90, mask=failed)
+    negative_change = (kind == "subscription_changed") & (amount < 0)
+    f["downgraded_90d"] = float(mrr_now < mrr_then - 1e-9 or _window(b_age, 0, 90, mask=negative_change) > 0)
+
+    f["interventions_90d"] = _window(_ages(facts.intervention_created, now), 0, 90)
+    d_age = _ages(facts.intervention_completed, now)
+    failed_iv = np.array([str(o) == "failed" for o in facts.intervention_outcome], dtype=bool)
+    f["interventions_failed_90d"] = _window(d_age, 0, 90, mask=failed_iv)
+
+    out = {name: f[name] for name in FIXED_FEATURES}
+    out[f"plan_{facts.plan}"] = 1.0
+    return {k: (v if np.isfinite(v) else 0.0) for k, v in out.items()}
+
+
+def usage_one(feature_usage: Mapping[str, object] | None) -> dict[str, float]:
+    """One customer's numeric `feature_usage` counters as `usage_<key>` (the real-time health
+    score). Like `usage_features`, except that the keys are this customer's own: the batch takes
+    the keys of the whole book (a key another customer has counts as 0 here too, so the two agree
+    whenever customers report the same counters)."""
+    out = {}
+    for key, value in (feature_usage or {}).items():
+        number = pd.to_numeric(value, errors="coerce") if isinstance(value, str) else value
+        if isinstance(number, bool) or not isinstance(number, int | float) or number != number:
+            continue
+        out[f"usage_{key}"] = float(number)
+    return dict(sorted(out.items()))

@@ -20,6 +20,8 @@ to an int. `rules_probability` = logistic(2.2 − 0.061 · unrounded health): �
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import pandas as pd
 
@@ -59,25 +61,39 @@ HEALTHY_REFERENCE: dict[str, float] = {
 }
 
 
-def _col(features: pd.DataFrame, name: str, default: float = 0.0) -> np.ndarray:
+# `features` is a frame, or (one real-time customer) a dict of feature name → 1-element array.
+Features = pd.DataFrame | Mapping[str, np.ndarray]
+
+
+def _names(features: Features) -> list[str]:
+    return list(features.columns) if isinstance(features, pd.DataFrame) else list(features)
+
+
+def _rows(features: Features) -> int:
+    if isinstance(features, pd.DataFrame):
+        return len(features)
+    return len(next(iter(features.values()))) if features else 0
+
+
+def _col(features: Features, name: str, default: float = 0.0) -> np.ndarray:
     if name in features:
-        return np.nan_to_num(features[name].to_numpy(dtype=float), nan=default)
-    return np.full(len(features), default)
+        return np.nan_to_num(np.asarray(features[name], dtype=float), nan=default)
+    return np.full(_rows(features), default)
 
 
 def _sat(x: np.ndarray, scale: float) -> np.ndarray:
     return 1.0 - np.exp(-np.maximum(x, 0.0) / scale)
 
 
-def _components(features: pd.DataFrame) -> dict[str, np.ndarray]:
+def _components(features: Features) -> dict[str, np.ndarray]:
     f = features
     recency = np.exp(-np.maximum(_col(f, "days_since_last_session", 365.0), 0.0) / 14.0)
     trend = np.clip(_col(f, "usage_ratio_30d", 1.0), 0.0, 1.0)
     engagement = 0.4 * _sat(_col(f, "sessions_30d"), 8.0) + 0.4 * recency + 0.2 * trend
     actions = _sat(_col(f, "actions_per_session_30d"), 3.0)
-    usage_cols = [c for c in f.columns if c.startswith("usage_") and c != "usage_ratio_30d"]
+    usage_cols = [c for c in _names(f) if c.startswith("usage_") and c != "usage_ratio_30d"]
     if usage_cols:
-        adoption = (f[usage_cols].to_numpy(dtype=float) > 0).mean(axis=1)
+        adoption = (np.column_stack([_col(f, c) for c in usage_cols]) > 0).mean(axis=1)
         usage = 0.6 * adoption + 0.4 * actions
     else:
         usage = actions
@@ -107,7 +123,7 @@ def _weights(weights: dict | None) -> dict[str, float]:
     return {c: max(float(w[c]), 0.0) / total for c in COMPONENTS}
 
 
-def _health(features: pd.DataFrame, weights: dict | None) -> tuple[dict[str, np.ndarray], np.ndarray]:
+def _health(features: Features, weights: dict | None) -> tuple[dict[str, np.ndarray], np.ndarray]:
     comps = {k: 100.0 * np.clip(v, 0.0, 1.0) for k, v in _components(features).items()}
     w = _weights(weights)
     raw = sum(w[c] * comps[c] for c in COMPONENTS)
@@ -120,6 +136,14 @@ def health_components(features: pd.DataFrame, weights: dict | None = None) -> pd
     comps, raw = _health(features, weights)
     out = pd.DataFrame({c: np.round(comps[c], 1) for c in COMPONENTS}, index=features.index)
     out["health_score"] = np.rint(raw).astype(int)
+    return out
+
+
+def health_one(features: Mapping[str, float], weights: dict | None = None) -> dict[str, float]:
+    """`health_components` for one customer's feature dict (the real-time path, no frame)."""
+    comps, raw = _health({name: np.array([value], dtype=float) for name, value in features.items()}, weights)
+    out = {c: float(np.round(comps[c], 1)[0]) for c in COMPONENTS}
+    out["health_score"] = int(np.rint(raw[0]))
     return out
 
 

@@ -3,6 +3,7 @@
 The daily batch and the real-time re-score of one customer run the same code path.
 """
 
+import contextlib
 import datetime as dt
 import time
 import uuid
@@ -16,6 +17,7 @@ from django.db import connection, transaction
 from django.dispatch import Signal
 from django.utils import timezone
 
+from alerts.models import NotificationSettings
 from alerts.selectors import notification_settings_get
 from alerts.services import alerts_create_many, alerts_resolve_cleared
 from churnshield.exceptions import ConflictError
@@ -23,12 +25,12 @@ from customers.models import Customer
 from customers.selectors import risk_level
 from customers.services import customer_scores_set
 from predictions.causes import recommended_actions
-from predictions.data import load_tables
+from predictions.data import OneCustomer, load_one, load_tables
 from predictions.ml import rules
-from predictions.ml.explain import explain_batch
-from predictions.ml.features import build_features, usage_features
+from predictions.ml.explain import causes_from_contributions, explain_batch
+from predictions.ml.features import build_features, customer_features, usage_features, usage_one
 from predictions.ml.training import psi
-from predictions.models import ChurnPrediction, ModelVersion, PredictionRun
+from predictions.models import ChurnPrediction, HealthWeights, ModelVersion, PredictionRun
 from predictions.selectors import champion, health_weights
 from predictions.services.portfolio import churn_causes_refresh, portfolio_snapshot_take
 from predictions.services.registry import loaded_model, probabilities, rules_version
@@ -77,15 +79,21 @@ def score_customers(
     timings["features_s"] = time.perf_counter() - started - timings["load_s"]
     mark = time.perf_counter()
     weights = health_weights()
-    proba = probabilities(version, features, weights=weights)
-    timings["predict_s"] = time.perf_counter() - mark
-    mark = time.perf_counter()
-    causes = _explain(version, features, proba, weights)
     model = loaded_model(version)
+    # A whole book may use every core (a loaded model defaults to one thread: real time).
+    with model.threads() if model is not None and len(features) > 1000 else contextlib.nullcontext():
+        proba = probabilities(version, features, weights=weights)
+        timings["predict_s"] = time.perf_counter() - mark
+        mark = time.perf_counter()
+        causes = _explain(version, features, proba, weights)
+        timings["explain_s"] = time.perf_counter() - mark
+    # Not the model: the transparent health score and the drift check (timed apart, so the
+    # model's share of the batch is not flattered by them).
+    mark = time.perf_counter()
     drift = psi(model.reference_stats, features) if model is not None and len(features) >= 100 else {}
     # Usage counters are today's snapshot: fine for today's health score, never a model feature.
     health = rules.health_components(features.join(usage_features(tables)), weights=weights)
-    timings["explain_s"] = time.perf_counter() - mark
+    timings["health_s"] = time.perf_counter() - mark
 
     mark = time.perf_counter()
     with transaction.atomic():
@@ -161,33 +169,9 @@ def _write_back(
             )
         )
         customers.append((customer_id, risk, score))
-        old_risk, name, old_health, owner_id = before.get(customer_id, (0, customer_id, None, None))
-        old_level = risk_level(float(old_risk))
-        if LEVEL_RANK[level] > LEVEL_RANK[old_level] and level != "low":
-            top = causes[position][0]["factor"] if causes[position] else "several signals"
-            alerts.append(
-                {
-                    "title": f"{level.capitalize()} churn risk: {name}",
-                    "message": f"Churn risk rose from {old_level} to {level} ({probability:.0%}); main factor: {top}.",
-                    "severity": "critical" if level == "high" else "high",
-                    "customer_id": customer_id,
-                    "owner_id": owner_id,
-                    "source": "risk_rise",
-                    "context": {"level": level, "risk": round(probability, 4)},
-                }
-            )
-        if old_health is not None and old_health - score >= drop_points:
-            alerts.append(
-                {
-                    "title": f"Health dropped sharply: {name}",
-                    "message": f"Health score fell from {old_health} to {score}.",
-                    "severity": "high" if old_health - score >= 2 * drop_points else "medium",
-                    "customer_id": customer_id,
-                    "owner_id": owner_id,
-                    "source": "health_drop",
-                    "context": {"health_before": old_health, "health_after": score},
-                }
-            )
+        alerts += _alerts_for(
+            customer_id, probability, level, score, causes[position], before.get(customer_id), drop_points
+        )
     _insert_predictions(run, predictions)
     customer_scores_set(scores=customers)
     # One set-based UPDATE: risk or health back where it was resolves the alerts it raised.
@@ -208,6 +192,48 @@ PREDICTION_COLUMNS = (
     "health_components",
     "confidence",
 )
+
+
+def _alerts_for(
+    customer_id: int,
+    probability: float,
+    level: str,
+    score: int,
+    causes: list[dict],
+    before: tuple | None,
+    drop_points: int | None,
+) -> list[dict]:
+    """The alerts one re-scored customer raises: its risk level rose (to medium or high), or its
+    health score fell by `drop_points` or more. `before` = (risk, name, health, owner id)."""
+    old_risk, name, old_health, owner_id = before or (0, customer_id, None, None)
+    old_level = risk_level(float(old_risk or 0))
+    alerts = []
+    if LEVEL_RANK[level] > LEVEL_RANK[old_level] and level != "low":
+        top = causes[0]["factor"] if causes else "several signals"
+        alerts.append(
+            {
+                "title": f"{level.capitalize()} churn risk: {name}",
+                "message": f"Churn risk rose from {old_level} to {level} ({probability:.0%}); main factor: {top}.",
+                "severity": "critical" if level == "high" else "high",
+                "customer_id": customer_id,
+                "owner_id": owner_id,
+                "source": "risk_rise",
+                "context": {"level": level, "risk": round(probability, 4)},
+            }
+        )
+    if old_health is not None and drop_points is not None and old_health - score >= drop_points:
+        alerts.append(
+            {
+                "title": f"Health dropped sharply: {name}",
+                "message": f"Health score fell from {old_health} to {score}.",
+                "severity": "high" if old_health - score >= 2 * drop_points else "medium",
+                "customer_id": customer_id,
+                "owner_id": owner_id,
+                "source": "health_drop",
+                "context": {"health_before": old_health, "health_after": score},
+            }
+        )
+    return alerts
 
 
 def _insert_predictions(run: PredictionRun, rows: list[tuple]) -> None:
@@ -246,18 +272,197 @@ def rescore_after_commit(*, customer_id: int) -> bool:
     return True
 
 
-def score_one(*, customer_id: int) -> ChurnPrediction:
+def score_one(*, customer_id: int, now: dt.datetime | None = None) -> ChurnPrediction:
     """Re-score one customer now (real time) and return the stored prediction.
 
-    A churned customer is not re-scored: their last prediction stands.
+    The lean path (see `_score_one_lean`): one read, features without pandas, one model call
+    with exact SHAP, one write. The rules baseline (cold start) goes through the batch code. A
+    churned customer is not re-scored: their last prediction stands.
     """
-    run = score_customers(customer_ids=[customer_id], trigger=PredictionRun.Trigger.EVENT)
-    prediction = ChurnPrediction.objects.filter(run=run, customer_id=customer_id).first()
-    if prediction is None:
-        prediction = ChurnPrediction.objects.filter(customer_id=customer_id).order_by("-prediction_date", "-id").first()
+    now = now or timezone.now()
+    one = load_one(customer_id=customer_id, as_of=now)
+    features = None if one is None else customer_features(one.facts, pd.Timestamp(now))
+    if features is not None:
+        if one.settings_read:
+            champ = one.champion
+            version = None if champ is None else ModelVersion(pk=champ[0], version=champ[1], kind=champ[2])
+        else:
+            version = champion()
+        if version is not None and version.kind != ModelVersion.Kind.RULES:
+            return _score_one_lean(one, features, version, now)
+        run = score_customers(customer_ids=[customer_id], trigger=PredictionRun.Trigger.EVENT, now=now)
+        prediction = ChurnPrediction.objects.filter(run=run, customer_id=customer_id).first()
+        if prediction is not None:
+            return prediction
+    prediction = ChurnPrediction.objects.filter(customer_id=customer_id).order_by("-prediction_date", "-id").first()
     if prediction is None:
         raise ConflictError("This customer has churned and was never scored.")
     return prediction
+
+
+def _score_one_lean(
+    one: OneCustomer, features: dict[str, float], version: ModelVersion, now: dt.datetime
+) -> ChurnPrediction:
+    """Predict + explain one customer and write it: the same numbers and rows as the batch."""
+    model = loaded_model(version)
+    x = model.row(features)
+    probability, contribs = model.predict_one(x)
+    probability = float(np.clip(probability, 0.0, 1.0))
+    causes = causes_from_contributions(contribs[None, :], x, model.feature_names, model.healthy_reference)[0]
+    weights = (one.weights or HealthWeights().as_dict()) if one.settings_read else health_weights()
+    health = rules.health_one(features | usage_one(one.feature_usage), weights=weights)
+    components = {key: round(value) for key, value in health.items()}
+    score = components.pop("health_score")
+    risk = Decimal(f"{probability:.4f}")
+    level = risk_level(probability)
+    customer_id = one.customer_id
+    drop = None
+    old_level = risk_level(float(one.churn_risk or 0))
+    if one.health_score is not None and one.health_score > score:  # the threshold matters only then
+        if not one.settings_read:
+            drop = notification_settings_get().health_drop_points
+        else:  # read with the facts; no saved row means the defaults
+            drop = one.health_drop_points
+            if drop is None:
+                drop = NotificationSettings().health_drop_points
+    alerts = _alerts_for(
+        customer_id, probability, level, score, causes, (one.churn_risk, one.name, one.health_score, one.owner_id), drop
+    )
+    # Alerts raised earlier can only clear when the risk level fell or the health score rose.
+    resolve = LEVEL_RANK[level] < LEVEL_RANK[old_level] or (one.health_score is not None and score > one.health_score)
+    values = {
+        "customer_id": customer_id,
+        "risk": risk,
+        "level": level,
+        "causes": causes,
+        "now": now,
+        "version": version,
+        "score": score,
+        "components": components,
+        "confidence": confidence(probability),
+        "rises": sum(1 for alert in alerts if alert["source"] == "risk_rise"),
+    }
+    if alerts or resolve:
+        with transaction.atomic():
+            prediction = _write_one(**values)
+            if resolve:
+                alerts_resolve_cleared(customer_ids=[customer_id], now=now)
+            if alerts:
+                alerts_create_many(alerts=alerts)
+    else:  # one statement, atomic on its own: no BEGIN/COMMIT round trips
+        prediction = _write_one(**values)
+    run = prediction.run
+    transaction.on_commit(lambda: customers_scored.send(sender=PredictionRun, run=run, customer_ids=[customer_id]))
+    return prediction
+
+
+# PostgreSQL: the run, the prediction and the customer's scores in ONE statement (one round trip,
+# atomic by itself). An unchanged score rewrites nothing (see customer_scores_set).
+_WRITE_ONE_POSTGRES = """
+WITH run AS (
+  INSERT INTO prediction_runs (run_key, trigger, status, model_version_id, started_at, finished_at,
+    customers_scored, risk_rises, timings, drift, error)
+  VALUES (%(run_key)s, 'event', 'completed', %(version_id)s, %(now)s, clock_timestamp(), 1, %(rises)s, '{}', '{}', '')
+  RETURNING id
+), prediction AS (
+  INSERT INTO churn_predictions (customer_id, churn_probability, risk_level, top_causes, prediction_date,
+    model_version, health_score, health_components, confidence, run_id)
+  SELECT %(customer_id)s, %(risk)s, %(level)s, %(causes)s, %(now)s, %(version)s, %(score)s, %(components)s,
+    %(confidence)s, run.id FROM run
+  RETURNING id
+), scores AS (
+  UPDATE customers SET churn_risk = %(risk)s, health_score = %(score)s, updated_at = clock_timestamp()
+  WHERE id = %(customer_id)s
+    AND (churn_risk, health_score) IS DISTINCT FROM (%(risk)s::numeric(5, 4), %(score)s::integer)
+)
+SELECT (SELECT id FROM prediction), (SELECT id FROM run)
+"""
+
+
+def _write_one(
+    *,
+    customer_id: int,
+    risk: Decimal,
+    level: str,
+    causes: list[dict],
+    now: dt.datetime,
+    version: ModelVersion,
+    score: int,
+    components: dict,
+    confidence: float,
+    rises: int,
+) -> ChurnPrediction:
+    run_key = uuid.uuid4().hex
+    if connection.vendor == "postgresql":
+        from psycopg.types.json import Jsonb
+
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _WRITE_ONE_POSTGRES,
+                {
+                    "run_key": run_key,
+                    "version_id": version.pk,
+                    "now": now,
+                    "rises": rises,
+                    "customer_id": customer_id,
+                    "risk": risk,
+                    "level": level,
+                    "causes": Jsonb(causes),
+                    "version": version.version,
+                    "score": score,
+                    "components": Jsonb(components),
+                    "confidence": confidence,
+                },
+            )
+            prediction_id, run_id = cursor.fetchone()
+        run = PredictionRun(
+            pk=run_id,
+            run_key=run_key,
+            trigger=PredictionRun.Trigger.EVENT,
+            status=PredictionRun.Status.COMPLETED,
+            model_version_id=version.pk,
+            started_at=now,
+            customers_scored=1,
+            risk_rises=rises,
+        )
+    else:
+        with transaction.atomic():
+            run = PredictionRun.objects.create(
+                run_key=run_key,
+                trigger=PredictionRun.Trigger.EVENT,
+                status=PredictionRun.Status.COMPLETED,
+                model_version_id=version.pk,
+                started_at=now,
+                finished_at=timezone.now(),
+                customers_scored=1,
+                risk_rises=rises,
+            )
+            prediction_id = ChurnPrediction.objects.create(
+                run=run,
+                customer_id=customer_id,
+                churn_probability=risk,
+                risk_level=level,
+                top_causes=causes,
+                prediction_date=now,
+                model_version=version.version,
+                health_score=score,
+                health_components=components,
+                confidence=confidence,
+            ).pk
+            customer_scores_set(scores=[(customer_id, risk, score)])
+    return ChurnPrediction(
+        pk=prediction_id,
+        run=run,
+        customer_id=customer_id,
+        churn_probability=risk,
+        risk_level=level,
+        top_causes=causes,
+        prediction_date=now,
+        model_version=version.version,
+        health_score=score,
+        health_components=components,
+        confidence=confidence,
+    )
 
 
 def prediction_payload(prediction: ChurnPrediction) -> dict:

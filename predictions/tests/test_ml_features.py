@@ -9,7 +9,15 @@ import pandas as pd
 import pytest
 
 from predictions.causes import CAUSES
-from predictions.ml.features import CONTEXT, FEATURES, build_features, feature_info, usage_features
+from predictions.ml.features import (
+    CONTEXT,
+    FEATURES,
+    CustomerFacts,
+    build_features,
+    customer_features,
+    feature_info,
+    usage_features,
+)
 from predictions.ml.tables import Tables
 from predictions.tests.ml_factories import AS_OF, append_rows, make_tables, synthetic_tables
 
@@ -215,3 +223,64 @@ def test_ml_core_has_no_django_imports():
             if isinstance(node, ast.ImportFrom):
                 names = [node.module or ""]
             assert not any(n.split(".")[0] == "django" for n in names), path
+
+
+@pytest.mark.parametrize("cutoff", [AS_OF, AS_OF - 45 * DAY, AS_OF - 200 * DAY + pd.Timedelta(hours=7)])
+def test_one_customer_features_equal_the_batch_row(book, cutoff):
+    """Real-time scoring computes one customer's features without pandas (`customer_features`):
+    every value must be exactly the batch's, for every customer, at several cutoffs."""
+    batch = build_features(book, cutoff)
+    compared = 0
+    for customer_id in book.customers["customer_id"].tolist():
+        one = customer_features(CustomerFacts.from_tables(book, customer_id), cutoff)
+        if customer_id not in batch.index:  # not signed up yet, or churned before the cutoff
+            assert one is None
+            continue
+        assert set(one) - set(batch.columns) == set()
+        row = pd.Series(one).reindex(batch.columns, fill_value=0.0)
+        np.testing.assert_array_equal(row.to_numpy(), batch.loc[customer_id].to_numpy(), err_msg=str(customer_id))
+        compared += 1
+    assert compared > 150 and batch["never_active"].sum() < len(batch)  # a book with history to get wrong
+
+
+def test_one_customer_features_on_a_hand_built_edge_case():
+    """Facts after the cutoff, open/solved tickets, NaN scores, an MRR change and a credit."""
+    tables = make_tables(
+        customers=[{"customer_id": 1, "signup_date": CUTOFF - 400 * DAY, "plan": "pro", "mrr": 90.0}],
+        sessions=[
+            {"customer_id": 1, "started_at": CUTOFF - 3 * DAY, "pages_viewed": 5, "n_actions": 2},
+            {"customer_id": 1, "started_at": CUTOFF - 40 * DAY, "pages_viewed": 7, "n_actions": 4},
+            {"customer_id": 1, "started_at": CUTOFF + 1 * DAY, "pages_viewed": 99, "n_actions": 9},
+        ],
+        tickets=[
+            {"customer_id": 1, "opened_at": CUTOFF - 5 * DAY, "solved_at": CUTOFF + DAY, "priority": "Urgent"},
+            {"customer_id": 1, "opened_at": CUTOFF - 50 * DAY, "solved_at": CUTOFF - 45 * DAY, "priority": "low"},
+        ],
+        nps=[
+            {"customer_id": 1, "responded_at": CUTOFF - 100 * DAY, "score": 9},
+            {"customer_id": 1, "responded_at": CUTOFF - 10 * DAY, "score": 4},
+            {"customer_id": 1, "responded_at": CUTOFF + 2 * DAY, "score": 10},
+        ],
+        billing=[
+            {
+                "customer_id": 1,
+                "occurred_at": CUTOFF - 120 * DAY,
+                "kind": "subscription_changed",
+                "amount": 0.0,
+                "mrr_after": 120.0,
+            },
+            {
+                "customer_id": 1,
+                "occurred_at": CUTOFF - 20 * DAY,
+                "kind": "subscription_changed",
+                "amount": -30.0,
+                "mrr_after": 90.0,
+            },
+            {"customer_id": 1, "occurred_at": CUTOFF - 2 * DAY, "kind": "payment_failed", "amount": 90.0},
+        ],
+    )
+    one = customer_features(CustomerFacts.from_tables(tables, 1), CUTOFF)
+    batch = build_features(tables, CUTOFF).loc[1]
+    assert one["open_tickets"] == 1 and one["urgent_tickets_90d"] == 1 and one["nps_latest"] == 4
+    assert one["mrr_change_90d_pct"] == pytest.approx(-0.25) and one["downgraded_90d"] == 1
+    assert one == {name: batch[name] for name in one}
