@@ -50,7 +50,7 @@ def customer_scope(*, user: Any) -> QuerySet[Customer]:
 
 def customer_count(*, user: Any) -> int:
     """How many customers the user may see. On PostgreSQL from `customer_counts`, which triggers
-    keep exact in the writing transaction (migration 0004), so the unfiltered list's
+    keep exact in the writing transaction (migration 0005), so the unfiltered list's
     `X-Total-Count` costs one small read instead of a COUNT over the whole book."""
     if connection.vendor != "postgresql":
         return customer_scope(user=user).count()

@@ -78,6 +78,6 @@ def drop_counts(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("customers", "0003_hot_score_updates")]
+    dependencies = [("customers", "0004_customers_fillfactor_45")]
 
     operations = [migrations.RunPython(create_counts, drop_counts)]
