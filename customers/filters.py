@@ -1,5 +1,7 @@
 """Query parameters of the customer list (camelCase, like the JSON it returns)."""
 
+from collections.abc import Mapping
+
 import django_filters
 from django.conf import settings
 from django.db.models import Q, QuerySet
@@ -31,6 +33,15 @@ class CustomerFilter(django_filters.FilterSet):
     class Meta:
         model = Customer
         fields: list[str] = []
+
+    @classmethod
+    def narrows(cls, params: Mapping[str, str]) -> bool:
+        """Whether these parameters leave out any customer (ordering does not; empty values are
+        ignored, as django-filter ignores them)."""
+        return any(
+            params.get(name) and not isinstance(field, django_filters.OrderingFilter)
+            for name, field in cls.base_filters.items()
+        )
 
     def filter_search(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
         return queryset.filter(Q(name__icontains=value) | Q(email__icontains=value) | Q(company__icontains=value))

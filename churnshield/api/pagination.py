@@ -25,13 +25,18 @@ class LinkHeaderPagination(BasePagination):
             size = settings.API_PAGE_SIZE
         return max(1, min(size, settings.API_MAX_PAGE_SIZE))
 
-    def paginate_queryset(self, queryset: Any, request: Request, view: Any = None, count_queryset: Any = None) -> list:
+    def paginate_queryset(
+        self, queryset: Any, request: Request, view: Any = None, count_queryset: Any = None, total: int | None = None
+    ) -> list:
         """A page of `queryset`. `count_queryset` counts the total when `queryset` carries joins
-        (e.g. `.values("owner__username")`) that the COUNT does not need."""
+        (e.g. `.values("owner__username")`) that the COUNT does not need; `total` is a count the
+        caller already knows."""
         self.request = request
         paginator = Paginator(queryset, self.get_page_size(request))
-        if count_queryset is not None:
-            paginator.count = count_queryset.count()  # Paginator.count is a cached_property
+        if total is not None:
+            paginator.count = total  # Paginator.count is a cached_property
+        elif count_queryset is not None:
+            paginator.count = count_queryset.count()
         raw_page = request.query_params.get(self.page_query_param, "1")
         try:
             self.page = paginator.page(int(raw_page) if raw_page.isdigit() else raw_page)

@@ -41,8 +41,13 @@ class CustomerViewSet(viewsets.GenericViewSet):
     @extend_schema(responses=CustomerOutputSerializer(many=True))
     def list(self, request: Request) -> Response:
         customers = self.filter_queryset(self.get_queryset())
+        filtered = CustomerFilter.narrows(request.query_params)
         page = self.paginator.paginate_queryset(
-            selectors.customer_values(customers), request, view=self, count_queryset=customers
+            selectors.customer_values(customers),
+            request,
+            view=self,
+            count_queryset=customers,
+            total=None if filtered else selectors.customer_count(user=request.user),
         )
         return self.get_paginated_response([selectors.customer_row_json(row) for row in page])
 
