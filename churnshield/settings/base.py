@@ -287,11 +287,18 @@ NOTIFICATIONS_WEBHOOK_ALLOW_LOOPBACK = env.bool("NOTIFICATIONS_WEBHOOK_ALLOW_LOO
 # --- Playbooks (issue 6) ------------------------------------------------------------------------
 # A worker's claim on an execution lasts this long; a killed worker's execution is claimed again after it.
 PLAYBOOK_LEASE_SECONDS = env.int("PLAYBOOK_LEASE_SECONDS", default=60)
+# An execution handed to the broker but not yet taken by a worker: after this the claimer presumes the
+# message lost and hands it out again. Longer than any queue backlog, so a burst never expires in it.
+PLAYBOOK_QUEUED_LEASE_SECONDS = env.int("PLAYBOOK_QUEUED_LEASE_SECONDS", default=900)
 # Transient step failures (webhook 5xx/timeouts, SMTP 4xx) retry with exponential backoff, then fail.
 PLAYBOOK_MAX_ATTEMPTS = env.int("PLAYBOOK_MAX_ATTEMPTS", default=5)
 PLAYBOOK_RETRY_BASE_SECONDS = env.float("PLAYBOOK_RETRY_BASE_SECONDS", default=10.0)
 PLAYBOOK_RETRY_MAX_SECONDS = env.float("PLAYBOOK_RETRY_MAX_SECONDS", default=600.0)
 PLAYBOOK_CLAIM_BATCH = env.int("PLAYBOOK_CLAIM_BATCH", default=500)
+# After its claim, the beat's claimer keeps following due times (sleeping until the next one, by the
+# database's clock) for this long, so waits start when due rather than at the next beat tick. Keep it
+# below the claim interval when the claim shares a worker's processes; 0 = claim at the tick only.
+PLAYBOOK_CLAIM_FOLLOW_SECONDS = env.float("PLAYBOOK_CLAIM_FOLLOW_SECONDS", default=10.0)
 # Executions per Celery task (enrolment and the claimer); small enough that due work never waits long.
 PLAYBOOK_DISPATCH_CHUNK = env.int("PLAYBOOK_DISPATCH_CHUNK", default=10)
 # Smaller chunks for due waits: the last wait of a chunk runs later by the time the ones before it take.

@@ -3,14 +3,13 @@
 import datetime as dt
 
 import pytest
-import time_machine
 from celery.signals import task_prerun
-from django.utils import timezone
 
 from alerts.models import Alert
 from interventions.models import Intervention
 from playbooks import engine, services, tasks
 from playbooks.models import PlaybookExecution, PlaybookStepRun
+from tests.playbooks.conftest import elapse
 
 pytestmark = pytest.mark.django_db
 
@@ -38,14 +37,14 @@ def test_queries_per_step_of_the_bench_playbook(make_playbook, make_customer, cs
     with django_assert_max_num_queries(4 + 2):
         assert engine.run_execution(execution_id=execution.pk, token=execution.lease_token) == "running"
     assert PlaybookStepRun.objects.get(execution=execution, step_key="wait").status == "waiting"
-    with time_machine.travel(timezone.now() + dt.timedelta(seconds=3)):
-        token, ids = engine.claim_due()
-        assert ids == [execution.pk]
-        # After the wait: lock + load, step runs, the wait's record, the alert (its snooze check and
-        # insert inside alerts' own savepoint), condition + alert records in one INSERT, the cursor = 9,
-        # plus the transaction's SAVEPOINT/RELEASE.
-        with django_assert_max_num_queries(9 + 2):
-            assert engine.run_execution(execution_id=execution.pk, token=token) == "completed"
+    elapse(dt.timedelta(seconds=3))
+    token, ids = engine.claim_due()
+    assert ids == [execution.pk]
+    # After the wait: lock + load, step runs, the wait's record, the alert (its snooze check and
+    # insert inside alerts' own savepoint), condition + alert records in one INSERT, the cursor = 9,
+    # plus the transaction's SAVEPOINT/RELEASE.
+    with django_assert_max_num_queries(9 + 2):
+        assert engine.run_execution(execution_id=execution.pk, token=token) == "completed"
     runs = dict(PlaybookStepRun.objects.filter(execution=execution).values_list("step_key", "status"))
     assert runs == {"task": "succeeded", "wait": "succeeded", "check": "succeeded", "alert": "succeeded"}
     assert Intervention.objects.filter(customer=customer).count() == 1
