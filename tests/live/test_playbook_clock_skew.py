@@ -12,8 +12,8 @@ due, and every lease such a writer takes reads as long expired to the claimer (d
 """
 
 import datetime as dt
+import glob
 import os
-import shutil
 
 import pytest
 from django.db import connection
@@ -39,20 +39,23 @@ STEPS = [
 ]
 
 
-def faketime() -> str:
-    path = shutil.which("faketime")
-    if path is None:
+def libfaketime() -> str:
+    """Debian's libfaketime (package faketime). Preloaded directly rather than through the `faketime`
+    wrapper, which forks: stopping the wrapper by PID would leave the skewed worker running."""
+    found = sorted(glob.glob("/usr/lib/*/faketime/libfaketime.so.1"))
+    if not found:
         if os.environ.get("CHURNSHIELD_REQUIRE_SERVICES"):
-            pytest.fail("faketime is required in CI (.ci/run installs Debian's faketime)")
-        pytest.skip("needs faketime (apt-get install faketime)")
-    return path
+            pytest.fail("libfaketime is required in CI (.ci/run installs Debian's faketime)")
+        pytest.skip("needs libfaketime (apt-get install faketime)")
+    return found[0]
 
 
 def skewed(start_process, offset: str, args: list[str], env: dict[str, str], name: str):
-    """A process whose wall clock is `offset` off (libfaketime); its monotonic clock stays true so
-    timeouts and sleeps behave."""
-    env = {**env, "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
-    return start_process([faketime(), "-f", offset, str(VENV_BIN / "celery"), "-A", "churnshield", *args], env, name)
+    """A celery process whose clocks are `offset` off. Its monotonic clock moves with the wall clock:
+    with FAKETIME_DONT_FAKE_MONOTONIC, Python 3.13's time.sleep (an absolute monotonic
+    clock_nanosleep) fails with EINVAL under libfaketime 0.9.10."""
+    env = {**env, "LD_PRELOAD": libfaketime(), "FAKETIME": offset}
+    return start_process([str(VENV_BIN / "celery"), "-A", "churnshield", *args], env, name)
 
 
 @pytest.mark.parametrize(
@@ -65,13 +68,16 @@ def test_skewed_worker_and_beat_run_each_due_step_once_on_the_database_clock(
 ):
     if connection.vendor != "postgresql":
         pytest.skip("the embedded SQLite database has no clock of its own (it reads its process's)")
-    faketime()
+    libfaketime()
     playbook = services.playbook_upsert(name="Skew playbook", data={"steps": STEPS})[0]
     customers = [make_customer() for _ in range(CUSTOMERS)]
     every, _ = IntervalSchedule.objects.get_or_create(every=1, period=IntervalSchedule.SECONDS)
+    # Last run long ago: django-celery-beat counts the first interval from the row's own stamps, which
+    # this (unskewed) process writes; a beat 10 min behind would otherwise wait 10 min to start.
     PeriodicTask.objects.create(
-        name="pb-skew-claim", task="playbooks.tasks.claim_due_executions", interval=every, queue=CLAIM_QUEUE
-    )
+        name="pb-skew-claim", task="playbooks.tasks.claim_due_executions", interval=every, queue=CLAIM_QUEUE,
+        last_run_at=db_now() - dt.timedelta(days=1),
+    )  # fmt: skip
     # Short leases: a lease read on the wrong clock would expire at once and be claimed twice.
     env = service_env(
         REDIS_URL=redis_url, CELERY_TASK_ALWAYS_EAGER="false", PLAYBOOK_LEASE_SECONDS="5",
