@@ -43,15 +43,21 @@ def claim_due_executions() -> int:
     Claims again at once while a full batch came back (more is due). Then, for up to
     PLAYBOOK_CLAIM_FOLLOW_SECONDS, it sleeps until the next due time (the database's clock) and
     claims it then, so a wait falling due between two beat ticks starts at its due time instead of
-    at the next tick, and due work reaches the workers as a stream, not a burst per tick.
+    at the next tick, and due work reaches the workers as a stream, not a burst per tick. What the
+    follower claims a few at a time it drives itself; larger batches go to the due queue in chunks.
     """
     total = 0
     follow_until = time.monotonic() + settings.PLAYBOOK_CLAIM_FOLLOW_SECONDS
     with engine.follower() as follows:
         while True:
             token, ids = engine.claim_due(limit=settings.PLAYBOOK_CLAIM_BATCH)
-            # Due work may have its own queue, so a burst of fresh enrolments cannot delay due waits.
-            dispatch(ids, token, queue=settings.PLAYBOOK_DUE_QUEUE, chunk_size=settings.PLAYBOOK_DUE_DISPATCH_CHUNK)
+            if follows and ids and len(ids) <= settings.PLAYBOOK_DUE_DISPATCH_CHUNK:
+                # The follower claims a few at a time, as they fall due: it drives them itself (no
+                # broker hop, no queue to wait in) instead of sleeping while a worker picks them up.
+                engine.run_executions(execution_ids=ids, token=token)
+            else:
+                # Due work may have its own queue, so a burst of fresh enrolments cannot delay it.
+                dispatch(ids, token, queue=settings.PLAYBOOK_DUE_QUEUE, chunk_size=settings.PLAYBOOK_DUE_DISPATCH_CHUNK)
             total += len(ids)
             if len(ids) >= settings.PLAYBOOK_CLAIM_BATCH:
                 continue
