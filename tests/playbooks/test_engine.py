@@ -316,3 +316,45 @@ def test_holdout_is_random_and_recorded(make_playbook, make_customer):
         if e.is_holdout
     }
     assert second != {e.customer_id for e in held}
+
+
+def test_assignee_rules_and_a_branch_on_the_interventions_outcome(
+    make_playbook, make_customer, make_user, django_capture_on_commit_callbacks
+):
+    busy, idle = make_user("csm"), make_user("csm")
+    for _ in range(2):  # two open interventions on `busy`, none on `idle`
+        Intervention.objects.create(
+            customer=make_customer(), type="x", status="active", assigned_csm=busy.get_full_name()
+        )
+    playbook = make_playbook(
+        [
+            {"key": "least", "type": "create_intervention", "intervention_type": "Call", "assignee": "least_loaded"},
+            {"key": "named", "type": "create_intervention", "intervention_type": "QBR", "assignee": "named",
+             "assignee_name": "Dana Example"},
+            # Branches on the execution's intervention (the first one it created): open, then an outcome.
+            {"key": "check", "type": "condition", "if": {"field": "intervention_outcome", "op": "eq",
+             "value": "open"}, "then": "still_open", "else": "other"},
+            {"key": "still_open", "type": "create_alert", "title": "open", "message": "m", "next": "end"},
+            {"key": "other", "type": "create_alert", "title": "other", "message": "m"},
+        ]
+    )  # fmt: skip
+    customer = make_customer()
+    with django_capture_on_commit_callbacks(execute=True):
+        execution = start(playbook, customer)
+    execution.refresh_from_db()
+    assert execution.status == "completed"
+    assigned = dict(Intervention.objects.filter(customer=customer).values_list("type", "assigned_csm"))
+    assert assigned == {"Call": idle.get_full_name(), "QBR": "Dana Example"}
+    assert execution.intervention.type == "Call"
+    assert list(Alert.objects.filter(customer=customer).values_list("title", flat=True)) == ["open"]
+    # The same playbook once the intervention has an outcome takes the other branch.
+    Intervention.objects.filter(customer=customer, type="Call").update(status="completed", outcome="succeeded")
+    later = make_playbook(playbook.steps[2:])
+    with django_capture_on_commit_callbacks(execute=True):
+        second = services.enrol(
+            playbook=later, customer_ids=[customer.pk], trigger="manual",
+            interventions={customer.pk: execution.intervention},
+        )[0]  # fmt: skip
+    second.refresh_from_db()
+    assert second.result["steps"][0]["output"] == {"result": False, "branch": "else"}
+    assert Alert.objects.filter(customer=customer, title="other").count() == 1
