@@ -3,18 +3,20 @@
 10,000 executions of a 4-step playbook (create an intervention, wait 2 s, branch, raise an alert)
 on PostgreSQL + Redis. Enrolment is bulk (1,000 customers per statement) and hands executions to
 the worker in chunks (one task per `PLAYBOOK_DISPATCH_CHUNK` executions) on the default queue; beat
-fires the claimer every second on its own queue, and the claimer hands due waits, in chunks, to the
-`playbooks-due` queue. One worker process serves only the claim and due queues (a claim never
+fires the claimer every second on its own queue; the claimer follows due times until the next tick
+(`PLAYBOOK_CLAIM_FOLLOW_SECONDS`=0.9), drives what falls due a few at a time itself and hands larger
+batches, in chunks, to the `playbooks-due` queue. One worker process serves only the claim and due queues (a claim never
 waits behind a fresh chunk); the pool takes due work before fresh work (kombu's
 `queue_order_strategy=priority`), so a backlog of fresh executions never delays a due wait by more
 than the chunk a process is busy with.
 
 Reports steps per second (all 40,000 steps, first enrolment to last completion) and the lag
-between each wait's due time and the moment it ran (median, p99). Targets: >= 200 steps/s,
-p99 lag <= 2 s beyond the claim interval.
+between each wait's due time and the moment it ran (median, p99), each with its target and whether
+it was met (>= 200 steps/s; p99 lag <= 2 s beyond the claim interval), and the load average.
 
     make bench-playbooks   (BENCH_PLAYBOOKS_DATABASE_URL, BENCH_REDIS_URL, BENCH_EXECUTIONS,
-    BENCH_CONCURRENCY, PLAYBOOK_DISPATCH_CHUNK, PLAYBOOK_DUE_DISPATCH_CHUNK to override)
+    BENCH_CONCURRENCY, PLAYBOOK_DISPATCH_CHUNK, PLAYBOOK_DUE_DISPATCH_CHUNK,
+    PLAYBOOK_CLAIM_FOLLOW_SECONDS to override)
 """
 
 import os
@@ -42,7 +44,8 @@ ENV = {
     "DJANGO_SETTINGS_MODULE": "bench.settings",
     "CELERY_TASK_ALWAYS_EAGER": "false",
     "PLAYBOOK_DUE_QUEUE": "playbooks-due",
-    "PLAYBOOK_LEASE_SECONDS": "300",
+    # The claimer follows due times between its 1 s ticks (kept below the interval, as documented).
+    "PLAYBOOK_CLAIM_FOLLOW_SECONDS": os.environ.get("PLAYBOOK_CLAIM_FOLLOW_SECONDS", "0.9"),
     "PLAYBOOK_DISPATCH_CHUNK": os.environ.get("PLAYBOOK_DISPATCH_CHUNK", "10"),
     "PLAYBOOK_DUE_DISPATCH_CHUNK": os.environ.get("PLAYBOOK_DUE_DISPATCH_CHUNK", "5"),
 }
@@ -72,6 +75,10 @@ def prepare() -> None:
     psql(f"CREATE DATABASE {name}")
     subprocess.run([str(BIN / "python"), "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=ENV, check=True)
     subprocess.run(["redis-cli", "-u", REDIS_URL, "FLUSHDB"], capture_output=True, check=False)
+
+
+def verdict(met: bool) -> str:
+    return "met" if met else "MISSED"
 
 
 def main() -> None:
@@ -148,12 +155,15 @@ def main() -> None:
         )
         failed = PlaybookExecution.objects.filter(playbook=playbook).exclude(status="completed").count()
         p99 = lags[min(len(lags) - 1, int(len(lags) * 0.99))] if lags else float("nan")
+        rate = steps / elapsed
+        lag_target = CLAIM_INTERVAL + 2
         print(f"executions completed: {done:,} of {EXECUTIONS:,} (not completed: {failed})")
-        print(f"steps: {steps:,} in {elapsed:.1f} s = {steps / elapsed:.0f} steps/s (target >= 200)")
+        print(f"steps: {steps:,} in {elapsed:.1f} s = {rate:.0f} steps/s (target >= 200: {verdict(rate >= 200)})")
         print(
             f"wait lag (due -> ran): median {statistics.median(lags):.2f} s, p99 {p99:.2f} s, max {lags[-1]:.2f} s "
-            f"(claim interval {CLAIM_INTERVAL} s; target p99 <= {CLAIM_INTERVAL + 2} s)"
+            f"(claim interval {CLAIM_INTERVAL} s; target p99 <= {lag_target} s: {verdict(p99 <= lag_target)})"
         )
+        print(f"load average (1, 5, 15 min): {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     finally:
         for process in processes:
             process.send_signal(signal.SIGTERM)

@@ -12,7 +12,3 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": "WARNING"},
 }
-
-# Playbooks bench: a worker consuming several queues takes them in the order given to -Q (claim,
-# due waits, fresh executions) instead of round robin.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"queue_order_strategy": "priority"}

@@ -30,6 +30,7 @@ def celery_queue_names() -> list[str]:
     for route in (getattr(settings, "CELERY_TASK_ROUTES", None) or {}).values():
         if isinstance(route, dict) and route.get("queue"):
             names.add(route["queue"])
+    names.update(getattr(settings, "CELERY_WORKER_QUEUES", []))  # includes PLAYBOOK_DUE_QUEUE when set
     names.update(getattr(settings, "MONITORING_EXTRA_QUEUES", []))
     return sorted(names)
 

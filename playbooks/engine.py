@@ -12,6 +12,9 @@ The cursor lives in the `playbook_executions` row: `current_step` (next step key
 - External steps (e-mail, webhook) record "sending" and the attempt before the call and "succeeded"
   after it; the call carries the idempotency key `playbook-<execution>-<step>`. A crash inside the
   send window re-sends with the same key (at most one duplicate per crash, recorded in `attempts`).
+- Every due time and lease is read and written against the DATABASE's clock (`Now()`, PostgreSQL's
+  `statement_timestamp()`), never a process's: a worker or beat whose clock is minutes off neither
+  fires a wait early nor sees a live lease as expired (RELIABILITY X5, tested under faketime).
 - A wait stores its due time in `next_run_at` and clears the token; a retry does the same with a
   backoff. While a worker runs, `next_run_at` is the end of its lease: a SIGKILLed worker's
   execution is claimed again when the lease ends. The claimer (`claim_due`, a beat task) takes due
@@ -20,15 +23,19 @@ The cursor lives in the `playbook_executions` row: `current_step` (next step key
   them a fresh token and enqueues them. Nothing is ever scheduled with a Celery countdown.
 """
 
+import contextlib
 import datetime as dt
 import logging
 import random
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
+from django.db.models import DateTimeField, ExpressionWrapper
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from alerts.models import Alert
@@ -49,6 +56,30 @@ def _iso(value: dt.datetime | None) -> str | None:
 
 def lease_until(now: dt.datetime) -> dt.datetime:
     return now + dt.timedelta(seconds=settings.PLAYBOOK_LEASE_SECONDS)
+
+
+def queued_until(now: dt.datetime) -> dt.datetime:
+    """How long a handed-out execution may sit in the broker before the claimer presumes its message
+    lost. Longer than a worker's lease: a backlog of fresh enrolments must not expire in the queue,
+    or the claimer would re-claim it (most overdue first) ahead of the due waits behind it."""
+    return now + dt.timedelta(seconds=settings.PLAYBOOK_QUEUED_LEASE_SECONDS)
+
+
+def _db_lease(seconds: float) -> ExpressionWrapper:
+    return ExpressionWrapper(Now() + dt.timedelta(seconds=seconds), output_field=DateTimeField())
+
+
+def db_now() -> dt.datetime:
+    """The database's clock, the one clock every due time and lease is compared with (one query).
+
+    Processes' clocks drift apart (a worker minutes ahead would fire waits early and take live
+    leases); the database is the one place they all meet. SQLite has no clock of its own: it reads
+    the clock of the process that embeds it, the only process of the embedded topology."""
+    if connection.vendor != "postgresql":
+        return timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement_timestamp()")
+        return cursor.fetchone()[0]
 
 
 def backoff_seconds(attempt: int) -> float:
@@ -113,9 +144,12 @@ def _fail(execution: PlaybookExecution, run: PlaybookStepRun | None, error: str,
 
 
 def _locked(execution_id: int, token: str) -> PlaybookExecution | None:
+    """The execution under a row lock if `token` still holds it; `db_now` is the database's clock
+    (read by the same statement, so it costs no round trip)."""
     execution = (
         PlaybookExecution.objects.select_for_update(of=("self",))
         .select_related("playbook", "customer", "customer__owner", "intervention")
+        .annotate(db_now=Now())
         .filter(pk=execution_id)
         .first()
     )
@@ -162,7 +196,7 @@ def _step_runs(execution: PlaybookExecution) -> dict[str, PlaybookStepRun]:
     return {run.step_key: run for run in execution.step_runs.all()}
 
 
-def _drive_internal(execution_id: int, token: str, now: dt.datetime) -> tuple[dict | None, str]:
+def _drive_internal(execution_id: int, token: str) -> tuple[dict | None, str]:
     """Run internal steps in one transaction until a wait, an external step or the end.
 
     Returns the external step to call next (the row now records "sending"), or None to stop, and the
@@ -171,17 +205,19 @@ def _drive_internal(execution_id: int, token: str, now: dt.datetime) -> tuple[di
     with a savepoint per step, so the failure is recorded next to the steps that did succeed.
     """
     try:
-        return _drive_pass(execution_id, token, now, careful=False)
+        return _drive_pass(execution_id, token, careful=False)
     except _Abort:
-        return _drive_pass(execution_id, token, now, careful=True)
+        return _drive_pass(execution_id, token, careful=True)
 
 
-def _drive_pass(execution_id: int, token: str, now: dt.datetime, *, careful: bool) -> tuple[dict | None, str]:
+def _drive_pass(execution_id: int, token: str, *, careful: bool) -> tuple[dict | None, str]:
     pending: list[PlaybookStepRun] = []
     with transaction.atomic():
         execution = _locked(execution_id, token)
         if execution is None:
             return None, ""
+        now = execution.db_now  # the database's clock: due times and leases are compared with it
+        clock = time.perf_counter()
         steps = _definition(execution)
         by_key = {step["key"]: step for step in steps}
         runs = _step_runs(execution)
@@ -247,7 +283,7 @@ def _drive_pass(execution_id: int, token: str, now: dt.datetime, *, careful: boo
                 step_type=step["type"],
                 status=RunStatus.SUCCEEDED,
                 started_at=now,
-                finished_at=timezone.now(),
+                finished_at=now + dt.timedelta(seconds=time.perf_counter() - clock),
                 attempts=1,
                 output=outcome.output,
             )
@@ -347,11 +383,11 @@ def _finish_external(execution_id: int, token: str, step: dict) -> tuple[bool, s
     except (step_impl.TransientStepError, step_impl.PermanentStepError) as exc:
         error = exc
     elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
-    now = timezone.now()
     with transaction.atomic():
         execution = _locked(execution_id, token)
         if execution is None:  # cancelled, or another claim took over while we called out
             return False, ""
+        now = execution.db_now
         run = execution.step_runs.get(step_key=step["key"])
         if error is None:
             run.status, run.finished_at, run.error = RunStatus.SUCCEEDED, now, ""
@@ -384,7 +420,7 @@ def run_execution(*, execution_id: int, token: str) -> str:
     """Drive one execution as far as it can go now. Idempotent: a stale token does nothing ("")."""
     status = ""
     for _ in range(MAX_STEPS_PER_TRANSACTION):
-        step, status = _drive_internal(execution_id, token, timezone.now())
+        step, status = _drive_internal(execution_id, token)
         if step is None:
             break
         keep_going, status = _finish_external(execution_id, token, step)
@@ -393,10 +429,20 @@ def run_execution(*, execution_id: int, token: str) -> str:
     return status
 
 
+def hold(*, execution_ids: list[int], token: str) -> int:
+    """A worker takes over handed-out executions: their queued lease becomes a worker's lease
+    (PLAYBOOK_LEASE_SECONDS from the database's now), so a worker killed now is noticed soon, while
+    messages still in the broker keep their longer queued lease. One UPDATE for a chunk."""
+    return PlaybookExecution.objects.filter(pk__in=execution_ids, lease_token=token, status=Status.RUNNING).update(
+        next_run_at=_db_lease(settings.PLAYBOOK_LEASE_SECONDS)
+    )
+
+
 def run_executions(*, execution_ids: list[int], token: str) -> int:
     """Drive a chunk of executions one after the other (one Celery task for many); each in its own
     transactions, so one failing execution never touches another. Returns how many finished."""
     finished = 0
+    hold(execution_ids=execution_ids, token=token)
     # The chunk's alerts reach the live feed and the notification fan-out once, after the chunk.
     with alerts_publish_batched():
         for execution_id in execution_ids:
@@ -410,17 +456,18 @@ def run_executions(*, execution_ids: list[int], token: str) -> int:
     return finished
 
 
-def claim_due(*, now: dt.datetime | None = None, limit: int = 500) -> tuple[str, list[int]]:
+def claim_due(*, limit: int = 500) -> tuple[str, list[int]]:
     """Claim running executions that are due (waits over, retries due, leases expired).
 
-    Returns the claim token and the ids; the caller enqueues them. Rows another claimer holds are
-    skipped (PostgreSQL), so concurrent claimers never take the same execution.
+    Returns the claim token and the ids, most overdue first; the caller enqueues them. Rows another
+    claimer holds are skipped (PostgreSQL), so concurrent claimers never take the same execution.
+    "Due" and the queued lease are the database's `Now()`: the claimer's own clock plays no part.
     """
-    now = now or timezone.now()
     token = uuid.uuid4().hex
+    lease = _db_lease(settings.PLAYBOOK_QUEUED_LEASE_SECONDS)
     with transaction.atomic():
         due = (
-            PlaybookExecution.objects.filter(status=Status.RUNNING, next_run_at__lte=now)
+            PlaybookExecution.objects.filter(status=Status.RUNNING, next_run_at__lte=Now())
             .order_by("next_run_at")
             .values_list("pk", flat=True)
         )
@@ -428,5 +475,40 @@ def claim_due(*, now: dt.datetime | None = None, limit: int = 500) -> tuple[str,
             due = due.select_for_update(skip_locked=True)
         ids = list(due[:limit])
         if ids:
-            PlaybookExecution.objects.filter(pk__in=ids).update(lease_token=token, next_run_at=lease_until(now))
+            PlaybookExecution.objects.filter(pk__in=ids).update(lease_token=token, next_run_at=lease)
     return token, ids
+
+
+FOLLOWER_LOCK_KEY = 0x706C6179  # "play": a PostgreSQL advisory lock id for the one following claimer
+
+
+@contextlib.contextmanager
+def follower() -> Iterator[bool]:
+    """Whether this claimer may follow due times (only one at a time: a beat tick arriving while
+    another claimer follows claims once and leaves). A session advisory lock, released on exit or
+    with the connection of a killed worker. SQLite runs one writer at a time: always yes."""
+    if connection.vendor != "postgresql":
+        yield True
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s)", [FOLLOWER_LOCK_KEY])
+        held = cursor.fetchone()[0]
+    try:
+        yield held
+    finally:
+        if held:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s)", [FOLLOWER_LOCK_KEY])
+
+
+def seconds_until_due() -> float | None:
+    """Seconds until the earliest running execution falls due, by the database's clock (≤ 0: one is
+    due now); None when nothing is running. One indexed read (`playbook_exec_due_idx`)."""
+    row = (
+        PlaybookExecution.objects.filter(status=Status.RUNNING, next_run_at__isnull=False)
+        .annotate(db_now=Now())
+        .order_by("next_run_at")
+        .values_list("next_run_at", "db_now")
+        .first()
+    )
+    return None if row is None else (row[0] - row[1]).total_seconds()

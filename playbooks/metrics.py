@@ -5,14 +5,14 @@ import datetime as dt
 from collections.abc import Iterable
 
 from django.db.models import Count, Min
-from django.utils import timezone
 from prometheus_client.core import GaugeMetricFamily, Metric
 
+from playbooks.engine import db_now
 from playbooks.models import PlaybookExecution, PlaybookStepRun
 
 
 def collect() -> Iterable[Metric]:
-    now = timezone.now()
+    now = db_now()  # due times are on the database's clock
     executions = GaugeMetricFamily(
         "churnshield_playbook_executions", "Playbook executions by status", labels=["status"]
     )

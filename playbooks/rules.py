@@ -134,10 +134,12 @@ def evaluate_rules(
     """Enrol every customer a rule matches; returns {rule id: executions started}."""
     from playbooks.services import enrol
 
-    now = now or timezone.now()
+    # Predictions carry the scoring process's clock, so their windows are read with this one; the
+    # executions' start times and leases default to the database's clock inside `enrol`.
+    at = now or timezone.now()
     started: dict[int, int] = {}
     for rule in active_rules(kinds):
-        ids = matching_customers(rule, customer_ids=customer_ids, now=now)
+        ids = matching_customers(rule, customer_ids=customer_ids, now=at)
         executions = enrol(
             playbook=rule.playbook, customer_ids=ids, trigger=PlaybookExecution.Trigger.RULE, rule=rule, now=now
         )

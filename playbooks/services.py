@@ -14,7 +14,6 @@ from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.db.models import Q
-from django.utils import timezone
 from rest_framework import serializers
 
 from churnshield.exceptions import ConflictError, NotFoundError
@@ -170,8 +169,11 @@ def enrol(
     use_holdout: bool = True,
     interventions: dict[int, Intervention] | None = None,
 ) -> list[PlaybookExecution]:
-    """Start the playbook for every eligible customer; returns the executions created (running or holdout)."""
-    now = now or timezone.now()
+    """Start the playbook for every eligible customer; returns the executions created (running or holdout).
+
+    `now` defaults to the database's clock: the start time feeds the re-enrolment cap and the first
+    lease, which other processes compare with the database's clock too."""
+    now = now or engine.db_now()
     with transaction.atomic():
         ids = eligible_customer_ids(playbook=playbook, customer_ids=customer_ids, now=now, respect_cap=respect_cap)
         if not ids:
@@ -210,7 +212,7 @@ def enrol(
                         status=Status.RUNNING,
                         current_step=first,
                         lease_token=token,
-                        next_run_at=engine.lease_until(now),
+                        next_run_at=engine.queued_until(now),  # a worker's lease once one takes it
                         result={"definition": playbook.steps, "steps": []},
                     )
                 )
@@ -265,7 +267,7 @@ def playbook_trigger(
     intervention = intervention or {}
     customer = customer_get(user=user, customer_id=customer_id)
     playbook = _playbook_for(playbook_id=playbook_id, intervention_type=intervention.get("type"))
-    now = timezone.now()
+    now = engine.db_now()  # the execution's start and first lease are on the database's clock
     with transaction.atomic():
         if PlaybookExecution.objects.filter(playbook=playbook, customer=customer, status=Status.RUNNING).exists():
             raise ConflictError(f"{playbook.name} is already running for this customer.")
@@ -361,7 +363,7 @@ def execution_cancel(*, user: Any, execution_id: Any, reason: str = "") -> Playb
     execution = _execution_for_update(user=user, execution_id=execution_id)
     if execution.status != Status.RUNNING:
         raise ConflictError(f"Only a running execution can be cancelled (this one is {execution.status}).")
-    now = timezone.now()
+    now = engine.db_now()
     execution.status, execution.completed_at = Status.CANCELLED, now
     execution.next_run_at, execution.lease_token = None, ""
     execution.result["cancelled"] = {"by": getattr(user, "username", None), "at": engine._iso(now), "reason": reason}
@@ -385,9 +387,9 @@ def execution_retry(*, user: Any, execution_id: Any) -> PlaybookExecution:
     execution.step_runs.filter(step_key=execution.current_step).exclude(status="succeeded").delete()
     execution.result["steps"] = [s for s in execution.result.get("steps", []) if s.get("key") != execution.current_step]
     token = uuid.uuid4().hex
-    now = timezone.now()
+    now = engine.db_now()  # the lease is compared with the database's clock
     execution.status, execution.completed_at, execution.error, execution.attempts = Status.RUNNING, None, "", 0
-    execution.lease_token, execution.next_run_at = token, engine.lease_until(now)
+    execution.lease_token, execution.next_run_at = token, engine.queued_until(now)
     execution.result.setdefault("retries", []).append({"by": getattr(user, "username", None), "at": engine._iso(now)})
     execution.result.pop("error", None)
     execution.save()

@@ -1,9 +1,15 @@
 """Celery entry points for playbooks: thin, primitive arguments, safe to run twice."""
 
+import time
+
 from celery import shared_task
 from django.conf import settings
 
 from playbooks import engine, rules
+
+FOLLOW_MIN_PAUSE_SECONDS = 0.02
+# The follower looks again at least this often, so a short wait parked meanwhile is not overslept.
+FOLLOW_MAX_PAUSE_SECONDS = 0.25
 
 
 def chunks(ids: list[int], size: int) -> list[list[int]]:
@@ -14,6 +20,7 @@ def chunks(ids: list[int], size: int) -> list[list[int]]:
 @shared_task(acks_late=True, ignore_result=True, time_limit=300, soft_time_limit=240)
 def run_playbook_execution(execution_id: int, token: str) -> str:
     """Drive one execution; a stale token (another claim took over) does nothing."""
+    engine.hold(execution_ids=[execution_id], token=token)
     return engine.run_execution(execution_id=execution_id, token=token)
 
 
@@ -31,15 +38,35 @@ def dispatch(execution_ids: list[int], token: str, *, queue: str | None = None, 
 
 @shared_task(acks_late=True, ignore_result=True, time_limit=120, soft_time_limit=100)
 def claim_due_executions() -> int:
-    """Beat: claim due waits, retries and expired leases (SKIP LOCKED) and hand them to workers."""
+    """Beat: claim due waits, retries and expired leases (SKIP LOCKED) and hand them to workers.
+
+    Claims again at once while a full batch came back (more is due). Then, for up to
+    PLAYBOOK_CLAIM_FOLLOW_SECONDS, it sleeps until the next due time (the database's clock) and
+    claims it then, so a wait falling due between two beat ticks starts at its due time instead of
+    at the next tick, and due work reaches the workers as a stream, not a burst per tick. What the
+    follower claims a few at a time it drives itself; larger batches go to the due queue in chunks.
+    """
     total = 0
-    while True:
-        token, ids = engine.claim_due(limit=settings.PLAYBOOK_CLAIM_BATCH)
-        # Due work may have its own queue, so a burst of fresh enrolments cannot delay due waits.
-        dispatch(ids, token, queue=settings.PLAYBOOK_DUE_QUEUE, chunk_size=settings.PLAYBOOK_DUE_DISPATCH_CHUNK)
-        total += len(ids)
-        if len(ids) < settings.PLAYBOOK_CLAIM_BATCH:
-            return total
+    follow_until = time.monotonic() + settings.PLAYBOOK_CLAIM_FOLLOW_SECONDS
+    with engine.follower() as follows:
+        while True:
+            token, ids = engine.claim_due(limit=settings.PLAYBOOK_CLAIM_BATCH)
+            if follows and ids and len(ids) <= settings.PLAYBOOK_DUE_DISPATCH_CHUNK:
+                # The follower claims a few at a time, as they fall due: it drives them itself (no
+                # broker hop, no queue to wait in) instead of sleeping while a worker picks them up.
+                engine.run_executions(execution_ids=ids, token=token)
+            else:
+                # Due work may have its own queue, so a burst of fresh enrolments cannot delay it.
+                dispatch(ids, token, queue=settings.PLAYBOOK_DUE_QUEUE, chunk_size=settings.PLAYBOOK_DUE_DISPATCH_CHUNK)
+            total += len(ids)
+            if len(ids) >= settings.PLAYBOOK_CLAIM_BATCH:
+                continue
+            left = follow_until - time.monotonic()
+            until_due = engine.seconds_until_due() if follows and left > 0 else None
+            if until_due is None or until_due >= left:
+                return total
+            # A due row another claimer holds reads as due until it commits: never spin faster than this.
+            time.sleep(min(max(until_due, FOLLOW_MIN_PAUSE_SECONDS), FOLLOW_MAX_PAUSE_SECONDS))
 
 
 @shared_task(acks_late=True, time_limit=600, soft_time_limit=540)

@@ -115,3 +115,43 @@ def test_live_feed_channels_are_separated_per_redis_db(redis_url, prefix, expect
         env["CHANNELS_PREFIX"] = prefix
     result = run_manage("shell", "-v0", "-c", code, **env)
     assert result.stdout.strip().splitlines()[-1] == expected, result.stderr
+
+
+ROUTING_PROBE = """
+from churnshield.celery import app
+route = lambda name: app.amqp.router.route({}, name)["queue"].name
+print(route("playbooks.tasks.claim_due_executions"), route("playbooks.tasks.run_playbook_executions"),
+      route("predictions.tasks.score_all_customers"), route("integrations.tasks.sweep_webhooks"),
+      route("alerts.tasks.fan_out_alerts"), route("churnshield.tasks.flush_expired_tokens"))
+print(",".join(app.amqp.queues.consume_from), app.conf.worker_concurrency,
+      app.conf.broker_transport_options["queue_order_strategy"])
+"""
+
+
+def test_queue_routing_worker_queues_and_concurrency_come_from_the_environment():
+    queues = {
+        "CELERY_SCORING_QUEUE": "scoring", "CELERY_SYNCS_QUEUE": "syncs",
+        "CELERY_NOTIFICATIONS_QUEUE": "notifications", "PLAYBOOK_QUEUE": "playbooks",
+        "PLAYBOOK_CLAIM_QUEUE": "playbooks-claim", "PLAYBOOK_DUE_QUEUE": "playbooks-due",
+    }  # fmt: skip
+    result = run_manage("shell", "-c", ROUTING_PROBE, **queues, CELERY_WORKER_CONCURRENCY="6")
+    assert result.returncode == 0, result.stderr
+    routes, consume = result.stdout.strip().splitlines()[-2:]
+    assert routes.split() == ["playbooks-claim", "playbooks", "scoring", "syncs", "notifications", "celery"]
+    # A worker without -Q takes due work first and scoring last, six processes, in priority order.
+    assert consume.split() == [
+        "playbooks-claim,playbooks-due,notifications,celery,playbooks,syncs,scoring",
+        "6",
+        "priority",
+    ]
+    # One host consumes only what it is told; the raw JSON routes still win over the named queues.
+    result = run_manage(
+        "shell", "-c", ROUTING_PROBE, **queues, CELERY_WORKER_QUEUES="scoring",
+        CELERY_TASK_ROUTES='{"predictions.tasks.*": {"queue": "ml"}}',
+    )  # fmt: skip
+    routes, consume = result.stdout.strip().splitlines()[-2:]
+    assert routes.split()[2] == "ml" and consume.split()[0] == "scoring"
+    # Nothing configured: everything on the default queue, as before.
+    result = run_manage("shell", "-c", ROUTING_PROBE)
+    routes, consume = result.stdout.strip().splitlines()[-2:]
+    assert set(routes.split()) == {"celery"} and consume.split()[:2] == ["celery", "2"]

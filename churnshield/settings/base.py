@@ -9,6 +9,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import environ
+from kombu import Queue
 
 from monitoring.logs import build_logging
 
@@ -290,11 +291,18 @@ NOTIFICATIONS_WEBHOOK_ALLOW_LOOPBACK = env.bool("NOTIFICATIONS_WEBHOOK_ALLOW_LOO
 # --- Playbooks (issue 6) ------------------------------------------------------------------------
 # A worker's claim on an execution lasts this long; a killed worker's execution is claimed again after it.
 PLAYBOOK_LEASE_SECONDS = env.int("PLAYBOOK_LEASE_SECONDS", default=60)
+# An execution handed to the broker but not yet taken by a worker: after this the claimer presumes the
+# message lost and hands it out again. Longer than any queue backlog, so a burst never expires in it.
+PLAYBOOK_QUEUED_LEASE_SECONDS = env.int("PLAYBOOK_QUEUED_LEASE_SECONDS", default=900)
 # Transient step failures (webhook 5xx/timeouts, SMTP 4xx) retry with exponential backoff, then fail.
 PLAYBOOK_MAX_ATTEMPTS = env.int("PLAYBOOK_MAX_ATTEMPTS", default=5)
 PLAYBOOK_RETRY_BASE_SECONDS = env.float("PLAYBOOK_RETRY_BASE_SECONDS", default=10.0)
 PLAYBOOK_RETRY_MAX_SECONDS = env.float("PLAYBOOK_RETRY_MAX_SECONDS", default=600.0)
 PLAYBOOK_CLAIM_BATCH = env.int("PLAYBOOK_CLAIM_BATCH", default=500)
+# After its claim, the beat's claimer keeps following due times (sleeping until the next one, by the
+# database's clock) for this long, so waits start when due rather than at the next beat tick. Keep it
+# below the claim interval when the claim shares a worker's processes; 0 = claim at the tick only.
+PLAYBOOK_CLAIM_FOLLOW_SECONDS = env.float("PLAYBOOK_CLAIM_FOLLOW_SECONDS", default=10.0)
 # Executions per Celery task (enrolment and the claimer); small enough that due work never waits long.
 PLAYBOOK_DISPATCH_CHUNK = env.int("PLAYBOOK_DISPATCH_CHUNK", default=10)
 # Smaller chunks for due waits: the last wait of a chunk runs later by the time the ones before it take.
@@ -403,10 +411,41 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False  # keep our JSON logging in workers
 CELERY_ENABLE_UTC = True
 CELERY_TASK_SEND_SENT_EVENT = False
 CELERY_RESULT_EXPIRES = env.int("CELERY_RESULT_EXPIRES", default=86400)
-# Scaling is configuration: route tasks to queues and size workers per host without code changes,
-# e.g. CELERY_TASK_ROUTES='{"predictions.tasks.*": {"queue": "scoring"}}'.
-CELERY_TASK_ROUTES = env.json("CELERY_TASK_ROUTES", default={})
-CELERY_WORKER_CONCURRENCY = env.int("CELERY_WORKER_CONCURRENCY", default=None) or None
+# Scaling is configuration: route each kind of work to a queue, choose which queues a host's
+# workers consume (in priority order) and how many processes they run, without code changes.
+# Empty queue names keep that work on the default queue ("celery"). CELERY_TASK_ROUTES (JSON) is
+# merged last and wins, e.g. '{"predictions.tasks.*": {"queue": "scoring"}}'.
+CELERY_SCORING_QUEUE = env.str("CELERY_SCORING_QUEUE", default="")  # batch scoring, training, re-scores
+CELERY_SYNCS_QUEUE = env.str("CELERY_SYNCS_QUEUE", default="")  # integration pulls, webhook drains
+CELERY_NOTIFICATIONS_QUEUE = env.str("CELERY_NOTIFICATIONS_QUEUE", default="")  # fan-out and sends
+PLAYBOOK_QUEUE = env.str("PLAYBOOK_QUEUE", default="")  # fresh playbook executions
+PLAYBOOK_CLAIM_QUEUE = env.str("PLAYBOOK_CLAIM_QUEUE", default="")  # the claimer (beat, every 15 s)
+_ROUTED = [
+    ("playbooks.tasks.claim_due_executions", PLAYBOOK_CLAIM_QUEUE),  # before playbooks.tasks.*: first match wins
+    ("playbooks.tasks.*", PLAYBOOK_QUEUE),
+    ("predictions.tasks.*", CELERY_SCORING_QUEUE),
+    ("integrations.tasks.*", CELERY_SYNCS_QUEUE),
+    ("alerts.tasks.*", CELERY_NOTIFICATIONS_QUEUE),
+]
+CELERY_TASK_ROUTES = {pattern: {"queue": queue} for pattern, queue in _ROUTED if queue}
+CELERY_TASK_ROUTES.update(env.json("CELERY_TASK_ROUTES", default={}))
+# The queues this host's workers consume when started without -Q, highest priority first, e.g.
+# "playbooks-claim,playbooks-due,notifications,celery". Empty: every queue named above, in the order
+# claim, due waits, notifications, the default queue, fresh playbooks, syncs, scoring.
+CELERY_WORKER_QUEUES = env.list("CELERY_WORKER_QUEUES", default=[]) or list(
+    dict.fromkeys(
+        name
+        for name in (PLAYBOOK_CLAIM_QUEUE, PLAYBOOK_DUE_QUEUE, CELERY_NOTIFICATIONS_QUEUE, "celery", PLAYBOOK_QUEUE,
+                     CELERY_SYNCS_QUEUE, CELERY_SCORING_QUEUE, *(r["queue"] for r in CELERY_TASK_ROUTES.values()))
+        if name
+    )
+)  # fmt: skip
+CELERY_TASK_QUEUES = [Queue(name, routing_key=name) for name in CELERY_WORKER_QUEUES]
+# "priority": a worker takes the first non-empty queue in the order above (due work before fresh
+# work; a later queue waits while an earlier one is busy). "round_robin": kombu's default.
+CELERY_BROKER_TRANSPORT_OPTIONS["queue_order_strategy"] = env.str("CELERY_QUEUE_ORDER_STRATEGY", default="priority")
+# Processes per worker (prefork). I/O-bound queues (notifications, syncs) take more; scoring less.
+CELERY_WORKER_CONCURRENCY = env.int("CELERY_WORKER_CONCURRENCY", default=2)
 CELERY_BEAT_SCHEDULER = "monitoring.beat:LockedDatabaseScheduler"
 # Write last_run_at to the database after every task beat sends (not every 3 min): a standby that
 # takes over reads it, so nothing the dead holder already sent is sent again.

@@ -1,7 +1,9 @@
 """Durable playbook execution with real processes: a SIGKILLed worker, and concurrent claimers."""
 
+import json
 import os
 import signal
+import subprocess
 import threading
 import time
 
@@ -13,7 +15,7 @@ from churnshield.celery import app
 from interventions.models import Intervention
 from playbooks import engine, services
 from playbooks.models import PlaybookExecution, PlaybookStepRun
-from tests.live.conftest import VENV_BIN, eventually, service_env
+from tests.live.conftest import ROOT, VENV_BIN, eventually, service_env
 from tests.playbooks.conftest import Receiver
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
@@ -122,4 +124,49 @@ def test_a_due_wait_claimed_by_two_concurrent_claimers_runs_once(make_playbook, 
     assert set(claimed[0]).isdisjoint(claimed[1])
     assert len(claimed[0]) + len(claimed[1]) == 60 and claimed[0] and claimed[1]
     assert Alert.objects.filter(title="after wait").count() == 60
+    assert set(PlaybookExecution.objects.values_list("status", flat=True)) == {"completed"}
+
+
+CLAIMER = """
+import json, time
+from django.db import connection
+from playbooks import engine
+while time.time() < {start}:  # both processes start claiming at the same moment
+    time.sleep(0.01)
+claimed = []
+for _ in range(40):
+    token, ids = engine.claim_due(limit=3)
+    claimed.extend(ids)
+    for pk in ids:
+        engine.run_execution(execution_id=pk, token=token)
+    if not ids:
+        time.sleep(0.05)
+print("CLAIMED", json.dumps(claimed))
+"""
+
+
+def test_a_due_wait_claimed_by_two_claimer_processes_runs_once(make_playbook, make_customer):
+    """The same race between two separate processes (what two beat-fired claims on two workers are):
+    SKIP LOCKED hands each due execution to exactly one of them."""
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks (SKIP LOCKED) need PostgreSQL; SQLite serialises writers instead")
+    playbook = make_playbook(
+        [
+            {"key": "wait", "type": "wait", "duration": "1s"},
+            {"key": "alert", "type": "create_alert", "title": "after wait", "message": "m"},
+        ]
+    )
+    customers = [make_customer() for _ in range(40)]
+    services.enrol(playbook=playbook, customer_ids=[c.pk for c in customers], trigger="rule")
+    assert PlaybookStepRun.objects.filter(status="waiting").count() == 40
+    env = {key: value for key, value in service_env().items() if key != "REDIS_URL"}
+    code = CLAIMER.format(start=time.time() + 8)
+    command = [str(VENV_BIN / "python"), "manage.py", "shell", "-v", "0", "-c", code]
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+    processes = [subprocess.Popen(command, cwd=ROOT, env=env, **pipes) for _ in range(2)]
+    outputs = [process.communicate(timeout=120) for process in processes]
+    claimed = [json.loads(out.split("CLAIMED", 1)[1]) for out, err in outputs]
+    assert set(claimed[0]).isdisjoint(claimed[1])
+    assert len(claimed[0]) + len(claimed[1]) == 40 and claimed[0] and claimed[1]
+    assert Alert.objects.filter(title="after wait").count() == 40
     assert set(PlaybookExecution.objects.values_list("status", flat=True)) == {"completed"}

@@ -1,11 +1,14 @@
-"""Fixtures for playbook tests: a playbook factory and a real HTTP receiver on loopback."""
+"""Fixtures for playbook tests: a playbook factory, a real HTTP receiver on loopback, a controlled clock."""
 
+import datetime as dt
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from django.db.models import F
 
+from playbooks.models import PlaybookExecution, PlaybookStepRun
 from playbooks.services import playbook_upsert
 
 
@@ -63,3 +66,23 @@ def receiver():
     server = Receiver()
     yield server
     server.close()
+
+
+def elapse(delta: dt.timedelta) -> None:
+    """Let `delta` pass for the playbook engine: a controlled clock for code that reads the DATABASE's clock.
+
+    The engine compares due times and leases with the database's `now()` (RELIABILITY X5), which no
+    test can move, so the test moves every stored playbook time back by `delta` instead: the same
+    arithmetic the engine would see had `delta` passed (started, due and lease times, wait deadlines)."""
+    PlaybookExecution.objects.update(
+        started_at=F("started_at") - delta, next_run_at=F("next_run_at") - delta, completed_at=F("completed_at") - delta
+    )
+    PlaybookStepRun.objects.update(
+        started_at=F("started_at") - delta, finished_at=F("finished_at") - delta, due_at=F("due_at") - delta
+    )
+    for run in PlaybookStepRun.objects.filter(step_type="wait"):
+        deadline = run.output.get("deadline")
+        if deadline:
+            moved = dt.datetime.fromisoformat(deadline.replace("Z", "+00:00")) - delta
+            run.output["deadline"] = moved.isoformat().replace("+00:00", "Z")
+            run.save(update_fields=["output"])
