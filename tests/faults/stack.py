@@ -39,8 +39,8 @@ class Stack:
     def start_worker(self, index: int) -> subprocess.Popen:
         process = self.spawn(  # type: ignore[operator]
             celery_cmd(
-                "churnshield", "worker", "--pool", "prefork", "--concurrency", "1", "-n", f"soak{index}-{self.restarts}@%h",
-                "--without-gossip", "--without-mingle", "--loglevel", "INFO",
+                "churnshield", "worker", "--pool", "prefork", "--concurrency", "1",
+                "-n", f"soak{index}-{self.restarts}@%h", "--without-gossip", "--without-mingle", "--loglevel", "INFO",
             ),
             self.env,
             f"faults-soak-worker{index}",

@@ -70,9 +70,7 @@ def run_soak(pg, redis, spawn, rng: random.Random, hubspot_base: str) -> None:
 
     output = manage(pg.url, "shell", "-c", setup_code(CUSTOMERS, hubspot_base))
     integration_ids = {k: int(v) for k, v in json.loads(output.strip().splitlines()[-1]).items()}
-    customer_ids = {
-        pk: int(email.split("@")[0][4:]) for pk, email in pg.execute("SELECT id, email FROM customers")
-    }
+    customer_ids = {pk: int(email.split("@")[0][4:]) for pk, email in pg.execute("SELECT id, email FROM customers")}
     unique_count = DELIVERIES * 8 // 10
     events = generate(unique_count, CUSTOMERS, rng, base=int(time.time()) - 6 * 3600)
     deliveries = schedule(events, DELIVERIES, rng)
@@ -208,7 +206,9 @@ def _lost(expected: dict, observed: dict, pg, integration_ids: dict[str, int]) -
     lost += [f"contact {k}" for k in expected["contacts"] - contacts]
     names = dict(pg.execute("SELECT email, name FROM customers"))
     lost += [
-        f"contact name {k}" for k in expected["contacts"] if names[f"soak{STRIPE_CUSTOMERS + int(k)}@example.com"] != f"Hub {k}"
+        f"contact name {k}"
+        for k in expected["contacts"]
+        if names[f"soak{STRIPE_CUSTOMERS + int(k)}@example.com"] != f"Hub {k}"
     ]
     return lost
 
@@ -226,7 +226,8 @@ def _double(expected: dict, observed: dict, pg) -> list[str]:
     counts = dict(
         pg.execute(
             "SELECT 'tickets', count(*) FROM support_tickets UNION ALL SELECT 'nps', count(*) FROM nps_responses"
-            " UNION ALL SELECT 'payments', count(*) FROM billing_events WHERE kind IN ('payment_succeeded', 'payment_failed')"
+            " UNION ALL SELECT 'payments', count(*) FROM billing_events"
+            " WHERE kind IN ('payment_succeeded', 'payment_failed')"
             " UNION ALL SELECT 'customers', count(*) FROM customers"
         )
     )
@@ -236,7 +237,8 @@ def _double(expected: dict, observed: dict, pg) -> list[str]:
     if counts["customers"] != CUSTOMERS:
         double.append(f"customers: {counts['customers']} (created again)")
     history = pg.execute(
-        "SELECT external_id FROM billing_events WHERE kind LIKE 'subscription%%' GROUP BY external_id HAVING count(*) > 1"
+        "SELECT external_id FROM billing_events WHERE kind LIKE 'subscription%%'"
+        " GROUP BY external_id HAVING count(*) > 1"
     )
     double += [f"subscription version {row[0]}" for row in history]
     return double

@@ -89,7 +89,8 @@ for model in (WebhookEvent, ExternalRecord, Alert, BillingEvent, NpsResponse, Su
 Integration.objects.all().delete()
 Customer.objects.all().delete()
 Customer.objects.bulk_create([
-    Customer(email=f"soak{{i}}@example.com", name=f"Soak {{i}}", company=f"Soak {{i}} Inc", feature_usage={{}}, signup_date=timezone.now() - dt.timedelta(days=400))
+    Customer(email=f"soak{{i}}@example.com", name=f"Soak {{i}}", company=f"Soak {{i}} Inc", feature_usage={{}},
+             signup_date=timezone.now() - dt.timedelta(days=400))
     for i in range({customers})
 ])
 if not Group.objects.filter(name="manager").exists():
@@ -120,7 +121,15 @@ def generate(unique: int, customers: int, rng: random.Random, base: int) -> list
     for i in range(STRIPE_CUSTOMERS):
         n += 1
         obj = {"id": f"cus_{i}", "object": "customer", "email": email(i), "name": f"Stripe {i}", "created": base}
-        add("stripe", f"evt_c{i}", _stripe_event(f"evt_c{i}", "customer.created", obj, base + n), "customer", f"cus_{i}", i, base + n)
+        add(
+            "stripe",
+            f"evt_c{i}",
+            _stripe_event(f"evt_c{i}", "customer.created", obj, base + n),
+            "customer",
+            f"cus_{i}",
+            i,
+            base + n,
+        )
     tickets_seen: list[tuple[int, int, int]] = []  # (zendesk ticket, customer, position) already emitted
     weights = {"stripe": 24, "zendesk": 20, "generic": 20, "segment": 26, "hubspot": 10}
     choices = list(weights)
@@ -142,18 +151,51 @@ def generate(unique: int, customers: int, rng: random.Random, base: int) -> list
                     "customer": f"cus_{c}",
                     "status": status,
                     "ended_at": version if status == "canceled" else None,
-                    "items": {"data": [{"quantity": 1, "price": {"nickname": f"P{cents}", "unit_amount": cents, "recurring": {"interval": "month"}}}]},
+                    "items": {
+                        "data": [
+                            {
+                                "quantity": 1,
+                                "price": {
+                                    "nickname": f"P{cents}",
+                                    "unit_amount": cents,
+                                    "recurring": {"interval": "month"},
+                                },
+                            }
+                        ]
+                    },
                 }
                 kind = "customer.subscription.deleted" if status == "canceled" else "customer.subscription.updated"
-                add("stripe", f"evt_{seq}", _stripe_event(f"evt_{seq}", kind, obj, version), "subscription", f"sub_{sub}", c, version)
+                add(
+                    "stripe",
+                    f"evt_{seq}",
+                    _stripe_event(f"evt_{seq}", kind, obj, version),
+                    "subscription",
+                    f"sub_{sub}",
+                    c,
+                    version,
+                )
             else:
                 invoice = rng.randrange(4 * STRIPE_CUSTOMERS)
                 c = invoice % STRIPE_CUSTOMERS
                 paid = rng.random() < 0.7
                 cents = 1_000 + invoice * 7
-                obj = {"id": f"in_{invoice}", "object": "invoice", "customer": f"cus_{c}", "amount_due": cents, "amount_paid": cents if paid else 0}
+                obj = {
+                    "id": f"in_{invoice}",
+                    "object": "invoice",
+                    "customer": f"cus_{c}",
+                    "amount_due": cents,
+                    "amount_paid": cents if paid else 0,
+                }
                 kind = "invoice.paid" if paid else "invoice.payment_failed"
-                add("stripe", f"evt_{seq}", _stripe_event(f"evt_{seq}", kind, obj, version), "invoice", f"in_{invoice}", c, version)
+                add(
+                    "stripe",
+                    f"evt_{seq}",
+                    _stripe_event(f"evt_{seq}", kind, obj, version),
+                    "invoice",
+                    f"in_{invoice}",
+                    c,
+                    version,
+                )
         elif provider == "zendesk":
             # A rating names its ticket: only for tickets sent well before (a rating that still
             # overtakes its ticket is retried until the ticket is applied).
@@ -198,18 +240,52 @@ def generate(unique: int, customers: int, rng: random.Random, base: int) -> list
             if roll < 0.5:
                 ticket = rng.randrange(500)
                 c = ticket % customers
-                data = {"id": f"gt{ticket}", "customerEmail": email(c), "subject": f"Generic ticket {ticket} v{seq}", "status": rng.choice(["open", "pending", "solved", "closed"]), "updatedAt": _iso(version)}
-                add("generic", f"msg_{seq}", {"type": "ticket.changed", "data": data}, "ticket", f"gt{ticket}", c, version)
+                data = {
+                    "id": f"gt{ticket}",
+                    "customerEmail": email(c),
+                    "subject": f"Generic ticket {ticket} v{seq}",
+                    "status": rng.choice(["open", "pending", "solved", "closed"]),
+                    "updatedAt": _iso(version),
+                }
+                add(
+                    "generic",
+                    f"msg_{seq}",
+                    {"type": "ticket.changed", "data": data},
+                    "ticket",
+                    f"gt{ticket}",
+                    c,
+                    version,
+                )
             elif roll < 0.75:
                 answer = rng.randrange(300)
                 c = answer % customers
-                data = {"id": f"gn{answer}", "customerEmail": email(c), "score": rng.randrange(11), "comment": f"n{seq}", "respondedAt": _iso(version)}
+                data = {
+                    "id": f"gn{answer}",
+                    "customerEmail": email(c),
+                    "score": rng.randrange(11),
+                    "comment": f"n{seq}",
+                    "respondedAt": _iso(version),
+                }
                 add("generic", f"msg_{seq}", {"type": "nps.received", "data": data}, "nps", f"gn{answer}", c, version)
             else:
                 payment = rng.randrange(300)
                 c = payment % customers
-                data = {"id": f"gp{payment}", "customerEmail": email(c), "succeeded": rng.random() < 0.7, "amount": f"{10 + payment}.50", "occurredAt": _iso(version)}
-                add("generic", f"msg_{seq}", {"type": "payment.recorded", "data": data}, "payment", f"gp{payment}", c, version)
+                data = {
+                    "id": f"gp{payment}",
+                    "customerEmail": email(c),
+                    "succeeded": rng.random() < 0.7,
+                    "amount": f"{10 + payment}.50",
+                    "occurredAt": _iso(version),
+                }
+                add(
+                    "generic",
+                    f"msg_{seq}",
+                    {"type": "payment.recorded", "data": data},
+                    "payment",
+                    f"gp{payment}",
+                    c,
+                    version,
+                )
         elif provider == "segment":
             c = rng.randrange(customers)
             at = dt.datetime.fromtimestamp(version, tz=dt.UTC)
@@ -224,7 +300,12 @@ def generate(unique: int, customers: int, rng: random.Random, base: int) -> list
             add("segment", f"seg-{seq}", payload, "track", f"seg-{seq}", c, version)
         else:
             contact = rng.randrange(HUBSPOT_CONTACTS)
-            item = {"eventId": 900_000 + seq, "subscriptionType": "contact.propertyChange", "objectId": contact, "occurredAt": version * 1000}
+            item = {
+                "eventId": 900_000 + seq,
+                "subscriptionType": "contact.propertyChange",
+                "objectId": contact,
+                "occurredAt": version * 1000,
+            }
             add("hubspot", str(900_000 + seq), item, "contact", str(contact), STRIPE_CUSTOMERS + contact, version)
     return events
 
@@ -243,12 +324,16 @@ def hubspot_api(customers_offset: int = STRIPE_CUSTOMERS) -> FakeProvider:
 
     def contact(path: str, query: dict, body: Any) -> tuple[int, Any, dict]:
         k = int(path.rsplit("/", 1)[1])
-        return 200, {
-            "id": str(k),
-            "properties": {"email": email(customers_offset + k), "firstname": "Hub", "lastname": str(k)},
-            "createdAt": "2024-01-01T00:00:00Z",
-            "updatedAt": "2025-01-01T00:00:00Z",
-        }, {}
+        return (
+            200,
+            {
+                "id": str(k),
+                "properties": {"email": email(customers_offset + k), "firstname": "Hub", "lastname": str(k)},
+                "createdAt": "2024-01-01T00:00:00Z",
+                "updatedAt": "2025-01-01T00:00:00Z",
+            },
+            {},
+        )
 
     fake.routes[("GET", "/crm/v3/objects/contacts/*")] = contact
     return fake
@@ -272,7 +357,9 @@ def schedule(events: list[Event], total: int, rng: random.Random, concurrent_sha
     for index in rng.sample(range(len(events)), concurrent):
         stream[index] = Delivery(events[index], 2)
     # Re-sent later: inserted back to front, so an earlier insert never shifts a later position.
-    later = sorted(((rng.randrange(len(events)), rng.randrange(1, 400)) for _ in range(extra - concurrent)), reverse=True)
+    later = sorted(
+        ((rng.randrange(len(events)), rng.randrange(1, 400)) for _ in range(extra - concurrent)), reverse=True
+    )
     for index, delay in later:
         stream.insert(min(len(stream), index + delay), Delivery(events[index]))
     shuffled: list[Delivery] = []
@@ -408,7 +495,9 @@ def expected_state(events: list[Event], integration_ids: dict[str, int]) -> dict
         prefix = f"{integration_ids[provider]}:{key}"
         if e.kind == "ticket" and provider == "zendesk":
             t = e.payload["ticket"]
-            status = {"new": "open", "open": "open", "pending": "pending", "hold": "pending", "solved": "solved"}[t["status"]]
+            status = {"new": "open", "open": "open", "pending": "pending", "hold": "pending", "solved": "solved"}[
+                t["status"]
+            ]
             tickets[prefix] = (t["subject"], status, e.customer)
         elif e.kind == "ticket":
             tickets[prefix] = (e.payload["data"]["subject"], e.payload["data"]["status"], e.customer)
@@ -420,10 +509,18 @@ def expected_state(events: list[Event], integration_ids: dict[str, int]) -> dict
         elif e.kind == "invoice":
             obj = e.payload["data"]["object"]
             paid = e.payload["type"] == "invoice.paid"
-            payments[prefix] = ("payment_succeeded" if paid else "payment_failed", Decimal(obj["amount_due"]) / 100, e.customer)
+            payments[prefix] = (
+                "payment_succeeded" if paid else "payment_failed",
+                Decimal(obj["amount_due"]) / 100,
+                e.customer,
+            )
         elif e.kind == "payment":
             data = e.payload["data"]
-            payments[prefix] = ("payment_succeeded" if data["succeeded"] else "payment_failed", Decimal(data["amount"]), e.customer)
+            payments[prefix] = (
+                "payment_succeeded" if data["succeeded"] else "payment_failed",
+                Decimal(data["amount"]),
+                e.customer,
+            )
         elif e.kind == "subscription":
             obj = e.payload["data"]["object"]
             subscribed.add(e.customer)
@@ -460,12 +557,21 @@ def _record_kind(kind: str) -> str:
 
 def observed_state(pg, customer_ids: dict[int, int]) -> dict[str, Any]:
     """The same shape, read from the database (`customer_ids`: database id → soak index)."""
-    tickets = {ext: (subject, status, customer_ids[c]) for ext, subject, status, c in pg.execute("SELECT external_id, subject, status, customer_id FROM support_tickets")}
-    nps = {ext: (score, comment, customer_ids[c]) for ext, score, comment, c in pg.execute("SELECT external_id, score, comment, customer_id FROM nps_responses")}
+    tickets = {
+        ext: (subject, status, customer_ids[c])
+        for ext, subject, status, c in pg.execute(
+            "SELECT external_id, subject, status, customer_id FROM support_tickets"
+        )
+    }
+    nps = {
+        ext: (score, comment, customer_ids[c])
+        for ext, score, comment, c in pg.execute("SELECT external_id, score, comment, customer_id FROM nps_responses")
+    }
     payments = {
         ext: (kind, amount, customer_ids[c])
         for ext, kind, amount, c in pg.execute(
-            "SELECT external_id, kind, amount, customer_id FROM billing_events WHERE kind IN ('payment_succeeded', 'payment_failed')"
+            "SELECT external_id, kind, amount, customer_id FROM billing_events"
+            " WHERE kind IN ('payment_succeeded', 'payment_failed')"
         )
     }
     tracks: dict[int, Counter] = defaultdict(Counter)
