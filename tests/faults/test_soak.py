@@ -27,7 +27,6 @@ import os
 import random
 import threading
 import time
-from collections import Counter
 
 import pytest
 
@@ -35,10 +34,11 @@ from tests.faults.harness import manage, wait_until
 from tests.faults.stack import AlertFeed, start_stack, terminate_app_backends, worker_in_transaction
 from tests.faults.webhook_load import (
     PROVIDERS,
-    STRIPE_CUSTOMERS,
+    double_effects,
     expected_state,
     generate,
     hubspot_api,
+    lost_effects,
     observed_state,
     schedule,
     send_all,
@@ -155,8 +155,8 @@ def run_soak(pg, redis, spawn, rng: random.Random, hubspot_base: str) -> None:
     drop_at = drops[0][0] if drops else None
     outside_drop = [a for a in failures if drop_at is None or not drop_at - 0.5 <= a.started <= drop_at + 5]
     duplicates = DELIVERIES - unique_count
-    lost = _lost(expected, observed, pg, integration_ids)
-    double = _double(expected, observed, pg)
+    lost = lost_effects(expected, observed, pg, integration_ids)
+    double = double_effects(expected, observed, pg, CUSTOMERS)
     print(
         f"\nX6 seed={SEED} sent={DELIVERIES} unique={unique_count} duplicates={duplicates}"
         f" (concurrent pairs {sum(1 for d in deliveries if d.concurrent_copies == 2)})"
@@ -184,61 +184,3 @@ def run_soak(pg, redis, spawn, rng: random.Random, hubspot_base: str) -> None:
     assert {c: observed["mrr"][c] for c in expected["mrr"]} == expected["mrr"], f"seed {SEED}: MRR differs"
     assert {k: observed["versions"].get(k) for k in expected["versions"]} == expected["versions"]
     assert alert_ids <= feed.ids, f"seed {SEED}: the feed missed alerts {sorted(alert_ids - feed.ids)[:10]}"
-
-
-def _lost(expected: dict, observed: dict, pg, integration_ids: dict[str, int]) -> list[str]:
-    """Unique events whose effect is missing: an object never written, a Segment action absent,
-    a HubSpot contact never fetched and applied."""
-    lost = [key for key in expected["tickets"] if key not in observed["tickets"]]
-    lost += [key for key in expected["nps"] if key not in observed["nps"]]
-    lost += [key for key in expected["payments"] if key not in observed["payments"]]
-    lost += [key for key in expected["versions"] if key not in observed["versions"]]
-    for customer, tracks in expected["tracks"].items():
-        missing = tracks - observed["tracks"].get(customer, Counter())
-        lost += [f"track {customer} {key}" for key in missing]
-    contacts = {
-        ext
-        for (ext,) in pg.execute(
-            "SELECT external_id FROM integration_external_records WHERE integration_id = %s AND kind = 'contact'",
-            (integration_ids["hubspot"],),
-        )
-    }
-    lost += [f"contact {k}" for k in expected["contacts"] - contacts]
-    names = dict(pg.execute("SELECT email, name FROM customers"))
-    lost += [
-        f"contact name {k}"
-        for k in expected["contacts"]
-        if names[f"soak{STRIPE_CUSTOMERS + int(k)}@example.com"] != f"Hub {k}"
-    ]
-    return lost
-
-
-def _double(expected: dict, observed: dict, pg) -> list[str]:
-    """Effects applied more than once: additive Segment actions counted twice, rows beyond one
-    per outside object, customers created again."""
-    double = []
-    for customer, tracks in observed["tracks"].items():
-        extra = tracks - expected["tracks"].get(customer, Counter())
-        double += [f"track {customer} {key}" for key in extra]
-    for customer, usage in observed["usage"].items():
-        if usage != expected["usage"].get(customer, Counter()):
-            double.append(f"usage {customer}: {dict(usage)} != {dict(expected['usage'].get(customer, {}))}")
-    counts = dict(
-        pg.execute(
-            "SELECT 'tickets', count(*) FROM support_tickets UNION ALL SELECT 'nps', count(*) FROM nps_responses"
-            " UNION ALL SELECT 'payments', count(*) FROM billing_events"
-            " WHERE kind IN ('payment_succeeded', 'payment_failed')"
-            " UNION ALL SELECT 'customers', count(*) FROM customers"
-        )
-    )
-    for name in ("tickets", "nps", "payments"):
-        if counts[name] != len(expected[name]):
-            double.append(f"{name}: {counts[name]} rows for {len(expected[name])} objects")
-    if counts["customers"] != CUSTOMERS:
-        double.append(f"customers: {counts['customers']} (created again)")
-    history = pg.execute(
-        "SELECT external_id FROM billing_events WHERE kind LIKE 'subscription%%'"
-        " GROUP BY external_id HAVING count(*) > 1"
-    )
-    double += [f"subscription version {row[0]}" for row in history]
-    return double

@@ -427,13 +427,15 @@ async def send_all(
     timeout: float = 10.0,
     give_up_after: float = 120.0,
     progress: list[int] | None = None,
+    rate: float | None = None,
 ) -> SendReport:
     """Post every delivery from `clients` concurrent senders; each retries any non-2xx or transport
-    error on RETRY_SCHEDULE (re-signed each time) until accepted or `give_up_after` seconds."""
+    error on RETRY_SCHEDULE (re-signed each time) until accepted or `give_up_after` seconds.
+    With `rate`, delivery i is started no earlier than i / rate seconds after the first."""
     report = SendReport(first_send=time.monotonic())
-    queue: asyncio.Queue[Delivery] = asyncio.Queue()
-    for delivery in deliveries:
-        queue.put_nowait(delivery)
+    queue: asyncio.Queue[tuple[int, Delivery]] = asyncio.Queue()
+    for item in enumerate(deliveries):
+        queue.put_nowait(item)
     limits = httpx.Limits(max_connections=clients * 2, max_keepalive_connections=clients * 2)
 
     async def deliver(client: httpx.AsyncClient, event: Event) -> None:
@@ -459,9 +461,11 @@ async def send_all(
     async def sender(client: httpx.AsyncClient) -> None:
         while True:
             try:
-                delivery = queue.get_nowait()
+                index, delivery = queue.get_nowait()
             except asyncio.QueueEmpty:
                 return
+            if rate:
+                await asyncio.sleep(max(0.0, report.first_send + index / rate - time.monotonic()))
             await asyncio.gather(*(deliver(client, delivery.event) for _ in range(delivery.concurrent_copies)))
             if progress is not None:
                 progress[0] += delivery.concurrent_copies
@@ -600,3 +604,61 @@ def observed_state(pg, customer_ids: dict[int, int]) -> dict[str, Any]:
 
 def digest(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def lost_effects(expected: dict, observed: dict, pg, integration_ids: dict[str, int]) -> list[str]:
+    """Unique events whose effect is missing: an object never written, a Segment action absent,
+    a HubSpot contact never fetched and applied."""
+    lost = [key for key in expected["tickets"] if key not in observed["tickets"]]
+    lost += [key for key in expected["nps"] if key not in observed["nps"]]
+    lost += [key for key in expected["payments"] if key not in observed["payments"]]
+    lost += [key for key in expected["versions"] if key not in observed["versions"]]
+    for customer, tracks in expected["tracks"].items():
+        missing = tracks - observed["tracks"].get(customer, Counter())
+        lost += [f"track {customer} {key}" for key in missing]
+    contacts = {
+        ext
+        for (ext,) in pg.execute(
+            "SELECT external_id FROM integration_external_records WHERE integration_id = %s AND kind = 'contact'",
+            (integration_ids["hubspot"],),
+        )
+    }
+    lost += [f"contact {k}" for k in expected["contacts"] - contacts]
+    names = dict(pg.execute("SELECT email, name FROM customers"))
+    lost += [
+        f"contact name {k}"
+        for k in expected["contacts"]
+        if names[f"soak{STRIPE_CUSTOMERS + int(k)}@example.com"] != f"Hub {k}"
+    ]
+    return lost
+
+
+def double_effects(expected: dict, observed: dict, pg, customers: int) -> list[str]:
+    """Effects applied more than once: additive Segment actions counted twice, rows beyond one
+    per outside object, customers created again."""
+    double = []
+    for customer, tracks in observed["tracks"].items():
+        extra = tracks - expected["tracks"].get(customer, Counter())
+        double += [f"track {customer} {key}" for key in extra]
+    for customer, usage in observed["usage"].items():
+        if usage != expected["usage"].get(customer, Counter()):
+            double.append(f"usage {customer}: {dict(usage)} != {dict(expected['usage'].get(customer, {}))}")
+    counts = dict(
+        pg.execute(
+            "SELECT 'tickets', count(*) FROM support_tickets UNION ALL SELECT 'nps', count(*) FROM nps_responses"
+            " UNION ALL SELECT 'payments', count(*) FROM billing_events"
+            " WHERE kind IN ('payment_succeeded', 'payment_failed')"
+            " UNION ALL SELECT 'customers', count(*) FROM customers"
+        )
+    )
+    for name in ("tickets", "nps", "payments"):
+        if counts[name] != len(expected[name]):
+            double.append(f"{name}: {counts[name]} rows for {len(expected[name])} objects")
+    if counts["customers"] != customers:
+        double.append(f"customers: {counts['customers']} (created again)")
+    history = pg.execute(
+        "SELECT external_id FROM billing_events WHERE kind LIKE 'subscription%%'"
+        " GROUP BY external_id HAVING count(*) > 1"
+    )
+    double += [f"subscription version {row[0]}" for row in history]
+    return double
