@@ -19,7 +19,7 @@ from typing import Any
 
 from channels.generic.http import AsyncHttpConsumer
 from django.conf import settings
-from django.db import connection
+from django.db import InterfaceError, OperationalError, connection
 
 from churnshield.exceptions import NotFoundError
 from integrations import services
@@ -37,37 +37,37 @@ CONFIG_MAX_STALE_SECONDS = 60.0
 class GroupCommitter:
     """Stores rows from many concurrent requests in as few statements as possible.
 
-    Up to WEBHOOK_STORE_CONCURRENCY flushes run at once, each on its own thread and connection: a
-    delivery waits for the statement that carries its rows, not also for the one before it (on a
-    slow network a flush costs a few round trips, X4). The drains are enqueued by another thread
-    afterwards, so a slow or unreachable broker never holds a delivery's answer; the stored rows
-    are the outbox either way.
+    Up to WEBHOOK_STORE_CONCURRENCY flushes run at once, each on a thread of its own: a delivery
+    waits for the statement that carries its rows, not also for the ones before it. A flusher
+    keeps its connection while work keeps coming (the pool's health check is one more round trip
+    per checkout: on a slow network a third of the answer time, X4) and returns it when idle; a
+    kept connection that died meanwhile costs one retry on a checked one, never an error. The
+    drains are enqueued by another thread afterwards, so a slow or unreachable broker never holds
+    a delivery's answer; the stored rows are the outbox either way.
     """
 
     def __init__(self) -> None:
-        self.limit = max(1, settings.WEBHOOK_STORE_CONCURRENCY)
-        self.executor = ThreadPoolExecutor(max_workers=self.limit, thread_name_prefix="webhook-store")
+        limit = max(1, settings.WEBHOOK_STORE_CONCURRENCY)
+        self.idle = [ThreadPoolExecutor(max_workers=1, thread_name_prefix="webhook-store") for _ in range(limit)]
         self.enqueuer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="webhook-enqueue")
         self.pending: list[tuple[list[WebhookEvent], asyncio.Future]] = []
-        self.flushing = 0
         self.enqueuing: set[int] = set()  # integrations with an enqueue waiting: one is enough
 
     async def store(self, rows: list[WebhookEvent]) -> None:
         future = asyncio.get_running_loop().create_future()
         self.pending.append((rows, future))
-        if self.flushing < self.limit:
-            self.flushing += 1
-            asyncio.create_task(self._flush())
+        if self.idle:
+            _background(self._flush(self.idle.pop()))
         await future
 
-    async def _flush(self) -> None:
+    async def _flush(self, thread: ThreadPoolExecutor) -> None:
         loop = asyncio.get_running_loop()
         try:
             while self.pending:
                 batch, self.pending = self.pending, []
                 rows = [row for rows, _ in batch for row in rows]
                 try:
-                    integration_ids = await loop.run_in_executor(self.executor, _store, rows)
+                    integration_ids = await loop.run_in_executor(thread, _store, rows)
                 except Exception as error:
                     for _, future in batch:
                         if not future.done():
@@ -80,7 +80,9 @@ class GroupCommitter:
                         self.enqueuing.add(integration_id)
                         loop.run_in_executor(self.enqueuer, self._enqueue, integration_id)
         finally:
-            self.flushing -= 1
+            # Idle: the connection goes back to the pool (no round trip).
+            await loop.run_in_executor(thread, connection.close)
+            self.idle.append(thread)
 
     def _enqueue(self, integration_id: int) -> None:
         self.enqueuing.discard(integration_id)  # an event stored from now on asks again
@@ -92,14 +94,29 @@ class GroupCommitter:
 
 def _store(rows: list[WebhookEvent]) -> set[int]:
     try:
-        return services.webhook_store(rows=rows, enqueue=False)
-    finally:
-        # Back to the pool (PostgreSQL) after every batch: a broken connection is not reused, and
-        # the thread holds none while idle.
-        connection.close()
+        try:
+            return services.webhook_store(rows=rows, enqueue=False)
+        except (OperationalError, InterfaceError):
+            # The connection kept from the last flush may have died meanwhile (a restart, a
+            # terminated backend): once more on a fresh, checked one. The insert is idempotent.
+            connection.close()
+            return services.webhook_store(rows=rows, enqueue=False)
+    except BaseException:
+        connection.close()  # a broken connection is not kept (the pool discards it)
+        raise
 
 
 _committers: dict[int, GroupCommitter] = {}
+_tasks: set[asyncio.Task] = set()
+
+
+def _background(coroutine: Any) -> None:
+    """Run without awaiting; the loop keeps only weak references to tasks, so keep one here."""
+    task = asyncio.create_task(coroutine)
+    _tasks.add(task)
+    task.add_done_callback(_tasks.discard)
+
+
 _configs: dict[int, tuple[float, Integration | None]] = {}
 _loading: dict[int, asyncio.Future] = {}
 
@@ -142,7 +159,7 @@ async def _integration(provider: str, integration_id: int) -> Integration:
         integration = cached[1]
         if age > CONFIG_TTL_SECONDS and integration_id not in _loading:
             # Refresh in the background: the delivery does not wait for the database round trips.
-            asyncio.create_task(_reload(integration_id))
+            _background(_reload(integration_id))
     if integration is None or integration.provider != provider:
         raise NotFoundError("Integration not found")
     return integration

@@ -107,7 +107,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     options.setdefault("connect_timeout", env.int("DB_CONNECT_TIMEOUT_SECONDS", default=5))
     statement_ms = int(env.float("DB_STATEMENT_TIMEOUT_SECONDS", default=900) * 1000)
     options["options"] = f"{options.get('options', '')} -c statement_timeout={statement_ms}".strip()
-    for key, value in {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3}.items():
+    keepalives = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3}
+    for key, value in keepalives.items():
         options.setdefault(key, value)
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets the seeder, the web process and in-process tasks share one file.

@@ -85,6 +85,7 @@ def run(pg, redis, spawn, rng, hubspot_base, pg_proxy: ChaosProxy, redis_proxy: 
         if not at(LATENCY[0]):
             return
         marks["latency"] = time.monotonic()
+        marks["pg_opened_before_latency"] = pg_proxy.opened
         for proxy in proxies:
             proxy.latency = 0.5
         if not at(LATENCY[1]):
@@ -92,6 +93,7 @@ def run(pg, redis, spawn, rng, hubspot_base, pg_proxy: ChaosProxy, redis_proxy: 
         for proxy in proxies:
             proxy.latency = 0.0
         marks["blackhole"] = time.monotonic()
+        marks["pg_opened_in_latency"] = pg_proxy.opened - marks["pg_opened_before_latency"]
         for proxy in proxies:
             proxy.blackhole = True
         if not at(BLACKHOLE[1]):
@@ -132,6 +134,13 @@ def run(pg, redis, spawn, rng, hubspot_base, pg_proxy: ChaosProxy, redis_proxy: 
         return ok[min(len(ok) - 1, int(len(ok) * 0.99))] if ok else float("nan")
 
     latency_phase = phase(marks["latency"] + 1, marks["blackhole"])  # from 1 s in: pooled connections see it
+    baseline = phase(0, marks["latency"])
+    ok = sorted(a.latency for a in latency_phase if a.status == 200)
+    print(
+        f"\nX4 baseline p99 {p99(baseline) * 1000:.0f}ms; latency phase median {ok[len(ok) // 2] * 1000:.0f}ms"
+        f" p90 {ok[int(len(ok) * 0.9)] * 1000:.0f}ms max {ok[-1] * 1000:.0f}ms;"
+        f" pg connections opened in it {marks['pg_opened_in_latency']}"
+    )
     hole = phase(marks["blackhole"], marks["healed"])
     resets = phase(marks["reset0"], marks["reset2"] + 2)
     slowest = max(a.latency for a in report.attempts)
