@@ -80,9 +80,11 @@ class GroupCommitter:
                         self.enqueuing.add(integration_id)
                         loop.run_in_executor(self.enqueuer, self._enqueue, integration_id)
         finally:
-            # Idle: the connection goes back to the pool (no round trip).
-            await loop.run_in_executor(thread, connection.close)
-            self.idle.append(thread)
+            try:
+                # Idle: the connection goes back to the pool (no round trip).
+                await loop.run_in_executor(thread, _release)
+            finally:
+                self.idle.append(thread)
 
     def _enqueue(self, integration_id: int) -> None:
         self.enqueuing.discard(integration_id)  # an event stored from now on asks again
@@ -90,6 +92,10 @@ class GroupCommitter:
             services.enqueue_drain(integration_id=integration_id)
         finally:
             connection.close()  # eager mode (tests, embedded) drains right here, on this thread
+
+
+def _release() -> None:
+    connection.close()  # resolved on the calling thread: each thread has its own connection
 
 
 def _store(rows: list[WebhookEvent]) -> set[int]:
