@@ -42,7 +42,8 @@ class GroupCommitter:
     keeps its connection while work keeps coming (the pool's health check is one more round trip
     per checkout: on a slow network a third of the answer time, X4) and returns it when idle; a
     kept connection that died meanwhile costs one retry on a checked one, never an error. The
-    drains are enqueued by another thread afterwards, so a slow or unreachable broker never holds
+    drains are enqueued by another thread afterwards (with a broker; in-process tasks run before
+    the answer, as before), so a slow or unreachable broker never holds
     a delivery's answer; the stored rows are the outbox either way.
     """
 
@@ -76,6 +77,8 @@ class GroupCommitter:
                     for _, future in batch:
                         if not future.done():
                             future.set_result(None)
+                    if settings.CELERY_TASK_ALWAYS_EAGER:
+                        continue  # in-process tasks (embedded, tests): the drain already ran in _store
                     for integration_id in integration_ids - self.enqueuing:
                         self.enqueuing.add(integration_id)
                         loop.run_in_executor(self.enqueuer, self._enqueue, integration_id)
@@ -99,14 +102,16 @@ def _release() -> None:
 
 
 def _store(rows: list[WebhookEvent]) -> set[int]:
+    # With in-process tasks the drain runs here, before the answer, as a worker would run it.
+    eager = settings.CELERY_TASK_ALWAYS_EAGER
     try:
         try:
-            return services.webhook_store(rows=rows, enqueue=False)
+            return services.webhook_store(rows=rows, enqueue=eager)
         except (OperationalError, InterfaceError):
             # The connection kept from the last flush may have died meanwhile (a restart, a
             # terminated backend): once more on a fresh, checked one. The insert is idempotent.
             connection.close()
-            return services.webhook_store(rows=rows, enqueue=False)
+            return services.webhook_store(rows=rows, enqueue=eager)
     except BaseException:
         connection.close()  # a broken connection is not kept (the pool discards it)
         raise
