@@ -43,8 +43,8 @@ class GroupCommitter:
     per checkout: on a slow network a third of the answer time, X4) and returns it when idle; a
     kept connection that died meanwhile costs one retry on a checked one, never an error. The
     drains are enqueued by another thread afterwards (with a broker; in-process tasks run before
-    the answer, as before), so a slow or unreachable broker never holds
-    a delivery's answer; the stored rows are the outbox either way.
+    the answer, as before), so a slow or unreachable broker never holds a delivery's answer; the
+    stored rows are the outbox either way.
     """
 
     def __init__(self) -> None:
