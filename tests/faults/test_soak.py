@@ -14,6 +14,10 @@ During the run a worker's whole process group is SIGKILLed 3 times, each time wh
 open PostgreSQL transaction (a drain claiming or applying), and restarted 2 s later; once,
 every backend of the app database is terminated (pg_terminate_backend).
 
+Duration: 170–230 s on the shared 2-core development machine with other jobs running (load
+average 9–11); the full 10,000 stays the CI default, as the send rate, not the count of
+deliveries, is what a busy machine stretches.
+
 Pass: 0 lost (every unique event's effect is present), 0 applied twice (one row per outside
 object under the unique keys, every Segment action exactly once in the sessions and the
 feature-usage counts), no response >= 500 except within 5 s of the connection drop (and those
