@@ -163,10 +163,26 @@ def apply_events(*, integration_id: int, events: list[CanonicalEvent]) -> ApplyR
     _apply_payments(batch, by_type[PaymentRecorded], customer_of)
     _apply_subscriptions(batch, by_type[SubscriptionChanged], customer_of)
     batch.flush_records()
+    _lock_customers(batch)
     _recount(batch)
     _write_customers(batch)
     _after_commit(batch.result)
     return batch.result
+
+
+def _lock_customers(batch: _Batch) -> None:
+    """Lock the customers whose derived fields this batch rewrites, in id order, before reading
+    what they are derived from.
+
+    Applies of different integrations run concurrently (the integration lock serialises one
+    integration only). Without this, two batches touching one customer's tickets (Zendesk and a
+    generic source) each counted under READ COMMITTED without the other's uncommitted rows, and
+    the last to commit wrote a stale count (found by the X6 soak). Once the lock is granted, the
+    recount's statements see the other batch's committed rows.
+    """
+    ids = set(batch.customer_changes) | batch.recount_tickets | batch.recount_nps | batch.recount_billing
+    if ids:
+        list(Customer.objects.select_for_update().filter(pk__in=ids).order_by("pk").values_list("pk", flat=True))
 
 
 def _after_commit(result: ApplyResult) -> None:

@@ -105,6 +105,15 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # Issue 7 (X3): the pool tests a connection before handing it out, so a PostgreSQL restart or
     # a terminated backend costs no failed request or task (one empty round trip per checkout).
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("DB_CONN_HEALTH_CHECKS", default=True)
+    # Issue 7 (X4): never wait forever on the network. A connect gives up after this; a statement
+    # is cancelled by the server after this (0 = none); keepalives notice a peer that vanished.
+    options = DATABASES["default"]["OPTIONS"]
+    options.setdefault("connect_timeout", env.int("DB_CONNECT_TIMEOUT_SECONDS", default=5))
+    statement_ms = int(env.float("DB_STATEMENT_TIMEOUT_SECONDS", default=900) * 1000)
+    options["options"] = f"{options.get('options', '')} -c statement_timeout={statement_ms}".strip()
+    keepalives = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3}
+    for key, value in keepalives.items():
+        options.setdefault(key, value)
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets the seeder, the web process and in-process tasks share one file.
     DATABASES["default"]["OPTIONS"] = {
@@ -143,8 +152,20 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=5 *
 
 # --- Cache (login throttling, axes) -------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")
+# Issue 7 (X4): every Redis client gives up on a dead connection instead of waiting forever.
+REDIS_SOCKET_TIMEOUT_SECONDS = env.float("REDIS_SOCKET_TIMEOUT_SECONDS", default=10.0)
+REDIS_CONNECT_TIMEOUT_SECONDS = env.float("REDIS_CONNECT_TIMEOUT_SECONDS", default=5.0)
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "OPTIONS": {
+                "socket_timeout": REDIS_SOCKET_TIMEOUT_SECONDS,
+                "socket_connect_timeout": REDIS_CONNECT_TIMEOUT_SECONDS,
+            },
+        }
+    }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
@@ -249,7 +270,8 @@ if REDIS_URL:
         "default": {
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
             "CONFIG": {
-                "hosts": [REDIS_URL],
+                # Connect timeout only: the pub/sub reader blocks on its socket between messages.
+                "hosts": [{"address": REDIS_URL, "socket_connect_timeout": REDIS_CONNECT_TIMEOUT_SECONDS}],
                 "prefix": env.str("CHANNELS_PREFIX", default="") or f"churnshield{urlparse(REDIS_URL).path or '/0'}",
             },
         }
@@ -332,6 +354,10 @@ WEBHOOK_DRAIN_DEBOUNCE_SECONDS = env.int("WEBHOOK_DRAIN_DEBOUNCE_SECONDS", defau
 WEBHOOK_DRAIN_BATCH = env.int("WEBHOOK_DRAIN_BATCH", default=500)
 WEBHOOK_DRAIN_MAX_BATCHES = env.int("WEBHOOK_DRAIN_MAX_BATCHES", default=50)
 WEBHOOK_SWEEP_GRACE_SECONDS = env.int("WEBHOOK_SWEEP_GRACE_SECONDS", default=30)
+# The ASGI receiver answers within this (503 if storing took longer: the provider retries) and
+# runs up to this many store statements at once per process.
+WEBHOOK_RECEIVE_TIMEOUT_SECONDS = env.float("WEBHOOK_RECEIVE_TIMEOUT_SECONDS", default=5.0)
+WEBHOOK_STORE_CONCURRENCY = env.int("WEBHOOK_STORE_CONCURRENCY", default=4)
 WEBHOOK_RETENTION_DAYS = env.int("WEBHOOK_RETENTION_DAYS", default=30)  # never below 7 (dedupe window)
 
 # --- Monitoring and maintenance (issue 7) -----------------------------------------------------
@@ -400,7 +426,14 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     # kombu >= 5.6: scan for unacked messages of dead workers every 10 s (default ~100 s).
     "unacked_restore_interval": env.int("CELERY_UNACKED_RESTORE_INTERVAL", default=10),
     "unacked_restore_throttle": 1,
+    # kombu waits forever on an unanswered publish without these (its docs); BRPOP polls every
+    # second, well inside the socket timeout.
+    "socket_timeout": REDIS_SOCKET_TIMEOUT_SECONDS,
+    "socket_connect_timeout": REDIS_CONNECT_TIMEOUT_SECONDS,
 }
+CELERY_BROKER_CONNECTION_TIMEOUT = REDIS_CONNECT_TIMEOUT_SECONDS
+CELERY_REDIS_SOCKET_TIMEOUT = REDIS_SOCKET_TIMEOUT_SECONDS
+CELERY_REDIS_SOCKET_CONNECT_TIMEOUT = REDIS_CONNECT_TIMEOUT_SECONDS
 CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT}
 CELERY_TASK_REJECT_ON_WORKER_LOST = False
 CELERY_TASK_ACKS_ON_FAILURE_OR_TIMEOUT = True
