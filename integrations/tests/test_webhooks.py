@@ -359,7 +359,8 @@ def test_segment_events_build_sessions_last_login_and_feature_usage(client, make
     customer = make_customer(
         email="seg@example.com", last_login=timezone.now() - dt.timedelta(days=30), feature_usage={}
     )
-    at = timezone.now() - dt.timedelta(minutes=5)
+    # Sessions group a user's activity per hour: keep all four events inside one hour.
+    at = (timezone.now() - dt.timedelta(hours=1)).replace(minute=10, second=0, microsecond=0)
     events = [
         {
             "messageId": "m1",
