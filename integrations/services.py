@@ -26,6 +26,7 @@ from integrations.connectors.http import PermanentError
 from integrations.events import CanonicalEvent
 from integrations.models import Integration, SyncRun, WebhookEvent
 from integrations.pipeline import apply_events
+from integrations.selectors import REJECTION_REASONS, rejection_key
 
 logger = logging.getLogger(__name__)
 PENDING = (WebhookEvent.Status.RECEIVED, WebhookEvent.Status.RETRYING)
@@ -53,9 +54,36 @@ def webhook_integration(*, provider: str, integration_id: Any) -> Integration:
     return integration
 
 
+def webhook_rejection_record(*, integration: Integration, error: SignatureError) -> None:
+    """Log and count a refused delivery, so ops can tell our clock (or theirs) from a bad secret.
+
+    The count lives in the cache (Redis in production) so every web process reports the same
+    total; a cache failure must not turn the provider's 401 into a 500, so it is only logged.
+    """
+    reason = error.code if error.code in REJECTION_REASONS else "other"
+    provider = integration.provider or "unknown"
+    logger.warning(
+        "webhook rejected (%s) for integration %s: %s",
+        reason,
+        integration.pk,
+        error,
+        extra={"reason": reason, "provider": provider, "integration_id": integration.pk},
+    )
+    key = rejection_key(provider, reason)
+    try:
+        cache.add(key, 0, timeout=None)
+        cache.incr(key)
+    except Exception:
+        logger.exception("could not count a webhook rejection")
+
+
 def webhook_verify(*, integration: Integration, delivery: Delivery) -> list[WebhookEvent]:
     """Check the signature (raises SignatureError) and build the rows to store. Touches no table."""
-    events = connector_for(integration).verify(delivery)
+    try:
+        events = connector_for(integration).verify(delivery)
+    except SignatureError as error:
+        webhook_rejection_record(integration=integration, error=error)
+        raise
     now = timezone.now()
     return [
         WebhookEvent(
