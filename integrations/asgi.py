@@ -139,7 +139,7 @@ class WebhookConsumer(AsyncHttpConsumer):
         except NotFoundError as error:
             return _error(404, str(error), "not_found")
         except SignatureError as error:
-            return _error(401, str(error), error.code)
+            return _error(400 if error.code == "invalid_payload" else 401, str(error), error.code)
         try:
             await _committer().store(rows)
         except Exception:

@@ -10,7 +10,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import IntegrityError, transaction
+from django.db import DataError, IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
@@ -20,7 +20,7 @@ from alerts.services import alert_create
 from churnshield.exceptions import ConflictError, NotFoundError
 from integrations.bulk import values_update
 from integrations.connectors import connector_for
-from integrations.connectors.base import Delivery, NotSupported, SignatureError
+from integrations.connectors.base import Delivery, NotSupported, SignatureError, without_nul
 from integrations.connectors.generic import BadEvent
 from integrations.connectors.http import PermanentError
 from integrations.events import CanonicalEvent
@@ -30,8 +30,23 @@ from integrations.selectors import REJECTION_REASONS, rejection_key
 
 logger = logging.getLogger(__name__)
 PENDING = (WebhookEvent.Status.RECEIVED, WebhookEvent.Status.RETRYING)
+
+
+class UnusableEvent(Exception):
+    """The stored body could not be turned into canonical events: the same body never will."""
+
+
 # Errors no retry will fix: the event goes to the dead letters at once.
-PERMANENT_ERRORS = (BadEvent, NotSupported, PermanentError, json.JSONDecodeError, KeyError, TypeError)
+PERMANENT_ERRORS = (
+    BadEvent,
+    NotSupported,
+    PermanentError,
+    json.JSONDecodeError,
+    KeyError,
+    TypeError,
+    UnusableEvent,
+    DataError,
+)
 SCHEDULE_PREFIX = "integration-sync:"
 
 
@@ -89,8 +104,9 @@ def webhook_verify(*, integration: Integration, delivery: Delivery) -> list[Webh
         WebhookEvent(
             integration_id=integration.pk,
             provider=integration.provider,
-            event_id=event.event_id[:500],
-            event_type=event.event_type[:200],
+            # A NUL cannot be stored in a text column; escaped, so distinct ids stay distinct.
+            event_id=event.event_id.replace("\x00", "\\u0000")[:500],
+            event_type=event.event_type.replace("\x00", "\\u0000")[:200],
             body=event.body,
             received_at=now,
             next_attempt_at=now,
@@ -178,7 +194,13 @@ def _claim(integration_id: int, limit: int) -> dict[int, int]:
 
 
 def _transform(integration: Integration, row: WebhookEvent) -> list[CanonicalEvent]:
-    return connector_for(integration).transform(row.event_type, json.loads(row.body))
+    try:
+        payload = json.loads(row.body)
+        if "\\u0000" in row.body:  # the only way a NUL reaches a UTF-8 JSON text
+            payload = without_nul(payload)
+        return connector_for(integration).transform(row.event_type, payload)
+    except Exception as error:  # transform is pure: whatever it raises, a retry raises again
+        raise UnusableEvent(f"{type(error).__name__}: {error}") from error
 
 
 def webhooks_drain(*, integration_id: int, limit: int | None = None) -> int:
