@@ -406,3 +406,65 @@ def test_signed_operations_refuse_unsigned_requests_even_with_a_jwt(
         assert response.status_code == 401, response.content
         assert set(response.json()) == {"message", "code", "errors"}
     assert _snapshot() == before
+
+
+HOSTILE = {
+    "id": 999999,
+    "pk": 999999,
+    "owner": "{other}",
+    "ownerId": "{other}",
+    "owner_id": "{other}",
+    "is_staff": False,
+    "is_superuser": True,
+    "isSuperuser": True,
+    "role": "admin",
+    "createdAt": "2000-01-01T00:00:00Z",
+    "created_at": "2000-01-01T00:00:00Z",
+    "churnRisk": "99.00",
+    "churn_risk": "99.00",
+    "churn_score": 1,
+    "healthScore": 0,
+    "signing_secret": "whsec_hostile",
+    "config": {"signing_secret": "whsec_hostile"},
+}
+
+
+def _protected_state() -> dict:
+    """The fields no API write may set: role flags, ownership, scores, integration secrets."""
+    from django.contrib.auth import get_user_model
+
+    from integrations.models import Integration
+
+    return {
+        "users": sorted(get_user_model().objects.values_list("pk", "is_staff", "is_superuser", "username")),
+        "groups": sorted(get_user_model().groups.through.objects.values_list("user_id", "group_id")),
+        "customers": sorted(Customer.objects.values_list("pk", "owner_id", "churn_risk", "health_score")),
+        "integrations": sorted((pk, str(config)) for pk, config in Integration.objects.values_list("pk", "config")),
+    }
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("method", "path"), [op for op, kind in OPERATIONS.items() if kind in ("write", "manage")])
+def test_mass_assignment_changes_no_protected_field(world, integration, csm, manager, api_for, method, path):
+    """S2 for every writable operation: the endpoint's own body plus every protected field name
+    with hostile values; the protected fields are unchanged and no row takes the hostile id/date."""
+    from django.apps import apps as django_apps
+
+    user = manager if OPERATIONS[(method, path)] == "manage" else csm
+    url = path.replace("{id}", str(integration.pk)) if "integrations" in path else _path(path, world["mine"])
+    other = world["theirs"]["customer"].owner_id
+    hostile = {key: (other if value == "{other}" else value) for key, value in HOSTILE.items()}
+    body = {**hostile, **_body(method, path, world["mine"])}
+    before = _protected_state()
+    response = _call(api_for(user), method, url, body)
+    assert response.status_code < 500, response.content
+    after = _protected_state()
+    new_customers = set(after.pop("customers")) - set(before.pop("customers"))
+    assert after == before, path
+    assert all(owner == user.pk or owner is None for _, owner, _, _ in new_customers), new_customers
+    for label in ("customers", "interventions", "alerts", "playbooks", "predictions", "integrations"):
+        for model in django_apps.get_app_config(label).get_models():
+            assert not model.objects.filter(pk=999999).exists(), model
+            for field in model._meta.concrete_fields:
+                if field.get_internal_type() == "DateTimeField":
+                    assert not model.objects.filter(**{f"{field.attname}__year": 2000}).exists(), (model, field)
