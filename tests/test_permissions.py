@@ -468,3 +468,50 @@ def test_mass_assignment_changes_no_protected_field(world, integration, csm, man
             for field in model._meta.concrete_fields:
                 if field.get_internal_type() == "DateTimeField":
                     assert not model.objects.filter(**{f"{field.attname}__year": 2000}).exists(), (model, field)
+
+
+# S1: what a list's items are, so "0 of another portfolio's ids" can be checked for every list.
+LIST_ITEMS = {
+    "/api/customers": ("customer",),
+    "/api/interventions": ("intervention",),
+    "/api/alerts": ("alert",),
+    "/api/playbook-executions": ("running_execution", "failed_execution"),
+}
+# Lists that are the same for every role by design (book-wide configuration, or aggregates of the
+# caller's own portfolio with no object ids in them).
+SHARED_LISTS = {"/api/integrations", "/api/playbooks", "/api/churn-causes"}
+CUSTOMER_KEYS = {"customerId", "customer_id", "userId", "user_id"}
+
+
+def _id_values(value, keys: set[str]):
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            if key in keys and isinstance(inner, int | str):
+                yield str(inner)
+            yield from _id_values(inner, keys)
+    elif isinstance(value, list):
+        for inner in value:
+            yield from _id_values(inner, keys)
+
+
+@pytest.mark.django_db
+def test_every_list_endpoint_is_classified_and_csm_lists_hold_none_of_another_portfolio(world, csm, api_for):
+    client = api_for(csm)
+    mine, theirs = world["mine"], world["theirs"]
+    lists = set()
+    for (method, path), kind in OPERATIONS.items():
+        if method != "GET" or kind != "read" or "{" in path:
+            continue
+        body = client.get(path).json()
+        if isinstance(body, list):
+            lists.add(path)
+    assert lists - set(LIST_ITEMS) - SHARED_LISTS == set(), "classify new list endpoints in LIST_ITEMS"
+    for path, kinds in LIST_ITEMS.items():
+        body = client.get(path).json()
+        ids = {str(item["id"]) for item in body}
+        assert ids == {str(mine[kind].pk) for kind in kinds}, path
+        assert str(theirs["customer"].pk) not in set(_id_values(body, CUSTOMER_KEYS)), path
+    # Sub-lists of a customer in scope never carry another customer's id either.
+    for sub in ("sessions", "timeline"):
+        body = client.get(f"/api/customers/{mine['customer'].pk}/{sub}").json()
+        assert str(theirs["customer"].pk) not in set(_id_values(body, CUSTOMER_KEYS)), sub
