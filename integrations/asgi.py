@@ -220,7 +220,7 @@ class WebhookConsumer(AsyncHttpConsumer):
                 delivery=Delivery(body=body, headers=headers, method="POST", url=_url(self.scope, headers)),
             )
         except SignatureError as error:
-            return _error(401, str(error), error.code)
+            return _error(400 if error.code == "invalid_payload" else 401, str(error), error.code)
         try:
             await _committer().store(rows)
         except Exception:

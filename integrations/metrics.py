@@ -1,11 +1,12 @@
 """Prometheus metrics about data sync (listed in MONITORING_METRIC_SOURCES): sync lag and errors
-per integration, webhook backlog and dead letters — read from `integration_health()`, one query."""
+per integration, webhook backlog and dead letters — read from `integration_health()`, one query —
+and refused webhook deliveries by reason (`webhook_rejection_counts()`, one cache read)."""
 
 from collections.abc import Iterable
 
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from integrations.selectors import integration_health
+from integrations.selectors import integration_health, webhook_rejection_counts
 
 
 def collect() -> Iterable[Metric]:
@@ -35,4 +36,11 @@ def collect() -> Iterable[Metric]:
         backlog.add_metric(key, row["webhook_backlog"])
         oldest.add_metric(key, row["webhook_oldest_pending_seconds"] or 0)
         dead.add_metric(key, row["webhook_dead_letters"])
-    return [lag, failures, failed_runs, backlog, oldest, dead]
+    # Refused deliveries by reason: `clock_skew` rising alone means a clock is off (ours or the
+    # provider's), `invalid_signature` means a wrong or rotated secret (or someone probing).
+    rejections = CounterMetricFamily(
+        "churnshield_webhook_rejections", "Webhook deliveries refused, by reason", labels=["provider", "reason"]
+    )
+    for (provider, reason), count in sorted(webhook_rejection_counts().items()):
+        rejections.add_metric([provider, reason], count)
+    return [lag, failures, failed_runs, backlog, oldest, dead, rejections]

@@ -8,15 +8,23 @@ import datetime as dt
 import re
 from typing import Any
 
+from django.core.cache import cache
 from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from integrations.connectors.base import providers
 from integrations.models import Integration, SyncRun, WebhookEvent
 
 SECRET_KEY_PATTERN = re.compile(
     r"password|secret|token|hash|api_?key|write_?key|signing|private|credential|dsn", re.IGNORECASE
 )
+# Why a delivery was refused, as counted for /metrics (`SignatureError.code`; anything else is "other").
+REJECTION_REASONS = ("clock_skew", "invalid_signature", "invalid_payload", "other")
+
+
+def rejection_key(provider: str, reason: str) -> str:
+    return f"integrations:webhook-rejections:{provider}:{reason}"
 
 
 def _count(queryset: QuerySet) -> Subquery:
@@ -85,3 +93,10 @@ def public_config(config: Any) -> Any:
     if isinstance(config, list):
         return [public_config(item) for item in config]
     return config
+
+
+def webhook_rejection_counts() -> dict[tuple[str, str], int]:
+    """Refused deliveries since the cache was last emptied, per (provider, reason). One cache read."""
+    keys = {rejection_key(p, r): (p, r) for p in providers() for r in REJECTION_REASONS}
+    found = cache.get_many(list(keys))
+    return {pair: int(found.get(key) or 0) for key, pair in keys.items()}

@@ -11,7 +11,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import IntegrityError, transaction
+from django.db import DataError, IntegrityError, transaction
 from django.db.models import F
 from django.db.models.constants import OnConflict
 from django.utils import timezone
@@ -22,17 +22,33 @@ from alerts.services import alert_create
 from churnshield.exceptions import ConflictError, NotFoundError
 from integrations.bulk import values_update
 from integrations.connectors import connector_for
-from integrations.connectors.base import Delivery, NotSupported, SignatureError
+from integrations.connectors.base import Delivery, NotSupported, SignatureError, without_nul
 from integrations.connectors.generic import BadEvent
 from integrations.connectors.http import PermanentError
 from integrations.events import CanonicalEvent
 from integrations.models import Integration, SyncRun, WebhookEvent
 from integrations.pipeline import apply_events
+from integrations.selectors import REJECTION_REASONS, rejection_key
 
 logger = logging.getLogger(__name__)
 PENDING = (WebhookEvent.Status.RECEIVED, WebhookEvent.Status.RETRYING)
+
+
+class UnusableEvent(Exception):
+    """The stored body could not be turned into canonical events: the same body never will."""
+
+
 # Errors no retry will fix: the event goes to the dead letters at once.
-PERMANENT_ERRORS = (BadEvent, NotSupported, PermanentError, json.JSONDecodeError, KeyError, TypeError)
+PERMANENT_ERRORS = (
+    BadEvent,
+    NotSupported,
+    PermanentError,
+    json.JSONDecodeError,
+    KeyError,
+    TypeError,
+    UnusableEvent,
+    DataError,
+)
 SCHEDULE_PREFIX = "integration-sync:"
 
 
@@ -55,16 +71,44 @@ def webhook_integration(*, provider: str, integration_id: Any) -> Integration:
     return integration
 
 
+def webhook_rejection_record(*, integration: Integration, error: SignatureError) -> None:
+    """Log and count a refused delivery, so ops can tell our clock (or theirs) from a bad secret.
+
+    The count lives in the cache (Redis in production) so every web process reports the same
+    total; a cache failure must not turn the provider's 401 into a 500, so it is only logged.
+    """
+    reason = error.code if error.code in REJECTION_REASONS else "other"
+    provider = integration.provider or "unknown"
+    logger.warning(
+        "webhook rejected (%s) for integration %s: %s",
+        reason,
+        integration.pk,
+        error,
+        extra={"reason": reason, "provider": provider, "integration_id": integration.pk},
+    )
+    key = rejection_key(provider, reason)
+    try:
+        cache.add(key, 0, timeout=None)
+        cache.incr(key)
+    except Exception:
+        logger.exception("could not count a webhook rejection")
+
+
 def webhook_verify(*, integration: Integration, delivery: Delivery) -> list[WebhookEvent]:
     """Check the signature (raises SignatureError) and build the rows to store. Touches no table."""
-    events = connector_for(integration).verify(delivery)
+    try:
+        events = connector_for(integration).verify(delivery)
+    except SignatureError as error:
+        webhook_rejection_record(integration=integration, error=error)
+        raise
     now = timezone.now()
     return [
         WebhookEvent(
             integration_id=integration.pk,
             provider=integration.provider,
-            event_id=event.event_id[:500],
-            event_type=event.event_type[:200],
+            # A NUL cannot be stored in a text column; escaped, so distinct ids stay distinct.
+            event_id=event.event_id.replace("\x00", "\\u0000")[:500],
+            event_type=event.event_type.replace("\x00", "\\u0000")[:200],
             body=event.body,
             received_at=now,
             next_attempt_at=now,
@@ -167,7 +211,13 @@ def _claim(integration_id: int, limit: int) -> dict[int, int]:
 
 
 def _transform(integration: Integration, row: WebhookEvent) -> list[CanonicalEvent]:
-    return connector_for(integration).transform(row.event_type, json.loads(row.body))
+    try:
+        payload = json.loads(row.body)
+        if "\\u0000" in row.body:  # the only way a NUL reaches a UTF-8 JSON text
+            payload = without_nul(payload)
+        return connector_for(integration).transform(row.event_type, payload)
+    except Exception as error:  # transform is pure: whatever it raises, a retry raises again
+        raise UnusableEvent(f"{type(error).__name__}: {error}") from error
 
 
 def webhooks_drain(*, integration_id: int, limit: int | None = None) -> int:

@@ -400,3 +400,112 @@ def test_signed_operations_refuse_unsigned_requests_even_with_a_jwt(
         assert response.status_code == 401, response.content
         assert set(response.json()) == {"message", "code", "errors"}
     assert _snapshot() == before
+
+
+HOSTILE = {
+    "id": 999999,
+    "pk": 999999,
+    "owner": "{other}",
+    "ownerId": "{other}",
+    "owner_id": "{other}",
+    "is_staff": False,
+    "is_superuser": True,
+    "isSuperuser": True,
+    "role": "admin",
+    "createdAt": "2000-01-01T00:00:00Z",
+    "created_at": "2000-01-01T00:00:00Z",
+    "churnRisk": "99.00",
+    "churn_risk": "99.00",
+    "churn_score": 1,
+    "healthScore": 0,
+    "signing_secret": "whsec_hostile",
+    "config": {"signing_secret": "whsec_hostile"},
+}
+
+
+def _protected_state() -> dict:
+    """The fields no API write may set: role flags, ownership, scores, integration secrets."""
+    from django.contrib.auth import get_user_model
+
+    from integrations.models import Integration
+
+    return {
+        "users": sorted(get_user_model().objects.values_list("pk", "is_staff", "is_superuser", "username")),
+        "groups": sorted(get_user_model().groups.through.objects.values_list("user_id", "group_id")),
+        "customers": sorted(Customer.objects.values_list("pk", "owner_id", "churn_risk", "health_score")),
+        "integrations": sorted((pk, str(config)) for pk, config in Integration.objects.values_list("pk", "config")),
+    }
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("method", "path"), [op for op, kind in OPERATIONS.items() if kind in ("write", "manage")])
+def test_mass_assignment_changes_no_protected_field(world, integration, csm, manager, api_for, method, path):
+    """S2 for every writable operation: the endpoint's own body plus every protected field name
+    with hostile values; the protected fields are unchanged and no row takes the hostile id/date."""
+    from django.apps import apps as django_apps
+
+    user = manager if OPERATIONS[(method, path)] == "manage" else csm
+    url = path.replace("{id}", str(integration.pk)) if "integrations" in path else _path(path, world["mine"])
+    other = world["theirs"]["customer"].owner_id
+    hostile = {key: (other if value == "{other}" else value) for key, value in HOSTILE.items()}
+    body = {**hostile, **_body(method, path, world["mine"])}
+    before = _protected_state()
+    response = _call(api_for(user), method, url, body)
+    assert response.status_code < 500, response.content
+    after = _protected_state()
+    new_customers = set(after.pop("customers")) - set(before.pop("customers"))
+    assert after == before, path
+    assert all(owner == user.pk or owner is None for _, owner, _, _ in new_customers), new_customers
+    for label in ("customers", "interventions", "alerts", "playbooks", "predictions", "integrations"):
+        for model in django_apps.get_app_config(label).get_models():
+            assert not model.objects.filter(pk=999999).exists(), model
+            for field in model._meta.concrete_fields:
+                if field.get_internal_type() == "DateTimeField":
+                    assert not model.objects.filter(**{f"{field.attname}__year": 2000}).exists(), (model, field)
+
+
+# S1: what a list's items are, so "0 of another portfolio's ids" can be checked for every list.
+LIST_ITEMS = {
+    "/api/customers": ("customer",),
+    "/api/interventions": ("intervention",),
+    "/api/alerts": ("alert",),
+    "/api/playbook-executions": ("running_execution", "failed_execution"),
+}
+# Lists that are the same for every role by design (book-wide configuration, or aggregates of the
+# caller's own portfolio with no object ids in them).
+SHARED_LISTS = {"/api/integrations", "/api/playbooks", "/api/churn-causes"}
+CUSTOMER_KEYS = {"customerId", "customer_id", "userId", "user_id"}
+
+
+def _id_values(value, keys: set[str]):
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            if key in keys and isinstance(inner, int | str):
+                yield str(inner)
+            yield from _id_values(inner, keys)
+    elif isinstance(value, list):
+        for inner in value:
+            yield from _id_values(inner, keys)
+
+
+@pytest.mark.django_db
+def test_every_list_endpoint_is_classified_and_csm_lists_hold_none_of_another_portfolio(world, csm, api_for):
+    client = api_for(csm)
+    mine, theirs = world["mine"], world["theirs"]
+    lists = set()
+    for (method, path), kind in OPERATIONS.items():
+        if method != "GET" or kind != "read" or "{" in path:
+            continue
+        body = client.get(path).json()
+        if isinstance(body, list):
+            lists.add(path)
+    assert lists - set(LIST_ITEMS) - SHARED_LISTS == set(), "classify new list endpoints in LIST_ITEMS"
+    for path, kinds in LIST_ITEMS.items():
+        body = client.get(path).json()
+        ids = {str(item["id"]) for item in body}
+        assert ids == {str(mine[kind].pk) for kind in kinds}, path
+        assert str(theirs["customer"].pk) not in set(_id_values(body, CUSTOMER_KEYS)), path
+    # Sub-lists of a customer in scope never carry another customer's id either.
+    for sub in ("sessions", "timeline"):
+        body = client.get(f"/api/customers/{mine['customer'].pk}/{sub}").json()
+        assert str(theirs["customer"].pk) not in set(_id_values(body, CUSTOMER_KEYS)), sub

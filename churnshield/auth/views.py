@@ -22,6 +22,7 @@ from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from alerts.realtime import close_user_sockets
+from churnshield.auth.attempts import canonical_username, single_attempt
 from churnshield.auth.authentication import check_cookie_origin
 from churnshield.auth.tokens import clear_auth_cookies, issue_tokens, set_auth_cookies, user_payload
 
@@ -38,6 +39,16 @@ def lockout_response(request: HttpRequest, original_response: Any = None, creden
         status=429,
     )
     response["Retry-After"] = str(int(settings.AXES_COOLOFF_TIME.total_seconds()))
+    return response
+
+
+def attempt_in_progress_response() -> HttpResponse:
+    """A second sign-in for the same (account, address) while one is being checked."""
+    response = JsonResponse(
+        {"message": "Another sign-in for this account is in progress.", "code": "attempt_in_progress", "errors": {}},
+        status=429,
+    )
+    response["Retry-After"] = "1"
     return response
 
 
@@ -98,9 +109,12 @@ class LoginView(APIView):
     def post(self, request: Request) -> Response:
         data = LoginInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        username = data.validated_data.get("username") or data.validated_data["email"]
-        # django-axes counts failures per (username, IP) on the Django request.
-        user = authenticate(request._request, username=username, password=data.validated_data["password"])
+        username = canonical_username(data.validated_data.get("username") or data.validated_data["email"])
+        # django-axes counts failures per (username, IP) on the Django request; one attempt at a time.
+        with single_attempt(request._request, username) as alone:
+            if not alone:
+                return attempt_in_progress_response()
+            user = authenticate(request._request, username=username, password=data.validated_data["password"])
         if user is None:
             return _error(401, "Invalid username or password.", "invalid_credentials")
         tokens = issue_tokens(user)
@@ -156,9 +170,13 @@ def signin_page(request: HttpRequest) -> HttpResponse:
         next_url = "/api/docs"
     context: dict[str, Any] = {"next": next_url, "error": None, "username": ""}
     if request.method == "POST":
-        username = request.POST.get("username", "")[:254]
-        context["username"] = username
-        user = authenticate(request, username=username, password=request.POST.get("password", "")[:4096])
+        typed = request.POST.get("username", "")[:254]
+        context["username"] = typed
+        username = canonical_username(typed)
+        with single_attempt(request, username) as alone:
+            if not alone:
+                return attempt_in_progress_response()
+            user = authenticate(request, username=username, password=request.POST.get("password", "")[:4096])
         if getattr(request, "axes_locked_out", False):
             return lockout_response(request)
         if user is not None:

@@ -41,6 +41,12 @@ class InvalidSignature(APIException):
     default_code = "invalid_signature"
 
 
+class InvalidPayload(APIException):
+    status_code = status.HTTP_400_BAD_REQUEST
+    default_detail = "The body is not an event of this provider."
+    default_code = "invalid_payload"
+
+
 class WebhookView(APIView):
     """`POST /api/webhooks/<provider>/<integration id>`.
 
@@ -56,8 +62,10 @@ class WebhookView(APIView):
         request={"application/json": OpenApiTypes.OBJECT},
         responses={
             200: WebhookAcceptedSerializer,
+            400: OpenApiResponse(description="Signed, but not UTF-8 JSON of the provider's event shape."),
             401: OpenApiResponse(description="Bad, missing or stale signature (code says which)."),
             404: OpenApiResponse(description="No integration of this provider with this id."),
+            413: OpenApiResponse(description="Body over DATA_UPLOAD_MAX_MEMORY_SIZE; refused unread."),
         },
         parameters=[
             OpenApiParameter(
@@ -70,7 +78,7 @@ class WebhookView(APIView):
     def post(self, request: Request, provider: str, integration_id: int) -> Response:
         raw = request._request  # the raw body, before any parser touches it
         delivery = Delivery(
-            body=raw.body,
+            body=raw.body,  # over DATA_UPLOAD_MAX_MEMORY_SIZE: RequestDataTooBig → 413 (api/errors.py)
             headers={key.lower(): value for key, value in raw.headers.items()},
             method=raw.method or "POST",
             url=raw.build_absolute_uri(),
@@ -78,5 +86,7 @@ class WebhookView(APIView):
         try:
             received = services.webhook_receive(provider=provider, integration_id=integration_id, delivery=delivery)
         except SignatureError as error:
+            if error.code == "invalid_payload":  # signed by the provider, but not an event we can read
+                raise InvalidPayload(str(error), error.code) from error
             raise InvalidSignature(str(error), error.code) from error
         return Response({"received": received.accepted})

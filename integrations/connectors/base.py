@@ -90,10 +90,27 @@ def body_hash(body: bytes | str) -> str:
 
 
 def loads(body: bytes | str) -> Any:
+    """The body as JSON. Only UTF-8 is accepted (json.loads would also sniff UTF-16/32, which we
+    could not store as text), and nesting too deep for the parser is refused, not a crash."""
     try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise SignatureError("The body is not JSON.", "invalid_payload") from error
+        return json.loads(body.decode("utf-8") if isinstance(body, bytes) else body)
+    except (ValueError, UnicodeDecodeError, RecursionError) as error:
+        raise SignatureError("The body is not UTF-8 JSON.", "invalid_payload") from error
+
+
+def without_nul(value: Any) -> Any:
+    """`value` with NUL characters removed from every string, keys included.
+
+    JSON may carry `\\u0000`, PostgreSQL text and JSONB cannot store it; the pipeline writes
+    payload strings into both, so they are cleaned once, right after parsing.
+    """
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {without_nul(key): without_nul(inner) for key, inner in value.items()}
+    if isinstance(value, list):
+        return [without_nul(inner) for inner in value]
+    return value
 
 
 class Connector:

@@ -62,3 +62,21 @@ def test_oversized_body_is_413(make_integration, settings):
     response = asyncio.run(deliver(f"/api/webhooks/segment/{integration.pk}", body, headers))
     assert response["status"] == 413
     assert not Integration.objects.get(pk=integration.pk).webhook_events.exists()
+
+
+def test_signed_unreadable_bodies_are_400_and_nul_ids_are_stored(make_integration):
+    """F2 findings on the ASGI path: same answers as the DRF view."""
+    integration = make_integration("segment")
+    path = f"/api/webhooks/segment/{integration.pk}"
+
+    def headers(body: bytes) -> list:
+        return [(b"x-signature", hmac.new(SEGMENT_SECRET.encode(), body, hashlib.sha1).hexdigest().encode())]
+
+    for body in (b"[" * 2000 + b"]" * 2000, '{"messageId": "u16", "type": "x"}'.encode("utf-16")):
+        response = asyncio.run(deliver(path, body, headers(body)))
+        assert response["status"] == 400
+        assert json.loads(response["body"])["code"] == "invalid_payload"
+    assert WebhookEvent.objects.count() == 0
+    body = json.dumps({"messageId": "nul\x00id", "type": "track", "event": "X", "userId": "u"}).encode()
+    assert asyncio.run(deliver(path, body, headers(body)))["status"] == 200
+    assert list(WebhookEvent.objects.values_list("event_id", flat=True)) == ["nul\\u0000id"]

@@ -4,7 +4,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 from django.db import transaction
-from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
+from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask, PeriodicTasks
 
 from churnshield.schedules import SCHEDULES
 
@@ -14,8 +14,23 @@ MANAGED_PREFIX = "churnshield:"
 class Command(BaseCommand):
     help = "Create or update the periodic tasks defined in churnshield/schedules.py; disable removed ones."
 
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument(
+            "--reset-last-run",
+            action="store_true",
+            help=(
+                "Forget every task's last run (django-celery-beat's documented step after changing "
+                "TIME_ZONE or CELERY_TIMEZONE): each task next runs at its next due time, with no "
+                "catch-up burst computed from times recorded under the old zone."
+            ),
+        )
+
     @transaction.atomic
     def handle(self, *args: Any, **options: Any) -> None:
+        if options.get("reset_last_run"):
+            reset = PeriodicTask.objects.update(last_run_at=None)
+            PeriodicTasks.update_changed()  # running beats reload the schedule
+            self.stdout.write(f"last run forgotten for {reset} periodic tasks.")
         for name, entry in SCHEDULES.items():
             if "interval_seconds" in entry:  # sub-minute jobs (the playbook claimer)
                 interval, _ = IntervalSchedule.objects.get_or_create(

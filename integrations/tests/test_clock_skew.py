@@ -1,0 +1,99 @@
+"""Clock skew (RELIABILITY X5, unit part): each timestamped signature scheme accepts a delivery
+signed 299 s before or after our clock and refuses one at 301 s, with time frozen by time-machine.
+A delivery refused only for its timestamp says so: code `clock_skew`, a log line naming it, and
+`churnshield_webhook_rejections_total{reason="clock_skew"}` on /metrics, so ops can tell a skewed
+clock from a bad secret."""
+
+import datetime as dt
+import json
+import logging
+
+import pytest
+import time_machine
+
+from integrations.models import WebhookEvent
+from integrations.selectors import webhook_rejection_counts
+from integrations.tests.conftest import GENERIC_SECRET, HUBSPOT_SECRET, STRIPE_SECRET, ZENDESK_SECRET
+from integrations.tests.fakes import hubspot_headers, standard_headers, stripe_header, zendesk_headers
+from monitoring.metrics import collector
+
+pytestmark = pytest.mark.django_db
+NOW = dt.datetime(2026, 3, 8, 6, 59, 30, tzinfo=dt.UTC)  # any instant; this one is near a US DST change
+
+
+def signed(provider: str, integration_id: int, offset: int, secret: str | None = None) -> tuple[bytes, dict]:
+    """A delivery whose signed timestamp is `offset` seconds from NOW (negative: in the past)."""
+    stamp = int(NOW.timestamp()) + offset
+    if provider == "stripe":
+        body = json.dumps({"id": "evt_1", "object": "event", "type": "customer.created", "data": {}}).encode()
+        return body, {"HTTP_STRIPE_SIGNATURE": stripe_header(body.decode(), secret or STRIPE_SECRET, stamp)}
+    if provider == "hubspot":
+        body = json.dumps([{"eventId": 1, "subscriptionType": "company.propertyChange", "objectId": 5}]).encode()
+        uri = f"http://testserver/api/webhooks/hubspot/{integration_id}"
+        return body, hubspot_headers(secret or HUBSPOT_SECRET, "POST", uri, body, stamp * 1000)
+    if provider == "zendesk":
+        body = json.dumps({"id": "zd-1", "type": "zen:event-type:ticket.created", "detail": {"id": 1}}).encode()
+        iso = dt.datetime.fromtimestamp(stamp, tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return body, zendesk_headers(secret or ZENDESK_SECRET, body, iso)
+    body = json.dumps({"type": "customer.updated", "data": {}}).encode()
+    other = "whsec_" + "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo="  # a valid Standard Webhooks secret, not ours
+    return body, standard_headers(other if secret else GENERIC_SECRET, "msg_1", stamp, body)
+
+
+TIMESTAMPED = ["stripe", "hubspot", "zendesk", "generic"]
+
+
+@pytest.mark.parametrize("provider", TIMESTAMPED)
+@pytest.mark.parametrize(("offset", "accepted"), [(-301, False), (-299, True), (299, True), (301, False)])
+def test_the_time_window_edges(client, make_integration, caplog, provider, offset, accepted):
+    integration = make_integration(provider)
+    body, headers = signed(provider, integration.pk, offset)
+    with time_machine.travel(NOW, tick=False), caplog.at_level(logging.WARNING, logger="integrations"):
+        response = client.post(
+            f"/api/webhooks/{provider}/{integration.pk}", data=body, content_type="application/json", **headers
+        )
+    counts = webhook_rejection_counts()
+    if accepted:
+        assert response.status_code == 200, response.content
+        assert WebhookEvent.objects.count() == 1
+        assert sum(counts.values()) == 0
+        return
+    assert response.status_code == 401
+    assert response.json()["code"] == "clock_skew"
+    assert WebhookEvent.objects.count() == 0
+    assert {pair: n for pair, n in counts.items() if n} == {(provider, "clock_skew"): 1}
+    (record,) = [r for r in caplog.records if r.name == "integrations.services"]
+    assert "webhook rejected (clock_skew)" in record.getMessage()
+    assert (record.reason, record.provider, record.integration_id) == ("clock_skew", provider, integration.pk)
+
+
+@pytest.mark.parametrize("provider", TIMESTAMPED)
+def test_a_bad_secret_is_counted_apart_from_skew(client, make_integration, caplog, provider):
+    integration = make_integration(provider)
+    body, headers = signed(provider, integration.pk, 0, secret="whsec_someone_else")
+    with time_machine.travel(NOW, tick=False), caplog.at_level(logging.WARNING, logger="integrations"):
+        response = client.post(
+            f"/api/webhooks/{provider}/{integration.pk}", data=body, content_type="application/json", **headers
+        )
+    assert response.status_code == 401
+    assert response.json()["code"] == "invalid_signature"
+    assert {pair: n for pair, n in webhook_rejection_counts().items() if n} == {(provider, "invalid_signature"): 1}
+    assert "clock_skew" not in caplog.text
+
+
+def test_rejections_by_reason_are_on_metrics(client, make_integration):
+    stripe = make_integration("stripe")
+    for offset, secret in ((400, None), (-400, None), (0, "whsec_wrong")):
+        body, headers = signed("stripe", stripe.pk, offset, secret)
+        with time_machine.travel(NOW, tick=False):
+            assert (
+                client.post(
+                    f"/api/webhooks/stripe/{stripe.pk}", data=body, content_type="application/json", **headers
+                ).status_code
+                == 401
+            )
+    collector.clear_cache()
+    text = client.get("/metrics").content.decode()
+    assert 'churnshield_webhook_rejections_total{provider="stripe",reason="clock_skew"} 2.0' in text
+    assert 'churnshield_webhook_rejections_total{provider="stripe",reason="invalid_signature"} 1.0' in text
+    assert 'churnshield_webhook_rejections_total{provider="hubspot",reason="clock_skew"} 0.0' in text
