@@ -157,7 +157,9 @@ def test_hubspot_v3_signature_matrix(client, make_integration, case, expected):
     if case == "missing":
         headers = {}
     before = counts()
-    response = post(client, integration, body, headers)
+    # Frozen at the signing instant, as in the Stripe matrix: a slow second must not move the edges.
+    with time_machine.travel(dt.datetime.fromtimestamp(now_ms / 1000, tz=dt.UTC), tick=False):
+        response = post(client, integration, body, headers)
     assert response.status_code == expected, response.content
     assert counts() == before if expected == 401 else WebhookEvent.objects.count() == 1
 
@@ -176,10 +178,12 @@ def test_zendesk_signature_matrix(client, make_integration, case, expected):
     integration = make_integration("zendesk")
     body = json.dumps({"id": "zd-evt-1", "type": "zen:event-type:ticket.created", "detail": {"id": 1}}).encode()
     offset = {"old_301": -301, "new_301": 301, "old_299": -299}.get(case, 0)
-    stamp = (timezone.now() + dt.timedelta(seconds=offset)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    now = timezone.now().replace(microsecond=0)  # the header carries whole seconds
+    stamp = (now + dt.timedelta(seconds=offset)).strftime("%Y-%m-%dT%H:%M:%SZ")
     headers = zendesk_headers(ZENDESK_SECRET, body, stamp if case != "bad_time" else "yesterday")
     before = counts()
-    response = post(client, integration, body + (b"\n" if case == "body_changed" else b""), headers)
+    with time_machine.travel(now, tick=False):  # a slow second must not move the ±300 s edges
+        response = post(client, integration, body + (b"\n" if case == "body_changed" else b""), headers)
     assert response.status_code == expected, response.content
     assert counts() == before if expected == 401 else WebhookEvent.objects.get().event_id == "zd-evt-1"
 
