@@ -34,6 +34,7 @@ ALLOWED = {
     ("integrations/tests/conftest.py", SVIX_VECTOR): "public test vector",
     ("integrations/tests/test_webhooks.py", SVIX_VECTOR): "public test vector",
     ("tests/live/test_observability.py", SVIX_VECTOR): "public test vector, logged to prove redaction",
+    ("tests/faults/webhook_load.py", SVIX_VECTOR): "public test vector, the fault suite's signing secret",
     ("tests/monitoring/test_logs_and_celery_config.py", SVIX_VECTOR): "public test vector, redaction test",
     ("integrations/tests/test_webhook_fuzz.py", "whsec_QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo="): "base64 of A–Z",
     ("tests/live/test_observability.py", "sk_live_51HxYzAbCdEfGhIjKlMnOp"): "made-up key (alphabet), redaction test",

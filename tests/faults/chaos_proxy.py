@@ -17,6 +17,7 @@ server, which is what X4 checks.
 """
 
 import asyncio
+import contextlib
 import socket
 import struct
 import threading
@@ -85,7 +86,8 @@ class ChaosProxy:
             sock = writer.get_extra_info("socket")
             if sock is not None:
                 # Linger 0: close() sends RST instead of FIN, as a middlebox dropping state would.
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                with contextlib.suppress(OSError):  # closed meanwhile by its peer: nothing to reset
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             writer.transport.abort()
         self.writers.difference_update(writers)
         self.resets += len(writers)

@@ -44,7 +44,7 @@ SENDER_TIMEOUT = 10.0
 LATENCY = (5.0, 17.0)  # RELIABILITY.md says 30 s; 12 s give the p99 enough samples (~450)
 BLACKHOLE = (17.0, 27.0)
 RESETS = (27.0, 29.0, 31.0)
-END = 36.0
+END = 40.0  # sending lasts past the last reset
 
 
 def test_x4_latency_blackhole_and_resets_lose_nothing_and_never_hang(private_pg, private_redis, spawn):
@@ -102,8 +102,9 @@ def run(pg, redis, spawn, rng, hubspot_base, pg_proxy: ChaosProxy, redis_proxy: 
             proxy.blackhole = False
         marks["healed"] = time.monotonic()
         for n, second in enumerate(RESETS):
-            if not at(second):
-                return
+            # Every reset happens, even if the senders finished first (a busy proxy loop can hold
+            # an earlier reset for seconds): the analysis below reads all three marks.
+            at(second)
             marks[f"reset{n}"] = time.monotonic()
             for proxy in proxies:
                 proxy.reset_all()
@@ -112,7 +113,7 @@ def run(pg, redis, spawn, rng, hubspot_base, pg_proxy: ChaosProxy, redis_proxy: 
     injector.start()
     report = asyncio.run(send_all(deliveries, stack.base_url, integration_ids, timeout=SENDER_TIMEOUT, rate=RATE))
     stop.set()
-    injector.join(timeout=10)
+    injector.join(timeout=40)
 
     def drained() -> bool:
         total_rows, processed = pg.execute(
