@@ -219,7 +219,7 @@ def test_c3c_task_longer_than_the_visibility_timeout(time_limit, guarded, ledger
         # Stopped by the time limit (the soft limit raises inside the task) and recorded as failed.
         assert len(attempts) == 1
         count, status, error = attempts[0]
-        assert count == 1 and status == "failed" and "TimeLimitExceeded" in error
+        assert count == 1 and status == "failed" and "SoftTimeLimitExceeded" in error
     else:
         # The idle worker took the copy Redis put back after the timeout, while the first still ran.
         assert len(runs) == 2 and len({pid for pid, _ in runs}) == 2
