@@ -5,6 +5,8 @@ broker and the knobs under test taken from the environment, and one task that wr
     FAULT_GUARDED=1    the task uses GuardedTask (reject_on_worker_lost + attempts guard)
     FAULT_ACKS_LATE=0  control runs: early acknowledgement
     FAULT_VT           visibility timeout in seconds
+    FAULT_TIME_LIMIT   hard time limit in seconds (default: just under the visibility timeout, as
+                       our settings require); C3's control sets it above, to show what it prevents
 
 The effect follows RELIABILITY.md's ledger: `fault_started` gets a row per start (committed before
 the work), `fault_effect` holds the business effect under a unique key, and `fault_effect_log`
@@ -28,14 +30,15 @@ from tests.faults.harness import SCHEMA  # noqa: E402, F401  (the ledger tables)
 app = Celery("faults")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 vt = int(os.environ.get("FAULT_VT", "3600"))
+time_limit = int(os.environ.get("FAULT_TIME_LIMIT", min(60, vt - 1)))
 app.conf.update(
     broker_url=os.environ["FAULT_BROKER_URL"],
     result_backend=None,
     task_always_eager=False,
     task_acks_late=os.environ.get("FAULT_ACKS_LATE", "1") == "1",
     broker_transport_options={"visibility_timeout": vt, "unacked_restore_interval": 1, "unacked_restore_throttle": 1},
-    task_time_limit=min(60, vt - 1),
-    task_soft_time_limit=min(50, vt - 2),
+    task_time_limit=time_limit,
+    task_soft_time_limit=min(time_limit - 1, 50),
 )
 
 Base = GuardedTask if os.environ.get("FAULT_GUARDED") == "1" else Task
