@@ -406,7 +406,8 @@ READYZ_BATCH_MAX_AGE_HOURS = env.float("READYZ_BATCH_MAX_AGE_HOURS", default=26)
 BACKUP_DIR = env.str("BACKUP_DIR", default=str(BASE_DIR / "backups"))
 BACKUP_KEEP = env.int("BACKUP_KEEP", default=7)
 
-# Retention: job name -> function(cutoff) and its age in days. Issue 4 adds "webhook_events".
+# Retention: job name -> function(cutoff) and its age in days. Raw webhook events have their own
+# daily job (integrations-webhook-purge-daily, WEBHOOK_RETENTION_DAYS, never under the 7-day dedupe window).
 RETENTION_JOBS = {
     "read_alerts": "monitoring.services.purge_read_alerts",
     "session_actions": "monitoring.services.compact_session_actions",
