@@ -33,13 +33,20 @@ def raise_alert(
     customer_id: int | None,
     source: str = Alert.Source.OTHER,
     owner_id: int | None = None,
+    context: dict[str, Any] | None = None,
 ) -> Any:
     """An alert through the notification system (in-app feed, then email/Slack/Teams per each
     recipient's preferences). The default grouping key, `customer:<id>`, lets a playbook's alerts
     and the customer's other alerts within the group window become one notification. `owner_id`
     is already loaded with the execution: passing it spares alert_create a lookup."""
     return alert_create(
-        title=title, message=message, severity=severity, customer_id=customer_id, source=source, owner_id=owner_id
+        title=title,
+        message=message,
+        severity=severity,
+        customer_id=customer_id,
+        source=source,
+        owner_id=owner_id,
+        context=context,
     )
 
 
@@ -192,9 +199,11 @@ def create_intervention(execution: Any, step: dict, now: dt.datetime) -> Outcome
 
 
 def notify(execution: Any, step: dict, now: dt.datetime) -> Outcome:
-    # In-app is an alert row (the WebSocket feed shows it); Slack/Teams delivery is the notification
-    # system's fan-out of that same alert (issue 5), so every channel goes through alert_create.
+    # In-app is an alert row (the WebSocket feed shows it); Slack/Teams/e-mail delivery is the
+    # notification system's fan-out of that same alert (issue 5), limited to the step's channel
+    # (the recipient's own webhook or address for it; in_app sends nothing outside).
     customer = execution.customer
+    channel = step.get("channel", "in_app")
     message = render_template(step["message"], template_context(customer, execution.playbook.name))
     alert = raise_alert(
         title=f"{execution.playbook.name}: {customer.name}",
@@ -202,8 +211,9 @@ def notify(execution: Any, step: dict, now: dt.datetime) -> Outcome:
         severity=step.get("severity", "medium"),
         customer_id=customer.pk,
         owner_id=customer.owner_id,
+        context={"channels": [] if channel == "in_app" else [channel]},
     )
-    return Outcome(output={"alertId": alert.pk, "channel": step.get("channel", "in_app")})
+    return Outcome(output={"alertId": alert.pk, "channel": channel})
 
 
 def create_alert(execution: Any, step: dict, now: dt.datetime) -> Outcome:

@@ -13,7 +13,7 @@ Per-channel throttling is applied when a delivery falls due (`dispatch.py`).
 """
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
@@ -28,11 +28,15 @@ Channel = NotificationDelivery.Channel
 DIGEST_KEY = "digest"
 
 
-def channels_for(pref: NotificationPreference, email: str, severity: str) -> list[str]:
-    """The channels one alert of `severity` goes to for a user with these preferences."""
+def channels_for(
+    pref: NotificationPreference, email: str, severity: str, only: Collection[str] | None = None
+) -> list[str]:
+    """The channels one alert of `severity` goes to for a user with these preferences. `only`
+    (an alert's `context["channels"]`, e.g. from a playbook's notify step) keeps those of the
+    user's channels and skips the digest: the sender asked for that channel now."""
     if SEVERITY_RANK[severity] < SEVERITY_RANK[pref.min_severity]:
         return []
-    if pref.digest_enabled and severity != Alert.Severity.CRITICAL:
+    if only is None and pref.digest_enabled and severity != Alert.Severity.CRITICAL:
         return [Channel.DIGEST] if pref.email_enabled and email else []
     channels = []
     if pref.email_enabled and email:
@@ -41,7 +45,7 @@ def channels_for(pref: NotificationPreference, email: str, severity: str) -> lis
         channels.append(Channel.SLACK)
     if pref.teams_webhook_url:
         channels.append(Channel.TEAMS)
-    return channels
+    return channels if only is None else [channel for channel in channels if channel in only]
 
 
 def _due_at(
@@ -100,7 +104,8 @@ def _fan_out(alert_ids: list[int], now: dt.datetime, repeat: bool) -> list[int]:
         for uid in routed[alert.pk]:
             if uid not in emails:
                 continue
-            for channel in channels_for(prefs[uid], emails[uid], alert.severity):
+            only = alert.context.get("channels") if isinstance(alert.context, dict) else None
+            for channel in channels_for(prefs[uid], emails[uid], alert.severity, only):
                 key = DIGEST_KEY if channel == Channel.DIGEST else alert.grouping_key
                 wanted.setdefault((uid, channel, key), []).append(alert)
     if not wanted:

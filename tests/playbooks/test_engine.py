@@ -358,3 +358,42 @@ def test_assignee_rules_and_a_branch_on_the_interventions_outcome(
     second.refresh_from_db()
     assert second.result["steps"][0]["output"] == {"result": False, "branch": "else"}
     assert Alert.objects.filter(customer=customer, title="other").count() == 1
+
+
+def test_notify_reaches_only_the_channel_the_step_names(
+    make_playbook, make_customer, csm, django_capture_on_commit_callbacks
+):
+    from alerts.models import NotificationDelivery, NotificationPreference
+
+    NotificationPreference.objects.update_or_create(
+        user=csm,
+        defaults={
+            "email_enabled": True,
+            "slack_webhook_url": "https://hooks.slack.com/services/T0/B0/x",
+            "teams_webhook_url": "https://example.webhook.office.com/webhookb2/x",
+            "min_severity": "low",
+        },
+    )
+    customers = {channel: make_customer(owner=csm) for channel in ("slack", "teams", "in_app")}
+    for channel, customer in customers.items():
+        playbook = make_playbook([{"key": "tell", "type": "notify", "message": "Hi", "channel": channel}])
+        with django_capture_on_commit_callbacks(execute=True):
+            execution = start(playbook, customer)
+        execution.refresh_from_db()
+        assert execution.result["steps"][0]["output"]["channel"] == channel
+    sent = {
+        customer_id: sorted(
+            NotificationDelivery.objects.filter(alerts__customer_id=customer_id).values_list("channel", flat=True)
+        )
+        for customer_id in (c.pk for c in customers.values())
+    }
+    assert sent == {customers["slack"].pk: ["slack"], customers["teams"].pk: ["teams"], customers["in_app"].pk: []}
+    # An ordinary alert for the same user still goes to every channel the user chose.
+    other = make_customer(owner=csm)
+    with django_capture_on_commit_callbacks(execute=True):
+        from alerts.services import alert_create
+
+        alert_create(title="Risk rose", message="x", severity="high", customer_id=other.pk)
+    channels = NotificationDelivery.objects.filter(alerts__customer_id=other.pk).values_list("channel", flat=True)
+    assert sorted(channels) == ["email", "slack", "teams"]
+    assert Alert.objects.filter(customer__in=customers.values()).count() == 3
