@@ -145,3 +145,38 @@ def test_analytics_on_a_hand_computed_fixture(make_playbook, make_customer, csm,
         "top_performing_interventions",
         "insights",
     } <= set(body)
+
+
+def test_recommendation_weighs_what_a_playbook_proved_against_its_holdout(
+    make_playbook, make_customer, manager, api_for
+):
+    from tests.helpers import make_intervention
+
+    # Recorded outcomes alone favour Executive Check-in (1 of 1 against none tried).
+    past = make_customer(churn_risk=Decimal("0.9"))
+    make_intervention(
+        past, type="Executive Check-in", status="completed", outcome="succeeded", completed_at=timezone.now()
+    )
+    customer = make_customer(churn_risk=Decimal("0.9"), mrr=Decimal("1000"))
+    make_prediction(customer, "0.9000", causes=[{"cause": "Low satisfaction"}, {"cause": "Support issues"}])
+
+    def recommend() -> dict:
+        return (
+            api_for(manager).post("/api/ml/recommend-intervention", {"customerId": customer.pk}, format="json").json()
+        )
+
+    assert recommend()["type"] == "Executive Check-in"
+
+    # A Support Escalation playbook kept its customers (0 of 2 churned) while its holdout churned (2 of 2).
+    playbook = make_playbook(WAIT, name="Escalate", intervention_type="Support Escalation")
+    old, now = timezone.now() - dt.timedelta(days=40), timezone.now()
+    for holdout in (False, False, True, True):
+        churned = {"churned_at": now - dt.timedelta(days=3), "is_active": False} if holdout else {}
+        PlaybookExecution.objects.create(
+            playbook=playbook, customer=make_customer(**churned), status="completed", is_holdout=holdout,
+            started_at=old, completed_at=old + dt.timedelta(hours=1), risk_at_start=Decimal("0.8"),
+        )  # fmt: skip
+
+    body = recommend()
+    assert body["type"] == "Support Escalation"
+    assert "churned 0.0% vs 100.0% in the holdout (2 runs)" in body["reasoning"]
