@@ -393,6 +393,26 @@ def _write_one(
     rises: int,
 ) -> ChurnPrediction:
     run_key = uuid.uuid4().hex
+    run = PredictionRun(
+        run_key=run_key,
+        trigger=PredictionRun.Trigger.EVENT,
+        status=PredictionRun.Status.COMPLETED,
+        model_version_id=version.pk,
+        started_at=now,
+        customers_scored=1,
+        risk_rises=rises,
+    )
+    prediction = ChurnPrediction(
+        customer_id=customer_id,
+        churn_probability=risk,
+        risk_level=level,
+        top_causes=causes,
+        prediction_date=now,
+        model_version=version.version,
+        health_score=score,
+        health_components=components,
+        confidence=confidence,
+    )
     if connection.vendor == "postgresql":
         from psycopg.types.json import Jsonb
 
@@ -414,55 +434,16 @@ def _write_one(
                     "confidence": confidence,
                 },
             )
-            prediction_id, run_id = cursor.fetchone()
-        run = PredictionRun(
-            pk=run_id,
-            run_key=run_key,
-            trigger=PredictionRun.Trigger.EVENT,
-            status=PredictionRun.Status.COMPLETED,
-            model_version_id=version.pk,
-            started_at=now,
-            customers_scored=1,
-            risk_rises=rises,
-        )
+            prediction.pk, run.pk = cursor.fetchone()
     else:
         with transaction.atomic():
-            run = PredictionRun.objects.create(
-                run_key=run_key,
-                trigger=PredictionRun.Trigger.EVENT,
-                status=PredictionRun.Status.COMPLETED,
-                model_version_id=version.pk,
-                started_at=now,
-                finished_at=timezone.now(),
-                customers_scored=1,
-                risk_rises=rises,
-            )
-            prediction_id = ChurnPrediction.objects.create(
-                run=run,
-                customer_id=customer_id,
-                churn_probability=risk,
-                risk_level=level,
-                top_causes=causes,
-                prediction_date=now,
-                model_version=version.version,
-                health_score=score,
-                health_components=components,
-                confidence=confidence,
-            ).pk
+            run.finished_at = timezone.now()
+            run.save(force_insert=True)
+            prediction.run = run
+            prediction.save(force_insert=True)
             customer_scores_set(scores=[(customer_id, risk, score)])
-    return ChurnPrediction(
-        pk=prediction_id,
-        run=run,
-        customer_id=customer_id,
-        churn_probability=risk,
-        risk_level=level,
-        top_causes=causes,
-        prediction_date=now,
-        model_version=version.version,
-        health_score=score,
-        health_components=components,
-        confidence=confidence,
-    )
+    prediction.run = run
+    return prediction
 
 
 def prediction_payload(prediction: ChurnPrediction) -> dict:
