@@ -2,13 +2,17 @@
 
 import os
 
+import django
 from channels.routing import ProtocolTypeRouter, URLRouter
 from channels.sessions import SessionMiddlewareStack
-from django.core.asgi import get_asgi_application
 from django.urls import path, re_path
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "churnshield.settings.local")
-django_asgi_app = get_asgi_application()
+django.setup(set_prefix=False)
+
+from churnshield.handler import SyncChainASGIHandler  # noqa: E402
+
+django_asgi_app = SyncChainASGIHandler()
 
 from churnshield.api.body_limit import BoundedBody  # noqa: E402
 from churnshield.routing import websocket_urlpatterns  # noqa: E402  (needs Django set up first)

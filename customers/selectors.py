@@ -74,18 +74,6 @@ def customer_get(*, user: Any, customer_id: Any) -> Customer:
     return customer
 
 
-def customer_visible_id(*, user: Any, customer_id: Any) -> int:
-    """`customer_get` for callers that need only the id (real-time scoring): the same 404, one
-    index lookup, no row to load."""
-    try:
-        customer_id = int(customer_id)
-    except (TypeError, ValueError):
-        raise NotFoundError("Customer not found") from None
-    if not customer_scope(user=user).filter(pk=customer_id).exists():
-        raise NotFoundError("Customer not found")
-    return customer_id
-
-
 def risk_level(probability: float) -> str:
     if probability >= settings.RISK_HIGH_THRESHOLD:
         return "high"

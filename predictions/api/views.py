@@ -9,7 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from churnshield.auth.permissions import AnyRole
-from customers.selectors import customer_get, customer_visible_id
+from customers.selectors import customer_get
 from predictions import selectors
 from predictions.api.serializers import CustomerIdSerializer, CustomerIdsSerializer
 from predictions.models import ChurnCause
@@ -82,8 +82,7 @@ class ChurnPredictView(APIView):
         started = time.perf_counter()
         data = CustomerIdSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        customer_id = customer_visible_id(user=request.user, customer_id=data.validated_data["customerId"])
-        prediction = score_one(customer_id=customer_id)
+        prediction = score_one(customer_id=data.validated_data["customerId"], visible_to=request.user)
         return Response({**prediction_payload(prediction), "responseTime": _elapsed_ms(started)})
 
 

@@ -9,6 +9,7 @@ import time
 import uuid
 from collections.abc import Iterable
 from decimal import Decimal
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -20,7 +21,8 @@ from django.utils import timezone
 from alerts.models import NotificationSettings
 from alerts.selectors import notification_settings_get
 from alerts.services import alerts_create_many, alerts_resolve_cleared
-from churnshield.exceptions import ConflictError
+from churnshield.auth.roles import sees_all_customers
+from churnshield.exceptions import ConflictError, NotFoundError
 from customers.models import Customer
 from customers.selectors import risk_level
 from customers.services import customer_scores_set
@@ -272,15 +274,22 @@ def rescore_after_commit(*, customer_id: int) -> bool:
     return True
 
 
-def score_one(*, customer_id: int, now: dt.datetime | None = None) -> ChurnPrediction:
+def score_one(*, customer_id: int, now: dt.datetime | None = None, visible_to: Any = None) -> ChurnPrediction:
     """Re-score one customer now (real time) and return the stored prediction.
 
     The lean path (see `_score_one_lean`): one read, features without pandas, one model call
     with exact SHAP, one write. The rules baseline (cold start) goes through the batch code. A
     churned customer is not re-scored: their last prediction stands.
+
+    With `visible_to` (the API's user), a customer outside their portfolio — or none at all — is
+    a NotFoundError, checked on the row the read brings anyway (no lookup of its own).
     """
     now = now or timezone.now()
     one = load_one(customer_id=customer_id, as_of=now)
+    if visible_to is not None and (
+        one is None or (not sees_all_customers(visible_to) and one.owner_id != visible_to.pk)
+    ):
+        raise NotFoundError("Customer not found")
     features = None if one is None else customer_features(one.facts, pd.Timestamp(now))
     if features is not None:
         if one.settings_read:
