@@ -320,3 +320,23 @@ def test_real_time_rescore_gives_the_batch_score(trained):
     assert len(sample) >= 20
     customer = Customer.objects.get(pk=sample[-1])
     assert customer.churn_risk == batch[sample[-1]].churn_probability
+
+
+def test_latest_causes_counted_in_the_database_match_the_python_count(book, trained):
+    """PostgreSQL counts the causes of each customer's latest prediction in SQL; SQLite in Python.
+    Both must give the same counts (several runs, so older predictions must be skipped)."""
+    from django.db import connection
+
+    from predictions.selectors import _count_latest_causes_in_python, count_latest_causes
+
+    score_customers(run_key="first", now=timezone.now() - dt.timedelta(days=2))
+    score_customers(run_key="second")
+    latest = ChurnPrediction.objects.filter(run__run_key="second").first()
+    ChurnPrediction.objects.filter(pk=latest.pk).update(top_causes=[])  # a latest with no causes
+    customers = Customer.objects.filter(is_active=True)
+    counts, total = count_latest_causes(customers)
+    assert (counts, total) == _count_latest_causes_in_python(customers)
+    assert total == customers.count() and sum(counts.values()) > 0
+    if connection.vendor == "postgresql":
+        scoped = customers.filter(owner_id=customers.first().owner_id)
+        assert count_latest_causes(scoped) == _count_latest_causes_in_python(scoped)

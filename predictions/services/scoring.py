@@ -12,6 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 import numpy as np
+import orjson
 import pandas as pd
 from django.core.cache import cache
 from django.db import connection, transaction
@@ -241,15 +242,16 @@ def _alerts_for(
 def _insert_predictions(run: PredictionRun, rows: list[tuple]) -> None:
     """PostgreSQL: COPY (tens of thousands of rows a second); elsewhere `bulk_create`."""
     if connection.vendor == "postgresql":
-        from psycopg.types.json import Jsonb
-
         columns = ", ".join((*PREDICTION_COLUMNS, "run_id"))
         with (
             connection.cursor() as cursor,
             cursor.cursor.copy(f"COPY churn_predictions ({columns}) FROM STDIN") as copy,
         ):
+            # JSON goes in as text (orjson: several times the stdlib's speed; the server parses it).
             for row in rows:
-                copy.write_row((*row[:3], Jsonb(row[3]), *row[4:7], Jsonb(row[7]), row[8], run.pk))
+                copy.write_row(
+                    (*row[:3], orjson.dumps(row[3]).decode(), *row[4:7], orjson.dumps(row[7]).decode(), row[8], run.pk)
+                )
         return
     ChurnPrediction.objects.bulk_create(
         [ChurnPrediction(run=run, **dict(zip(PREDICTION_COLUMNS, row, strict=True))) for row in rows], batch_size=2000
