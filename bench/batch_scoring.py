@@ -275,7 +275,7 @@ def explanation_policy(run: Any, sample_size: int = 2000) -> dict[str, float]:
     import pandas as pd
 
     from predictions.data import load_tables
-    from predictions.ml.explain import explain_batch, top_causes_agreement
+    from predictions.ml.explain import exact_rows, explain_batch, top_causes_agreement
     from predictions.ml.features import build_features
     from predictions.services.registry import loaded_model
 
@@ -292,7 +292,7 @@ def explanation_policy(run: Any, sample_size: int = 2000) -> dict[str, float]:
     X = build_features(load_tables(customer_ids=sample, as_of=run.started_at), pd.Timestamp(run.started_at))
     p = model.predict_proba(X)
     out["agreement"] = top_causes_agreement(explain_batch(model, X, p), model.explain(X))
-    out["exact_share"] = float((p >= 0.3).mean())
+    out["exact_share"] = float(exact_rows(model.contributions(X, approx=True), model.feature_names, p).mean())
     return out
 
 

@@ -10,10 +10,11 @@ contributions of all features form the "positive mass"; the features of one caus
 strongest feature of the cause gives its label, value and category. At most `top_k` causes,
 strongest first, one per cause name; context features add to the mass but are never listed.
 
-Cost policy (`explain_batch`): exact tree SHAP costs roughly tree-depth times a prediction per
-row, so it runs only for rows at or above a probability `floor` (the ones a CSM will read) or
-asked for by id; the other rows get XGBoost's cheap approximation (`approx_contribs=True`,
-Saabas-style: the path attribution only), whose top causes mostly agree with the exact ones.
+Cost policy (`explain_batch`): exact tree SHAP costs many times a prediction per row, so every
+row first gets XGBoost's cheap approximation (`approx_contribs=True`, Saabas-style: the path
+attribution only), and exact SHAP is computed for the rows at or above a probability `floor`
+(the ones a CSM reads first), asked for by id, or whose approximate top three is a near tie
+(where the approximation would most often name another cause). See ADR 0006 for the figures.
 """
 
 from __future__ import annotations
@@ -39,21 +40,10 @@ def value_text(feature: str, value: float, reference: float | None) -> str:
     return text
 
 
-def causes_from_contributions(
-    contribs: np.ndarray,
-    X: pd.DataFrame | np.ndarray,
-    feature_names: list[str],
-    healthy_reference: dict[str, float] | None = None,
-    top_k: int = 3,
-) -> list[list[dict]]:
-    """Cause dicts per row of `X` from a (rows × features [+ bias]) contribution matrix."""
+def cause_shares(contribs: np.ndarray, feature_names: list[str]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Per row and cause: its share of the positive mass, and the index of its strongest feature."""
     contribs = np.asarray(contribs, dtype=float)[:, : len(feature_names)]
     n = contribs.shape[0]
-    if n == 0:
-        return []
-    healthy = healthy_reference or {}
-    # A matrix already in `feature_names` order (one real-time row) is used as it is.
-    values = X if isinstance(X, np.ndarray) else X.reindex(columns=feature_names, fill_value=0.0).to_numpy(dtype=float)
     positive = np.maximum(np.nan_to_num(contribs), 0.0)
     mass = positive.sum(axis=1)
     infos = [feature_info(f) for f in feature_names]
@@ -67,6 +57,25 @@ def causes_from_contributions(
         cause_mass[:, j] = block.sum(axis=1)
         strongest[:, j] = cols[np.argmax(block, axis=1)]
     share = np.divide(cause_mass, mass[:, None], out=np.zeros_like(cause_mass), where=mass[:, None] > 0)
+    return share, strongest, causes
+
+
+def causes_from_contributions(
+    contribs: np.ndarray,
+    X: pd.DataFrame | np.ndarray,
+    feature_names: list[str],
+    healthy_reference: dict[str, float] | None = None,
+    top_k: int = 3,
+) -> list[list[dict]]:
+    """Cause dicts per row of `X` from a (rows × features [+ bias]) contribution matrix."""
+    n = np.shape(contribs)[0]
+    if n == 0:
+        return []
+    healthy = healthy_reference or {}
+    # A matrix already in `feature_names` order (one real-time row) is used as it is.
+    values = X if isinstance(X, np.ndarray) else X.reindex(columns=feature_names, fill_value=0.0).to_numpy(dtype=float)
+    infos = [feature_info(f) for f in feature_names]
+    share, strongest, causes = cause_shares(contribs, feature_names)
     order = np.argsort(-share, axis=1, kind="stable")[:, :top_k]
     out: list[list[dict]] = []
     for r in range(n):  # formatting only: the numbers above are computed on whole arrays
@@ -99,22 +108,43 @@ def explain_batch(
     floor: float = 0.3,
     top_k: int = 3,
     exact_for: Iterable | None = None,
+    margin: float = 0.01,
 ) -> list[list[dict]]:
-    """Causes for every row of `X`: exact tree SHAP where probability ≥ `floor` or the row's
-    index label is in `exact_for`, the cheap approximation elsewhere (see module docstring)."""
+    """Causes for every row of `X`: the cheap approximation first, then exact tree SHAP where
+    `exact_rows` says (see the module docstring and ADR 0006). A linear model is always exact."""
     if len(X) == 0:
         return []
+    if model.booster is None:
+        return causes_from_contributions(model.contributions(X), X, model.feature_names, model.healthy_reference, top_k)
     if probabilities is None:
         probabilities = model.predict_proba(X)
-    exact = np.asarray(probabilities, dtype=float) >= floor
+    contribs = model.contributions(X, approx=True)
+    exact = exact_rows(contribs, model.feature_names, probabilities, floor=floor, top_k=top_k, margin=margin)
     if exact_for is not None:
         exact |= X.index.isin(list(exact_for))
-    contribs = np.zeros((len(X), len(model.feature_names) + 1))
     if exact.any():
         contribs[exact] = model.contributions(X.loc[exact])
-    if (~exact).any():
-        contribs[~exact] = model.contributions(X.loc[~exact], approx=True)
     return causes_from_contributions(contribs, X, model.feature_names, model.healthy_reference, top_k)
+
+
+def exact_rows(
+    approx_contribs: np.ndarray,
+    feature_names: list[str],
+    probabilities: np.ndarray,
+    *,
+    floor: float = 0.3,
+    top_k: int = 3,
+    margin: float = 0.01,
+) -> np.ndarray:
+    """The rows to explain exactly: those a CSM reads first (probability ≥ `floor`) and those whose
+    approximate top `top_k` is a near tie — its last cause leads the next by less than `margin`
+    of the positive mass, where the approximation most often lists another cause."""
+    exact = np.asarray(probabilities, dtype=float) >= floor
+    share, _, causes = cause_shares(approx_contribs, feature_names)
+    if len(causes) > top_k:
+        ranked = -np.sort(-share, axis=1)
+        exact |= ranked[:, top_k - 1] - ranked[:, top_k] < margin
+    return exact
 
 
 def top_causes_agreement(a: list[list[dict]], b: list[list[dict]]) -> float:

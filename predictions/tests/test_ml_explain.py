@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from predictions.causes import CAUSES
-from predictions.ml.explain import causes_from_contributions, explain_batch, top_causes_agreement
+from predictions.ml.explain import causes_from_contributions, exact_rows, explain_batch, top_causes_agreement
 from predictions.ml.features import build_features, feature_info
 from predictions.ml.training import train
 from predictions.tests.ml_factories import AS_OF, synthetic_tables
@@ -64,7 +64,7 @@ def test_explain_batch_policy_and_approx_agreement(scored):
     sample = X.sample(n=min(1000, len(X)), random_state=0)
     ps = model.predict_proba(sample)
     exact = explain_batch(model, sample, ps, floor=0.0)  # every row exact
-    approx = explain_batch(model, sample, ps, floor=1.01)  # every row approximate
+    approx = explain_batch(model, sample, ps, floor=1.01, margin=0.0)  # every row approximate
     agreement = top_causes_agreement(exact, approx)
     first = np.mean(
         [bool(a) and bool(b) and a[0]["cause"] == b[0]["cause"] for a, b in zip(exact, approx, strict=True)]
@@ -75,11 +75,16 @@ def test_explain_batch_policy_and_approx_agreement(scored):
     )
     assert agreement >= 0.6
     mixed = explain_batch(model, sample, ps, floor=0.3, exact_for=[sample.index[0]])
-    for r in [*np.flatnonzero(ps >= 0.3).tolist(), 0]:
+    chosen = exact_rows(model.contributions(sample, approx=True), model.feature_names, ps, floor=0.3)
+    assert chosen[ps >= 0.3].all() and chosen.mean() > (ps >= 0.3).mean()  # near ties too
+    chosen[0] = True
+    for r in np.flatnonzero(chosen):
         assert mixed[r] == exact[r]
-    used = np.where((ps >= 0.3)[:, None], model.contributions(sample), model.contributions(sample, approx=True))
-    used[0] = model.contributions(sample.iloc[:1])[0]
+    used = np.where(chosen[:, None], model.contributions(sample), model.contributions(sample, approx=True))
     check(mixed, used, model.feature_names, 3)
+    # The near-tie rule is what lifts the agreement above the floor-only policy's.
+    floor_only = explain_batch(model, sample, ps, floor=0.3, margin=0.0)
+    assert top_causes_agreement(mixed, exact) > top_causes_agreement(floor_only, exact)
 
     # Cost of exact SHAP vs a prediction, per row.
     big = X.sample(n=5000, replace=True, random_state=1)
