@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import orjson
 import pandas as pd
+from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, transaction
 from django.dispatch import Signal
@@ -150,14 +151,22 @@ def _write_back(
         )
     }
     drop_points = notification_settings_get().health_drop_points
-    health_rows = health.to_dict("records")
-    predictions, customers, alerts = [], [], []
-    for position, customer_id in enumerate(ids):
-        probability = float(np.clip(proba[position], 0.0, 1.0))
+    # Whole arrays, not a Python step per field: the same values as `_score_one_lean` computes
+    # for one customer (round half to even, as Python's round; the same thresholds).
+    probabilities = np.clip(np.asarray(proba, dtype=float), 0.0, 1.0)
+    rounded = health.round().astype(int)
+    scores = rounded.pop("health_score").to_numpy()
+    components = rounded.to_dict("records")
+    levels = np.where(
+        probabilities >= settings.RISK_HIGH_THRESHOLD,
+        "high",
+        np.where(probabilities >= settings.RISK_MEDIUM_THRESHOLD, "medium", "low"),
+    )
+    predictions, customers = [], []
+    for position, (customer_id, probability) in enumerate(zip(ids, probabilities.tolist(), strict=True)):
         risk = Decimal(f"{probability:.4f}")
-        level = risk_level(probability)
-        components = {key: round(value) for key, value in health_rows[position].items()}
-        score = components.pop("health_score")
+        score = int(scores[position])
+        level = str(levels[position])
         predictions.append(
             (
                 customer_id,
@@ -167,13 +176,28 @@ def _write_back(
                 now,
                 version.version,
                 score,
-                components,
+                components[position],
                 confidence(probability),
             )
         )
         customers.append((customer_id, risk, score))
+    # Alerts: only rows whose risk level rose or whose health fell can raise one (`_alerts_for`).
+    rank = np.vectorize(LEVEL_RANK.__getitem__, otypes=[int])
+    old = [before.get(customer_id) or (0, customer_id, None, None) for customer_id in ids]
+    old_rank = rank([risk_level(float(risk or 0)) for risk, *_ in old])
+    old_health = np.array([np.nan if h is None else h for _, _, h, _ in old], dtype=float)
+    candidates = (rank(levels) > old_rank) | (old_health - scores >= (np.inf if drop_points is None else drop_points))
+    alerts = []
+    for position in np.flatnonzero(candidates).tolist():
+        customer_id = ids[position]
         alerts += _alerts_for(
-            customer_id, probability, level, score, causes[position], before.get(customer_id), drop_points
+            customer_id,
+            float(probabilities[position]),
+            str(levels[position]),
+            int(scores[position]),
+            causes[position],
+            before.get(customer_id),
+            drop_points,
         )
     _insert_predictions(run, predictions)
     customer_scores_set(scores=customers)
