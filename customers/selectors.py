@@ -101,8 +101,9 @@ def customer_row_json(row: dict) -> dict:
         "company": row["company"],
         "plan": row["plan"],
         "mrr": str(row["mrr"].quantize(_CENTS)),
-        "signupDate": iso(row["signup_date"]),
-        "lastLogin": iso(row["last_login"]),
+        # Datetimes as they are: the renderer writes them as `iso` would (orjson, OPT_UTC_Z).
+        "signupDate": row["signup_date"],
+        "lastLogin": row["last_login"],
         "healthScore": row["health_score"],
         "churnRisk": str((risk * _HUNDRED).quantize(_CENTS)),
         "churnProbability": float(risk),
@@ -112,7 +113,7 @@ def customer_row_json(row: dict) -> dict:
         # Already JSON: orjson embeds the text without a parse/serialise round trip.
         "featureUsage": orjson.Fragment(row["feature_usage_json"]),
         "isActive": row["is_active"],
-        "churnedAt": iso(row["churned_at"]),
+        "churnedAt": row["churned_at"],
         "ownerId": row["owner_id"],
         "ownerName": full_name or row["owner__username"],
     }
