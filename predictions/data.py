@@ -154,7 +154,9 @@ def _packed(sql: str, params: dict, record: np.dtype) -> np.ndarray:
     return np.frombuffer(data, dtype=record, offset=_COPY_HEADER + 6, count=length // record.itemsize)
 
 
-def _session_part_reads(customer_ids: list[int] | None, as_of: dt.datetime, parts: int) -> list[Callable]:
+def _session_part_reads(
+    customer_ids: list[int] | None, as_of: dt.datetime, parts: int
+) -> tuple[list[Callable], Callable]:
     """The reads of the scoring sessions: the feature window in `parts` TID ranges of the heap
     (each a backend of its own when read side by side), then each customer's latest earlier
     start. `_sessions_from_parts` puts them together: the same rows as the generic path
@@ -166,11 +168,11 @@ def _session_part_reads(customer_ids: list[int] | None, as_of: dt.datetime, part
         pages = int(cursor.fetchone()[0])
     # The last range is open: rows added after the size was read are still read.
     bounds = [f"({pages * i // parts},0)" for i in range(parts)] + [None]
-    reads: list[Callable] = [
+    window = [
         partial(_packed, _WINDOW_SESSIONS, {**base, "low": low, "high": high}, _SESSION_RECORD)
         for low, high in pairwise(bounds)
     ]
-    return [*reads, partial(_packed, _EARLIER_SESSIONS, base, _EARLIER_RECORD)]
+    return window, partial(_packed, _EARLIER_SESSIONS, base, _EARLIER_RECORD)
 
 
 def _sessions_from_parts(window_parts: list[np.ndarray], earlier: np.ndarray) -> pd.DataFrame:
@@ -196,13 +198,26 @@ def _on_own_connection(read: Callable[[], Any]) -> Any:
         connection.close()  # a worker thread's connection goes back to the pool
 
 
-def _read_all(reads: dict[Any, Callable[[], Any]], *, side_by_side: bool) -> dict[Any, Any]:
+def _read_all(reads: dict[str, Callable[[], Any]], *, side_by_side: bool) -> dict[str, Any]:
     """Run the reads, side by side on connections of their own when allowed (see load_tables)."""
     if not side_by_side:
         return {key: read() for key, read in reads.items()}
     with ThreadPoolExecutor(max_workers=LOAD_THREADS, thread_name_prefix="scoring-load") as pool:
         futures = {key: pool.submit(_on_own_connection, read) for key, read in reads.items()}
         return {key: future.result() for key, future in futures.items()}
+
+
+# The other fact tables: (model, columns, timestamp columns), read the same way.
+_FACTS = {
+    "tickets": (SupportTicket, ["customer_id", "opened_at", "solved_at", "priority"], ["opened_at", "solved_at"]),
+    "nps": (NpsResponse, ["customer_id", "responded_at", "score"], ["responded_at"]),
+    "billing": (BillingEvent, ["customer_id", "occurred_at", "kind", "amount", "mrr_after"], ["occurred_at"]),
+    "interventions": (
+        Intervention,
+        ["customer_id", "created_at", "completed_at", "outcome"],
+        ["created_at", "completed_at"],
+    ),
+}
 
 
 def load_tables(*, customer_ids: Iterable[int] | None = None, as_of: dt.datetime | None = None) -> Tables:
@@ -225,8 +240,11 @@ def load_tables(*, customer_ids: Iterable[int] | None = None, as_of: dt.datetime
 
     session_columns = ["customer_id", "started_at", "ended_at", "pages_viewed", "n_actions"]
     all_sessions = of_customers(UserSession.objects.all())
-    window_start = None if as_of is None else as_of - dt.timedelta(days=SESSION_WINDOW_DAYS)
-    reads: dict[Any, Callable[[], Any]] = {
+    postgres = connection.vendor == "postgresql"
+    packed = bulk and postgres  # facts packed by the database (sessions only when scoring)
+    # Side by side only outside a transaction: inside one, only its own connection sees its rows.
+    side_by_side = packed and not connection.in_atomic_block
+    reads: dict[str, Callable[[], Any]] = {
         "customers": partial(
             _frame,
             customers.order_by("pk").annotate(customer_id=F("pk")),
@@ -234,43 +252,15 @@ def load_tables(*, customer_ids: Iterable[int] | None = None, as_of: dt.datetime
             times=["signup_date", "churned_at"],
             bulk=bulk,
         ),
-        "tickets": partial(
-            _frame,
-            of_customers(SupportTicket.objects.all()),
-            ["customer_id", "opened_at", "solved_at", "priority"],
-            times=["opened_at", "solved_at"],
-            bulk=bulk,
-        ),
-        "nps": partial(
-            _frame,
-            of_customers(NpsResponse.objects.all()),
-            ["customer_id", "responded_at", "score"],
-            ["responded_at"],
-            bulk=bulk,
-        ),
-        "billing": partial(
-            _frame,
-            of_customers(BillingEvent.objects.all()),
-            ["customer_id", "occurred_at", "kind", "amount", "mrr_after"],
-            times=["occurred_at"],
-            bulk=bulk,
-        ),
-        "interventions": partial(
-            _frame,
-            of_customers(Intervention.objects.all()),
-            ["customer_id", "created_at", "completed_at", "outcome"],
-            times=["created_at", "completed_at"],
-            bulk=bulk,
-        ),
     }
-    packed = as_of is not None and bulk and connection.vendor == "postgresql"
-    if bulk and connection.vendor == "postgresql":
-        reads["billing"] = partial(_billing_packed, customer_ids)
-    # Side by side only outside a transaction: inside one, only its own connection sees its rows.
-    side_by_side = bulk and connection.vendor == "postgresql" and not connection.in_atomic_block
+    for name, (model, columns, times) in _FACTS.items():
+        reads[name] = partial(_frame, of_customers(model.objects.all()), columns, times=times, bulk=bulk)
     if packed:
-        session_reads = _session_part_reads(customer_ids, as_of, LOAD_PARTS if side_by_side else 1)
-        reads.update({("sessions", i): read for i, read in enumerate(session_reads)})
+        reads["billing"] = partial(_billing_packed, customer_ids)
+    if packed and as_of is not None:
+        window_reads, earlier_read = _session_part_reads(customer_ids, as_of, LOAD_PARTS if side_by_side else 1)
+        reads |= {f"sessions_{i}": read for i, read in enumerate(window_reads)}
+        reads["earlier_sessions"] = earlier_read
     elif as_of is None:
         reads["sessions"] = partial(
             _frame,
@@ -280,6 +270,7 @@ def load_tables(*, customer_ids: Iterable[int] | None = None, as_of: dt.datetime
             bulk=bulk,
         )
     else:
+        window_start = as_of - dt.timedelta(days=SESSION_WINDOW_DAYS)
         reads["recent_sessions"] = partial(
             _frame,
             all_sessions.filter(started_at__gte=window_start, started_at__lte=as_of).annotate(
@@ -307,9 +298,9 @@ def load_tables(*, customer_ids: Iterable[int] | None = None, as_of: dt.datetime
     customer_frame["feature_usage"] = customer_frame["feature_usage"].map(
         lambda value: json.loads(value) if isinstance(value, str) else (value or {})
     )
-    if packed:
-        parts = [read[key] for key in reads if isinstance(key, tuple)]
-        sessions = _sessions_from_parts(parts[:-1], parts[-1])
+    if packed and as_of is not None:
+        window_parts = [read[key] for key in reads if key.startswith("sessions_")]
+        sessions = _sessions_from_parts(window_parts, read["earlier_sessions"])
     elif as_of is None:
         sessions = read["sessions"]
     else:

@@ -29,20 +29,25 @@ def sorted_frame(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.sort_values(list(frame.columns[:2]) + list(frame.columns[2:])).reset_index(drop=True)
 
 
-def test_side_by_side_load_equals_the_load_in_turn(book, monkeypatch):
-    threads = []
-    read_all = data._read_all
+def backend_pid() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        return cursor.fetchone()[0]
 
-    def recorded(reads, *, side_by_side):
-        threads.append(side_by_side)
-        return read_all(reads, side_by_side=side_by_side)
 
-    monkeypatch.setattr(data, "_read_all", recorded)
+def test_reads_side_by_side_run_on_backends_of_their_own(book):
+    own = backend_pid()
+    apart = data._read_all({f"read_{i}": backend_pid for i in range(4)}, side_by_side=True)
+    assert own not in apart.values() and len(set(apart.values())) >= 2
+    assert set(data._read_all({"read": backend_pid}, side_by_side=False).values()) == {own}
+
+
+def test_side_by_side_load_equals_the_load_in_turn(book):
     now = timezone.now()
+    assert not connection.in_atomic_block  # so the first load reads side by side, in heap ranges
     apart = data.load_tables(as_of=now)
     with transaction.atomic():  # inside a transaction: everything on its own connection, in turn
         together = data.load_tables(as_of=now)
-    assert threads == [True, False]
     for name in ("customers", "sessions", "tickets", "nps", "billing", "interventions"):
         a, b = getattr(apart, name), getattr(together, name)
         if name == "customers":

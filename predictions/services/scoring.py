@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 import orjson
 import pandas as pd
-from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, transaction
 from django.dispatch import Signal
@@ -151,22 +150,15 @@ def _write_back(
         )
     }
     drop_points = notification_settings_get().health_drop_points
-    # Whole arrays, not a Python step per field: the same values as `_score_one_lean` computes
-    # for one customer (round half to even, as Python's round; the same thresholds).
-    probabilities = np.clip(np.asarray(proba, dtype=float), 0.0, 1.0)
+    probabilities = np.clip(np.asarray(proba, dtype=float), 0.0, 1.0).tolist()
+    # Rounded over the whole frame (half to even, as Python's round in `_score_one_lean`).
     rounded = health.round().astype(int)
-    scores = rounded.pop("health_score").to_numpy()
+    scores = rounded.pop("health_score").tolist()
     components = rounded.to_dict("records")
-    levels = np.where(
-        probabilities >= settings.RISK_HIGH_THRESHOLD,
-        "high",
-        np.where(probabilities >= settings.RISK_MEDIUM_THRESHOLD, "medium", "low"),
-    )
-    predictions, customers = [], []
-    for position, (customer_id, probability) in enumerate(zip(ids, probabilities.tolist(), strict=True)):
+    predictions, customers, alerts = [], [], []
+    for position, (customer_id, probability, score) in enumerate(zip(ids, probabilities, scores, strict=True)):
         risk = Decimal(f"{probability:.4f}")
-        score = int(scores[position])
-        level = str(levels[position])
+        level = risk_level(probability)
         predictions.append(
             (
                 customer_id,
@@ -181,23 +173,8 @@ def _write_back(
             )
         )
         customers.append((customer_id, risk, score))
-    # Alerts: only rows whose risk level rose or whose health fell can raise one (`_alerts_for`).
-    rank = np.vectorize(LEVEL_RANK.__getitem__, otypes=[int])
-    old = [before.get(customer_id) or (0, customer_id, None, None) for customer_id in ids]
-    old_rank = rank([risk_level(float(risk or 0)) for risk, *_ in old])
-    old_health = np.array([np.nan if h is None else h for _, _, h, _ in old], dtype=float)
-    candidates = (rank(levels) > old_rank) | (old_health - scores >= (np.inf if drop_points is None else drop_points))
-    alerts = []
-    for position in np.flatnonzero(candidates).tolist():
-        customer_id = ids[position]
         alerts += _alerts_for(
-            customer_id,
-            float(probabilities[position]),
-            str(levels[position]),
-            int(scores[position]),
-            causes[position],
-            before.get(customer_id),
-            drop_points,
+            customer_id, probability, level, score, causes[position], before.get(customer_id), drop_points
         )
     _insert_predictions(run, predictions)
     customer_scores_set(scores=customers)
