@@ -175,6 +175,26 @@ def test_customer_filters_search_and_ordering(manager, make_customer, api_for):
 
 
 @pytest.mark.django_db
+def test_pages_through_ties_show_every_customer_once(csm, other_csm, make_customer, api_for):
+    """A page is chosen by id first (CustomerPages): ties in the ordering are broken by id, and
+    a CSM's pages hold their own customers only, in the same order as one big page."""
+    mine = [make_customer(owner=csm, churn_risk=Decimal("0.5") if n % 2 else Decimal("0.7")) for n in range(7)]
+    make_customer(owner=other_csm, churn_risk=Decimal("0.9"))
+    client = api_for(csm)
+    for ordering in ("-churnRisk", "churnRisk", "-id", "name"):
+        whole = [row["id"] for row in client.get(f"/api/customers?ordering={ordering}&per_page=100").json()]
+        paged = [
+            row["id"]
+            for page in (1, 2, 3)
+            for row in client.get(f"/api/customers?ordering={ordering}&per_page=3&page={page}").json()
+        ]
+        assert paged == whole and sorted(whole) == sorted(c.pk for c in mine), ordering
+    by_risk = [row["id"] for row in client.get("/api/customers?ordering=-churnRisk").json()]
+    high = sorted(c.pk for c in mine if c.churn_risk == Decimal("0.7"))
+    assert by_risk == high + sorted(c.pk for c in mine if c.churn_risk == Decimal("0.5"))
+
+
+@pytest.mark.django_db
 def test_sessions_shape(csm, make_customer, api_for):
     customer = make_customer(owner=csm)
     now = timezone.now()

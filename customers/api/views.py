@@ -43,7 +43,7 @@ class CustomerViewSet(viewsets.GenericViewSet):
         customers = self.filter_queryset(self.get_queryset())
         filtered = CustomerFilter.narrows(request.query_params)
         page = self.paginator.paginate_queryset(
-            selectors.customer_values(customers),
+            selectors.CustomerPages(customers),
             request,
             view=self,
             count_queryset=customers,
