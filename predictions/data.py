@@ -16,6 +16,7 @@ from itertools import pairwise
 from typing import Any
 
 import numpy as np
+import orjson
 import pandas as pd
 from django.db import connection
 from django.db.models import F, Func, IntegerField, Max, QuerySet
@@ -220,6 +221,17 @@ _FACTS = {
 }
 
 
+def _usage(value: Any) -> Any:
+    """`feature_usage` as read: JSON text decoded, None as {}. orjson refuses numbers beyond a
+    double (jsonb keeps 1e400); the stdlib reads those as infinity, as before."""
+    if not isinstance(value, str):
+        return value or {}
+    try:
+        return orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return json.loads(value)
+
+
 def load_tables(*, customer_ids: Iterable[int] | None = None, as_of: dt.datetime | None = None) -> Tables:
     """Every time-stamped fact the features need, for all customers or the listed ones.
 
@@ -294,10 +306,9 @@ def load_tables(*, customer_ids: Iterable[int] | None = None, as_of: dt.datetime
     customer_frame = read["customers"]
     customer_frame["mrr"] = customer_frame["mrr"].astype(float)
     customer_frame["plan"] = customer_frame["plan"].fillna("").astype(str)
-    # COPY hands JSON over as text; the ORM path has already decoded it.
-    customer_frame["feature_usage"] = customer_frame["feature_usage"].map(
-        lambda value: json.loads(value) if isinstance(value, str) else (value or {})
-    )
+    # COPY hands JSON over as text (orjson: a third of the stdlib's time on 100k customers); the
+    # ORM path has already decoded it.
+    customer_frame["feature_usage"] = customer_frame["feature_usage"].map(_usage)
     if packed and as_of is not None:
         window_parts = [read[key] for key in reads if key.startswith("sessions_")]
         sessions = _sessions_from_parts(window_parts, read["earlier_sessions"])
@@ -450,7 +461,7 @@ def load_one(*, customer_id: int, as_of: dt.datetime) -> OneCustomer | None:
         intervention_completed=times_ns([r[1] for r in interventions]),
         intervention_outcome=tuple(r[2] for r in interventions),
     )
-    usage = json.loads(usage) if isinstance(usage, str) else usage
+    usage = _usage(usage)
     return OneCustomer(customer_id, facts, risk, health, name, owner_id, usage if isinstance(usage, dict) else {})
 
 
@@ -488,7 +499,7 @@ def _load_one_postgres(customer_id: int, as_of: dt.datetime, window_start: dt.da
         intervention_outcome=tuple(i_o or ()),
     )
     names = ("usage", "engagement", "support", "nps", "billing", "tenure")
-    usage = json.loads(usage) if isinstance(usage, str) else usage  # Django leaves jsonb as text
+    usage = _usage(usage)  # Django leaves jsonb as text
     return OneCustomer(
         customer_id,
         facts,

@@ -12,6 +12,7 @@ from django.utils import timezone
 from churnshield.demo.generator import generate
 from customers.models import BillingEvent, UserSession
 from predictions import data
+from predictions.ml.features import build_features
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -72,3 +73,20 @@ def test_packed_billing_equals_the_copy_path(book):
     copied["kind"] = copied["kind"].where(copied["kind"].isin(BillingEvent.Kind.values), "")  # an unknown kind
     assert copied["mrr_after"].isna().any() and copied["mrr_after"].notna().any()
     pd.testing.assert_frame_equal(sorted_frame(packed), sorted_frame(copied), check_exact=True)
+
+
+def test_feature_usage_beyond_a_double_still_loads(book):
+    """jsonb keeps numbers orjson refuses (1e400, which it writes out as 401 digits): the load
+    falls back to the stdlib, which reads them as Python ints, as it always did."""
+    customer_id = data.Customer.objects.filter(churned_at__isnull=True).values_list("pk", flat=True).first()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            'UPDATE customers SET feature_usage = \'{"reports": 1e400, "seats": 3}\'::jsonb WHERE id = %s',
+            [customer_id],
+        )
+    now = timezone.now()
+    usage = data.load_tables(as_of=now).customers.set_index("customer_id").loc[customer_id, "feature_usage"]
+    assert usage == {"reports": 10**400, "seats": 3}
+    assert data.load_one(customer_id=customer_id, as_of=now).feature_usage == usage
+    features = build_features(data.load_tables(as_of=now), pd.Timestamp(now))
+    assert customer_id in features.index

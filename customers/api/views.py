@@ -49,7 +49,8 @@ class CustomerViewSet(viewsets.GenericViewSet):
             count_queryset=customers,
             total=None if filtered else selectors.customer_count(user=request.user),
         )
-        return self.get_paginated_response([selectors.customer_row_json(row) for row in page])
+        thresholds = selectors.risk_thresholds()
+        return self.get_paginated_response([selectors.customer_row_json(row, thresholds) for row in page])
 
     @extend_schema(responses=CustomerDetailSerializer)
     def retrieve(self, request: Request, pk: str) -> Response:

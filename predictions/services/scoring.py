@@ -25,7 +25,7 @@ from alerts.services import alerts_create_many, alerts_resolve_cleared
 from churnshield.auth.roles import sees_all_customers
 from churnshield.exceptions import ConflictError, NotFoundError
 from customers.models import Customer
-from customers.selectors import risk_level
+from customers.selectors import risk_level, risk_thresholds
 from customers.services import customer_scores_set
 from predictions.causes import recommended_actions
 from predictions.data import OneCustomer, load_one, load_tables
@@ -156,9 +156,10 @@ def _write_back(
     scores = rounded.pop("health_score").tolist()
     components = rounded.to_dict("records")
     predictions, customers, alerts = [], [], []
+    thresholds = risk_thresholds()
     for position, (customer_id, probability, score) in enumerate(zip(ids, probabilities, scores, strict=True)):
         risk = Decimal(f"{probability:.4f}")
-        level = risk_level(probability)
+        level = risk_level(probability, thresholds)
         predictions.append(
             (
                 customer_id,
@@ -174,7 +175,7 @@ def _write_back(
         )
         customers.append((customer_id, risk, score))
         alerts += _alerts_for(
-            customer_id, probability, level, score, causes[position], before.get(customer_id), drop_points
+            customer_id, probability, level, score, causes[position], before.get(customer_id), drop_points, thresholds
         )
     _insert_predictions(run, predictions)
     customer_scores_set(scores=customers)
@@ -206,11 +207,12 @@ def _alerts_for(
     causes: list[dict],
     before: tuple | None,
     drop_points: int | None,
+    thresholds: tuple[float, float] | None = None,
 ) -> list[dict]:
     """The alerts one re-scored customer raises: its risk level rose (to medium or high), or its
     health score fell by `drop_points` or more. `before` = (risk, name, health, owner id)."""
     old_risk, name, old_health, owner_id = before or (0, customer_id, None, None)
-    old_level = risk_level(float(old_risk or 0))
+    old_level = risk_level(float(old_risk or 0), thresholds)
     alerts = []
     if LEVEL_RANK[level] > LEVEL_RANK[old_level] and level != "low":
         top = causes[0]["factor"] if causes else "several signals"
