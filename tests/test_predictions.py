@@ -9,7 +9,8 @@ from django.utils import timezone
 from alerts.models import Alert
 from churnshield.demo.generator import generate
 from customers.models import Customer
-from predictions.models import ChurnPrediction, ModelVersion, PredictionRun
+from predictions.models import ChurnCause, ChurnPrediction, ModelVersion, PredictionRun
+from predictions.services import churn_causes_refresh
 from predictions.services.registry import model_train
 from predictions.services.scoring import score_customers
 
@@ -74,6 +75,21 @@ def test_batch_writes_risk_back_and_alerts_on_rises(trained):
     customer = Customer.objects.get(pk=sample.customer_id)
     assert customer.churn_risk == sample.churn_probability
     assert customer.health_score == sample.health_score
+
+
+def test_batch_refreshes_churn_causes_as_a_recount_of_stored_predictions_would(
+    trained, django_capture_on_commit_callbacks
+):
+    def causes() -> dict[str, tuple[int, int, str]]:
+        return {c.cause: (c.count, c.percent, c.impact) for c in ChurnCause.objects.all()}
+
+    seeded = causes()
+    with django_capture_on_commit_callbacks(execute=True):
+        score_customers()  # counts the causes it has just computed
+    from_batch = causes()
+    assert from_batch != seeded and sum(count for count, _, _ in from_batch.values()) > 0
+    churn_causes_refresh()  # reads every active customer's latest stored prediction
+    assert causes() == from_batch
 
 
 @pytest.mark.django_db

@@ -4,6 +4,7 @@ Embedded defaults (no DATABASE_URL / REDIS_URL): a SQLite file, Celery tasks run
 in-process, an in-memory channel layer. See `.env.example` for every variable.
 """
 
+import warnings
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlparse
@@ -147,6 +148,9 @@ STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 WHITENOISE_USE_FINDERS = True  # `make run` serves admin assets without collectstatic
+# Until `collectstatic` has run (the build step in production), WhiteNoise warns at every start
+# that STATIC_ROOT is missing although the finders serve every asset.
+warnings.filterwarnings("ignore", message="No directory at: ")
 
 # Request bodies: the CSV import is the largest legitimate one.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=5 * 1024 * 1024)

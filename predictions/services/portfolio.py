@@ -1,6 +1,7 @@
 """Writes around predictions: daily portfolio snapshots and the aggregated churn causes."""
 
 import datetime as dt
+from collections import Counter
 
 from django.conf import settings
 from django.db import transaction
@@ -44,9 +45,14 @@ def portfolio_snapshot_take(*, day: dt.date | None = None) -> int:
 
 
 @transaction.atomic
-def churn_causes_refresh() -> int:
-    """Recount every known cause over active customers' latest predictions into `churn_causes`."""
-    counts, total = count_latest_causes(Customer.objects.filter(is_active=True))
+def churn_causes_refresh(*, counted: tuple[Counter[str], int] | None = None) -> int:
+    """Recount every known cause over active customers' latest predictions into `churn_causes`.
+
+    `counted` is (customers per cause, customers) when the caller already has them: the daily
+    batch has just scored every active customer, so their latest causes are in its hands and
+    reading 80 MB of stored predictions back would only repeat them.
+    """
+    counts, total = counted or count_latest_causes(Customer.objects.filter(is_active=True))
     for name, info in CAUSES.items():
         count = counts.get(name, 0)
         percent = round(100 * count / total) if total else 0

@@ -7,6 +7,7 @@ import contextlib
 import datetime as dt
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
@@ -112,7 +113,9 @@ def score_customers(
         run.drift = {name: round(value, 4) for name, value in drift.items()}
         run.save()
         if trigger == PredictionRun.Trigger.BATCH:
-            transaction.on_commit(_refresh_aggregates)
+            # The whole book was scored: every active customer's latest causes are these.
+            counted = (_customers_per_cause(causes), len(causes)) if customer_ids is None else None
+            transaction.on_commit(lambda: _refresh_aggregates(counted))
         # Listeners (playbook trigger rules) act on the new scores once they are committed.
         scored_ids = None if customer_ids is None else [int(i) for i in features.index]
         transaction.on_commit(lambda: customers_scored.send(sender=PredictionRun, run=run, customer_ids=scored_ids))
@@ -123,9 +126,14 @@ def score_customers(
 customers_scored = Signal()
 
 
-def _refresh_aggregates() -> None:
-    churn_causes_refresh()
+def _refresh_aggregates(counted: tuple[Counter[str], int] | None) -> None:
+    churn_causes_refresh(counted=counted)
     portfolio_snapshot_take()
+
+
+def _customers_per_cause(causes: list[list[dict]]) -> Counter[str]:
+    """How many customers have each cause among their top causes (as `count_latest_causes`)."""
+    return Counter(name for top in causes for name in {cause["cause"] for cause in top})
 
 
 def _write_back(
