@@ -83,11 +83,11 @@ class GroupCommitter:
                         self.enqueuing.add(integration_id)
                         loop.run_in_executor(self.enqueuer, self._enqueue, integration_id)
         finally:
-            try:
-                # Idle: the connection goes back to the pool (no round trip).
-                await loop.run_in_executor(thread, _release)
-            finally:
-                self.idle.append(thread)
+            # Idle: the connection goes back to the pool (no round trip). Submitted, not awaited:
+            # the thread runs its work in order, so the release still comes before its next
+            # store, and it happens even when this task is cancelled (a loop shutting down).
+            thread.submit(_release)
+            self.idle.append(thread)
 
     def _enqueue(self, integration_id: int) -> None:
         self.enqueuing.discard(integration_id)  # an event stored from now on asks again

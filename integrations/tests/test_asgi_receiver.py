@@ -8,8 +8,10 @@ import json
 
 import pytest
 from channels.testing import HttpCommunicator
+from django.db import connection
 
 from churnshield.asgi import application
+from integrations import asgi as receiver
 from integrations.models import Integration, WebhookEvent
 from integrations.tests.conftest import SEGMENT_SECRET
 
@@ -39,6 +41,18 @@ def test_concurrent_deliveries_and_duplicates_are_stored_once_each(make_integrat
     assert [r["status"] for r in responses] == [200] * 60
     assert json.loads(responses[0]["body"]) == {"received": 1}
     assert sorted(WebhookEvent.objects.values_list("event_id", flat=True)) == sorted(f"asgi-{n}" for n in range(40))
+
+
+def test_store_threads_return_their_connections_when_the_loop_ends(make_integration):
+    """asyncio.run cancels the flush still running after the answer; its thread must not keep a
+    connection (a held one is never back in the pool and keeps a backend until the process ends)."""
+    integration = make_integration("segment")
+    assert asyncio.run(deliver(f"/api/webhooks/segment/{integration.pk}", *signed(1)))["status"] == 200
+    store_threads = [thread for committer in receiver._committers.values() for thread in committer.idle]
+    assert store_threads
+    assert [thread.submit(lambda: connection.connection is None).result() for thread in store_threads] == [True] * len(
+        store_threads
+    )
 
 
 def test_rejections_write_nothing_and_use_the_error_shape(make_integration):
