@@ -10,6 +10,14 @@ contributions of all features form the "positive mass"; the features of one caus
 strongest feature of the cause gives its label, value and category. At most `top_k` causes,
 strongest first, one per cause name; context features add to the mass but are never listed.
 
+A feature is named as a cause only when the customer's value is on the risky side of retained
+customers' median (`listable`: fewer sessions than they have, more tickets…), in the direction
+its description declares. A model may still push risk up through a value on the healthy side —
+correlated features offset each other (a logistic model gives "sessions in 90 days" a positive
+weight because "sessions in 30 days" carries a larger negative one) — and "Sessions in the last
+90 days: 63 — retained customers: 28" is no reason a CSM can act on. Such contributions stay in
+the mass, like context features, but are never listed.
+
 Cost policy (`explain_batch`): exact tree SHAP costs many times a prediction per row, so every
 row first gets XGBoost's cheap approximation (`approx_contribs=True`, Saabas-style: the path
 attribution only), and exact SHAP is computed for the rows at or above a probability `floor`
@@ -40,12 +48,31 @@ def value_text(feature: str, value: float, reference: float | None) -> str:
     return text
 
 
-def cause_shares(contribs: np.ndarray, feature_names: list[str]) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Per row and cause: its share of the positive mass, and the index of its strongest feature."""
+def listable(values: np.ndarray, feature_names: list[str], healthy_reference: dict[str, float] | None) -> np.ndarray:
+    """Rows × features: may this value be named as a cause? Yes when it lies on the risky side of
+    retained customers' median (`FeatureInfo.higher_is_riskier`), or when either is unknown."""
+    values = np.asarray(values, dtype=float)
+    healthy = healthy_reference or {}
+    reference = np.array([healthy.get(name, np.nan) for name in feature_names], dtype=float)
+    higher_is_riskier = np.array([feature_info(name).higher_is_riskier for name in feature_names])
+    gap = values - reference
+    with np.errstate(invalid="ignore"):
+        risky = np.where(higher_is_riskier, gap > 0, gap < 0)
+    return risky | np.isnan(gap)
+
+
+def cause_shares(
+    contribs: np.ndarray, feature_names: list[str], listed: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Per row and cause: its share of the positive mass, and the index of its strongest feature.
+    `listed` (rows × features, see `listable`): the contributions a cause may count; all the
+    positive ones make up the mass."""
     contribs = np.asarray(contribs, dtype=float)[:, : len(feature_names)]
     n = contribs.shape[0]
     positive = np.maximum(np.nan_to_num(contribs), 0.0)
     mass = positive.sum(axis=1)
+    if listed is not None:
+        positive = positive * listed
     infos = [feature_info(f) for f in feature_names]
     causes = sorted({i.cause for i in infos if i.cause != CONTEXT})
     # Per cause: summed positive contribution and its strongest feature (vectorised over rows).
@@ -75,7 +102,7 @@ def causes_from_contributions(
     # A matrix already in `feature_names` order (one real-time row) is used as it is.
     values = X if isinstance(X, np.ndarray) else X.reindex(columns=feature_names, fill_value=0.0).to_numpy(dtype=float)
     infos = [feature_info(f) for f in feature_names]
-    share, strongest, causes = cause_shares(contribs, feature_names)
+    share, strongest, causes = cause_shares(contribs, feature_names, listable(values, feature_names, healthy))
     order = np.argsort(-share, axis=1, kind="stable")[:, :top_k]
     out: list[list[dict]] = []
     for r in range(n):  # formatting only: the numbers above are computed on whole arrays
@@ -119,7 +146,11 @@ def explain_batch(
     if probabilities is None:
         probabilities = model.predict_proba(X)
     contribs = model.contributions(X, approx=True)
-    exact = exact_rows(contribs, model.feature_names, probabilities, floor=floor, top_k=top_k, margin=margin)
+    values = X.reindex(columns=model.feature_names, fill_value=0.0).to_numpy(dtype=float)
+    listed = listable(values, model.feature_names, model.healthy_reference)
+    exact = exact_rows(
+        contribs, model.feature_names, probabilities, floor=floor, top_k=top_k, margin=margin, listed=listed
+    )
     if exact_for is not None:
         exact |= X.index.isin(list(exact_for))
     if exact.any():
@@ -135,12 +166,14 @@ def exact_rows(
     floor: float = 0.3,
     top_k: int = 3,
     margin: float = 0.01,
+    listed: np.ndarray | None = None,
 ) -> np.ndarray:
     """The rows to explain exactly: those a CSM reads first (probability ≥ `floor`) and those whose
     approximate top `top_k` is a near tie — its last cause leads the next by less than `margin`
-    of the positive mass, where the approximation most often lists another cause."""
+    of the positive mass, where the approximation most often lists another cause. `listed`: as
+    for `cause_shares`."""
     exact = np.asarray(probabilities, dtype=float) >= floor
-    share, _, causes = cause_shares(approx_contribs, feature_names)
+    share, _, causes = cause_shares(approx_contribs, feature_names, listed)
     if len(causes) > top_k:
         ranked = -np.sort(-share, axis=1)
         exact |= ranked[:, top_k - 1] - ranked[:, top_k] < margin

@@ -7,7 +7,13 @@ import pandas as pd
 import pytest
 
 from predictions.causes import CAUSES
-from predictions.ml.explain import causes_from_contributions, exact_rows, explain_batch, top_causes_agreement
+from predictions.ml.explain import (
+    causes_from_contributions,
+    exact_rows,
+    explain_batch,
+    listable,
+    top_causes_agreement,
+)
 from predictions.ml.features import build_features, feature_info
 from predictions.ml.training import train
 from predictions.tests.ml_factories import AS_OF, synthetic_tables
@@ -59,6 +65,23 @@ def test_causes_merge_features_of_one_cause():
     assert eng["value"] == "Days since last login: 30 days — retained customers: 3 days"
 
 
+def test_a_value_on_the_healthy_side_is_never_named_a_cause():
+    """A model can push risk up through a value better than retained customers' (correlated
+    features offset each other): that contribution stays in the mass but is not listed."""
+    names = ["sessions_90d", "sessions_30d", "tickets_90d", "days_since_last_session"]
+    healthy = {"sessions_90d": 28.0, "sessions_30d": 9.0, "tickets_90d": 0.0, "days_since_last_session": 3.0}
+    X = pd.DataFrame([[63.0, 4.0, 0.0, 3.0]], columns=names)
+    contribs = np.array([[0.5, 0.3, 0.1, 0.1, -2.0]])  # last column: the bias
+    (row,) = causes_from_contributions(contribs, X, names, healthy, top_k=3)
+    # Sessions in 90 days (63 vs 28) is healthy, no tickets is as retained customers have, and
+    # the last login as recent as theirs: only the 30-day sessions (4 vs 9) are a reason.
+    assert [c["feature"] for c in row] == ["sessions_30d"]
+    assert row[0]["impact"] == pytest.approx(0.3)  # a share of all that pushes risk up
+    assert listable(X.to_numpy(), names, healthy).tolist() == [[False, True, False, False]]
+    # Unknown reference or value: nothing to compare, so it may be listed.
+    assert listable(np.array([[np.nan, 4.0]]), ["sessions_90d", "usage_reports"], {"sessions_90d": 28.0}).all()
+
+
 def test_explain_batch_policy_and_approx_agreement(scored):
     model, X, _p = scored
     sample = X.sample(n=min(1000, len(X)), random_state=0)
@@ -75,7 +98,9 @@ def test_explain_batch_policy_and_approx_agreement(scored):
     )
     assert agreement >= 0.6
     mixed = explain_batch(model, sample, ps, floor=0.3, exact_for=[sample.index[0]])
-    chosen = exact_rows(model.contributions(sample, approx=True), model.feature_names, ps, floor=0.3)
+    values = sample.reindex(columns=model.feature_names).to_numpy(dtype=float)
+    listed = listable(values, model.feature_names, model.healthy_reference)
+    chosen = exact_rows(model.contributions(sample, approx=True), model.feature_names, ps, floor=0.3, listed=listed)
     assert chosen[ps >= 0.3].all() and chosen.mean() > (ps >= 0.3).mean()  # near ties too
     chosen[0] = True
     for r in np.flatnonzero(chosen):
