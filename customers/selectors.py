@@ -6,7 +6,7 @@ from typing import Any
 import orjson
 from django.conf import settings
 from django.db import connection
-from django.db.models import QuerySet, TextField
+from django.db.models import F, Func, QuerySet, TextField
 from django.db.models.functions import Cast
 
 from churnshield.auth.roles import sees_all_customers
@@ -23,14 +23,11 @@ CUSTOMER_VALUES = (
     "company",
     "plan",
     "mrr",
-    "signup_date",
-    "last_login",
     "health_score",
     "churn_risk",
     "nps_score",
     "support_tickets",
     "is_active",
-    "churned_at",
     "owner_id",
     "owner__username",
     "owner__first_name",
@@ -108,9 +105,8 @@ def customer_row_json(row: dict, thresholds: tuple[float, float] | None = None) 
         "company": row["company"],
         "plan": row["plan"],
         "mrr": str(row["mrr"].quantize(_CENTS)),
-        # Datetimes as they are: the renderer writes them as `iso` would (orjson, OPT_UTC_Z).
-        "signupDate": row["signup_date"],
-        "lastLogin": row["last_login"],
+        "signupDate": row["signup_date_iso"],
+        "lastLogin": row["last_login_iso"],
         "healthScore": row["health_score"],
         "churnRisk": str((risk * _HUNDRED).quantize(_CENTS)),
         "churnProbability": float(risk),
@@ -120,15 +116,37 @@ def customer_row_json(row: dict, thresholds: tuple[float, float] | None = None) 
         # Already JSON: orjson embeds the text without a parse/serialise round trip.
         "featureUsage": orjson.Fragment(row["feature_usage_json"]),
         "isActive": row["is_active"],
-        "churnedAt": row["churned_at"],
+        "churnedAt": row["churned_at_iso"],
         "ownerId": row["owner_id"],
         "ownerName": full_name or row["owner__username"],
     }
 
 
+class IsoUtc(Func):
+    """A datetime column as the text `iso` gives (UTC, `Z`, microseconds only when non-zero),
+    rendered by the database: parsing a timestamp into a datetime costs psycopg more than the
+    whole row's other columns, and the list only writes it back out as text."""
+
+    output_field = TextField()
+    template = (
+        "to_char(%(expressions)s AT TIME ZONE 'UTC', CASE WHEN date_trunc('second', %(expressions)s) = %(expressions)s"
+        """ THEN 'YYYY-MM-DD"T"HH24:MI:SS"Z"' ELSE 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"' END)"""
+    )
+
+    def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        # Django stores SQLite datetimes as naive UTC text, `iso`'s digits with a space for the `T`.
+        return self.as_sql(compiler, connection, template="replace(%(expressions)s, ' ', 'T') || 'Z'", **extra)
+
+
 def customer_values(customers: QuerySet[Customer]) -> QuerySet:
     """`customers` as `CUSTOMER_VALUES` rows, ready for `customer_row_json`."""
-    return customers.values(*CUSTOMER_VALUES, feature_usage_json=Cast("feature_usage", output_field=TextField()))
+    return customers.values(
+        *CUSTOMER_VALUES,
+        feature_usage_json=Cast("feature_usage", output_field=TextField()),
+        signup_date_iso=IsoUtc(F("signup_date")),
+        last_login_iso=IsoUtc(F("last_login")),
+        churned_at_iso=IsoUtc(F("churned_at")),
+    )
 
 
 class CustomerPages:

@@ -58,7 +58,7 @@ def test_get_responses_match_the_committed_field_snapshot(world, admin_user, api
 
 
 def test_customer_datetimes_render_as_iso_with_z(make_customer, manager, api_for):
-    """Datetimes reach the renderer as they are (orjson, OPT_UTC_Z): the same text `iso` gives,
+    """Datetimes rendered by the database (`IsoUtc`) are the same text `iso` gives,
     microseconds only when non-zero, null when unset."""
     import datetime as dt
 
@@ -66,11 +66,15 @@ def test_customer_datetimes_render_as_iso_with_z(make_customer, manager, api_for
 
     with_micro = dt.datetime(2026, 11, 30, 8, 15, 42, 123456, tzinfo=dt.UTC)
     whole = dt.datetime(2026, 11, 29, 8, 0, tzinfo=dt.UTC)
+    # Not UTC on the way in, and microseconds with trailing zeros (isoformat keeps all six digits).
+    paris = dt.datetime(2026, 7, 1, 9, 30, 5, 120000, tzinfo=dt.timezone(dt.timedelta(hours=2)))
     first = make_customer(owner=manager, last_login=with_micro, churned_at=None)
     second = make_customer(owner=manager, last_login=whole, churned_at=whole)
+    third = make_customer(owner=manager, last_login=paris)
     rows = {row["id"]: row for row in api_for(manager).get("/api/customers").json()}
     assert rows[first.pk]["lastLogin"] == iso(with_micro) == "2026-11-30T08:15:42.123456Z"
     assert rows[first.pk]["churnedAt"] is None
     assert rows[second.pk]["lastLogin"] == rows[second.pk]["churnedAt"] == "2026-11-29T08:00:00Z"
+    assert rows[third.pk]["lastLogin"] == iso(paris.astimezone(dt.UTC)) == "2026-07-01T07:30:05.120000Z"
     detail = api_for(manager).get(f"/api/customers/{second.pk}").json()
     assert detail["signupDate"] == iso(second.signup_date)
