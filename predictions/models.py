@@ -10,7 +10,8 @@ from predictions.ml.rules import COMPONENTS, DEFAULT_WEIGHTS
 
 
 class ChurnPrediction(models.Model):
-    """One scoring of one customer (table `churn_predictions`); history is kept, never overwritten."""
+    """One scoring of one customer (table `churn_predictions`); never overwritten. Past 90 days the
+    history is thinned to one row per customer per week, then per month (services/history.py)."""
 
     customer = models.ForeignKey("customers.Customer", on_delete=models.CASCADE, related_name="predictions")
     churn_probability = models.DecimalField(max_digits=5, decimal_places=4)

@@ -421,12 +421,17 @@ RETENTION_JOBS = {
     "session_actions": "monitoring.services.compact_session_actions",
     "retired_model_artifacts": "monitoring.services.drop_retired_model_artifacts",
     "task_attempts": "monitoring.services.purge_finished_task_attempts",
+    "prediction_history_weekly": "predictions.services.history.thin_predictions_weekly",
+    "prediction_history_monthly": "predictions.services.history.thin_predictions_monthly",
 }
 RETENTION_DAYS = {
     "read_alerts": env.int("RETENTION_READ_ALERTS_DAYS", default=90),
     "session_actions": env.int("RETENTION_SESSION_ACTIONS_DAYS", default=400),
     "retired_model_artifacts": env.int("RETENTION_MODEL_ARTIFACTS_DAYS", default=30),
     "task_attempts": env.int("RETENTION_TASK_ATTEMPTS_DAYS", default=14),
+    # Older predictions: one per customer per week, then per month (predictions/services/history.py).
+    "prediction_history_weekly": env.int("RETENTION_PREDICTIONS_WEEKLY_DAYS", default=90),
+    "prediction_history_monthly": env.int("RETENTION_PREDICTIONS_MONTHLY_DAYS", default=400),
 }
 ANALYZE_AFTER_ROWS = env.int("ANALYZE_AFTER_ROWS", default=10000)
 

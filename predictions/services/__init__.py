@@ -2,7 +2,8 @@
 
 - `portfolio`: daily portfolio snapshots and the aggregated churn causes;
 - `registry`: training, registering and promoting model versions;
-- `scoring`: batch and real-time scoring, writing predictions back to customers.
+- `scoring`: batch and real-time scoring, writing predictions back to customers;
+- `history`: thinning old predictions (retention jobs).
 """
 
 from predictions.services.portfolio import churn_causes_refresh, portfolio_snapshot_take
