@@ -1,10 +1,12 @@
 """Prediction history retention: every prediction for 90 days, then the latest per customer per
-ISO week, past 400 days the latest per calendar month; a customer's latest is never removed."""
+ISO week (cut at month ends), past 400 days the latest per calendar month; a customer's latest is
+never removed, nor the last row of any week or month."""
 
 import datetime as dt
 from decimal import Decimal
 
 import pytest
+from django.test import override_settings
 
 from monitoring import services
 from predictions.models import ChurnPrediction
@@ -39,9 +41,10 @@ def expected_survivors(rows: list[tuple[int, int, dt.datetime]]) -> set[int]:
                 latest[key] = max(latest.get(key, row), row, key=lambda r: (r[2], r[0]))
         return [row for row in rows if period(row[2])[1] > cutoff or latest[(row[1], period(row[2])[0])] == row]
 
-    def week(moment):
+    def week(moment):  # an ISO week, cut at the month's end
         monday = moment.date() - dt.timedelta(days=moment.weekday())
-        return monday, dt.datetime.combine(monday + dt.timedelta(days=7), dt.time(), tzinfo=dt.UTC)
+        end = min(monday + dt.timedelta(days=7), dt.date(moment.year + moment.month // 12, moment.month % 12 + 1, 1))
+        return (monday, moment.month), dt.datetime.combine(end, dt.time(), tzinfo=dt.UTC)
 
     def month(moment):
         following = dt.date(moment.year + moment.month // 12, moment.month % 12 + 1, 1)
@@ -75,7 +78,7 @@ def test_old_predictions_thin_to_one_per_week_then_month(make_customer):
                 "prediction_date", flat=True
             )
         )
-        weeks = [d.isocalendar()[:2] for d in dates if d >= NOW - dt.timedelta(days=390)]
+        weeks = [(*d.isocalendar()[:2], d.month) for d in dates if d >= NOW - dt.timedelta(days=390)]
         months = [(d.year, d.month) for d in dates if d < NOW - dt.timedelta(days=440)]
         assert len(weeks) == len(set(weeks)) and len(months) == len(set(months))
     # A second run finds nothing left to do.
@@ -91,3 +94,28 @@ def test_a_week_straddling_the_cutoff_is_left_whole(make_customer):
     dates = sorted(d.date() for d in customer.predictions.values_list("prediction_date", flat=True))
     assert dates[0] == dt.date(2026, 8, 30)
     assert dates[1:] == [dt.date(2026, 8, 31) + dt.timedelta(days=n) for n in range(10)]
+
+
+def periods(customer) -> tuple[set, set]:
+    dates = list(customer.predictions.values_list("prediction_date", flat=True))
+    return {(d.year, d.month) for d in dates}, {(*d.isocalendar()[:2], d.month) for d in dates}
+
+
+@pytest.mark.parametrize(("weekly_days", "monthly_days"), [(90, 400), (90, 60)])
+def test_no_week_or_month_loses_its_last_row_whatever_the_ages(make_customer, weekly_days, monthly_days):
+    """Ages come from the environment, so the monthly cutoff may be the later one: then the monthly
+    pass thins days the weekly pass reaches only weeks later. September's latest (Wed 30th) shares
+    an ISO week with the churned customer's last rows (Thu 1st, Fri 2nd October)."""
+    customer = make_customer()
+    last = dt.datetime(2026, 10, 2, 2, 0, tzinfo=dt.UTC)
+    predictions(customer, range((NOW - last).days, (NOW - last).days + 200))
+    before = periods(customer)
+    with override_settings(
+        RETENTION_DAYS={"prediction_history_weekly": weekly_days, "prediction_history_monthly": monthly_days}
+    ):
+        for days_later in (0, 30, 60, 90, 400):
+            services.retention_run(now=NOW + dt.timedelta(days=days_later), only=JOBS)
+            months, weeks = periods(customer)
+            assert months == before[0]  # every month keeps a row
+            assert weeks <= before[1]
+    assert len(weeks) < len(before[1])  # and the old weeks did thin
