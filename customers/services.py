@@ -2,6 +2,7 @@
 
 import csv
 import io
+import itertools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -115,11 +116,25 @@ class _Lines:
             raise
 
 
-def _records(text: str) -> Iterator[tuple[list[str], bool]]:
-    """Each record's cells, and whether a quoted value in its last cell is never closed."""
+class _UnreadableRecord(Exception):
+    def __init__(self, row: int, reason: str) -> None:
+        super().__init__(reason)
+        self.row = row
+
+
+def _records(text: str) -> Iterator[tuple[int, list[str], bool]]:
+    """Each record's number (the header is 1), cells, and whether a quoted value in its last cell
+    is never closed."""
     lines = _Lines(text.removeprefix("\ufeff"))  # Excel's "CSV UTF-8" starts with a byte order mark
-    for cells in csv.reader(lines):
-        yield cells, lines.exhausted
+    reader = csv.reader(lines)
+    for number in itertools.count(1):
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:  # not expected with the reading above; a 400 all the same
+            raise _UnreadableRecord(number, str(exc)) from exc
+        yield number, cells, lines.exhausted
 
 
 # Header cells name a field in any spelling: snake_case, camelCase, "Signup Date", "NPS score".
@@ -134,7 +149,7 @@ def _parse(text: str, result: ImportResult) -> list[_Row]:
     """Validated rows, or errors in `result` naming the row (the header is row 1) and column."""
     records = _records(text)
     try:
-        header, unclosed = next(records, ([], False))
+        _, header, unclosed = next(records, (1, [], False))
         if not any(cell.strip() for cell in header):
             result.error(0, None, "The CSV has no header row.")
             return []
@@ -162,17 +177,17 @@ def _parse(text: str, result: ImportResult) -> list[_Row]:
         if result.errors:
             return []
         return _parse_rows(records, header, columns, result)
-    except csv.Error as exc:  # not expected with the reading above; a 400 all the same
-        result.error(len(result.errors) + 1, None, f"Unreadable CSV: {exc}.")
+    except _UnreadableRecord as exc:
+        result.error(exc.row, None, f"Unreadable CSV: {exc}.")
         return []
 
 
 def _parse_rows(
-    records: Iterator[tuple[list[str], bool]], header: list[str], columns: dict[int, str], result: ImportResult
+    records: Iterator[tuple[int, list[str], bool]], header: list[str], columns: dict[int, str], result: ImportResult
 ) -> list[_Row]:
     rows: list[_Row] = []
     seen_emails: dict[str, int] = {}
-    for number, (cells, unclosed) in enumerate(records, start=2):
+    for number, cells, unclosed in records:
         if not any(cell.strip() for cell in cells):
             continue  # a blank line, or only separators
         if len(rows) >= MAX_IMPORT_ROWS:
