@@ -2,22 +2,36 @@
 
 import csv
 import io
+import itertools
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.db import connection, transaction
+from django.db import IntegrityError, OperationalError, connection, transaction
 from django.db.models.functions import Lower
 from django.utils import timezone
 from rest_framework import serializers
 
 from churnshield.auth.roles import sees_all_customers
+from churnshield.exceptions import ConflictError
 from customers.models import Customer
 
 MAX_IMPORT_ROWS = 10_000
-# Columns a CSV may set. Health score and churn risk are ours to compute, never imported.
+MAX_IMPORT_COLUMNS = 200
+MAX_IMPORT_CHARS = 5 * 1024 * 1024
+# Attempts at writing an import whose new e-mails another writer committed first (each retry
+# sees them and updates them instead).
+IMPORT_ATTEMPTS = 5
+RETRYABLE = {"40P01", "40001"}  # PostgreSQL's deadlock detected, serialization failure
+# The request body is already capped at MAX_IMPORT_CHARS, so the csv module's per-cell cap
+# (131,072 characters, a guard for files of unbounded size) could only turn one long cell into an
+# error that names no row or column; past it, the row serializer's max_length names the cell.
+csv.field_size_limit(MAX_IMPORT_CHARS)
+# Columns a CSV may set. Any other column (health score and churn risk are ours to compute, ids,
+# the app's own export columns) is ignored, never written.
 IMPORT_FIELDS = (
     "name",
     "email",
@@ -31,6 +45,10 @@ IMPORT_FIELDS = (
     "is_active",
     "owner",
 )
+# One answer whether the e-mail is free or belongs to another portfolio, so an import cannot tell
+# a CSM which e-mails other CSMs' customers have.
+NOT_IN_PORTFOLIO = "email: no customer with this e-mail in your portfolio (a manager adds new customers)."
+UNCLOSED_QUOTE = 'a quoted value is never closed (missing ").'
 
 
 class CustomerImportRowSerializer(serializers.Serializer):
@@ -54,132 +72,232 @@ class ImportResult:
     created: int = 0
     updated: int = 0
     errors: list[dict[str, Any]] = field(default_factory=list)
+    ignored_columns: list[str] = field(default_factory=list)
 
     @property
     def success(self) -> bool:
         return not self.errors
 
+    def error(self, row: int, column: str | None, message: str) -> None:
+        self.errors.append({"row": row, "field": column, "message": message})
 
-def _snake(name: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name.strip()).lower().replace(" ", "_")
+
+@dataclass
+class _Row:
+    number: int
+    values: dict[str, Any]  # validated, defaults filled in
+    carried: set[str]  # the columns with a value in this row: all an update may change
+
+    @property
+    def email_key(self) -> str:
+        return self.values["email"].lower()
 
 
-def _blank_to_default(row: dict[str, str]) -> dict[str, Any]:
-    return {key: value for key, value in row.items() if value is not None and value.strip() != ""}
+class _Lines:
+    """The text's lines, split at \\r\\n, \\n or a bare \\r and kept whole (what the csv module
+    expects from a file opened with newline=""), noting when the reader asks past the last one.
+
+    Reading never asks past the last line within a record unless a quoted value is still open at
+    the end of the text: the lenient reader then hands back everything after the quote as one cell.
+    """
+
+    def __init__(self, text: str) -> None:
+        self._lines = iter(io.StringIO(text, newline=""))
+        self.exhausted = False
+
+    def __iter__(self) -> "_Lines":
+        return self
+
+    def __next__(self) -> str:
+        try:
+            return next(self._lines)
+        except StopIteration:
+            self.exhausted = True
+            raise
+
+
+class _UnreadableRecord(Exception):
+    def __init__(self, row: int, reason: str) -> None:
+        super().__init__(reason)
+        self.row = row
+
+
+def _records(text: str) -> Iterator[tuple[int, list[str], bool]]:
+    """Each record's number (the header is 1), cells, and whether a quoted value in its last cell
+    is never closed."""
+    lines = _Lines(text.removeprefix("\ufeff"))  # Excel's "CSV UTF-8" starts with a byte order mark
+    reader = csv.reader(lines)
+    for number in itertools.count(1):
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:  # not expected with the reading above; a 400 all the same
+            raise _UnreadableRecord(number, str(exc)) from exc
+        yield number, cells, lines.exhausted
+
+
+# Header cells name a field in any spelling: snake_case, camelCase, "Signup Date", "NPS score".
+_FIELD_BY_KEY = {name.replace("_", ""): name for name in IMPORT_FIELDS}
+
+
+def _field_for(header: str) -> str | None:
+    return _FIELD_BY_KEY.get(re.sub(r"[^a-z0-9]", "", header.lower()))
+
+
+def _parse(text: str, result: ImportResult) -> list[_Row]:
+    """Validated rows, or errors in `result` naming the row (the header is row 1) and column."""
+    records = _records(text)
+    try:
+        _, header, unclosed = next(records, (1, [], False))
+        if not any(cell.strip() for cell in header):
+            result.error(0, None, "The CSV has no header row.")
+            return []
+        if unclosed:
+            # The cell runs to the end of the text; its first line is the column's name.
+            column = header[-1].splitlines()[0].strip() if header[-1].strip() else ""
+            result.error(1, column or None, f"{column}: {UNCLOSED_QUOTE}" if column else UNCLOSED_QUOTE)
+            return []
+        if len(header) > MAX_IMPORT_COLUMNS:
+            result.error(1, None, f"At most {MAX_IMPORT_COLUMNS} columns per import.")
+            return []
+        columns: dict[int, str] = {}  # cell position → field it sets
+        for position, original in enumerate(header):
+            name = _field_for(original)
+            if name is None:
+                if original.strip() and original not in result.ignored_columns:
+                    result.ignored_columns.append(original)
+            elif name in columns.values():
+                result.error(1, original, f"Duplicate column: {original}.")
+            else:
+                columns[position] = name
+        missing = [column for column in ("name", "email") if column not in columns.values()]
+        if missing:
+            result.error(1, missing[0], f"Missing required column(s): {', '.join(missing)}.")
+        if result.errors:
+            return []
+        return _parse_rows(records, header, columns, result)
+    except _UnreadableRecord as exc:
+        result.error(exc.row, None, f"Unreadable CSV: {exc}.")
+        return []
+
+
+def _parse_rows(
+    records: Iterator[tuple[int, list[str], bool]], header: list[str], columns: dict[int, str], result: ImportResult
+) -> list[_Row]:
+    rows: list[_Row] = []
+    seen_emails: dict[str, int] = {}
+    for number, cells, unclosed in records:
+        if not any(cell.strip() for cell in cells):
+            continue  # a blank line, or only separators
+        if len(rows) >= MAX_IMPORT_ROWS:
+            result.error(number, None, f"At most {MAX_IMPORT_ROWS} rows per import.")
+            break
+        if unclosed:
+            column = header[len(cells) - 1] if len(cells) <= len(header) else None
+            result.error(number, column, f"{column}: {UNCLOSED_QUOTE}" if column else UNCLOSED_QUOTE)
+            break
+        if any(cell.strip() for cell in cells[len(header) :]):
+            result.error(number, None, f"Row has {len(cells)} cells; the header has {len(header)}.")
+            continue
+        data = {name: cells[position] for position, name in columns.items() if position < len(cells)}
+        data = {name: value for name, value in data.items() if value.strip() != ""}
+        serializer = CustomerImportRowSerializer(data=data)
+        if not serializer.is_valid():
+            for name, messages in serializer.errors.items():
+                result.error(number, name, f"{name}: {messages[0]}")
+            continue
+        row = _Row(number=number, values=dict(serializer.validated_data), carried=set(data))
+        if row.email_key in seen_emails:
+            result.error(number, "email", f"email: duplicate of row {seen_emails[row.email_key]}.")
+            continue
+        seen_emails[row.email_key] = number
+        rows.append(row)
+    return rows
 
 
 def customer_import_csv(*, user: Any, text: str) -> ImportResult:
     """Validate every row, then create or update (matched by e-mail) all of them, or none.
 
-    A CSM imports into their own portfolio: new customers are theirs, and a row whose e-mail
-    belongs to another CSM's customer is an error. Managers and admins may name an `owner`.
+    An update changes only the columns the file carries, and a blank cell leaves its column alone;
+    a new customer gets the defaults for the rest. Columns we do not import are ignored and listed.
+    A CSM updates their own portfolio only: a row whose e-mail is not theirs gets one answer
+    whether the e-mail is free or another CSM's. Managers and admins create, update anywhere and
+    may name an `owner`.
     """
     result = ImportResult()
-    reader = csv.DictReader(io.StringIO(text))
-    if not reader.fieldnames:
-        result.errors.append({"row": 0, "field": None, "message": "The CSV has no header row."})
-        return result
-    headers = {name: _snake(name) for name in reader.fieldnames if name}
-    unknown = sorted(original for original, snake in headers.items() if snake not in IMPORT_FIELDS)
-    missing = [column for column in ("name", "email") if column not in headers.values()]
-    if missing:
-        result.errors.append(
-            {"row": 1, "field": missing[0], "message": f"Missing required column(s): {', '.join(missing)}."}
-        )
-    if unknown:
-        result.errors.append({"row": 1, "field": unknown[0], "message": f"Unknown column(s): {', '.join(unknown)}."})
+    rows = _parse(text, result)
     if result.errors:
         return result
+    for _attempt in range(IMPORT_ATTEMPTS):
+        try:
+            with transaction.atomic():
+                return _write(user=user, rows=rows, result=result)
+        except (IntegrityError, OperationalError) as exc:
+            # A concurrent writer committed one of our new e-mails first (unique violation), or
+            # two writers waited on each other (deadlock): the next attempt sees what they wrote.
+            if isinstance(exc, OperationalError) and getattr(exc.__cause__, "sqlstate", None) not in RETRYABLE:
+                raise
+    raise ConflictError("Other imports kept writing the same customers; nothing was imported. Try again.")
 
+
+def _write(*, user: Any, rows: list[_Row], result: ImportResult) -> ImportResult:
     manage_all = sees_all_customers(user)
-    user_model = get_user_model()
-    rows: list[tuple[int, dict]] = []
-    seen_emails: dict[str, int] = {}
-    for line_number, raw in enumerate(reader, start=2):
-        if len(rows) >= MAX_IMPORT_ROWS:
-            result.errors.append(
-                {"row": line_number, "field": None, "message": f"At most {MAX_IMPORT_ROWS} rows per import."}
-            )
-            break
-        if None in raw:  # more cells than headers
-            result.errors.append({"row": line_number, "field": None, "message": "Row has more cells than the header."})
-            continue
-        data = _blank_to_default({headers[key]: value for key, value in raw.items() if key in headers})
-        serializer = CustomerImportRowSerializer(data=data)
-        if not serializer.is_valid():
-            for name, messages in serializer.errors.items():
-                result.errors.append({"row": line_number, "field": name, "message": f"{name}: {messages[0]}"})
-            continue
-        values = dict(serializer.validated_data)
-        email_key = values["email"].lower()
-        if email_key in seen_emails:
-            result.errors.append(
-                {"row": line_number, "field": "email", "message": f"email: duplicate of row {seen_emails[email_key]}."}
-            )
-            continue
-        seen_emails[email_key] = line_number
-        rows.append((line_number, values))
-
     owners = {
-        u.username: u for u in user_model.objects.filter(username__in={v["owner"] for _, v in rows if v["owner"]})
+        u.username: u
+        for u in get_user_model().objects.filter(username__in={row.values["owner"] for row in rows} - {""})
     }
+    # Locked in id order, so that concurrent imports of the same customers queue instead of
+    # overwriting each other's columns with what they read before.
     existing = {
         c.email_key: c
-        for c in Customer.objects.annotate(email_key=Lower("email")).filter(email_key__in=list(seen_emails))
+        for c in Customer.objects.select_for_update()
+        .annotate(email_key=Lower("email"))
+        .filter(email_key__in=[row.email_key for row in rows])
+        .order_by("id")
     }
     to_create: list[Customer] = []
     to_update: list[Customer] = []
+    changed: set[str] = set()
     now = timezone.now()
-    for line_number, values in rows:
+    for row in rows:
+        values = dict(row.values)
         owner_name = values.pop("owner")
         owner = user
         if owner_name:
             if not manage_all and owner_name != user.get_username():
-                result.errors.append(
-                    {
-                        "row": line_number,
-                        "field": "owner",
-                        "message": "owner: you may only import into your own portfolio.",
-                    }
-                )
+                result.error(row.number, "owner", "owner: you may only import into your own portfolio.")
                 continue
             owner = owners.get(owner_name)
             if owner is None:
-                result.errors.append(
-                    {"row": line_number, "field": "owner", "message": f"owner: unknown user {owner_name!r}."}
-                )
+                result.error(row.number, "owner", f"owner: unknown user {owner_name!r}.")
                 continue
-        current = existing.get(values["email"].lower())
-        if current is not None:
-            if not manage_all and current.owner_id != user.pk:
-                result.errors.append(
-                    {
-                        "row": line_number,
-                        "field": "email",
-                        "message": "email: belongs to a customer outside your portfolio.",
-                    }
-                )
-                continue
-            for name, value in values.items():
-                if name == "signup_date" and value is None:
-                    continue
-                setattr(current, name, value)
-            if owner_name:
-                current.owner = owner
-            current.updated_at = now
-            to_update.append(current)
-        else:
+        current = existing.get(row.email_key)
+        if not manage_all and (current is None or current.owner_id != user.pk):
+            result.error(row.number, "email", NOT_IN_PORTFOLIO)
+            continue
+        if current is None:
             values["signup_date"] = values["signup_date"] or now
             to_create.append(Customer(owner=owner, **values))
+            continue
+        # The e-mail is the key the row matched by, not a value to rewrite in another case.
+        carried = row.carried - {"email", "owner"}
+        for name in carried:
+            setattr(current, name, values[name])
+        if owner_name:
+            current.owner = owner
+            carried.add("owner")
+        changed |= carried
+        current.updated_at = now
+        to_update.append(current)
     if result.errors:
         return result
-
-    with transaction.atomic():
-        Customer.objects.bulk_create(to_create, batch_size=1000)
-        if to_update:
-            Customer.objects.bulk_update(
-                to_update, [f for f in IMPORT_FIELDS if f != "owner"] + ["owner", "updated_at"], batch_size=1000
-            )
+    # One insert order for every writer: two imports of the same new e-mails then wait on the
+    # first shared one instead of each holding one the other needs.
+    to_create.sort(key=lambda customer: customer.email.lower())
+    Customer.objects.bulk_create(to_create, batch_size=1000)
+    if to_update:
+        Customer.objects.bulk_update(to_update, [*sorted(changed), "updated_at"], batch_size=1000)
     result.created, result.updated = len(to_create), len(to_update)
     return result
 

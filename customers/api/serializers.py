@@ -1,9 +1,13 @@
 """Customer API shapes. Output is rendered by `customers.selectors.customer_row_json` (lean hot
 path); these serializers document it in the OpenAPI schema, and a test keeps the two equal."""
 
+from typing import Any
+
+from django.core.validators import ProhibitNullCharactersValidator
 from rest_framework import serializers
 
 from customers.models import RiskLevel
+from customers.services import MAX_IMPORT_CHARS
 
 
 class CustomerOutputSerializer(serializers.Serializer):
@@ -58,8 +62,17 @@ class TimelineEventSerializer(serializers.Serializer):
     ref = serializers.DictField()
 
 
+class CsvTextField(serializers.CharField):
+    """The CSV text. NUL characters pass here: the import names the row and column that carries
+    one (every column it writes refuses them) and ignores them in columns it does not import."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.validators = [v for v in self.validators if not isinstance(v, ProhibitNullCharactersValidator)]
+
+
 class CsvImportInputSerializer(serializers.Serializer):
-    csv = serializers.CharField(trim_whitespace=False, max_length=5 * 1024 * 1024)
+    csv = CsvTextField(trim_whitespace=False, max_length=MAX_IMPORT_CHARS)
 
 
 class CsvImportErrorSerializer(serializers.Serializer):
@@ -73,6 +86,7 @@ class CsvImportOutputSerializer(serializers.Serializer):
     created = serializers.IntegerField()
     updated = serializers.IntegerField()
     errors = CsvImportErrorSerializer(many=True)
+    ignoredColumns = serializers.ListField(child=serializers.CharField(), help_text="Header cells not imported")
 
 
 class CsvImportRejectedSerializer(serializers.Serializer):
@@ -85,3 +99,4 @@ class CsvImportRejectedSerializer(serializers.Serializer):
     success = serializers.BooleanField(required=False)
     created = serializers.IntegerField(required=False)
     updated = serializers.IntegerField(required=False)
+    ignoredColumns = serializers.ListField(child=serializers.CharField(), required=False)

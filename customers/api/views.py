@@ -116,6 +116,7 @@ class CustomerCsvImportView(APIView):
             "created": result.created,
             "updated": result.updated,
             "errors": result.errors,
+            "ignoredColumns": result.ignored_columns,
         }
         if not result.success:
             count = len({error["row"] for error in result.errors})
