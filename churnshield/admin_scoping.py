@@ -1,9 +1,15 @@
 """Role and portfolio scoping for the Django admin: the same rules as the API (`churnshield.auth.roles`).
 
-Every domain ModelAdmin inherits `PortfolioScopedAdmin` and names the path from its model to the
-owning CSM (`customer_path`), so a CSM sees only their own portfolio and everything hanging off it,
-while admins, managers and viewers see the whole book. Keeping the rule in one place means a new
-admin cannot forget it, and an object outside the scope is a 404 as it is in the API.
+Every domain ModelAdmin inherits `PortfolioScopedAdmin` and declares its scope, one of:
+- `customer_path`: the path from its model to the owning CSM, so a CSM sees only their own
+  portfolio and everything hanging off it;
+- `book_wide = True`: reference data every role reads (playbooks, the list of churn causes), which
+  must show a CSM nothing counted over other portfolios;
+- neither: book-wide plumbing (integrations, webhook deliveries, scoring runs, the model registry)
+  for admins, managers and viewers; a CSM cannot open it at all.
+Admins, managers and viewers see the whole book. Declaring nothing closes the page to CSMs, so a
+new admin that forgets its scope leaks nothing; an object outside the scope is a 404 as in the API.
+`tests/test_admin_scope.py` holds every registered admin page to this.
 """
 
 from typing import Any
@@ -21,17 +27,22 @@ from customers.models import Customer
 from customers.selectors import customer_scope
 
 
-def scope_to_portfolio(queryset: QuerySet, user: Any, customer_path: str | None) -> QuerySet:
+def scope_to_portfolio(
+    queryset: QuerySet, user: Any, customer_path: str | None, *, book_wide: bool = False
+) -> QuerySet:
     """Rows the user may see: all for admins/managers/viewers, their own portfolio for CSMs, none otherwise.
 
     `customer_path` is the lookup from the model to the owning user ("owner", "customer__owner");
-    None marks book-wide reference data (playbooks, integrations), visible to every role.
+    `book_wide` marks reference data every role reads (playbooks); a table with neither is
+    plumbing a CSM never sees (webhook deliveries, scoring runs).
     """
     role = role_of(user)
     if role is None:
         return queryset.none()
-    if customer_path is None or sees_all_customers(user):
+    if sees_all_customers(user) or book_wide:
         return queryset
+    if customer_path is None:
+        return queryset.none()
     return queryset.filter(**{customer_path: user.pk})
 
 
@@ -59,13 +70,25 @@ class PortfolioScopedAdmin(admin.ModelAdmin):
       would differ from "does not exist" only by wording and so leak existence);
     - reading needs a role, writing needs a role that may write (viewers never write, whatever
       permissions a group is given by mistake), on top of the model permissions;
+    - a page with neither `customer_path` nor `book_wide` is closed to CSMs (403), whatever
+      permissions their group holds;
     - foreign keys to customers only offer the user's own customers.
     """
 
     customer_path: str | None = None
+    book_wide: bool = False
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
-        return scope_to_portfolio(super().get_queryset(request), request.user, self.customer_path)
+        return scope_to_portfolio(
+            super().get_queryset(request), request.user, self.customer_path, book_wide=self.book_wide
+        )
+
+    def _opens_for(self, request: HttpRequest) -> bool:
+        """Whether the user's role may open this page at all (before model permissions)."""
+        role = role_of(request.user)
+        if role == Role.CSM:
+            return bool(self.customer_path) or self.book_wide
+        return role is not None
 
     def get_object(self, request: HttpRequest, object_id: str, from_field: str | None = None) -> Model:
         """The object if it is in the user's scope; otherwise 404, as the API answers."""
@@ -75,19 +98,19 @@ class PortfolioScopedAdmin(admin.ModelAdmin):
         return obj
 
     def has_module_permission(self, request: HttpRequest) -> bool:
-        return role_of(request.user) is not None and super().has_module_permission(request)
+        return self._opens_for(request) and super().has_module_permission(request)
 
     def has_view_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return role_of(request.user) is not None and super().has_view_permission(request, obj)
+        return self._opens_for(request) and super().has_view_permission(request, obj)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
-        return can_write(request.user) and super().has_add_permission(request)
+        return self._opens_for(request) and can_write(request.user) and super().has_add_permission(request)
 
     def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return can_write(request.user) and super().has_change_permission(request, obj)
+        return self._opens_for(request) and can_write(request.user) and super().has_change_permission(request, obj)
 
     def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return can_write(request.user) and super().has_delete_permission(request, obj)
+        return self._opens_for(request) and can_write(request.user) and super().has_delete_permission(request, obj)
 
     def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> ModelChoiceField | None:
         """Offer (and accept) only customers in the user's portfolio."""

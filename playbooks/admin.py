@@ -6,6 +6,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
@@ -78,6 +79,9 @@ class ImportForm(forms.Form):
 
 @admin.register(Playbook)
 class PlaybookAdmin(PortfolioScopedAdmin):
+    """Playbooks are book-wide reference data; the pages below show a CSM only their own customers."""
+
+    book_wide = True
     form = PlaybookForm
     inlines = [TriggerRuleInline]
     list_display = ("name", "intervention_type", "is_active", "step_count", "holdout_share", "created_at")
@@ -151,10 +155,12 @@ class PlaybookAdmin(PortfolioScopedAdmin):
         response["Content-Disposition"] = 'attachment; filename="playbooks.json"'
         return response
 
+    # The custom pages refuse with Django's exceptions: DRF's (NotFoundError) are rendered only
+    # inside DRF views, and the admin answered them with a 500.
     def dry_run_view(self, request: HttpRequest, pk: int) -> TemplateResponse:
         if not self.has_view_permission(request):
-            raise NotFoundError("Playbook not found")
-        playbook = get_object_or_404(Playbook, pk=pk)
+            raise PermissionDenied
+        playbook = get_object_or_404(self.get_queryset(request), pk=pk)
         answer = selectors.dry_run(user=request.user, playbook=playbook)
         rows = [
             [c["customerId"], c["customer"], ", ".join(c["reasons"]), "; ".join(s["wouldDo"] for s in c["steps"])]
@@ -169,9 +175,9 @@ class PlaybookAdmin(PortfolioScopedAdmin):
         )
 
     def trigger_view(self, request: HttpRequest, pk: int) -> TemplateResponse:
-        playbook = get_object_or_404(Playbook, pk=pk)
-        if not can_write(request.user):
-            raise NotFoundError("Playbook not found")
+        if not (self.has_view_permission(request) and can_write(request.user)):
+            raise PermissionDenied
+        playbook = get_object_or_404(self.get_queryset(request), pk=pk)
         form = CustomerListForm(request.POST or None)
         message = ""
         if request.method == "POST" and form.is_valid():
@@ -186,7 +192,7 @@ class PlaybookAdmin(PortfolioScopedAdmin):
 
     def report_view(self, request: HttpRequest) -> TemplateResponse:
         if not self.has_view_permission(request):
-            raise NotFoundError("Not found")
+            raise PermissionDenied
         answer = selectors.playbook_analytics(user=request.user)
         keys = [
             "executions",
@@ -218,7 +224,7 @@ class PlaybookAdmin(PortfolioScopedAdmin):
 
     def import_view(self, request: HttpRequest) -> TemplateResponse:
         if not self.has_add_permission(request):
-            raise NotFoundError("Not found")
+            raise PermissionDenied
         form = ImportForm(request.POST or None)
         message = ""
         if request.method == "POST" and form.is_valid():

@@ -4,6 +4,7 @@ All three are written by the scoring batch, so the admin shows them but does not
 type in a prediction or a snapshot (the history must stay what the model produced).
 """
 
+from collections.abc import Callable
 from typing import Any
 
 from django.contrib import admin
@@ -24,6 +25,7 @@ from predictions.models import (
     PortfolioSnapshot,
     PredictionRun,
 )
+from predictions.selectors import churn_cause_rows
 
 
 def _percent(value: Any) -> str:
@@ -98,15 +100,63 @@ class ChurnPredictionAdmin(EngineWrittenAdmin):
         return _percent(obj.churn_probability)
 
 
+def portfolio_cause_columns(user: Any) -> tuple[Callable[[ChurnCause], Any], ...]:
+    """Impact, count and percent of each cause over the user's portfolio (one count for the page).
+
+    The stored figures are counted over the whole book by the batch; a CSM gets the same causes
+    recounted over their own customers' latest predictions, as `/api/churn-causes` answers them.
+    """
+    figures: dict[int, dict] | None = None
+
+    def figure(obj: ChurnCause, key: str) -> Any:
+        nonlocal figures
+        if figures is None:
+            figures = {row["id"]: row for row in churn_cause_rows(user=user)}
+        return figures.get(obj.pk, {}).get(key, 0)
+
+    @admin.display(description="impact")
+    def impact(obj: ChurnCause) -> Any:
+        return figure(obj, "impact")
+
+    @admin.display(description="customers in your portfolio")
+    def count(obj: ChurnCause) -> Any:
+        return figure(obj, "count")
+
+    @admin.display(description="percent of your portfolio")
+    def percent(obj: ChurnCause) -> Any:
+        return figure(obj, "percent")
+
+    return impact, count, percent
+
+
 @admin.register(ChurnCause)
 class ChurnCauseAdmin(PortfolioScopedAdmin):
-    """Causes are aggregated by the batch; only the wording (category, description) is curated."""
+    """Causes are aggregated by the batch; only the wording (category, description) is curated.
 
+    The list of causes is book-wide; the figures are not: a CSM sees them counted over their own
+    portfolio (and no filter, order or timestamp that follows the book-wide counts).
+    """
+
+    book_wide = True
     list_display = ("cause", "category", "impact", "count", "percent", "updated_at")
     list_filter = ("category", "impact")
     search_fields = ("cause", "description")
     readonly_fields = ("count", "percent", "impact", "updated_at")
     fields = ("cause", "category", "description", "count", "percent", "impact", "updated_at")
+
+    def get_list_display(self, request: HttpRequest) -> tuple:
+        if is_csm(request):
+            return ("cause", "category", *portfolio_cause_columns(request.user))
+        return super().get_list_display(request)
+
+    def get_list_filter(self, request: HttpRequest) -> tuple:
+        return ("category",) if is_csm(request) else super().get_list_filter(request)
+
+    def get_ordering(self, request: HttpRequest) -> tuple:
+        return ("cause",) if is_csm(request) else super().get_ordering(request)
+
+    def get_fields(self, request: HttpRequest, obj: Model | None = None) -> tuple:
+        return ("cause", "category", "description") if is_csm(request) else super().get_fields(request, obj)
 
 
 @admin.register(PortfolioSnapshot)
@@ -150,9 +200,11 @@ class PortfolioSnapshotAdmin(EngineWrittenAdmin):
 
 @admin.register(ModelVersion)
 class ModelVersionAdmin(EngineWrittenAdmin):
-    """The model registry: versions, their status and metrics (written by training, read here)."""
+    """The model registry: versions, their status and metrics (written by training, read here).
 
-    customer_path = None
+    Book-wide plumbing (metrics over every customer): closed to CSMs, as every page without a scope.
+    """
+
     list_display = ("version", "kind", "status", "roc_auc", "baseline_roc_auc", "ece", "trained_at")
     list_filter = ("status", "kind")
     search_fields = ("version", "status_reason")
@@ -191,7 +243,8 @@ class ModelVersionAdmin(EngineWrittenAdmin):
 
 @admin.register(PredictionRun)
 class PredictionRunAdmin(EngineWrittenAdmin):
-    customer_path = None
+    """Scoring runs count the whole book (customers scored, risk rises): closed to CSMs."""
+
     list_display = ("run_key", "trigger", "status", "model_version", "customers_scored", "risk_rises", "started_at")
     list_filter = ("status", "trigger")
     search_fields = ("run_key",)
@@ -212,8 +265,10 @@ class PredictionRunAdmin(EngineWrittenAdmin):
 
 
 @admin.register(HealthWeights)
-class HealthWeightsAdmin(admin.ModelAdmin):
+class HealthWeightsAdmin(PortfolioScopedAdmin):
     """One row: the health score's weights. Only managers and admins may change them."""
+
+    book_wide = True
 
     list_display = ("__str__", "usage", "engagement", "support", "nps", "billing", "tenure", "updated_at")
 

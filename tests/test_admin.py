@@ -16,10 +16,12 @@ from django.utils import timezone
 
 from alerts.models import Alert
 from customers.models import BillingEvent, Customer, NpsResponse, SupportTicket, UserSession
-from integrations.models import Integration
+from integrations.models import Integration, SyncRun, WebhookEvent
 from interventions.models import Intervention
 from playbooks.models import Playbook, PlaybookExecution
-from predictions.models import ChurnCause, ChurnPrediction, PortfolioSnapshot
+from predictions.models import ChurnCause, ChurnPrediction, ModelVersion, PortfolioSnapshot, PredictionRun
+from predictions.selectors import cause_impact, count_latest_causes
+from tests.helpers import make_prediction
 
 SECRET = "sk_live_SECRET123"
 ALL_MODELS = [
@@ -37,6 +39,8 @@ ALL_MODELS = [
     Playbook,
     PlaybookExecution,
 ]
+# Book-wide plumbing: admins, managers and viewers read it; CSMs cannot open it.
+PLUMBING = [Integration, SyncRun, WebhookEvent, PredictionRun, ModelVersion]
 # Written by the scoring batch: viewable, never added or edited in the admin.
 ENGINE_WRITTEN = {ChurnPrediction, PortfolioSnapshot}
 # Everything hanging off one customer, with how to reach it in `world`.
@@ -179,6 +183,30 @@ def world(csm, other_csm, make_customer, add_facts):
     }
 
 
+def make_plumbing_row(world: dict, model: type[Model]) -> Model:
+    now = timezone.now()
+    theirs = world["theirs"][Customer]
+    if model is Integration:
+        return world["integration"]
+    if model is SyncRun:
+        return SyncRun.objects.create(integration=world["integration"], trigger="manual", started_at=now)
+    if model is WebhookEvent:
+        return WebhookEvent.objects.create(
+            integration=world["integration"],
+            provider="stripe",
+            event_id="evt_1",
+            body=f'{{"email": "{theirs.email}"}}',
+            received_at=now,
+            next_attempt_at=now,
+        )
+    if model is PredictionRun:
+        version = ModelVersion.objects.create(version="v0", kind="rules", trained_at=now, as_of=now)
+        return PredictionRun.objects.create(
+            run_key="batch:today", model_version=version, started_at=now, customers_scored=953
+        )
+    return ModelVersion.objects.create(version="v1", kind="rules", trained_at=now, as_of=now)
+
+
 def _changelist_ids(response) -> set[int]:
     return {obj.pk for obj in response.context["cl"].result_list}
 
@@ -206,13 +234,58 @@ def test_change_page_opens_for_roles_that_see_the_whole_book(request, world, rol
 @pytest.mark.parametrize("role", ["csm", "viewer"])
 @pytest.mark.parametrize("model", ALL_MODELS, ids=lambda m: m.__name__)
 def test_changelist_opens_for_csms_and_viewers(request, world, role, model):
-    assert client_for(request.getfixturevalue(role)).get(url(model, "changelist")).status_code == 200
+    expected = 403 if role == "csm" and model in PLUMBING else 200
+    assert client_for(request.getfixturevalue(role)).get(url(model, "changelist")).status_code == expected
 
 
-@pytest.mark.parametrize("model", [Playbook, ChurnCause, Integration], ids=lambda m: m.__name__)
+@pytest.mark.parametrize("model", [Playbook, ChurnCause], ids=lambda m: m.__name__)
 def test_book_wide_reference_pages_open_for_csms(world, csm, model):
-    obj = {Playbook: world["playbook"], Integration: world["integration"]}.get(model) or model.objects.first()
+    obj = {Playbook: world["playbook"]}.get(model) or model.objects.first()
     assert client_for(csm).get(url(model, "change", obj.pk)).status_code == 200
+
+
+@pytest.mark.parametrize("model", PLUMBING, ids=lambda m: m.__name__)
+def test_csm_cannot_open_book_wide_plumbing(world, csm, manager, viewer, model):
+    """Raw webhook bodies name every portfolio's customers; runs and integrations count the whole book."""
+    row = make_plumbing_row(world, model)
+    client = client_for(csm)
+    assert client.get(url(model, "changelist")).status_code == 403
+    assert client.get(url(model, "change", row.pk)).status_code == 404
+    assert model._meta.verbose_name_plural.capitalize() not in client.get(reverse("admin:index")).content.decode()
+    for user in (manager, viewer):
+        assert client_for(user).get(url(model, "change", row.pk)).status_code == 200
+
+
+def test_csm_churn_cause_figures_count_only_their_portfolio(world, csm, manager, make_customer, other_csm):
+    from predictions.services.portfolio import churn_causes_refresh
+
+    for _ in range(3):
+        make_prediction(make_customer(owner=other_csm))  # "Low engagement" in each latest prediction
+    make_prediction(world["mine"][0][Customer])
+    churn_causes_refresh()
+    assert ChurnCause.objects.get(cause="Low engagement").count == 4  # the book: 3 theirs + 1 mine
+
+    def figures(user) -> dict[str, tuple]:
+        cl = client_for(user).get(url(ChurnCause, "changelist")).context["cl"]
+        columns = [c for c in cl.list_display if callable(c)] or [lambda o: o.count, lambda o: o.percent]
+        return {obj.cause: tuple(column(obj) for column in columns) for obj in cl.result_list}
+
+    assert Customer.objects.filter(owner=csm, is_active=True).count() == 2
+    assert figures(csm)["Low engagement"] == (cause_impact(50), 1, 50)
+    assert figures(csm)["Payment problems"] == (cause_impact(0), 0, 0)
+    assert figures(manager)["Low engagement"] == (4, ChurnCause.objects.get(cause="Low engagement").percent)
+    page = client_for(csm).get(url(ChurnCause, "change", ChurnCause.objects.get(cause="Low engagement").pk))
+    shown = [name for _, options in page.context["adminform"].fieldsets for name in options["fields"]]
+    assert shown == ["cause", "category", "description"]
+    assert count_latest_causes(Customer.objects.filter(owner=csm))[0]["Low engagement"] == 1
+
+
+@pytest.mark.django_db
+def test_csm_group_holds_no_permission_on_plumbing():
+    codenames = set(Group.objects.get(name="csm").permissions.values_list("codename", flat=True))
+    hidden = {f"view_{model._meta.model_name}" for model in PLUMBING} | {"view_externalrecord"}
+    assert codenames & hidden == set()
+    assert {"view_customer", "view_playbook", "view_churncause"} <= codenames
 
 
 def test_user_without_role_reaches_no_data(world, make_user):
@@ -350,6 +423,46 @@ def test_csm_adds_an_intervention_inline_on_the_customer_page(world, csm):
     assert response.status_code == 302
     created = Intervention.objects.get(type="exec sponsor call")
     assert (created.customer_id, created.created_by_id) == (customer.pk, csm.pk)
+
+
+# --- Playbook pages refuse, never fail ---------------------------------------------------------
+
+
+def _playbook_page(name: str, *args: object) -> str:
+    return reverse(f"admin:playbooks_playbook_{name}", args=args)
+
+
+@pytest.mark.parametrize("role", ["csm", "viewer"])
+def test_playbook_import_is_refused_to_roles_that_cannot_add_playbooks(request, world, role):
+    client = client_for(request.getfixturevalue(role))
+    before = list(Playbook.objects.values_list("name", flat=True))
+    document = '{"name": "Imported", "steps": [{"type": "wait", "duration": "1d"}]}'
+    assert client.get(_playbook_page("import")).status_code == 403
+    assert client.post(_playbook_page("import"), {"document": document}).status_code == 403
+    assert list(Playbook.objects.values_list("name", flat=True)) == before
+
+
+def test_viewer_is_refused_the_trigger_page_and_nothing_is_enrolled(world, viewer):
+    playbook, customer = world["playbook"], world["mine"][0][Customer]
+    before = PlaybookExecution.objects.count()
+    client = client_for(viewer)
+    assert client.get(_playbook_page("trigger", playbook.pk)).status_code == 403
+    assert client.post(_playbook_page("trigger", playbook.pk), {"customer_ids": str(customer.pk)}).status_code == 403
+    assert PlaybookExecution.objects.count() == before
+
+
+@pytest.mark.parametrize("role", ["csm", "viewer"])
+def test_playbook_read_pages_open_and_a_missing_playbook_is_404(request, world, role):
+    client = client_for(request.getfixturevalue(role))
+    assert client.get(_playbook_page("dry_run", world["playbook"].pk)).status_code == 200
+    assert client.get(_playbook_page("report")).status_code == 200
+    assert client.get(_playbook_page("dry_run", 999999)).status_code == 404
+
+
+def test_user_without_role_is_refused_the_playbook_pages(world, make_user):
+    client = client_for(make_user(role=None))
+    for path in (_playbook_page("dry_run", world["playbook"].pk), _playbook_page("report"), _playbook_page("import")):
+        assert client.get(path).status_code == 403, path
 
 
 # --- Viewers read, never write ----------------------------------------------------------------
@@ -542,7 +655,7 @@ def test_customer_change_page_is_bounded_with_many_sessions(make_customer, csm):
 # --- Integrations never show secrets ----------------------------------------------------------
 
 
-@pytest.mark.parametrize("role", ["admin_user", "manager", "viewer", "csm"])
+@pytest.mark.parametrize("role", ["admin_user", "manager", "viewer"])
 def test_integration_pages_never_show_secret_values(request, world, role):
     client = client_for(request.getfixturevalue(role))
     integration = world["integration"]

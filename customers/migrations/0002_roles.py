@@ -11,6 +11,20 @@ CSM_EXTRA = {
     "interventions": ["add_intervention", "change_intervention"],
     "alerts": ["change_alert"],
 }
+# Book-wide plumbing a CSM does not read (raw webhook bodies name every portfolio's customers;
+# scoring runs and the registry count the whole book). Later migrations re-run this function, so
+# it must not grant them again (customers 0006 took them away).
+CSM_HIDDEN = {
+    "integrations": ["view_integration", "view_syncrun", "view_webhookevent", "view_externalrecord"],
+    "predictions": ["view_predictionrun", "view_modelversion"],
+}
+
+
+def csm_hidden(Permission):
+    hidden = Permission.objects.none()
+    for app_label, codenames in CSM_HIDDEN.items():
+        hidden = hidden | Permission.objects.filter(content_type__app_label=app_label, codename__in=codenames)
+    return hidden
 
 
 def create_roles(apps, schema_editor):
@@ -43,7 +57,7 @@ def create_roles(apps, schema_editor):
     extra = Permission.objects.none()
     for app_label, codenames in CSM_EXTRA.items():
         extra = extra | Permission.objects.filter(content_type__app_label=app_label, codename__in=codenames)
-    csm.permissions.set(list(view) + list(extra))
+    csm.permissions.set(list(view.exclude(pk__in=csm_hidden(Permission).values("pk"))) + list(extra))
 
 
 def remove_roles(apps, schema_editor):
