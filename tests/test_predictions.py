@@ -356,3 +356,112 @@ def test_latest_causes_counted_in_the_database_match_the_python_count(book, trai
     if connection.vendor == "postgresql":
         scoped = customers.filter(owner_id=customers.first().owner_id)
         assert count_latest_causes(scoped) == _count_latest_causes_in_python(scoped)
+
+
+def _predict_writes() -> tuple:
+    """Everything a predict could write: runs, predictions, alerts, the customers' scores."""
+    from customers.models import Customer as C
+
+    return (
+        PredictionRun.objects.count(),
+        ChurnPrediction.objects.count(),
+        Alert.objects.count(),
+        sorted(C.objects.values_list("pk", "churn_risk", "health_score", "updated_at")),
+    )
+
+
+@pytest.fixture
+def scored_signals():
+    """The customers' ids of every `customers_scored` sent (what queues the playbook rule checks)."""
+    from predictions.services.scoring import customers_scored
+
+    sent = []
+
+    def receiver(sender, run, customer_ids, **kwargs):
+        sent.append(customer_ids)
+
+    customers_scored.connect(receiver, dispatch_uid="test-scored-signals")
+    yield sent
+    customers_scored.disconnect(dispatch_uid="test-scored-signals")
+
+
+def test_viewer_predict_writes_nothing_and_returns_the_stored_prediction(
+    trained, api_for, viewer, scored_signals, django_capture_on_commit_callbacks
+):
+    from predictions.causes import recommended_actions
+    from tests.helpers import make_prediction
+
+    customer = Customer.objects.filter(is_active=True, churned_at__isnull=True).order_by("pk").first()
+    latest = make_prediction(customer, probability="0.8100")  # the latest: what the viewer must be shown
+    before = _predict_writes()
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        for _ in range(3):
+            response = api_for(viewer).post("/api/v1/churn/predict", {"customerId": customer.pk}, format="json")
+            assert response.status_code == 200, response.content
+    assert _predict_writes() == before
+    assert callbacks == [] and scored_signals == []
+    body = response.json()
+    del body["responseTime"]
+    assert body == {
+        "customerId": customer.pk,
+        "churnProbability": "81.00",
+        "riskLevel": "high",
+        "topCauses": [{"factor": "Days since last login", "impact": 0.3, "value": "41 days"}],
+        "confidence": "0.00",
+        "recommendedActions": recommended_actions(latest.top_causes, "high"),
+    }
+
+
+def test_viewer_predict_of_a_never_scored_customer_scores_without_storing(trained, api_for, viewer):
+    customer = Customer.objects.filter(is_active=True, churned_at__isnull=True).order_by("pk").first()
+    ChurnPrediction.objects.filter(customer=customer).delete()
+    before = _predict_writes()
+    response = api_for(viewer).post("/api/v1/churn/predict", {"customerId": customer.pk}, format="json")
+    assert response.status_code == 200, response.content
+    assert response.json()["customerId"] == customer.pk
+    assert _predict_writes() == before
+
+
+def test_writer_predict_stores_only_when_inputs_changed(
+    trained, api_for, make_user, scored_signals, django_capture_on_commit_callbacks
+):
+    from customers.models import UserSession
+    from predictions.models import HealthWeights
+
+    csm = make_user("csm")
+    customer = Customer.objects.filter(is_active=True, churned_at__isnull=True).order_by("pk").first()
+    Customer.objects.filter(pk=customer.pk).update(owner=csm)
+    api = api_for(csm)
+
+    def predict() -> dict:
+        with django_capture_on_commit_callbacks(execute=True):
+            response = api.post("/api/v1/churn/predict", {"customerId": customer.pk}, format="json")
+        assert response.status_code == 200, response.content
+        body = response.json()
+        del body["responseTime"]
+        return body
+
+    runs, predictions = PredictionRun.objects.count(), ChurnPrediction.objects.count()
+    first = predict()  # the batch's rows carry no digest: the first real-time score is stored
+    assert (PredictionRun.objects.count(), ChurnPrediction.objects.count()) == (runs + 1, predictions + 1)
+    assert scored_signals == [[customer.pk]]
+    stored = ChurnPrediction.objects.filter(customer=customer).order_by("-prediction_date", "-id").first()
+    assert len(stored.inputs_digest) == 32
+    assert first["churnProbability"] == f"{float(stored.churn_probability) * 100:.2f}"
+
+    before = _predict_writes()
+    assert predict() == first  # nothing new about the customer: the stored prediction, unchanged
+    assert _predict_writes() == before and scored_signals == [[customer.pk]]
+
+    UserSession.objects.create(customer=customer, started_at=timezone.now() - dt.timedelta(hours=1), pages_viewed=9)
+    predict()
+    assert (PredictionRun.objects.count(), ChurnPrediction.objects.count()) == (runs + 2, predictions + 2)
+    assert scored_signals == [[customer.pk], [customer.pk]]
+    predict()
+    assert ChurnPrediction.objects.count() == predictions + 2
+
+    weights = HealthWeights.objects.first() or HealthWeights()
+    weights.engagement += 1
+    weights.save()
+    predict()  # other health weights: a new score
+    assert ChurnPrediction.objects.count() == predictions + 3
