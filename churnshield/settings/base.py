@@ -344,8 +344,10 @@ PLAYBOOK_DUE_DISPATCH_CHUNK = env.int("PLAYBOOK_DUE_DISPATCH_CHUNK", default=5)
 PLAYBOOK_EMAIL_TIMEOUT_SECONDS = env.float("PLAYBOOK_EMAIL_TIMEOUT_SECONDS", default=10.0)
 # Signs outgoing webhook bodies (HMAC-SHA256); defaults to SECRET_KEY.
 PLAYBOOK_WEBHOOK_SECRET = env.str("PLAYBOOK_WEBHOOK_SECRET", default="") or SECRET_KEY
-# Webhook URLs must be https:// unless this is set (local development and tests only).
-PLAYBOOK_WEBHOOK_ALLOW_HTTP = env.bool("PLAYBOOK_WEBHOOK_ALLOW_HTTP", default=False)
+# Webhook steps reach public addresses only, over https (the notifications' SSRF-guarded client);
+# this lets loopback receivers through, plain http included (local development and tests only;
+# production forces it off).
+PLAYBOOK_WEBHOOK_ALLOW_LOOPBACK = env.bool("PLAYBOOK_WEBHOOK_ALLOW_LOOPBACK", default=False)
 # Queue for executions the claimer resumes (due waits, retries); empty = the default queue.
 PLAYBOOK_DUE_QUEUE = env.str("PLAYBOOK_DUE_QUEUE", default="")
 

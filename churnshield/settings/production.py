@@ -28,6 +28,7 @@ SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 # Webhook URLs must never reach loopback in production (SSRF guard; see alerts/notifications/webhooks.py).
 NOTIFICATIONS_WEBHOOK_ALLOW_LOOPBACK = False
+PLAYBOOK_WEBHOOK_ALLOW_LOOPBACK = False
 
 
 # Issue 7: /metrics needs METRICS_TOKEN or a listed network (none by default: closed unless configured);
