@@ -465,3 +465,50 @@ def test_writer_predict_stores_only_when_inputs_changed(
     weights.save()
     predict()  # other health weights: a new score
     assert ChurnPrediction.objects.count() == predictions + 3
+
+
+def test_writer_predict_rescores_unchanged_facts_on_a_new_day(trained, api_for, make_user):
+    """Recency and tenure age with the clock: yesterday's prediction is not today's answer, even
+    when no fact changed. Within one UTC day the stored prediction stands."""
+    import time_machine
+
+    from customers.models import UserSession
+    from predictions.data import SESSION_WINDOW_DAYS
+
+    tomorrow = timezone.now().astimezone(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0) + dt.timedelta(1)
+    morning = tomorrow + dt.timedelta(hours=1)
+    later, next_day = morning + dt.timedelta(minutes=1), morning + dt.timedelta(days=1)
+    # Facts are read over a window ending now: a customer with no session leaving it between the
+    # two days reads exactly the same facts on both (what makes the digest otherwise equal).
+    window = dt.timedelta(days=SESSION_WINDOW_DAYS)
+    sliding = UserSession.objects.filter(started_at__gte=morning - window, started_at__lte=next_day - window)
+    customer = (
+        Customer.objects.filter(is_active=True, churned_at__isnull=True)
+        .exclude(pk__in=sliding.values("customer_id"))
+        .order_by("pk")
+        .first()
+    )
+    csm = make_user("csm")
+    Customer.objects.filter(pk=customer.pk).update(owner=csm)
+
+    def predict_at(moment: dt.datetime) -> None:
+        with time_machine.travel(moment, tick=False):  # the token too is issued at that moment
+            response = api_for(csm).post("/api/v1/churn/predict", {"customerId": customer.pk}, format="json")
+        assert response.status_code == 200, response.content
+
+    def latest() -> ChurnPrediction:
+        return ChurnPrediction.objects.filter(customer=customer).order_by("-prediction_date", "-id").first()
+
+    runs, predictions = PredictionRun.objects.count(), ChurnPrediction.objects.count()
+    predict_at(morning)
+    first = latest()
+    assert first.prediction_date == morning
+    predict_at(later)  # the same UTC day, the same facts: nothing written
+    assert (PredictionRun.objects.count(), ChurnPrediction.objects.count()) == (runs + 1, predictions + 1)
+    assert latest().pk == first.pk
+
+    predict_at(next_day)  # the next UTC day, still the same facts: scored and stored again
+    assert (PredictionRun.objects.count(), ChurnPrediction.objects.count()) == (runs + 2, predictions + 2)
+    second = latest()
+    assert second.pk != first.pk and second.prediction_date == next_day
+    assert len(second.inputs_digest) == 32 and second.inputs_digest != first.inputs_digest

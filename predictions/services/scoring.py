@@ -325,7 +325,7 @@ def score_one(
             if not write:
                 raise ConflictError("This customer has not been scored yet.")
             version = rules_version()
-        digest = inputs_digest(one, version, weights)
+        digest = inputs_digest(one, version, weights, as_of_day=now.astimezone(dt.UTC).date())
         if one.latest is not None and one.latest[1:] == (digest, version.version):
             return ChurnPrediction.objects.get(pk=one.latest[0])
         if version.kind != ModelVersion.Kind.RULES:
@@ -344,15 +344,16 @@ def score_one(
     return prediction
 
 
-def inputs_digest(one: OneCustomer, version: ModelVersion, weights: dict[str, float]) -> str:
-    """A fingerprint of everything a real-time score of `one` depends on but the clock: its facts
-    as read (each kind of fact in a stable order: arrays are aggregated in no promised order), its
-    usage counters, the model version, the health weights and the risk thresholds.
+def inputs_digest(one: OneCustomer, version: ModelVersion, weights: dict[str, float], *, as_of_day: dt.date) -> str:
+    """A fingerprint of everything a real-time score of `one` depends on: its facts as read (each
+    kind of fact in a stable order: arrays are aggregated in no promised order), its usage
+    counters, the model version, the health weights, the risk thresholds and the UTC day.
 
     The fact tables keep when a fact happened, not when it was stored (a backfilled session, a
     ticket solved later), so no timestamp comparison can tell "nothing new"; the facts themselves
-    can, and they are read anyway. Features also age with the clock (recency, tenure): the daily
-    batch moves every score on, and a prediction stands until then unless its inputs change.
+    can, and they are read anyway. Features also age with the clock (days since the last login,
+    tenure, counts over windows ending now): the day is an input, so a prediction answers for the
+    rest of its UTC day at most, and the first predict of a new day scores afresh.
     """
     facts = one.facts
     groups = (
@@ -366,6 +367,7 @@ def inputs_digest(one: OneCustomer, version: ModelVersion, weights: dict[str, fl
         repr((str(facts.signup), str(facts.churned), facts.plan, facts.mrr)),
         orjson.dumps(one.feature_usage, option=orjson.OPT_SORT_KEYS).decode(),
         repr((version.pk, version.version, sorted(weights.items()), risk_thresholds())),
+        as_of_day.isoformat(),
     ]
     for group in groups:
         columns = [[str(value) for value in column] for column in group]
