@@ -342,8 +342,10 @@ PLAYBOOK_DISPATCH_CHUNK = env.int("PLAYBOOK_DISPATCH_CHUNK", default=10)
 # Smaller chunks for due waits: the last wait of a chunk runs later by the time the ones before it take.
 PLAYBOOK_DUE_DISPATCH_CHUNK = env.int("PLAYBOOK_DUE_DISPATCH_CHUNK", default=5)
 PLAYBOOK_EMAIL_TIMEOUT_SECONDS = env.float("PLAYBOOK_EMAIL_TIMEOUT_SECONDS", default=10.0)
-# Signs outgoing webhook bodies (HMAC-SHA256); defaults to SECRET_KEY.
-PLAYBOOK_WEBHOOK_SECRET = env.str("PLAYBOOK_WEBHOOK_SECRET", default="") or SECRET_KEY
+# Signs outgoing webhook bodies (HMAC-SHA256). Every receiver holds it, so it is a secret of its own:
+# were it SECRET_KEY, a receiver could forge sessions, password-reset links and signed cookies.
+# The default serves local development and tests; production settings require a real one.
+PLAYBOOK_WEBHOOK_SECRET = env.str("PLAYBOOK_WEBHOOK_SECRET", default="django-insecure-playbook-webhook-dev-secret")
 # Webhook steps reach public addresses only, over https (the notifications' SSRF-guarded client);
 # this lets loopback receivers through, plain http included (local development and tests only;
 # production forces it off).
