@@ -157,6 +157,9 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=5 *
 
 # --- Cache (login throttling, axes) -------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")
+# Error reports (the DEBUG page, error e-mails) mask passwords inside URL values too, not only
+# settings named like secrets: REDIS_URL alone is copied into four other settings.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "churnshield.debug.UrlCredentialsReporterFilter"
 # Issue 7 (X4): every Redis client gives up on a dead connection instead of waiting forever.
 REDIS_SOCKET_TIMEOUT_SECONDS = env.float("REDIS_SOCKET_TIMEOUT_SECONDS", default=10.0)
 REDIS_CONNECT_TIMEOUT_SECONDS = env.float("REDIS_CONNECT_TIMEOUT_SECONDS", default=5.0)
