@@ -51,6 +51,7 @@ from django.utils import timezone
 from churnshield.auth.tokens import issue_tokens
 from customers.models import Customer
 from predictions.data import load_tables
+from predictions.models import ChurnPrediction
 from predictions.ml.features import build_features
 from predictions.selectors import champion
 from predictions.services.registry import loaded_model
@@ -76,6 +77,10 @@ for customer_id in ids[:50]:
         started = time.perf_counter()
         model.predict_one(x)
         lean.append(time.perf_counter() - started)
+# A re-score stores a prediction only when the customer's inputs changed since its latest one
+# (inputs_digest): forget the digests of the customers measured below (earlier runs of this bench
+# on the same database stored them), so every measured call is a real re-score.
+ChurnPrediction.objects.filter(customer_id__in=ids[50:50 + 2 * {samples} + 20]).update(inputs_digest="")
 event = []
 for customer_id in ids[50:50 + {samples}]:
     started = time.perf_counter()
@@ -90,6 +95,7 @@ print(json.dumps({{
     "event_p50": statistics.median(event) * 1000, "event_p95": pct(event, 0.95),
     "token": issue_tokens(user)["access"],
     "http_ids": ids[50 + {samples}:50 + 2 * {samples}],
+    "warm_ids": ids[50 + 2 * {samples}:50 + 2 * {samples} + 20],
 }}))
 """
 
@@ -107,10 +113,10 @@ def serial_floor(base: str, n: int) -> list[float]:
     return samples
 
 
-def serial_predict(base: str, token: str, ids: list[int]) -> list[float]:
+def serial_predict(base: str, token: str, ids: list[int], warm_ids: list[int] = ()) -> list[float]:
     samples = []
     with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=30) as client:
-        for customer_id in ids[:20]:  # warm-up: connection, model load, query plans
+        for customer_id in warm_ids:  # warm-up: connection, model load, query plans
             client.post("/api/v1/churn/predict", json={"customerId": customer_id}).raise_for_status()
         for customer_id in ids:
             started = time.perf_counter()
@@ -151,7 +157,9 @@ def main() -> None:
                 break
             except httpx.HTTPError:
                 time.sleep(0.2)
-        http = sorted(serial_predict(base, measured["token"], measured["http_ids"]))
+        http = sorted(serial_predict(base, measured["token"], measured["http_ids"], measured["warm_ids"]))
+        # The same customers again: nothing new about them, so the stored predictions answer.
+        unchanged = sorted(serial_predict(base, measured["token"], measured["http_ids"]))
         floor = sorted(serial_floor(base, SAMPLES))
     finally:
         server.terminate()
@@ -166,6 +174,11 @@ def main() -> None:
         ("raw in-process model call (baseline)", raw_p50, measured["raw_p95"]),
         ("  predict_one: predict + exact SHAP, numpy row", measured["lean_p50"], measured["lean_p95"]),
         ("POST /api/v1/churn/predict (uvicorn, serial)", http_p50, http_p95),
+        (
+            "  same again, inputs unchanged (stored, no write)",
+            statistics.median(unchanged) * 1000,
+            unchanged[int(len(unchanged) * 0.95) - 1] * 1000,
+        ),
         ("event re-score: score_one (the Celery task's work)", measured["event_p50"], measured["event_p95"]),
         (
             "context: GET /bench/raw-customers?per_page=1 (floor)",

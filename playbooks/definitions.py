@@ -245,8 +245,14 @@ class WebhookStep(_Step):
     def validate_url(self, value: str) -> str:
         from django.conf import settings
 
-        if not value.startswith("https://") and not settings.PLAYBOOK_WEBHOOK_ALLOW_HTTP:
-            raise serializers.ValidationError("must be an https:// URL")
+        from alerts.notifications.errors import UnsafeWebhookURL
+        from alerts.notifications.webhooks import check_url_shape
+
+        # What is refused without resolving the name; the send re-checks every resolved address.
+        try:
+            check_url_shape(value, allow_loopback=settings.PLAYBOOK_WEBHOOK_ALLOW_LOOPBACK)
+        except UnsafeWebhookURL as exc:
+            raise serializers.ValidationError(str(exc)) from exc
         return value
 
 

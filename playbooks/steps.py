@@ -6,23 +6,27 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+import logging
 import smtplib
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.mail import EmailMessage, get_connection
 from django.db.models import Count
 
 from alerts.models import Alert
+from alerts.notifications import webhooks
+from alerts.notifications.errors import DeliveryError, UnsafeWebhookURL
 from alerts.services import alert_create
 from customers.models import Customer
 from customers.selectors import risk_level
 from interventions.models import Intervention
 from playbooks.definitions import duration_seconds, render_template
+
+logger = logging.getLogger(__name__)
 
 
 def raise_alert(
@@ -309,6 +313,10 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
     return hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
 
 
+WEBHOOK_REFUSED = "webhook: refused: the URL must be https and reach a public address"
+WEBHOOK_FAILED = "webhook: delivery failed (no response)"
+
+
 def webhook(*, customer: Customer, playbook_name: str, step: dict, key: str, execution_id: int) -> dict:
     body = json.dumps(
         {
@@ -341,14 +349,26 @@ def webhook(*, customer: Customer, playbook_name: str, step: dict, key: str, exe
         "X-ChurnShield-Signature": "v1=" + sign(settings.PLAYBOOK_WEBHOOK_SECRET, timestamp, body),
     }
     try:
-        response = httpx.post(step["url"], content=body, headers=headers, timeout=step.get("timeout", 10))
-    except httpx.HTTPError as exc:  # connect errors, timeouts, protocol errors
-        raise TransientStepError(f"webhook: {type(exc).__name__}: {exc}") from exc
-    if response.status_code in (408, 425, 429) or response.status_code >= 500:
-        raise TransientStepError(f"webhook: HTTP {response.status_code}")
-    if response.status_code >= 400:
-        raise PermanentStepError(f"webhook: HTTP {response.status_code}")
-    return {"status": response.status_code, "idempotencyKey": key}
+        response = webhooks.post(
+            step["url"],
+            body,
+            headers,
+            timeout=step.get("timeout", 10),
+            allow_loopback=settings.PLAYBOOK_WEBHOOK_ALLOW_LOOPBACK,
+        )
+    except UnsafeWebhookURL as exc:
+        # The caller reads this error back: it must not tell which internal names resolve.
+        logger.warning("playbook webhook refused: execution %s step %s: %s", execution_id, step["key"], exc)
+        raise PermanentStepError(WEBHOOK_REFUSED) from exc
+    except DeliveryError as exc:
+        # Nor whether a port is closed, filtered or speaks something else: detail in the logs only.
+        logger.warning("playbook webhook failed: execution %s step %s: %s", execution_id, step["key"], exc)
+        raise TransientStepError(WEBHOOK_FAILED) from exc
+    if response.status in (408, 425, 429) or response.status >= 500:
+        raise TransientStepError(f"webhook: HTTP {response.status}")
+    if response.status >= 300:  # a redirect is never followed: it could point anywhere
+        raise PermanentStepError(f"webhook: HTTP {response.status}")
+    return {"status": response.status, "idempotencyKey": key}
 
 
 def run_external(execution: Any, step: dict) -> dict:

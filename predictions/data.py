@@ -354,7 +354,9 @@ SELECT c.signup_date, c.churned_at, c.plan, c.mrr, c.feature_usage, c.churn_risk
   k.o, k.s, k.p, q.t, q.s, b.t, b.k, b.a, b.m, i.c, i.d, i.o,
   (SELECT ARRAY[id::text, version, kind] FROM model_versions WHERE status = 'champion' LIMIT 1),
   (SELECT ARRAY[usage, engagement, support, nps, billing, tenure] FROM health_score_weights ORDER BY id LIMIT 1),
-  (SELECT health_drop_points FROM notification_settings WHERE id = 1)
+  (SELECT health_drop_points FROM notification_settings WHERE id = 1),
+  (SELECT ARRAY[id::text, inputs_digest, model_version] FROM churn_predictions WHERE customer_id = c.id
+    ORDER BY prediction_date DESC, id DESC LIMIT 1)
 FROM customers c
 LEFT JOIN LATERAL (SELECT array_agg({_us("started_at")}) t, array_agg(pages_viewed) p,
   array_agg(jsonb_array_length(actions)) a FROM user_sessions
@@ -381,6 +383,8 @@ _ONE_OTHER = (
     "SELECT responded_at, score FROM nps_responses WHERE customer_id = %s AND responded_at <= %s",
     "SELECT occurred_at, kind, amount, mrr_after FROM billing_events WHERE customer_id = %s AND occurred_at <= %s",
     "SELECT created_at, completed_at, outcome FROM interventions WHERE customer_id = %s",
+    "SELECT id, inputs_digest, model_version FROM churn_predictions WHERE customer_id = %s"
+    " ORDER BY prediction_date DESC, id DESC LIMIT 1",
 )
 
 
@@ -400,6 +404,8 @@ class OneCustomer:
     weights: dict[str, float] | None = None  # None also when never saved (the defaults apply)
     health_drop_points: int | None = None
     settings_read: bool = False
+    # The customer's latest stored prediction: (id, inputs digest, model version), None if none.
+    latest: tuple[int, str, str] | None = None
 
 
 def _floats(values: Iterable[Any] | None) -> np.ndarray:
@@ -431,12 +437,13 @@ def load_one(*, customer_id: int, as_of: dt.datetime) -> OneCustomer | None:
                 [customer_id, as_of],
                 [customer_id, as_of],
                 [customer_id],
+                [customer_id],
             ),
             strict=True,
         ):
             cursor.execute(sql, params)
             results.append(cursor.fetchall())
-    (customer, sessions, tickets, nps, billing, interventions) = results
+    (customer, sessions, tickets, nps, billing, interventions, latest) = results
     if not customer:
         return None
     signup, churned, plan, mrr, usage, risk, health, name, owner_id = customer[0]
@@ -462,7 +469,16 @@ def load_one(*, customer_id: int, as_of: dt.datetime) -> OneCustomer | None:
         intervention_outcome=tuple(r[2] for r in interventions),
     )
     usage = _usage(usage)
-    return OneCustomer(customer_id, facts, risk, health, name, owner_id, usage if isinstance(usage, dict) else {})
+    return OneCustomer(
+        customer_id,
+        facts,
+        risk,
+        health,
+        name,
+        owner_id,
+        usage if isinstance(usage, dict) else {},
+        latest=(int(latest[0][0]), latest[0][1], latest[0][2]) if latest else None,
+    )
 
 
 def _load_one_postgres(customer_id: int, as_of: dt.datetime, window_start: dt.datetime) -> OneCustomer | None:
@@ -472,7 +488,7 @@ def _load_one_postgres(customer_id: int, as_of: dt.datetime, window_start: dt.da
     if row is None:
         return None
     (signup, churned, plan, mrr, usage, risk, health, name, owner_id, s_t, s_p, s_a, s_last) = row[:13]
-    (k_o, k_s, k_p, q_t, q_s, b_t, b_k, b_a, b_m, i_c, i_d, i_o, champ, weights, drop_points) = row[13:]
+    (k_o, k_s, k_p, q_t, q_s, b_t, b_k, b_a, b_m, i_c, i_d, i_o, champ, weights, drop_points, latest) = row[13:]
     session_started, session_pages, session_actions = _us_times(s_t), _floats(s_p), _floats(s_a)
     if s_last is not None:  # the latest session before the window: its start only
         session_started = np.append(session_started, times_ns([s_last]))
@@ -512,4 +528,5 @@ def _load_one_postgres(customer_id: int, as_of: dt.datetime, window_start: dt.da
         weights=None if weights is None else dict(zip(names, map(float, weights), strict=True)),
         health_drop_points=drop_points,
         settings_read=True,
+        latest=None if latest is None else (int(latest[0]), latest[1], latest[2]),
     )

@@ -23,6 +23,9 @@ class ChurnPrediction(models.Model):
     health_score = models.IntegerField(null=True, blank=True)
     health_components = models.JSONField(null=True, blank=True)
     confidence = models.FloatField(null=True, blank=True)
+    # What a real-time score was computed from (scoring.inputs_digest): the same inputs are not
+    # scored and stored again. Empty for batch rows. A database default, as the batch's COPY omits it.
+    inputs_digest = models.CharField(max_length=32, blank=True, db_default="")
     # The scoring run that wrote it: a run writes at most one row per customer (idempotent).
     run = models.ForeignKey(
         "predictions.PredictionRun", on_delete=models.SET_NULL, null=True, blank=True, related_name="predictions"

@@ -41,7 +41,8 @@ OPERATIONS = {
     ("GET", "/api/dashboard/chart-data"): "read",
     ("GET", "/api/churn-causes"): "read",
     ("POST", "/api/import/customers/csv"): "write",
-    # Computations every role may ask for (they store a prediction but change no one's data).
+    # Computations every role may ask for. Predict answers a viewer with the stored prediction;
+    # only a role that may write stores a new one, and only when the customer's inputs changed.
     ("POST", "/api/v1/churn/predict"): "read",
     ("GET", "/api/v1/causes/explain"): "read",
     ("POST", "/api/v1/causes/explain"): "read",
@@ -246,6 +247,15 @@ def test_viewer_and_manager_can_read_everything(world, viewer, manager, api_for,
     for user in (viewer, manager):
         body = _body(method, path, world["theirs"])
         assert _call(api_for(user), method, _path(path, world["theirs"]), body).status_code == 200, path
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("method", "path"), [op for op, kind in OPERATIONS.items() if kind == "read"])
+def test_a_viewer_reading_writes_nothing(world, viewer, api_for, method, path):
+    before = _snapshot()
+    response = _call(api_for(viewer), method, _path(path, world["mine"]), _body(method, path, world["mine"]))
+    assert response.status_code == 200, (path, response.content)
+    assert _snapshot() == before
 
 
 @pytest.mark.django_db

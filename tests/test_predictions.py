@@ -356,3 +356,159 @@ def test_latest_causes_counted_in_the_database_match_the_python_count(book, trai
     if connection.vendor == "postgresql":
         scoped = customers.filter(owner_id=customers.first().owner_id)
         assert count_latest_causes(scoped) == _count_latest_causes_in_python(scoped)
+
+
+def _predict_writes() -> tuple:
+    """Everything a predict could write: runs, predictions, alerts, the customers' scores."""
+    from customers.models import Customer as C
+
+    return (
+        PredictionRun.objects.count(),
+        ChurnPrediction.objects.count(),
+        Alert.objects.count(),
+        sorted(C.objects.values_list("pk", "churn_risk", "health_score", "updated_at")),
+    )
+
+
+@pytest.fixture
+def scored_signals():
+    """The customers' ids of every `customers_scored` sent (what queues the playbook rule checks)."""
+    from predictions.services.scoring import customers_scored
+
+    sent = []
+
+    def receiver(sender, run, customer_ids, **kwargs):
+        sent.append(customer_ids)
+
+    customers_scored.connect(receiver, dispatch_uid="test-scored-signals")
+    yield sent
+    customers_scored.disconnect(dispatch_uid="test-scored-signals")
+
+
+def test_viewer_predict_writes_nothing_and_returns_the_stored_prediction(
+    trained, api_for, viewer, scored_signals, django_capture_on_commit_callbacks
+):
+    from predictions.causes import recommended_actions
+    from tests.helpers import make_prediction
+
+    customer = Customer.objects.filter(is_active=True, churned_at__isnull=True).order_by("pk").first()
+    latest = make_prediction(customer, probability="0.8100")  # the latest: what the viewer must be shown
+    before = _predict_writes()
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        for _ in range(3):
+            response = api_for(viewer).post("/api/v1/churn/predict", {"customerId": customer.pk}, format="json")
+            assert response.status_code == 200, response.content
+    assert _predict_writes() == before
+    assert callbacks == [] and scored_signals == []
+    body = response.json()
+    del body["responseTime"]
+    assert body == {
+        "customerId": customer.pk,
+        "churnProbability": "81.00",
+        "riskLevel": "high",
+        "topCauses": [{"factor": "Days since last login", "impact": 0.3, "value": "41 days"}],
+        "confidence": "0.00",
+        "recommendedActions": recommended_actions(latest.top_causes, "high"),
+    }
+
+
+def test_viewer_predict_of_a_never_scored_customer_scores_without_storing(trained, api_for, viewer):
+    customer = Customer.objects.filter(is_active=True, churned_at__isnull=True).order_by("pk").first()
+    ChurnPrediction.objects.filter(customer=customer).delete()
+    before = _predict_writes()
+    response = api_for(viewer).post("/api/v1/churn/predict", {"customerId": customer.pk}, format="json")
+    assert response.status_code == 200, response.content
+    assert response.json()["customerId"] == customer.pk
+    assert _predict_writes() == before
+
+
+def test_writer_predict_stores_only_when_inputs_changed(
+    trained, api_for, make_user, scored_signals, django_capture_on_commit_callbacks
+):
+    from customers.models import UserSession
+    from predictions.models import HealthWeights
+
+    csm = make_user("csm")
+    customer = Customer.objects.filter(is_active=True, churned_at__isnull=True).order_by("pk").first()
+    Customer.objects.filter(pk=customer.pk).update(owner=csm)
+    api = api_for(csm)
+
+    def predict() -> dict:
+        with django_capture_on_commit_callbacks(execute=True):
+            response = api.post("/api/v1/churn/predict", {"customerId": customer.pk}, format="json")
+        assert response.status_code == 200, response.content
+        body = response.json()
+        del body["responseTime"]
+        return body
+
+    runs, predictions = PredictionRun.objects.count(), ChurnPrediction.objects.count()
+    first = predict()  # the batch's rows carry no digest: the first real-time score is stored
+    assert (PredictionRun.objects.count(), ChurnPrediction.objects.count()) == (runs + 1, predictions + 1)
+    assert scored_signals == [[customer.pk]]
+    stored = ChurnPrediction.objects.filter(customer=customer).order_by("-prediction_date", "-id").first()
+    assert len(stored.inputs_digest) == 32
+    assert first["churnProbability"] == f"{float(stored.churn_probability) * 100:.2f}"
+
+    before = _predict_writes()
+    assert predict() == first  # nothing new about the customer: the stored prediction, unchanged
+    assert _predict_writes() == before and scored_signals == [[customer.pk]]
+
+    UserSession.objects.create(customer=customer, started_at=timezone.now() - dt.timedelta(hours=1), pages_viewed=9)
+    predict()
+    assert (PredictionRun.objects.count(), ChurnPrediction.objects.count()) == (runs + 2, predictions + 2)
+    assert scored_signals == [[customer.pk], [customer.pk]]
+    predict()
+    assert ChurnPrediction.objects.count() == predictions + 2
+
+    weights = HealthWeights.objects.first() or HealthWeights()
+    weights.engagement += 1
+    weights.save()
+    predict()  # other health weights: a new score
+    assert ChurnPrediction.objects.count() == predictions + 3
+
+
+def test_writer_predict_rescores_unchanged_facts_on_a_new_day(trained, api_for, make_user):
+    """Recency and tenure age with the clock: yesterday's prediction is not today's answer, even
+    when no fact changed. Within one UTC day the stored prediction stands."""
+    import time_machine
+
+    from customers.models import UserSession
+    from predictions.data import SESSION_WINDOW_DAYS
+
+    tomorrow = timezone.now().astimezone(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0) + dt.timedelta(1)
+    morning = tomorrow + dt.timedelta(hours=1)
+    later, next_day = morning + dt.timedelta(minutes=1), morning + dt.timedelta(days=1)
+    # Facts are read over a window ending now: a customer with no session leaving it between the
+    # two days reads exactly the same facts on both (what makes the digest otherwise equal).
+    window = dt.timedelta(days=SESSION_WINDOW_DAYS)
+    sliding = UserSession.objects.filter(started_at__gte=morning - window, started_at__lte=next_day - window)
+    customer = (
+        Customer.objects.filter(is_active=True, churned_at__isnull=True)
+        .exclude(pk__in=sliding.values("customer_id"))
+        .order_by("pk")
+        .first()
+    )
+    csm = make_user("csm")
+    Customer.objects.filter(pk=customer.pk).update(owner=csm)
+
+    def predict_at(moment: dt.datetime) -> None:
+        with time_machine.travel(moment, tick=False):  # the token too is issued at that moment
+            response = api_for(csm).post("/api/v1/churn/predict", {"customerId": customer.pk}, format="json")
+        assert response.status_code == 200, response.content
+
+    def latest() -> ChurnPrediction:
+        return ChurnPrediction.objects.filter(customer=customer).order_by("-prediction_date", "-id").first()
+
+    runs, predictions = PredictionRun.objects.count(), ChurnPrediction.objects.count()
+    predict_at(morning)
+    first = latest()
+    assert first.prediction_date == morning
+    predict_at(later)  # the same UTC day, the same facts: nothing written
+    assert (PredictionRun.objects.count(), ChurnPrediction.objects.count()) == (runs + 1, predictions + 1)
+    assert latest().pk == first.pk
+
+    predict_at(next_day)  # the next UTC day, still the same facts: scored and stored again
+    assert (PredictionRun.objects.count(), ChurnPrediction.objects.count()) == (runs + 2, predictions + 2)
+    second = latest()
+    assert second.pk != first.pk and second.prediction_date == next_day
+    assert len(second.inputs_digest) == 32 and second.inputs_digest != first.inputs_digest

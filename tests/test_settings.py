@@ -8,9 +8,11 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+WEBHOOK_SECRET = "synthetic-playbook-webhook-secret-for-deploy-checks"
 GOOD_ENV = {
     "DJANGO_SETTINGS_MODULE": "churnshield.settings.production",
     "SECRET_KEY": "x9!Kq2#vLm7@pR4$tW8^zN1&bC5*dF3(gH6)jY0-uE_iO+aS=eQ~rT|wV<yX>" * 1,
+    "PLAYBOOK_WEBHOOK_SECRET": WEBHOOK_SECRET,
     "DATABASE_URL": "sqlite:////tmp/churnshield-deploy-check.sqlite3",
     "ALLOWED_HOSTS": "churnshield.example.com",
     "TRUSTED_ORIGINS": "https://app.example.com",
@@ -21,7 +23,7 @@ def run_manage(*args: str, **env_overrides: str | None) -> subprocess.CompletedP
     env = {
         key: value
         for key, value in os.environ.items()
-        if key not in ("DATABASE_URL", "REDIS_URL", "DEBUG", "SECRET_KEY")
+        if key not in ("DATABASE_URL", "REDIS_URL", "DEBUG", "SECRET_KEY", "PLAYBOOK_WEBHOOK_SECRET")
     }
     env.update(GOOD_ENV)
     for key, value in env_overrides.items():
@@ -47,12 +49,40 @@ def test_deploy_check_is_clean():
         ({"SECRET_KEY": "short"}, "SECRET_KEY"),
         ({"DEBUG": "true"}, "DEBUG"),
         ({"DATABASE_URL": None}, "DATABASE_URL"),
+        ({"PLAYBOOK_WEBHOOK_SECRET": None}, "PLAYBOOK_WEBHOOK_SECRET"),
+        ({"PLAYBOOK_WEBHOOK_SECRET": ""}, "PLAYBOOK_WEBHOOK_SECRET"),
+        ({"PLAYBOOK_WEBHOOK_SECRET": "django-insecure-playbook-webhook-dev-secret"}, "PLAYBOOK_WEBHOOK_SECRET"),
+        ({"PLAYBOOK_WEBHOOK_SECRET": "too-short-to-sign-with"}, "PLAYBOOK_WEBHOOK_SECRET"),
+        ({"PLAYBOOK_WEBHOOK_SECRET": GOOD_ENV["SECRET_KEY"]}, "PLAYBOOK_WEBHOOK_SECRET must differ from SECRET_KEY"),
     ],
 )
 def test_production_refuses_unsafe_configuration(override, message):
     result = run_manage("check", **override)
     assert result.returncode != 0
     assert "ImproperlyConfigured" in result.stderr and message in result.stderr
+
+
+SIGNING_KEYS = (
+    "from django.conf import settings as s; print(s.PLAYBOOK_WEBHOOK_SECRET == s.SECRET_KEY, s.PLAYBOOK_WEBHOOK_SECRET)"
+)
+
+
+@pytest.mark.parametrize(
+    ("settings_module", "webhook_secret", "expected"),
+    [
+        ("churnshield.settings.production", WEBHOOK_SECRET, ["False", WEBHOOK_SECRET]),
+        ("churnshield.settings.local", None, ["False", "django-insecure-playbook-webhook-dev-secret"]),
+        ("churnshield.settings.test", None, ["False", "django-insecure-playbook-webhook-dev-secret"]),
+    ],
+)
+def test_webhook_signing_secret_is_never_the_secret_key(settings_module, webhook_secret, expected):
+    """Every webhook receiver holds the signing secret: it must not be the key that signs sessions."""
+    result = run_manage(
+        "shell", "-v0", "-c", SIGNING_KEYS, DJANGO_SETTINGS_MODULE=settings_module,
+        PLAYBOOK_WEBHOOK_SECRET=webhook_secret, DATABASE_URL="sqlite:////tmp/unused.sqlite3",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[-2:] == expected
 
 
 @pytest.mark.parametrize("database_url", [None, ""])

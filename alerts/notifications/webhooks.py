@@ -5,6 +5,8 @@ goes to the address that was checked (the host name is kept for SNI, certificate
 Host header), so a DNS answer that changes between the check and the connect cannot redirect it.
 Redirects are never followed. `NOTIFICATIONS_WEBHOOK_ALLOW_LOOPBACK` (tests only; production
 settings force it off) lets loopback addresses through, and plain http to them, for local receivers.
+Playbook webhook steps use the same client (`post`) with their own allowance,
+`PLAYBOOK_WEBHOOK_ALLOW_LOOPBACK`.
 """
 
 import http.client
@@ -45,8 +47,34 @@ def _is_loopback(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool
     return address.is_loopback
 
 
-def webhook_target(url: str) -> WebhookTarget:
-    """Check `url` and resolve it to the one address to connect to; raise UnsafeWebhookURL if unsafe."""
+def check_url_shape(url: str, *, allow_loopback: bool) -> None:
+    """What can be refused without resolving anything (for validating a definition): a scheme other
+    than https (http only when loopback is allowed), credentials, a literal non-public address,
+    `localhost`. Resolution at send time (`webhook_target`) remains the guard."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (raises on a bad port)
+    except ValueError as exc:
+        raise UnsafeWebhookURL("Enter a valid URL.") from exc
+    if parts.scheme != "https" and not (allow_loopback and parts.scheme == "http"):
+        raise UnsafeWebhookURL("The webhook URL must be an https:// URL.")
+    if parts.username or parts.password:
+        raise UnsafeWebhookURL("The webhook URL must not contain credentials.")
+    host = (parts.hostname or "").rstrip(".")
+    try:
+        address = ipaddress.ip_address(host.split("%")[0])
+    except ValueError:
+        address = None
+    loopback = host == "localhost" or host.endswith(".localhost") or (address is not None and _is_loopback(address))
+    if loopback and allow_loopback:
+        return
+    if loopback or (address is not None and not _is_public(address)):
+        raise UnsafeWebhookURL("The webhook URL must reach a public address.")
+
+
+def webhook_target(url: str, *, allow_loopback: bool | None = None) -> WebhookTarget:
+    """Check `url` and resolve it to the one address to connect to; raise UnsafeWebhookURL if unsafe.
+    `allow_loopback`: None means the notifications' setting."""
     if not isinstance(url, str) or not url or len(url) > MAX_URL_LENGTH:
         raise UnsafeWebhookURL("Enter a webhook URL.")
     try:
@@ -54,7 +82,8 @@ def webhook_target(url: str) -> WebhookTarget:
         port = parts.port
     except ValueError as exc:
         raise UnsafeWebhookURL("Enter a valid URL.") from exc
-    allow_loopback = getattr(settings, "NOTIFICATIONS_WEBHOOK_ALLOW_LOOPBACK", False)
+    if allow_loopback is None:
+        allow_loopback = getattr(settings, "NOTIFICATIONS_WEBHOOK_ALLOW_LOOPBACK", False)
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise UnsafeWebhookURL("The webhook URL must be an https URL.")
     if parts.username or parts.password:
@@ -105,19 +134,29 @@ def _retry_after(value: str | None) -> float | None:
         return None  # an HTTP date: use our own backoff
 
 
-def post_json(url: str, payload: dict[str, Any], *, timeout: float = TIMEOUT_SECONDS) -> str:
-    """POST `payload` as JSON; return the response text. 5xx, 429 and network errors are transient."""
-    target = webhook_target(url)
+@dataclass(frozen=True)
+class WebhookResponse:
+    status: int
+    text: str
+    retry_after: float | None
+
+
+def post(
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    *,
+    timeout: float = TIMEOUT_SECONDS,
+    allow_loopback: bool | None = None,
+) -> WebhookResponse:
+    """POST `body` to a checked, pinned address; any status comes back (the caller judges it).
+    UnsafeWebhookURL before any connection; DeliveryError for a rejected TLS certificate;
+    TransientDeliveryError for network errors."""
+    target = webhook_target(url, allow_loopback=allow_loopback)
     cls = _PinnedHTTPSConnection if target.scheme == "https" else _PinnedHTTPConnection
     connection = cls(target, timeout)
-    body = json.dumps(payload).encode()
     try:
-        connection.request(
-            "POST",
-            target.path,
-            body=body,
-            headers={"Content-Type": "application/json", "User-Agent": "ChurnShield-Notifier/1"},
-        )
+        connection.request("POST", target.path, body=body, headers=headers)
         response = connection.getresponse()
         text = response.read(64 * 1024).decode("utf-8", "replace")
     except ssl.SSLCertVerificationError as exc:
@@ -126,9 +165,20 @@ def post_json(url: str, payload: dict[str, Any], *, timeout: float = TIMEOUT_SEC
         raise TransientDeliveryError(f"{type(exc).__name__}: {exc}") from exc
     finally:
         connection.close()
-    status = response.status
+    return WebhookResponse(response.status, text, _retry_after(response.getheader("Retry-After")))
+
+
+def post_json(url: str, payload: dict[str, Any], *, timeout: float = TIMEOUT_SECONDS) -> str:
+    """POST `payload` as JSON; return the response text. 5xx, 429 and network errors are transient."""
+    response = post(
+        url,
+        json.dumps(payload).encode(),
+        {"Content-Type": "application/json", "User-Agent": "ChurnShield-Notifier/1"},
+        timeout=timeout,
+    )
+    status, text = response.status, response.text
     if status == 429 or status >= 500:
-        raise TransientDeliveryError(f"HTTP {status}: {text[:200]}", _retry_after(response.getheader("Retry-After")))
+        raise TransientDeliveryError(f"HTTP {status}: {text[:200]}", response.retry_after)
     if status >= 300:
         # 3xx included: a redirect is never followed (it could point anywhere, loopback included).
         raise DeliveryError(f"HTTP {status}: {text[:200]}")

@@ -157,6 +157,9 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=5 *
 
 # --- Cache (login throttling, axes) -------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")
+# Error reports (the DEBUG page, error e-mails) mask passwords inside URL values too, not only
+# settings named like secrets: REDIS_URL alone is copied into four other settings.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "churnshield.debug.UrlCredentialsReporterFilter"
 # Issue 7 (X4): every Redis client gives up on a dead connection instead of waiting forever.
 REDIS_SOCKET_TIMEOUT_SECONDS = env.float("REDIS_SOCKET_TIMEOUT_SECONDS", default=10.0)
 REDIS_CONNECT_TIMEOUT_SECONDS = env.float("REDIS_CONNECT_TIMEOUT_SECONDS", default=5.0)
@@ -342,10 +345,14 @@ PLAYBOOK_DISPATCH_CHUNK = env.int("PLAYBOOK_DISPATCH_CHUNK", default=10)
 # Smaller chunks for due waits: the last wait of a chunk runs later by the time the ones before it take.
 PLAYBOOK_DUE_DISPATCH_CHUNK = env.int("PLAYBOOK_DUE_DISPATCH_CHUNK", default=5)
 PLAYBOOK_EMAIL_TIMEOUT_SECONDS = env.float("PLAYBOOK_EMAIL_TIMEOUT_SECONDS", default=10.0)
-# Signs outgoing webhook bodies (HMAC-SHA256); defaults to SECRET_KEY.
-PLAYBOOK_WEBHOOK_SECRET = env.str("PLAYBOOK_WEBHOOK_SECRET", default="") or SECRET_KEY
-# Webhook URLs must be https:// unless this is set (local development and tests only).
-PLAYBOOK_WEBHOOK_ALLOW_HTTP = env.bool("PLAYBOOK_WEBHOOK_ALLOW_HTTP", default=False)
+# Signs outgoing webhook bodies (HMAC-SHA256). Every receiver holds it, so it is a secret of its own:
+# were it SECRET_KEY, a receiver could forge sessions, password-reset links and signed cookies.
+# The default serves local development and tests; production settings require a real one.
+PLAYBOOK_WEBHOOK_SECRET = env.str("PLAYBOOK_WEBHOOK_SECRET", default="django-insecure-playbook-webhook-dev-secret")
+# Webhook steps reach public addresses only, over https (the notifications' SSRF-guarded client);
+# this lets loopback receivers through, plain http included (local development and tests only;
+# production forces it off).
+PLAYBOOK_WEBHOOK_ALLOW_LOOPBACK = env.bool("PLAYBOOK_WEBHOOK_ALLOW_LOOPBACK", default=False)
 # Queue for executions the claimer resumes (due waits, retries); empty = the default queue.
 PLAYBOOK_DUE_QUEUE = env.str("PLAYBOOK_DUE_QUEUE", default="")
 

@@ -1,4 +1,4 @@
-"""Production: refuses to start without a real secret, with DEBUG on, or over plain HTTP cookies."""
+"""Production: refuses to start without real secrets, with DEBUG on, or over plain HTTP cookies."""
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -8,6 +8,13 @@ from .base import env
 SECRET_KEY = env.str("SECRET_KEY", default="")
 if not SECRET_KEY or SECRET_KEY.startswith("django-insecure") or len(SECRET_KEY) < 50:
     raise ImproperlyConfigured("SECRET_KEY must be set to a random value of at least 50 characters.")
+# Receivers verify webhook signatures with it: never the dev default, never SECRET_KEY itself.
+PLAYBOOK_WEBHOOK_SECRET = env.str("PLAYBOOK_WEBHOOK_SECRET", default="")
+_webhook_secret = PLAYBOOK_WEBHOOK_SECRET
+if not _webhook_secret or _webhook_secret.startswith("django-insecure") or len(_webhook_secret) < 32:
+    raise ImproperlyConfigured("PLAYBOOK_WEBHOOK_SECRET must be set to a random value of at least 32 characters.")
+if PLAYBOOK_WEBHOOK_SECRET == SECRET_KEY:
+    raise ImproperlyConfigured("PLAYBOOK_WEBHOOK_SECRET must differ from SECRET_KEY (every webhook receiver holds it).")
 DEBUG = env.bool("DEBUG", default=False)
 if DEBUG:
     raise ImproperlyConfigured("DEBUG must be off in production.")
@@ -28,6 +35,7 @@ SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 # Webhook URLs must never reach loopback in production (SSRF guard; see alerts/notifications/webhooks.py).
 NOTIFICATIONS_WEBHOOK_ALLOW_LOOPBACK = False
+PLAYBOOK_WEBHOOK_ALLOW_LOOPBACK = False
 
 
 # Issue 7: /metrics needs METRICS_TOKEN or a listed network (none by default: closed unless configured);

@@ -9,6 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from churnshield.auth.permissions import AnyRole
+from churnshield.auth.roles import can_write
 from customers.selectors import customer_get
 from predictions import selectors
 from predictions.api.serializers import CustomerIdSerializer, CustomerIdsSerializer
@@ -73,7 +74,9 @@ class ChurnCauseListView(APIView):
 
 
 class ChurnPredictView(APIView):
-    """Re-score one customer now with the champion model and store the prediction."""
+    """One customer's churn prediction. A role that may write re-scores it with the champion and
+    stores the result when its inputs changed since the latest prediction; otherwise (and always
+    for viewers) the latest stored prediction is the answer: readers never write."""
 
     permission_classes = [AnyRole]
 
@@ -82,7 +85,9 @@ class ChurnPredictView(APIView):
         started = time.perf_counter()
         data = CustomerIdSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        prediction = score_one(customer_id=data.validated_data["customerId"], visible_to=request.user)
+        prediction = score_one(
+            customer_id=data.validated_data["customerId"], visible_to=request.user, write=can_write(request.user)
+        )
         return Response({**prediction_payload(prediction), "responseTime": _elapsed_ms(started)})
 
 

@@ -5,6 +5,7 @@ The daily batch and the real-time re-score of one customer run the same code pat
 
 import contextlib
 import datetime as dt
+import hashlib
 import time
 import uuid
 from collections import Counter
@@ -287,12 +288,19 @@ def rescore_after_commit(*, customer_id: int) -> bool:
     return True
 
 
-def score_one(*, customer_id: int, now: dt.datetime | None = None, visible_to: Any = None) -> ChurnPrediction:
+def score_one(
+    *, customer_id: int, now: dt.datetime | None = None, visible_to: Any = None, write: bool = True
+) -> ChurnPrediction:
     """Re-score one customer now (real time) and return the stored prediction.
 
     The lean path (see `_score_one_lean`): one read, features without pandas, one model call
     with exact SHAP, one write. The rules baseline (cold start) goes through the batch code. A
     churned customer is not re-scored: their last prediction stands.
+
+    Nothing is written when nothing scoring reads has changed since the latest stored prediction
+    (the same facts, champion, health weights and risk thresholds: `inputs_digest`): that
+    prediction is returned. With `write=False` (a role that may not write) the latest stored
+    prediction is returned as it is, and a customer never scored is scored without storing it.
 
     With `visible_to` (the API's user), a customer outside their portfolio — or none at all — is
     a NotFoundError, checked on the row the read brings anyway (no lookup of its own).
@@ -303,18 +311,32 @@ def score_one(*, customer_id: int, now: dt.datetime | None = None, visible_to: A
         one is None or (not sees_all_customers(visible_to) and one.owner_id != visible_to.pk)
     ):
         raise NotFoundError("Customer not found")
+    if one is not None and one.latest is not None and not write:
+        return ChurnPrediction.objects.get(pk=one.latest[0])
     features = None if one is None else customer_features(one.facts, pd.Timestamp(now))
     if features is not None:
         if one.settings_read:
             champ = one.champion
             version = None if champ is None else ModelVersion(pk=champ[0], version=champ[1], kind=champ[2])
+            weights = one.weights or HealthWeights().as_dict()
         else:
-            version = champion()
-        if version is not None and version.kind != ModelVersion.Kind.RULES:
-            return _score_one_lean(one, features, version, now)
+            version, weights = champion(), health_weights()
+        if version is None:  # before the first training: the rules baseline, registered by a writer
+            if not write:
+                raise ConflictError("This customer has not been scored yet.")
+            version = rules_version()
+        digest = inputs_digest(one, version, weights, as_of_day=now.astimezone(dt.UTC).date())
+        if one.latest is not None and one.latest[1:] == (digest, version.version):
+            return ChurnPrediction.objects.get(pk=one.latest[0])
+        if version.kind != ModelVersion.Kind.RULES:
+            return _score_one_lean(one, features, version, weights, now, digest=digest, write=write)
+        if not write:
+            raise ConflictError("This customer has not been scored yet.")
         run = score_customers(customer_ids=[customer_id], trigger=PredictionRun.Trigger.EVENT, now=now)
         prediction = ChurnPrediction.objects.filter(run=run, customer_id=customer_id).first()
         if prediction is not None:
+            ChurnPrediction.objects.filter(pk=prediction.pk).update(inputs_digest=digest)
+            prediction.inputs_digest = digest
             return prediction
     prediction = ChurnPrediction.objects.filter(customer_id=customer_id).order_by("-prediction_date", "-id").first()
     if prediction is None:
@@ -322,22 +344,73 @@ def score_one(*, customer_id: int, now: dt.datetime | None = None, visible_to: A
     return prediction
 
 
+def inputs_digest(one: OneCustomer, version: ModelVersion, weights: dict[str, float], *, as_of_day: dt.date) -> str:
+    """A fingerprint of everything a real-time score of `one` depends on: its facts as read (each
+    kind of fact in a stable order: arrays are aggregated in no promised order), its usage
+    counters, the model version, the health weights, the risk thresholds and the UTC day.
+
+    The fact tables keep when a fact happened, not when it was stored (a backfilled session, a
+    ticket solved later), so no timestamp comparison can tell "nothing new"; the facts themselves
+    can, and they are read anyway. Features also age with the clock (days since the last login,
+    tenure, counts over windows ending now): the day is an input, so a prediction answers for the
+    rest of its UTC day at most, and the first predict of a new day scores afresh.
+    """
+    facts = one.facts
+    groups = (
+        (facts.session_started, facts.session_pages, facts.session_actions),
+        (facts.ticket_opened, facts.ticket_solved, facts.ticket_priority),
+        (facts.nps_responded, facts.nps_score),
+        (facts.billing_occurred, facts.billing_kind, facts.billing_amount, facts.billing_mrr_after),
+        (facts.intervention_created, facts.intervention_completed, facts.intervention_outcome),
+    )
+    parts = [
+        repr((str(facts.signup), str(facts.churned), facts.plan, facts.mrr)),
+        orjson.dumps(one.feature_usage, option=orjson.OPT_SORT_KEYS).decode(),
+        repr((version.pk, version.version, sorted(weights.items()), risk_thresholds())),
+        as_of_day.isoformat(),
+    ]
+    for group in groups:
+        columns = [[str(value) for value in column] for column in group]
+        parts.append(repr(sorted(zip(*columns, strict=True))))
+    return hashlib.blake2b("\n".join(parts).encode(), digest_size=16).hexdigest()
+
+
 def _score_one_lean(
-    one: OneCustomer, features: dict[str, float], version: ModelVersion, now: dt.datetime
+    one: OneCustomer,
+    features: dict[str, float],
+    version: ModelVersion,
+    weights: dict[str, float],
+    now: dt.datetime,
+    *,
+    digest: str = "",
+    write: bool = True,
 ) -> ChurnPrediction:
-    """Predict + explain one customer and write it: the same numbers and rows as the batch."""
+    """Predict + explain one customer and write it: the same numbers and rows as the batch.
+    With `write=False`, the prediction is returned unsaved and nothing else happens."""
     model = loaded_model(version)
     x = model.row(features)
     probability, contribs = model.predict_one(x)
     probability = float(np.clip(probability, 0.0, 1.0))
     causes = causes_from_contributions(contribs[None, :], x, model.feature_names, model.healthy_reference)[0]
-    weights = (one.weights or HealthWeights().as_dict()) if one.settings_read else health_weights()
     health = rules.health_one(features | usage_one(one.feature_usage), weights=weights)
     components = {key: round(value) for key, value in health.items()}
     score = components.pop("health_score")
     risk = Decimal(f"{probability:.4f}")
     level = risk_level(probability)
     customer_id = one.customer_id
+    if not write:
+        return ChurnPrediction(
+            customer_id=customer_id,
+            churn_probability=risk,
+            risk_level=level,
+            top_causes=causes,
+            prediction_date=now,
+            model_version=version.version,
+            health_score=score,
+            health_components=components,
+            confidence=confidence(probability),
+            inputs_digest=digest,
+        )
     drop = None
     old_level = risk_level(float(one.churn_risk or 0))
     if one.health_score is not None and one.health_score > score:  # the threshold matters only then
@@ -363,6 +436,7 @@ def _score_one_lean(
         "components": components,
         "confidence": confidence(probability),
         "rises": sum(1 for alert in alerts if alert["source"] == "risk_rise"),
+        "digest": digest,
     }
     if alerts or resolve:
         with transaction.atomic():
@@ -388,9 +462,9 @@ WITH run AS (
   RETURNING id
 ), prediction AS (
   INSERT INTO churn_predictions (customer_id, churn_probability, risk_level, top_causes, prediction_date,
-    model_version, health_score, health_components, confidence, run_id)
+    model_version, health_score, health_components, confidence, inputs_digest, run_id)
   SELECT %(customer_id)s, %(risk)s, %(level)s, %(causes)s, %(now)s, %(version)s, %(score)s, %(components)s,
-    %(confidence)s, run.id FROM run
+    %(confidence)s, %(digest)s, run.id FROM run
   RETURNING id
 ), scores AS (
   UPDATE customers SET churn_risk = %(risk)s, health_score = %(score)s, updated_at = clock_timestamp()
@@ -413,6 +487,7 @@ def _write_one(
     components: dict,
     confidence: float,
     rises: int,
+    digest: str,
 ) -> ChurnPrediction:
     run_key = uuid.uuid4().hex
     run = PredictionRun(
@@ -434,6 +509,7 @@ def _write_one(
         health_score=score,
         health_components=components,
         confidence=confidence,
+        inputs_digest=digest,
     )
     if connection.vendor == "postgresql":
         from psycopg.types.json import Jsonb
@@ -454,6 +530,7 @@ def _write_one(
                     "score": score,
                     "components": Jsonb(components),
                     "confidence": confidence,
+                    "digest": digest,
                 },
             )
             prediction.pk, run.pk = cursor.fetchone()

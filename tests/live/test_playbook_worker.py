@@ -25,7 +25,7 @@ pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 def make_playbook(settings):
     from playbooks.services import playbook_upsert
 
-    settings.PLAYBOOK_WEBHOOK_ALLOW_HTTP = True
+    settings.PLAYBOOK_WEBHOOK_ALLOW_LOOPBACK = True
     return lambda steps: playbook_upsert(name="Live playbook", data={"steps": steps})[0]
 
 

@@ -25,6 +25,7 @@ def run(**extra: str) -> list[str]:
         {
             "DJANGO_SETTINGS_MODULE": "churnshield.settings.production",
             "SECRET_KEY": "x9!Kq2#vLm7@pR4$tW8^zN1&bC5*dF3(gH6)jY0-uE_iO+aS=eQ~rT|wV<yX>",
+            "PLAYBOOK_WEBHOOK_SECRET": "synthetic-playbook-webhook-secret-for-deploy-checks",
             "DATABASE_URL": "sqlite:////tmp/churnshield-prod-metrics.sqlite3",
             "ALLOWED_HOSTS": "testserver",
             "TRUSTED_ORIGINS": "https://app.example.com",

@@ -14,7 +14,7 @@ from playbooks.services import playbook_upsert
 
 @pytest.fixture
 def make_playbook(db, settings):
-    settings.PLAYBOOK_WEBHOOK_ALLOW_HTTP = True
+    settings.PLAYBOOK_WEBHOOK_ALLOW_LOOPBACK = True
     counter = iter(range(1, 10_000))
 
     def make(steps, name=None, **fields):
