@@ -256,6 +256,8 @@ AXES_RESET_ON_SUCCESS = True
 # user who retries (the right password included) locked out past the time the 429 announced.
 AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 AXES_LOCKOUT_CALLABLE = "churnshield.auth.views.lockout_response"
+# Failures count against the account, whatever spelling of its e-mail address reached authenticate().
+AXES_USERNAME_CALLABLE = "churnshield.auth.attempts.axes_username"
 AXES_IPWARE_META_PRECEDENCE_ORDER = ["REMOTE_ADDR"]
 AXES_VERBOSE = False
 
