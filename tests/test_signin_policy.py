@@ -8,7 +8,6 @@ from itertools import cycle
 import pytest
 from django.conf import settings
 from django.test import Client
-from rest_framework.throttling import ScopedRateThrottle
 
 from churnshield.auth.attempts import single_attempt
 from tests.test_auth_hardening import CountingHasher
@@ -20,11 +19,15 @@ SIGNED_IN = {"api": 200, "signin": 303, "admin": 302}
 REFUSED = {"api": 401, "signin": 401, "admin": 200}  # the admin shows its form again
 
 
+def login_rate(settings, rate: str) -> None:
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"login": rate}}
+
+
 @pytest.fixture(autouse=True)
-def no_login_throttle(monkeypatch):
-    # The per-address throttle is a separate layer (tested on its own); these tests make more
-    # attempts a minute than it allows.
-    monkeypatch.setitem(ScopedRateThrottle.THROTTLE_RATES, "login", "10000/min")
+def no_login_throttle(settings):
+    # The per-address throttle is a separate layer (tests below set their own rate); the others
+    # make more attempts a minute than it allows.
+    login_rate(settings, "10000/min")
 
 
 @pytest.fixture
@@ -117,3 +120,114 @@ def test_usernames_are_case_sensitive_and_count_apart(door, csm):
         assert attempt(door, csm.username.upper(), PASSWORD).status_code == REFUSED[door]
     assert attempt(door, csm.username.upper(), PASSWORD).status_code == 429
     assert attempt(door, csm.username, PASSWORD).status_code == SIGNED_IN[door]
+
+
+# --- The client address: trusted proxies only -------------------------------------------------
+
+
+def throttled_codes(responses) -> list[str]:
+    return [r.json()["code"] if r.status_code == 429 else str(r.status_code) for r in responses]
+
+
+@pytest.mark.django_db
+def test_a_forged_forwarded_for_does_not_escape_the_login_throttle(settings):
+    login_rate(settings, "5/min")
+    # No proxy trusted (the default): the header is the client's own text and is ignored. Each
+    # try names another (unknown) account, so only the throttle can refuse.
+    responses = [
+        attempt("api", f"nobody-{n}", "wrong-password", HTTP_X_FORWARDED_FOR=f"198.51.100.{n}") for n in range(30)
+    ]
+    assert throttled_codes(responses) == ["401"] * 5 + ["throttled"] * 25
+
+
+@pytest.mark.django_db
+def test_behind_one_trusted_proxy_the_address_it_saw_is_the_client(settings, csm):
+    from axes.models import AccessAttempt
+
+    login_rate(settings, "5/min")
+    settings.TRUSTED_PROXY_COUNT = 1
+    # The proxy appends the address it saw; whatever the client put before it is ignored.
+    forged = [
+        attempt("api", f"nobody-{n}", "x", ip="10.0.0.2", HTTP_X_FORWARDED_FOR=f"198.51.100.{n}, 203.0.113.7")
+        for n in range(8)
+    ]
+    assert throttled_codes(forged) == ["401"] * 5 + ["throttled"] * 3
+    other_client = attempt("api", "nobody", "x", ip="10.0.0.2", HTTP_X_FORWARDED_FOR="198.51.100.1, 203.0.113.8")
+    assert other_client.status_code == 401
+    # axes counts under the same address.
+    assert sorted(AccessAttempt.objects.values_list("ip_address", flat=True).distinct()) == [
+        "203.0.113.7",
+        "203.0.113.8",
+    ]
+
+
+@pytest.mark.django_db
+def test_the_attempt_lock_follows_the_trusted_address(settings, csm, rf):
+    settings.TRUSTED_PROXY_COUNT = 1
+    held = rf.post("/", REMOTE_ADDR="10.0.0.2", HTTP_X_FORWARDED_FOR="203.0.113.7")
+    with single_attempt(held, csm.username) as alone:
+        assert alone
+        same_client = attempt("api", csm.email, PASSWORD, ip="10.0.0.3", HTTP_X_FORWARDED_FOR="1.2.3.4, 203.0.113.7")
+        other_client = attempt("api", csm.email, PASSWORD, ip="10.0.0.2", HTTP_X_FORWARDED_FOR="203.0.113.8")
+    assert (same_client.status_code, same_client.json()["code"]) == (429, "attempt_in_progress")
+    assert other_client.status_code == 200
+
+
+# --- A Redis outage -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def dead_redis(settings):
+    """The default cache is a real Redis client pointed at a port nobody listens on."""
+    from tests.live.conftest import free_port
+
+    settings.CACHES = {
+        **settings.CACHES,
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": f"redis://127.0.0.1:{free_port()}/0",
+            "OPTIONS": {"socket_timeout": 1, "socket_connect_timeout": 1},
+        },
+    }
+    from django.core.cache import cache
+
+    with pytest.raises(Exception, match=r"Connection refused|Error 111"):
+        cache.get("anything")  # it really is down
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("door", DOORS)
+def test_sign_in_works_while_redis_is_down(door, dead_redis, csm):
+    for name in [csm.username, *spellings(csm.email)]:
+        assert attempt(door, name, PASSWORD).status_code == SIGNED_IN[door], name
+
+
+@pytest.mark.django_db
+def test_while_redis_is_down_the_login_throttle_counts_in_the_database(settings, dead_redis):
+    from django.db import connection
+
+    login_rate(settings, "5/min")
+    responses = [attempt("api", f"nobody-{n}", "wrong-password") for n in range(8)]
+    assert throttled_codes(responses) == ["401"] * 5 + ["throttled"] * 3
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT COUNT(*) FROM churnshield_signin_cache")
+        assert cursor.fetchone() == (1,)  # the throttle's history for 127.0.0.1 (the lock was released)
+
+
+@pytest.mark.django_db
+def test_while_redis_is_down_one_attempt_at_a_time_still_holds(dead_redis, csm, rf):
+    with single_attempt(rf.post("/", REMOTE_ADDR="127.0.0.1"), csm.username) as alone:
+        assert alone
+        response = attempt("api", csm.email, PASSWORD)
+    assert (response.status_code, response.json()["code"]) == (429, "attempt_in_progress")
+
+
+@pytest.mark.django_db
+def test_ws_ticket_while_redis_is_down_is_a_clear_503(dead_redis, csm, api_for):
+    response = api_for(csm).post("/api/alerts/ws-ticket")
+    assert response.status_code == 503
+    assert response.json() == {
+        "message": "The live alert feed is unavailable right now. Try again shortly.",
+        "code": "service_unavailable",
+        "errors": {},
+    }

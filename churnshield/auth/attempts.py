@@ -23,8 +23,10 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import authenticate, get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.core.cache import cache
+from django.core.cache import caches
 from django.http import HttpRequest
+
+from churnshield.auth.addresses import client_ip
 
 logger = logging.getLogger(__name__)
 # Longer than any single attempt (a hash and a few queries); only a crashed process leaves it set.
@@ -59,11 +61,12 @@ def axes_username(request: HttpRequest, credentials: dict[str, Any] | None) -> s
 def single_attempt(request: HttpRequest, username: str) -> Iterator[bool]:
     """Yield True if this is the only attempt in flight for (username, address), else False.
 
-    If the cache is unreachable the attempt goes ahead (yields True): axes still counts every
-    failure in the database, so only the race protection is lost, not sign-in itself.
+    The lock lives in the `signin` cache (Redis, or the database while Redis is unreachable). If
+    even that fails the attempt goes ahead (yields True): axes still counts every failure in the
+    database, so only the race protection is lost, not sign-in itself.
     """
-    address = request.META.get("REMOTE_ADDR", "")
-    key = "auth:attempt:" + hashlib.sha256(f"{username}\0{address}".encode()).hexdigest()
+    cache = caches["signin"]
+    key = "auth:attempt:" + hashlib.sha256(f"{username}\0{client_ip(request)}".encode()).hexdigest()
     try:
         acquired = cache.add(key, 1, timeout=ATTEMPT_LOCK_SECONDS)
     except Exception:

@@ -15,7 +15,6 @@ from rest_framework import exceptions, serializers
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.serializers import TokenRefreshSerializer
@@ -25,6 +24,7 @@ from rest_framework_simplejwt.tokens import RefreshToken
 from alerts.realtime import close_user_sockets
 from churnshield.auth.attempts import AttemptInProgress, authenticate_once
 from churnshield.auth.authentication import check_cookie_origin
+from churnshield.auth.throttles import LoginRateThrottle
 from churnshield.auth.tokens import clear_auth_cookies, issue_tokens, set_auth_cookies, user_payload
 
 
@@ -99,7 +99,7 @@ def _refresh_token(request: Request) -> str | None:
 class LoginView(APIView):
     authentication_classes: list = []
     permission_classes = [AllowAny]
-    throttle_classes = [ScopedRateThrottle]
+    throttle_classes = [LoginRateThrottle]
     throttle_scope = "login"
 
     @extend_schema(
