@@ -17,13 +17,13 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework_simplejwt.exceptions import TokenError
-from rest_framework_simplejwt.serializers import TokenRefreshSerializer
 from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from alerts.realtime import close_user_sockets
 from churnshield.auth.attempts import AttemptInProgress, authenticate_once
 from churnshield.auth.authentication import check_cookie_origin
+from churnshield.auth.services import TokenRefused, refresh_token_rotate
 from churnshield.auth.throttles import LoginRateThrottle
 from churnshield.auth.tokens import clear_auth_cookies, issue_tokens, set_auth_cookies, user_payload
 
@@ -133,16 +133,14 @@ class RefreshView(APIView):
         raw = _refresh_token(request)
         if raw is None:
             return _error(401, "No refresh token.", "not_authenticated")
-        serializer = TokenRefreshSerializer(data={"refresh": raw})
         try:
-            serializer.is_valid(raise_exception=True)
-        except (TokenError, exceptions.AuthenticationFailed):
-            # Expired, forged, blacklisted (e.g. reused after rotation) or for an inactive user.
+            tokens = refresh_token_rotate(raw=raw)
+        except TokenRefused:
+            # Expired, forged, already used, or its user is gone, inactive or changed password:
+            # one answer for all, as before (the reason is for the logs, not for a token holder).
             return _error(401, "Refresh token is invalid or expired.", "token_not_valid")
-        access = serializer.validated_data["access"]
-        refresh = serializer.validated_data.get("refresh", raw)
-        response = Response({"access": access, "refresh": refresh})
-        set_auth_cookies(response, access=access, refresh=refresh)
+        response = Response(tokens)
+        set_auth_cookies(response, access=tokens["access"], refresh=tokens["refresh"])
         return response
 
 
