@@ -231,3 +231,35 @@ def test_ws_ticket_while_redis_is_down_is_a_clear_503(dead_redis, csm, api_for):
         "code": "service_unavailable",
         "errors": {},
     }
+
+
+@pytest.mark.django_db
+def test_when_redis_dies_mid_way_the_throttle_goes_on_counting_in_the_database(settings, tmp_path):
+    from django.db import connection
+
+    from tests.faults.harness import PrivateRedis
+
+    redis_server = PrivateRedis(tmp_path / "redis")
+    redis_server.start()
+    try:
+        settings.CACHES = {
+            **settings.CACHES,
+            "default": {
+                "BACKEND": "django.core.cache.backends.redis.RedisCache",
+                "LOCATION": redis_server.url,
+                "OPTIONS": {"socket_timeout": 1, "socket_connect_timeout": 1},
+            },
+        }
+        login_rate(settings, "5/min")
+        before = [attempt("api", f"nobody-{n}", "wrong-password") for n in range(3)]
+        assert redis_server.client().keys("*throttle_login_127.0.0.1") != []  # counted in Redis
+        redis_server.kill()
+        after = [attempt("api", f"nobody-{n}", "wrong-password") for n in range(3, 10)]
+    finally:
+        redis_server.kill()
+    # Redis's 3 are lost with it; the database count starts at the outage and holds the limit.
+    assert throttled_codes(before) == ["401"] * 3
+    assert throttled_codes(after) == ["401"] * 5 + ["throttled"] * 2
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT COUNT(*) FROM churnshield_signin_cache")
+        assert cursor.fetchone() == (1,)
