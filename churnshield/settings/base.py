@@ -182,7 +182,13 @@ CACHES |= {
         "BACKEND": "churnshield.cache.FailoverCache",
         "OPTIONS": {"PRIMARY": "default", "FALLBACK": "signin_db"},
     },
-    "signin_db": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "churnshield_signin_cache"},
+    "signin_db": {
+        "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+        "LOCATION": "churnshield_signin_cache",
+        # Past MAX_ENTRIES Django deletes a third of the rows: throttle histories with them. One
+        # row per client address (plus a short-lived lock per attempt) stays far below this.
+        "OPTIONS": {"MAX_ENTRIES": 100_000},
+    },
 }
 
 # --- Client address ---------------------------------------------------------------------------
