@@ -1,8 +1,9 @@
 """`ws/alerts`: the live alert feed (protocol in README.md, "Live alert feed").
 
-Connect: the Origin must be trusted (as for cookie-authenticated API writes), then one credential,
-in this order: a single-use `?ticket=` from `POST /api/alerts/ws-ticket`, the `cs_access` sign-in
-cookie, or a Django admin session. A refused handshake is an HTTP 403. The server joins the
+Connect: one credential, in this order: a single-use `?ticket=` from `POST /api/alerts/ws-ticket`
+(spent by the attempt, whatever follows), the `cs_access` sign-in cookie, or a Django admin
+session; and the Origin must be trusted (as for cookie-authenticated API writes). A refused
+handshake is an HTTP 403. The server joins the
 user's groups before it accepts, so nothing broadcast after the backlog is read can be missed.
 """
 
@@ -120,11 +121,10 @@ class AlertFeedConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self) -> None:
         self.joined: list[str] = []
         self.expiry_task: asyncio.Task | None = None
-        if not origin_allowed(self.scope):
-            await self.close()
-            return
+        # Credentials first, so that a ticket is spent by any attempt, refused or not: one seen in
+        # a log or a proxy's history must not open a socket from elsewhere within its 30 s.
         identity = await authenticate(self.scope)
-        if identity is None:
+        if identity is None or not origin_allowed(self.scope):
             await self.close()
             return
         self.user, expires_at = identity

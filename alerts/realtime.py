@@ -23,10 +23,12 @@ from channels_redis.pubsub import RedisPubSubChannelLayer
 from django.core.cache import cache
 from django.db.models import F, Q
 from django.utils import timezone
+from redis.exceptions import RedisError
 
 from alerts.api.serializers import AlertOutputSerializer
 from alerts.models import Alert
 from alerts.selectors import alert_scope
+from churnshield.exceptions import ServiceUnavailableError
 
 logger = logging.getLogger(__name__)
 
@@ -147,7 +149,11 @@ def ws_ticket_issue(*, user_id: int, session_expires_at: dt.datetime) -> tuple[s
         "expires_at": expires_at.timestamp(),
         "session_expires_at": session_expires_at.timestamp(),
     }
-    cache.set(_ticket_key(ticket), claim, timeout=TICKET_SECONDS)
+    try:
+        cache.set(_ticket_key(ticket), claim, timeout=TICKET_SECONDS)
+    except (RedisError, OSError) as exc:
+        # The feed itself runs over Redis (the channel layer): without it a ticket opens nothing.
+        raise ServiceUnavailableError("The live alert feed is unavailable right now. Try again shortly.") from exc
     return ticket, TICKET_SECONDS
 
 
@@ -156,9 +162,13 @@ async def ws_ticket_consume(ticket: str) -> tuple[int, dt.datetime] | None:
     if not ticket or len(ticket) > 200:
         return None
     key = _ticket_key(ticket)
-    data = await cache.aget(key)
-    # Whoever deletes the key owns the ticket: two sockets racing with one ticket cannot both win.
-    if data is None or not await cache.adelete(key):
+    try:
+        data = await cache.aget(key)
+        # Whoever deletes the key owns the ticket: two sockets racing with one ticket cannot both win.
+        if data is None or not await cache.adelete(key):
+            return None
+    except (RedisError, OSError):
+        logger.warning("ticket store unreachable; refusing the ticket")
         return None
     if data["expires_at"] <= timezone.now().timestamp():
         return None

@@ -11,3 +11,7 @@ class NotFoundError(LookupError):
 
 class ConflictError(Exception):
     """The request conflicts with the current state (HTTP 409)."""
+
+
+class ServiceUnavailableError(Exception):
+    """A service the request needs (e.g. Redis) cannot be reached right now (HTTP 503)."""

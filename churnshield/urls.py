@@ -9,7 +9,15 @@ from rest_framework.routers import SimpleRouter
 from alerts.api.realtime_views import AlertWsTicketView
 from alerts.api.views import AlertViewSet, NotificationPreferenceView
 from churnshield.api.errors import not_found
-from churnshield.auth.views import ApiDocsView, LoginView, LogoutView, RefreshView, signin_page
+from churnshield.auth.views import (
+    AdminSignInForm,
+    ApiDocsView,
+    LoginView,
+    LogoutView,
+    RefreshView,
+    admin_login,
+    signin_page,
+)
 from churnshield.dashboard.views import DashboardChartView, DashboardMetricsView
 from customers.api.views import CustomerCsvImportView, CustomerViewSet
 from integrations.api.views import IntegrationViewSet, WebhookView
@@ -64,7 +72,12 @@ api = [
     re_path(r"^.*$", csrf_exempt(not_found), name="api-not-found"),
 ]
 
+# The admin's sign-in follows the same policy as /api/auth/login and /signin (one count per
+# account, one attempt at a time): same form, and a view that turns a concurrent attempt into 429.
+admin.site.login_form = AdminSignInForm
+
 urlpatterns = [
+    path("admin/login/", admin_login),
     path("admin/", admin.site.urls),
     path("signin", signin_page, name="signin"),
     path("api/", include(api)),

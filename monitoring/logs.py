@@ -23,7 +23,7 @@ _PATTERNS = [
     # key=value / "key": "value" pairs whose key names a secret.
     (
         re.compile(
-            r"(?i)([\"']?\b[\w-]*(?:password|passwd|secret|token|api[_-]?key|authorization|signature|cookie)"
+            r"(?i)([\"']?\b[\w-]*(?:password|passwd|secret|token|ticket|api[_-]?key|authorization|signature|cookie)"
             r"[\w-]*[\"']?\s*[:=]\s*[\"']?)([^\"'\s&;}]+)"
         ),
         rf"\1{REDACTED}",
@@ -114,10 +114,13 @@ def build_logging(*, level: str = "INFO", json: bool = True) -> dict:
         "loggers": {
             "axes": {"level": "WARNING"},
             # Uvicorn's access log prints the query string (tokens could hide there) in plain text;
-            # our middleware writes a JSON access line with the path only.
+            # our middleware writes a JSON access line with the path only. Uvicorn's WebSocket
+            # handshake lines (`"WebSocket /ws/alerts?ticket=…" [accepted]`) go to uvicorn.error:
+            # the redaction filter also sits on these loggers, so a record is scrubbed before any
+            # handler (ours, or uvicorn's own under --log-config) can write it.
             "uvicorn.access": {"handlers": [], "level": "WARNING", "propagate": False},
-            "uvicorn": {"handlers": ["console"], "level": level, "propagate": False},
-            "uvicorn.error": {"handlers": ["console"], "level": level, "propagate": False},
+            "uvicorn": {"handlers": ["console"], "level": level, "propagate": False, "filters": ["redact"]},
+            "uvicorn.error": {"handlers": ["console"], "level": level, "propagate": False, "filters": ["redact"]},
             "celery": {"handlers": ["console"], "level": level, "propagate": False},
         },
     }

@@ -14,7 +14,7 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
-from churnshield.exceptions import ConflictError, NotFoundError
+from churnshield.exceptions import ConflictError, NotFoundError, ServiceUnavailableError
 
 
 class Conflict(exceptions.APIException):
@@ -27,6 +27,12 @@ class PayloadTooLarge(exceptions.APIException):
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
     default_detail = "Request body is too large."
     default_code = "payload_too_large"
+
+
+class ServiceUnavailable(exceptions.APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = "A service this request needs is unavailable. Try again shortly."
+    default_code = "service_unavailable"
 
 
 def _first_message(errors: Any, path: str = "") -> str:
@@ -62,6 +68,8 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
         exc = exceptions.NotFound(str(exc) or "Not found.")
     elif isinstance(exc, ConflictError):
         exc = Conflict(str(exc) or Conflict.default_detail)
+    elif isinstance(exc, ServiceUnavailableError):
+        exc = ServiceUnavailable(str(exc) or ServiceUnavailable.default_detail)
     elif isinstance(exc, Http404):
         exc = exceptions.NotFound(str(exc) if str(exc) else "Not found.")
     elif isinstance(exc, DjangoPermissionDenied):

@@ -26,6 +26,7 @@ ERRORS = {
 }
 PUBLIC = {("/api/auth/login", "post"), ("/api/auth/refresh", "post"), ("/api/auth/logout", "post")}
 THROTTLED = {("/api/auth/login", "post")}  # the login throttle (LOGIN_THROTTLE_RATE) and axes lockout
+NEEDS_REDIS = {("/api/alerts/ws-ticket", "post")}  # 503 while Redis is unreachable
 
 
 def add_error_responses(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
@@ -43,5 +44,9 @@ def add_error_responses(result: dict[str, Any], generator: Any, request: Any, pu
                 operation["responses"].setdefault(
                     "429",
                     {"description": "Too many attempts; retry after `Retry-After` seconds.", "content": reference},
+                )
+            if (path, method) in NEEDS_REDIS:
+                operation["responses"].setdefault(
+                    "503", {"description": "Redis is unreachable; try again shortly.", "content": reference}
                 )
     return result

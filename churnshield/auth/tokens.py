@@ -4,9 +4,9 @@ from typing import Any
 
 from django.conf import settings
 from django.http import HttpResponse
-from rest_framework_simplejwt.tokens import RefreshToken
 
 from churnshield.auth.roles import role_of
+from churnshield.auth.services import FamilyRefreshToken
 
 REFRESH_COOKIE_PATH = "/api/auth"
 
@@ -22,7 +22,7 @@ def user_payload(user: Any) -> dict:
 
 
 def issue_tokens(user: Any) -> dict[str, str]:
-    refresh = RefreshToken.for_user(user)
+    refresh = FamilyRefreshToken.for_user(user)
     return {"access": str(refresh.access_token), "refresh": str(refresh)}
 
 

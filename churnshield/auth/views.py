@@ -4,7 +4,8 @@ import contextlib
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth import authenticate
+from django.contrib import admin
+from django.contrib.admin.forms import AdminAuthenticationForm
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import render
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -14,16 +15,16 @@ from rest_framework import exceptions, serializers
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 from rest_framework_simplejwt.exceptions import TokenError
-from rest_framework_simplejwt.serializers import TokenRefreshSerializer
 from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from alerts.realtime import close_user_sockets
-from churnshield.auth.attempts import canonical_username, single_attempt
+from churnshield.auth.attempts import AttemptInProgress, authenticate_once
 from churnshield.auth.authentication import check_cookie_origin
+from churnshield.auth.services import TokenRefused, refresh_token_rotate
+from churnshield.auth.throttles import LoginRateThrottle
 from churnshield.auth.tokens import clear_auth_cookies, issue_tokens, set_auth_cookies, user_payload
 
 
@@ -98,7 +99,7 @@ def _refresh_token(request: Request) -> str | None:
 class LoginView(APIView):
     authentication_classes: list = []
     permission_classes = [AllowAny]
-    throttle_classes = [ScopedRateThrottle]
+    throttle_classes = [LoginRateThrottle]
     throttle_scope = "login"
 
     @extend_schema(
@@ -109,12 +110,12 @@ class LoginView(APIView):
     def post(self, request: Request) -> Response:
         data = LoginInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        username = canonical_username(data.validated_data.get("username") or data.validated_data["email"])
-        # django-axes counts failures per (username, IP) on the Django request; one attempt at a time.
-        with single_attempt(request._request, username) as alone:
-            if not alone:
-                return attempt_in_progress_response()
-            user = authenticate(request._request, username=username, password=data.validated_data["password"])
+        identifier = data.validated_data.get("username") or data.validated_data["email"]
+        try:
+            # django-axes counts failures per (username, IP) on the Django request.
+            user = authenticate_once(request._request, identifier=identifier, password=data.validated_data["password"])
+        except AttemptInProgress:
+            return attempt_in_progress_response()
         if user is None:
             return _error(401, "Invalid username or password.", "invalid_credentials")
         tokens = issue_tokens(user)
@@ -132,16 +133,14 @@ class RefreshView(APIView):
         raw = _refresh_token(request)
         if raw is None:
             return _error(401, "No refresh token.", "not_authenticated")
-        serializer = TokenRefreshSerializer(data={"refresh": raw})
         try:
-            serializer.is_valid(raise_exception=True)
-        except (TokenError, exceptions.AuthenticationFailed):
-            # Expired, forged, blacklisted (e.g. reused after rotation) or for an inactive user.
+            tokens = refresh_token_rotate(raw=raw)
+        except TokenRefused:
+            # Expired, forged, already used, or its user is gone, inactive or changed password:
+            # one answer for all, as before (the reason is for the logs, not for a token holder).
             return _error(401, "Refresh token is invalid or expired.", "token_not_valid")
-        access = serializer.validated_data["access"]
-        refresh = serializer.validated_data.get("refresh", raw)
-        response = Response({"access": access, "refresh": refresh})
-        set_auth_cookies(response, access=access, refresh=refresh)
+        response = Response(tokens)
+        set_auth_cookies(response, access=tokens["access"], refresh=tokens["refresh"])
         return response
 
 
@@ -172,11 +171,10 @@ def signin_page(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         typed = request.POST.get("username", "")[:254]
         context["username"] = typed
-        username = canonical_username(typed)
-        with single_attempt(request, username) as alone:
-            if not alone:
-                return attempt_in_progress_response()
-            user = authenticate(request, username=username, password=request.POST.get("password", "")[:4096])
+        try:
+            user = authenticate_once(request, identifier=typed, password=request.POST.get("password", "")[:4096])
+        except AttemptInProgress:
+            return attempt_in_progress_response()
         if getattr(request, "axes_locked_out", False):
             return lockout_response(request)
         if user is not None:
@@ -188,6 +186,27 @@ def signin_page(request: HttpRequest) -> HttpResponse:
         context["error"] = "Invalid username or password."
         return render(request, "churnshield/signin.html", context, status=401)
     return render(request, "churnshield/signin.html", context)
+
+
+class AdminSignInForm(AdminAuthenticationForm):
+    """The admin's sign-in form, checking the password the way every other door does."""
+
+    def clean(self) -> dict[str, Any]:
+        username, password = self.cleaned_data.get("username"), self.cleaned_data.get("password")
+        if username is not None and password:
+            self.user_cache = authenticate_once(self.request, identifier=username, password=password)
+            if self.user_cache is None:
+                raise self.get_invalid_login_error()
+            self.confirm_login_allowed(self.user_cache)
+        return self.cleaned_data
+
+
+def admin_login(request: HttpRequest) -> HttpResponse:
+    """`/admin/login/`: Django's admin sign-in with AdminSignInForm; a concurrent attempt is a 429."""
+    try:
+        return admin.site.login(request, extra_context=None)
+    except AttemptInProgress:
+        return attempt_in_progress_response()
 
 
 class ApiDocsView(SpectacularSwaggerView):

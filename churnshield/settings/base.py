@@ -163,19 +163,42 @@ DEFAULT_EXCEPTION_REPORTER_FILTER = "churnshield.debug.UrlCredentialsReporterFil
 # Issue 7 (X4): every Redis client gives up on a dead connection instead of waiting forever.
 REDIS_SOCKET_TIMEOUT_SECONDS = env.float("REDIS_SOCKET_TIMEOUT_SECONDS", default=10.0)
 REDIS_CONNECT_TIMEOUT_SECONDS = env.float("REDIS_CONNECT_TIMEOUT_SECONDS", default=5.0)
+# The cache answers in well under a millisecond: waiting longer only delays the fall-back below.
+REDIS_CACHE_TIMEOUT_SECONDS = env.float("REDIS_CACHE_TIMEOUT_SECONDS", default=1.0)
 if REDIS_URL:
     CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "OPTIONS": {
-                "socket_timeout": REDIS_SOCKET_TIMEOUT_SECONDS,
-                "socket_connect_timeout": REDIS_CONNECT_TIMEOUT_SECONDS,
+                "socket_timeout": REDIS_CACHE_TIMEOUT_SECONDS,
+                "socket_connect_timeout": REDIS_CACHE_TIMEOUT_SECONDS,
             },
         }
     }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+CACHES |= {
+    # Sign-in's counters (login throttle, one-attempt lock): the default cache, or the database
+    # while it is unreachable, so a Redis outage neither fails sign-in nor lifts its limits.
+    "signin": {
+        "BACKEND": "churnshield.cache.FailoverCache",
+        "OPTIONS": {"PRIMARY": "default", "FALLBACK": "signin_db"},
+    },
+    "signin_db": {
+        "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+        "LOCATION": "churnshield_signin_cache",
+        # Past MAX_ENTRIES Django deletes a third of the rows: throttle histories with them. One
+        # row per client address (plus a short-lived lock per attempt) stays far below this.
+        "OPTIONS": {"MAX_ENTRIES": 100_000},
+    },
+}
+
+# --- Client address ---------------------------------------------------------------------------
+# How many reverse proxies in front of the app append to X-Forwarded-For. 0: none is trusted and
+# the client is the peer address (REMOTE_ADDR); the header is ignored. The login throttle, axes'
+# lock-out and the one-attempt lock all use this (churnshield/auth/addresses.py).
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
 
 # --- REST framework ---------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -188,6 +211,8 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "churnshield.api.errors.exception_handler",
     "UNAUTHENTICATED_USER": None,
+    # Other throttles read the client address from X-Forwarded-For as the login throttle does.
+    "NUM_PROXIES": TRUSTED_PROXY_COUNT,
     "DEFAULT_THROTTLE_RATES": {
         "login": env.str("LOGIN_THROTTLE_RATE", default="20/min"),
     },
@@ -259,7 +284,9 @@ AXES_RESET_ON_SUCCESS = True
 # user who retries (the right password included) locked out past the time the 429 announced.
 AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 AXES_LOCKOUT_CALLABLE = "churnshield.auth.views.lockout_response"
-AXES_IPWARE_META_PRECEDENCE_ORDER = ["REMOTE_ADDR"]
+# Failures count against the account, whatever spelling of its e-mail address reached authenticate().
+AXES_USERNAME_CALLABLE = "churnshield.auth.attempts.axes_username"
+AXES_CLIENT_IP_CALLABLE = "churnshield.auth.addresses.client_ip"  # TRUSTED_PROXY_COUNT, as the throttle
 AXES_VERBOSE = False
 
 # --- Celery -----------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ if os.environ.get("CHURNSHIELD_TEST_JSON_LOGS"):  # processes started by live te
 
     LOGGING = build_logging(level=os.environ.get("LOG_LEVEL", "INFO"))
 # The cache backs throttles only; tests clear it freely, so it never shares Redis with the broker.
-CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+CACHES = {**CACHES, "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}  # noqa: F405
 
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
     # A file, not :memory:, so server and worker processes started by tests share it; one per

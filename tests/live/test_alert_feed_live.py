@@ -11,7 +11,7 @@ import httpx
 import pytest
 from websockets.sync.client import connect
 
-from tests.live.conftest import ROOT, VENV_BIN, service_env
+from tests.live.conftest import ROOT, VENV_BIN, eventually, free_port, service_env
 
 # Transactional: the server and the alert-raising process must see the rows the test commits.
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
@@ -90,11 +90,52 @@ def test_a_reused_ticket_and_a_foreign_origin_are_refused_by_the_real_server(red
     with pytest.raises(InvalidStatus) as foreign:
         connect(f"{ws_base}/ws/alerts?ticket={ticket}", origin="https://evil.example")
     assert foreign.value.response.status_code == 403
+    # The refused attempt spent the ticket.
+    with pytest.raises(InvalidStatus) as after_refusal:
+        connect(f"{ws_base}/ws/alerts?ticket={ticket}", origin=asgi_server)
+    assert after_refusal.value.response.status_code == 403
+    ticket = ticket_for(asgi_server, csm.username)
     with connect(f"{ws_base}/ws/alerts?ticket={ticket}", origin=asgi_server):
         pass
     with pytest.raises(InvalidStatus) as reused:
         connect(f"{ws_base}/ws/alerts?ticket={ticket}", origin=asgi_server)
     assert reused.value.response.status_code == 403
+
+
+def test_tickets_never_reach_the_server_log(start_process, csm):
+    from websockets.exceptions import InvalidStatus
+
+    port = free_port()
+    process = start_process(
+        [str(VENV_BIN / "uvicorn"), "churnshield.asgi:application", "--host", "127.0.0.1", "--port", str(port)],
+        service_env(CHURNSHIELD_TEST_JSON_LOGS="1", LOG_LEVEL="INFO"),
+        "uvicorn-ticket-logs",
+    )
+    base = f"http://127.0.0.1:{port}"
+    eventually(lambda: _up(base), timeout=30, interval=0.2)
+    ws_base = base.replace("http://", "ws://")
+    accepted, refused = ticket_for(base, csm.username), ticket_for(base, csm.username)
+    with connect(f"{ws_base}/ws/alerts?ticket={accepted}", origin=base):
+        pass
+    with pytest.raises(InvalidStatus):
+        connect(f"{ws_base}/ws/alerts?ticket={refused}", origin="https://evil.example")
+    process.terminate()
+    process.wait(timeout=10)
+
+    text = (ROOT / ".pytest-logs" / "uvicorn-ticket-logs.log").read_text(errors="replace")
+    assert accepted not in text and refused not in text
+    handshakes = [json.loads(line)["message"] for line in text.splitlines() if '"WebSocket ' in line]
+    assert [line.split(" - ", 1)[1] for line in handshakes] == [
+        '"WebSocket /ws/alerts?ticket=[REDACTED]" [accepted]',
+        '"WebSocket /ws/alerts?ticket=[REDACTED]" 403',
+    ]
+
+
+def _up(base: str) -> bool:
+    try:
+        return httpx.get(f"{base}/healthz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def chromium_or_skip() -> None:
