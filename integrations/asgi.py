@@ -198,6 +198,8 @@ class WebhookConsumer(AsyncHttpConsumer):
     async def handle(self, body: bytes) -> None:
         status, payload = await self.receive_delivery(body)
         headers = [(b"Content-Type", b"application/json"), (b"Content-Length", str(len(payload)).encode())]
+        if status == 405:
+            headers.append((b"Allow", b"POST"))  # HTTP requires it on a 405, as Django's views send it
         await self.send_response(status, payload, headers=headers)
 
     async def _receive(self, body: bytes) -> tuple[int, bytes]:

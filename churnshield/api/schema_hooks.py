@@ -5,6 +5,7 @@ Every API operation answers errors in one shape (`{message, code, errors}`, rend
 that may not do it, 404 for what is outside the caller's portfolio. Views document their
 success bodies; this hook adds those four to any operation that does not document them itself,
 so clients (and schemathesis' status-code conformance check) see every status the API sends.
+The operations whose service raises ConflictError also document their 409.
 """
 
 from typing import Any
@@ -27,6 +28,18 @@ ERRORS = {
 PUBLIC = {("/api/auth/login", "post"), ("/api/auth/refresh", "post"), ("/api/auth/logout", "post")}
 THROTTLED = {("/api/auth/login", "post")}  # the login throttle (LOGIN_THROTTLE_RATE) and axes lockout
 NEEDS_REDIS = {("/api/alerts/ws-ticket", "post")}  # 503 while Redis is unreachable
+# The operations whose service raises ConflictError (rendered 409 by churnshield.api.errors).
+CONFLICTS = {
+    ("/api/playbook-executions/{id}/cancel", "post"): "The execution is not running.",
+    ("/api/playbook-executions/{id}/retry", "post"): (
+        "The execution is not failed or cancelled, is a holdout, or the playbook is running again."
+    ),
+    ("/api/v1/playbooks/trigger", "post"): "The playbook is already running for the customer, or inactive.",
+    ("/api/integrations/{id}/sync", "post"): "A sync is already running, or the provider has no pull sync.",
+    ("/api/alerts/{id}/acknowledge", "post"): "The alert is resolved.",
+    ("/api/alerts/{id}/snooze", "post"): "The alert is resolved.",
+    ("/api/v1/churn/predict", "post"): "The customer has churned and was never scored.",
+}
 
 
 def add_error_responses(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
@@ -40,6 +53,8 @@ def add_error_responses(result: dict[str, Any], generator: Any, request: Any, pu
                 if status == "403" and (path, method) in PUBLIC:
                     continue
                 operation["responses"].setdefault(status, {"description": description, "content": reference})
+            if (path, method) in CONFLICTS:
+                operation["responses"].setdefault("409", {"description": CONFLICTS[path, method], "content": reference})
             if (path, method) in THROTTLED:
                 operation["responses"].setdefault(
                     "429",

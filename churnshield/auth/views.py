@@ -212,6 +212,8 @@ def admin_login(request: HttpRequest) -> HttpResponse:
 class ApiDocsView(SpectacularSwaggerView):
     """Swagger UI for signed-in users; a browser without a sign-in goes to the sign-in page."""
 
+    template_name = "churnshield/api_docs.html"
+
     def handle_exception(self, exc: Exception) -> HttpResponse:
         if isinstance(exc, (exceptions.NotAuthenticated, exceptions.AuthenticationFailed)):
             return HttpResponseRedirect(f"/signin?next={self.request.path}")

@@ -63,25 +63,51 @@ def secret_value(value: Any) -> str:
     return text
 
 
+def _is_epoch_text(value: str) -> bool:
+    # str.isdigit() also accepts superscripts ('¹²³'), which int() and float() refuse.
+    return value.isascii() and value.isdigit()
+
+
 def parse_time(value: Any) -> dt.datetime | None:
-    """Epoch seconds or milliseconds, or ISO 8601, as an aware datetime."""
+    """Epoch seconds or milliseconds, or ISO 8601, as an aware datetime. ValueError otherwise,
+    also for a number beyond the calendar (which datetime reports as OverflowError or OSError)."""
     if value is None or value == "":
         return None
-    if isinstance(value, int | float) or (isinstance(value, str) and value.lstrip("-").isdigit()):
-        number = float(value)
-        if number > 1e11:  # milliseconds
-            number /= 1000
-        return dt.datetime.fromtimestamp(number, tz=dt.UTC)
+    try:
+        if isinstance(value, int | float) or (isinstance(value, str) and _is_epoch_text(value.removeprefix("-"))):
+            number = float(value)
+            if number > 1e11:  # milliseconds
+                number /= 1000
+            return dt.datetime.fromtimestamp(number, tz=dt.UTC)
+    except (OverflowError, OSError) as error:
+        raise ValueError(f"{value!r} is out of range for a time.") from error
     parsed = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     return parsed if timezone.is_aware(parsed) else parsed.replace(tzinfo=dt.UTC)
 
 
-def check_tolerance(timestamp: dt.datetime) -> None:
-    """Reject a signed timestamp more than the tolerance away from now, in either direction."""
+def _check_skew(skew: float) -> None:
     tolerance = settings.WEBHOOK_TOLERANCE_SECONDS
-    skew = abs((timezone.now() - timestamp).total_seconds())
     if skew > tolerance:
         raise SignatureError(f"Timestamp is {skew:.0f} s away from our clock (tolerance {tolerance} s).", "clock_skew")
+
+
+def check_tolerance(timestamp: dt.datetime) -> None:
+    """Reject a signed timestamp more than the tolerance away from now, in either direction."""
+    _check_skew(abs((timezone.now() - timestamp).total_seconds()))
+
+
+def check_epoch_tolerance(value: str, *, header: str, milliseconds: bool = False) -> None:
+    """Check a signed epoch timestamp, as the header's text, against our clock.
+
+    The distance is computed in whole numbers, never through a datetime: a far-off value (sixteen
+    nines of milliseconds) is clock skew like any other rather than an overflow, and anything but
+    ASCII digits is refused like a bad signature.
+    """
+    unit = 1000 if milliseconds else 1
+    if not _is_epoch_text(value) or len(value) > 30:
+        raise SignatureError(f"{header} must be epoch {'milliseconds' if milliseconds else 'seconds'}.")
+    now = int(timezone.now().timestamp() * unit)
+    _check_skew(abs(now - int(value)) / unit)
 
 
 def body_hash(body: bytes | str) -> str:

@@ -10,7 +10,6 @@ modification time, `paging.next.after`), the cursor moving page by page.
 """
 
 import base64
-import datetime as dt
 import hashlib
 import hmac
 import json
@@ -23,7 +22,7 @@ from integrations.connectors.base import (
     IncomingEvent,
     Page,
     SignatureError,
-    check_tolerance,
+    check_epoch_tolerance,
     loads,
     parse_time,
     secret_value,
@@ -52,13 +51,13 @@ class HubSpotConnector(Connector):
         secrets = self.secrets("client_secret")
         if not signature or not timestamp or not secrets:
             raise SignatureError("Missing X-HubSpot-Signature-v3, its timestamp, or the client secret.")
-        if not timestamp.isdigit() or len(timestamp) < 12:
+        if not (timestamp.isascii() and timestamp.isdigit()) or len(timestamp) < 12:
             raise SignatureError("X-HubSpot-Request-Timestamp must be epoch milliseconds.")
         uri = self.config.get("webhook_url") or delivery.url
         expected = [hubspot_v3_signature(s, delivery.method, uri, delivery.body, timestamp) for s in secrets]
         if not any(hmac.compare_digest(e.encode(), signature.encode()) for e in expected):
             raise SignatureError("The HubSpot v3 signature does not match.")
-        check_tolerance(dt.datetime.fromtimestamp(int(timestamp) / 1000, tz=dt.UTC))
+        check_epoch_tolerance(timestamp, header="X-HubSpot-Request-Timestamp", milliseconds=True)
         payload = loads(delivery.body)
         items = payload if isinstance(payload, list) else [payload]
         events = []

@@ -21,7 +21,7 @@ from integrations.connectors.base import (
     IncomingEvent,
     Page,
     SignatureError,
-    check_tolerance,
+    check_epoch_tolerance,
     loads,
     parse_time,
     secret_value,
@@ -77,7 +77,7 @@ class StripeConnector(Connector):
             raise SignatureError(str(last_error).split(".")[0], code)
         # The library rejects only stale timestamps; a future one beyond the window is refused here.
         timestamp = next(part[2:] for part in header.split(",") if part.startswith("t="))
-        check_tolerance(dt.datetime.fromtimestamp(int(timestamp), tz=dt.UTC))
+        check_epoch_tolerance(timestamp, header="The Stripe-Signature timestamp")
         event = loads(delivery.body)
         if not isinstance(event, dict) or not event.get("id"):
             raise SignatureError("A Stripe event needs an id.", "invalid_payload")

@@ -4,13 +4,16 @@ A delivery refused only for its timestamp says so: code `clock_skew`, a log line
 `churnshield_webhook_rejections_total{reason="clock_skew"}` on /metrics, so ops can tell a skewed
 clock from a bad secret."""
 
+import asyncio
 import datetime as dt
 import json
 import logging
 
 import pytest
 import time_machine
+from channels.testing import HttpCommunicator
 
+from churnshield.asgi import application
 from integrations.models import WebhookEvent
 from integrations.selectors import webhook_rejection_counts
 from integrations.tests.conftest import GENERIC_SECRET, HUBSPOT_SECRET, STRIPE_SECRET, ZENDESK_SECRET
@@ -97,3 +100,58 @@ def test_rejections_by_reason_are_on_metrics(client, make_integration):
     assert 'churnshield_webhook_rejections_total{provider="stripe",reason="clock_skew"} 2.0' in text
     assert 'churnshield_webhook_rejections_total{provider="stripe",reason="invalid_signature"} 1.0' in text
     assert 'churnshield_webhook_rejections_total{provider="hubspot",reason="clock_skew"} 0.0' in text
+
+
+def out_of_range(provider: str, integration_id: int, stamp: str) -> tuple[bytes, dict]:
+    """A delivery correctly signed over a timestamp header that is no usable time."""
+    if provider == "stripe":
+        body = json.dumps({"id": "evt_1", "object": "event", "type": "customer.created", "data": {}}).encode()
+        return body, {"HTTP_STRIPE_SIGNATURE": stripe_header(body.decode(), STRIPE_SECRET, int(stamp))}
+    if provider == "hubspot":
+        body = json.dumps([{"eventId": 1, "subscriptionType": "company.propertyChange", "objectId": 5}]).encode()
+        uri = f"http://testserver/api/webhooks/hubspot/{integration_id}"
+        return body, hubspot_headers(HUBSPOT_SECRET, "POST", uri, body, stamp)
+    if provider == "zendesk":
+        body = json.dumps({"id": "zd-1", "type": "zen:event-type:ticket.created", "detail": {"id": 1}}).encode()
+        return body, zendesk_headers(ZENDESK_SECRET, body, stamp)
+    # Standard Webhooks cannot sign a time beyond the calendar: the library refuses it unsigned.
+    body = json.dumps({"type": "customer.updated", "data": {}}).encode()
+    return body, {"HTTP_WEBHOOK_ID": "msg_1", "HTTP_WEBHOOK_TIMESTAMP": stamp, "HTTP_WEBHOOK_SIGNATURE": "v1,AAAA"}
+
+
+def through_asgi(path: str, body: bytes, meta: dict) -> tuple[int, dict]:
+    """The delivery through the ASGI receiver, headers on the wire as latin-1 (as a server decodes them)."""
+    headers = [(b"host", b"testserver"), (b"content-type", b"application/json")]
+    headers += [
+        (k.removeprefix("HTTP_").lower().replace("_", "-").encode(), v.encode("latin-1")) for k, v in meta.items()
+    ]
+    response = asyncio.run(HttpCommunicator(application, "POST", path, body=body, headers=headers).get_response(10))
+    return response["status"], json.loads(response["body"])
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("receiver", ["view", "asgi"])
+@pytest.mark.parametrize(
+    ("provider", "stamp", "code"),
+    [
+        ("hubspot", "¹²³4567890123", "invalid_signature"),  # isdigit() says yes, int() says no
+        ("hubspot", "9" * 16, "clock_skew"),  # milliseconds past year 9999
+        ("zendesk", "9" * 20, "invalid_signature"),  # not a time at all
+        ("stripe", "9" * 20, "clock_skew"),  # past the platform's time_t
+        ("generic", "9" * 20, "invalid_signature"),
+    ],
+)
+def test_timestamps_out_of_range_are_refused_like_a_bad_signature(
+    client, make_integration, receiver, provider, stamp, code
+):
+    integration = make_integration(provider)
+    path = f"/api/webhooks/{provider}/{integration.pk}"
+    body, headers = out_of_range(provider, integration.pk, stamp)
+    if receiver == "view":
+        response = client.post(path, data=body, content_type="application/json", **headers)
+        status, answer = response.status_code, response.json()
+    else:
+        status, answer = through_asgi(path, body, headers)
+    assert (status, answer["code"]) == (401, code), answer
+    assert WebhookEvent.objects.count() == 0
+    assert {pair: n for pair, n in webhook_rejection_counts().items() if n} == {(provider, code): 1}

@@ -48,10 +48,10 @@ class ExecutionOutputSerializer(serializers.ModelSerializer):
     playbook = serializers.CharField(source="playbook.name")
     customerId = serializers.IntegerField(source="customer_id")
     startedAt = serializers.DateTimeField(source="started_at")
-    completedAt = serializers.DateTimeField(source="completed_at")
+    completedAt = serializers.DateTimeField(source="completed_at", allow_null=True)  # null while running
     isHoldout = serializers.BooleanField(source="is_holdout")
     currentStep = serializers.CharField(source="current_step")
-    nextRunAt = serializers.DateTimeField(source="next_run_at")
+    nextRunAt = serializers.DateTimeField(source="next_run_at", allow_null=True)  # null once finished
     interventionId = serializers.IntegerField(source="intervention_id", allow_null=True)
     steps = serializers.SerializerMethodField()
 
