@@ -321,6 +321,9 @@ NOTIFICATIONS_SITE_URL = env.str("NOTIFICATIONS_SITE_URL", default="http://127.0
 # SSRF guard escape hatch for tests with a loopback receiver: lets webhook URLs resolve to
 # 127.0.0.1/::1 (and use plain http there). Production settings force it off.
 NOTIFICATIONS_WEBHOOK_ALLOW_LOOPBACK = env.bool("NOTIFICATIONS_WEBHOOK_ALLOW_LOOPBACK", default=False)
+# An alert whose fan-out has not run this long after it was raised is fanned out by the beat sweep
+# (its enqueue was lost, e.g. the broker was down at commit).
+NOTIFICATIONS_FAN_OUT_GRACE_SECONDS = env.int("NOTIFICATIONS_FAN_OUT_GRACE_SECONDS", default=60)
 
 # --- Playbooks (issue 6) ------------------------------------------------------------------------
 # A worker's claim on an execution lasts this long; a killed worker's execution is claimed again after it.
