@@ -12,11 +12,12 @@ import pytest
 import time_machine
 from django.utils import timezone
 
-from alerts.models import NotificationDelivery
+from alerts.models import Alert, NotificationDelivery
 from alerts.services import alert_create, alert_snooze
 from alerts.tasks import dispatch_notifications, fan_out_alerts
 from churnshield.celery import app
 from churnshield.enqueue import enqueue
+from playbooks.tasks import evaluate_trigger_rules
 from tests.conftest import reset_broker_pools
 from tests.live.conftest import free_port
 
@@ -114,8 +115,26 @@ def test_an_alert_born_snoozed_owes_no_fan_out_and_the_sweep_keeps_its_group_qui
     assert NotificationDelivery.objects.filter(alerts=absorbed).count() == 0
 
 
+def test_a_request_whose_follow_up_cannot_reach_the_broker_answers_at_once_with_its_write(
+    settings, csm, make_customer, api_for, broker_down, django_capture_on_commit_callbacks
+):
+    # Low thresholds: a plain customer's first real-time score is a rise to high (a critical alert).
+    settings.RISK_HIGH_THRESHOLD, settings.RISK_MEDIUM_THRESHOLD = 0.2, 0.1
+    customer = make_customer(owner=csm, churn_risk=0)
+    started = time.monotonic()
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        response = api_for(csm).post("/api/v1/churn/predict", {"customerId": customer.pk}, format="json")
+    elapsed = time.monotonic() - started
+    assert response.status_code == 200, response.content
+    assert response.json()["riskLevel"] == "high"
+    assert len(callbacks) == 2  # the trigger rules' and the fan-out's enqueues, both failed and absorbed
+    assert elapsed < 3
+    (alert,) = Alert.objects.filter(customer=customer)
+    assert (alert.severity, alert.source, alert.fan_out_pending) == ("critical", "risk_rise", True)
+
+
 def test_enqueue_reports_a_broker_it_cannot_reach_without_raising(broker_down, caplog):
     started = time.monotonic()
-    assert enqueue(fan_out_alerts, [1]) is False
+    assert enqueue(evaluate_trigger_rules, [1]) is False
     assert time.monotonic() - started < 1
-    assert "could not publish alerts.tasks.fan_out_alerts" in caplog.text
+    assert "could not publish playbooks.tasks.evaluate_trigger_rules" in caplog.text
