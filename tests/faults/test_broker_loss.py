@@ -39,7 +39,7 @@ from tests.notifications.servers import start_smtp
 pytestmark = pytest.mark.live
 
 SEED = int(os.environ.get("FAULT_SEED", "20261204")) + 5
-CUSTOMERS = 60
+CUSTOMERS = 260  # >= the generator's Stripe customers + HubSpot contacts (webhook_load)
 WATCHED = 4  # customers re-scored into a critical alert while Redis is down
 RATE = 6  # webhook deliveries per second
 BEFORE, AFTER = 5.0, 10.0  # seconds of traffic before the kill and after Redis is back
@@ -74,9 +74,10 @@ class WorkerExited(AssertionError):
 # Known failure: kombu 5.7's Redis transport raises AttributeError('NoneType' object has no attribute
 # 'hostname') while closing the lost connection (Channel.close -> restore_unacked_once -> a new pool
 # from a transport whose client is already gone); ignore_errors() does not catch it and the worker
-# exits. The test restarts it like a supervisor (Procfile) so the rest is still checked; strict, so
-# the mark must go once the worker survives.
-@pytest.mark.xfail(raises=WorkerExited, strict=True, reason="kombu Redis transport: worker exits on broker loss")
+# exits. It happens only when a message is unacked at the moment Redis goes, so not on every run.
+# The test restarts the worker like a supervisor (Procfile) so everything else is still asserted;
+# only WorkerExited is the expected failure, any other assertion fails the test.
+@pytest.mark.xfail(raises=WorkerExited, strict=False, reason="kombu Redis transport: worker may exit on broker loss")
 @pytest.mark.parametrize("outage", [10, 60], ids=["10s", "60s"])
 def test_redis_killed_and_back_empty_loses_no_webhook_and_no_notification(outage, private_pg, private_redis, spawn):
     smtp, controller = start_smtp()
@@ -222,7 +223,7 @@ def run(outage: int, pg, redis, spawn, smtp, hubspot_base: str) -> None:
     assert report.gave_up == []
     assert statuses == {"processed": unique_count}
     assert lost_effects(expected, observed, pg, integration_ids) == []
-    assert double_effects(expected, observed, pg, CUSTOMERS) == []
+    assert double_effects(expected, observed, pg, CUSTOMERS + WATCHED) == []
     # Every critical alert raised during the outage: one email to each recipient, once.
     subjects = {}
     for message in smtp.messages:
