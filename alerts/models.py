@@ -65,6 +65,11 @@ class Alert(models.Model):
     )
     snoozed_until = models.DateTimeField(null=True, blank=True)
     resolved_at = models.DateTimeField(null=True, blank=True)
+    # The notifications outbox: True from the commit that raised an open alert until the commit of
+    # the fan-out that wrote its deliveries, so a fan-out whose enqueue never reached the broker is
+    # swept (`dispatch_notifications`) and none runs twice. Rows written around `alert_create`
+    # (bulk loaders, the demo) are history: the database default leaves them un-notified.
+    fan_out_pending = models.BooleanField(default=True, db_default=False)
 
     class Meta:
         db_table = "alerts"
@@ -87,6 +92,9 @@ class Alert(models.Model):
             models.Index(fields=["grouping_key", "status"], name="alerts_group_status_idx"),
             models.Index(
                 fields=["source", "customer"], condition=Q(resolved_at__isnull=True), name="alerts_unresolved_idx"
+            ),
+            models.Index(
+                fields=["created_at"], condition=Q(fan_out_pending=True, status="open"), name="alerts_fan_out_owed_idx"
             ),
         ]
 

@@ -2,7 +2,9 @@
 
 Raising an alert writes the row (with its owner — the customer's CSM — its source and grouping
 key) and, after the transaction commits, enqueues ONE fan-out task for everything raised in it
-(`alerts.tasks.fan_out_alerts`), which routes, groups and sends the notifications.
+(`alerts.tasks.fan_out_alerts`), which routes, groups and sends the notifications. An open alert
+is written owing its fan-out (`fan_out_pending`); if the enqueue never reaches the broker, the
+beat sweep (`dispatch_notifications`) fans it out once the broker is back.
 
 Sources (`Alert.Source`, pass the value as `source=`): `risk_rise` and `health_drop` (the
 scoring path), `payment_failed`, `sync_failed`, `playbook_step_failed`, `webhook_dead_letter`,
@@ -28,6 +30,7 @@ from rest_framework.exceptions import ValidationError
 from alerts.models import SEVERITY_RANK, Alert, NotificationPreference
 from alerts.realtime import broadcast_alerts
 from alerts.selectors import alert_scope
+from churnshield.enqueue import enqueue
 from churnshield.exceptions import ConflictError, NotFoundError
 from customers.models import Customer
 
@@ -68,6 +71,7 @@ def alert_create(
     )
     with transaction.atomic():
         _apply_snoozes(alerts)
+        _mark_owed(alerts)
         alerts[0].save()
         _publish_after_commit([alerts[0]])
     return alerts[0]
@@ -81,6 +85,7 @@ def alerts_create_many(*, alerts: list[dict[str, Any]]) -> int:
     rows = _prepare(alerts)
     with transaction.atomic():
         _apply_snoozes(rows)
+        _mark_owed(rows)
         created = Alert.objects.bulk_create(rows, batch_size=1000)
         _publish_after_commit(created)
     return len(rows)
@@ -134,6 +139,13 @@ def _apply_snoozes(new: list[Alert]) -> None:
         Alert.objects.filter(pk__in=reopen).update(status=Alert.Status.OPEN, snoozed_until=None)
 
 
+def _mark_owed(alerts: list[Alert]) -> None:
+    """Open alerts owe a fan-out; one created snoozed does not (it is notified, if still open, when
+    the snooze runs out), so the sweep keeps a snoozed group as quiet as the first fan-out does."""
+    for alert in alerts:
+        alert.fan_out_pending = alert.status == Alert.Status.OPEN
+
+
 def _publish(alert_ids: list[int], notify_ids: list[int]) -> None:
     from alerts.tasks import fan_out_alerts
 
@@ -143,7 +155,8 @@ def _publish(alert_ids: list[int], notify_ids: list[int]) -> None:
         except Exception:  # a feed hiccup must not cost the notifications; clients resume by id
             log.exception("live alert broadcast failed for %d alerts", len(alert_ids))
     if notify_ids:
-        fan_out_alerts.delay(notify_ids)
+        # A broker outage is logged, not raised: the alerts stay owed and the sweep fans them out.
+        enqueue(fan_out_alerts, notify_ids)
 
 
 def _publish_after_commit(alerts: list[Alert]) -> None:

@@ -1,7 +1,8 @@
 """Celery entry points for notifications: thin, idempotent, primitive arguments.
 
 `fan_out_alerts` runs once per transaction that raised alerts (enqueued on commit); it writes the
-deliveries and sends the ones already due. `dispatch_notifications` (beat, every minute) sends
+deliveries and sends the ones already due. Alerts whose fan-out was never enqueued (broker down)
+are fanned out by `dispatch_notifications`. `dispatch_notifications` (beat, every minute) sends
 deliveries whose group wait, quiet hours, throttle or digest time has come, and re-opens expired
 snoozes. `send_delivery` sends one and retries transient failures with backoff and jitter.
 """
@@ -9,6 +10,9 @@ snoozes. `send_delivery` sends one and retries transient failures with backoff a
 from celery import shared_task
 
 from alerts.notifications import dispatch, fanout
+
+# Alerts per fan-out transaction when the sweep catches up on many (one scoring batch's worth).
+FAN_OUT_CHUNK = 1000
 
 
 def _send_due() -> int:
@@ -32,8 +36,12 @@ def fan_out_alerts(alert_ids: list[int]) -> int:
 
 @shared_task(acks_late=True, time_limit=300, soft_time_limit=270)
 def dispatch_notifications() -> int:
-    """Beat, every minute: re-open expired snoozes (and notify them again), send due deliveries and
-    re-send those whose task was lost."""
+    """Beat, every minute: fan out alerts whose fan-out task was lost (the notifications outbox),
+    re-open expired snoozes (and notify them again), send due deliveries and re-send those whose
+    task was lost."""
+    owed = fanout.alerts_owed_fan_out()
+    for start in range(0, len(owed), FAN_OUT_CHUNK):
+        fanout.notifications_fan_out(alert_ids=owed[start : start + FAN_OUT_CHUNK])
     reopened = dispatch.snoozes_expire()
     if reopened:
         fanout.notifications_fan_out(alert_ids=reopened, repeat=True)

@@ -19,6 +19,7 @@ from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from alerts.models import Alert
 from alerts.services import alert_create
+from churnshield.enqueue import enqueue, enqueue_on_commit
 from churnshield.exceptions import ConflictError, NotFoundError
 from integrations.bulk import values_update
 from integrations.connectors import connector_for
@@ -167,10 +168,12 @@ def enqueue_drain(*, integration_id: int) -> None:
 
     window = drain_window_seconds()
     try:
-        if cache.add(drain_key(integration_id), 1, timeout=window):
-            drain_webhooks.apply_async((integration_id,), countdown=window)
-    except Exception:  # broker or cache down: the sweeper is the safety net
+        claimed = cache.add(drain_key(integration_id), 1, timeout=window)
+    except Exception:  # cache down: the sweeper is the safety net
         logger.warning("could not enqueue the webhook drain of integration %s; the sweeper will", integration_id)
+        return
+    if claimed:
+        enqueue(drain_webhooks, integration_id, countdown=window)
 
 
 def drain_window_seconds() -> int:
@@ -314,10 +317,7 @@ def _schedule_retry(integration_id: int) -> None:
         return
     # One wake-up per integration per due time, however many drains ran meanwhile.
     if cache.add(f"integrations:retry:{integration_id}:{int(due.timestamp())}", 1, timeout=int(delay) + 2):
-        try:
-            drain_webhooks.apply_async((integration_id,), countdown=delay + 0.05)
-        except Exception:
-            logger.warning("could not schedule the retry drain of integration %s", integration_id)
+        enqueue(drain_webhooks, integration_id, countdown=delay + 0.05)  # else the sweeper wakes it
 
 
 def webhooks_sweep() -> list[int]:
@@ -347,15 +347,11 @@ def webhook_events_replay(*, event_ids: list[int]) -> int:
     rows = WebhookEvent.objects.select_for_update().filter(pk__in=event_ids, status=WebhookEvent.Status.DEAD)
     integration_ids = set(rows.values_list("integration_id", flat=True))
     count = rows.update(status=WebhookEvent.Status.RECEIVED, attempts=0, next_attempt_at=now, last_error="")
-    for integration_id in integration_ids:
-        transaction.on_commit(lambda i=integration_id: _drain_now(i))
-    return count
-
-
-def _drain_now(integration_id: int) -> None:
     from integrations.tasks import drain_webhooks
 
-    drain_webhooks.delay(integration_id)
+    for integration_id in integration_ids:
+        enqueue_on_commit(drain_webhooks, integration_id)  # a lost enqueue: the sweeper drains them
+    return count
 
 
 def webhook_events_purge() -> int:
@@ -476,7 +472,8 @@ def sync_now(*, integration_id: Any) -> SyncRun:
     from integrations.tasks import run_sync
 
     run = sync_start(integration_id=integration_id, trigger=SyncRun.Trigger.MANUAL)
-    transaction.on_commit(lambda: run_sync.delay(run.pk))
+    # A lost enqueue leaves the run `running` until its lease ends; the next sync marks it abandoned.
+    enqueue_on_commit(run_sync, run.pk)
     return run
 
 

@@ -1,7 +1,8 @@
 from typing import Any
 
 from django.apps import AppConfig
-from django.db import transaction
+
+from churnshield.enqueue import enqueue, enqueue_on_commit
 
 
 class PlaybooksConfig(AppConfig):
@@ -22,17 +23,20 @@ class PlaybooksConfig(AppConfig):
 
 
 def _after_scoring(sender: Any, run: Any, customer_ids: list[int] | None, **kwargs: Any) -> None:
-    """After a scoring run commits: evaluate the rules for the customers it scored (set-based)."""
+    """After a scoring run commits: evaluate the rules for the customers it scored (set-based).
+
+    A broker outage is logged, not raised (the prediction is committed and answered); the next
+    scoring of those customers evaluates the rules again."""
     from playbooks.tasks import evaluate_trigger_rules
 
-    evaluate_trigger_rules.delay(customer_ids)
+    enqueue(evaluate_trigger_rules, customer_ids)
 
 
 def _after_payment_failed(event: Any) -> None:
     """The data sync applied a failed payment (called after its commit): evaluate the rules."""
     from playbooks.tasks import evaluate_trigger_rules
 
-    evaluate_trigger_rules.delay([event.customer_id], ["failed_payment"])
+    enqueue(evaluate_trigger_rules, [event.customer_id], ["failed_payment"])
 
 
 def _after_billing_event(sender: Any, instance: Any, created: bool, **kwargs: Any) -> None:
@@ -41,5 +45,4 @@ def _after_billing_event(sender: Any, instance: Any, created: bool, **kwargs: An
         return
     from playbooks.tasks import evaluate_trigger_rules
 
-    customer_id = instance.customer_id
-    transaction.on_commit(lambda: evaluate_trigger_rules.delay([customer_id], ["failed_payment"]))
+    enqueue_on_commit(evaluate_trigger_rules, [instance.customer_id], ["failed_payment"])

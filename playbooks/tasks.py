@@ -5,6 +5,7 @@ import time
 from celery import shared_task
 from django.conf import settings
 
+from churnshield.enqueue import enqueue
 from playbooks import engine, rules
 
 FOLLOW_MIN_PAUSE_SECONDS = 0.02
@@ -31,9 +32,12 @@ def run_playbook_executions(execution_ids: list[int], token: str) -> int:
 
 
 def dispatch(execution_ids: list[int], token: str, *, queue: str | None = None, chunk_size: int | None = None) -> None:
-    """One task per chunk of `PLAYBOOK_DISPATCH_CHUNK` executions (or `chunk_size`)."""
+    """One task per chunk of `PLAYBOOK_DISPATCH_CHUNK` executions (or `chunk_size`).
+
+    A chunk the broker cannot take is logged and left to the claimer: its executions carry a
+    queued lease, and `claim_due_executions` claims them again once it expires."""
     for chunk in chunks(execution_ids, chunk_size or settings.PLAYBOOK_DISPATCH_CHUNK):
-        run_playbook_executions.apply_async((chunk, token), queue=queue or None)
+        enqueue(run_playbook_executions, chunk, token, queue=queue or None)
 
 
 @shared_task(acks_late=True, ignore_result=True, time_limit=120, soft_time_limit=100)

@@ -15,6 +15,7 @@ Per-channel throttling is applied when a delivery falls due (`dispatch.py`).
 import datetime as dt
 from collections.abc import Collection, Iterable
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.db.models import Max
@@ -73,9 +74,12 @@ def notifications_fan_out(
 ) -> list[int]:
     """Route the alerts and write their deliveries; return the ids of deliveries due now.
 
-    Idempotent: an alert already carried by a delivery to a recipient on a channel is not added
-    again, unless `repeat` (a snooze ran out: notify again). A concurrent fan-out that opened the
-    same pending delivery first makes this one retry.
+    Runs once per alert: it takes the alerts still owing their fan-out (row-locked, so the
+    enqueued fan-out and the sweep's cannot both run) and clears that flag in the transaction
+    that writes their deliveries. `repeat` (a snooze ran out: notify again) takes open alerts
+    whatever the flag. An alert already carried by a delivery to a recipient on a channel is not
+    added again either. A concurrent fan-out that opened the same pending delivery first makes
+    this one retry.
     """
     ids = sorted(set(alert_ids))
     for attempt in range(3):
@@ -88,10 +92,27 @@ def notifications_fan_out(
     return []
 
 
+def alerts_owed_fan_out(*, now: dt.datetime | None = None, limit: int = 5000) -> list[int]:
+    """Open alerts whose fan-out never ran (its enqueue was lost: broker down, process killed
+    between commit and publish), oldest first; those raised in the last grace seconds are left to
+    the fan-out their commit enqueued."""
+    now = now or timezone.now()
+    grace = dt.timedelta(seconds=settings.NOTIFICATIONS_FAN_OUT_GRACE_SECONDS)
+    return list(
+        Alert.objects.filter(fan_out_pending=True, status=Alert.Status.OPEN, created_at__lte=now - grace)
+        .order_by("created_at", "pk")
+        .values_list("pk", flat=True)[:limit]
+    )
+
+
 def _fan_out(alert_ids: list[int], now: dt.datetime, repeat: bool) -> list[int]:
-    alerts = list(Alert.objects.filter(pk__in=alert_ids, status=Alert.Status.OPEN))
+    owed = Alert.objects.select_for_update().filter(pk__in=alert_ids, status=Alert.Status.OPEN).order_by("pk")
+    if not repeat:
+        owed = owed.filter(fan_out_pending=True)
+    alerts = list(owed)
     if not alerts:
         return []
+    Alert.objects.filter(pk__in=[alert.pk for alert in alerts], fan_out_pending=True).update(fan_out_pending=False)
     config = selectors.notification_settings_get()
     routed = routing.recipients(alerts)
     user_ids = {uid for uids in routed.values() for uid in uids}

@@ -376,6 +376,9 @@ NOTIFICATIONS_SITE_URL = env.str("NOTIFICATIONS_SITE_URL", default="http://127.0
 # SSRF guard escape hatch for tests with a loopback receiver: lets webhook URLs resolve to
 # 127.0.0.1/::1 (and use plain http there). Production settings force it off.
 NOTIFICATIONS_WEBHOOK_ALLOW_LOOPBACK = env.bool("NOTIFICATIONS_WEBHOOK_ALLOW_LOOPBACK", default=False)
+# An alert whose fan-out has not run this long after it was raised is fanned out by the beat sweep
+# (its enqueue was lost, e.g. the broker was down at commit).
+NOTIFICATIONS_FAN_OUT_GRACE_SECONDS = env.int("NOTIFICATIONS_FAN_OUT_GRACE_SECONDS", default=60)
 
 # --- Playbooks (issue 6) ------------------------------------------------------------------------
 # A worker's claim on an execution lasts this long; a killed worker's execution is claimed again after it.
@@ -517,6 +520,9 @@ CELERY_TASK_ACKS_ON_FAILURE_OR_TIMEOUT = True
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
 CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT = env.float("CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT", default=10.0)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A worker that lost the broker retries until it is back, however long that takes (default: 100 tries).
+CELERY_BROKER_CONNECTION_RETRY = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False  # keep our JSON logging in workers
 CELERY_ENABLE_UTC = True
 CELERY_TASK_SEND_SENT_EVENT = False

@@ -25,6 +25,7 @@ from alerts.models import NotificationSettings
 from alerts.selectors import notification_settings_get
 from alerts.services import alerts_create_many, alerts_resolve_cleared
 from churnshield.auth.roles import sees_all_customers
+from churnshield.enqueue import enqueue_on_commit
 from churnshield.exceptions import ConflictError, NotFoundError
 from customers.models import Customer
 from customers.selectors import risk_level, risk_thresholds
@@ -284,7 +285,7 @@ def rescore_after_commit(*, customer_id: int) -> bool:
 
     if not cache.add(f"rescore:{customer_id}", 1, timeout=RESCORE_DEBOUNCE_SECONDS):
         return False
-    transaction.on_commit(lambda: rescore_customer.delay(customer_id))
+    enqueue_on_commit(rescore_customer, customer_id)
     return True
 
 
