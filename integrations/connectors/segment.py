@@ -6,6 +6,7 @@ not by a time window. Sessions: `context.sessionId` when the source sends one, e
 per user per hour.
 """
 
+import datetime as dt
 import hashlib
 import hmac
 from typing import Any
@@ -15,6 +16,17 @@ from django.utils import timezone
 from integrations.connectors.base import Connector, Delivery, IncomingEvent, SignatureError, loads, parse_time
 from integrations.events import ActivitySeen, CanonicalEvent, CustomerRef, CustomerUpserted, UserLinked
 from integrations.models import Integration
+
+
+def session_key(user_id: str, at: dt.datetime, session_id: str | None = None) -> str:
+    """The session an event belongs to: the source's session id, else its user's hour.
+
+    The history import groups raw product events into sessions with this same rule, so a book
+    imported as events gives the sessions the live Segment feed would have built.
+    """
+    if session_id:
+        return str(session_id)
+    return f"{user_id}:{at:%Y-%m-%dT%H}"
 
 
 def segment_signature(secret: str, body: bytes) -> str:
@@ -76,7 +88,7 @@ class SegmentConnector(Connector):
             return []
         if kind == "identify" and payload.get("userId") and (group_id or traits.get("email")):
             events.append(UserLinked(user_id=str(payload["userId"]), customer=ref, version=at))
-        session = context.get("sessionId") or f"{user_id}:{at:%Y-%m-%dT%H}"
+        session = session_key(user_id, at, context.get("sessionId"))
         if kind in {"identify", "track", "page", "screen"}:
             events.append(
                 ActivitySeen(
