@@ -7,7 +7,6 @@ the service builds once per file.
 """
 
 import datetime as dt
-import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -15,6 +14,7 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import orjson
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 
@@ -82,7 +82,7 @@ class _Bad(ValueError):
 
 
 def _blank(value: Any) -> bool:
-    return value is None or (isinstance(value, str) and value.strip() == "")
+    return value is None or value == "" or (isinstance(value, str) and value.isspace())
 
 
 def text(value: Any) -> str:
@@ -165,8 +165,8 @@ def json_value(value: Any, expected: type, noun: str) -> Any:
         return None
     if isinstance(value, str):
         try:
-            value = json.loads(value)
-        except ValueError:
+            value = orjson.loads(value)
+        except orjson.JSONDecodeError:
             raise _Bad(f"is not valid JSON (expected {noun})") from None
     if not isinstance(value, expected):
         raise _Bad(f"must be {noun}, not {type(value).__name__}")
