@@ -224,7 +224,15 @@ class _Row:
             return None
 
     def time(self, column: str, *, required: bool = False, future_ok: bool = False) -> dt.datetime | None:
-        value = self.get(column, lambda v: when(v, self.ctx.tz), required=required)
+        raw = self.cells.get(column)
+        if required and _blank(raw):
+            self.errors.append((column, f"{column}: required."))
+            return None
+        try:
+            value = when(raw, self.ctx.tz)
+        except _Bad as error:
+            self.errors.append((column, f"{column}: {error}."))
+            return None
         if value is not None and not future_ok and value > self.ctx.now:
             self.errors.append((column, f"{column}: {value:%Y-%m-%d %H:%M:%S} UTC is in the future."))
         return value

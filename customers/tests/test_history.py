@@ -449,3 +449,18 @@ def test_examples_directory_is_what_the_doc_shows():
         "support_tickets.csv",
         "user_sessions.csv",
     ]
+
+
+def test_parquet_without_pyarrow_is_refused_with_the_reason(tmp_path):
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("pyarrow is installed: Parquet files are read")
+    assert _import(_write(tmp_path, "customers.csv", CUSTOMER)).ok
+    result = _import(_write(tmp_path, "nps_responses.parquet", b"PAR1"))
+    assert (
+        result.files[0].fatal == "Parquet needs the pyarrow package (pip install pyarrow); CSV and JSON Lines do not."
+    )
+    assert NpsResponse.objects.count() == 0
