@@ -9,7 +9,7 @@ enrolment, no real-time re-scores — one batch scoring afterwards is the caller
 """
 
 import datetime as dt
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -261,6 +261,21 @@ class _Run:
             )
         ctx = Context(tz=self.zone, now=self.now)
         writer = _writer(kind.name, self, ctx, result, set(targets))
+        try:
+            self._write_rows(rows, kind, columns, ctx, writer, result, bar)
+        finally:
+            writer.close()  # also waits for a COPY in flight before the transaction ends
+
+    def _write_rows(
+        self,
+        rows: Iterator[Row | list[str]],
+        kind: Kind,
+        columns: dict[str, str],
+        ctx: Context,
+        writer: "_Writer",
+        result: FileResult,
+        bar: Progress | None,
+    ) -> None:
         staging = True
         for row in rows:
             if not isinstance(row, Row):
@@ -289,7 +304,6 @@ class _Run:
             bar.set_postfix_str(f"{result.rows:,} rows, writing")
         if staging:
             writer.finish()
-        writer.close()
 
     def subscription_ends(self) -> dict[str, dt.datetime | None]:
         """Customer reference → end of its latest subscription version, from this run's

@@ -9,6 +9,7 @@ SQL inside the caller's transaction.
 """
 
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import batched
 from typing import Any
 
@@ -55,6 +56,8 @@ class Stage:
         self.postgres = connection.vendor == "postgresql"
         self.buffer: list[tuple] = []
         self.count = 0
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: Future | None = None
         qn = connection.ops.quote_name
         types = [self._temp_type(f) for f in self.fields]
         with connection.cursor() as cursor:
@@ -80,33 +83,54 @@ class Stage:
     def add(self, line: int, values: Sequence[Any]) -> None:
         self.buffer.append((line, *values))
         if len(self.buffer) >= CHUNK:
-            self.flush()
+            self.flush(wait=False)
 
-    def flush(self) -> None:
-        if not self.buffer:
-            return
-        rows, self.buffer = self.buffer, []
-        self.count += len(rows)
+    def flush(self, *, wait: bool = True) -> None:
+        """Send the buffered rows. PostgreSQL: the COPY runs on a worker thread while the caller
+        parses the next chunk (at most one chunk in flight, so memory stays bounded); `wait`
+        returns only once everything sent is in the table."""
+        if self.buffer:
+            rows, self.buffer = self.buffer, []
+            self.count += len(rows)
+            if self.postgres:
+                self._wait()
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="history-copy")
+                # The same connection and transaction, used by one thread at a time: the caller
+                # touches the database again only after _wait().
+                self._pending = self._pool.submit(self._copy, connection.connection, rows)
+            else:
+                self._insert(rows)
+        if wait:
+            self._wait()
+
+    def _wait(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.result()
+
+    def _copy(self, raw: Any, rows: list[tuple]) -> None:
+        columns = ", ".join(["line", *(connection.ops.quote_name(c) for c in self.columns)])
+        json_at = [i + 1 for i, is_json in enumerate(self._json) if is_json]
+        with raw.cursor() as cursor, cursor.copy(f"COPY {self.table} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(self._copy_types)
+            for row in rows:
+                if json_at:
+                    row = list(row)
+                    for i in json_at:
+                        row[i] = orjson.dumps(row[i]).decode()
+                copy.write_row(row)
+
+    def _insert(self, rows: list[tuple]) -> None:
         columns = ", ".join(["line", *(connection.ops.quote_name(c) for c in self.columns)])
         with connection.cursor() as cursor:
-            if self.postgres:
-                with cursor.cursor.copy(f"COPY {self.table} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
-                    copy.set_types(self._copy_types)
-                    json_at = [i + 1 for i, is_json in enumerate(self._json) if is_json]
-                    for row in rows:
-                        if json_at:
-                            row = list(row)
-                            for i in json_at:
-                                row[i] = orjson.dumps(row[i]).decode()
-                        copy.write_row(row)
-            else:
-                adapters = self._adapters()
-                prepared = [
-                    (row[0], *(v if a is None or v is None else a(v) for a, v in zip(adapters, row[1:], strict=True)))
-                    for row in rows
-                ]
-                marks = ", ".join(["%s"] * (len(self.columns) + 1))
-                cursor.executemany(f"INSERT INTO {self.table} ({columns}) VALUES ({marks})", prepared)  # noqa: S608
+            adapters = self._adapters()
+            prepared = [
+                (row[0], *(v if a is None or v is None else a(v) for a, v in zip(adapters, row[1:], strict=True)))
+                for row in rows
+            ]
+            marks = ", ".join(["%s"] * (len(self.columns) + 1))
+            cursor.executemany(f"INSERT INTO {self.table} ({columns}) VALUES ({marks})", prepared)  # noqa: S608
 
     def _adapters(self) -> list[Callable[[Any], Any] | None]:
         """What Django's `get_db_prep_save` does to each field's value on SQLite, looked up once
@@ -214,6 +238,11 @@ class Stage:
 
     def drop(self) -> None:
         """SQLite keeps temporary tables for the connection's life; PostgreSQL drops them at commit."""
+        if self._pool is not None:
+            try:
+                self._wait()
+            finally:
+                self._pool.shutdown()
         if not self.postgres:
             with connection.cursor() as cursor:
                 cursor.execute(f"DROP TABLE IF EXISTS temp.{self.table}")

@@ -464,3 +464,24 @@ def test_parquet_without_pyarrow_is_refused_with_the_reason(tmp_path):
         result.files[0].fatal == "Parquet needs the pyarrow package (pip install pyarrow); CSV and JSON Lines do not."
     )
     assert NpsResponse.objects.count() == 0
+
+
+def test_a_file_of_several_chunks_imports_whole_and_a_late_broken_line_writes_nothing(tmp_path):
+    """More rows than one chunk (PostgreSQL: COPYs overlap with parsing); a malformed line after
+    several chunks were sent still leaves nothing written."""
+    assert _import(_write(tmp_path, "customers.csv", CUSTOMER)).ok
+    lines = ["id,customer,started_at,pages_viewed"]
+    lines += [f"s{i},acme,2024-01-01T00:00:{i % 60:02d}Z,{i % 7}" for i in range(12_001)]
+    good = _write(tmp_path / "", "user_sessions.csv", "\n".join(lines) + "\n")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    _write(broken, "user_sessions.csv", "\n".join([*lines, 'x,acme,"2024-01-01']) + "\n")
+
+    result = _import(broken / "user_sessions.csv")
+    assert result.files[0].fatal == "line 12003: malformed CSV (unexpected end of data)."
+    assert UserSession.objects.count() == 0
+
+    assert _counts(_import(good)) == {"user_sessions": (12_001, 0, 0, 0)}
+    assert UserSession.objects.count() == 12_001
+    assert sum(UserSession.objects.values_list("pages_viewed", flat=True)) == sum(i % 7 for i in range(12_001))
+    assert _counts(_import(good)) == {"user_sessions": (0, 0, 12_001, 0)}
