@@ -38,7 +38,7 @@ from customers.history.kinds import (
 from customers.history.readers import FileError, Row, read_rows
 from customers.history.staging import Stage
 from customers.models import BillingEvent, Customer, NpsResponse, Subscription, SupportTicket, UserSession
-from integrations.connectors.segment import session_key
+from customers.sessions import session_key
 
 MAX_PROBLEMS = 1000  # rejected rows named in the report; the count covers all of them
 CUSTOMER_CHUNK = 2000

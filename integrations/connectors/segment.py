@@ -6,27 +6,16 @@ not by a time window. Sessions: `context.sessionId` when the source sends one, e
 per user per hour.
 """
 
-import datetime as dt
 import hashlib
 import hmac
 from typing import Any
 
 from django.utils import timezone
 
+from customers.sessions import session_key
 from integrations.connectors.base import Connector, Delivery, IncomingEvent, SignatureError, loads, parse_time
 from integrations.events import ActivitySeen, CanonicalEvent, CustomerRef, CustomerUpserted, UserLinked
 from integrations.models import Integration
-
-
-def session_key(user_id: str, at: dt.datetime, session_id: str | None = None) -> str:
-    """The session an event belongs to: the source's session id, else its user's hour.
-
-    The history import groups raw product events into sessions with this same rule, so a book
-    imported as events gives the sessions the live Segment feed would have built.
-    """
-    if session_id:
-        return str(session_id)
-    return f"{user_id}:{at:%Y-%m-%dT%H}"
 
 
 def segment_signature(secret: str, body: bytes) -> str:
