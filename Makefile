@@ -12,7 +12,7 @@ PYTHON ?= $(shell for c in python3.13 python3.12 python3 \
 	"$$c" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else 1)' >/dev/null 2>&1 && { echo "$$c"; break; }; \
 	done)
 
-.PHONY: run test lint bench bench-batch bench-realtime bench-playbooks bench-ws bench-webhooks bench-monitoring venv clean
+.PHONY: run test lint bench bench-batch bench-realtime bench-playbooks bench-ws bench-webhooks bench-monitoring bench-import venv clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@test -n "$(PYTHON)" || { echo "No Python >= 3.12 found (tried python3.13, python3.12, python3, pyenv)."; exit 1; }
@@ -68,3 +68,7 @@ clean:
 # Issue 7: backup/restore time and probe latencies (see README, Monitoring and maintenance).
 bench-monitoring: venv
 	$(PY) bench/monitoring.py
+
+# History import: 1M sessions + 50k tickets + 30k NPS + 30k subscriptions, against raw COPY (PostgreSQL).
+bench-import: venv
+	$(PY) bench/import_history.py

@@ -25,7 +25,7 @@ from churnshield.admin_scoping import (
     latest_rows_formset,
 )
 from churnshield.auth.roles import Role
-from customers.models import BillingEvent, Customer, NpsResponse, SupportTicket, UserSession
+from customers.models import BillingEvent, Customer, NpsResponse, Subscription, SupportTicket, UserSession
 from customers.selectors import risk_level
 from interventions.admin import InterventionInline, prepare_intervention
 from interventions.models import Intervention
@@ -276,4 +276,15 @@ class BillingEventAdmin(CustomerFactAdmin):
     list_filter = ("kind", "plan_after")
     search_fields = ("customer__name", "customer__company", "plan_after", "external_id")
     date_hierarchy = "occurred_at"
+    readonly_fields = ("id",)
+
+
+@admin.register(Subscription)
+class SubscriptionAdmin(CustomerFactAdmin):
+    """Every version of every subscription (from a history import); billing rows derive from them."""
+
+    list_display = ("external_id", "customer", "plan", "mrr", "status", "started_at", "ended_at")
+    list_filter = ("status", "plan")
+    search_fields = ("customer__name", "customer__company", "plan", "external_id")
+    date_hierarchy = "started_at"
     readonly_fields = ("id",)

@@ -185,3 +185,42 @@ class BillingEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} for customer {self.customer_id}"
+
+
+class Subscription(models.Model):
+    """One version of a subscription: a period at a plan and price (every version kept).
+
+    Written by the history import; the billing rows features read (`subscription_changed` at each
+    start, `subscription_cancelled` when the customer left) are derived from these.
+    """
+
+    class Status(models.TextChoices):
+        ACTIVE = "active"
+        TRIALING = "trialing"
+        PAST_DUE = "past_due"
+        CANCELED = "canceled", "Canceled (the customer left)"
+        ENDED = "ended", "Ended (expired, renewed or changed plan)"
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="subscriptions")
+    external_id = models.TextField(help_text="The subscription's id in the source; one row per version")
+    plan = models.TextField(blank=True, default="")
+    mrr = models.DecimalField(max_digits=12, decimal_places=2, default=0)
+    started_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True, blank=True, help_text="Empty while the period is open")
+    status = models.TextField(choices=Status.choices)
+    bill_period_months = models.IntegerField(null=True, blank=True)
+    discount = models.DecimalField(
+        max_digits=12, decimal_places=4, null=True, blank=True, help_text="As the source gave it (not interpreted)"
+    )
+
+    class Meta:
+        db_table = "subscriptions"
+        ordering = ["-started_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["external_id", "started_at"], name="subscriptions_version_unique"),
+            models.CheckConstraint(condition=Q(mrr__gte=0), name="subscriptions_mrr_gte_0"),
+        ]
+        indexes = [models.Index(fields=["customer", "-started_at"], name="subscriptions_cust_start_idx")]
+
+    def __str__(self) -> str:
+        return f"Subscription {self.external_id} from {self.started_at:%Y-%m-%d}"

@@ -12,6 +12,7 @@ from typing import Any
 
 from django.utils import timezone
 
+from customers.sessions import session_key
 from integrations.connectors.base import Connector, Delivery, IncomingEvent, SignatureError, loads, parse_time
 from integrations.events import ActivitySeen, CanonicalEvent, CustomerRef, CustomerUpserted, UserLinked
 from integrations.models import Integration
@@ -76,7 +77,7 @@ class SegmentConnector(Connector):
             return []
         if kind == "identify" and payload.get("userId") and (group_id or traits.get("email")):
             events.append(UserLinked(user_id=str(payload["userId"]), customer=ref, version=at))
-        session = context.get("sessionId") or f"{user_id}:{at:%Y-%m-%dT%H}"
+        session = session_key(user_id, at, context.get("sessionId"))
         if kind in {"identify", "track", "page", "screen"}:
             events.append(
                 ActivitySeen(
