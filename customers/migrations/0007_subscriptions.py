@@ -6,7 +6,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("customers", "0005_customer_counts"),
+        ("customers", "0006_csm_without_plumbing"),
     ]
 
     operations = [
