@@ -44,7 +44,7 @@ from django.utils import timezone
 
 from alerts.services import alert_create, notification_preference_set
 from churnshield.admin_scoping import PortfolioScopedAdmin
-from customers.models import BillingEvent, Customer, NpsResponse, SupportTicket, UserSession
+from customers.models import BillingEvent, Customer, NpsResponse, Subscription, SupportTicket, UserSession
 from integrations.models import Integration, WebhookEvent
 from integrations.services import webhook_store
 from interventions.models import Intervention
@@ -106,6 +106,13 @@ def _facts(customers: list[Customer], tag: str, playbook: Playbook, integration:
         NpsResponse.objects.create(customer=customer, score=3, comment=f"{tag} unhappy", responded_at=now)
         BillingEvent.objects.create(
             customer=customer, kind=BillingEvent.Kind.PAYMENT_FAILED, amount=Decimal(10), occurred_at=now
+        )
+        Subscription.objects.create(
+            customer=customer,
+            external_id=f"sub_{tag}_{customer.pk}",
+            plan=f"{tag} plan",
+            started_at=now - dt.timedelta(days=30),
+            status=Subscription.Status.ACTIVE,
         )
         Intervention.objects.create(customer=customer, type="call", notes=f"{tag} call notes")
         alert_create(title=f"{tag} risk up for {customer.name}", message="m", customer_id=customer.pk)
