@@ -212,7 +212,7 @@ class CustomerAdmin(PortfolioScopedAdmin):
             raise PermissionDenied
         form = ActivityForm(request.POST)
         if not form.is_valid():
-            errors = "; ".join(f"{form.fields[name].label or name}: {' '.join(e)}" for name, e in form.errors.items())
+            errors = "; ".join(f"{form[name].label}: {' '.join(e)}" for name, e in form.errors.items())
             self.message_user(request, f"Activity not logged. {errors}", messages.ERROR)
             return HttpResponseRedirect(page)
         follow_up = form.cleaned_data["follow_up"]
