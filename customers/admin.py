@@ -5,39 +5,42 @@ book (see `churnshield.admin_scoping`). Health score and churn risk belong to th
 and are read-only here.
 """
 
+import datetime as dt
 from typing import Any
 
+from django import forms
 from django.conf import settings
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
 from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count, IntegerField, OuterRef, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.forms import ModelChoiceField
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import URLPattern, path, reverse
+from django.utils import timezone
 from django.utils.html import format_html_join
 
 from alerts.models import Alert
 from churnshield.admin_scoping import (
     PortfolioScopedAdmin,
-    ReadOnlyTabularInline,
     changelist_link,
     is_csm,
-    latest_rows_formset,
 )
-from churnshield.auth.roles import Role
+from churnshield.auth.roles import Role, can_write
+from churnshield.workspace.selectors import customer_360
 from customers.models import BillingEvent, Customer, NpsResponse, Subscription, SupportTicket, UserSession
 from customers.selectors import risk_level
 from interventions.admin import InterventionInline, prepare_intervention
 from interventions.models import Intervention
+from interventions.services import activity_log
 from playbooks.models import PlaybookExecution
-from predictions.admin import ChurnPredictionInline
 from predictions.models import ChurnPrediction
 
 admin.site.site_header = "ChurnShield admin"
 admin.site.site_title = "ChurnShield admin"
-admin.site.index_title = "Book of business"
-
-RECENT_SESSIONS = 20
+admin.site.index_title = "Home"
 
 
 def _percent(value: Any) -> str:
@@ -64,23 +67,44 @@ class RiskLevelFilter(admin.SimpleListFilter):
         return queryset.filter(bands[value]) if value in bands else queryset
 
 
-class UserSessionInline(ReadOnlyTabularInline):
-    """The latest sessions only: a customer can have thousands, the page must stay light."""
+class CustomerForm(forms.ModelForm):
+    """Identity fields are one line each (they are TextFields, which Django draws as textareas)."""
 
-    model = UserSession
-    formset = latest_rows_formset(RECENT_SESSIONS)
-    fields = ("started_at", "ended_at", "pages_viewed", "action_count")
-    readonly_fields = fields
-    verbose_name_plural = f"latest {RECENT_SESSIONS} sessions"
+    class Meta:
+        model = Customer
+        fields = (
+            "name",
+            "email",
+            "company",
+            "plan",
+            "mrr",
+            "is_active",
+            "owner",
+            "signup_date",
+            "last_login",
+            "churned_at",
+            "nps_score",
+            "support_tickets",
+            "feature_usage",
+        )
+        widgets = {name: forms.TextInput(attrs={"size": 40}) for name in ("name", "email", "company", "plan")}
 
-    @admin.display(description="Actions")
-    def action_count(self, obj: UserSession) -> int:
-        return len(obj.actions) if isinstance(obj.actions, list) else 0
+
+class ActivityForm(forms.Form):
+    """Log a touch from the customer page: what it was, what was said, and an optional follow-up."""
+
+    activity = forms.ChoiceField(choices=Intervention.Activity.choices, initial=Intervention.Activity.CALL)
+    notes = forms.CharField(widget=forms.Textarea(attrs={"rows": 2, "placeholder": "What was said, what was agreed"}))
+    follow_up = forms.DateField(
+        required=False, label="Follow up on", widget=forms.DateInput(attrs={"type": "date"}), help_text="optional"
+    )
 
 
 @admin.register(Customer)
 class CustomerAdmin(PortfolioScopedAdmin):
     customer_path = "owner"
+    form = CustomerForm
+    change_form_template = "admin/customers/customer/change_form.html"
     list_display = (
         "name",
         "company",
@@ -101,14 +125,15 @@ class CustomerAdmin(PortfolioScopedAdmin):
     readonly_fields = (
         "id",
         "health_score",
-        "churn_risk",
+        "risk",
         "risk_band",
         "external_id",
         "created_at",
         "updated_at",
         "related_records",
     )
-    inlines = (InterventionInline, UserSessionInline, ChurnPredictionInline)
+    # Sessions and predictions are on the page as the timeline (a row a day) and the trend chart.
+    inlines = (InterventionInline,)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Customer]:
         open_work = (
@@ -128,14 +153,14 @@ class CustomerAdmin(PortfolioScopedAdmin):
     def get_fieldsets(self, request: HttpRequest, obj: Customer | None = None) -> list[tuple[str | None, dict]]:
         fieldsets: list[tuple[str | None, dict]] = [
             (None, {"fields": ("name", "email", "company", "plan", "mrr", "is_active", "owner")}),
-            ("Dates", {"fields": ("signup_date", "last_login", "churned_at")}),
+            ("Dates", {"classes": ("collapse",), "fields": ("signup_date", "last_login", "churned_at")}),
             (
                 "Signals",
                 {
                     "description": "Health score and churn risk are computed by the prediction engine.",
                     "fields": (
                         "health_score",
-                        "churn_risk",
+                        "risk",
                         "risk_band",
                         "nps_score",
                         "support_tickets",
@@ -150,6 +175,60 @@ class CustomerAdmin(PortfolioScopedAdmin):
                 ("System", {"classes": ("collapse",), "fields": ("id", "external_id", "created_at", "updated_at")})
             )
         return fieldsets
+
+    def get_urls(self) -> list[URLPattern]:
+        wrap = self.admin_site.admin_view
+        return [
+            path(
+                "<path:object_id>/log-activity/", wrap(self.log_activity_view), name="customers_customer_log_activity"
+            ),
+            *super().get_urls(),
+        ]
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict | None = None
+    ) -> HttpResponse:
+        customer = self.get_object(request, unquote(object_id))  # 404 outside the portfolio
+        context = {
+            "workspace": customer_360(user=request.user, customer=customer, show=request.GET.get("timeline")),
+            "activity_form": ActivityForm(),
+            "can_log_activity": self._may_log_activity(request),
+            "title": f"{customer.name} · {customer.company}" if customer.company else customer.name,
+            "subtitle": None,
+            **(extra_context or {}),
+        }
+        return super().change_view(request, object_id, form_url, context)
+
+    def _may_log_activity(self, request: HttpRequest) -> bool:
+        return can_write(request.user) and request.user.has_perm("interventions.add_intervention")
+
+    def log_activity_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """POST: log a call, e-mail, meeting, QBR or note (and its follow-up) through the service."""
+        customer = self.get_object(request, unquote(object_id))  # 404 outside the portfolio
+        page = reverse("admin:customers_customer_change", args=[customer.pk])
+        if request.method != "POST":
+            return HttpResponseRedirect(page)
+        if not self._may_log_activity(request):
+            raise PermissionDenied
+        form = ActivityForm(request.POST)
+        if not form.is_valid():
+            errors = "; ".join(f"{form[name].label}: {' '.join(e)}" for name, e in form.errors.items())
+            self.message_user(request, f"Activity not logged. {errors}", messages.ERROR)
+            return HttpResponseRedirect(page)
+        follow_up = form.cleaned_data["follow_up"]
+        touch, task = activity_log(
+            user=request.user,
+            customer_id=customer.pk,
+            activity=form.cleaned_data["activity"],
+            notes=form.cleaned_data["notes"],
+            # A follow-up is due at the start of the working day it names.
+            follow_up_at=timezone.make_aware(dt.datetime.combine(follow_up, dt.time(9))) if follow_up else None,
+        )
+        done = f"{touch.get_activity_display()} logged"
+        if task is not None:
+            done += f"; follow-up due {follow_up:%d %b %Y}"
+        self.message_user(request, f"{done}.", messages.SUCCESS)
+        return HttpResponseRedirect(page)
 
     def get_readonly_fields(self, request: HttpRequest, obj: Customer | None = None) -> tuple[str, ...]:
         readonly = tuple(super().get_readonly_fields(request, obj))

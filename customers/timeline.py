@@ -9,7 +9,7 @@ The cursor is the `(at, type, id)` of the last event shown, so events that share
 neither skipped nor repeated across pages.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import datetime
 from typing import Any
 
@@ -51,11 +51,18 @@ def _key(event: dict) -> Cursor:
     return (event["at"], event["type"], event["ref"]["id"])
 
 
-def customer_timeline(*, customer_id: int, cursor: Cursor | None, limit: int) -> tuple[list[dict], Cursor | None]:
-    """One page of the merged timeline and the cursor of the next page (None at the end)."""
+def customer_timeline(
+    *, customer_id: int, cursor: Cursor | None, limit: int, types: Collection[str] | None = None
+) -> tuple[list[dict], Cursor | None]:
+    """One page of the merged timeline and the cursor of the next page (None at the end).
+
+    `types` keeps only those event types (every source still answers `limit + 1` per type, so the
+    page is as full as without the filter)."""
     events: list[dict] = []
     for source in _sources:
         events.extend(source(customer_id, cursor, limit + 1))
+    if types is not None:
+        events = [event for event in events if event["type"] in types]
     events.sort(key=_key, reverse=True)
     page = events[:limit]
     return page, (_key(page[-1]) if len(events) > limit else None)

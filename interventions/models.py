@@ -24,6 +24,15 @@ class Intervention(models.Model):
         SUCCEEDED = "succeeded"
         FAILED = "failed"
 
+    class Activity(models.TextChoices):
+        """A touch logged by a CSM (a call made, a note taken), as opposed to retention work to do."""
+
+        CALL = "call", "Call"
+        EMAIL = "email", "E-mail"
+        MEETING = "meeting", "Meeting"
+        QBR = "qbr", "QBR"
+        NOTE = "note", "Note"
+
     OPEN_STATUSES = (Status.PENDING, Status.ACTIVE, Status.IN_PROGRESS)
 
     customer = models.ForeignKey("customers.Customer", on_delete=models.CASCADE, related_name="interventions")
@@ -44,6 +53,9 @@ class Intervention(models.Model):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
+    # Set on a logged touch (a call, a meeting…): it is history, not work, so analytics of what
+    # retention work achieved leave it out. Empty on retention work and follow-up tasks.
+    activity = models.TextField(choices=Activity.choices, blank=True, default="", db_default="")
 
     class Meta:
         db_table = "interventions"
@@ -56,11 +68,21 @@ class Intervention(models.Model):
             models.CheckConstraint(
                 condition=Q(priority__in=["low", "medium", "high"]), name="interventions_priority_valid"
             ),
+            models.CheckConstraint(
+                condition=Q(activity__in=["", "call", "email", "meeting", "qbr", "note"]),
+                name="interventions_activity_valid",
+            ),
         ]
         indexes = [
             models.Index(fields=["status"], name="interventions_status_idx"),
             models.Index(fields=["customer", "-created_at"], name="interventions_cust_created_idx"),
             models.Index(fields=["type", "status"], name="interventions_type_status_idx"),
+            # "Due today and overdue" on the admin home: open work by due time.
+            models.Index(
+                fields=["due_date"],
+                name="interventions_open_due_idx",
+                condition=Q(status__in=["pending", "active", "in_progress"]),
+            ),
         ]
 
     def __str__(self) -> str:

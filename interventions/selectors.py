@@ -27,10 +27,19 @@ def open_intervention_count(customer_id: int) -> int:
 
 def intervention_events(customer_id: int, cursor: Any, limit: int) -> list[dict]:
     def render(row: Intervention) -> dict:
+        if row.activity:
+            # A logged touch: what was said matters more than its bookkeeping.
+            who = f" by {row.assigned_csm}" if row.assigned_csm else ""
+            return {
+                "title": f"{row.get_activity_display()} logged{who}",
+                "detail": row.notes,
+                "ref": {"kind": "intervention", "id": row.pk},
+            }
         assigned = f", assigned to {row.assigned_csm}" if row.assigned_csm else ""
+        due = f", due {row.due_date:%Y-%m-%d}" if row.due_date and row.status in Intervention.OPEN_STATUSES else ""
         return {
             "title": f"Intervention: {row.type}",
-            "detail": f"{row.status}, {row.priority} priority{assigned}",
+            "detail": f"{row.status}, {row.priority} priority{assigned}{due}",
             "ref": {"kind": "intervention", "id": row.pk},
         }
 
@@ -57,7 +66,8 @@ def intervention_analytics(*, user: Any) -> dict:
     - retention improvement: percentage points by which customers whose intervention succeeded
       stayed active more often than customers whose intervention failed.
     """
-    interventions = intervention_scope(user=user)
+    # Logged touches (a call, a note) are history, not retention work with a cost and an outcome.
+    interventions = intervention_scope(user=user).filter(activity="")
     succeeded = Q(outcome=Intervention.Outcome.SUCCEEDED)
     completed = Q(status=Intervention.Status.COMPLETED)
     by_type = list(

@@ -1,6 +1,7 @@
 """Writes to interventions: create, update, bulk actions. Atomic; ids outside the portfolio are 404."""
 
 from collections.abc import Iterable
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -42,6 +43,40 @@ def intervention_create(*, user: Any, customer_id: int, **fields: Any) -> Interv
     if values["status"] == Intervention.Status.COMPLETED and not values.get("completed_at"):
         values["completed_at"] = timezone.now()
     return Intervention.objects.create(customer=customer, created_by=user, **values)
+
+
+@transaction.atomic
+def activity_log(
+    *, user: Any, customer_id: int, activity: str, notes: str = "", follow_up_at: datetime | None = None
+) -> tuple[Intervention, Intervention | None]:
+    """Record a touch (call, e-mail, meeting, QBR, note) and, with `follow_up_at`, the task it leaves.
+
+    The touch is stored as a completed intervention marked with its `activity`, so it stays on the
+    customer's timeline; the follow-up is ordinary open work with a due date, so it shows on the
+    owner's home under "due today" and "overdue" when the day comes.
+    """
+    label = Intervention.Activity(activity).label
+    touch = intervention_create(
+        user=user,
+        customer_id=customer_id,
+        type=label,
+        status=Intervention.Status.COMPLETED,
+        priority=Intervention.Priority.LOW,
+        notes=notes,
+    )
+    touch.activity = activity
+    touch.save(update_fields=["activity"])
+    follow_up = None
+    if follow_up_at is not None:
+        follow_up = intervention_create(
+            user=user,
+            customer_id=customer_id,
+            type=f"Follow up: {label.lower()}",
+            status=Intervention.Status.PENDING,
+            description=notes,
+            dueDate=follow_up_at,
+        )
+    return touch, follow_up
 
 
 def intervention_get(*, user: Any, intervention_id: Any) -> Intervention:

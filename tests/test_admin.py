@@ -645,10 +645,13 @@ def test_customer_change_page_is_bounded_with_many_sessions(make_customer, csm):
     assert many == few
     assert many <= 30
 
+    # Sessions are summarised a row per day on the timeline; predictions are the trend chart.
     response = client.get(path)
-    formsets = {formset.formset.prefix: formset.formset for formset in response.context["inline_admin_formsets"]}
-    assert len(formsets["sessions"].forms) == 20
-    assert len(formsets["predictions"].forms) == 5
+    workspace = response.context["workspace"]
+    days = [e for e in workspace["timeline"]["events"] if e["type"] == "session_day"]
+    assert sum(int(e["title"].split(" ")[0]) for e in days) == 50
+    assert len(days) == len({timezone.localdate(now - dt.timedelta(hours=h)) for h in range(50)})
+    assert workspace["trend"]["points"] == 10
     assert "50 sessions" in response.content.decode()
 
 

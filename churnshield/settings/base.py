@@ -26,7 +26,7 @@ DEBUG = env.bool("DEBUG", default=False)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "churnshield.workspace.apps.WorkspaceAdminConfig",  # django.contrib.admin, home = the workspace
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

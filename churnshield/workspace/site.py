@@ -1,0 +1,38 @@
+"""The admin site: its index is the CSM's home (cockpit); Django's list of apps moves to /admin/apps/."""
+
+from typing import Any
+
+from django.contrib import admin
+from django.http import HttpRequest
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path
+
+from churnshield.auth.roles import role_of
+from churnshield.workspace.selectors import cockpit
+
+
+class WorkspaceAdminSite(admin.AdminSite):
+    """Django's AdminSite whose home is a workspace: at-risk customers, work due, alerts, the team."""
+
+    index_template = "admin/cockpit.html"
+    index_title = "Home"
+
+    def get_urls(self) -> list[URLPattern]:
+        return [path("apps/", self.admin_view(self.apps_view), name="apps"), *super().get_urls()]
+
+    def index(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> TemplateResponse:
+        # A signed-in account without a role sees no customer data anywhere, the home included.
+        home = cockpit(user=request.user) if role_of(request.user) is not None else None
+        context = {"cockpit": home, **(extra_context or {})}
+        return super().index(request, context)
+
+    def apps_view(self, request: HttpRequest) -> TemplateResponse:
+        """Every page of the admin, as Django's own index lists them."""
+        context = {
+            **self.each_context(request),
+            "title": "All pages",
+            "subtitle": None,
+            "app_list": self.get_app_list(request),
+        }
+        request.current_app = self.name
+        return TemplateResponse(request, "admin/index.html", context)
