@@ -69,6 +69,12 @@
     badge.textContent = String(bell.count);
     badge.hidden = bell.count === 0;
     button.setAttribute("aria-label", bell.count + " open alerts unread");
+    // A live refresh must not close a snooze panel the user opened or lose a date they typed.
+    var opened = {};
+    Array.prototype.forEach.call(list.querySelectorAll(".cs-bell-item"), function (item) {
+      var panel = item.querySelector(".cs-bell-snooze");
+      if (!panel.hidden) opened[item.dataset.alertId] = item.querySelector(".cs-bell-until").value;
+    });
     list.textContent = "";
     empty.hidden = bell.alerts.length > 0;
     bell.alerts.forEach(function (a) {
@@ -97,6 +103,10 @@
       until.max = localInput(new Date(now.getTime() + 30 * 24 * 3600000 - 60000));
       snooze.appendChild(until);
       snooze.appendChild(actionButton("Snooze until", "snooze-until"));
+      if (Object.prototype.hasOwnProperty.call(opened, String(a.id))) {
+        snooze.hidden = false;
+        until.value = opened[String(a.id)];
+      }
       item.appendChild(snooze);
       list.appendChild(item);
     });
