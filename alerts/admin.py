@@ -355,6 +355,13 @@ class NotificationPreferenceAdmin(PortfolioScopedAdmin):
             return HttpResponseRedirect(f"{reverse('admin:alerts_notificationpreference_add')}?user={request.user.pk}")
         raise PermissionDenied
 
+    def changeform_view(
+        self, request: HttpRequest, object_id: str | None = None, form_url: str = "", extra_context: dict | None = None
+    ) -> HttpResponse:
+        if is_csm(request):  # one row each: there is no other to add
+            extra_context = {**(extra_context or {}), "show_save_and_add_another": False}
+        return super().changeform_view(request, object_id, form_url, extra_context)
+
     def get_fields(self, request: HttpRequest, obj: Model | None = None) -> list[str]:
         # A CSM's preferences are their own: no user to pick (they may not list users anyway).
         fields = list(super().get_fields(request, obj))

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from django.utils import timezone
 
-from alerts.models import Alert
+from alerts.models import Alert, NotificationPreference
 from tests.helpers import make_alert
 from tests.live.conftest import ROOT
 from tests.live.test_csp_browser import CHROMIUM, CHROMIUM_FLAGS, RECORD_VIOLATIONS, chromium_or_skip
@@ -124,6 +124,16 @@ def test_a_csm_acknowledges_snoozes_and_marks_read_from_the_bell(asgi_server, cs
             page.goto(f"{asgi_server}/admin/alerts/alert/{ack.pk}/change/")  # the alert page shows the same
             expect(page.locator(".cs-alert-state")).to_have_text("Acknowledged · read")
             page.screenshot(path=str(SHOTS / "alert-page.png"), full_page=True)
+
+            page.click("#user-tools a.cs-my-prefs")  # their own preferences: no user to pick
+            page.wait_for_selector("#notificationpreference_form")
+            assert page.locator("[name=user]").count() == 0
+            page.fill("#id_quiet_hours_start", "22:00")
+            page.fill("#id_quiet_hours_end", "07:00")
+            page.check("#id_digest_enabled")
+            page.screenshot(path=str(SHOTS / "my-notification-preferences.png"), full_page=True)
+            page.click("input[name=_save]")
+            expect(page.locator(".messagelist .success")).to_have_count(1)
             assert page.evaluate("window.__cspViolations") == []
         finally:
             browser.close()
@@ -138,6 +148,13 @@ def test_a_csm_acknowledges_snoozes_and_marks_read_from_the_bell(asgi_server, cs
     assert (rows[chosen.pk].status, rows[chosen.pk].snoozed_until) == ("snoozed", expected)
     assert (rows[read.pk].status, rows[read.pk].read, rows[read.pk].snoozed_until) == ("open", True, None)
     assert (rows[theirs.pk].status, rows[theirs.pk].read) == ("open", False)
+    pref = NotificationPreference.objects.get()
+    assert (pref.user_id, pref.quiet_hours_start, pref.quiet_hours_end, pref.digest_enabled) == (
+        csm.pk,
+        dt.time(22),
+        dt.time(7),
+        True,
+    )
 
 
 # (how the theme is chosen, the system's colour scheme, the theme the admin's toggle is set to)
