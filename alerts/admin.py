@@ -5,19 +5,63 @@ preferences and their own delivery log; managers and admins edit the noise-contr
 """
 
 import datetime as dt
+from collections.abc import Callable
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
 from django.db.models import Model, QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect, JsonResponse
+from django.urls import URLPattern, path, reverse
 from django.utils import timezone
+from rest_framework.exceptions import ValidationError
 
 from alerts.models import Alert, NotificationDelivery, NotificationPreference, NotificationSettings
 from alerts.notifications.errors import UnsafeWebhookURL
 from alerts.notifications.webhooks import webhook_target
-from alerts.services import alert_acknowledge, alert_set_read, alert_snooze
+from alerts.selectors import alert_bell, preference_of
+from alerts.services import (
+    MAX_SNOOZE,
+    SNOOZE_PRESETS,
+    alert_acknowledge,
+    alert_mark_read,
+    alert_set_read,
+    alert_snooze,
+    snooze_preset_until,
+)
 from churnshield.admin_scoping import PortfolioScopedAdmin, is_csm
 from churnshield.exceptions import ConflictError, NotFoundError
+
+
+def _wants_json(request: HttpRequest) -> bool:
+    """The bell's fetch() asks for JSON; the alert page's plain forms get a redirect back."""
+    return "application/json" in request.headers.get("Accept", "")
+
+
+def _time_zone(request: HttpRequest) -> ZoneInfo:
+    """The browser's zone (sent by bell.js) so "tomorrow 9:00" is the user's morning; else the
+    zone of their notification preferences."""
+    for name in (request.POST.get("tz", ""), preference_of(user=request.user).time_zone):
+        try:
+            return ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            continue
+    return ZoneInfo("UTC")
+
+
+def _snooze_until(request: HttpRequest, zone: ZoneInfo) -> dt.datetime:
+    """A preset, or `until`: an ISO instant (the bell sends one) or a local date-time field's
+    value without an offset (the alert page), read in the user's zone."""
+    until = request.POST.get("until", "").strip()
+    if until:
+        try:
+            when = dt.datetime.fromisoformat(until.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValidationError({"until": ["Enter a date and time, e.g. 2026-06-01T09:00."]}) from None
+        return when if timezone.is_aware(when) else when.replace(tzinfo=zone)
+    return snooze_preset_until(request.POST.get("preset", ""), now=timezone.now(), time_zone=zone.key)
 
 
 @admin.register(Alert)
@@ -62,6 +106,101 @@ class AlertAdmin(PortfolioScopedAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Alert]:
         return super().get_queryset(request).select_related("customer", "owner")
+
+    def get_urls(self) -> list[URLPattern]:
+        info = f"{self.opts.app_label}_{self.opts.model_name}"
+        view = self.admin_site.admin_view
+        return [
+            path("bell/", view(self.bell_view), name=f"{info}_bell"),
+            path("<path:object_id>/acknowledge/", view(self.acknowledge_view), name=f"{info}_acknowledge"),
+            path("<path:object_id>/snooze/", view(self.snooze_view), name=f"{info}_snooze"),
+            path("<path:object_id>/read/", view(self.read_view), name=f"{info}_read"),
+            *super().get_urls(),
+        ]
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict | None = None
+    ) -> HttpResponse:
+        # The acknowledge/snooze/read buttons above the form (templates/admin/alerts/alert/change_form.html).
+        now = timezone.localtime(timezone.now(), _time_zone(request)).replace(second=0, microsecond=0, tzinfo=None)
+        context = {
+            "snooze_presets": SNOOZE_PRESETS.items(),
+            "snooze_min": (now + dt.timedelta(minutes=1)).isoformat(timespec="minutes"),
+            "snooze_max": (now + MAX_SNOOZE - dt.timedelta(minutes=1)).isoformat(timespec="minutes"),
+            **(extra_context or {}),
+        }
+        return super().change_view(request, object_id, form_url, context)
+
+    def bell_view(self, request: HttpRequest) -> HttpResponse:
+        """The bell's count (open alerts nobody read) and its newest alerts, as JSON."""
+        if request.method != "GET":
+            return HttpResponseNotAllowed(["GET"])
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        presets = [{"value": value, "label": label} for value, label in SNOOZE_PRESETS.items()]
+        return JsonResponse({**alert_bell(user=request.user), "snoozePresets": presets})
+
+    def acknowledge_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        def acknowledge(pk: int) -> tuple[Alert, str]:
+            return alert_acknowledge(user=request.user, alert_id=pk), "acknowledged"
+
+        return self._act(request, object_id, acknowledge)
+
+    def snooze_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        def snooze(pk: int) -> tuple[Alert, str]:
+            zone = _time_zone(request)
+            alert = alert_snooze(user=request.user, alert_id=pk, until=_snooze_until(request, zone))
+            return alert, f"snoozed until {timezone.localtime(alert.snoozed_until, zone):%a %d %b %H:%M} ({zone.key})"
+
+        return self._act(request, object_id, snooze)
+
+    def read_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        def mark(pk: int) -> tuple[Alert, str]:
+            if request.POST.get("read", "1") != "0":
+                return alert_mark_read(user=request.user, alert_id=pk), "marked read"
+            alert_set_read(user=request.user, alert_ids=[pk], read=False)
+            return Alert.objects.get(pk=pk), "marked unread"
+
+        return self._act(request, object_id, mark)
+
+    def _act(self, request: HttpRequest, object_id: str, change: Callable[[int], tuple[Alert, str]]) -> HttpResponse:
+        """One alert, by POST: the same scope as its change page (404 outside it, before the method
+        is looked at, so a GET tells nothing either); writing needs a writing role."""
+        obj = self.get_object(request, unquote(object_id))
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not self.has_change_permission(request, obj):
+            raise PermissionDenied
+        try:
+            alert, done = change(obj.pk)
+        except ValidationError as exc:
+            errors = {field: [str(m) for m in msgs] for field, msgs in exc.detail.items()}
+            return self._refused(request, obj, 400, "invalid", errors)
+        except ConflictError as exc:
+            return self._refused(request, obj, 409, "conflict", {}, str(exc))
+        except NotFoundError:
+            return self._refused(request, obj, 404, "not_found", {}, "Alert not found.")
+        if _wants_json(request):
+            return JsonResponse(
+                {
+                    "id": alert.pk,
+                    "status": alert.status,
+                    "read": alert.read,
+                    "snoozedUntil": alert.snoozed_until.isoformat() if alert.snoozed_until else None,
+                    "bell": alert_bell(user=request.user),
+                }
+            )
+        self.message_user(request, f"Alert {done}.", messages.SUCCESS)
+        return HttpResponseRedirect(reverse("admin:alerts_alert_change", args=[obj.pk]))
+
+    def _refused(
+        self, request: HttpRequest, obj: Alert, status: int, code: str, errors: dict[str, list[str]], message: str = ""
+    ) -> HttpResponse:
+        message = message or " ".join(m for msgs in errors.values() for m in msgs)
+        if _wants_json(request):
+            return JsonResponse({"message": message, "code": code, "errors": errors}, status=status)
+        self.message_user(request, message, messages.ERROR)
+        return HttpResponseRedirect(reverse("admin:alerts_alert_change", args=[obj.pk]))
 
     def get_readonly_fields(self, request: HttpRequest, obj: Model | None = None) -> tuple[str, ...]:
         # Alerts are raised by the system: a CSM may only mark them read, not rewrite or move them.
@@ -152,6 +291,30 @@ class NotificationPreferenceForm(forms.ModelForm):
             "digest_enabled",
         )
 
+        widgets = {
+            "slack_webhook_url": forms.URLInput(attrs={"size": 60}),
+            "teams_webhook_url": forms.URLInput(attrs={"size": 60}),
+            "time_zone": forms.TextInput(attrs={"size": 30, "placeholder": "Europe/Berlin"}),
+        }
+        help_texts = {
+            "time_zone": "An IANA time zone name, e.g. Europe/Berlin or America/New_York.",
+            "quiet_hours_start": "Local time (e.g. 22:00); critical alerts are never held back.",
+        }
+
+    def clean_time_zone(self) -> str:
+        name = (self.cleaned_data.get("time_zone") or "").strip()
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise forms.ValidationError("Unknown time zone (use an IANA name such as Europe/Berlin).") from None
+        return name
+
+    def clean(self) -> dict:
+        data = super().clean()
+        if (data.get("quiet_hours_start") is None) != (data.get("quiet_hours_end") is None):
+            self.add_error("quiet_hours_end", "Set both quiet-hours times, or neither.")
+        return data
+
     def _webhook(self, name: str) -> str:
         url = self.cleaned_data.get(name) or ""
         if url:
@@ -178,6 +341,37 @@ class NotificationPreferenceAdmin(PortfolioScopedAdmin):
     autocomplete_fields = ("user",)
 
     form = NotificationPreferenceForm
+
+    def get_urls(self) -> list[URLPattern]:
+        info = f"{self.opts.app_label}_{self.opts.model_name}"
+        return [path("mine/", self.admin_site.admin_view(self.mine_view), name=f"{info}_mine"), *super().get_urls()]
+
+    def mine_view(self, request: HttpRequest) -> HttpResponse:
+        """ "My notification preferences" (the header link): the user's own row, or the form that creates it."""
+        own = NotificationPreference.objects.filter(user=request.user).values_list("pk", flat=True).first()
+        if own is not None and self.has_view_permission(request):
+            return HttpResponseRedirect(reverse("admin:alerts_notificationpreference_change", args=[own]))
+        if own is None and self.has_add_permission(request):
+            return HttpResponseRedirect(f"{reverse('admin:alerts_notificationpreference_add')}?user={request.user.pk}")
+        raise PermissionDenied
+
+    def changeform_view(
+        self, request: HttpRequest, object_id: str | None = None, form_url: str = "", extra_context: dict | None = None
+    ) -> HttpResponse:
+        if is_csm(request):  # one row each: there is no other to add
+            extra_context = {**(extra_context or {}), "show_save_and_add_another": False}
+        return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def get_fields(self, request: HttpRequest, obj: Model | None = None) -> list[str]:
+        # A CSM's preferences are their own: no user to pick (they may not list users anyway).
+        fields = list(super().get_fields(request, obj))
+        return [name for name in fields if name != "user"] if is_csm(request) else fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        # One row per user: a CSM who has theirs edits it (adding a second would collide).
+        if is_csm(request) and NotificationPreference.objects.filter(user=request.user).exists():
+            return False
+        return super().has_add_permission(request)
 
     def save_model(self, request: HttpRequest, obj: NotificationPreference, form: object, change: bool) -> None:
         if is_csm(request):

@@ -3,7 +3,8 @@
 from collections.abc import Iterable
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
+from django.utils import timezone
 
 from alerts.models import Alert, NotificationPreference, NotificationSettings
 from churnshield.auth.roles import sees_all_customers
@@ -14,6 +15,35 @@ def alert_scope(*, user: Any) -> QuerySet[Alert]:
     if sees_all_customers(user):
         return Alert.objects.all()
     return Alert.objects.filter(customer__owner_id=user.pk)
+
+
+BELL_LIMIT = 10
+
+
+def alert_bell_unread(*, user: Any) -> QuerySet[Alert]:
+    """What the admin's bell counts and lists: open alerts in the user's scope that nobody has read
+    (a snooze that ran out counts as open before the beat sweep re-opens it)."""
+    still_open = Q(status=Alert.Status.OPEN) | Q(status=Alert.Status.SNOOZED, snoozed_until__lte=timezone.now())
+    return alert_scope(user=user).filter(still_open, read=False)
+
+
+def alert_bell(*, user: Any) -> dict[str, Any]:
+    """The bell's count and its newest BELL_LIMIT alerts, in two queries."""
+    unread = alert_bell_unread(user=user)
+    rows = unread.select_related("customer").order_by("-created_at", "-id")[:BELL_LIMIT]
+    return {
+        "count": unread.count(),
+        "alerts": [
+            {
+                "id": row.pk,
+                "title": row.title,
+                "severity": row.severity,
+                "createdAt": row.created_at.isoformat(),
+                "customer": row.customer.name if row.customer else None,
+            }
+            for row in rows
+        ],
+    }
 
 
 def alert_events(customer_id: int, cursor: Any, limit: int) -> list[dict]:

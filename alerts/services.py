@@ -18,6 +18,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db import transaction
@@ -228,12 +229,16 @@ def _locked(user: Any, alert_id: Any) -> Alert:
 
 @transaction.atomic
 def alert_acknowledge(*, user: Any, alert_id: Any, now: dt.datetime | None = None) -> Alert:
-    """Someone is on it: pending notifications leave it out. Acknowledging twice keeps the first."""
+    """Someone is on it: pending notifications leave it out, and it is read (whoever acknowledges
+    has seen it). Acknowledging twice keeps the first acknowledgement."""
     alert = _locked(user, alert_id)
     if alert.status != Alert.Status.ACKNOWLEDGED:
-        alert.status, alert.snoozed_until = Alert.Status.ACKNOWLEDGED, None
+        alert.status, alert.snoozed_until, alert.read = Alert.Status.ACKNOWLEDGED, None, True
         alert.acknowledged_at, alert.acknowledged_by = now or timezone.now(), user
-        alert.save(update_fields=["status", "snoozed_until", "acknowledged_at", "acknowledged_by"])
+        alert.save(update_fields=["status", "snoozed_until", "read", "acknowledged_at", "acknowledged_by"])
+    elif not alert.read:
+        alert.read = True
+        alert.save(update_fields=["read"])
     return alert
 
 
@@ -247,6 +252,24 @@ def alert_snooze(*, user: Any, alert_id: Any, until: dt.datetime, now: dt.dateti
     alert.status, alert.snoozed_until = Alert.Status.SNOOZED, until
     alert.save(update_fields=["status", "snoozed_until"])
     return alert
+
+
+# The snooze choices the admin offers (the bell and the alert page), besides a chosen time.
+SNOOZE_PRESETS = {"1h": "1 hour", "4h": "4 hours", "tomorrow": "Tomorrow 9:00", "1w": "1 week"}
+
+
+def snooze_preset_until(preset: str, *, now: dt.datetime, time_zone: str) -> dt.datetime:
+    """When a snooze preset ends; "tomorrow" is 9:00 on the next day in the user's time zone."""
+    if preset == "1h":
+        return now + dt.timedelta(hours=1)
+    if preset == "4h":
+        return now + dt.timedelta(hours=4)
+    if preset == "1w":
+        return now + dt.timedelta(weeks=1)
+    if preset == "tomorrow":
+        zone = ZoneInfo(time_zone)
+        return dt.datetime.combine(now.astimezone(zone).date() + dt.timedelta(days=1), dt.time(9), tzinfo=zone)
+    raise ValidationError({"preset": [f"Choose one of {', '.join(SNOOZE_PRESETS)}."]})
 
 
 def alerts_resolve_cleared(*, customer_ids: list[int] | None = None, now: dt.datetime | None = None) -> int:

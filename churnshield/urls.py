@@ -75,6 +75,9 @@ api = [
 # The admin's sign-in follows the same policy as /api/auth/login and /signin (one count per
 # account, one attempt at a time): same form, and a view that turns a concurrent attempt into 429.
 admin.site.login_form = AdminSignInForm
+# "View site" in the admin header: the product's home for staff is the admin itself (Django's
+# default, "/", is no page here).
+admin.site.site_url = "/admin/"
 
 urlpatterns = [
     path("admin/login/", admin_login),

@@ -9,7 +9,8 @@ DOMAIN_APPS = ["customers", "interventions", "playbooks", "predictions", "integr
 CSM_EXTRA = {
     "customers": ["change_customer"],
     "interventions": ["add_intervention", "change_intervention"],
-    "alerts": ["change_alert"],
+    # A CSM's own notification preferences (the admin narrows the rows to their own).
+    "alerts": ["change_alert", "add_notificationpreference", "change_notificationpreference"],
 }
 # Book-wide plumbing a CSM does not read (raw webhook bodies name every portfolio's customers;
 # scoring runs and the registry count the whole book). Later migrations re-run this function, so

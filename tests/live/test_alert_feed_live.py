@@ -175,7 +175,7 @@ def test_admin_bell_shows_an_alert_raised_by_another_process_within_2_seconds(
             assert page.text_content(".cs-bell-count") == "1"
 
             page.click(".cs-bell-button")
-            item = page.wait_for_selector(f".cs-bell-item[data-alert-id='{raised['id']}']")
+            item = page.wait_for_selector(f".cs-bell-item[data-alert-id='{raised['id']}'] .cs-bell-link")
             assert "Critical churn risk: Globex" in item.text_content()
             assert item.get_attribute("href") == f"/admin/alerts/alert/{raised['id']}/change/"
         finally:
