@@ -60,7 +60,8 @@ class Customer(models.Model):
         max_digits=14, decimal_places=2, null=True, blank=True, help_text="Annual recurring revenue (ARR)"
     )
     bill_period_months = models.IntegerField(null=True, blank=True)
-    contract_source = models.TextField(choices=ContractSource.choices, blank=True, default="")
+    # A database default too: the demo writer and bulk loaders COPY rows without this column.
+    contract_source = models.TextField(choices=ContractSource.choices, blank=True, default="", db_default="")
     contract_set_at = models.DateTimeField(
         null=True, blank=True, help_text="When the contract was edited by hand, or the newest fact it came from"
     )

@@ -72,7 +72,7 @@ def _cents(value: float) -> Decimal:
 def forecast_month(month: dt.date, rows: list[tuple[Decimal, Decimal]], confidence: float = 0.9) -> ForecastMonth:
     """The retained-MRR forecast of one month from (mrr, churn probability) pairs."""
     z = float(norm.ppf(0.5 + confidence / 2))
-    up = sum((mrr for mrr, _ in rows), Decimal(0))
+    up = sum((mrr for mrr, _ in rows), Decimal("0.00"))
     mean = sum(float(mrr) * (1 - float(p)) for mrr, p in rows)
     variance = sum(float(mrr) ** 2 * float(p) * (1 - float(p)) for mrr, p in rows)
     spread = z * math.sqrt(variance)
@@ -128,7 +128,7 @@ class RetentionMonth:
 
 
 def _mrr_at(versions: list[tuple[Decimal, dt.datetime, dt.datetime | None]], at: dt.datetime) -> Decimal:
-    return sum((mrr for mrr, start, end in versions if start <= at and (end is None or end > at)), Decimal(0))
+    return sum((mrr for mrr, start, end in versions if start <= at and (end is None or end > at)), Decimal("0.00"))
 
 
 def revenue_retention(*, user: Any, months: int = 12, today: dt.date | None = None) -> list[RetentionMonth]:
@@ -150,7 +150,7 @@ def revenue_retention(*, user: Any, months: int = 12, today: dt.date | None = No
     result = []
     for n in range(months):
         start_at, end_at = instants[n], instants[n + 1]
-        start_mrr = churned = contraction = expansion = Decimal(0)
+        start_mrr = churned = contraction = expansion = Decimal("0.00")
         for items in versions.values():
             before = _mrr_at(items, start_at)
             if before <= 0:

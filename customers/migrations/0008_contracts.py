@@ -80,6 +80,7 @@ class Migration(migrations.Migration):
             field=models.TextField(
                 blank=True,
                 choices=[("subscriptions", "Subscription history"), ("manual", "Edited by hand")],
+                db_default="",
                 default="",
             ),
         ),
