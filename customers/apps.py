@@ -9,3 +9,4 @@ class CustomersConfig(AppConfig):
         from customers.timeline import register_timeline_source
 
         register_timeline_source(customer_fact_events)
+        from customers import admin_renewals  # noqa: F401  (registers the renewals admin pages)

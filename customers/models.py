@@ -17,6 +17,13 @@ class RiskLevel(models.TextChoices):
     HIGH = "high"
 
 
+class ContractSource(models.TextChoices):
+    """Where a customer's renewal date and contract value came from."""
+
+    SUBSCRIPTIONS = "subscriptions", "Subscription history"
+    MANUAL = "manual", "Edited by hand"
+
+
 class Customer(models.Model):
     """A paying account in the book of business (table `customers` from the specification)."""
 
@@ -46,6 +53,18 @@ class Customer(models.Model):
     )
     churned_at = models.DateTimeField(null=True, blank=True)
     external_id = models.TextField(null=True, blank=True)
+    # The contract: derived from subscription versions, or set by hand (a manual value stands until
+    # a subscription fact newer than the edit arrives). Written only by customers.contracts.
+    renewal_date = models.DateField(null=True, blank=True, help_text="End of the current contract period")
+    contract_value = models.DecimalField(
+        max_digits=14, decimal_places=2, null=True, blank=True, help_text="Annual recurring revenue (ARR)"
+    )
+    bill_period_months = models.IntegerField(null=True, blank=True)
+    # A database default too: the demo writer and bulk loaders COPY rows without this column.
+    contract_source = models.TextField(choices=ContractSource.choices, blank=True, default="", db_default="")
+    contract_set_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the contract was edited by hand, or the newest fact it came from"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -76,6 +95,8 @@ class Customer(models.Model):
             models.Index(fields=["owner", "is_active"], name="customers_owner_active_idx"),
             models.Index(fields=["signup_date"], name="customers_signup_date_idx"),
             models.Index(fields=["churned_at"], name="customers_churned_at_idx"),
+            # Scoring never changes it, so its updates stay HOT (see above).
+            models.Index(fields=["renewal_date"], name="customers_renewal_date_idx"),
         ]
 
     def __str__(self) -> str:
@@ -224,3 +245,13 @@ class Subscription(models.Model):
 
     def __str__(self) -> str:
         return f"Subscription {self.external_id} from {self.started_at:%Y-%m-%d}"
+
+
+class Renewal(Customer):
+    """A customer seen through their contract: the renewals list of the admin (no table of its own)."""
+
+    class Meta:
+        proxy = True
+        ordering = ["renewal_date", "id"]
+        verbose_name = "renewal"
+        verbose_name_plural = "renewals"

@@ -118,6 +118,10 @@ class SubscriptionChanged:
     plan: str = ""
     cancelled_at: dt.datetime | None = None
     extra: dict = field(default_factory=dict)
+    # The current billing period, when the source says (the customer's renewal date follows from it).
+    period_start: dt.datetime | None = None
+    period_end: dt.datetime | None = None
+    bill_period_months: int | None = None
 
 
 CanonicalEvent = (

@@ -24,6 +24,7 @@ from django.db.models import Count, Model
 from django.db.models.functions import Lower
 from django.utils import timezone
 
+from customers.contracts import SubscriptionState, customer_contracts_refresh, subscription_states_record
 from customers.models import BillingEvent, Customer, NpsResponse, SupportTicket, UserSession
 from integrations import hooks
 from integrations.bulk import values_update
@@ -72,6 +73,7 @@ class _Batch:
     recount_tickets: set[int] = field(default_factory=set)
     recount_nps: set[int] = field(default_factory=set)
     recount_billing: set[int] = field(default_factory=set)
+    recount_contracts: set[int] = field(default_factory=set)
     new_records: list[ExternalRecord] = field(default_factory=list)
     changed_records: list[ExternalRecord] = field(default_factory=list)
 
@@ -166,6 +168,7 @@ def apply_events(*, integration_id: int, events: list[CanonicalEvent]) -> ApplyR
     _lock_customers(batch)
     _recount(batch)
     _write_customers(batch)
+    customer_contracts_refresh(customer_ids=batch.recount_contracts, now=batch.now)
     _after_commit(batch.result)
     return batch.result
 
@@ -598,6 +601,7 @@ def _apply_subscriptions(batch: _Batch, events: list[SubscriptionChanged], custo
     fresh = [e for e in events if _is_fresh(e, existing.get(("subscription", e.external_id)))]
     batch.result.skipped += len(events) - len(fresh)
     history: list[BillingEvent] = []
+    states: list[SubscriptionState] = []
     for event in fresh:
         customer_id = customer_of(event)
         record = existing.get(("subscription", event.external_id))
@@ -620,12 +624,28 @@ def _apply_subscriptions(batch: _Batch, events: list[SubscriptionChanged], custo
                 external_id=f"{batch.integration_id}:{event.external_id}:{event.version.timestamp():.6f}",
             )
         )
+        states.append(
+            SubscriptionState(
+                customer_id=customer_id,
+                external_id=event.external_id,  # as a history file names it, so both meet
+                status=event.status,
+                mrr=event.mrr,
+                plan=event.plan,
+                seen_at=event.version,
+                period_start=event.period_start,
+                period_end=event.period_end,
+                bill_period_months=event.bill_period_months,
+                cancelled_at=event.cancelled_at,
+            )
+        )
         batch.recount_billing.add(customer_id)
         if record is not None and record.customer_id and record.customer_id != customer_id:
             batch.recount_billing.add(record.customer_id)
         if not live:
             batch.result.significant.add(customer_id)
     BillingEvent.objects.bulk_create(history, batch_size=1000)
+    # The subscription history the customer's contract (renewal date, ARR) is derived from.
+    batch.recount_contracts |= subscription_states_record(states=states)
     batch.result.created += sum(1 for e in fresh if ("subscription", e.external_id) not in existing)
     batch.result.updated += sum(1 for e in fresh if ("subscription", e.external_id) in existing)
 

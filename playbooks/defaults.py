@@ -193,7 +193,7 @@ DEFAULT_PLAYBOOKS: list[dict[str, Any]] = [
                 "message": "Renewal review due for {{ customer.name }}.",
             },
         ],
-        "rules": [],
+        "rules": [{"kind": "renewal_within", "params": {"days": 60}, "segment": {}}],
     },
     {
         "name": "Onboarding Call",

@@ -49,6 +49,7 @@ class TriggerRule(models.Model):
         FAILED_PAYMENT = "failed_payment"  # params: days (look-back of the batch evaluation)
         CAUSE_APPEARS = "cause_appears"  # params: cause
         SEGMENT = "segment"  # only the segment filter
+        RENEWAL_WITHIN = "renewal_within"  # params: days (the renewal date lies within them)
 
     playbook = models.ForeignKey(Playbook, on_delete=models.CASCADE, related_name="rules")
     kind = models.TextField(choices=Kind.choices)
@@ -63,7 +64,16 @@ class TriggerRule(models.Model):
         ordering = ["playbook_id", "id"]
         constraints = [
             models.CheckConstraint(
-                condition=Q(kind__in=["risk_enters_high", "health_drop", "failed_payment", "cause_appears", "segment"]),
+                condition=Q(
+                    kind__in=[
+                        "risk_enters_high",
+                        "health_drop",
+                        "failed_payment",
+                        "cause_appears",
+                        "segment",
+                        "renewal_within",
+                    ]
+                ),
                 name="playbook_rule_kind_valid",
             ),
         ]

@@ -105,6 +105,15 @@ def candidates(rule: TriggerRule, *, customer_ids: list[int] | None, now: dt.dat
         if customer_ids is not None:
             events = events.filter(customer_id__in=customer_ids)
         return set(events.values_list("customer_id", flat=True).distinct())
+    if rule.kind == TriggerRule.Kind.RENEWAL_WITHIN:
+        # Contracts renewing from today up to `days` ahead (the renewal date is a calendar day).
+        today = timezone.localdate(now)
+        customers = Customer.objects.filter(
+            is_active=True, renewal_date__gte=today, renewal_date__lte=today + dt.timedelta(days=int(params["days"]))
+        )
+        if customer_ids is not None:
+            customers = customers.filter(pk__in=customer_ids)
+        return set(customers.values_list("pk", flat=True))
     customers = Customer.objects.filter(is_active=True)  # SEGMENT: the filter alone
     if customer_ids is not None:
         customers = customers.filter(pk__in=customer_ids)

@@ -78,6 +78,10 @@ def _rule_problem(rule: Any) -> dict | None:
         for name in ("points", "days"):
             if not isinstance(params.get(name), int) or params[name] <= 0:
                 return {"params": [f"{name}: a positive integer is required"]}
+    if rule["kind"] == TriggerRule.Kind.RENEWAL_WITHIN:
+        days = params.get("days")
+        if isinstance(days, bool) or not isinstance(days, int) or not 0 < days <= 730:
+            return {"params": ["days: a whole number of days from 1 to 730 is required"]}
     if rule["kind"] == TriggerRule.Kind.CAUSE_APPEARS and not isinstance(params.get("cause"), str):
         return {"params": ["cause: a churn cause name is required"]}
     if not isinstance(rule.get("segment", {}), dict):

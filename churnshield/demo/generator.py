@@ -35,7 +35,8 @@ from churnshield.demo.simulate import (
 )
 from churnshield.demo.users import ensure_staff
 from churnshield.demo.writer import Writer
-from customers.models import BillingEvent, Customer, NpsResponse, SupportTicket, UserSession
+from customers.contracts import customer_contracts_refresh
+from customers.models import BillingEvent, Customer, NpsResponse, Subscription, SupportTicket, UserSession
 from integrations.models import Integration
 from interventions.models import Intervention
 from playbooks.models import Playbook, PlaybookExecution
@@ -115,6 +116,7 @@ def generate(
             counts["support_tickets"] = _write_tickets(writer, book, ids)
             counts["nps_responses"] = _write_nps(writer, book, ids)
             counts["billing_events"] = _write_billing(writer, book, ids)
+            counts["subscriptions"] = _write_subscriptions(writer, book, ids, as_of)
             counts["churn_predictions"] = _write_predictions(writer, book, checkpoints, ids)
             playbooks = _ensure_playbooks(as_of)
             counts["interventions"] = _write_interventions(writer, book, final, ids, csms)
@@ -271,6 +273,39 @@ def _write_billing(writer: Writer, book: Book, ids: np.ndarray) -> int:
             "occurred_at": writer.timestamps(b["t"]),
         },
     )
+
+
+def _write_subscriptions(writer: Writer, book: Book, ids: np.ndarray, as_of: dt.datetime) -> int:
+    """One subscription per customer: a version from signup, a second from the plan change (if
+    any), canceled at churn; three in five accounts billed yearly (by position, so no random
+    draw shifts the rest of the book). Then each customer's contract is derived from them."""
+    plans = np.array(vocab.PLANS, dtype=object)
+    n = book.n
+    changed = book.changed_before(book.end_t)
+    first_end = np.where(changed, book.change_t, np.where(book.churned, book.churn_t, np.nan))
+    first_status = np.where(changed, "ended", np.where(book.churned, "canceled", "active"))
+    second = np.flatnonzero(changed)
+    yearly = np.where(np.arange(n) % 5 < 3, 12, 1)
+    external = np.array([f"sub_demo_{i}" for i in range(n)], dtype=object)
+    written = writer.insert(
+        Subscription,
+        {
+            "customer_id": np.concatenate([ids, ids[second]]),
+            "external_id": np.concatenate([external, external[second]]),
+            "plan": np.concatenate([plans[book.plan0], plans[book.plan1[second]]]),
+            "mrr": writer.decimals(np.concatenate([book.mrr0, book.mrr1[second]]), 2),
+            "started_at": writer.timestamps(np.concatenate([book.signup_t, book.change_t[second]])),
+            "ended_at": writer.timestamps(
+                np.concatenate([first_end, np.where(book.churned[second], book.churn_t[second], np.nan)])
+            ),
+            "status": np.concatenate(
+                [first_status, np.where(book.churned[second], "canceled", "active").astype(object)]
+            ).astype(object),
+            "bill_period_months": np.concatenate([yearly, yearly[second]]),
+        },
+    )
+    customer_contracts_refresh(customer_ids=ids.tolist(), now=as_of)
+    return written
 
 
 def _write_predictions(writer: Writer, book: Book, checkpoints: list[Scores], ids: np.ndarray) -> int:

@@ -23,6 +23,7 @@ from django.db.models import Max
 from django.db.models.functions import Lower
 from django.utils import timezone
 
+from customers.contracts import customer_contracts_refresh
 from customers.history.kinds import (
     KINDS,
     ORDER,
@@ -452,9 +453,11 @@ class _SubscriptionWriter(_FactWriter):
         self.stage = Stage(Subscription, self.fields, key=("external_id", "started_at"))
         self.billing = Stage(BillingEvent, _BILLING_FIELDS, suffix="_derived")
         self.not_canceled: list[str] = []
+        self.customers: set[int] = set()
 
     def add(self, line: int, values: dict[str, Any]) -> None:
         super().add(line, values)
+        self.customers.add(values["customer_id"])
         base = f"subscription:{values['external_id']}@{values['started_at'].isoformat()}"
         customer, plan, mrr = values["customer_id"], values["plan"], values["mrr"]
         changed = BillingEvent.Kind.SUBSCRIPTION_CHANGED
@@ -475,6 +478,8 @@ class _SubscriptionWriter(_FactWriter):
             BillingEvent.objects.filter(external_id__in=self.not_canceled[start : start + 10_000])._raw_delete(
                 "default"
             )
+        # The customers' contracts (renewal date, ARR) follow from their versions, in this transaction.
+        customer_contracts_refresh(customer_ids=self.customers, now=self.run.now)
 
     def close(self) -> None:
         self.stage.drop()

@@ -53,6 +53,22 @@ def subscription_mrr(subscription: dict) -> tuple[Decimal, str]:
     return total.quantize(Decimal("0.01")), str(plan)
 
 
+def subscription_period(subscription: dict) -> tuple[dt.datetime | None, dt.datetime | None, int | None]:
+    """Start, end and length in months of a Stripe subscription's current billing period.
+
+    API versions before 2025-03-31 carry the period on the subscription, later ones on each item.
+    """
+    items = (subscription.get("items") or {}).get("data") or []
+    first = items[0] if items else {}
+    start = subscription.get("current_period_start") or first.get("current_period_start")
+    end = subscription.get("current_period_end") or first.get("current_period_end")
+    price = first.get("price") or first.get("plan") or {}
+    recurring = price.get("recurring") or {"interval": price.get("interval"), "interval_count": 1}
+    count = int(recurring.get("interval_count") or 1)
+    months = {"month": count, "year": 12 * count}.get(recurring.get("interval") or "")
+    return parse_time(start), parse_time(end), months
+
+
 class StripeConnector(Connector):
     provider = "stripe"
     type = Integration.Type.PAYMENT
@@ -106,6 +122,7 @@ class StripeConnector(Connector):
         if kind == "subscription":
             mrr, plan = subscription_mrr(obj)
             status = "canceled" if event_type == "customer.subscription.deleted" else str(obj.get("status", ""))
+            period_start, period_end, months = subscription_period(obj)
             return [
                 SubscriptionChanged(
                     external_id=str(obj["id"]),
@@ -115,6 +132,9 @@ class StripeConnector(Connector):
                     mrr=mrr,
                     plan=plan,
                     cancelled_at=parse_time(obj.get("ended_at") or obj.get("canceled_at")),
+                    period_start=period_start,
+                    period_end=period_end,
+                    bill_period_months=months,
                 )
             ]
         if kind == "invoice" and event_type in {
