@@ -230,7 +230,7 @@ class EmailReview(models.Model):
                 condition=Q(status__in=["pending", "approved", "discarded"]), name="playbook_email_review_status_valid"
             ),
         ]
-        indexes = [models.Index(fields=["status", "-created_at"], name="playbook_email_review_queue_idx")]
+        indexes = [models.Index(fields=["status", "-created_at"], name="playbook_review_queue_idx")]
 
     def __str__(self) -> str:
         return f"{self.subject} → {self.to} ({self.status})"

@@ -6,11 +6,13 @@ from django.db import migrations, models
 
 # Managers and admins decide every queued e-mail; a CSM decides those of their own customers (the
 # admin scopes the rows); viewers read the queue.
+# Managers and admins also edit trigger rules on their own page (the go-ahead lives there).
+RULES = ["view_triggerrule", "add_triggerrule", "change_triggerrule", "delete_triggerrule"]
 CODENAMES = {
-    "admin": ["view_emailreview", "change_emailreview"],
-    "manager": ["view_emailreview", "change_emailreview"],
+    "admin": ["view_emailreview", "change_emailreview", *RULES],
+    "manager": ["view_emailreview", "change_emailreview", *RULES],
     "csm": ["view_emailreview", "change_emailreview"],
-    "viewer": ["view_emailreview"],
+    "viewer": ["view_emailreview", "view_triggerrule"],
 }
 
 
@@ -133,7 +135,7 @@ class Migration(migrations.Migration):
             options={
                 "db_table": "playbook_email_reviews",
                 "ordering": ["-created_at", "-id"],
-                "indexes": [models.Index(fields=["status", "-created_at"], name="playbook_email_review_queue_idx")],
+                "indexes": [models.Index(fields=["status", "-created_at"], name="playbook_review_queue_idx")],
                 "constraints": [
                     models.UniqueConstraint(fields=("execution", "step_key"), name="playbook_email_review_once"),
                     models.CheckConstraint(
