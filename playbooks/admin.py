@@ -441,10 +441,12 @@ class EmailReviewAdmin(PortfolioScopedAdmin):
 
 @admin.register(TriggerRule)
 class TriggerRuleAdmin(PortfolioScopedAdmin):
-    """Trigger rules and their go-ahead. Book-wide plumbing (the summaries count the whole book):
-    managers and admins, not CSMs. A rule enrols by itself only after a manager's go-ahead on the
-    dry-run summary shown on its go-ahead page."""
+    """Trigger rules and their go-ahead. Book-wide reference data like the playbooks they belong to
+    (CSMs already read them inline on the playbook page); the CSM group has no permission on this
+    page, whose summaries count the whole book. A rule enrols by itself only after a manager's
+    go-ahead on the dry-run summary shown on its go-ahead page."""
 
+    book_wide = True
     list_display = ("id", "playbook", "kind", "params", "segment", "is_active", "automation", "go_ahead_link")
     list_filter = ("kind", "is_active", ("playbook", admin.RelatedOnlyFieldListFilter))
     list_select_related = ("playbook", "approved_by")

@@ -3,17 +3,21 @@ bulk, scope), auto-send and its daily cap, the go-ahead before a rule enrols by 
 default rules, and due dates on playbook tasks. E-mail goes to a real SMTP server on loopback."""
 
 import datetime as dt
+import io
 from decimal import Decimal
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
+from django.core.management import call_command
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
 from churnshield.exceptions import ConflictError, NotFoundError
+from customers.models import Customer
 from interventions.models import Intervention
-from playbooks import approvals, rules, services
+from playbooks import approvals, rules, services, tasks
 from playbooks.defaults import seed_default_playbooks
 from playbooks.models import EmailReview, Playbook, PlaybookExecution, PlaybookStepRun, TriggerRule
 from tests.helpers import make_prediction
@@ -350,3 +354,55 @@ def test_default_rules_gate_onboarding_to_new_at_risk_accounts(make_customer, ma
         make_prediction(customer, probability=probability, causes=onboarding)
     assert rules.evaluate_rules() == {rule.pk: 1}
     assert list(PlaybookExecution.objects.values_list("customer_id", flat=True)) == [new.pk]
+
+
+# --- A fresh book, as `make run` leaves it ------------------------------------------------------
+
+
+def test_a_fresh_demo_book_emails_no_customer_and_enrols_only_after_a_go_ahead(
+    smtp, settings, django_capture_on_commit_callbacks
+):
+    """seed_demo, train_model, score_customers, then the beat's claimer, all in-process (eager
+    tasks): the first scoring run enrols no one and e-mails no customer. Then a manager gives each
+    shipped rule the go-ahead on its dry run: each enrols exactly the dry run's N, all at risk, and
+    every customer e-mail they reach waits in the queue."""
+    settings.PLAYBOOK_CLAIM_FOLLOW_SECONDS = 0
+    out = io.StringIO()
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command("seed_demo", "--customers", "1000", "--seed", "7", stdout=out)
+        call_command("train_model", "--if-no-model", stdout=out)
+        call_command("score_customers", stdout=out)
+    with django_capture_on_commit_callbacks(execute=True):
+        tasks.claim_due_executions()
+    customer_addresses = set(Customer.objects.values_list("email", flat=True))
+    by_rules = PlaybookExecution.objects.filter(trigger="rule")
+    assert by_rules.count() == 0
+    assert [to for to in recipients(smtp) if to in customer_addresses] == []
+    assert not EmailReview.objects.exists()
+
+    manager = get_user_model().objects.filter(groups__name="manager").order_by("pk").first()
+    previews = {}
+    for rule in rules.active_rules():
+        approvals.trigger_rule_approve(user=manager, rule_id=rule.pk)
+        rule.refresh_from_db()
+        previews[rule.pk] = rule.approval_summary
+        with django_capture_on_commit_callbacks(execute=True):
+            started = tasks.evaluate_trigger_rules()  # what the worker runs after a scoring run
+        assert started == rule.approval_summary["wouldEnrol"], (rule, rule.approval_summary)
+    with django_capture_on_commit_callbacks(execute=True):
+        tasks.claim_due_executions()
+    total = sum(p["wouldEnrol"] for p in previews.values())
+    assert by_rules.count() == total >= 1, previews
+    risks = Customer.objects.filter(pk__in=by_rules.values("customer_id")).values_list("churn_risk", flat=True)
+    assert min(risks) >= Decimal(str(settings.RISK_MEDIUM_THRESHOLD))
+    # No customer e-mail went out; each one a running execution reached waits for review.
+    assert [to for to in recipients(smtp) if to in customer_addresses] == []
+    assert not PlaybookStepRun.objects.filter(step_type="send_email", status="succeeded").exists()
+    waiting = PlaybookStepRun.objects.filter(execution__in=by_rules, step_type="send_email", status="waiting")
+    assert EmailReview.objects.filter(status="pending").count() == waiting.count()
+    assert set(EmailReview.objects.values_list("execution_id", flat=True)) == set(
+        waiting.values_list("execution_id", flat=True)
+    )
+    # Every task the playbooks created has a due date.
+    tasks_created = Intervention.objects.filter(pk__in=by_rules.values("intervention_id"))
+    assert not tasks_created.filter(due_date__isnull=True).exists()
