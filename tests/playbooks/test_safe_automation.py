@@ -354,6 +354,9 @@ def test_default_rules_gate_onboarding_to_new_at_risk_accounts(make_customer, ma
         make_prediction(customer, probability=probability, causes=onboarding)
     assert rules.evaluate_rules() == {rule.pk: 1}
     assert list(PlaybookExecution.objects.values_list("customer_id", flat=True)) == [new.pk]
+    # Importing the same definitions again keeps the go-ahead of an unchanged rule (a new row).
+    seed_default_playbooks()
+    assert [r.approved_by for r in rules.approved_rules()] == [manager]
 
 
 # --- A fresh book, as `make run` leaves it ------------------------------------------------------
@@ -406,3 +409,49 @@ def test_a_fresh_demo_book_emails_no_customer_and_enrols_only_after_a_go_ahead(
     # Every task the playbooks created has a due date.
     tasks_created = Intervention.objects.filter(pk__in=by_rules.values("intervention_id"))
     assert not tasks_created.filter(due_date__isnull=True).exists()
+
+
+# --- The API ------------------------------------------------------------------------------------
+
+
+def test_the_review_queue_over_the_api(
+    make_playbook, make_customer, csm, other_csm, smtp, api_for, django_capture_on_commit_callbacks,
+    django_assert_max_num_queries,
+):  # fmt: skip
+    playbook = make_playbook(EMAIL_PLAYBOOK)
+    mine = [make_customer(owner=csm) for _ in range(3)]
+    theirs = make_customer(owner=other_csm)
+    with django_capture_on_commit_callbacks(execute=True):
+        start(playbook, *mine, theirs)
+    client = api_for(csm)
+    with django_assert_max_num_queries(6):
+        listing = client.get("/api/playbook-email-reviews?status=pending")
+    assert listing.status_code == 200
+    assert sorted(item["customerId"] for item in listing.json()) == sorted(c.pk for c in mine)
+    review = EmailReview.objects.get(customer=mine[0])
+    bad = client.post(f"/api/playbook-email-reviews/{review.pk}/approve", {"subject": ""}, format="json")
+    assert bad.status_code == 400 and "subject" in bad.json()["errors"]
+    assert client.get("/api/playbook-email-reviews?status=nope").status_code == 400
+    assert smtp.messages == []
+    with django_capture_on_commit_callbacks(execute=True):
+        answer = client.post(
+            f"/api/playbook-email-reviews/{review.pk}/approve", {"subject": "Checking in"}, format="json"
+        )
+    assert answer.status_code == 200, answer.content
+    body = answer.json()
+    assert (body["status"], body["subject"], body["isEdited"], body["decidedBy"]) == (
+        "approved",
+        "Checking in",
+        True,
+        csm.username,
+    )
+    assert recipients(smtp) == [mine[0].email] and smtp.messages[0]["Subject"] == "Checking in"
+    other = EmailReview.objects.get(customer=theirs)
+    assert client.post(f"/api/playbook-email-reviews/{other.pk}/discard", {}, format="json").status_code == 404
+    discarded = client.post(
+        f"/api/playbook-email-reviews/{EmailReview.objects.get(customer=mine[1]).pk}/discard", {}, format="json"
+    )
+    assert discarded.status_code == 200 and discarded.json()["status"] == "discarded"
+    conflict = client.post(f"/api/playbook-email-reviews/{discarded.json()['id']}/approve", {}, format="json")
+    assert conflict.status_code == 409
+    assert len(smtp.messages) == 1
