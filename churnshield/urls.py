@@ -22,7 +22,7 @@ from churnshield.dashboard.views import DashboardChartView, DashboardMetricsView
 from customers.api.views import CustomerCsvImportView, CustomerViewSet
 from integrations.api.views import IntegrationViewSet, WebhookView
 from interventions.api.views import InterventionViewSet, OutcomeView, RecommendView
-from playbooks.api.views import ExecutionViewSet, PlaybookViewSet, TriggerView
+from playbooks.api.views import EmailReviewViewSet, ExecutionViewSet, PlaybookViewSet, TriggerView
 from predictions.api.views import (
     BatchPredictView,
     CausesExplainView,
@@ -41,6 +41,7 @@ router.register("alerts", AlertViewSet, basename="alert")
 # Playbooks (issue 6)
 router.register("playbooks", PlaybookViewSet, basename="playbook")
 router.register("playbook-executions", ExecutionViewSet, basename="playbook-execution")
+router.register("playbook-email-reviews", EmailReviewViewSet, basename="playbook-email-review")
 
 api = [
     path("auth/login", LoginView.as_view(), name="auth-login"),

@@ -1,5 +1,6 @@
-"""Admin for playbooks (book-wide: validated definitions, import/export, trigger, dry run, report)
-and their executions (scoped to the CSM's customers; cancel and retry)."""
+"""Admin for playbooks (book-wide: validated definitions, import/export, trigger, dry run, report),
+their executions (scoped to the CSM's customers; cancel and retry), the review queue of customer
+e-mails (scoped; approve, edit, discard) and the go-ahead for trigger rules (managers)."""
 
 import json
 from typing import Any
@@ -9,17 +10,18 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404
+from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
-from django.urls import URLPattern, path
+from django.urls import URLPattern, path, reverse
+from django.utils.html import format_html
 from rest_framework import serializers
 
 from churnshield.admin_scoping import PortfolioScopedAdmin, changelist_link
 from churnshield.auth.roles import can_write
 from churnshield.exceptions import ConflictError, NotFoundError
-from playbooks import selectors, services
+from playbooks import approvals, rules, selectors, services
 from playbooks.definitions import validate_exit_conditions, validate_steps
-from playbooks.models import Playbook, PlaybookExecution, PlaybookStepRun, TriggerRule
+from playbooks.models import EmailReview, Playbook, PlaybookExecution, PlaybookStepRun, TriggerRule
 
 PAGE = "admin/playbooks/page.html"
 
@@ -41,6 +43,7 @@ class PlaybookForm(forms.ModelForm):
             "holdout_share",
             "reenrol_days",
             "is_active",
+            "auto_send_customer_emails",
         ]
 
     def clean_steps(self) -> list[dict]:
@@ -56,10 +59,37 @@ class PlaybookForm(forms.ModelForm):
             raise forms.ValidationError(_errors_text(exc)) from None
 
 
+def automation_status(rule: TriggerRule) -> str:
+    """Whether the rule enrols by itself, in words (no counts: CSMs read it too)."""
+    if rule.pk is None:
+        return "—"
+    if not rule.is_active:
+        return "off"
+    if rules.is_approved(rule):
+        by = rule.approved_by.get_username() if rule.approved_by else "?"
+        return f"automatic since {rule.approved_at:%Y-%m-%d %H:%M} UTC (go-ahead by {by})"
+    return "paused: waiting for a manager's go-ahead"
+
+
+def pause_if_switched_on(form: forms.ModelForm) -> None:
+    """A rule switched on again needs a fresh go-ahead (an edit already voids the old one)."""
+    rule = form.instance
+    if rule.pk is not None and "is_active" in form.changed_data and rule.is_active:
+        approvals.trigger_rule_pause(rule=rule)
+
+
 class TriggerRuleInline(admin.TabularInline):
     model = TriggerRule
     extra = 0
-    fields = ("kind", "params", "segment", "is_active")
+    fields = ("kind", "params", "segment", "is_active", "automation")
+    readonly_fields = ("automation",)
+
+    @admin.display(description="Automatic enrolment")
+    def automation(self, obj: TriggerRule) -> str:
+        return automation_status(obj)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[TriggerRule]:
+        return super().get_queryset(request).select_related("approved_by")
 
 
 class CustomerListForm(forms.Form):
@@ -99,6 +129,7 @@ class PlaybookAdmin(PortfolioScopedAdmin):
         "holdout_share",
         "reenrol_days",
         "is_active",
+        "auto_send_customer_emails",
         "created_at",
         "executions",
         "tools",
@@ -106,6 +137,23 @@ class PlaybookAdmin(PortfolioScopedAdmin):
     readonly_fields = ("id", "created_at", "executions", "tools")
     actions = ["export_json"]
     change_list_template = None
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Playbook | None = None) -> tuple[str, ...]:
+        fields = tuple(super().get_readonly_fields(request, obj))
+        if not approvals.is_manager(request.user):  # only a manager lets a playbook e-mail customers unreviewed
+            fields += ("auto_send_customer_emails",)
+        return fields
+
+    def save_model(self, request: HttpRequest, obj: Playbook, form: forms.ModelForm, change: bool) -> None:
+        if "auto_send_customer_emails" in form.changed_data and not approvals.is_manager(request.user):
+            raise PermissionDenied
+        super().save_model(request, obj, form, change)
+
+    def save_formset(self, request: HttpRequest, form: forms.ModelForm, formset: Any, change: bool) -> None:
+        super().save_formset(request, form, formset, change)
+        if formset.model is TriggerRule:
+            for rule_form in formset.forms:
+                pause_if_switched_on(rule_form)
 
     @admin.display(description="Steps")
     def step_count(self, obj: Playbook) -> int:
@@ -120,19 +168,17 @@ class PlaybookAdmin(PortfolioScopedAdmin):
 
     @admin.display(description="Tools")
     def tools(self, obj: Playbook) -> str:
-        from django.utils.html import format_html
-
         if obj.pk is None:
             return "—"
-        from django.urls import reverse
-
         return format_html(
             '<a href="{}">Dry run</a> · <a href="{}">Trigger for customers</a> · <a href="{}">Report</a> · '
-            '<a href="{}">Import</a>',
+            '<a href="{}">Import</a> · {} · {}',
             reverse("admin:playbooks_playbook_dry_run", args=[obj.pk]),
             reverse("admin:playbooks_playbook_trigger", args=[obj.pk]),
             reverse("admin:playbooks_playbook_report"),
             reverse("admin:playbooks_playbook_import"),
+            changelist_link(TriggerRule, "Rules and go-ahead", playbook__id__exact=obj.pk),
+            changelist_link(EmailReview, "E-mails waiting for review", playbook__id__exact=obj.pk, status="pending"),
         )
 
     def get_urls(self) -> list[URLPattern]:
@@ -283,3 +329,198 @@ class PlaybookExecutionAdmin(PortfolioScopedAdmin):
     @admin.action(description="Retry selected failed or cancelled executions")
     def retry_executions(self, request: HttpRequest, queryset: QuerySet) -> None:
         self._each(request, queryset, services.execution_retry, "Retried")
+
+
+class ReviewForm(forms.Form):
+    subject = forms.CharField(max_length=500, widget=forms.TextInput(attrs={"size": 90}))
+    body = forms.CharField(max_length=20_000, widget=forms.Textarea(attrs={"rows": 14, "cols": 90}))
+
+
+@admin.register(EmailReview)
+class EmailReviewAdmin(PortfolioScopedAdmin):
+    """Customer e-mails waiting for a person: a manager, or the CSM who owns the customer, approves
+    (maybe edited) or discards them, one by one on the review page or many at once."""
+
+    customer_path = "customer__owner"
+    list_display = ("id", "customer", "playbook", "subject", "to", "status", "reason", "created_at", "review_link")
+    list_filter = ("status", "reason", ("playbook", admin.RelatedOnlyFieldListFilter))
+    search_fields = ("customer__name", "customer__company", "subject", "to")
+    date_hierarchy = "created_at"
+    list_select_related = ("customer", "playbook")
+    fields = (
+        "customer",
+        "playbook",
+        "execution",
+        "step_key",
+        "to",
+        "subject",
+        "body",
+        "status",
+        "reason",
+        "is_edited",
+        "created_at",
+        "decided_by",
+        "decided_at",
+        "sent_at",
+        "note",
+    )
+    readonly_fields = fields
+    actions = ["approve_selected", "discard_selected"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # the engine queues them
+
+    def has_delete_permission(self, request: HttpRequest, obj: EmailReview | None = None) -> bool:
+        return False  # a decision is history; discarding is the way to drop one
+
+    @admin.display(description="Review")
+    def review_link(self, obj: EmailReview) -> str:
+        label = "Review" if obj.status == EmailReview.Status.PENDING else "View"
+        return format_html('<a href="{}">{}</a>', reverse("admin:playbooks_emailreview_review", args=[obj.pk]), label)
+
+    def get_urls(self) -> list[URLPattern]:
+        wrap = self.admin_site.admin_view
+        return [
+            path("<int:pk>/review/", wrap(self.review_view), name="playbooks_emailreview_review"),
+            *super().get_urls(),
+        ]
+
+    def _decide(self, request: HttpRequest, queryset: QuerySet, approve: bool) -> None:
+        answer = approvals.email_reviews_decide(
+            user=request.user, review_ids=list(queryset.values_list("pk", flat=True)), approve=approve
+        )
+        verb = "Approved" if approve else "Discarded"
+        self.message_user(request, f"{verb} {len(answer['done'])} e-mail(s).", messages.SUCCESS)
+        if answer["problems"]:
+            text = "; ".join(f"#{pk}: {problem}" for pk, problem in list(answer["problems"].items())[:10])
+            self.message_user(request, text, messages.WARNING)
+
+    @admin.action(description="Approve and send the selected e-mails", permissions=["change"])
+    def approve_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._decide(request, queryset, approve=True)
+
+    @admin.action(description="Discard the selected e-mails", permissions=["change"])
+    def discard_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._decide(request, queryset, approve=False)
+
+    def review_view(self, request: HttpRequest, pk: int) -> TemplateResponse | HttpResponse:
+        """The preview with an editable subject and body, and Approve / Discard."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        review = get_object_or_404(self.get_queryset(request), pk=pk)
+        pending = review.status == EmailReview.Status.PENDING
+        form = ReviewForm(request.POST or None, initial={"subject": review.subject, "body": review.body})
+        message = ""
+        if request.method == "POST":
+            if not self.has_change_permission(request, review):
+                raise PermissionDenied
+            try:
+                if "_discard" in request.POST:
+                    approvals.email_review_discard(user=request.user, review_id=review.pk)
+                    self.message_user(request, f"Discarded the e-mail to {review.to}.", messages.SUCCESS)
+                    return redirect(reverse("admin:playbooks_emailreview_changelist") + "?status=pending")
+                if form.is_valid():
+                    approvals.email_review_approve(user=request.user, review_id=review.pk, **form.cleaned_data)
+                    self.message_user(request, f"Approved: the e-mail to {review.to} is being sent.", messages.SUCCESS)
+                    return redirect(reverse("admin:playbooks_emailreview_changelist") + "?status=pending")
+            except (ConflictError, NotFoundError) as exc:
+                message = str(exc)
+        return TemplateResponse(
+            request,
+            "admin/playbooks/email_review.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": f"E-mail to {review.customer.name}",
+                "review": review,
+                "form": form if pending and self.has_change_permission(request, review) else None,
+                "message": message,
+                "opts": self.opts,
+            },
+        )
+
+
+@admin.register(TriggerRule)
+class TriggerRuleAdmin(PortfolioScopedAdmin):
+    """Trigger rules and their go-ahead. Book-wide reference data like the playbooks they belong to
+    (CSMs already read them inline on the playbook page); the CSM group has no permission on this
+    page, whose summaries count the whole book. A rule enrols by itself only after a manager's
+    go-ahead on the dry-run summary shown on its go-ahead page."""
+
+    book_wide = True
+    list_display = ("id", "playbook", "kind", "params", "segment", "is_active", "automation", "go_ahead_link")
+    list_filter = ("kind", "is_active", ("playbook", admin.RelatedOnlyFieldListFilter))
+    list_select_related = ("playbook", "approved_by")
+    fields = (
+        "playbook",
+        "kind",
+        "params",
+        "segment",
+        "is_active",
+        "automation",
+        "approved_by",
+        "approved_at",
+        "approval_summary",
+    )
+    readonly_fields = ("automation", "approved_by", "approved_at", "approval_summary")
+
+    @admin.display(description="Automatic enrolment")
+    def automation(self, obj: TriggerRule) -> str:
+        return automation_status(obj)
+
+    @admin.display(description="Go-ahead")
+    def go_ahead_link(self, obj: TriggerRule) -> str:
+        url = reverse("admin:playbooks_triggerrule_go_ahead", args=[obj.pk])
+        return format_html('<a href="{}">Dry run and go-ahead</a>', url)
+
+    def save_model(self, request: HttpRequest, obj: TriggerRule, form: forms.ModelForm, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        pause_if_switched_on(form)
+
+    def get_urls(self) -> list[URLPattern]:
+        wrap = self.admin_site.admin_view
+        return [
+            path("<int:pk>/go-ahead/", wrap(self.go_ahead_view), name="playbooks_triggerrule_go_ahead"),
+            *super().get_urls(),
+        ]
+
+    def go_ahead_view(self, request: HttpRequest, pk: int) -> TemplateResponse:
+        """What the rule would do now ("would enrol N customers, e-mail M"); POST gives the go-ahead."""
+        if not (self.has_view_permission(request) and approvals.is_manager(request.user)):
+            raise PermissionDenied
+        rule = get_object_or_404(self.get_queryset(request).select_related("playbook"), pk=pk)
+        message = ""
+        if request.method == "POST":
+            try:
+                rule = approvals.trigger_rule_approve(user=request.user, rule_id=rule.pk)
+                summary = rule.approval_summary
+                message = f"Go-ahead given: the rule {summary['text']} now, and enrols by itself from here on."
+            except (ConflictError, NotFoundError) as exc:
+                message = str(exc)
+        preview = selectors.rule_preview(user=request.user, rule=rule)
+        message = message or f"{automation_status(rule)}. Dry run now: {preview['text']}. Nothing was written."
+        return TemplateResponse(
+            request,
+            PAGE,
+            {
+                **self.admin_site.each_context(request),
+                "title": f"Go-ahead: {rule.playbook.name} — {rule.get_kind_display()}",
+                "form": None if rules.is_approved(rule) else forms.Form(),
+                "submit": f"Give the go-ahead ({preview['text']})",
+                "message": message,
+                "tables": [
+                    {
+                        "title": "Dry run",
+                        "headers": ["Matched", "Would enrol", "Would e-mail", "Holdout share", "E-mails auto-sent"],
+                        "rows": [
+                            [
+                                preview["matched"],
+                                preview["wouldEnrol"],
+                                preview["wouldEmail"],
+                                preview["holdoutShare"],
+                                "yes" if preview["emailsAutoSent"] else "no (review queue)",
+                            ]
+                        ],
+                    }
+                ],
+            },
+        )

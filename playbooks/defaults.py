@@ -1,7 +1,15 @@
 # ruff: noqa: E501
-"""The demo's default playbooks, each mapped to the churn causes (predictions/causes.py) it answers."""
+"""The demo's default playbooks, each mapped to the churn causes (predictions/causes.py) it answers.
+
+Safe on day one: every shipped rule fires only for at-risk customers (medium or high risk), the
+onboarding rule only for accounts that signed up in the last 14 days, no rule enrols anyone before
+a manager's go-ahead on its dry run, and customer e-mails wait for review (no playbook auto-sends).
+"""
 
 from typing import Any
+
+AT_RISK = {"riskLevel": ["medium", "high"]}
+NEW_ACCOUNT_DAYS = 14
 
 DEFAULT_PLAYBOOKS: list[dict[str, Any]] = [
     {
@@ -45,8 +53,8 @@ DEFAULT_PLAYBOOKS: list[dict[str, Any]] = [
             },
         ],
         "rules": [
-            {"kind": "risk_enters_high", "params": {}, "segment": {}},
-            {"kind": "cause_appears", "params": {"cause": "Low satisfaction"}, "segment": {}},
+            {"kind": "risk_enters_high", "params": {}, "segment": AT_RISK},
+            {"kind": "cause_appears", "params": {"cause": "Low satisfaction"}, "segment": AT_RISK},
         ],
     },
     {
@@ -84,8 +92,8 @@ DEFAULT_PLAYBOOKS: list[dict[str, Any]] = [
             },
         ],
         "rules": [
-            {"kind": "failed_payment", "params": {"days": 1}, "segment": {}},
-            {"kind": "cause_appears", "params": {"cause": "Payment problems"}, "segment": {}},
+            {"kind": "failed_payment", "params": {"days": 1}, "segment": AT_RISK},
+            {"kind": "cause_appears", "params": {"cause": "Payment problems"}, "segment": AT_RISK},
         ],
     },
     {
@@ -134,7 +142,7 @@ DEFAULT_PLAYBOOKS: list[dict[str, Any]] = [
                 "message": "Five days after escalation {{ customer.company }} still has open tickets.",
             },
         ],
-        "rules": [{"kind": "cause_appears", "params": {"cause": "Support issues"}, "segment": {}}],
+        "rules": [{"kind": "cause_appears", "params": {"cause": "Support issues"}, "segment": AT_RISK}],
     },
     {
         "name": "Product Training",
@@ -163,8 +171,8 @@ DEFAULT_PLAYBOOKS: list[dict[str, Any]] = [
             },
         ],
         "rules": [
-            {"kind": "cause_appears", "params": {"cause": "Low feature adoption"}, "segment": {}},
-            {"kind": "cause_appears", "params": {"cause": "Declining usage"}, "segment": {}},
+            {"kind": "cause_appears", "params": {"cause": "Low feature adoption"}, "segment": AT_RISK},
+            {"kind": "cause_appears", "params": {"cause": "Declining usage"}, "segment": AT_RISK},
         ],
     },
     {
@@ -220,7 +228,13 @@ DEFAULT_PLAYBOOKS: list[dict[str, Any]] = [
                 "body": "Hello {{ customer.name }},\n\nLet's get you set up: reply to book your onboarding call.\n",
             },
         ],
-        "rules": [{"kind": "cause_appears", "params": {"cause": "Onboarding incomplete"}, "segment": {}}],
+        "rules": [
+            {
+                "kind": "cause_appears",
+                "params": {"cause": "Onboarding incomplete"},
+                "segment": {**AT_RISK, "signupWithinDays": NEW_ACCOUNT_DAYS},
+            }
+        ],
     },
 ]
 

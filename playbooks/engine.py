@@ -9,6 +9,9 @@ The cursor lives in the `playbook_executions` row: `current_step` (next step key
 - Internal steps (intervention, alert, notify, customer update, condition, wait bookkeeping) run
   inside one transaction with their `playbook_step_runs` row (unique per execution and step key)
   and the cursor move: the effect is applied exactly once, or not at all.
+- A customer-facing e-mail passes a gate first: unless the playbook auto-sends (and is under its
+  daily cap) the step queues an `EmailReview` and the execution parks (no due time, no lease)
+  until a person approves (then the step sends as below) or discards it (the step is skipped).
 - External steps (e-mail, webhook) record "sending" and the attempt before the call and "succeeded"
   after it; the call carries the idempotency key `playbook-<execution>-<step>`. A crash inside the
   send window re-sends with the same key (at most one duplicate per crash, recorded in `attempts`).
@@ -42,7 +45,7 @@ from alerts.models import Alert
 from alerts.services import alerts_publish_batched
 from playbooks import steps as step_impl
 from playbooks.definitions import EXTERNAL_STEPS, next_key
-from playbooks.models import PlaybookExecution, PlaybookStepRun
+from playbooks.models import EmailReview, PlaybookExecution, PlaybookStepRun
 
 log = logging.getLogger(__name__)
 Status = PlaybookExecution.Status
@@ -236,6 +239,15 @@ def _drive_pass(execution_id: int, token: str, *, careful: bool) -> tuple[dict |
                 return None, execution.status
             run = runs.get(step["key"])
             if step["type"] in EXTERNAL_STEPS:
+                verdict, run = _email_gate(execution, step, run, now, pending)
+                if verdict == PARK:
+                    _flush(pending)
+                    execution.save()
+                    return None, execution.status
+                if verdict == SKIP:
+                    runs[step["key"]] = run
+                    execution.current_step = next_key(steps, step["key"], step.get("next"))
+                    continue
                 step = _start_external(execution, step, run, now, pending)
                 return step, execution.status
             if step["type"] == "wait":
@@ -347,6 +359,78 @@ def _wait_over(
     return True
 
 
+SEND, PARK, SKIP = "send", "park", "skip"
+
+
+def _auto_send_refusal(execution: PlaybookExecution, now: dt.datetime) -> str | None:
+    """Why a customer e-mail may not go out by itself now (an `EmailReview.Reason`), or None.
+
+    The playbook's row is locked while its last day's automatic sends are counted, so concurrent
+    workers cannot all pass the cap at once; the count includes the run this gate is about to start
+    (it commits with the lock held)."""
+    playbook = execution.playbook
+    if not playbook.auto_send_customer_emails:
+        return EmailReview.Reason.REVIEW
+    type(playbook).objects.select_for_update().filter(pk=playbook.pk).values_list("pk").first()
+    sent = PlaybookStepRun.objects.filter(
+        execution__playbook_id=playbook.pk,
+        step_type="send_email",
+        started_at__gte=now - dt.timedelta(days=1),
+        output__autoSent=True,
+    ).count()
+    if sent >= settings.PLAYBOOK_CUSTOMER_EMAIL_DAILY_CAP:
+        return EmailReview.Reason.DAILY_CAP
+    return None
+
+
+def _email_gate(
+    execution: PlaybookExecution,
+    step: dict,
+    run: PlaybookStepRun | None,
+    now: dt.datetime,
+    pending: list[PlaybookStepRun],
+) -> tuple[str, PlaybookStepRun | None]:
+    """Whether the external step at the cursor may go out now (SEND), waits for review (PARK) or
+    was discarded (SKIP), and its step run. Only customer-facing e-mails are held."""
+    if step["type"] != "send_email" or (run is not None and run.status in (RunStatus.SENDING, RunStatus.RETRYING)):
+        return SEND, run  # not an e-mail, or it passed the gate before this attempt
+    if not step_impl.is_customer_facing(step, execution.customer):
+        return SEND, run
+    if run is None:
+        run = PlaybookStepRun(
+            execution=execution, step_key=step["key"], step_type=step["type"], started_at=now, attempts=0
+        )
+    review = EmailReview.objects.filter(execution=execution, step_key=step["key"]).first()
+    if review is None:
+        reason = _auto_send_refusal(execution, now)
+        if reason is None:
+            run.output = {**run.output, "customerFacing": True, "autoSent": True}
+            return SEND, run
+        content = step_impl.render_email(customer=execution.customer, playbook_name=execution.playbook.name, step=step)
+        review = EmailReview.objects.create(
+            execution=execution,
+            step_key=step["key"],
+            playbook_id=execution.playbook_id,
+            customer_id=execution.customer_id,
+            reason=reason,
+            **content,
+        )
+    run.output = {**run.output, "customerFacing": True, "reviewId": review.pk, "review": review.status}
+    if review.status == EmailReview.Status.APPROVED:
+        return SEND, run
+    if review.status == EmailReview.Status.DISCARDED:
+        run.status, run.finished_at = RunStatus.SKIPPED, now
+        _save_run(run, pending)
+        _record(execution, run)
+        return SKIP, run
+    run.status = RunStatus.WAITING
+    run.output["reason"] = review.reason
+    _save_run(run, pending)
+    _record(execution, run)
+    execution.next_run_at, execution.lease_token = None, ""  # parked: only a decision wakes it
+    return PARK, run
+
+
 def _start_external(
     execution: PlaybookExecution,
     step: dict,
@@ -378,6 +462,15 @@ def _finish_external(execution_id: int, token: str, step: dict) -> tuple[bool, s
     output: dict = {}
     started = time.perf_counter()
     execution = PlaybookExecution.objects.select_related("playbook", "customer", "customer__owner").get(pk=execution_id)
+    if step["type"] == "send_email":
+        # A reviewed e-mail goes out as the reviewer approved it (maybe edited), not re-rendered.
+        reviewed = (
+            EmailReview.objects.filter(execution_id=execution_id, step_key=step["key"], status="approved")
+            .values("to", "subject", "body")
+            .first()
+        )
+        if reviewed:
+            step = {**step, "rendered": reviewed}
     try:
         output = step_impl.run_external(execution, step)
     except (step_impl.TransientStepError, step_impl.PermanentStepError) as exc:
@@ -394,6 +487,8 @@ def _finish_external(execution_id: int, token: str, step: dict) -> tuple[bool, s
             run.output = {**run.output, **output, "callMs": elapsed_ms}
             run.save()
             _record(execution, run)
+            if "rendered" in step:
+                EmailReview.objects.filter(execution_id=execution_id, step_key=step["key"]).update(sent_at=now)
             execution.current_step = next_key(_definition(execution), step["key"], step.get("next"))
             execution.attempts = 0
             execution.next_run_at = lease_until(now)

@@ -24,6 +24,12 @@ class Playbook(models.Model):
     reenrol_days = models.IntegerField(default=30, db_default=30)
     # Stop (completed, "exited") as soon as any of these conditions holds, e.g. risk fell back.
     exit_conditions = models.JSONField(default=list, blank=True, db_default=[])
+    # Customer-facing e-mail waits in the review queue unless a manager turns this on.
+    auto_send_customer_emails = models.BooleanField(
+        default=False,
+        db_default=False,
+        help_text="Send customer e-mails without review (managers only), up to the daily cap.",
+    )
 
     class Meta:
         db_table = "playbooks"
@@ -58,6 +64,14 @@ class TriggerRule(models.Model):
     segment = models.JSONField(default=dict, blank=True)
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # A manager's go-ahead for automatic enrolment, given on a dry-run summary. It holds only for
+    # the rule as it was approved (`approved_fingerprint`): a new or changed rule waits for another.
+    approved_at = models.DateTimeField(null=True, blank=True)
+    approved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    approval_summary = models.JSONField(default=dict, blank=True, db_default={})
+    approved_fingerprint = models.TextField(blank=True, default="", db_default="")
 
     class Meta:
         db_table = "playbook_trigger_rules"
@@ -182,3 +196,51 @@ class PlaybookStepRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.execution_id}:{self.step_key} ({self.status})"
+
+
+class EmailReview(models.Model):
+    """A customer-facing e-mail of a playbook held for a person's review (table `playbook_email_reviews`).
+
+    The execution waits at the e-mail step until the review is decided: approval sends it through
+    the step machinery (same idempotency key), discarding skips the step."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        APPROVED = "approved"
+        DISCARDED = "discarded"
+
+    class Reason(models.TextChoices):
+        REVIEW = "review"  # the playbook does not auto-send
+        DAILY_CAP = "daily_cap"  # it does, but today's cap is reached
+
+    execution = models.ForeignKey(PlaybookExecution, on_delete=models.CASCADE, related_name="email_reviews")
+    step_key = models.TextField()
+    playbook = models.ForeignKey(Playbook, on_delete=models.CASCADE, related_name="email_reviews")
+    customer = models.ForeignKey("customers.Customer", on_delete=models.CASCADE, related_name="email_reviews")
+    to = models.TextField()
+    subject = models.TextField()
+    body = models.TextField()
+    status = models.TextField(choices=Status.choices, default=Status.PENDING)
+    reason = models.TextField(choices=Reason.choices, default=Reason.REVIEW)
+    created_at = models.DateTimeField(auto_now_add=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    is_edited = models.BooleanField(default=False)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    note = models.TextField(blank=True, default="")
+
+    class Meta:
+        db_table = "playbook_email_reviews"
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["execution", "step_key"], name="playbook_email_review_once"),
+            models.CheckConstraint(
+                condition=Q(status__in=["pending", "approved", "discarded"]), name="playbook_email_review_status_valid"
+            ),
+        ]
+        indexes = [models.Index(fields=["status", "-created_at"], name="playbook_review_queue_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.subject} → {self.to} ({self.status})"

@@ -3,9 +3,14 @@
 Each active rule turns into one or two bulk reads that yield candidate customer ids; the segment
 filter narrows them; `services.enrol` applies the one-running rule, the re-enrolment cap and the
 holdout. Runs after the scoring batch (all customers) and on events (one customer).
+
+A rule enrols by itself only once a manager has given the go-ahead on its dry-run summary, and
+only while it is the rule that was approved (`rule_fingerprint`): a new or edited rule is paused.
 """
 
 import datetime as dt
+import hashlib
+import json
 from collections.abc import Iterable
 
 from django.db.models import OuterRef, Q, QuerySet, Subquery
@@ -18,10 +23,27 @@ from predictions.models import ChurnPrediction
 RECENT = dt.timedelta(days=1)  # what "appears"/"enters" means for the daily batch
 
 
+AT_RISK_LEVELS = ("medium", "high")
+
+
+def rule_fingerprint(rule: TriggerRule) -> str:
+    """What a go-ahead approves: the trigger, its parameters and its segment."""
+    document = json.dumps([rule.kind, rule.params or {}, rule.segment or {}], sort_keys=True, default=str)
+    return hashlib.sha256(document.encode()).hexdigest()
+
+
+def is_approved(rule: TriggerRule) -> bool:
+    return rule.approved_at is not None and rule.approved_fingerprint == rule_fingerprint(rule)
+
+
 def segment_filter(customers: QuerySet[Customer], segment: dict) -> QuerySet[Customer]:
-    """`{plan: [...], mrrGte, mrrLte, riskLevel: [...], ownerIds: [...], healthLte}` (all optional)."""
+    """`{plan: [...], mrrGte, mrrLte, riskLevel: [...], ownerIds: [...], healthLte, signupWithinDays}`
+    (all optional)."""
     from django.conf import settings
 
+    if segment.get("signupWithinDays") is not None:
+        since = timezone.now() - dt.timedelta(days=int(segment["signupWithinDays"]))
+        customers = customers.filter(signup_date__gte=since)
     if segment.get("plan"):
         customers = customers.filter(plan__in=segment["plan"])
     if segment.get("mrrGte") is not None:
@@ -79,7 +101,14 @@ def candidates(rule: TriggerRule, *, customer_ids: list[int] | None, now: dt.dat
                 causes = json.loads(causes)
             return {c.get("cause") for c in causes or [] if isinstance(c, dict)}
 
-        rows = _recent_predictions(customer_ids, now).values_list("customer_id", "top_causes", "previous_causes")
+        # A cause "appears" against an earlier prediction that lacked it, in an at-risk prediction:
+        # a first prediction has nothing to compare with (after install every cause would be new),
+        # and a low-risk customer with a cause needs no outreach.
+        rows = (
+            _recent_predictions(customer_ids, now)
+            .filter(risk_level__in=AT_RISK_LEVELS, previous_level__isnull=False)
+            .values_list("customer_id", "top_causes", "previous_causes")
+        )
         return {pk for pk, now_causes, before in rows if cause in names(now_causes) and cause not in names(before)}
     if rule.kind == TriggerRule.Kind.HEALTH_DROP:
         days, points = int(params.get("days", 30)), int(params.get("points", 20))
@@ -137,17 +166,24 @@ def active_rules(kinds: Iterable[str] | None = None) -> QuerySet[TriggerRule]:
     return rules.order_by("playbook_id", "id")
 
 
+def approved_rules(kinds: Iterable[str] | None = None) -> list[TriggerRule]:
+    """The active rules that may enrol by themselves (go-ahead given for the rule as it is now)."""
+    return [rule for rule in active_rules(kinds).filter(approved_at__isnull=False) if is_approved(rule)]
+
+
 def evaluate_rules(
     *, customer_ids: list[int] | None = None, kinds: Iterable[str] | None = None, now: dt.datetime | None = None
 ) -> dict[int, int]:
-    """Enrol every customer a rule matches; returns {rule id: executions started}."""
+    """Enrol every customer an approved rule matches; returns {rule id: executions started}.
+
+    Rules waiting for a manager's go-ahead enrol no one (a person can still enrol by hand)."""
     from playbooks.services import enrol
 
     # Predictions carry the scoring process's clock, so their windows are read with this one; the
     # executions' start times and leases default to the database's clock inside `enrol`.
     at = now or timezone.now()
     started: dict[int, int] = {}
-    for rule in active_rules(kinds):
+    for rule in approved_rules(kinds):
         ids = matching_customers(rule, customer_ids=customer_ids, now=at)
         executions = enrol(
             playbook=rule.playbook, customer_ids=ids, trigger=PlaybookExecution.Trigger.RULE, rule=rule, now=now

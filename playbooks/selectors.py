@@ -5,6 +5,7 @@ from collections import defaultdict
 from statistics import mean
 from typing import Any
 
+from django.conf import settings
 from django.db.models import Count, DateTimeField, ExpressionWrapper, OuterRef, QuerySet, Subquery
 from django.utils import timezone
 
@@ -13,7 +14,7 @@ from customers.models import Customer
 from customers.selectors import customer_scope
 from playbooks import rules, steps
 from playbooks.definitions import duration_seconds, render_template
-from playbooks.models import Playbook, PlaybookExecution, PlaybookStepRun
+from playbooks.models import EmailReview, Playbook, PlaybookExecution, PlaybookStepRun, TriggerRule
 from playbooks.services import eligible_customer_ids
 from predictions.models import ChurnPrediction
 
@@ -60,13 +61,16 @@ def _describe(step: dict, customer: Customer, context: dict, playbook: Playbook,
             step.get("assignee", "owner"), step.get("assignee_name", "")
         )
         action = (
-            f"create a {step.get('priority', 'medium')}-priority {step['intervention_type']} intervention for {who}"
+            f"create a {step.get('priority', 'medium')}-priority {step['intervention_type']} intervention for {who}, "
+            f"due in {step.get('due_in_days', settings.PLAYBOOK_TASK_DUE_DAYS)} days"
         )
     elif kind == "send_email":
         to = {"customer": customer.email, "owner": customer.owner.email if customer.owner else "(no owner)"}.get(
             step["to"], step["to"]
         )
         action = f"e-mail {to}: {render_template(step['subject'], text)!r}"
+        if not playbook.auto_send_customer_emails and steps.is_customer_facing(step, customer):
+            action += " (queued for review)"
     elif kind in ("notify", "create_alert"):
         channel = step.get("channel", "in_app") if kind == "notify" else "alert"
         action = f"{channel}: {render_template(step.get('message', ''), text)!r}"
@@ -87,6 +91,22 @@ def _describe(step: dict, customer: Customer, context: dict, playbook: Playbook,
     return {"key": step["key"], "type": kind, "wouldDo": action}
 
 
+def _plan(playbook: Playbook, customer: Customer, context: dict, now: dt.datetime) -> list[dict]:
+    """The steps the playbook would run for the customer, branches taken on today's values."""
+    from playbooks.definitions import next_key
+
+    plan, key = [], playbook.steps[0]["key"] if playbook.steps else ""
+    by_key = {s["key"]: s for s in playbook.steps}
+    while key:
+        step = by_key[key]
+        plan.append(_describe(step, customer, context, playbook, now))
+        branch = None
+        if step["type"] == "condition":
+            branch = step.get("then" if steps.condition_holds(step["if"], context) else "else")
+        key = next_key(playbook.steps, key, branch or step.get("next"))
+    return plan
+
+
 def dry_run(*, user: Any, playbook: Playbook, customer_ids: list[int] | None = None) -> dict:
     """Who would enrol today (rules, or the listed customers) and what each step would do. Writes nothing."""
     now = timezone.now()
@@ -101,22 +121,10 @@ def dry_run(*, user: Any, playbook: Playbook, customer_ids: list[int] | None = N
     visible = set(customer_scope(user=user).filter(pk__in=list(reasons)).values_list("pk", flat=True))
     eligible = eligible_customer_ids(playbook=playbook, customer_ids=visible, now=now)
     customers = Customer.objects.filter(pk__in=eligible[:DRY_RUN_LIMIT]).select_related("owner").order_by("pk")
-    interventions: dict[int, Any] = {}
     plans = []
     for customer in customers:
-        context = steps.customer_context(customer, interventions.get(customer.pk), now)
+        context = steps.customer_context(customer, None, now)
         exits = [c for c in playbook.exit_conditions if steps.condition_holds(c, context)]
-        plan, key = [], playbook.steps[0]["key"] if playbook.steps else ""
-        by_key = {s["key"]: s for s in playbook.steps}
-        while key and not exits:
-            step = by_key[key]
-            plan.append(_describe(step, customer, context, playbook, now))
-            branch = None
-            if step["type"] == "condition":
-                branch = step.get("then" if steps.condition_holds(step["if"], context) else "else")
-            from playbooks.definitions import next_key
-
-            key = next_key(playbook.steps, key, branch or step.get("next"))
         plans.append(
             {
                 "customerId": customer.pk,
@@ -124,7 +132,7 @@ def dry_run(*, user: Any, playbook: Playbook, customer_ids: list[int] | None = N
                 "reasons": reasons[customer.pk],
                 "holdoutChance": playbook.holdout_share,
                 "exitsImmediately": bool(exits),
-                "steps": plan,
+                "steps": [] if exits else _plan(playbook, customer, context, now),
             }
         )
     return {
@@ -135,6 +143,53 @@ def dry_run(*, user: Any, playbook: Playbook, customer_ids: list[int] | None = N
         "excluded": len(visible) - len(eligible),
         "customers": plans,
     }
+
+
+def rule_preview(*, user: Any, rule: TriggerRule) -> dict:
+    """The go-ahead's summary of one rule: whom it would enrol now and how many of them it would
+    e-mail (a customer-facing e-mail step on today's path). Writes nothing.
+
+    `wouldEnrol` is exactly what an evaluation now would start (holdout rows included): the rule's
+    matches, narrowed by the one-running rule and the re-enrolment cap."""
+    now = timezone.now()
+    playbook = rule.playbook
+    matched = rules.matching_customers(rule, customer_ids=None, now=now)
+    visible = set(customer_scope(user=user).filter(pk__in=matched).values_list("pk", flat=True))
+    eligible = eligible_customer_ids(playbook=playbook, customer_ids=visible, now=now)
+    email_keys = {s["key"] for s in playbook.steps if s.get("type") == "send_email"}
+    would_email = 0
+    if email_keys:
+        for customer in Customer.objects.filter(pk__in=eligible).select_related("owner").order_by("pk").iterator():
+            context = steps.customer_context(customer, None, now)
+            if any(steps.condition_holds(c, context) for c in playbook.exit_conditions):
+                continue
+            keys = {item["key"] for item in _plan(playbook, customer, context, now)}
+            by_key = {s["key"]: s for s in playbook.steps}
+            if any(steps.is_customer_facing(by_key[key], customer) for key in keys & email_keys):
+                would_email += 1
+    return {
+        "ruleId": rule.pk,
+        "playbook": playbook.name,
+        "kind": rule.kind,
+        "params": rule.params,
+        "segment": rule.segment,
+        "asOf": now.isoformat(),
+        "matched": len(matched),
+        "wouldEnrol": len(eligible),
+        "wouldEmail": would_email,
+        "holdoutShare": playbook.holdout_share,
+        "emailsAutoSent": playbook.auto_send_customer_emails,
+        "text": f"would enrol {len(eligible)} customers, e-mail {would_email}"
+        + ("" if playbook.auto_send_customer_emails else " (each e-mail waits for review)"),
+    }
+
+
+def email_review_scope(*, user: Any) -> QuerySet[EmailReview]:
+    """The review queue a user sees: the whole book for managers, admins and viewers; a CSM's own customers."""
+    reviews = EmailReview.objects.select_related("customer", "playbook", "execution")
+    if sees_all_customers(user):
+        return reviews
+    return reviews.filter(customer__owner_id=user.pk)
 
 
 # --- Proof: analytics ---------------------------------------------------------------------------

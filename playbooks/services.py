@@ -22,9 +22,10 @@ from customers.selectors import customer_get, customer_scope
 from interventions.models import Intervention
 from playbooks import engine
 from playbooks.definitions import duration_seconds, validate_exit_conditions, validate_steps
-from playbooks.models import Playbook, PlaybookExecution, TriggerRule
+from playbooks.models import EmailReview, Playbook, PlaybookExecution, TriggerRule
 
 Status = PlaybookExecution.Status
+CANCELLED_NOTE = "execution cancelled"
 _random = random.SystemRandom()  # holdout assignment: unpredictable, so no one can game it
 
 
@@ -97,19 +98,28 @@ def playbook_upsert(*, name: str, data: dict) -> tuple[Playbook, bool]:
     defaults["exit_conditions"] = cleaned["exit_conditions"]
     playbook, created = Playbook.objects.update_or_create(name=name, defaults=defaults)
     if "rules" in data:
+        from playbooks.rules import is_approved, rule_fingerprint
+
+        # Re-importing a rule unchanged keeps its go-ahead; a new or changed rule waits for one.
+        approvals = {
+            rule.approved_fingerprint: rule for rule in playbook.rules.filter(is_active=True) if is_approved(rule)
+        }
         playbook.rules.all().delete()
-        TriggerRule.objects.bulk_create(
-            [
-                TriggerRule(
-                    playbook=playbook,
-                    kind=rule["kind"],
-                    params=rule.get("params", {}),
-                    segment=rule.get("segment", {}),
-                    is_active=rule.get("is_active", True),
-                )
-                for rule in data["rules"]
-            ]
-        )
+        rows = []
+        for item in data["rules"]:
+            rule = TriggerRule(
+                playbook=playbook,
+                kind=item["kind"],
+                params=item.get("params", {}),
+                segment=item.get("segment", {}),
+                is_active=item.get("is_active", True),
+            )
+            approved = approvals.get(rule_fingerprint(rule)) if rule.is_active else None
+            if approved is not None:
+                for name in ("approved_at", "approved_by_id", "approval_summary", "approved_fingerprint"):
+                    setattr(rule, name, getattr(approved, name))
+            rows.append(rule)
+        TriggerRule.objects.bulk_create(rows)
     return playbook, created
 
 
@@ -372,6 +382,10 @@ def execution_cancel(*, user: Any, execution_id: Any, reason: str = "") -> Playb
     execution.next_run_at, execution.lease_token = None, ""
     execution.result["cancelled"] = {"by": getattr(user, "username", None), "at": engine._iso(now), "reason": reason}
     execution.save()
+    # Its queued e-mail can no longer be approved: take it off the review queue.
+    EmailReview.objects.filter(execution=execution, status=EmailReview.Status.PENDING).update(
+        status=EmailReview.Status.DISCARDED, decided_by=user, decided_at=now, note=CANCELLED_NOTE
+    )
     return execution
 
 
@@ -389,6 +403,8 @@ def execution_retry(*, user: Any, execution_id: Any) -> PlaybookExecution:
         raise ConflictError("This playbook is already running for the customer.")
     # The failed step left no effect (internal steps roll back; external ones failed), so it runs again.
     execution.step_runs.filter(step_key=execution.current_step).exclude(status="succeeded").delete()
+    # An e-mail taken off the queue by the cancel is queued afresh rather than skipped.
+    execution.email_reviews.filter(step_key=execution.current_step, note=CANCELLED_NOTE).delete()
     execution.result["steps"] = [s for s in execution.result.get("steps", []) if s.get("key") != execution.current_step]
     token = uuid.uuid4().hex
     now = engine.db_now()  # the lease is compared with the database's clock

@@ -172,7 +172,8 @@ def create_intervention(execution: Any, step: dict, now: dt.datetime) -> Outcome
         rule, lambda: step.get("assignee_name", "")
     )()
     description = render_template(step.get("description", ""), template_context(customer, execution.playbook.name))
-    due = now + dt.timedelta(days=step["due_in_days"]) if "due_in_days" in step else None
+    # Every task gets a due date, or nothing would ever show it as due today or overdue.
+    due = now + dt.timedelta(days=step.get("due_in_days", settings.PLAYBOOK_TASK_DUE_DAYS))
     # The trigger endpoint answers with an intervention id at once; the first create_intervention
     # step of that execution works on that intervention instead of creating a second one.
     adopted = execution.intervention_id and not execution.result.get("interventionAdopted")
@@ -281,16 +282,41 @@ def idempotency_key(execution_id: int, step_key: str) -> str:
     return f"playbook-{execution_id}-{step_key}"
 
 
-def send_email(*, customer: Customer, playbook_name: str, step: dict, key: str) -> dict:
-    context = template_context(customer, playbook_name)
-    to = {"customer": customer.email, "owner": customer.owner.email if customer.owner else ""}.get(
+def email_address(step: dict, customer: Customer) -> str:
+    return {"customer": customer.email, "owner": customer.owner.email if customer.owner else ""}.get(
         step["to"], step["to"]
     )
+
+
+def is_customer_facing(step: dict, customer: Customer) -> bool:
+    """Whether an e-mail step writes to someone outside the team: the customer, or any address that
+    is not an active user's (an explicit address is presumed external unless it is a colleague's)."""
+    if step.get("type") != "send_email" or step["to"] == "owner":
+        return False
+    if step["to"] == "customer":
+        return True
+    return not get_user_model().objects.filter(email__iexact=step["to"], is_active=True).exists()
+
+
+def render_email(*, customer: Customer, playbook_name: str, step: dict) -> dict:
+    """The e-mail as it would go out: `{to, subject, body}`."""
+    context = template_context(customer, playbook_name)
+    return {
+        "to": email_address(step, customer),
+        "subject": render_template(step["subject"], context).replace("\n", " ")[:500],
+        "body": render_template(step["body"], context),
+    }
+
+
+def send_email(*, customer: Customer, playbook_name: str, step: dict, key: str) -> dict:
+    """Send the step's e-mail; `step["rendered"]` (a reviewed, maybe edited text) wins over the templates."""
+    content = step.get("rendered") or render_email(customer=customer, playbook_name=playbook_name, step=step)
+    to = content["to"]
     if not to:
         raise PermanentStepError(f"send_email: no address for {step['to']}")
     message = EmailMessage(
-        subject=render_template(step["subject"], context).replace("\n", " ")[:500],
-        body=render_template(step["body"], context),
+        subject=content["subject"].replace("\n", " ")[:500],
+        body=content["body"],
         to=[to],
         headers={"X-Idempotency-Key": key, "Message-ID": f"<{key}@churnshield>"},
         connection=get_connection(timeout=settings.PLAYBOOK_EMAIL_TIMEOUT_SECONDS),

@@ -68,6 +68,25 @@ def _value(field: models.Field, n: int) -> Any:
     raise NotImplementedError(f"make_row: no value for {field.__class__.__name__} {field}")
 
 
+def _email_review(n: int) -> models.Model:
+    """A queued e-mail of an execution of an existing playbook: playbooks are book-wide reference
+    data, so the filler must not invent one on the way (nor a review whose customer differs from
+    its execution's)."""
+    from playbooks.models import EmailReview, Playbook, PlaybookExecution
+
+    playbook = Playbook.objects.order_by("pk").first() or make_row(Playbook)
+    execution = make_row(PlaybookExecution, playbook=playbook, rule=None)
+    return EmailReview.objects.create(
+        execution=execution,
+        playbook=playbook,
+        customer=execution.customer,
+        step_key=f"s{n}",
+        to=execution.customer.email,
+        subject=f"Subject {n}",
+        body=f"Body {n}",
+    )
+
+
 # Models whose own rules the generic filler cannot know.
 SPECIAL = {
     # One schedule kind per task (django-celery-beat validates it on save).
@@ -76,6 +95,7 @@ SPECIAL = {
     ),
     CrontabSchedule: lambda n: CrontabSchedule.objects.create(minute=str(n % 60)),
     SolarSchedule: lambda n: SolarSchedule.objects.create(event="sunrise", latitude=n % 90, longitude=n % 180),
+    "playbooks.EmailReview": _email_review,
 }
 # One row by constraint: there is no "more rows" to grow to.
 SINGLETONS = {"alerts.NotificationSettings"}
@@ -85,8 +105,9 @@ def make_row(model: type[models.Model], depth: int = 0, **fixed: Any) -> models.
     """One saved row of `model` with fresh related rows (so relations differ row to row), except
     the `fixed` field values."""
     n = next(_serial)
-    if model in SPECIAL:
-        return SPECIAL[model](n)
+    special = SPECIAL.get(model) or SPECIAL.get(model._meta.label)
+    if special:
+        return special(n)
     if model is get_user_model():
         return model.objects.create_user(username=f"user-{n}", email=f"user{n}@example.com", first_name="U")
     if model is Group:

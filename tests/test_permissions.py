@@ -63,6 +63,11 @@ OPERATIONS = {
     ("GET", "/api/playbook-executions/{id}"): "read",
     ("POST", "/api/playbook-executions/{id}/cancel"): "write",
     ("POST", "/api/playbook-executions/{id}/retry"): "write",
+    # The review queue: a CSM reads and decides their own customers' e-mails; managers every one.
+    ("GET", "/api/playbook-email-reviews"): "read",
+    ("GET", "/api/playbook-email-reviews/{id}"): "read",
+    ("POST", "/api/playbook-email-reviews/{id}/approve"): "write",
+    ("POST", "/api/playbook-email-reviews/{id}/discard"): "write",
     # Live alert feed: a ticket for the caller's own WebSocket (every role, viewers included).
     ("POST", "/api/alerts/ws-ticket"): "read",
     # Integrations (issue 4). "manage": book-wide configuration, managers and admins only.
@@ -151,13 +156,17 @@ def _playbook_objects(customer) -> dict:
     """Playbooks (issue 6): a playbook shared by both portfolios, a running and a failed execution."""
     from django.utils import timezone
 
-    from playbooks.models import Playbook, PlaybookExecution
+    from playbooks.models import EmailReview, Playbook, PlaybookExecution
 
     playbook, _ = Playbook.objects.get_or_create(
         name="Matrix playbook", defaults={"steps": [{"key": "a", "type": "create_alert", "title": "t", "message": "m"}]}
     )
     waiting, _ = Playbook.objects.get_or_create(
         name="Matrix wait", defaults={"steps": [{"key": "w", "type": "wait", "duration": "1d"}]}
+    )
+    mailer, _ = Playbook.objects.get_or_create(
+        name="Matrix mailer",
+        defaults={"steps": [{"key": "m", "type": "send_email", "to": "customer", "subject": "s", "body": "b"}]},
     )
     now = timezone.now()
     running = PlaybookExecution.objects.create(
@@ -166,12 +175,24 @@ def _playbook_objects(customer) -> dict:
     failed = PlaybookExecution.objects.create(
         playbook=playbook, customer=customer, started_at=now, status="failed", current_step="a", error="x"
     )
-    return {"playbook": playbook, "running_execution": running, "failed_execution": failed}
+    parked = PlaybookExecution.objects.create(playbook=mailer, customer=customer, started_at=now, current_step="m")
+    review = EmailReview.objects.create(
+        execution=parked, step_key="m", playbook=mailer, customer=customer, to=customer.email, subject="s", body="b"
+    )
+    return {
+        "playbook": playbook,
+        "running_execution": running,
+        "failed_execution": failed,
+        "parked_execution": parked,  # waiting at its e-mail step for the review below
+        "email_review": review,
+    }
 
 
 def _path(path: str, objects: dict) -> str:
     if path.endswith("/retry"):
         return path.replace("{id}", str(objects["failed_execution"].pk))
+    if "/playbook-email-reviews/{id}" in path:
+        return path.replace("{id}", str(objects["email_review"].pk))
     if "/playbook-executions/{id}" in path:
         return path.replace("{id}", str(objects["running_execution"].pk))
     if "/interventions/{id}" in path:
@@ -479,7 +500,8 @@ LIST_ITEMS = {
     "/api/customers": ("customer",),
     "/api/interventions": ("intervention",),
     "/api/alerts": ("alert",),
-    "/api/playbook-executions": ("running_execution", "failed_execution"),
+    "/api/playbook-executions": ("running_execution", "failed_execution", "parked_execution"),
+    "/api/playbook-email-reviews": ("email_review",),
 }
 # Lists that are the same for every role by design (book-wide configuration, or aggregates of the
 # caller's own portfolio with no object ids in them).

@@ -39,6 +39,10 @@ CONFLICTS = {
     ("/api/alerts/{id}/acknowledge", "post"): "The alert is resolved.",
     ("/api/alerts/{id}/snooze", "post"): "The alert is resolved.",
     ("/api/v1/churn/predict", "post"): "The customer has churned and was never scored.",
+    ("/api/playbook-email-reviews/{id}/approve", "post"): (
+        "The e-mail was discarded (or approved and is edited again), or its execution no longer runs."
+    ),
+    ("/api/playbook-email-reviews/{id}/discard", "post"): "The e-mail was already approved.",
 }
 
 

@@ -400,6 +400,10 @@ PLAYBOOK_DISPATCH_CHUNK = env.int("PLAYBOOK_DISPATCH_CHUNK", default=10)
 # Smaller chunks for due waits: the last wait of a chunk runs later by the time the ones before it take.
 PLAYBOOK_DUE_DISPATCH_CHUNK = env.int("PLAYBOOK_DUE_DISPATCH_CHUNK", default=5)
 PLAYBOOK_EMAIL_TIMEOUT_SECONDS = env.float("PLAYBOOK_EMAIL_TIMEOUT_SECONDS", default=10.0)
+# Customer e-mails one auto-sending playbook may send in 24 hours; past it they wait for review.
+PLAYBOOK_CUSTOMER_EMAIL_DAILY_CAP = env.int("PLAYBOOK_CUSTOMER_EMAIL_DAILY_CAP", default=50)
+# Tasks (interventions) a playbook creates are due this many days later unless the step says otherwise.
+PLAYBOOK_TASK_DUE_DAYS = env.int("PLAYBOOK_TASK_DUE_DAYS", default=3)
 # Signs outgoing webhook bodies (HMAC-SHA256). Every receiver holds it, so it is a secret of its own:
 # were it SECRET_KEY, a receiver could forge sessions, password-reset links and signed cookies.
 # The default serves local development and tests; production settings require a real one.

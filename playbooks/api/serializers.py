@@ -4,7 +4,7 @@ from rest_framework import serializers
 
 from interventions.api.serializers import MAX_ID, LenientIdField
 from interventions.models import Intervention
-from playbooks.models import Playbook, PlaybookExecution
+from playbooks.models import EmailReview, Playbook, PlaybookExecution
 
 
 class PlaybookOutputSerializer(serializers.ModelSerializer):
@@ -157,3 +157,52 @@ class DryRunOutputSerializer(serializers.Serializer):
 
 class CancelInputSerializer(serializers.Serializer):
     reason = serializers.CharField(max_length=1000, allow_blank=True, required=False, default="")
+
+
+class EmailReviewOutputSerializer(serializers.ModelSerializer):
+    executionId = serializers.IntegerField(source="execution_id")
+    stepKey = serializers.CharField(source="step_key")
+    playbookId = serializers.IntegerField(source="playbook_id")
+    playbook = serializers.CharField(source="playbook.name")
+    customerId = serializers.IntegerField(source="customer_id")
+    customer = serializers.CharField(source="customer.name")
+    isEdited = serializers.BooleanField(source="is_edited")
+    createdAt = serializers.DateTimeField(source="created_at")
+    decidedAt = serializers.DateTimeField(source="decided_at", allow_null=True)  # null while pending
+    decidedBy = serializers.CharField(source="decided_by.username", allow_null=True, default=None)
+    sentAt = serializers.DateTimeField(source="sent_at", allow_null=True)  # null until it went out
+
+    class Meta:
+        model = EmailReview
+        fields = [
+            "id",
+            "executionId",
+            "stepKey",
+            "playbookId",
+            "playbook",
+            "customerId",
+            "customer",
+            "to",
+            "subject",
+            "body",
+            "status",
+            "reason",
+            "isEdited",
+            "createdAt",
+            "decidedAt",
+            "decidedBy",
+            "sentAt",
+            "note",
+        ]
+        read_only_fields = fields
+
+
+class EmailReviewApproveInputSerializer(serializers.Serializer):
+    """Optional edits: the e-mail goes out with these instead of the queued text."""
+
+    subject = serializers.CharField(max_length=500, required=False)
+    body = serializers.CharField(max_length=20_000, required=False)
+
+
+class EmailReviewDiscardInputSerializer(serializers.Serializer):
+    note = serializers.CharField(max_length=1000, allow_blank=True, required=False, default="")

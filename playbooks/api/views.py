@@ -1,4 +1,5 @@
-"""Playbook endpoints: the contract's trigger, bulk trigger, definitions check, dry run, executions."""
+"""Playbook endpoints: the contract's trigger, bulk trigger, definitions check, dry run, executions,
+and the review queue of customer e-mails."""
 
 from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema, inline_serializer
@@ -10,7 +11,7 @@ from rest_framework.views import APIView
 
 from churnshield.auth.permissions import AnyRole
 from churnshield.exceptions import NotFoundError
-from playbooks import selectors, services
+from playbooks import approvals, selectors, services
 from playbooks.api.serializers import (
     BulkTriggerInputSerializer,
     BulkTriggerOutputSerializer,
@@ -19,13 +20,17 @@ from playbooks.api.serializers import (
     DefinitionOutputSerializer,
     DryRunInputSerializer,
     DryRunOutputSerializer,
+    EmailReviewApproveInputSerializer,
+    EmailReviewDiscardInputSerializer,
+    EmailReviewOutputSerializer,
     ExecutionOutputSerializer,
     PlaybookOutputSerializer,
     TriggerInputSerializer,
     TriggerOutputSerializer,
 )
 from playbooks.definitions import validate_exit_conditions, validate_steps
-from playbooks.models import Playbook, PlaybookExecution
+from playbooks.filters import EmailReviewFilter
+from playbooks.models import EmailReview, Playbook, PlaybookExecution
 
 
 class TriggerView(APIView):
@@ -128,3 +133,33 @@ class ExecutionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
     def retry(self, request: Request, pk: str) -> Response:
         execution = services.execution_retry(user=request.user, execution_id=pk)
         return Response(ExecutionOutputSerializer(execution).data)
+
+
+class EmailReviewViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Customer e-mails waiting for a person (a CSM sees their own customers'); approve (maybe
+    edited) sends it through the playbook, discard skips the step."""
+
+    serializer_class = EmailReviewOutputSerializer
+    filterset_class = EmailReviewFilter
+    lookup_value_regex = r"[0-9]+"
+
+    def get_queryset(self) -> QuerySet:
+        if getattr(self, "swagger_fake_view", False):
+            return EmailReview.objects.none()
+        return selectors.email_review_scope(user=self.request.user).select_related("decided_by").order_by("-id")
+
+    @extend_schema(request=EmailReviewApproveInputSerializer, responses=EmailReviewOutputSerializer)
+    @action(detail=True, methods=["post"], filterset_class=None)
+    def approve(self, request: Request, pk: str) -> Response:
+        data = EmailReviewApproveInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        review = approvals.email_review_approve(user=request.user, review_id=pk, **data.validated_data)
+        return Response(EmailReviewOutputSerializer(self.get_queryset().get(pk=review.pk)).data)
+
+    @extend_schema(request=EmailReviewDiscardInputSerializer, responses=EmailReviewOutputSerializer)
+    @action(detail=True, methods=["post"], filterset_class=None)
+    def discard(self, request: Request, pk: str) -> Response:
+        data = EmailReviewDiscardInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        review = approvals.email_review_discard(user=request.user, review_id=pk, note=data.validated_data["note"])
+        return Response(EmailReviewOutputSerializer(self.get_queryset().get(pk=review.pk)).data)

@@ -8,6 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from django.db.models import F
 
+from playbooks.approvals import trigger_rule_approve
 from playbooks.models import PlaybookExecution, PlaybookStepRun
 from playbooks.services import playbook_upsert
 
@@ -22,6 +23,16 @@ def make_playbook(db, settings):
         return playbook_upsert(name=name or f"Playbook {next(counter)}", data=data)[0]
 
     return make
+
+
+@pytest.fixture
+def go_ahead(manager):
+    """A manager's go-ahead for rules (without it no rule enrols anyone by itself)."""
+
+    def approve(*rules):
+        return [trigger_rule_approve(user=manager, rule_id=rule.pk) for rule in rules]
+
+    return approve
 
 
 class Receiver:

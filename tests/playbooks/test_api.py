@@ -183,6 +183,7 @@ def test_dry_run_writes_nothing(defaults, csm, make_customer, api_for):
     from tests.test_permissions import _snapshot
 
     customer = make_customer(owner=csm, churn_risk="0.9000", support_tickets=5)
+    make_prediction(customer, probability="0.6000", days_ago=2)  # the cause is new against this one
     make_prediction(
         customer,
         probability="0.9000",

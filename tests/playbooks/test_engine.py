@@ -11,7 +11,7 @@ from django.core import mail
 from alerts.models import Alert
 from interventions.models import Intervention
 from playbooks import engine, services
-from playbooks.models import PlaybookExecution, PlaybookStepRun
+from playbooks.models import Playbook, PlaybookExecution, PlaybookStepRun
 from tests.playbooks.conftest import elapse
 
 pytestmark = pytest.mark.django_db
@@ -200,6 +200,9 @@ def test_send_email_through_django_mail(make_playbook, make_customer, csm, djang
         [{"key": "mail", "type": "send_email", "to": "customer", "subject": "Hi {{ customer.name }}",
           "body": "Your plan: {{ customer.plan }}"}]
     )  # fmt: skip
+    # A customer e-mail goes out without review only from a playbook a manager set to auto-send.
+    Playbook.objects.filter(pk=playbook.pk).update(auto_send_customer_emails=True)
+    playbook.refresh_from_db()
     customer = make_customer(owner=csm, plan="Gold")
     with django_capture_on_commit_callbacks(execute=True):
         execution = start(playbook, customer)

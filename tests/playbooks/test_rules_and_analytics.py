@@ -19,11 +19,11 @@ def enrolled(playbook) -> set[int]:
     return set(PlaybookExecution.objects.filter(playbook=playbook).values_list("customer_id", flat=True))
 
 
-def test_risk_enters_high_and_cause_appears(make_playbook, make_customer):
+def test_risk_enters_high_and_cause_appears(make_playbook, make_customer, go_ahead):
     playbook = make_playbook(WAIT)
-    TriggerRule.objects.create(playbook=playbook, kind="risk_enters_high")
+    go_ahead(TriggerRule.objects.create(playbook=playbook, kind="risk_enters_high"))
     support = make_playbook(WAIT)
-    TriggerRule.objects.create(playbook=support, kind="cause_appears", params={"cause": "Support issues"})
+    go_ahead(TriggerRule.objects.create(playbook=support, kind="cause_appears", params={"cause": "Support issues"}))
     rose, stayed, new_cause = make_customer(), make_customer(), make_customer()
     make_prediction(rose, probability="0.6000", days_ago=2)
     make_prediction(rose, probability="0.9000")
@@ -41,9 +41,9 @@ def test_risk_enters_high_and_cause_appears(make_playbook, make_customer):
     assert PlaybookExecution.objects.count() == 3
 
 
-def test_health_drop_and_segment_filter(make_playbook, make_customer):
+def test_health_drop_and_segment_filter(make_playbook, make_customer, go_ahead):
     playbook = make_playbook(WAIT)
-    TriggerRule.objects.create(
+    rule = TriggerRule.objects.create(
         playbook=playbook, kind="health_drop", params={"points": 20, "days": 14}, segment={"plan": ["Enterprise"]}
     )
     dropped, small_drop, other_plan = (
@@ -55,13 +55,16 @@ def test_health_drop_and_segment_filter(make_playbook, make_customer):
         prediction = make_prediction(customer, days_ago=20)
         prediction.health_score = 80
         prediction.save()
+    go_ahead(rule)
     rules.evaluate_rules()
     assert enrolled(playbook) == {dropped.pk}
 
 
-def test_failed_payment_event_enrols_at_once(make_playbook, make_customer, django_capture_on_commit_callbacks):
+def test_failed_payment_event_enrols_at_once(
+    make_playbook, make_customer, go_ahead, django_capture_on_commit_callbacks
+):
     playbook = make_playbook(WAIT)
-    TriggerRule.objects.create(playbook=playbook, kind="failed_payment", params={"days": 1})
+    go_ahead(TriggerRule.objects.create(playbook=playbook, kind="failed_payment", params={"days": 1}))
     customer, other = make_customer(), make_customer()
     with django_capture_on_commit_callbacks(execute=True):
         BillingEvent.objects.create(customer=customer, kind="payment_failed", amount=10, occurred_at=timezone.now())
@@ -69,11 +72,11 @@ def test_failed_payment_event_enrols_at_once(make_playbook, make_customer, djang
     assert enrolled(playbook) == {customer.pk}
 
 
-def test_scoring_run_evaluates_the_rules(make_playbook, make_customer, django_capture_on_commit_callbacks):
+def test_scoring_run_evaluates_the_rules(make_playbook, make_customer, go_ahead, django_capture_on_commit_callbacks):
     from predictions.services.scoring import score_customers
 
     playbook = make_playbook(WAIT)
-    TriggerRule.objects.create(playbook=playbook, kind="segment", segment={"plan": ["Gold"]})
+    go_ahead(TriggerRule.objects.create(playbook=playbook, kind="segment", segment={"plan": ["Gold"]}))
     gold, pro = make_customer(plan="Gold"), make_customer(plan="Pro")
     with django_capture_on_commit_callbacks(execute=True):
         score_customers(customer_ids=[gold.pk, pro.pk], trigger="event")
