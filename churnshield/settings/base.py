@@ -98,7 +98,8 @@ TEMPLATES = [
 # what needs a session of its own: `manage.py migrate`, `dbshell`, backups and restores (pg_dump
 # and pg_restore set session state and hold one snapshot). Setting it marks DATABASE_URL as pooled.
 DATABASE_DIRECT_URL = env.str("DATABASE_DIRECT_URL", default="")
-DATABASE_POOLED = env.bool("DATABASE_POOLED", default=bool(DATABASE_DIRECT_URL))
+# Empty (as in .env.example) means "not set", like DATABASE_URL: django-environ reads "" as false.
+DATABASE_POOLED = env.bool("DATABASE_POOLED") if env.str("DATABASE_POOLED", default="") else bool(DATABASE_DIRECT_URL)
 DATABASES = {
     "default": env.db_url_config(
         env.str("DATABASE_URL", default="") or f"sqlite:///{BASE_DIR / 'churnshield.sqlite3'}"
