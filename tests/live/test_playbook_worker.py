@@ -30,7 +30,12 @@ def make_playbook(settings):
 
 
 def _worker(start_process, redis_url: str, name: str):
-    env = service_env(REDIS_URL=redis_url, CELERY_TASK_ALWAYS_EAGER="false", PLAYBOOK_LEASE_SECONDS="3")
+    env = service_env(
+        REDIS_URL=redis_url,
+        CELERY_TASK_ALWAYS_EAGER="false",
+        PLAYBOOK_LEASE_SECONDS="3",
+        PLAYBOOK_WEBHOOK_ALLOW_LOOPBACK="true",  # the receiver listens on loopback (settings only reach this process)
+    )
     return start_process(
         [str(VENV_BIN / "celery"), "-A", "churnshield", "worker", "--pool", "solo", "--loglevel", "INFO",
          "-n", f"{name}@%h", "--without-heartbeat", "--without-gossip", "--without-mingle"],
