@@ -14,12 +14,11 @@ PYTHON ?= $(shell for c in python3.13 python3.12 python3 \
 
 .PHONY: run test lint bench bench-batch bench-realtime bench-playbooks bench-ws bench-webhooks bench-monitoring bench-import venv clean
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+# deploy/install.sh is also the Dockerfile's install step: CI tests what the image installs.
+$(VENV)/.installed: requirements.txt requirements-dev.txt deploy/install.sh
 	@test -n "$(PYTHON)" || { echo "No Python >= 3.12 found (tried python3.13, python3.12, python3, pyenv)."; exit 1; }
 	@echo "Using $(PYTHON) ($$($(PYTHON) --version))"
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements-dev.txt
+	PYTHON=$(PYTHON) deploy/install.sh $(VENV) requirements-dev.txt
 	@touch $@
 
 venv: $(VENV)/.installed

@@ -9,7 +9,9 @@ import sqlite3
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import environ
 from django.conf import settings
 from django.db import connection, connections, transaction
 from django.utils import timezone
@@ -89,17 +91,19 @@ def compact_session_actions(cutoff: dt.datetime) -> int:
     if connection.vendor == "postgresql":
         # Only rows that still hold an object somewhere in the list (the daily run skips the rest).
         old = old.extra(where=["jsonb_path_exists(actions, '$[*] ? (@.type() == \"object\")')"])
-    changed = 0
-    batch: list = []
-    for session in old.only("pk", "actions").iterator(chunk_size=BATCH):
-        compacted = [_action_name(action) for action in session.actions or []]
-        if compacted != session.actions:
-            session.actions = compacted
-            batch.append(session)
-        if len(batch) >= BATCH:
-            changed += _save_actions(batch)
-            batch = []
-    return changed + _save_actions(batch)
+    # Keyset batches rather than `.iterator()`: its server-side cursor outlives a transaction,
+    # which a transaction-mode pooler cannot carry, and each batch commits before the next read.
+    changed, last_pk = 0, 0
+    while sessions := list(old.filter(pk__gt=last_pk).order_by("pk").only("pk", "actions")[:BATCH]):
+        last_pk = sessions[-1].pk
+        batch = []
+        for session in sessions:
+            compacted = [_action_name(action) for action in session.actions or []]
+            if compacted != session.actions:
+                session.actions = compacted
+                batch.append(session)
+        changed += _save_actions(batch)
+    return changed
 
 
 def _save_actions(sessions: list) -> int:
@@ -182,9 +186,21 @@ def _pg_tool(name: str) -> str:
     raise RuntimeError(f"no {name} of version >= {major} found (install postgresql-client-{major})")
 
 
+LIBPQ_TLS_ENV = {"sslmode": "PGSSLMODE", "sslrootcert": "PGSSLROOTCERT", "sslcert": "PGSSLCERT", "sslkey": "PGSSLKEY"}
+
+
+def _pg_database() -> dict[str, Any]:
+    """Where pg_dump and pg_restore connect: DATABASE_DIRECT_URL when set, since they need a
+    session of their own (they `SET` parameters and hold one snapshot), which a transaction-mode
+    pooler cannot give; otherwise the default database."""
+    if settings.DATABASE_DIRECT_URL:
+        return environ.Env.db_url_config(settings.DATABASE_DIRECT_URL)
+    return settings.DATABASES["default"]
+
+
 def _pg_env() -> dict[str, str]:
-    """libpq environment for the default database: the password never appears on a command line."""
-    db = settings.DATABASES["default"]
+    """libpq environment for the database: the password never appears on a command line."""
+    db = _pg_database()
     env = dict(os.environ)
     env.update(
         {
@@ -196,6 +212,10 @@ def _pg_env() -> dict[str, str]:
     )
     if db.get("PASSWORD"):
         env["PGPASSWORD"] = str(db["PASSWORD"])
+    # The URL's TLS settings (`?sslmode=require`, certificates) hold for pg_dump and pg_restore too.
+    for option, variable in LIBPQ_TLS_ENV.items():
+        if db.get("OPTIONS", {}).get(option):
+            env[variable] = str(db["OPTIONS"][option])
     return env
 
 
@@ -262,7 +282,7 @@ def backup_restore(*, path: Path) -> None:
                 "--no-privileges",
                 "--single-transaction",
                 "--exit-on-error",
-                f"--dbname={settings.DATABASES['default']['NAME']}",
+                f"--dbname={_pg_database()['NAME']}",
                 str(path),
             ],
             env=_pg_env(),

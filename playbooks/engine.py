@@ -580,20 +580,29 @@ FOLLOWER_LOCK_KEY = 0x706C6179  # "play": a PostgreSQL advisory lock id for the 
 @contextlib.contextmanager
 def follower() -> Iterator[bool]:
     """Whether this claimer may follow due times (only one at a time: a beat tick arriving while
-    another claimer follows claims once and leaves). A session advisory lock, released on exit or
-    with the connection of a killed worker. SQLite runs one writer at a time: always yes."""
+    another claimer follows claims once and leaves). SQLite runs one writer at a time: always yes.
+
+    The lock is a transaction-level advisory lock, held by a transaction left open on a connection
+    of its own while this claimer follows: it ends on exit, or with a killed worker's connection.
+    A session-level lock would break behind a transaction-mode pooler (PgBouncer, Neon, Supabase):
+    taken on one server connection and released on another, it would stay held for good."""
     if connection.vendor != "postgresql":
         yield True
         return
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock(%s)", [FOLLOWER_LOCK_KEY])
-        held = cursor.fetchone()[0]
+    holder = connection.copy()
     try:
+        holder.set_autocommit(False)
+        with holder.cursor() as cursor:
+            cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [FOLLOWER_LOCK_KEY])
+            held = cursor.fetchone()[0]
+        if not held:  # hand the (pooled) connection back at once rather than idle in a transaction
+            holder.rollback()
+            holder.close()
         yield held
     finally:
-        if held:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_unlock(%s)", [FOLLOWER_LOCK_KEY])
+        if holder.connection is not None:
+            holder.rollback()
+            holder.close()
 
 
 def seconds_until_due() -> float | None:

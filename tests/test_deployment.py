@@ -24,6 +24,7 @@ STUBS = ("python", "python3", "uvicorn", "gunicorn", "daphne", "celery", "django
 DEPLOYMENT_FILES = (
     "Procfile*", "app.json", "render.yaml", "railway.json", "railway.toml", "fly.toml",
     "Dockerfile*", "*.Dockerfile", "Containerfile", "docker-compose*.y*ml", "compose*.y*ml",
+    "deploy/railway/*.json",  # Railway: one config file per service (worker, beat), named in its settings
 )  # fmt: skip
 
 
@@ -95,13 +96,15 @@ def deployment_processes(path: Path) -> dict[str, tuple[str | None, dict[str, st
     if name == "render.yaml":
         processes = {}
         for service in yaml.safe_load(text).get("services", []):
+            if service.get("type") in ("keyvalue", "redis"):  # Render's managed Redis, not our process
+                continue
             env = {v["key"]: str(v["value"]) for v in service.get("envVars", []) if "value" in v}
-            for key in ("preDeployCommand", "startCommand"):
+            for key in ("preDeployCommand", "startCommand", "dockerCommand"):
                 if service.get(key):
                     processes[f"{service['name']} {key}"] = (service[key], env)
             processes.setdefault(service["name"], (None, env))
         return processes
-    if name in ("railway.json", "railway.toml"):
+    if name in ("railway.json", "railway.toml") or path.parent.name == "railway":
         data = json.loads(text) if name.endswith(".json") else tomllib.loads(text)
         deploy = data.get("deploy", {})
         commands = [deploy.get("startCommand"), deploy.get("preDeployCommand")]
@@ -197,3 +200,16 @@ def test_a_deployment_file_with_production_settings_passes(name, tmp_path):
     path.write_text(GOOD[name])
     seen = settings_of_processes(path, tmp_path)
     assert seen and set(map(frozenset, seen.values())) == {frozenset({PRODUCTION})}
+
+
+def test_a_render_docker_command_is_run_like_any_other(tmp_path):
+    """The service's environment names production, but its command overrides it."""
+    path = tmp_path / "repo" / "render.yaml"
+    path.parent.mkdir()
+    path.write_text(
+        "services:\n  - type: worker\n    name: worker\n    runtime: docker\n"
+        '    dockerCommand: sh -c "DJANGO_SETTINGS_MODULE=churnshield.settings.local celery -A churnshield worker"\n'
+        f"    envVars:\n      - key: {SETTING}\n        value: {PRODUCTION}\n"
+    )
+    seen = settings_of_processes(path, tmp_path)
+    assert seen == {"worker dockerCommand": {"churnshield.settings.local"}, "worker": {PRODUCTION}}

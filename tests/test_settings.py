@@ -185,3 +185,32 @@ def test_queue_routing_worker_queues_and_concurrency_come_from_the_environment()
     result = run_manage("shell", "-c", ROUTING_PROBE)
     routes, consume = result.stdout.strip().splitlines()[-2:]
     assert set(routes.split()) == {"celery"} and consume.split()[:2] == ["celery", "2"]
+
+
+@pytest.mark.parametrize(
+    ("direct_url", "pooled", "expected"),
+    [
+        (None, None, ["False", "None", "-c statement_timeout=900000"]),
+        ("postgres://app@db.example.com/app", None, ["True", "True", "None"]),
+        ("postgres://app@db.example.com/app", "", ["True", "True", "None"]),  # as copied from .env.example
+        ("postgres://app@db.example.com/app", "false", ["False", "None", "-c statement_timeout=900000"]),
+        (None, "true", ["True", "True", "None"]),
+    ],
+    ids=["direct", "direct-url-set", "pooled-empty", "pooled-off", "pooled-on"],
+)
+def test_a_pooled_database_url_holds_no_session_state(direct_url, pooled, expected):
+    """Behind a transaction-mode pooler: no server-side cursors, no prepared statements, no startup
+    `options` (PgBouncer refuses them). Nothing connects here: the settings alone are read."""
+    code = (
+        "from django.conf import settings as s; d = s.DATABASES['default'];"
+        "assert d['OPTIONS'].get('prepare_threshold', None) is None;"
+        "print(s.DATABASE_POOLED, d.get('DISABLE_SERVER_SIDE_CURSORS'), '|', d['OPTIONS'].get('options'))"
+    )
+    result = run_manage(
+        "shell", "-c", code, DJANGO_SETTINGS_MODULE="churnshield.settings.local",
+        DATABASE_URL="postgres://app@pooler.example.com:6543/app", DATABASE_DIRECT_URL=direct_url,
+        DATABASE_POOLED=pooled,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    flags, options = result.stdout.strip().splitlines()[-1].split(" | ")
+    assert [*flags.split(), options] == expected

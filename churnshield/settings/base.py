@@ -93,6 +93,13 @@ TEMPLATES = [
 ]
 
 # An empty DATABASE_URL (`DATABASE_URL=` in .env or the shell) means "not set": the embedded default.
+# DATABASE_URL is what every process uses; it may go through a transaction-mode pooler (PgBouncer,
+# Neon's `-pooler` host, Supabase's port 6543). DATABASE_DIRECT_URL reaches PostgreSQL itself, for
+# what needs a session of its own: `manage.py migrate`, `dbshell`, backups and restores (pg_dump
+# and pg_restore set session state and hold one snapshot). Setting it marks DATABASE_URL as pooled.
+DATABASE_DIRECT_URL = env.str("DATABASE_DIRECT_URL", default="")
+# Empty (as in .env.example) means "not set", like DATABASE_URL: django-environ reads "" as false.
+DATABASE_POOLED = env.bool("DATABASE_POOLED") if env.str("DATABASE_POOLED", default="") else bool(DATABASE_DIRECT_URL)
 DATABASES = {
     "default": env.db_url_config(
         env.str("DATABASE_URL", default="") or f"sqlite:///{BASE_DIR / 'churnshield.sqlite3'}"
@@ -116,7 +123,16 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     options = DATABASES["default"]["OPTIONS"]
     options.setdefault("connect_timeout", env.int("DB_CONNECT_TIMEOUT_SECONDS", default=5))
     statement_ms = int(env.float("DB_STATEMENT_TIMEOUT_SECONDS", default=900) * 1000)
-    options["options"] = f"{options.get('options', '')} -c statement_timeout={statement_ms}".strip()
+    if DATABASE_POOLED:
+        # A transaction-mode pooler hands each transaction to any server connection: nothing may
+        # outlive a transaction. Django's `.iterator()` would hold a server-side cursor (WITH HOLD
+        # outside a transaction), psycopg's prepared statements live in one server session, and
+        # PgBouncer refuses the `options` startup parameter, so the statement timeout is the
+        # role's (`ALTER ROLE … SET statement_timeout`, see docs/deploying.md).
+        DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
+        options["prepare_threshold"] = None
+    else:
+        options["options"] = f"{options.get('options', '')} -c statement_timeout={statement_ms}".strip()
     keepalives = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3}
     for key, value in keepalives.items():
         options.setdefault(key, value)

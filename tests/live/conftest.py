@@ -48,6 +48,43 @@ def test_database_url() -> str:
     return f"postgres://{user}{password}@{host}:{port}/{settings['NAME']}"
 
 
+_pooler = None
+
+
+def live_pooler():
+    """With CHURNSHIELD_LIVE_POOLER=1, the processes live tests start reach the test database
+    through one private PgBouncer in transaction mode (tests/live/pooler.py), as behind Neon's or
+    Supabase's pooled URL; the tests' own connection stays direct."""
+    global _pooler
+    if _pooler is None:
+        import atexit
+        import shutil
+        import tempfile
+
+        from tests.live.pooler import PgBouncer
+
+        base = Path(tempfile.mkdtemp(prefix="churnshield-live-pooler-"))
+        base.chmod(0o755)  # pgbouncer runs as `postgres`
+        settings = connection.settings_dict
+        _pooler = PgBouncer(
+            base / "pgbouncer", server_host=settings["HOST"] or "127.0.0.1", server_port=int(settings["PORT"] or 5432)
+        )
+        _pooler.start()
+        atexit.register(shutil.rmtree, base, ignore_errors=True)
+    return _pooler
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_live_pooler(request):
+    """Stop the live pooler before the test database is dropped (its server connections would
+    keep the database busy): this fixture depends on the database's, so it is torn down first."""
+    if os.environ.get("CHURNSHIELD_LIVE_POOLER"):
+        request.getfixturevalue("django_db_setup")
+    yield
+    if _pooler is not None:
+        _pooler.stop()
+
+
 def service_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
@@ -57,6 +94,8 @@ def service_env(**extra: str) -> dict[str, str]:
             "PYTHONUNBUFFERED": "1",
         }
     )
+    if os.environ.get("CHURNSHIELD_LIVE_POOLER") and connection.vendor == "postgresql":
+        env.update(DATABASE_URL=live_pooler().url(connection.settings_dict["NAME"]), DATABASE_POOLED="true")
     env.update(extra)
     return env
 

@@ -30,12 +30,11 @@ def make_playbook(settings):
 
 
 def _worker(start_process, redis_url: str, name: str):
-    # The receiver listens on loopback, which the worker's guarded client refuses unless allowed.
     env = service_env(
         REDIS_URL=redis_url,
         CELERY_TASK_ALWAYS_EAGER="false",
         PLAYBOOK_LEASE_SECONDS="3",
-        PLAYBOOK_WEBHOOK_ALLOW_LOOPBACK="true",
+        PLAYBOOK_WEBHOOK_ALLOW_LOOPBACK="true",  # the receiver listens on loopback (settings only reach this process)
     )
     return start_process(
         [str(VENV_BIN / "celery"), "-A", "churnshield", "worker", "--pool", "solo", "--loglevel", "INFO",
