@@ -243,6 +243,8 @@ REST_FRAMEWORK = {
 }
 API_PAGE_SIZE = env.int("API_PAGE_SIZE", default=100)
 API_MAX_PAGE_SIZE = env.int("API_MAX_PAGE_SIZE", default=1000)
+# Rows in a list requested without `page`/`per_page` (clients that do not page get every row).
+API_UNPAGED_MAX = env.int("API_UNPAGED_MAX", default=10000)
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "ChurnShield API",
