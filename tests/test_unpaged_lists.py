@@ -106,3 +106,20 @@ def test_unpaged_intervention_alert_session_and_integration_lists(manager, make_
         assert response["X-Total-Count"] == str(ROWS), url
         assert "Link" not in response, url
     assert counted == expected
+
+
+@pytest.mark.django_db
+def test_unpaged_timeline_returns_every_event(manager, make_customer, api_for):
+    customer = make_customer()
+    now = timezone.now()
+    UserSession.objects.bulk_create(
+        UserSession(customer=customer, started_at=now - dt.timedelta(minutes=i)) for i in range(ROWS)
+    )
+    client = api_for(manager)
+    url = f"/api/customers/{customer.pk}/timeline"
+    client.get(url)  # warm per-process caches
+    response, queries = _get(client, url)
+    assert len(response.json()) == ROWS and "Link" not in response
+    assert queries == 9  # the user with its role, the customer, one per event source
+    paged = client.get(f"{url}?per_page=20")
+    assert len(paged.json()) == 20 and 'rel="next"' in paged["Link"]
