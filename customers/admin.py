@@ -9,7 +9,6 @@ import datetime as dt
 from typing import Any
 
 from django import forms
-from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.contrib.auth import get_user_model
@@ -31,7 +30,7 @@ from churnshield.admin_scoping import (
 from churnshield.auth.roles import Role, can_write
 from churnshield.workspace.selectors import customer_360
 from customers.models import BillingEvent, Customer, NpsResponse, Subscription, SupportTicket, UserSession
-from customers.selectors import risk_level
+from customers.selectors import risk_band_q, risk_level
 from interventions.admin import InterventionInline, prepare_intervention
 from interventions.models import Intervention
 from interventions.services import activity_log
@@ -48,7 +47,7 @@ def _percent(value: Any) -> str:
 
 
 class RiskLevelFilter(admin.SimpleListFilter):
-    """Customers by risk band, with the same thresholds as the API's `riskLevel`."""
+    """Customers by risk band, as the API's `riskLevel` (churned customers in none)."""
 
     title = "risk level"
     parameter_name = "risk"
@@ -57,14 +56,8 @@ class RiskLevelFilter(admin.SimpleListFilter):
         return [("high", "High"), ("medium", "Medium"), ("low", "Low")]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Customer]) -> QuerySet[Customer]:
-        high, medium = settings.RISK_HIGH_THRESHOLD, settings.RISK_MEDIUM_THRESHOLD
-        bands = {
-            "high": Q(churn_risk__gte=high),
-            "medium": Q(churn_risk__gte=medium, churn_risk__lt=high),
-            "low": Q(churn_risk__lt=medium),
-        }
         value = self.value()
-        return queryset.filter(bands[value]) if value in bands else queryset
+        return queryset.filter(risk_band_q(value)) if value in ("high", "medium", "low") else queryset
 
 
 class CustomerForm(forms.ModelForm):

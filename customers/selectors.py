@@ -6,7 +6,7 @@ from typing import Any
 import orjson
 from django.conf import settings
 from django.db import connection
-from django.db.models import F, Func, QuerySet, TextField
+from django.db.models import F, Func, Q, QuerySet, TextField
 from django.db.models.functions import Cast
 
 from churnshield.auth.roles import sees_all_customers
@@ -69,6 +69,18 @@ def customer_get(*, user: Any, customer_id: Any) -> Customer:
     if customer is None:
         raise NotFoundError("Customer not found")
     return customer
+
+
+def risk_band_q(level: str) -> Q:
+    """Customers in a risk band. Bands are for customers still with us: a churned customer keeps
+    its last prediction before churn, but is at risk of nothing (the dashboard counts the same)."""
+    high, medium = settings.RISK_HIGH_THRESHOLD, settings.RISK_MEDIUM_THRESHOLD
+    bands = {
+        "high": Q(churn_risk__gte=high),
+        "medium": Q(churn_risk__gte=medium, churn_risk__lt=high),
+        "low": Q(churn_risk__lt=medium),
+    }
+    return Q(is_active=True) & bands[level]
 
 
 def risk_thresholds() -> tuple[float, float]:
@@ -168,6 +180,8 @@ class CustomerPages:
         self.customers = customers.order_by(*ordering)
 
     def __getitem__(self, window: slice) -> list[dict]:
+        if not window.start:  # nothing to skip: the ids-first step would only add a join
+            return list(customer_values(self.customers)[window])
         page_ids = self.customers.values("pk")[window]
         return list(customer_values(Customer.objects.filter(pk__in=page_ids).order_by(*self.ordering)))
 

@@ -30,6 +30,19 @@ ACTIONS: dict[str, list[str]] = {
 }
 
 
+def impact_percent(share: object) -> float:
+    """A cause's stored impact (its 0-1 share of the risk) as the percent every response shows."""
+    try:
+        return round(100 * float(share or 0), 1)
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def percent_causes(top_causes: list[dict]) -> list[dict]:
+    """Stored causes with `impact` in percent, for responses that return them whole."""
+    return [{**cause, "impact": impact_percent(cause.get("impact"))} for cause in top_causes if isinstance(cause, dict)]
+
+
 def recommended_actions(top_causes: list[dict], risk_level: str) -> list[str]:
     """Actions for a prediction's causes, most important first, without repeats."""
     actions: list[str] = []

@@ -14,7 +14,7 @@ from customers.models import Customer
 from customers.selectors import customer_scope, iso
 from customers.timeline import events_after
 from playbooks.models import PlaybookExecution, PlaybookStepRun
-from predictions.causes import CAUSES, recommended_actions
+from predictions.causes import CAUSES, impact_percent, percent_causes, recommended_actions
 from predictions.ml.features import feature_info
 from predictions.models import ChurnCause, ChurnPrediction, HealthWeights, ModelVersion, PredictionRun
 
@@ -26,7 +26,7 @@ def latest_prediction_json(customer_id: int) -> dict | None:
     return {
         "churnProbability": float(prediction.churn_probability),
         "riskLevel": prediction.risk_level,
-        "topCauses": prediction.top_causes,
+        "topCauses": percent_causes(prediction.top_causes),
         "predictionDate": iso(prediction.prediction_date),
         "modelVersion": prediction.model_version,
     }
@@ -178,7 +178,7 @@ def customer_causes(customer_id: int) -> list[dict]:
             {
                 "name": cause.get("cause"),
                 "description": cause.get("value") or cause.get("factor") or "",
-                "impact": round(100 * float(cause.get("impact") or 0), 1),
+                "impact": impact_percent(cause.get("impact")),
                 "category": category,
                 "icon": ICONS.get(category, ICONS["other"]),
             }
@@ -218,7 +218,7 @@ def stored_predictions(*, user: Any, customer_ids: list[int]) -> list[dict]:
                 "topFactors": [
                     {
                         "feature": cause.get("factor"),
-                        "importance": cause.get("impact"),
+                        "importance": impact_percent(cause.get("impact")),
                         "impact": "negative" if cause.get("direction", "increases") == "increases" else "positive",
                         "description": cause.get("value"),
                     }

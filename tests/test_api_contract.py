@@ -112,7 +112,7 @@ def test_customer_detail_adds_latest_prediction_and_open_interventions(csm, make
     assert body["latestPrediction"] == {
         "churnProbability": 0.91,
         "riskLevel": "high",
-        "topCauses": latest.top_causes,
+        "topCauses": [{**latest.top_causes[0], "impact": 30.0}],  # stored 0.3: shown in percent, as predict
         "predictionDate": body["latestPrediction"]["predictionDate"],
         "modelVersion": "test",
     }

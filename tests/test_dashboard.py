@@ -78,9 +78,15 @@ def test_metrics_on_an_empty_book(csm, api_for):
 def test_chart_series_from_snapshots_with_live_last_point(book, csm, api_for):
     body = api_for(csm).get("/api/dashboard/chart-data?range=30d").json()
     assert len(body["labels"]) == 30
-    risk, mrr, churn_rate = (dataset["data"] for dataset in body["datasets"])
-    assert churn_rate[-1] == 0  # nobody churned today
-    assert [d["label"] for d in body["datasets"]] == ["Churn Risk %", "MRR", "Churn Rate %"]
+    # The contract's datasets only (the app draws every one it gets), churn risk first.
+    assert [d["label"] for d in body["datasets"]] == ["Churn Risk %", "MRR"]
+    risk, mrr = (dataset["data"] for dataset in body["datasets"])
+    extra = api_for(csm).get("/api/dashboard/chart-data?range=30d&include=churnRate").json()
+    assert [d["label"] for d in extra["datasets"]] == ["Churn Risk %", "MRR", "Churn Rate %"]
+    assert extra["datasets"][:2] == body["datasets"]
+    assert extra["datasets"][2]["data"][-1] == 0  # nobody churned today
+    refused = api_for(csm).get("/api/dashboard/chart-data?include=churnRate,forecast")
+    assert refused.status_code == 400 and list(refused.json()["errors"]) == ["include"]
     assert risk[-1] == 65.0 and mrr[-1] == 2000.0
     assert risk[:-1] == [None] * 29  # no snapshots inside the 30 daily buckets but the live one
 

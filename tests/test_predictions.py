@@ -406,7 +406,7 @@ def test_viewer_predict_writes_nothing_and_returns_the_stored_prediction(
         "customerId": customer.pk,
         "churnProbability": "81.00",
         "riskLevel": "high",
-        "topCauses": [{"factor": "Days since last login", "impact": 0.3, "value": "41 days"}],
+        "topCauses": [{"factor": "Days since last login", "impact": 30.0, "value": "41 days"}],  # percent
         "confidence": "0.00",
         "recommendedActions": recommended_actions(latest.top_causes, "high"),
     }

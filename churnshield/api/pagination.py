@@ -12,13 +12,21 @@ from rest_framework.utils.urls import replace_query_param
 
 
 class LinkHeaderPagination(BasePagination):
-    """`?page=` and `?per_page=` (bounded), with `rel="first|prev|next|last"` links."""
+    """`?page=` and `?per_page=` (bounded), with `rel="first|prev|next|last"` links.
+
+    A request with neither parameter gets every row up to `API_UNPAGED_MAX` in one page: the
+    React app reads no paging headers and counts client-side, so a first page alone made its
+    numbers wrong. Past the cap the headers still say so (`rel="next"`, `X-Total-Count`).
+    """
 
     page_query_param = "page"
     page_size_query_param = "per_page"
 
     def get_page_size(self, request: Request) -> int:
-        raw = request.query_params.get(self.page_size_query_param)
+        params = request.query_params
+        if self.page_query_param not in params and self.page_size_query_param not in params:
+            return max(1, settings.API_UNPAGED_MAX)
+        raw = params.get(self.page_size_query_param)
         try:
             size = int(raw) if raw is not None else settings.API_PAGE_SIZE
         except ValueError:
@@ -78,7 +86,10 @@ class LinkHeaderPagination(BasePagination):
                 "name": self.page_query_param,
                 "in": "query",
                 "required": False,
-                "description": "Page number (1-based).",
+                "description": (
+                    f"Page number (1-based). With neither page nor {self.page_size_query_param}, the list "
+                    f"is one page of up to {settings.API_UNPAGED_MAX} rows."
+                ),
                 "schema": {"type": "integer", "minimum": 1},
             },
             {

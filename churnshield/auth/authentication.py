@@ -2,6 +2,11 @@
 
 A cookie is sent by the browser automatically, so an unsafe request authenticated by the cookie
 must come from a trusted origin (CSRF defence without a token; the React app sends none).
+
+The React app never calls refresh: when the access cookie has expired (the browser drops it at
+its max-age) or is invalid and a refresh cookie is present, the request renews the pair through
+the same rotation as `/api/auth/refresh` and `RenewedAuthCookiesMiddleware` sets the new cookies
+on its response (a sliding session).
 """
 
 from typing import Any
@@ -19,6 +24,7 @@ from rest_framework_simplejwt.tokens import Token
 from rest_framework_simplejwt.utils import get_md5_hash_password
 
 from churnshield.auth.roles import user_with_role
+from churnshield.auth.services import TokenRefused, refresh_token_rotate
 
 
 def request_origin(request: Any) -> str | None:
@@ -56,10 +62,31 @@ class JWTBearerOrCookieAuthentication(JWTAuthentication):
                 validated = self.get_validated_token(raw_token)
                 return self.get_user(validated), validated
         raw_cookie = request.COOKIES.get(settings.AUTH_COOKIE_ACCESS)
+        has_refresh = bool(request.COOKIES.get(settings.AUTH_COOKIE_REFRESH))
         if not raw_cookie:
-            return None
-        validated = self.get_validated_token(raw_cookie.encode())
+            return self.renew(request) if has_refresh else None
+        try:
+            validated = self.get_validated_token(raw_cookie.encode())
+        except InvalidToken:
+            if not has_refresh:
+                raise
+            return self.renew(request)
         check_cookie_origin(request)
+        return self.get_user(validated), validated
+
+    def renew(self, request: Request) -> tuple[Any, Token]:
+        """A new token pair from the refresh cookie, for this request and (by the middleware) its
+        response. A refused refresh token is a 401 whose response clears both cookies."""
+        check_cookie_origin(request)
+        try:
+            tokens = refresh_token_rotate(
+                raw=request.COOKIES[settings.AUTH_COOKIE_REFRESH], reuse_grace=settings.AUTH_REFRESH_REUSE_GRACE
+            )
+        except TokenRefused as exc:
+            request._request.auth_cookies_refused = True
+            raise AuthenticationFailed(_("Your session has expired. Sign in again."), code="token_not_valid") from exc
+        request._request.renewed_auth_tokens = tokens
+        validated = self.get_validated_token(tokens["access"].encode())
         return self.get_user(validated), validated
 
     def get_user(self, validated_token: Token) -> Any:

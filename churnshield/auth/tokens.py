@@ -8,7 +8,9 @@ from django.http import HttpResponse
 from churnshield.auth.roles import role_of
 from churnshield.auth.services import FamilyRefreshToken
 
-REFRESH_COOKIE_PATH = "/api/auth"
+# The whole site, not only /api/auth: an API request whose access cookie has expired renews it
+# from the refresh cookie (the sliding session), so every API route must receive it.
+REFRESH_COOKIE_PATH = "/"
 
 
 def user_payload(user: Any) -> dict:
@@ -26,9 +28,14 @@ def issue_tokens(user: Any) -> dict[str, str]:
     return {"access": str(refresh.access_token), "refresh": str(refresh)}
 
 
+def cookie_secure() -> bool:
+    """Browsers drop a `SameSite=None` cookie that is not `Secure`, so that mode implies it."""
+    return settings.AUTH_COOKIE_SECURE or settings.AUTH_COOKIE_SAMESITE == "None"
+
+
 def set_auth_cookies(response: HttpResponse, *, access: str, refresh: str | None) -> None:
     jwt = settings.SIMPLE_JWT
-    common = {"httponly": True, "secure": settings.AUTH_COOKIE_SECURE, "samesite": settings.AUTH_COOKIE_SAMESITE}
+    common = {"httponly": True, "secure": cookie_secure(), "samesite": settings.AUTH_COOKIE_SAMESITE}
     response.set_cookie(
         settings.AUTH_COOKIE_ACCESS,
         access,

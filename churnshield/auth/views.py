@@ -1,11 +1,12 @@
 """Sign-in endpoints (`/api/auth/*`) and the small browser sign-in page (`/signin`)."""
 
-import contextlib
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.contrib import admin
 from django.contrib.admin.forms import AdminAuthenticationForm
+from django.contrib.auth import login as auth_login
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import render
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -16,14 +17,11 @@ from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
-from rest_framework_simplejwt.exceptions import TokenError
-from rest_framework_simplejwt.settings import api_settings as jwt_settings
-from rest_framework_simplejwt.tokens import RefreshToken
 
 from alerts.realtime import close_user_sockets
 from churnshield.auth.attempts import AttemptInProgress, authenticate_once
 from churnshield.auth.authentication import check_cookie_origin
-from churnshield.auth.services import TokenRefused, refresh_token_rotate
+from churnshield.auth.services import TokenRefused, refresh_token_revoke, refresh_token_rotate
 from churnshield.auth.throttles import LoginRateThrottle
 from churnshield.auth.tokens import clear_auth_cookies, issue_tokens, set_auth_cookies, user_payload
 
@@ -153,21 +151,33 @@ class LogoutView(APIView):
         raw = _refresh_token(request)
         if raw is not None:
             # An already invalid token is fine: signing out still clears the cookies.
-            with contextlib.suppress(TokenError):
-                token = RefreshToken(raw)
-                token.blacklist()
-                close_user_sockets(token[jwt_settings.USER_ID_CLAIM])  # the live alert feed (ws/alerts)
+            user_id = refresh_token_revoke(raw=raw)
+            if user_id is not None:
+                close_user_sockets(user_id)  # the live alert feed (ws/alerts)
         response = Response({"success": True})
         clear_auth_cookies(response)
         return response
 
 
+def _safe_next(request: HttpRequest, url: str) -> str | None:
+    """`url` when it stays on this site or goes to a trusted origin (the React app, wherever it
+    is hosted); None otherwise (an open redirect would hand a phishing page a signed-in user)."""
+    if not url:
+        return None
+    if url_has_allowed_host_and_scheme(url, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
+        return url
+    parts = urlsplit(url)
+    if parts.scheme in ("http", "https") and f"{parts.scheme}://{parts.netloc}" in settings.TRUSTED_ORIGINS:
+        return url if url_has_allowed_host_and_scheme(url, allowed_hosts={parts.netloc}) else None
+    return None
+
+
 def signin_page(request: HttpRequest) -> HttpResponse:
-    """A plain form for browser users: signs in, sets the cookies, goes back to `next`."""
-    next_url = request.POST.get("next") or request.GET.get("next") or "/api/docs"
-    if not url_has_allowed_host_and_scheme(next_url, allowed_hosts={request.get_host()}):
-        next_url = "/api/docs"
-    context: dict[str, Any] = {"next": next_url, "error": None, "username": ""}
+    """A plain form for browser users: signs in, sets the cookies, goes back to `next`.
+
+    Without a `next`, staff land on the admin (signed in to it as well), others on the API docs."""
+    next_url = _safe_next(request, request.POST.get("next") or request.GET.get("next") or "")
+    context: dict[str, Any] = {"next": next_url or "", "error": None, "username": ""}
     if request.method == "POST":
         typed = request.POST.get("username", "")[:254]
         context["username"] = typed
@@ -178,9 +188,13 @@ def signin_page(request: HttpRequest) -> HttpResponse:
         if getattr(request, "axes_locked_out", False):
             return lockout_response(request)
         if user is not None:
+            if next_url is None and user.is_staff:
+                next_url = "/admin/"
+                # The admin authenticates by Django's session, not by the token cookies.
+                auth_login(request, user, backend="churnshield.auth.backends.UsernameOrEmailBackend")
             tokens = issue_tokens(user)
             response = HttpResponse(status=303)
-            response["Location"] = next_url
+            response["Location"] = next_url or "/api/docs"
             set_auth_cookies(response, access=tokens["access"], refresh=tokens["refresh"])
             return response
         context["error"] = "Invalid username or password."

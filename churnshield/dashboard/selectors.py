@@ -108,8 +108,13 @@ def _buckets(range_key: str, today: dt.date) -> list[tuple[str, dt.date, dt.date
     return buckets[::-1]
 
 
-def dashboard_chart(*, user: Any, range_key: str = "6m") -> dict:
-    """Churn risk %, MRR and churn rate % per period from daily snapshots; the last point is live."""
+CHART_EXTRAS = ("churnRate",)  # datasets beyond the contract's two, each only when asked for
+
+
+def dashboard_chart(*, user: Any, range_key: str = "6m", extras: tuple[str, ...] = ()) -> dict:
+    """Churn risk % and MRR per period from daily snapshots (the contract's datasets, in its
+    order: the app draws every dataset it gets), plus the `extras` asked for (churn rate %).
+    The last point is live."""
     today = timezone.localdate()
     buckets = _buckets(range_key, today)
     rows = (
@@ -144,26 +149,27 @@ def dashboard_chart(*, user: Any, range_key: str = "6m") -> dict:
         risk.append(round(avg, 1))
         mrr.append(round(mrr_value, 2))
         churn_rate.append(round(100 * churned / start_active, 2) if start_active else 0)
-    return {
-        "labels": [label for label, _, _ in buckets],
-        "datasets": [
-            {
-                "label": "Churn Risk %",
-                "data": risk,
-                "borderColor": "#DC2626",
-                "backgroundColor": "rgba(220, 38, 38, 0.1)",
-                "tension": 0.4,
-                "fill": True,
-            },
-            {
-                "label": "MRR",
-                "data": mrr,
-                "borderColor": "#2563EB",
-                "backgroundColor": "rgba(37, 99, 235, 0.1)",
-                "tension": 0.4,
-                "fill": False,
-                "yAxisID": "y1",
-            },
+    datasets = [
+        {
+            "label": "Churn Risk %",
+            "data": risk,
+            "borderColor": "#DC2626",
+            "backgroundColor": "rgba(220, 38, 38, 0.1)",
+            "tension": 0.4,
+            "fill": True,
+        },
+        {
+            "label": "MRR",
+            "data": mrr,
+            "borderColor": "#2563EB",
+            "backgroundColor": "rgba(37, 99, 235, 0.1)",
+            "tension": 0.4,
+            "fill": False,
+            "yAxisID": "y1",
+        },
+    ]
+    if "churnRate" in extras:
+        datasets.append(
             {
                 "label": "Churn Rate %",
                 "data": churn_rate,
@@ -171,6 +177,6 @@ def dashboard_chart(*, user: Any, range_key: str = "6m") -> dict:
                 "backgroundColor": "rgba(245, 158, 11, 0.1)",
                 "tension": 0.4,
                 "fill": False,
-            },
-        ],
-    }
+            }
+        )
+    return {"labels": [label for label, _, _ in buckets], "datasets": datasets}

@@ -6,7 +6,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from churnshield.dashboard.selectors import RANGES, dashboard_chart, dashboard_metrics
+from churnshield.dashboard.selectors import CHART_EXTRAS, RANGES, dashboard_chart, dashboard_metrics
 
 MetricsSerializer = inline_serializer(
     "DashboardMetrics",
@@ -39,10 +39,24 @@ class DashboardMetricsView(APIView):
 class DashboardChartView(APIView):
     @extend_schema(
         responses=ChartSerializer,
-        parameters=[OpenApiParameter("range", OpenApiTypes.STR, enum=list(RANGES), description="Default 6m.")],
+        parameters=[
+            OpenApiParameter("range", OpenApiTypes.STR, enum=list(RANGES), description="Default 6m."),
+            OpenApiParameter(
+                "include",
+                OpenApiTypes.STR,
+                description=(
+                    "Extra datasets after churn risk % and MRR, comma-separated: "
+                    f"{', '.join(CHART_EXTRAS)} (churn rate % per period)."
+                ),
+            ),
+        ],
     )
     def get(self, request: Request) -> Response:
         range_key = request.query_params.get("range", "6m")
         if range_key not in RANGES:
             raise ValidationError({"range": [f"Must be one of {', '.join(RANGES)}."]})
-        return Response(dashboard_chart(user=request.user, range_key=range_key))
+        extras = tuple(name for name in request.query_params.get("include", "").split(",") if name)
+        unknown = [name for name in extras if name not in CHART_EXTRAS]
+        if unknown:
+            raise ValidationError({"include": [f"Unknown dataset {unknown[0]!r}; one of {', '.join(CHART_EXTRAS)}."]})
+        return Response(dashboard_chart(user=request.user, range_key=range_key, extras=extras))

@@ -105,19 +105,22 @@ def generate(
         with _bar("Scoring", HISTORY_MONTHS + 1, progress, unit="month") as bar:
             checkpoints = _checkpoint_scores(book, bar)
         final = checkpoints[0]
+        # What each customer shows: today's scores, but a churned customer's as of just before
+        # its churn (scoring it after would read its silence as a 98-100 % risk dated today).
+        shown = score(book, np.where(book.churned, book.churn_t - 1 / 24, 0.0))
         counts: dict[str, int] = {"csms": len(csms), "managers": len(staff.managers)}
         with _bar("Writing", _expected_rows(book), progress) as bar:
             writer = Writer(as_of, on_rows=bar.update)
             ids = writer.reserve_ids(Customer, book.n)
             owner_ids = np.array([user.pk for user in csms], dtype=np.int64)
-            counts["customers"] = _write_customers(writer, book, final, ids, owner_ids)
+            counts["customers"] = _write_customers(writer, book, final, shown, ids, owner_ids)
             counts["churned"] = int(book.churned.sum())
             counts["sessions"] = _write_sessions(writer, book, ids)
             counts["support_tickets"] = _write_tickets(writer, book, ids)
             counts["nps_responses"] = _write_nps(writer, book, ids)
             counts["billing_events"] = _write_billing(writer, book, ids)
             counts["subscriptions"] = _write_subscriptions(writer, book, ids, as_of)
-            counts["churn_predictions"] = _write_predictions(writer, book, checkpoints, ids)
+            counts["churn_predictions"] = _write_predictions(writer, book, [shown, *checkpoints[1:]], ids)
             playbooks = _ensure_playbooks(as_of)
             counts["interventions"] = _write_interventions(writer, book, final, ids, csms)
             counts["alerts"] = _write_alerts(writer, book, final, ids)
@@ -174,7 +177,10 @@ def _alive(book: Book, t: float) -> np.ndarray:
 # --- customers and facts ---------------------------------------------------------------------
 
 
-def _write_customers(writer: Writer, book: Book, final: Scores, ids: np.ndarray, owner_ids: np.ndarray) -> int:
+def _write_customers(
+    writer: Writer, book: Book, final: Scores, shown: Scores, ids: np.ndarray, owner_ids: np.ndarray
+) -> int:
+    """Facts as of today; risk and health as the customer's latest prediction (`shown`)."""
     f = final.features
     usage_keys = [*vocab.FEATURES, "seats_active", "login", "features"]
     usage_columns = [book.feature_usage[key].tolist() for key in usage_keys]
@@ -192,8 +198,8 @@ def _write_customers(writer: Writer, book: Book, final: Scores, ids: np.ndarray,
             "mrr": writer.decimals(book.mrr, 2),
             "signup_date": signup,
             "last_login": writer.timestamps(book.last_login),
-            "health_score": final.health,
-            "churn_risk": writer.decimals(final.probability, 4),
+            "health_score": shown.health,
+            "churn_risk": writer.decimals(shown.probability, 4),
             "nps_score": np.where(np.isnan(nps), None, np.nan_to_num(nps).astype(np.int64)),
             "support_tickets": f["open_tickets"],
             "feature_usage": writer.json(usage),
@@ -309,7 +315,8 @@ def _write_subscriptions(writer: Writer, book: Book, ids: np.ndarray, as_of: dt.
 
 
 def _write_predictions(writer: Writer, book: Book, checkpoints: list[Scores], ids: np.ndarray) -> int:
-    """One row per customer at as-of (churned ones included), plus monthly rows while they were active."""
+    """One row per customer at as-of (a churned one's just before its churn: `checkpoints[0]`
+    scores each customer at its own instant), plus monthly rows while they were active."""
 
     def chunks():
         for i, scores in enumerate(checkpoints[: HISTORY_MONTHS + 1]):
@@ -322,7 +329,7 @@ def _write_predictions(writer: Writer, book: Book, checkpoints: list[Scores], id
                     "churn_probability": writer.decimals(scores.probability[rows], 4),
                     "risk_level": levels[rows],
                     "top_causes": writer.json(top_causes(scores, rows)),
-                    "prediction_date": writer.timestamps(np.full(rows.size, scores.t)),
+                    "prediction_date": writer.timestamps(np.broadcast_to(scores.t, (book.n,))[rows]),
                     "model_version": np.full(rows.size, MODEL_VERSION, dtype=object),
                     "health_score": scores.health[rows],
                 }

@@ -34,9 +34,10 @@ FEATURE_COUNT = len(vocab.FEATURES)
 
 @dataclass
 class Scores:
-    """Scores of every customer at one instant (rows of customers not alive then are meaningless)."""
+    """Scores of every customer at one instant, or at one per customer (rows of customers not
+    alive then are meaningless)."""
 
-    t: float
+    t: float | np.ndarray
     probability: np.ndarray  # rounded to 4 decimals, as stored
     health: np.ndarray
     impacts: np.ndarray  # customers × CAUSE_ORDER
@@ -50,45 +51,53 @@ class Scores:
         )
 
 
-def _features(book: Book, t: float) -> dict[str, np.ndarray]:
+def _features(book: Book, t: float | np.ndarray) -> dict[str, np.ndarray]:
+    """Features as of `t`: one instant for all, or one per customer (e.g. each churner's churn)."""
     n = book.n
-    s30 = activity_counts(book, t - 30, t)
-    p30 = activity_counts(book, t - 60, t - 30)
+    at = np.broadcast_to(np.asarray(t, dtype=float), (n,))  # per customer
+
+    def before(when: np.ndarray, customer: np.ndarray) -> np.ndarray:
+        return when < at[customer]
+
+    s30 = activity_counts(book, at - 30, at)
+    p30 = activity_counts(book, at - 60, at - 30)
     if book.activity_scale != 1:
         # Sessions were thinned (or multiplied): read recency from the unthinned activity.
-        last = last_active(book, t)
-        last = np.where(np.isnan(last) & (book.last_login < t), book.last_login, last)
-    elif t >= 0:
+        last = last_active(book, at)
+        last = np.where(np.isnan(last) & (book.last_login < at), book.last_login, last)
+    elif (at >= 0).all():
         last = book.last_login.copy()
     else:
         started, customer = book.sessions["started"], book.sessions["customer"]
-        seen = started < t
+        seen = before(started, customer)
         last = np.full(n, -np.inf)
         np.maximum.at(last, customer[seen], started[seen])
         last[np.isinf(last)] = np.nan
-        fallback = ~np.isnan(book.last_login) & (book.last_login < t)
+        fallback = ~np.isnan(book.last_login) & (book.last_login < at)
         last = np.where(np.isnan(last) & fallback, book.last_login, last)
-    tenure = t - book.signup_t
+        last = np.where(at >= 0, book.last_login, last)
+    tenure = at - book.signup_t
     never = np.isnan(last)
-    since = np.where(never, np.minimum(tenure, t + SESSION_DAYS), t - last)
+    since = np.where(never, np.minimum(tenure, at + SESSION_DAYS), at - last)
 
     tk = book.tickets
-    opened, solved = tk["opened"], tk["solved"]
+    opened, solved, tk_at = tk["opened"], tk["solved"], at[tk["customer"]]
     with np.errstate(invalid="ignore"):
-        is_open = (opened < t) & (np.isnan(solved) | (solved > t))
+        is_open = (opened < tk_at) & (np.isnan(solved) | (solved > tk_at))
     open_tickets = np.bincount(tk["customer"][is_open], minlength=n)
-    recent_tickets = np.bincount(tk["customer"][(opened < t) & (opened >= t - 30)], minlength=n)
+    recent_tickets = np.bincount(tk["customer"][(opened < tk_at) & (opened >= tk_at - 30)], minlength=n)
 
-    answered = book.nps["t"] < t
+    answered = before(book.nps["t"], book.nps["customer"])
     nps = np.full(n, np.nan)
     # Arrays are sorted by customer then time, so the last write per customer is the latest answer.
     nps[book.nps["customer"][answered]] = book.nps["score"][answered]
 
     bill = book.billing
-    failed = (bill["kind"] == FAILED) & (bill["t"] < t) & (bill["t"] >= t - 90)
+    bill_at = at[bill["customer"]]
+    failed = (bill["kind"] == FAILED) & (bill["t"] < bill_at) & (bill["t"] >= bill_at - 90)
     failures = np.bincount(bill["customer"][failed], minlength=n)
     with np.errstate(invalid="ignore"):
-        downgraded = (book.change_t < t) & (book.change_t >= t - 90) & (book.mrr1 < book.mrr0)
+        downgraded = (book.change_t < at) & (book.change_t >= at - 90) & (book.mrr1 < book.mrr0)
     return {
         "sessions_30": s30,
         "sessions_prior_30": p30,
@@ -104,8 +113,8 @@ def _features(book: Book, t: float) -> dict[str, np.ndarray]:
     }
 
 
-def score(book: Book, t: float = 0.0) -> Scores:
-    """Score every customer as of `t` (days relative to as-of)."""
+def score(book: Book, t: float | np.ndarray = 0.0) -> Scores:
+    """Score every customer as of `t` (days relative to as-of; one value, or one per customer)."""
     f = _features(book, t)
     s30, p30, since = f["sessions_30"], f["sessions_prior_30"], f["days_since_login"]
     tenure, breadth = f["tenure"], f["breadth"].astype(float)
@@ -148,17 +157,20 @@ def top_causes(scores: Scores, rows: np.ndarray) -> list[list[dict]]:
     impacts = scores.impacts[rows]
     order = np.argsort(-impacts, axis=1, kind="stable")[:, :3]
     top = np.take_along_axis(impacts, order, axis=1)
+    # Stored as each cause's share of the risk (0-1), as the product's scoring stores it.
+    total = np.maximum(impacts.sum(axis=1, keepdims=True), 1e-9)
     # Plain lists: indexing them in the loop below is several times cheaper than numpy scalars.
     f = {name: values[rows].tolist() for name, values in scores.features.items()}
     describe = _describers(f)
     result = []
-    for j, (picks, sizes) in enumerate(zip(order.tolist(), np.round(top, 3).tolist(), strict=True)):
+    shares = np.round(top / total, 4).tolist()
+    for j, (picks, sizes) in enumerate(zip(order.tolist(), top.tolist(), strict=True)):
         causes = []
-        for k, impact in zip(picks, sizes, strict=True):
-            if impact < MIN_IMPACT:
+        for k, size, share in zip(picks, sizes, shares[j], strict=True):
+            if size < MIN_IMPACT:
                 break
             factor, value = describe[k](j)
-            causes.append({"cause": CAUSE_ORDER[k], "factor": factor, "impact": impact, "value": value})
+            causes.append({"cause": CAUSE_ORDER[k], "factor": factor, "impact": share, "value": value})
         result.append(causes)
     return result
 

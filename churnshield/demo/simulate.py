@@ -527,12 +527,14 @@ def activity_counts(book: Book, low: np.ndarray | float, high: np.ndarray | floa
     return out / max(book.activity_scale, 1.0)
 
 
-def last_active(book: Book, t: float) -> np.ndarray:
-    """Midday of the last day before `t` with activity (at scale 1), NaN when none."""
-    stop = int(np.clip(np.floor(t) + SESSION_DAYS, 0, SESSION_DAYS))
-    seen = book.activity[:, :stop] > 0
+def last_active(book: Book, t: float | np.ndarray) -> np.ndarray:
+    """Midday of the last day before `t` (one instant, or one per customer) with activity (at
+    scale 1), NaN when none."""
+    stop = np.clip(np.floor(np.broadcast_to(t, (book.n,))) + SESSION_DAYS, 0, SESSION_DAYS).astype(np.int64)
+    seen = (book.activity > 0) & (np.arange(book.activity.shape[1]) < stop[:, None])
+    # The last seen day: the first True from the right.
     back = np.argmax(seen[:, ::-1], axis=1)
-    day = stop - 1 - back - SESSION_DAYS + 0.5
+    day = book.activity.shape[1] - 1 - back - SESSION_DAYS + 0.5
     return np.where(seen.any(axis=1), day, np.nan)
 
 

@@ -11,6 +11,7 @@ from urllib.parse import urlparse
 
 import environ
 import orjson
+from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
 from kombu import Queue
 
@@ -60,6 +61,7 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "corsheaders.middleware.CorsMiddleware",
     "churnshield.middleware.RejectNulBytesMiddleware",
+    "churnshield.auth.middleware.RenewedAuthCookiesMiddleware",  # the sliding session's new cookies
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -259,6 +261,8 @@ REST_FRAMEWORK = {
 }
 API_PAGE_SIZE = env.int("API_PAGE_SIZE", default=100)
 API_MAX_PAGE_SIZE = env.int("API_MAX_PAGE_SIZE", default=1000)
+# Rows in a list requested without `page`/`per_page` (clients that do not page get every row).
+API_UNPAGED_MAX = env.int("API_UNPAGED_MAX", default=10000)
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "ChurnShield API",
@@ -304,7 +308,15 @@ SIMPLE_JWT = {
 AUTH_COOKIE_ACCESS = "cs_access"
 AUTH_COOKIE_REFRESH = "cs_refresh"
 AUTH_COOKIE_SECURE = env.bool("AUTH_COOKIE_SECURE", default=not DEBUG)
-AUTH_COOKIE_SAMESITE = "Lax"
+# "Lax" when the app is on the API's origin or site; "None" (implies Secure) for an app hosted on
+# another site, whose browser would not send Lax cookies on its cross-site calls. Either way,
+# cookie-authenticated writes must come from TRUSTED_ORIGINS.
+AUTH_COOKIE_SAMESITE = env.str("AUTH_COOKIE_SAMESITE", default="Lax").capitalize()
+if AUTH_COOKIE_SAMESITE not in ("Lax", "Strict", "None"):
+    raise ImproperlyConfigured(f"AUTH_COOKIE_SAMESITE must be Lax, Strict or None, not {AUTH_COOKIE_SAMESITE!r}")
+# The sliding session: parallel requests renewing from one refresh cookie within this many seconds
+# of its rotation get a sibling token instead of revoking the sign-in as a reused token.
+AUTH_REFRESH_REUSE_GRACE = timedelta(seconds=env.int("AUTH_REFRESH_REUSE_GRACE_SECONDS", default=30))
 # Origins allowed to make cookie-authenticated unsafe requests (CSRF defence) and CORS calls.
 TRUSTED_ORIGINS = env.list(
     "TRUSTED_ORIGINS", default=["http://localhost:8000", "http://127.0.0.1:8000", "http://localhost:5173"]

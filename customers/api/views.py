@@ -2,6 +2,7 @@
 
 from datetime import datetime
 
+from django.conf import settings
 from django.db.models import QuerySet
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
@@ -69,17 +70,25 @@ class CustomerViewSet(viewsets.GenericViewSet):
         filters=False,
         parameters=[
             OpenApiParameter("cursor", OpenApiTypes.STR, description="From the `Link: rel=next` header."),
-            OpenApiParameter("per_page", OpenApiTypes.INT, description="Events per page (at most 200)."),
+            OpenApiParameter(
+                "per_page",
+                OpenApiTypes.INT,
+                description="Events per page (at most 200; 50 with a cursor). Without cursor or per_page, "
+                "every event up to API_UNPAGED_MAX.",
+            ),
         ],
     )
     @action(detail=True, methods=["get"], filterset_class=None, pagination_class=None)
     def timeline(self, request: Request, pk: str) -> Response:
         customer = selectors.customer_get(user=request.user, customer_id=pk)
         cursor = _parse_cursor(request.query_params.get("cursor"))
-        try:
-            limit = max(1, min(int(request.query_params.get("per_page", 50)), 200))
-        except ValueError:
-            raise ValidationError({"per_page": ["A valid integer is required."]}) from None
+        if cursor is None and "per_page" not in request.query_params:
+            limit = max(1, settings.API_UNPAGED_MAX)  # a client that does not page gets it whole
+        else:
+            try:
+                limit = max(1, min(int(request.query_params.get("per_page", 50)), 200))
+            except ValueError:
+                raise ValidationError({"per_page": ["A valid integer is required."]}) from None
         events, next_cursor = customer_timeline(customer_id=customer.pk, cursor=cursor, limit=limit)
         headers = {}
         if next_cursor:

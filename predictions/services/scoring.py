@@ -30,7 +30,7 @@ from churnshield.exceptions import ConflictError, NotFoundError
 from customers.models import Customer
 from customers.selectors import risk_level, risk_thresholds
 from customers.services import customer_scores_set
-from predictions.causes import recommended_actions
+from predictions.causes import impact_percent, recommended_actions
 from predictions.data import OneCustomer, load_one, load_tables
 from predictions.ml import rules
 from predictions.ml.explain import causes_from_contributions, explain_batch
@@ -554,7 +554,7 @@ def prediction_payload(prediction: ChurnPrediction) -> dict:
         "churnProbability": f"{probability * 100:.2f}",
         "riskLevel": prediction.risk_level,
         "topCauses": [
-            {"factor": cause.get("factor"), "impact": cause.get("impact"), "value": cause.get("value")}
+            {"factor": cause.get("factor"), "impact": impact_percent(cause.get("impact")), "value": cause.get("value")}
             for cause in prediction.top_causes
         ],
         "confidence": f"{(prediction.confidence or 0) * 100:.2f}",
