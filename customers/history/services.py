@@ -49,8 +49,11 @@ class ImportError_(ValueError):
 
 
 class Progress(Protocol):
+    """What the import reports while it reads a file: bytes read (of the size given when the
+    progress was opened), rows read every 10,000 rows and once before writing, and the end."""
+
     def update(self, n: int) -> Any: ...
-    def set_postfix_str(self, s: str) -> Any: ...
+    def rows(self, n: int, *, writing: bool = False) -> Any: ...
     def close(self) -> Any: ...
 
 
@@ -119,7 +122,12 @@ class _Rollback(Exception):
 def load_mapping(path: Path) -> dict[str, dict[str, str | None]]:
     """A mapping file: JSON or TOML, `{kind: {written column: canonical column or null}}`; a
     top-level `"*"` (or plain column entries) applies to every kind."""
-    raw = path.read_bytes()
+    return parse_mapping(path.read_bytes(), path.name)
+
+
+def parse_mapping(raw: bytes, filename: str) -> dict[str, dict[str, str | None]]:
+    """A mapping file's content (`filename` tells TOML from JSON and names it in errors)."""
+    path = Path(filename)
     try:
         if path.suffix.lower() == ".toml":
             import tomllib
@@ -282,7 +290,7 @@ class _Run:
                 continue
             result.rows += 1
             if bar is not None and result.rows % 10_000 == 0:
-                bar.set_postfix_str(f"{result.rows:,} rows")
+                bar.rows(result.rows)
             if row.extra or row.missing:
                 result.rejected += 1
                 state = "more" if row.extra else "fewer"
@@ -301,7 +309,7 @@ class _Run:
             # All or nothing: once a row is bad, the rest is only checked (to report every bad row).
             staging = not (result.rejected and self.on_error == "reject")
         if bar is not None:
-            bar.set_postfix_str(f"{result.rows:,} rows, writing")
+            bar.rows(result.rows, writing=True)
         if staging:
             writer.finish()
 
