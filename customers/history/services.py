@@ -202,8 +202,20 @@ def import_history(
     now = timezone.now()
     run = _Run(mapping=mapping or {}, on_error=on_error, zone=zone, encoding=encoding, dry_run=dry_run, now=now)
     run.subscription_files = [p for p, k in files if k == "subscriptions"]
-    results = [run.import_file(path, KINDS[k], progress) for path, k in files]
-    return ImportResult(files=results, dry_run=dry_run)
+    if not dry_run:
+        results = [run.import_file(path, KINDS[k], progress) for path, k in files]
+        return ImportResult(files=results, dry_run=False)
+    # A dry run is one transaction rolled back at the end (each file a savepoint in it): later
+    # files see what earlier ones would write (the facts of customers the same run creates), and
+    # nothing stays.
+    results = []
+    try:
+        with transaction.atomic():
+            results.extend(run.import_file(path, KINDS[k], progress) for path, k in files)
+            raise _Rollback
+    except _Rollback:
+        pass
+    return ImportResult(files=results, dry_run=True)
 
 
 @dataclass
@@ -228,9 +240,7 @@ class _Run:
                 self._read_and_write(path, kind, result, bar)
                 if result.rejected and self.on_error == "reject":
                     raise _Rollback
-                if self.dry_run:
-                    raise _Rollback
-                result.written = True
+                result.written = not self.dry_run  # a dry run's whole transaction is rolled back
         except _Rollback:
             pass
         except FileError as error:
