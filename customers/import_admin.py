@@ -105,7 +105,8 @@ class ImportJobAdmin(PortfolioScopedAdmin):
                     mapping=mapping,
                 )
             except UploadError as error:
-                form.add_error(error.field if error.field in form.fields else error.field.lower(), str(error))
+                field = {"onError": "on_error"}.get(error.field, error.field)
+                form.add_error(field if field in form.fields else None, str(error))
             else:
                 return HttpResponseRedirect(reverse("admin:customers_importjob_change", args=[job.pk]))
         context = {

@@ -208,6 +208,14 @@ def test_admin_upload_refusal_is_shown_on_the_form(manager):
     )
     assert response.status_code == 200
     assert "notes.csv: cannot tell the kind from the file name" in response.content.decode()
+    response = _admin_client(manager).post(
+        reverse("admin:customers_importjob_add"),
+        {"files": [_upload("customers.csv")], "on_error": "reject", "timezone": "Mars/Olympus"},
+    )
+    assert response.status_code == 200
+    assert response.context["form"].errors == {
+        "timezone": ["Unknown time zone 'Mars/Olympus' (an IANA name such as Europe/Paris)."]
+    }
     assert _nothing_stored()
 
 
