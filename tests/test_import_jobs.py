@@ -233,3 +233,44 @@ def test_admin_import_pages_are_for_managers_and_admins(request, role):
     assert client.post(reverse("admin:customers_importjob_confirm", args=[job.pk])).status_code == 403
     job.refresh_from_db()
     assert (job.status, job.dry_run) == ("queued", True)
+
+
+def _through_the_guard(path: str, headers: list[tuple[bytes, bytes]], body: bytes = b"") -> tuple[int, dict | None]:
+    """One POST through the ASGI body guard in front of Django; (status, JSON body or None if it passed)."""
+    import asyncio
+
+    import orjson
+
+    from churnshield.api.body_limit import BoundedBody
+
+    sent: list[dict] = []
+
+    async def app(scope, receive, send) -> None:
+        sent.append({"passed": True})
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": path, "headers": headers}
+    asyncio.run(BoundedBody(app)(scope, receive, send))
+    if sent[0].get("passed"):
+        return 200, None
+    return sent[0]["status"], orjson.loads(sent[1]["body"])
+
+
+def test_the_body_guard_lets_uploads_up_to_the_import_limit_and_names_the_field(settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE, settings.IMPORT_MAX_UPLOAD_BYTES = 1000, 10 << 20
+    six_mib = [(b"content-length", str(6 << 20).encode())]
+    assert _through_the_guard("/api/imports", six_mib) == (200, None)
+    assert _through_the_guard("/admin/customers/importjob/add/", six_mib) == (200, None)
+    assert _through_the_guard("/api/interventions", six_mib)[0] == 413  # other bodies keep their limit
+    status, body = _through_the_guard("/api/imports", [(b"content-length", str(12 << 20).encode())])
+    assert (status, body["errors"]) == (
+        413,
+        {"files": ["The upload is 12,582,912 bytes; at most 10,485,760 are accepted."]},
+    )
+    status, body = _through_the_guard("/api/imports", [], b"x")  # chunked: no length to check up front
+    assert (status, body["errors"]) == (411, {"files": ["An upload of files must declare its Content-Length."]})

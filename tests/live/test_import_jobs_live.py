@@ -96,3 +96,33 @@ def test_an_uploaded_book_is_imported_by_the_worker(start_process, redis_url, ma
             "nps_responses.csv,4,customer,customer: no customer has the external id or e-mail '=cmd'.",
         ]
     assert ImportJob.objects.count() == 3
+
+
+def test_progress_is_visible_while_a_large_file_is_read(start_process, redis_url, manager, make_customer):
+    """The file's import is one open transaction: progress is written on a connection of its own."""
+    make_customer(external_id="acme", email="ops@acme.example")
+    rows = 150_000
+    lines = ["external_id,customer,started_at,pages_viewed"]
+    lines += [f"s{i},acme,2024-01-{1 + i % 28:02d}T{i % 24:02d}:{i % 60:02d}:00Z,{i % 7}" for i in range(rows)]
+    body = ("\n".join(lines) + "\n").encode()
+    env = service_env(REDIS_URL=redis_url, CELERY_TASK_ALWAYS_EAGER="false")
+    base = start_web(start_process, env)
+    start_worker(start_process, env)
+    token = issue_tokens(manager)["access"]
+    seen: list[tuple[str, str, int]] = []
+    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=30) as client:
+        response = client.post("/api/imports", files=[("files", ("user_sessions.csv", body, "text/csv"))])
+        job_id = response.json()["id"]
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            job = client.get(f"/api/imports/{job_id}").json()
+            (progress,) = job["progress"]
+            seen.append((job["status"], progress["state"], progress["rows"]))
+            if job["status"] in ("succeeded", "failed"):
+                break
+            time.sleep(0.1)
+    assert seen[-1] == ("succeeded", "done", rows)
+    during = [(state, read) for status, state, read in seen if status == "running" and 0 < read < rows]
+    assert during, seen  # rows counted while the file was still being read
+    assert all(state == "reading" for state, _ in during)
+    assert job["result"]["totals"] == {"user_sessions": {"inserted": rows, "updated": 0, "unchanged": 0, "rejected": 0}}
