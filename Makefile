@@ -12,7 +12,7 @@ PYTHON ?= $(shell for c in python3.13 python3.12 python3 \
 	"$$c" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else 1)' >/dev/null 2>&1 && { echo "$$c"; break; }; \
 	done)
 
-.PHONY: run test lint bench bench-batch bench-realtime bench-playbooks bench-ws bench-webhooks bench-monitoring bench-import venv clean
+.PHONY: run test lint bench bench-batch bench-realtime bench-playbooks bench-ws bench-webhooks bench-monitoring bench-import bench-import-api venv clean
 
 # deploy/install.sh is also the Dockerfile's install step: CI tests what the image installs.
 $(VENV)/.installed: requirements.txt requirements-dev.txt deploy/install.sh
@@ -71,3 +71,7 @@ bench-monitoring: venv
 # History import: 1M sessions + 50k tickets + 30k NPS + 30k subscriptions, against raw COPY (PostgreSQL).
 bench-import: venv
 	$(PY) bench/import_history.py
+
+# The same book through one CLI process and through POST /api/imports + a Celery worker (needs REDIS_URL).
+bench-import-api: venv
+	$(PY) bench/import_history.py --api

@@ -12,6 +12,13 @@ baseline writes the session rows, already parsed, with psycopg's binary COPY int
 (empty, indexed) user_sessions table, which is then emptied for the import. Prints rows/s per
 file, the session ratio to COPY, the time of a second (no-change) import, and the peak RSS of
 the import processes.
+
+    .venv/bin/python bench/import_history.py --api
+
+compares the two interfaces on the same files: one `manage.py import_history DIR` process, then
+(database emptied again) one upload of the five files to `POST /api/imports` on a real uvicorn,
+imported by a real Celery worker (Redis: BENCH_REDIS_URL, default REDIS_URL), timed from the
+first byte uploaded to the job's end as seen by polling `GET /api/imports/{id}`.
 """
 
 import csv
@@ -169,7 +176,141 @@ def raw_copy(sessions: list[tuple]) -> float:
     return elapsed
 
 
+def fresh_database() -> BenchDatabase:
+    db = BenchDatabase(DATABASE_URL, CUSTOMERS, 1.0)
+    name = DATABASE_URL.rsplit("/", 1)[1]
+    db.psql(f"DROP DATABASE IF EXISTS {name}", admin=True)
+    db.psql(f"CREATE DATABASE {name}", admin=True)
+    db.manage("migrate", "--noinput")
+    return db
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            sys.exit(f"{what}: not within {timeout:.0f} s")
+        time.sleep(0.5)
+
+
+def api_import(directory: Path, redis_url: str) -> tuple[float, float, dict]:
+    """Upload every file in one request to a real uvicorn; a real worker imports them. Returns
+    (upload seconds, seconds until the job ended, the job)."""
+    import httpx
+
+    db = fresh_database()
+    env = {**db.env, "REDIS_URL": redis_url, "CELERY_TASK_ALWAYS_EAGER": "false"}
+    db.manage(
+        "shell",
+        "-c",
+        "from django.contrib.auth.models import Group, User; u = User.objects.create_user('bench-manager',"
+        " password='bench-pass-123'); u.groups.add(Group.objects.get(name='manager'))",
+    )
+    token = db.manage(
+        "shell",
+        "-c",
+        "from django.contrib.auth.models import User; from churnshield.auth.tokens import issue_tokens;"
+        " print(issue_tokens(User.objects.get(username='bench-manager'))['access'])",
+    ).split()[-1]
+    port = _free_port()
+    processes = [
+        subprocess.Popen(
+            [str(BIN / "uvicorn"), "churnshield.asgi:application", "--port", str(port), "--log-level", "warning"],
+            cwd=ROOT,
+            env=env,
+        ),
+        subprocess.Popen(
+            [str(BIN / "celery"), "-A", "churnshield", "worker", "--pool", "solo", "--loglevel", "WARNING"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+        ),
+    ]
+    base = f"http://127.0.0.1:{port}"
+    try:
+
+        def up() -> bool:
+            try:
+                return httpx.get(f"{base}/signin", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        _wait(up, 60, "uvicorn")
+        time.sleep(3)  # the worker connects to Redis
+        paths = sorted(directory.glob("*.csv"))
+        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=600) as client:
+            handles = [open(p, "rb") for p in paths]  # noqa: SIM115 (closed below)
+            started = time.perf_counter()
+            try:
+                files = [("files", (p.name, h)) for p, h in zip(paths, handles, strict=True)]
+                response = client.post("/api/imports", files=files)
+            finally:
+                for handle in handles:
+                    handle.close()
+            uploaded = time.perf_counter() - started
+            if response.status_code != 202:
+                sys.exit(f"upload refused: {response.status_code} {response.text[:2000]}")
+            job_id = response.json()["id"]
+            job: dict = {}
+
+            def done() -> bool:
+                nonlocal job
+                job = client.get(f"/api/imports/{job_id}").json()
+                return job["status"] in ("succeeded", "failed")
+
+            _wait(done, 3600, "the import job")
+            return uploaded, time.perf_counter() - started, job
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait(timeout=30)
+
+
+def compare_interfaces() -> None:
+    redis_url = os.environ.get("BENCH_REDIS_URL") or os.environ.get("REDIS_URL")
+    if not redis_url:
+        sys.exit("--api needs Redis: set BENCH_REDIS_URL or REDIS_URL")
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(tmp)
+        generate(directory)
+        size = sum(p.stat().st_size for p in directory.iterdir()) / 1e6
+        rows = CUSTOMERS + SESSIONS + TICKETS + NPS + SUBSCRIPTIONS
+        print(f"{rows:,} rows ({SESSIONS:,} sessions) in {size:.0f} MB of CSV")
+        db = fresh_database()
+        started = time.perf_counter()
+        result = subprocess.run(
+            [str(BIN / "python"), "manage.py", "import_history", str(directory), "--no-progress"],
+            cwd=ROOT,
+            env=db.env,
+            capture_output=True,
+            text=True,
+        )
+        cli = time.perf_counter() - started
+        if result.returncode:
+            sys.exit(f"CLI import failed:\n{result.stdout}\n{result.stderr[-3000:]}")
+        print(f"CLI  manage.py import_history DIR (one process): {cli:6.1f} s  {rows / cli:>8,.0f} rows/s")
+        uploaded, total, job = api_import(directory, redis_url)
+        if job["status"] != "succeeded":
+            sys.exit(f"API job failed: {json.dumps(job)[:3000]}")
+        print(
+            f"API  POST /api/imports + worker:                 {total:6.1f} s  {rows / total:>8,.0f} rows/s"
+            f"  (upload {uploaded:.1f} s, import {total - uploaded:.1f} s)"
+        )
+        print("     per kind:", json.dumps(job["result"]["totals"]))
+
+
 def main() -> None:
+    if "--api" in sys.argv:
+        compare_interfaces()
+        return
     db = BenchDatabase(DATABASE_URL, CUSTOMERS, 1.0)
     name = DATABASE_URL.rsplit("/", 1)[1]
     db.psql(f"DROP DATABASE IF EXISTS {name}", admin=True)

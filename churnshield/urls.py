@@ -19,7 +19,13 @@ from churnshield.auth.views import (
     signin_page,
 )
 from churnshield.dashboard.views import DashboardChartView, DashboardMetricsView
-from customers.api.views import CustomerCsvImportView, CustomerViewSet
+from customers.api.views import (
+    CustomerCsvImportView,
+    CustomerViewSet,
+    ImportJobCreateView,
+    ImportJobErrorsView,
+    ImportJobView,
+)
 from integrations.api.views import IntegrationViewSet, WebhookView
 from interventions.api.views import InterventionViewSet, OutcomeView, RecommendView
 from playbooks.api.views import EmailReviewViewSet, ExecutionViewSet, PlaybookViewSet, TriggerView
@@ -58,6 +64,9 @@ api = [
     path("ml/recommend-intervention", RecommendView.as_view(), name="ml-recommend-intervention"),
     path("ml/update-outcome", OutcomeView.as_view(), name="ml-update-outcome"),
     path("import/customers/csv", CustomerCsvImportView.as_view(), name="customer-import-csv"),
+    path("imports", ImportJobCreateView.as_view(), name="import-job-create"),
+    path("imports/<int:pk>", ImportJobView.as_view(), name="import-job"),
+    path("imports/<int:pk>/errors.csv", ImportJobErrorsView.as_view(), name="import-job-errors"),
     path("notifications/preferences", NotificationPreferenceView.as_view(), name="notification-preferences"),
     path("v1/playbooks/trigger", TriggerView.as_view(), name="playbooks-trigger"),
     path("alerts/ws-ticket", AlertWsTicketView.as_view(), name="alert-ws-ticket"),  # live alert feed

@@ -360,3 +360,7 @@ class SubscriptionAdmin(CustomerFactAdmin):
     search_fields = ("customer__name", "customer__company", "plan", "external_id")
     date_hierarchy = "started_at"
     readonly_fields = ("id",)
+
+
+# History imports (upload, dry run, confirm, progress): managers and admins.
+from customers import import_admin  # noqa: E402, F401

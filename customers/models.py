@@ -255,3 +255,69 @@ class Renewal(Customer):
         ordering = ["renewal_date", "id"]
         verbose_name = "renewal"
         verbose_name_plural = "renewals"
+
+
+class ImportJob(models.Model):
+    """A history import submitted through the API or the admin and run by a worker.
+
+    The uploaded files are kept in the database (`ImportChunk`), not on a disk, so any worker host
+    can run the job; they are deleted once the import itself (not a dry run) has run.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded", "Succeeded (every file read)"
+        FAILED = "failed", "Failed (a file, or the job, did not import)"
+
+    class OnError(models.TextChoices):
+        REJECT = "reject", "Reject a file with a bad row"
+        SKIP = "skip", "Skip bad rows, import the good ones"
+
+    status = models.TextField(choices=Status.choices, default=Status.QUEUED)
+    dry_run = models.BooleanField(default=True, help_text="Validate and count, write nothing")
+    on_error = models.TextField(choices=OnError.choices, default=OnError.REJECT)
+    timezone = models.TextField(default="UTC", help_text="Zone of naive timestamps")
+    mapping = models.JSONField(null=True, blank=True, help_text="Their column -> ours, per kind")
+    files = models.JSONField(default=list, help_text="[{name, kind, size}] in upload order")
+    progress = models.JSONField(default=list, help_text="Per file: bytes and rows read, rows estimate, state")
+    result = models.JSONField(null=True, blank=True, help_text="Per file and per kind counts of the last run")
+    dry_run_result = models.JSONField(null=True, blank=True, help_text="The dry run's counts, once confirmed")
+    errors = models.JSONField(default=list, help_text="[[file, line, column, message]] of the last run")
+    error = models.TextField(blank=True, default="", help_text="Why the job failed as a whole")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="import_jobs"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "import_jobs"
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"Import {self.pk} ({'dry run, ' if self.dry_run else ''}{self.status})"
+
+    @property
+    def finished(self) -> bool:
+        return self.status in (self.Status.SUCCEEDED, self.Status.FAILED)
+
+
+class ImportChunk(models.Model):
+    """A piece of an uploaded import file, in order (a file of any size in bounded memory)."""
+
+    job = models.ForeignKey(ImportJob, on_delete=models.CASCADE, related_name="chunks")
+    file = models.IntegerField(help_text="Index in the job's files")
+    index = models.IntegerField()
+    data = models.BinaryField()
+
+    class Meta:
+        db_table = "import_chunks"
+        ordering = ["job", "file", "index"]
+        constraints = [
+            models.UniqueConstraint(fields=["job", "file", "index"], name="import_chunks_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Chunk {self.index} of file {self.file} of import {self.job_id}"

@@ -1,5 +1,6 @@
 """Reads about customers. Every read is scoped to what the user may see (their portfolio)."""
 
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -11,7 +12,7 @@ from django.db.models.functions import Cast
 
 from churnshield.auth.roles import sees_all_customers
 from churnshield.exceptions import NotFoundError
-from customers.models import BillingEvent, Customer, NpsResponse, SupportTicket, UserSession
+from customers.models import BillingEvent, Customer, ImportJob, NpsResponse, SupportTicket, UserSession
 from customers.timeline import events_after
 
 # The columns the customer list renders, read with .values() to keep the hot path lean;
@@ -278,3 +279,45 @@ def customer_fact_events(customer_id: int, cursor: Any, limit: int) -> list[dict
             render=billing,
         ),
     ]
+
+
+def import_job_get(*, job_id: Any) -> ImportJob:
+    """An import job; jobs are book-wide (managers and admins see every one)."""
+    try:
+        return ImportJob.objects.select_related("created_by").get(pk=int(job_id))
+    except (ImportJob.DoesNotExist, ValueError, OverflowError):
+        raise NotFoundError("Import not found.") from None
+
+
+def import_job_json(job: ImportJob) -> dict:
+    """The API's shape of a job (documented by ImportJobOutputSerializer, kept equal by a test)."""
+    return {
+        "id": job.pk,
+        "status": job.status,
+        "dryRun": job.dry_run,
+        "onError": job.on_error,
+        "timezone": job.timezone,
+        "files": job.files,
+        "progress": job.progress,
+        "result": job.result,
+        "dryRunResult": job.dry_run_result,
+        "errorCount": len(job.errors),
+        "errorsUrl": f"/api/imports/{job.pk}/errors.csv",
+        "error": job.error,
+        "createdBy": job.created_by.username if job.created_by else None,
+        "createdAt": iso(job.created_at),
+        "startedAt": iso(job.started_at),
+        "finishedAt": iso(job.finished_at),
+    }
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def import_job_error_rows(job: ImportJob) -> Iterator[list[str]]:
+    """The error report: a header, then file, line, column, message per problem. A cell a
+    spreadsheet would run as a formula is prefixed with a quote (the messages quote the values)."""
+    yield ["file", "line", "column", "message"]
+    for file, line, column, message in job.errors:
+        cells = [file, "" if line is None else str(line), column or "", message]
+        yield [f"'{c}" if c.startswith(_FORMULA_START) else c for c in cells]

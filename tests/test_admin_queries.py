@@ -30,6 +30,7 @@ from customers.models import Customer
 NOT_IN_ADMIN = {
     "integrations.ExternalRecord": "bookkeeping of the sync pipeline (outside id → local row, version applied)",
     "monitoring.TaskAttempt": "GuardedTask's start counter; dead letters surface as alerts",
+    "customers.ImportChunk": "pieces of an uploaded history file, read through their import job's page",
 }
 OUR_APPS = {"customers", "interventions", "playbooks", "predictions", "integrations", "alerts", "monitoring"}
 _serial = itertools.count(1)

@@ -72,6 +72,10 @@ OPERATIONS = {
     ("POST", "/api/alerts/ws-ticket"): "read",
     # Integrations (issue 4). "manage": book-wide configuration, managers and admins only.
     ("POST", "/api/integrations/{id}/sync"): "manage",
+    # History imports (issue 15): book-wide uploads naming every portfolio's customers.
+    ("POST", "/api/imports"): "manage",
+    ("GET", "/api/imports/{id}"): "manage",
+    ("GET", "/api/imports/{id}/errors.csv"): "manage",
     # "signed": no JWT (providers cannot hold our tokens); authenticated by the provider's
     # signature over the raw body instead. Unsigned or badly signed → 401 and nothing written.
     ("POST", "/api/webhooks/{provider}/{integration_id}"): "signed",
@@ -409,12 +413,27 @@ def integration(db):
 @pytest.mark.django_db
 @pytest.mark.parametrize(("method", "path"), [op for op, kind in OPERATIONS.items() if kind == "manage"])
 def test_manage_operations_are_for_managers_and_admins(world, integration, viewer, csm, manager, api_for, method, path):
-    url = path.replace("{id}", str(integration.pk))
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from customers.models import ImportJob
+
+    url, body, fmt = path.replace("{id}", str(integration.pk)), dict, "json"
+    if path.startswith("/api/imports"):
+        job = ImportJob.objects.create(files=[{"name": "customers.csv", "kind": "customers", "size": 10}])
+        url = path.replace("{id}", str(job.pk))
+        if method == "POST":
+            fmt = "multipart"
+
+            def body() -> dict:  # an upload is read once: a fresh one per request
+                return {"files": [SimpleUploadedFile("customers.csv", b"name,email\n")], "dryRun": "true"}
+
     before = _snapshot()
     for user in (viewer, csm):
-        assert _call(api_for(user), method, url, {}).status_code == 403
+        response = getattr(api_for(user), method.lower())(url, body(), format=fmt)
+        assert response.status_code == 403, response.content
     assert _snapshot() == before
-    assert _call(api_for(manager), method, url, {}).status_code in (200, 201, 202)
+    response = getattr(api_for(manager), method.lower())(url, body(), format=fmt)
+    assert response.status_code in (200, 201, 202), response.content
 
 
 @pytest.mark.django_db

@@ -6,6 +6,10 @@ chunked JSON body was silently parsed as `{}`. Here a declared `Content-Length` 
 `DATA_UPLOAD_MAX_MEMORY_SIZE` is answered 413 without reading the body; a chunked body is read
 up to that limit (413 beyond it) and handed to Django with its `Content-Length`, so it parses like
 any other body. WebSocket and lifespan scopes pass through untouched.
+
+History uploads (`POST /api/imports`, the admin's import page) may be larger, up to
+`IMPORT_MAX_UPLOAD_BYTES` (Django spools them to disk, never to memory); they must declare their
+`Content-Length` (411 otherwise), as browsers, curl and HTTP libraries do for files.
 """
 
 from collections.abc import Awaitable, Callable
@@ -21,8 +25,13 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-async def _error(send: Send, status: int, message: str, code: str) -> None:
-    body = orjson.dumps({"message": message, "code": code, "errors": {}})
+# Paths that take history files (POST only), and the field the files are sent in.
+UPLOAD_PATHS = {"/api/imports": "files", "/admin/customers/importjob/add/": "files"}
+_MULTIPART_SLACK = 1 << 20  # the multipart framing and the option fields around the files
+
+
+async def _error(send: Send, status: int, message: str, code: str, field: str | None = None) -> None:
+    body = orjson.dumps({"message": message, "code": code, "errors": {field: [message]} if field else {}})
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": [*headers, (b"connection", b"close")]})
     await send({"type": "http.response.body", "body": body})
@@ -41,6 +50,22 @@ class BoundedBody:
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
         too_large = f"Request body is larger than {limit} bytes."
         declared = next((value for name, value in scope["headers"] if name == b"content-length"), None)
+        field = UPLOAD_PATHS.get(scope.get("path", "")) if scope.get("method") == "POST" else None
+        if field is not None:
+            limit = settings.IMPORT_MAX_UPLOAD_BYTES + _MULTIPART_SLACK
+            if declared is None:
+                message = "An upload of files must declare its Content-Length."
+                await _error(send, 411, message, "length_required", field)
+            elif not declared.isdigit():
+                await _error(send, 400, "Content-Length must be a number of bytes.", "invalid_content_length")
+            elif int(declared) > limit:
+                message = (
+                    f"The upload is {int(declared):,} bytes; at most {settings.IMPORT_MAX_UPLOAD_BYTES:,} are accepted."
+                )
+                await _error(send, 413, message, "payload_too_large", field)
+            else:
+                await self.app(scope, receive, send)
+            return
         if declared is not None:
             if not declared.isdigit():
                 await _error(send, 400, "Content-Length must be a number of bytes.", "invalid_content_length")

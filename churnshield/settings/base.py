@@ -192,6 +192,10 @@ warnings.filterwarnings("ignore", message="No directory at: ")
 
 # Request bodies: the CSV import is the largest legitimate one.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=5 * 1024 * 1024)
+# History imports uploaded through the API or the admin (files stream to a temporary file, then
+# into the database in 4 MiB chunks). Larger books: `manage.py import_history` on a host.
+IMPORT_MAX_UPLOAD_BYTES = env.int("IMPORT_MAX_UPLOAD_BYTES", default=1024 * 1024 * 1024)
+IMPORT_MAX_FILES = env.int("IMPORT_MAX_FILES", default=20)
 
 # --- Cache (login throttling, axes) -------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")

@@ -100,3 +100,73 @@ class CsvImportRejectedSerializer(serializers.Serializer):
     created = serializers.IntegerField(required=False)
     updated = serializers.IntegerField(required=False)
     ignoredColumns = serializers.ListField(child=serializers.CharField(), required=False)
+
+
+class ImportJobInputSerializer(serializers.Serializer):
+    """multipart/form-data: the files (field `files`, repeated) and the options."""
+
+    files = serializers.ListField(
+        child=serializers.FileField(allow_empty_file=True),
+        help_text="One file per kind, named after it (customers.csv, user_sessions.jsonl.gz, tickets.parquet…)",
+    )
+    dryRun = serializers.BooleanField(default=False, help_text="Validate and count, write nothing")
+    onError = serializers.ChoiceField(choices=["reject", "skip"], default="reject")
+    timezone = serializers.CharField(default="UTC", help_text="Zone of naive timestamps (IANA name)")
+    mapping = serializers.FileField(required=False, help_text="A JSON or TOML mapping file (see the import docs)")
+
+
+class ImportFileSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    kind = serializers.CharField()
+    size = serializers.IntegerField()
+
+
+class ImportProgressSerializer(serializers.Serializer):
+    file = serializers.CharField()
+    kind = serializers.CharField()
+    bytes = serializers.IntegerField()
+    bytesRead = serializers.IntegerField()
+    rows = serializers.IntegerField(help_text="Rows read so far (counted every 10,000 rows)")
+    rowsEstimate = serializers.IntegerField(allow_null=True, help_text="Rows in the file, estimated from bytes read")
+    state = serializers.ChoiceField(choices=["pending", "reading", "writing", "done"])
+
+
+class ImportFileResultSerializer(serializers.Serializer):
+    file = serializers.CharField()
+    kind = serializers.CharField()
+    rows = serializers.IntegerField()
+    inserted = serializers.IntegerField()
+    updated = serializers.IntegerField()
+    unchanged = serializers.IntegerField()
+    rejected = serializers.IntegerField()
+    imported = serializers.BooleanField(help_text="Committed (false in a dry run, or when the file was refused)")
+    error = serializers.CharField(allow_null=True, help_text="Why nothing of the file was imported")
+    unknownColumns = serializers.ListField(child=serializers.CharField())
+
+
+class ImportResultSerializer(serializers.Serializer):
+    files = ImportFileResultSerializer(many=True)
+    totals = serializers.DictField(
+        child=serializers.DictField(child=serializers.IntegerField()),
+        help_text="Per kind: inserted, updated, unchanged, rejected",
+    )
+    dryRun = serializers.BooleanField()
+
+
+class ImportJobOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    status = serializers.ChoiceField(choices=["queued", "running", "succeeded", "failed"])
+    dryRun = serializers.BooleanField()
+    onError = serializers.CharField()
+    timezone = serializers.CharField()
+    files = ImportFileSerializer(many=True)
+    progress = ImportProgressSerializer(many=True)
+    result = ImportResultSerializer(allow_null=True)
+    dryRunResult = ImportResultSerializer(allow_null=True, help_text="The dry run's counts, once confirmed")
+    errorCount = serializers.IntegerField(help_text="Rows of the error report")
+    errorsUrl = serializers.CharField(help_text="The per-row error report (CSV)")
+    error = serializers.CharField(help_text="Why the job failed as a whole (empty otherwise)")
+    createdBy = serializers.CharField(allow_null=True)
+    createdAt = serializers.DateTimeField()
+    startedAt = serializers.DateTimeField(allow_null=True)
+    finishedAt = serializers.DateTimeField(allow_null=True)

@@ -1,20 +1,25 @@
-"""Customer endpoints: list, detail, sessions, timeline, CSV import."""
+"""Customer endpoints: list, detail, sessions, timeline, CSV import, history import jobs."""
 
+import csv
+import io
 from datetime import datetime
 
 from django.conf import settings
 from django.db.models import QuerySet
+from django.http import HttpResponse
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.utils.urls import replace_query_param
 from rest_framework.views import APIView
 
+from churnshield.auth.permissions import IsManagerOrAdmin
 from customers import selectors, services
 from customers.api.serializers import (
     CsvImportInputSerializer,
@@ -22,10 +27,13 @@ from customers.api.serializers import (
     CsvImportRejectedSerializer,
     CustomerDetailSerializer,
     CustomerOutputSerializer,
+    ImportJobInputSerializer,
+    ImportJobOutputSerializer,
     SessionOutputSerializer,
     TimelineEventSerializer,
 )
 from customers.filters import CustomerFilter
+from customers.history.jobs import UploadError, check_options, import_job_create
 from customers.models import Customer
 from customers.timeline import customer_detail_sections, customer_timeline
 
@@ -133,3 +141,78 @@ class CustomerCsvImportView(APIView):
             body["code"] = "invalid_rows"
             return Response(body, status=status.HTTP_400_BAD_REQUEST)
         return Response(body)
+
+
+class UploadTooLarge(ValidationError):
+    """A 413 in the API's error shape, naming the field."""
+
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+
+
+# Room for the multipart framing and the option fields around the files.
+_MULTIPART_SLACK = 1 << 20
+
+
+class ImportJobCreateView(APIView):
+    """Upload history files; a worker imports them (poll the job for progress and the result)."""
+
+    permission_classes = [IsManagerOrAdmin]
+    parser_classes = [MultiPartParser, FormParser]
+
+    @extend_schema(
+        request={"multipart/form-data": ImportJobInputSerializer},
+        responses={202: ImportJobOutputSerializer, 400: CsvImportRejectedSerializer, 413: CsvImportRejectedSerializer},
+    )
+    def post(self, request: Request) -> Response:
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        if length > settings.IMPORT_MAX_UPLOAD_BYTES + _MULTIPART_SLACK:
+            limit = settings.IMPORT_MAX_UPLOAD_BYTES
+            raise UploadTooLarge({"files": [f"The upload is {length:,} bytes; at most {limit:,} are accepted."]})
+        options = ImportJobInputSerializer(data=request.data, partial=True)
+        options.is_valid(raise_exception=True)
+        data = options.validated_data
+        mapping_file = request.FILES.get("mapping")
+        try:
+            mapping = check_options(
+                on_error=data.get("onError", "reject"),
+                tz=data.get("timezone", "UTC"),
+                mapping=mapping_file.read() if mapping_file else None,
+                mapping_name=mapping_file.name if mapping_file else "mapping.json",
+            )
+            job = import_job_create(
+                user=request.user,
+                files=request.FILES.getlist("files"),
+                dry_run=data.get("dryRun", False),
+                on_error=data.get("onError", "reject"),
+                tz=data.get("timezone", "UTC"),
+                mapping=mapping,
+            )
+        except UploadError as error:
+            refusal = UploadTooLarge if error.too_large else ValidationError
+            raise refusal({error.field: [str(error)]}) from None
+        body = selectors.import_job_json(job)
+        return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": f"/api/imports/{job.pk}"})
+
+
+class ImportJobView(APIView):
+    permission_classes = [IsManagerOrAdmin]
+
+    @extend_schema(responses=ImportJobOutputSerializer)
+    def get(self, request: Request, pk: str) -> Response:
+        return Response(selectors.import_job_json(selectors.import_job_get(job_id=pk)))
+
+
+class ImportJobErrorsView(APIView):
+    permission_classes = [IsManagerOrAdmin]
+
+    @extend_schema(responses={(200, "text/csv"): OpenApiTypes.STR})
+    def get(self, request: Request, pk: str) -> HttpResponse:
+        job = selectors.import_job_get(job_id=pk)
+        buffer = io.StringIO()
+        csv.writer(buffer, lineterminator="\n").writerows(selectors.import_job_error_rows(job))
+        response = HttpResponse(buffer.getvalue(), content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="import-{job.pk}-errors.csv"'
+        return response

@@ -158,11 +158,13 @@ def _jsonl_rows(lines: Iterator[str]) -> Iterator[Row | list[str]]:
 
 
 def _parquet_rows(path: Path, report: Callable[[int], None] | None) -> Iterator[Row | list[str]]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     try:
-        import pyarrow.parquet as pq  # optional: only needed for Parquet files
-    except ImportError:
-        raise FileError("Parquet needs the pyarrow package (pip install pyarrow); CSV and JSON Lines do not.") from None
-    parquet = pq.ParquetFile(path)
+        parquet = pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as error:
+        raise FileError(f"not a readable Parquet file ({error}).") from None
     header = list(parquet.schema_arrow.names)
     yield header
     number = 0

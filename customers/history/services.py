@@ -50,8 +50,11 @@ class ImportError_(ValueError):
 
 
 class Progress(Protocol):
+    """What the import reports while it reads a file: bytes read (of the size given when the
+    progress was opened), rows read every 10,000 rows and once before writing, and the end."""
+
     def update(self, n: int) -> Any: ...
-    def set_postfix_str(self, s: str) -> Any: ...
+    def rows(self, n: int, *, writing: bool = False) -> Any: ...
     def close(self) -> Any: ...
 
 
@@ -120,7 +123,12 @@ class _Rollback(Exception):
 def load_mapping(path: Path) -> dict[str, dict[str, str | None]]:
     """A mapping file: JSON or TOML, `{kind: {written column: canonical column or null}}`; a
     top-level `"*"` (or plain column entries) applies to every kind."""
-    raw = path.read_bytes()
+    return parse_mapping(path.read_bytes(), path.name)
+
+
+def parse_mapping(raw: bytes, filename: str) -> dict[str, dict[str, str | None]]:
+    """A mapping file's content (`filename` tells TOML from JSON and names it in errors)."""
+    path = Path(filename)
     try:
         if path.suffix.lower() == ".toml":
             import tomllib
@@ -195,8 +203,20 @@ def import_history(
     now = timezone.now()
     run = _Run(mapping=mapping or {}, on_error=on_error, zone=zone, encoding=encoding, dry_run=dry_run, now=now)
     run.subscription_files = [p for p, k in files if k == "subscriptions"]
-    results = [run.import_file(path, KINDS[k], progress) for path, k in files]
-    return ImportResult(files=results, dry_run=dry_run)
+    if not dry_run:
+        results = [run.import_file(path, KINDS[k], progress) for path, k in files]
+        return ImportResult(files=results, dry_run=False)
+    # A dry run is one transaction rolled back at the end (each file a savepoint in it): later
+    # files see what earlier ones would write (the facts of customers the same run creates), and
+    # nothing stays.
+    results = []
+    try:
+        with transaction.atomic():
+            results.extend(run.import_file(path, KINDS[k], progress) for path, k in files)
+            raise _Rollback
+    except _Rollback:
+        pass
+    return ImportResult(files=results, dry_run=True)
 
 
 @dataclass
@@ -221,9 +241,7 @@ class _Run:
                 self._read_and_write(path, kind, result, bar)
                 if result.rejected and self.on_error == "reject":
                     raise _Rollback
-                if self.dry_run:
-                    raise _Rollback
-                result.written = True
+                result.written = not self.dry_run  # a dry run's whole transaction is rolled back
         except _Rollback:
             pass
         except FileError as error:
@@ -283,7 +301,7 @@ class _Run:
                 continue
             result.rows += 1
             if bar is not None and result.rows % 10_000 == 0:
-                bar.set_postfix_str(f"{result.rows:,} rows")
+                bar.rows(result.rows)
             if row.extra or row.missing:
                 result.rejected += 1
                 state = "more" if row.extra else "fewer"
@@ -302,7 +320,7 @@ class _Run:
             # All or nothing: once a row is bad, the rest is only checked (to report every bad row).
             staging = not (result.rejected and self.on_error == "reject")
         if bar is not None:
-            bar.set_postfix_str(f"{result.rows:,} rows, writing")
+            bar.rows(result.rows, writing=True)
         if staging:
             writer.finish()
 

@@ -18,6 +18,8 @@ CSM_EXTRA = {
 CSM_HIDDEN = {
     "integrations": ["view_integration", "view_syncrun", "view_webhookevent", "view_externalrecord"],
     "predictions": ["view_predictionrun", "view_modelversion"],
+    # Uploaded history files name every portfolio's customers.
+    "customers": ["view_importjob", "view_importchunk"],
 }
 
 

@@ -5,7 +5,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from customers.history.export import export_history
+from customers.history.export import FORMATS, export_history
 
 
 class Command(BaseCommand):
@@ -13,7 +13,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("directory", type=Path, metavar="DIR")
-        parser.add_argument("--format", choices=["csv", "jsonl"], default="csv")
+        parser.add_argument("--format", choices=FORMATS, default="csv")
 
     def handle(self, *args: Any, **options: Any) -> None:
         written = export_history(directory=options["directory"], fmt=options["format"])

@@ -14,6 +14,13 @@ from customers.history.services import ImportError_, import_history, load_mappin
 SHOWN_PROBLEMS = 50  # per file, on the terminal
 
 
+class _Bar(tqdm):
+    """A tqdm bar of bytes read that shows the rows read beside it."""
+
+    def rows(self, n: int, *, writing: bool = False) -> None:
+        self.set_postfix_str(f"{n:,} rows" + (", writing" if writing else ""))
+
+
 class Command(BaseCommand):
     help = (
         "Import history files (CSV, CSV.gz, JSON Lines, Parquet): one file per kind, named after it"
@@ -38,8 +45,8 @@ class Command(BaseCommand):
         parser.add_argument("--no-progress", action="store_true", help="No progress bars")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        def progress(path: Path, size: int) -> tqdm:
-            return tqdm(
+        def progress(path: Path, size: int) -> _Bar:
+            return _Bar(
                 total=size,
                 desc=path.name,
                 unit="B",

@@ -33,7 +33,7 @@ def grant(apps, schema_editor):
 class Migration(migrations.Migration):
     dependencies = [
         ("customers", "0006_csm_without_plumbing"),
-        ("playbooks", "0002_automation"),
+        ("playbooks", "0003_renewal_within_rule"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
