@@ -1,16 +1,17 @@
 """Reads about predictions and churn causes, scoped to what the user may see."""
 
+import datetime as dt
 import json
 from collections import Counter
 from typing import Any
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Avg, Count, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Avg, Count, Max, OuterRef, Q, QuerySet, Subquery
 
 from churnshield.auth.roles import sees_all_customers
 from churnshield.exceptions import NotFoundError
-from customers.models import Customer
+from customers.models import BillingEvent, Customer, NpsResponse, SupportTicket, UserSession
 from customers.selectors import customer_scope, iso
 from customers.timeline import events_after
 from playbooks.models import PlaybookExecution, PlaybookStepRun
@@ -234,6 +235,29 @@ def health_weights() -> dict[str, float]:
     """The health score's weights as saved in the admin (the defaults until someone saves them)."""
     saved = HealthWeights.objects.order_by("pk").first()
     return saved.as_dict() if saved is not None else HealthWeights().as_dict()
+
+
+def facts_end() -> dt.datetime | None:
+    """The latest date any customer fact carries (None for an empty book): a book imported from
+    another system can end long before today, and a model trained "now" would see no history."""
+    reads = (
+        Customer.objects.aggregate(a=Max("signup_date"), b=Max("churned_at"), c=Max("last_login")),
+        UserSession.objects.aggregate(a=Max("started_at")),
+        SupportTicket.objects.aggregate(a=Max("opened_at"), b=Max("solved_at")),
+        NpsResponse.objects.aggregate(a=Max("responded_at")),
+        BillingEvent.objects.aggregate(a=Max("occurred_at")),
+    )
+    dates = [value for read in reads for value in read.values() if value is not None]
+    return max(dates, default=None)
+
+
+def default_as_of(now: dt.datetime) -> tuple[dt.datetime, str | None]:
+    """The as-of date of a run given none: `now`, unless the data ends more than a day before it,
+    then the data's end (with a note saying so)."""
+    end = facts_end()
+    if end is not None and end < now - dt.timedelta(days=1):
+        return end, f"The data ends on {end:%Y-%m-%d %H:%M} UTC, before today: as of then (pass --as-of to choose)."
+    return now, None
 
 
 def champion() -> ModelVersion | None:

@@ -1,14 +1,17 @@
 """The prediction engine through Django: registry, batch and real-time scoring, endpoints."""
 
 import datetime as dt
+import io
 
 import pandas as pd
 import pytest
+from django.core.management import call_command
+from django.db.models import Max, Q
 from django.utils import timezone
 
 from alerts.models import Alert
 from churnshield.demo.generator import generate
-from customers.models import Customer
+from customers.models import Customer, UserSession
 from predictions.models import ChurnCause, ChurnPrediction, ModelVersion, PredictionRun
 from predictions.services import churn_causes_refresh
 from predictions.services.registry import model_train
@@ -356,3 +359,37 @@ def test_latest_causes_counted_in_the_database_match_the_python_count(book, trai
     if connection.vendor == "postgresql":
         scoped = customers.filter(owner_id=customers.first().owner_id)
         assert count_latest_causes(scoped) == _count_latest_causes_in_python(scoped)
+
+
+@pytest.mark.django_db
+def test_a_book_that_ended_a_year_ago_trains_and_scores_as_of_its_end():
+    """History imported from elsewhere may stop long before today: trained "now", every cutoff's
+    horizon would lie after the data (a cold start); trained as of the data's end, it learns."""
+    end = timezone.now().date() - dt.timedelta(days=365)
+    generate(customers=600, seed=11, as_of=end, activity_scale=0.5, progress=False)
+    data_end = max(
+        Customer.objects.aggregate(m=Max("signup_date"))["m"],
+        Customer.objects.exclude(churned_at=None).aggregate(m=Max("churned_at"))["m"],
+        UserSession.objects.aggregate(m=Max("started_at"))["m"],
+        Customer.objects.exclude(last_login=None).aggregate(m=Max("last_login"))["m"],
+    )
+    assert data_end.date() <= end
+
+    out = io.StringIO()
+    call_command("train_model", "--min-positives", "20", stdout=out)
+    assert f"The data ends on {data_end:%Y-%m-%d}" in out.getvalue()
+    first = ModelVersion.objects.get(status="champion")
+    assert first.kind in ("xgboost", "logistic") and first.as_of >= data_end - dt.timedelta(days=2)
+
+    call_command("train_model", "--as-of", f"{end:%Y-%m-%d}", "--min-positives", "20", stdout=io.StringIO())
+    as_of = dt.datetime.combine(end, dt.time(23, 59, 59), tzinfo=dt.UTC)
+    assert ModelVersion.objects.exclude(kind="rules").latest("pk").as_of == as_of
+
+    out = io.StringIO()
+    call_command("score_customers", "--as-of", f"{end:%Y-%m-%d}", stdout=out)
+    run = PredictionRun.objects.get(run_key=f"batch:{end:%Y-%m-%d}")
+    active_then = Customer.objects.filter(Q(churned_at=None) | Q(churned_at__gt=as_of), signup_date__lte=as_of)
+    assert run.customers_scored == active_then.count() > 0
+    dates = set(ChurnPrediction.objects.filter(run=run).values_list("prediction_date", flat=True))
+    assert dates == {as_of}
+    assert f"scored as of {end:%Y-%m-%d}" in out.getvalue()

@@ -13,7 +13,7 @@ from predictions.data import load_tables
 from predictions.ml import rules
 from predictions.ml.training import NotEnoughLabels, TrainedModel, build_training_set, train
 from predictions.models import ModelVersion
-from predictions.selectors import champion
+from predictions.selectors import champion, default_as_of
 
 RULES_VERSION = "rules-baseline-1"
 _loaded: dict[str, TrainedModel] = {}
@@ -64,13 +64,14 @@ def _auc_on(model: TrainedModel, x: pd.DataFrame, y: pd.Series) -> float | None:
 
 @transaction.atomic
 def model_train(*, as_of: dt.datetime | None = None, seed: int = 0, min_positives: int = 50) -> ModelVersion:
-    """Train on everything known up to `as_of`, register the version and promote it if it wins.
+    """Train on everything known up to `as_of` (default: now, or the data's end when it ended
+    before today), register the version and promote it if it wins.
 
     A new model becomes champion when there is none, when the champion is the rules baseline,
     or when it beats the champion's ROC AUC on the new model's own validation window (both
     scored on the same rows). Otherwise it stays a candidate, with the reason recorded.
     """
-    as_of = as_of or timezone.now()
+    as_of = as_of or default_as_of(timezone.now())[0]
     tables = load_tables()
     try:
         trained = train(tables, pd.Timestamp(as_of), seed=seed, min_positives=min_positives)
