@@ -11,10 +11,10 @@ from django.utils import timezone
 
 from alerts.models import Alert
 from churnshield.demo.generator import generate
-from customers.models import Customer, UserSession
+from customers.models import BillingEvent, Customer, NpsResponse, SupportTicket, UserSession
 from predictions.models import ChurnCause, ChurnPrediction, ModelVersion, PredictionRun
 from predictions.services import churn_causes_refresh
-from predictions.services.registry import model_train
+from predictions.services.registry import model_promote, model_train
 from predictions.services.scoring import score_customers
 
 
@@ -27,18 +27,29 @@ def book(db):
 
 @pytest.fixture
 def trained(book):
-    return model_train(seed=0, min_positives=20)
+    """A trained champion. On this small book (15 to 20 churners per validation block) the
+    trained model does not beat the rules, so training leaves the rules in charge; these tests
+    are about serving a trained model, so it is promoted by hand."""
+    version = model_train(seed=0, min_positives=20)
+    if version.status != ModelVersion.Status.CHAMPION:
+        model_promote(version, "Promoted by hand for the test.")
+    return version
 
 
-@pytest.mark.django_db
-def test_training_registers_a_champion_with_real_metrics(trained):
-    assert trained.kind == "xgboost" and trained.status == "champion"
-    assert 0.5 < trained.metrics["roc_auc"] <= 1
-    assert "roc_auc" in trained.baseline_metrics
-    assert trained.metrics["threshold_table"]
-    # Each share is rounded to 6 decimals, so ~40 features may sum to 1 ± 2e-5.
-    assert abs(sum(trained.importance.values()) - 1) < 1e-4
-    assert ModelVersion.objects.filter(status="champion").count() == 1
+def test_a_trained_model_replaces_the_rules_only_when_it_beats_them_on_the_same_blocks(book):
+    version = model_train(seed=0, min_positives=20)
+    metrics, rules = version.metrics, version.metrics["rules_reference"]
+    assert version.kind == "logistic"  # boosted trees do not beat it by more than their spread
+    assert [b["block"] for b in metrics["blocks"]] == version.training_window["validation_cutoffs"]
+    assert len(metrics["blocks"]) == 3 and metrics["protocol"] == "rolling-origin"
+    assert metrics["roc_auc"] == version.baseline_metrics["roc_auc"] < rules["roc_auc"]
+    assert metrics["roc_auc_ci"][0] < metrics["roc_auc"] < metrics["roc_auc_ci"][1]
+    assert version.status == "candidate" and "does not beat the rules" in version.status_reason
+    rules_champion = ModelVersion.objects.get(status="champion")
+    assert rules_champion.kind == "rules" and rules_champion.status_reason.startswith("The rules rank better")
+    assert metrics["threshold_table"]
+    # Each share is rounded to 6 decimals, so ~100 features may sum to 1 ± 5e-5.
+    assert abs(sum(version.importance.values()) - 1) < 1e-4
 
 
 def test_a_retrained_model_that_does_not_win_stays_candidate(trained):
@@ -239,13 +250,17 @@ def test_scoring_window_gives_exactly_the_full_history_features(book):
     """Loading only the session window (plus each customer's last earlier session) for scoring
     must not change a single feature."""
     from predictions.data import load_tables
-    from predictions.ml.features import build_features
+    from predictions.ml.features import build_features, learn_spec
 
     now = timezone.now()
-    full = build_features(load_tables(), pd.Timestamp(now))
-    windowed = build_features(load_tables(as_of=now), pd.Timestamp(now))
+    tables = load_tables()
+    spec = learn_spec(tables, pd.Timestamp(now))
+    assert len(spec.action_types) >= 5 and not spec.snapshot  # the demo's action names, learnt
+    full = build_features(tables, pd.Timestamp(now), spec)
+    windowed = build_features(load_tables(as_of=now), pd.Timestamp(now), spec)
     pd.testing.assert_frame_equal(full.sort_index(), windowed.sort_index())
     assert full["never_active"].sum() < len(full)  # the book has history to get wrong
+    assert full.filter(like="__per_month").to_numpy().sum() > 0 and full["sessions_per_month"].sum() > 0
 
 
 def test_health_weights_saved_in_the_database_drive_the_next_scoring(book, client, make_user):
@@ -286,32 +301,6 @@ def test_a_rejected_ancient_intervention_date_leaves_predictions_working(csm, ma
     )
     assert rejected.status_code == 400
     assert api.post("/api/v1/churn/predict", {"customerId": customer.pk}, format="json").status_code == 200
-
-
-def test_real_time_features_equal_the_batch_row(book):
-    """The real-time path reads one customer with a few indexed reads and computes its features
-    without pandas; for several customers and cutoffs they must be the batch's row exactly, also
-    once facts after the cutoff exist."""
-    from customers.models import UserSession
-    from predictions.data import load_one, load_tables
-    from predictions.ml.features import build_features, customer_features
-
-    now = timezone.now()
-    ids = list(Customer.objects.order_by("pk").values_list("pk", flat=True))[::15]
-    UserSession.objects.create(customer_id=ids[0], started_at=now - dt.timedelta(days=20), pages_viewed=7)
-    compared = 0
-    for cutoff in (now, now - dt.timedelta(days=37, hours=5), now - dt.timedelta(days=150)):
-        batch = build_features(load_tables(as_of=cutoff), pd.Timestamp(cutoff))
-        for customer_id in ids:
-            features = customer_features(load_one(customer_id=customer_id, as_of=cutoff).facts, pd.Timestamp(cutoff))
-            if customer_id not in batch.index:
-                assert features is None
-                continue
-            row = pd.Series(features).reindex(batch.columns, fill_value=0.0)
-            pd.testing.assert_series_equal(row, batch.loc[customer_id], check_names=False, rtol=0, atol=0)
-            compared += 1
-    assert compared > 60
-    assert load_one(customer_id=10**9, as_of=now) is None
 
 
 def test_real_time_rescore_gives_the_batch_score(trained):
@@ -368,18 +357,24 @@ def test_a_book_that_ended_a_year_ago_trains_and_scores_as_of_its_end():
     end = timezone.now().date() - dt.timedelta(days=365)
     generate(customers=600, seed=11, as_of=end, activity_scale=0.5, progress=False)
     data_end = max(
-        Customer.objects.aggregate(m=Max("signup_date"))["m"],
-        Customer.objects.exclude(churned_at=None).aggregate(m=Max("churned_at"))["m"],
-        UserSession.objects.aggregate(m=Max("started_at"))["m"],
-        Customer.objects.exclude(last_login=None).aggregate(m=Max("last_login"))["m"],
+        value
+        for model, fields in (
+            (Customer, ("signup_date", "churned_at", "last_login")),
+            (UserSession, ("started_at",)),
+            (SupportTicket, ("opened_at", "solved_at")),
+            (NpsResponse, ("responded_at",)),
+            (BillingEvent, ("occurred_at",)),
+        )
+        for field in fields
+        if (value := model.objects.aggregate(m=Max(field))["m"]) is not None
     )
     assert data_end.date() <= end
 
     out = io.StringIO()
     call_command("train_model", "--min-positives", "20", stdout=out)
     assert f"The data ends on {data_end:%Y-%m-%d}" in out.getvalue()
-    first = ModelVersion.objects.get(status="champion")
-    assert first.kind in ("xgboost", "logistic") and first.as_of >= data_end - dt.timedelta(days=2)
+    first = ModelVersion.objects.exclude(kind="rules").get()
+    assert first.as_of == data_end and len(first.metrics["blocks"]) == 3
 
     call_command("train_model", "--as-of", f"{end:%Y-%m-%d}", "--min-positives", "20", stdout=io.StringIO())
     as_of = dt.datetime.combine(end, dt.time(23, 59, 59), tzinfo=dt.UTC)

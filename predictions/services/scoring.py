@@ -29,11 +29,12 @@ from customers.models import Customer
 from customers.selectors import risk_level, risk_thresholds
 from customers.services import customer_scores_set
 from predictions.causes import recommended_actions
-from predictions.data import OneCustomer, load_one, load_tables
+from predictions.data import OneCustomer, book_has_events, load_one, load_tables
 from predictions.ml import rules
 from predictions.ml.explain import causes_from_contributions, explain_batch
-from predictions.ml.features import build_features, customer_features, usage_features, usage_one
-from predictions.ml.training import psi
+from predictions.ml.features import FeatureSpec, build_features, usage_features
+from predictions.ml.tables import Tables
+from predictions.ml.training import TrainedModel, psi
 from predictions.models import ChurnPrediction, HealthWeights, ModelVersion, PredictionRun
 from predictions.selectors import champion, health_weights
 from predictions.services.portfolio import churn_causes_refresh, portfolio_snapshot_take
@@ -74,16 +75,16 @@ def score_customers(
     if existing is not None:
         return existing
     version = champion() or rules_version()
+    model = loaded_model(version)
     timings: dict[str, float] = {}
     started = time.perf_counter()
 
-    tables = load_tables(customer_ids=customer_ids, as_of=now)
+    tables = load_tables(customer_ids=customer_ids, as_of=now, actions=_counts_actions(model))
     timings["load_s"] = time.perf_counter() - started
-    features = build_features(tables, pd.Timestamp(now))
+    features = _features(model, tables, now)
     timings["features_s"] = time.perf_counter() - started - timings["load_s"]
     mark = time.perf_counter()
     weights = health_weights()
-    model = loaded_model(version)
     # A whole book may use every core (a loaded model defaults to one thread: real time).
     with model.threads() if model is not None and len(features) > 1000 else contextlib.nullcontext():
         proba = probabilities(version, features, weights=weights)
@@ -95,8 +96,7 @@ def score_customers(
     # model's share of the batch is not flattered by them).
     mark = time.perf_counter()
     drift = psi(model.reference_stats, features) if model is not None and len(features) >= 100 else {}
-    # Usage counters are today's snapshot: fine for today's health score, never a model feature.
-    health = rules.health_components(features.join(usage_features(tables)), weights=weights)
+    health = rules.health_components(_with_usage(features, tables), weights=weights)
     timings["health_s"] = time.perf_counter() - mark
 
     mark = time.perf_counter()
@@ -120,6 +120,25 @@ def score_customers(
         scored_ids = None if customer_ids is None else [int(i) for i in features.index]
         transaction.on_commit(lambda: customers_scored.send(sender=PredictionRun, run=run, customer_ids=scored_ids))
     return run
+
+
+def _counts_actions(model: TrainedModel | None) -> bool:
+    return model is not None and model.spec is not None and bool(model.spec.action_types)
+
+
+def _features(model: TrainedModel | None, tables: Tables, now: dt.datetime) -> pd.DataFrame:
+    """The customers to score at `now` and their features: the champion's (as it learnt them),
+    or, for the rules baseline, the same for a batch of one as for the book."""
+    if model is None:
+        return build_features(tables, pd.Timestamp(now), FeatureSpec(snapshot=not book_has_events()))
+    return model.features(tables, pd.Timestamp(now))
+
+
+def _with_usage(features: pd.DataFrame, tables: Tables) -> pd.DataFrame:
+    """Features plus today's usage counters for the health score (a snapshot: fine for today's
+    health, a model feature only in a snapshot book, where the features already hold them)."""
+    usage = usage_features(tables)
+    return features.join(usage.drop(columns=usage.columns.intersection(features.columns)))
 
 
 # Sent after a scoring run commits: `run`, and `customer_ids` (None for the whole book).
@@ -290,32 +309,37 @@ def rescore_after_commit(*, customer_id: int) -> bool:
 def score_one(*, customer_id: int, now: dt.datetime | None = None, visible_to: Any = None) -> ChurnPrediction:
     """Re-score one customer now (real time) and return the stored prediction.
 
-    The lean path (see `_score_one_lean`): one read, features without pandas, one model call
-    with exact SHAP, one write. The rules baseline (cold start) goes through the batch code. A
-    churned customer is not re-scored: their last prediction stands.
+    A batch of one: the customer's facts through `load_tables` and the champion's
+    `build_features`, as in the batch, then one model call with exact SHAP and one write. The
+    rules baseline (cold start) goes through the batch code. A churned customer is not
+    re-scored: their last prediction stands.
 
     With `visible_to` (the API's user), a customer outside their portfolio — or none at all — is
-    a NotFoundError, checked on the row the read brings anyway (no lookup of its own).
+    a NotFoundError, checked on the stored row (no lookup of its own).
     """
     now = now or timezone.now()
-    one = load_one(customer_id=customer_id, as_of=now)
+    one = load_one(customer_id=customer_id)
     if visible_to is not None and (
         one is None or (not sees_all_customers(visible_to) and one.owner_id != visible_to.pk)
     ):
         raise NotFoundError("Customer not found")
-    features = None if one is None else customer_features(one.facts, pd.Timestamp(now))
-    if features is not None:
+    if one is not None:
         if one.settings_read:
             champ = one.champion
             version = None if champ is None else ModelVersion(pk=champ[0], version=champ[1], kind=champ[2])
         else:
             version = champion()
         if version is not None and version.kind != ModelVersion.Kind.RULES:
-            return _score_one_lean(one, features, version, now)
-        run = score_customers(customer_ids=[customer_id], trigger=PredictionRun.Trigger.EVENT, now=now)
-        prediction = ChurnPrediction.objects.filter(run=run, customer_id=customer_id).first()
-        if prediction is not None:
-            return prediction
+            model = loaded_model(version)
+            tables = load_tables(customer_ids=[customer_id], as_of=now, actions=_counts_actions(model))
+            features = model.features(tables, pd.Timestamp(now))
+            if len(features):
+                return _score_one_lean(one, tables, features, model, version, now)
+        else:
+            run = score_customers(customer_ids=[customer_id], trigger=PredictionRun.Trigger.EVENT, now=now)
+            prediction = ChurnPrediction.objects.filter(run=run, customer_id=customer_id).first()
+            if prediction is not None:
+                return prediction
     prediction = ChurnPrediction.objects.filter(customer_id=customer_id).order_by("-prediction_date", "-id").first()
     if prediction is None:
         raise ConflictError("This customer has churned and was never scored.")
@@ -323,18 +347,22 @@ def score_one(*, customer_id: int, now: dt.datetime | None = None, visible_to: A
 
 
 def _score_one_lean(
-    one: OneCustomer, features: dict[str, float], version: ModelVersion, now: dt.datetime
+    one: OneCustomer,
+    tables: Tables,
+    features: pd.DataFrame,
+    model: TrainedModel,
+    version: ModelVersion,
+    now: dt.datetime,
 ) -> ChurnPrediction:
     """Predict + explain one customer and write it: the same numbers and rows as the batch."""
-    model = loaded_model(version)
-    x = model.row(features)
+    x = model.values(features)
     probability, contribs = model.predict_one(x)
     probability = float(np.clip(probability, 0.0, 1.0))
     causes = causes_from_contributions(contribs[None, :], x, model.feature_names, model.healthy_reference)[0]
     weights = (one.weights or HealthWeights().as_dict()) if one.settings_read else health_weights()
-    health = rules.health_one(features | usage_one(one.feature_usage), weights=weights)
-    components = {key: round(value) for key, value in health.items()}
-    score = components.pop("health_score")
+    health = rules.health_components(_with_usage(features, tables), weights=weights).iloc[0]
+    components = {key: round(float(health[key])) for key in rules.COMPONENTS}
+    score = int(health["health_score"])
     risk = Decimal(f"{probability:.4f}")
     level = risk_level(probability)
     customer_id = one.customer_id
