@@ -3,6 +3,7 @@
 import datetime as dt
 import io
 
+import numpy as np
 import pandas as pd
 import pytest
 from django.core.management import call_command
@@ -388,3 +389,107 @@ def test_a_book_that_ended_a_year_ago_trains_and_scores_as_of_its_end():
     dates = set(ChurnPrediction.objects.filter(run=run).values_list("prediction_date", flat=True))
     assert dates == {as_of}
     assert f"scored as of {end:%Y-%m-%d}" in out.getvalue()
+
+
+def _snapshot_book_in_the_database(n: int, as_of: dt.datetime) -> None:
+    from predictions.tests.ml_factories import snapshot_tables
+
+    c = snapshot_tables(n=n, seed=5, as_of=pd.Timestamp(as_of)).customers
+
+    def when(value):
+        return None if pd.isna(value) else value.floor("us").to_pydatetime()
+
+    Customer.objects.bulk_create(
+        [
+            Customer(
+                name=f"Snapshot {row.customer_id}",
+                email=f"snap{row.customer_id}@example.com",
+                plan=row.plan,
+                mrr=round(row.mrr, 2),
+                signup_date=when(row.signup_date),
+                churned_at=when(row.churned_at),
+                is_active=bool(row.is_active),
+                last_login=when(row.last_login),
+                nps_score=None if np.isnan(row.nps_score) else int(row.nps_score),
+                support_tickets=int(row.support_tickets),
+                feature_usage=row.feature_usage,
+            )
+            for row in c.itertuples()
+        ]
+    )
+
+
+@pytest.mark.django_db
+def test_a_snapshot_book_trains_with_folds_and_scores_only_its_active_customers():
+    """Only a customers table (no sessions, tickets, NPS or billing history), a plan named with
+    `[`, `]` and `<`, a usage key named like a model column, and churners that are only marked
+    inactive: it trains (it was "Cold start: 0 churn labels", and forcing it crashed) and scores."""
+    as_of = dt.datetime(2025, 6, 30, 12, tzinfo=dt.UTC)
+    _snapshot_book_in_the_database(600, as_of)
+    undated = Customer.objects.filter(is_active=False, churned_at=None)
+    assert undated.count() > 30
+
+    call_command("train_model", "--as-of", "2025-06-30", "--min-positives", "20", stdout=io.StringIO())
+    version = ModelVersion.objects.get(status="champion")
+    assert version.kind in ("logistic", "xgboost")
+    assert version.training_window["protocol"].startswith("stratified 5-fold")
+    assert version.params["feature_spec"]["snapshot"] is True
+    assert "plan_monthly_legacy" in version.feature_names and "fu_ratio_30d" in version.feature_names
+    churned = Customer.objects.filter(Q(is_active=False) | Q(churned_at__isnull=False)).count()
+    assert version.metrics["n_samples"] == 600 and version.metrics["positive_rate"] == churned / 600
+    assert version.metrics["roc_auc"] > version.metrics["rules_reference"]["roc_auc"]
+
+    call_command("score_customers", "--as-of", "2025-06-30", stdout=io.StringIO())
+    run = PredictionRun.objects.get(run_key="batch:2025-06-30")
+    active = Customer.objects.filter(is_active=True, churned_at=None)
+    assert run.customers_scored == active.count() == 600 - churned
+    scored = set(ChurnPrediction.objects.filter(run=run).values_list("customer_id", flat=True))
+    assert scored == set(active.values_list("pk", flat=True))
+    assert not scored & set(undated.values_list("pk", flat=True))
+
+
+def test_one_bad_row_never_stops_the_book(trained):
+    """A session whose actions are not a JSON array (an object, a string, a number), action
+    elements of every shape, a usage key named like a model column and a plan XGBoost cannot
+    name: the book trains and scores, the odd rows count for nothing."""
+    from predictions.data import load_tables
+
+    customers = list(Customer.objects.filter(is_active=True).order_by("pk")[:4])
+    now = timezone.now()
+    for customer, actions in zip(customers, ({"not": "a list"}, "oops", 5, [1, None, {"count": 3}]), strict=True):
+        UserSession.objects.create(customer=customer, started_at=now - dt.timedelta(days=2), actions=actions)
+    UserSession.objects.create(
+        customer=customers[0],
+        started_at=now - dt.timedelta(days=1),
+        actions=[{"type": "export_report", "count": 4}, {"action": "export_report"}, "export_report"],
+    )
+    Customer.objects.filter(pk=customers[1].pk).update(
+        plan="pro [annual] <eu>", feature_usage={"ratio_30d": 9, "sessions_30d": "x"}
+    )
+
+    actions = load_tables(customer_ids=[c.pk for c in customers], as_of=now).actions
+    mine = actions.loc[(actions["customer_id"] == customers[0].pk) & (actions["at"] == now - dt.timedelta(days=1))]
+    assert mine[["type", "count"]].to_numpy().tolist() == [["export_report", 6.0]]
+    assert not (actions["at"] == pd.Timestamp(now - dt.timedelta(days=2))).any()  # the odd lists: nothing
+
+    run = score_customers(run_key="bad-rows", now=now)
+    assert run.customers_scored == Customer.objects.filter(is_active=True).count()
+    retrained = model_train(seed=0, min_positives=20)
+    assert retrained.kind in ("logistic", "xgboost") and retrained.version != trained.version
+
+
+def test_recording_an_intervention_does_not_raise_the_predicted_risk(trained):
+    """An intervention is the CSM's answer to risk, not a trait of the customer: the model must
+    not read it (it used to: 30 % -> 56 % -> 79 % after two interventions on the demo book)."""
+    from interventions.models import Intervention
+    from predictions.services.scoring import score_one
+
+    now = timezone.now()
+    customer = Customer.objects.filter(is_active=True).order_by("pk")[5]
+    before = score_one(customer_id=customer.pk, now=now).churn_probability
+    for outcome in ("failed", "failed"):
+        Intervention.objects.create(
+            customer=customer, type="call", outcome=outcome, completed_at=now - dt.timedelta(hours=1)
+        )
+    assert score_one(customer_id=customer.pk, now=now).churn_probability == before
+    assert not [name for name in trained.feature_names if "intervention" in name]

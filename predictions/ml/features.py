@@ -158,7 +158,8 @@ def feature_info(name: str) -> FeatureInfo:
             return FeatureInfo(f"'{label}' per month since signup", "product", LOW_ADOPTION, False, "{:.1f}")
         return FeatureInfo(f"'{label}' in the last {window[:-1]} days", "product", LOW_ADOPTION, False, "{:,.0f}")
     if name.startswith(LEVEL_PREFIX):
-        return FeatureInfo(name[len(LEVEL_PREFIX) :].replace("__", ": ").replace("_", " "), "other", CONTEXT, False)
+        label = name[len(LEVEL_PREFIX) :].replace("__", ": ").replace("_", " ")
+        return FeatureInfo(label, "other", CONTEXT, False, "{:.0f}")
     return FeatureInfo(name.replace("_", " ").capitalize(), "other", CONTEXT, False, "{:.2f}")
 
 
