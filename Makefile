@@ -14,12 +14,13 @@ PYTHON ?= $(shell for c in python3.13 python3.12 python3 \
 
 .PHONY: run test lint bench bench-batch bench-realtime bench-playbooks bench-ws bench-webhooks bench-monitoring venv clean
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt requirements-bench.txt
 	@test -n "$(PYTHON)" || { echo "No Python >= 3.12 found (tried python3.13, python3.12, python3, pyenv)."; exit 1; }
 	@echo "Using $(PYTHON) ($$($(PYTHON) --version))"
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet --no-deps -r requirements-bench.txt
 	@touch $@
 
 venv: $(VENV)/.installed
