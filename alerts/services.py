@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models import IntegerField, Q
 from django.db.models.fields.json import KT
@@ -30,6 +29,7 @@ from alerts.realtime import broadcast_alerts
 from alerts.selectors import alert_scope
 from churnshield.exceptions import ConflictError, NotFoundError
 from customers.models import Customer
+from customers.selectors import risk_thresholds
 
 log = logging.getLogger(__name__)
 
@@ -243,13 +243,10 @@ def alerts_resolve_cleared(*, customer_ids: list[int] | None = None, now: dt.dat
       `medium` once it is below the medium threshold;
     - a health drop resolves once the health score is back at its level before the drop.
     """
+    medium, high = risk_thresholds()
     cleared = (
-        Q(source=Alert.Source.RISK_RISE, context__level="high", customer__churn_risk__lt=settings.RISK_HIGH_THRESHOLD)
-        | Q(
-            source=Alert.Source.RISK_RISE,
-            context__level="medium",
-            customer__churn_risk__lt=settings.RISK_MEDIUM_THRESHOLD,
-        )
+        Q(source=Alert.Source.RISK_RISE, context__level="high", customer__churn_risk__lt=high)
+        | Q(source=Alert.Source.RISK_RISE, context__level="medium", customer__churn_risk__lt=medium)
         | Q(
             source=Alert.Source.HEALTH_DROP,
             customer__health_score__gte=Cast(KT("context__health_before"), IntegerField()),

@@ -7,7 +7,6 @@ and are read-only here.
 
 from typing import Any
 
-from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.db.models import Count, IntegerField, OuterRef, Q, QuerySet, Subquery, Value
@@ -26,7 +25,7 @@ from churnshield.admin_scoping import (
 )
 from churnshield.auth.roles import Role
 from customers.models import BillingEvent, Customer, NpsResponse, SupportTicket, UserSession
-from customers.selectors import risk_level
+from customers.selectors import risk_level, risk_thresholds
 from interventions.admin import InterventionInline, prepare_intervention
 from interventions.models import Intervention
 from playbooks.models import PlaybookExecution
@@ -54,7 +53,7 @@ class RiskLevelFilter(admin.SimpleListFilter):
         return [("high", "High"), ("medium", "Medium"), ("low", "Low")]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Customer]) -> QuerySet[Customer]:
-        high, medium = settings.RISK_HIGH_THRESHOLD, settings.RISK_MEDIUM_THRESHOLD
+        medium, high = risk_thresholds()
         bands = {
             "high": Q(churn_risk__gte=high),
             "medium": Q(churn_risk__gte=medium, churn_risk__lt=high),

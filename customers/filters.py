@@ -3,10 +3,10 @@
 from collections.abc import Mapping
 
 import django_filters
-from django.conf import settings
 from django.db.models import Q, QuerySet
 
 from customers.models import Customer, RiskLevel
+from customers.selectors import risk_thresholds
 
 
 class CustomerFilter(django_filters.FilterSet):
@@ -47,7 +47,7 @@ class CustomerFilter(django_filters.FilterSet):
         return queryset.filter(Q(name__icontains=value) | Q(email__icontains=value) | Q(company__icontains=value))
 
     def filter_risk_level(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
-        high, medium = settings.RISK_HIGH_THRESHOLD, settings.RISK_MEDIUM_THRESHOLD
+        medium, high = risk_thresholds()
         if value == "high":
             return queryset.filter(churn_risk__gte=high)
         if value == "medium":

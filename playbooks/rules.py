@@ -12,6 +12,7 @@ from django.db.models import OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from customers.models import BillingEvent, Customer
+from customers.selectors import risk_thresholds
 from playbooks.models import PlaybookExecution, TriggerRule
 from predictions.models import ChurnPrediction
 
@@ -20,7 +21,6 @@ RECENT = dt.timedelta(days=1)  # what "appears"/"enters" means for the daily bat
 
 def segment_filter(customers: QuerySet[Customer], segment: dict) -> QuerySet[Customer]:
     """`{plan: [...], mrrGte, mrrLte, riskLevel: [...], ownerIds: [...], healthLte}` (all optional)."""
-    from django.conf import settings
 
     if segment.get("plan"):
         customers = customers.filter(plan__in=segment["plan"])
@@ -33,7 +33,7 @@ def segment_filter(customers: QuerySet[Customer], segment: dict) -> QuerySet[Cus
     if segment.get("ownerIds"):
         customers = customers.filter(owner_id__in=segment["ownerIds"])
     if segment.get("riskLevel"):
-        high, medium = settings.RISK_HIGH_THRESHOLD, settings.RISK_MEDIUM_THRESHOLD
+        medium, high = risk_thresholds()
         bands = {
             "high": Q(churn_risk__gte=high),
             "medium": Q(churn_risk__gte=medium, churn_risk__lt=high),

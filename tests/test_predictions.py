@@ -83,7 +83,8 @@ def test_batch_writes_risk_back_and_alerts_on_rises(trained):
     low.update(churn_risk=0)  # every customer now "was" low: any medium/high result is a rise
     before = Alert.objects.filter(source="risk_rise").count()
     run = score_customers(run_key="test-rise")
-    rises = Customer.objects.filter(is_active=True, churn_risk__gte=0.5).count()
+    medium = trained.params["risk_thresholds"]["medium"]  # the model's band, relative to the base rate
+    rises = Customer.objects.filter(is_active=True, churn_risk__gte=medium).count()
     assert run.risk_rises == rises
     assert Alert.objects.filter(source="risk_rise").count() - before == rises
     sample = ChurnPrediction.objects.filter(run=run).first()
@@ -493,3 +494,24 @@ def test_recording_an_intervention_does_not_raise_the_predicted_risk(trained):
         )
     assert score_one(customer_id=customer.pk, now=now).churn_probability == before
     assert not [name for name in trained.feature_names if "intervention" in name]
+
+
+def test_risk_levels_follow_the_champions_bands_everywhere(trained, api_for, manager):
+    """A trained champion's levels are relative to its book's churn rate (stored with the
+    version); the rules baseline keeps the fixed settings. Predictions, the customer list and
+    its filter agree."""
+    from django.conf import settings
+
+    from customers.selectors import risk_level, risk_thresholds
+
+    bands = trained.params["risk_thresholds"]
+    medium, high = bands["medium"], bands["high"]
+    assert risk_thresholds() == (medium, high) and high < settings.RISK_HIGH_THRESHOLD
+    run = score_customers(run_key="bands")
+    rows = list(ChurnPrediction.objects.filter(run=run).values_list("customer_id", "churn_probability", "risk_level"))
+    assert [level for _, _, level in rows] == [risk_level(float(p), (medium, high)) for _, p, _ in rows]
+    high_ids = {pk for pk, _, level in rows if level == "high"}
+    assert len(high_ids) >= 0.09 * len(rows)
+    listed = api_for(manager).get("/api/customers", {"riskLevel": "high", "per_page": 1000}).json()
+    active = set(Customer.objects.filter(is_active=True).values_list("pk", flat=True))  # churned keep old scores
+    assert {c["id"] for c in listed} & active == high_ids and {c["riskLevel"] for c in listed} == {"high"}

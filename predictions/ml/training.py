@@ -496,6 +496,22 @@ def choose(block_aucs: dict[str, list[float]], margin: float = 0.005) -> tuple[s
     return chosen, detail
 
 
+DEFAULT_BANDS = {"top_share": 0.10, "high_multiple": 3.0, "medium_multiple": 1.5}
+
+
+def risk_bands(p, y, rule: Mapping[str, float] | None = None) -> dict:
+    """Risk levels relative to the book's churn rate, from calibrated probabilities `p` of a
+    population whose outcomes are `y`: high = the top `top_share` of risk or at least
+    `high_multiple` x the base rate, medium at least `medium_multiple` x the base rate. Fixed
+    bands (0.5 / 0.8) mean nothing on a 6 % book: they would put almost no churner above low."""
+    rule = DEFAULT_BANDS | dict(rule or {})
+    base = float(np.mean(y))
+    top = float(np.quantile(np.asarray(p, dtype=float), 1 - rule["top_share"]))
+    high = min(top, rule["high_multiple"] * base)
+    medium = min(rule["medium_multiple"] * base, high)
+    return {"medium": round(medium, 4), "high": round(high, 4), "base_rate": round(base, 4), "rule": rule}
+
+
 def _block_metrics(y, p) -> dict:
     m = M.evaluate(y, p)
     return {k: m[k] for k in ("roc_auc", "pr_auc", "log_loss", "brier", "lift_at_10pct", "ece", "n_samples")} | {
@@ -527,6 +543,7 @@ def train(
     min_positives: int = 50,
     save_rate: float = M.DEFAULT_SAVE_RATE,
     contact_cost: float = M.DEFAULT_CONTACT_COST,
+    bands: Mapping[str, float] | None = None,
 ) -> TrainedModel:
     """Train, validate and calibrate a churn model on data up to `as_of` (see module docstring).
 
@@ -536,7 +553,10 @@ def train(
     p = DEFAULT_PARAMS | (params or {})
     spec = learn_spec(tables, as_of)
     if spec.snapshot:
-        return _train_snapshot(tables, as_of, spec, p, folds, seed, min_positives, save_rate, contact_cost)
+        model = _train_snapshot(tables, as_of, spec, p, folds, seed, min_positives, save_rate, contact_cost)
+        evaluation = model.params.pop("_evaluation")
+        model.params["risk_thresholds"] = risk_bands(evaluation[model.algorithm], evaluation["y"], bands)
+        return model
     cutoffs = rolling_cutoffs(as_of, horizon_days, n_cutoffs, step_days)
     X, y, meta = build_training_set(tables, cutoffs, horizon_days, as_of=as_of, spec=spec)
     used = sorted(meta["cutoff"].unique())
@@ -611,6 +631,8 @@ def train(
         **{name: np.concatenate(pooled[name]) for name in (*CANDIDATES, "rules")},
     }
     _card(model, blocks, algorithm, window, evaluation, X_fit, y_fit, X[stop], save_rate, contact_cost)
+    # Bands from the shipped model on its latest labelled cutoff (its calibration block).
+    model.params["risk_thresholds"] = risk_bands(model.predict_proba(X[stop]), y[stop], bands)
     return model
 
 
@@ -747,6 +769,7 @@ def _train_snapshot(
     model.params["selection"] = {"blocks": folds, "roc_auc_by_block": aucs, **selection}
     evaluation = {"y": y.to_numpy(), "mrr": X["mrr"].to_numpy(), "segment": plan, **calibrated}
     _card(model, blocks, algorithm, window, evaluation, X, y, X, save_rate, contact_cost)
+    model.params["_evaluation"] = evaluation
     return model
 
 

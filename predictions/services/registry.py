@@ -5,6 +5,7 @@ import threading
 
 import numpy as np
 import pandas as pd
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -12,7 +13,7 @@ from predictions.data import load_tables
 from predictions.ml import rules
 from predictions.ml.training import NotEnoughLabels, TrainedModel, same_rows_auc, train
 from predictions.models import ModelVersion
-from predictions.selectors import champion, default_as_of
+from predictions.selectors import champion, champion_risk_bands, default_as_of
 
 RULES_VERSION = "rules-baseline-1"
 _loaded: dict[str, TrainedModel] = {}
@@ -53,6 +54,7 @@ def model_promote(candidate: ModelVersion, reason: str) -> None:
     ModelVersion.objects.filter(status=ModelVersion.Status.CHAMPION).update(status=ModelVersion.Status.RETIRED)
     candidate.status, candidate.status_reason = ModelVersion.Status.CHAMPION, reason
     candidate.save(update_fields=["status", "status_reason"])
+    champion_risk_bands.forget()
 
 
 @transaction.atomic
@@ -68,7 +70,12 @@ def model_train(*, as_of: dt.datetime | None = None, seed: int = 0, min_positive
     as_of = as_of or default_as_of(timezone.now())[0]
     tables = load_tables()
     try:
-        trained = train(tables, pd.Timestamp(as_of), seed=seed, min_positives=min_positives)
+        bands = {
+            "top_share": settings.RISK_HIGH_TOP_SHARE,
+            "high_multiple": settings.RISK_HIGH_BASE_MULTIPLE,
+            "medium_multiple": settings.RISK_MEDIUM_BASE_MULTIPLE,
+        }
+        trained = train(tables, pd.Timestamp(as_of), seed=seed, min_positives=min_positives, bands=bands)
     except NotEnoughLabels as exc:
         version = rules_version()
         if champion() is None:

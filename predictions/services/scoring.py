@@ -36,7 +36,7 @@ from predictions.ml.features import FeatureSpec, build_features, usage_features
 from predictions.ml.tables import Tables
 from predictions.ml.training import TrainedModel, psi
 from predictions.models import ChurnPrediction, HealthWeights, ModelVersion, PredictionRun
-from predictions.selectors import champion, health_weights
+from predictions.selectors import champion, health_weights, version_risk_bands
 from predictions.services.portfolio import churn_causes_refresh, portfolio_snapshot_take
 from predictions.services.registry import loaded_model, probabilities, rules_version
 
@@ -183,7 +183,8 @@ def _write_back(
     scores = rounded.pop("health_score").tolist()
     components = rounded.to_dict("records")
     predictions, customers, alerts = [], [], []
-    thresholds = risk_thresholds()
+    # The bands of the model that scored (relative to its book's churn rate), else the settings'.
+    thresholds = version_risk_bands(version) or risk_thresholds()
     for position, (customer_id, probability, score) in enumerate(zip(ids, probabilities, scores, strict=True)):
         risk = Decimal(f"{probability:.4f}")
         level = risk_level(probability, thresholds)

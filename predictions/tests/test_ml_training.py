@@ -14,6 +14,7 @@ from predictions.ml.training import (
     choose,
     fit_logistic,
     psi,
+    risk_bands,
     rolling_cutoffs,
     signed_log1p,
     train,
@@ -205,3 +206,34 @@ def test_a_loaded_model_predicts_on_one_thread_and_lends_the_batch_every_core(bo
     with restored.threads():
         assert nthread(restored.booster) == "0"
     assert nthread(restored.booster) == "1"
+
+
+def test_risk_bands_are_relative_to_the_base_rate():
+    rng = np.random.default_rng(0)
+    p = rng.beta(1, 15, 10_000)  # a 6 % book: calibrated risks almost all far below 0.5
+    y = (rng.random(10_000) < p).astype(int)
+    bands = risk_bands(p, y)
+    base = y.mean()
+    assert bands["base_rate"] == round(base, 4)
+    assert bands["high"] == round(min(np.quantile(p, 0.9), 3 * base), 4)
+    assert bands["medium"] == round(1.5 * base, 4)
+    # A churn rate near one half: 3x is out of reach, the top decile is high; medium stays below it.
+    high_book = risk_bands(np.linspace(0, 1, 101), np.r_[np.zeros(50), np.ones(51)])
+    assert high_book["high"] == 0.9 and high_book["medium"] == round(1.5 * 51 / 101, 4)
+
+
+def test_a_trained_model_puts_churners_above_low_on_a_low_base_rate_book(model, book):
+    """Fixed 0.5 / 0.8 bands on calibrated probabilities of a book that churns ~10 % a quarter
+    put almost no churner above "low"; bands relative to the base rate flag most of them."""
+    bands = model.params["risk_thresholds"]
+    cutoff = pd.Timestamp(model.training_window["calibration_cutoff"])
+    X, y, _ = build_training_set(book, [cutoff], 90, as_of=AS_OF, spec=model.spec)
+    p, churners = model.predict_proba(X), y.to_numpy() == 1
+    flagged = p >= bands["medium"]
+    print(
+        f"\nbands {bands}: churners above low {flagged[churners].mean():.2f}, at 0.5 {(p >= 0.5)[churners].mean():.2f}"
+    )
+    assert bands["base_rate"] < 0.2 and bands["medium"] < bands["high"] < 0.5
+    assert (p >= bands["high"]).mean() >= 0.099  # the top decile (thresholds are rounded to 4 decimals)
+    assert flagged[churners].mean() >= 0.4 > 2 * (p >= 0.5)[churners].mean()
+    assert flagged[churners].mean() > 2 * flagged[~churners].mean()
