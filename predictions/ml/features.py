@@ -3,10 +3,11 @@
 Rules every feature follows
 ---------------------------
 * Point in time: only facts whose timestamp is ≤ `as_of` are read (sessions by `started_at`,
-  tickets by `opened_at`/`solved_at`, NPS by `responded_at`, billing by `occurred_at`,
-  interventions by `created_at`/`completed_at`). A window "last 30 days" is (as_of − 30 d, as_of].
-* Population: customers that signed up by `as_of` and had not churned before it
-  (`churned_at` is NaT or > as_of). Whether and when a customer churns later never changes a row.
+  tickets by `opened_at`/`solved_at`, NPS by `responded_at`, billing by `occurred_at`, session
+  actions by their session's start). A window "last 30 days" is (as_of − 30 d, as_of].
+* Population: customers that signed up by `as_of` and had not churned by it (`churned_at` NaT or
+  > as_of, and not marked inactive without a date). Whether and when a customer churns later
+  never changes a row.
 * Vectorised: every feature is a `np.bincount`/`groupby` over whole frames; no loop per customer.
 * No NaN: empty histories get documented neutral values (listed below) and, where "no data"
   itself carries information, a `*_missing` / `never_active` indicator.
@@ -24,17 +25,18 @@ Neutral fill values
   value, so for a past cutoff it can reflect a later plan change of a customer whose billing
   history has no `mrr_after` before the cutoff (send the plan changes as billing rows to avoid it);
 * `mrr_change_90d_pct`: relative change of that MRR since as_of − 90 d (0 when unknown);
-* `plan_<name>`: one-hot of `customers.plan` (a static attribute, the same caveat as `mrr`). The
-  columns are taken from all customers in `tables`, so every cutoff yields the same columns.
+* `plan_<name>`: one-hot of `customers.plan` (a static attribute, the same caveat as `mrr`), the
+  levels learnt at training (`FeatureSpec`, names sanitised), rarer ones as `plan_other`;
+* `act_<type>__30d|__90d|__per_month|__days_since`: the session action types learnt at training.
 
-`feature_usage` is deliberately NOT a model feature
----------------------------------------------------
-`customers.feature_usage` is a snapshot of today's counters, not a time series. Training rows are
-built at past cutoffs, where today's counters would leak the future (a churned customer's counters
-stop at churn). A model must have the same columns at training and scoring time, so the usage
-counters are excluded from the model entirely. `usage_features(tables)` exposes them (as
-`usage_<key>` columns) for the transparent health score in `predictions.ml.rules`, which is only
-computed for "now". Should a time-stamped usage source appear, add it here as windowed features.
+Snapshot columns (`feature_usage`, `nps_score`, `support_tickets`, `last_login`)
+--------------------------------------------------------------------------------
+They are today's values, not time series: at a past cutoff they would leak the future (a churned
+customer's counters stop at churn). A book with event history never reads them as model inputs
+(`usage_features` gives the `fu_<key>` counters to the health score only). A snapshot book — fewer
+than half the customers with any dated event — has nothing else: `FeatureSpec.snapshot` makes
+them the features (recency from `last_login`, NPS from `nps_score`, open tickets from
+`support_tickets`, numeric usage keys as `fu_<key>`, text keys as `cat_<key>__<level>`).
 """
 
 from __future__ import annotations

@@ -1,35 +1,19 @@
-"""Training: rolling point-in-time cutoffs, a time-based honest split, XGBoost + calibration.
+"""Training: as of a date, validated so that it cannot fool itself, calibrated (ADR 0006).
 
-Labels
-------
-A row is (customer, cutoff); its label is 1 when the customer churned in (cutoff, cutoff +
-horizon]. A cutoff is usable only when cutoff + horizon ≤ as_of (the label must be observable).
+History books (event facts for most customers): rows are (customer, cutoff), labelled 1 when the
+customer churned in (cutoff, cutoff + horizon]; only cutoffs whose horizon ends by `as_of` are
+used. Rolling origin: each of the `n_blocks` latest labelled cutoffs is a block, predicted by
+models fitted on the cutoffs whose label window ended before it (purged), early-stopped and
+calibrated on the latest of those. The shipped model is fitted on every cutoff whose window ends
+by the latest labelled cutoff and calibrated on that one.
 
-Split (never random; by cutoff date)
-------------------------------------
-`train(tables, as_of)` uses `n_cutoffs` cutoffs, `step_days` apart, the latest at
-as_of − horizon. Of these:
+Snapshot books (no event history, `features.FeatureSpec.snapshot`): one row per customer, as of
+its churn for churners; stratified K-fold cross-validation, out-of-fold calibration.
 
-* the latest cutoff is the **report** block: only the recorded metrics are computed on it;
-* the latest-but-one is the **calibration** block: XGBoost early stopping and the probability
-  calibrator (and the baseline's calibrator) are fit on it;
-* the others are the **fit** block, *purged*: a fit cutoff is kept only if its label window ends
-  on or before the calibration cutoff (cutoff + horizon ≤ calibration cutoff), so no outcome
-  seen in training happens after the held-out blocks start. With the defaults (8 cutoffs,
-  30-day step, 90-day horizon) this keeps 4 fit cutoffs and drops 2 as a gap.
-
-Nothing is tuned on the report block, so its metrics are an honest estimate for a model
-trained some months ago and applied now. The shipped model is exactly the evaluated one.
-
-Baseline: a standardised logistic regression on the same fit block, calibrated the same way.
-
-Model choice: both are scored on the calibration block (ROC AUC of the raw scores, which
-calibration cannot change); the shipped model is the XGBoost one unless the logistic regression
-ranks that block better. On small books (a few hundred customers, a dozen churners per block)
-the boosted trees overfit and the linear model wins; on large ones XGBoost usually does. The
-choice is recorded in `params["algorithm"]` and the metrics are always the shipped model's.
-
-Determinism: XGBoost with a fixed `seed` and `nthread` (default 1) gives identical models.
+Either way the logistic regression (log1p counts), XGBoost and the rules are scored on the same
+blocks; `choose` keeps the simpler unless the other wins by more than its spread; the card holds
+per-block and pooled metrics (bootstrap interval) and the protocol; `risk_bands` sets the risk
+levels relative to the base rate. Determinism: fixed seeds, one XGBoost thread.
 """
 
 from __future__ import annotations
