@@ -15,10 +15,11 @@ PYTHON ?= $(shell for c in python3.13 python3.12 python3 \
 .PHONY: run test lint bench bench-batch bench-realtime bench-playbooks bench-ws bench-webhooks bench-monitoring bench-import bench-import-api venv clean
 
 # deploy/install.sh is also the Dockerfile's install step: CI tests what the image installs.
-$(VENV)/.installed: requirements.txt requirements-dev.txt deploy/install.sh
+$(VENV)/.installed: requirements.txt requirements-dev.txt deploy/install.sh requirements-bench.txt
 	@test -n "$(PYTHON)" || { echo "No Python >= 3.12 found (tried python3.13, python3.12, python3, pyenv)."; exit 1; }
 	@echo "Using $(PYTHON) ($$($(PYTHON) --version))"
 	PYTHON=$(PYTHON) deploy/install.sh $(VENV) requirements-dev.txt
+	$(PY) -m pip install --quiet --no-deps -r requirements-bench.txt
 	@touch $@
 
 venv: $(VENV)/.installed

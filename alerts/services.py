@@ -20,7 +20,6 @@ from contextlib import contextmanager
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models import IntegerField, Q
 from django.db.models.fields.json import KT
@@ -34,6 +33,7 @@ from alerts.selectors import alert_scope
 from churnshield.enqueue import enqueue
 from churnshield.exceptions import ConflictError, NotFoundError
 from customers.models import Customer
+from customers.selectors import risk_thresholds
 
 log = logging.getLogger(__name__)
 
@@ -279,13 +279,10 @@ def alerts_resolve_cleared(*, customer_ids: list[int] | None = None, now: dt.dat
       `medium` once it is below the medium threshold;
     - a health drop resolves once the health score is back at its level before the drop.
     """
+    medium, high = risk_thresholds()
     cleared = (
-        Q(source=Alert.Source.RISK_RISE, context__level="high", customer__churn_risk__lt=settings.RISK_HIGH_THRESHOLD)
-        | Q(
-            source=Alert.Source.RISK_RISE,
-            context__level="medium",
-            customer__churn_risk__lt=settings.RISK_MEDIUM_THRESHOLD,
-        )
+        Q(source=Alert.Source.RISK_RISE, context__level="high", customer__churn_risk__lt=high)
+        | Q(source=Alert.Source.RISK_RISE, context__level="medium", customer__churn_risk__lt=medium)
         | Q(
             source=Alert.Source.HEALTH_DROP,
             customer__health_score__gte=Cast(KT("context__health_before"), IntegerField()),

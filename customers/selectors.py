@@ -1,6 +1,6 @@
 """Reads about customers. Every read is scoped to what the user may see (their portfolio)."""
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -72,10 +72,20 @@ def customer_get(*, user: Any, customer_id: Any) -> Customer:
     return customer
 
 
+_risk_bands: Callable[[], tuple[float, float] | None] | None = None
+
+
+def register_risk_thresholds(provider: Callable[[], tuple[float, float] | None]) -> None:
+    """The app that scores customers tells which (medium, high) bands its scores mean (None:
+    the settings'); customers does not depend on it."""
+    global _risk_bands
+    _risk_bands = provider
+
+
 def risk_band_q(level: str) -> Q:
     """Customers in a risk band. Bands are for customers still with us: a churned customer keeps
     its last prediction before churn, but is at risk of nothing (the dashboard counts the same)."""
-    high, medium = settings.RISK_HIGH_THRESHOLD, settings.RISK_MEDIUM_THRESHOLD
+    medium, high = risk_thresholds()
     bands = {
         "high": Q(churn_risk__gte=high),
         "medium": Q(churn_risk__gte=medium, churn_risk__lt=high),
@@ -85,9 +95,11 @@ def risk_band_q(level: str) -> Q:
 
 
 def risk_thresholds() -> tuple[float, float]:
-    """(medium, high) from the settings. A loop over many rows reads them once and passes them
-    to `risk_level`: each read of `settings` costs a lazy-object lookup (0.4 s a 100k batch)."""
-    return settings.RISK_MEDIUM_THRESHOLD, settings.RISK_HIGH_THRESHOLD
+    """(medium, high): the bands of the model that wrote the scores (relative to its book's churn
+    rate), else RISK_MEDIUM_THRESHOLD / RISK_HIGH_THRESHOLD. A loop over many rows reads them once
+    and passes them to `risk_level`."""
+    bands = _risk_bands() if _risk_bands is not None else None
+    return bands if bands is not None else (settings.RISK_MEDIUM_THRESHOLD, settings.RISK_HIGH_THRESHOLD)
 
 
 def risk_level(probability: float, thresholds: tuple[float, float] | None = None) -> str:

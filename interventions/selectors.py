@@ -8,7 +8,7 @@ from django.conf import settings
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Sum
 
 from churnshield.auth.roles import sees_all_customers
-from customers.selectors import customer_get, customer_scope, risk_level
+from customers.selectors import customer_get, customer_scope, risk_level, risk_thresholds
 from customers.timeline import events_after
 from interventions.models import Intervention
 from predictions.selectors import latest_prediction_json
@@ -111,7 +111,7 @@ def intervention_analytics(*, user: Any) -> dict:
     success_rate = round(_pct(successful, completed_count))
     roi = round(_pct(saved - costs, costs)) if costs else 0
 
-    customers = customer_scope(user=user).filter(is_active=True, churn_risk__gte=settings.RISK_HIGH_THRESHOLD)
+    customers = customer_scope(user=user).filter(is_active=True, churn_risk__gte=risk_thresholds()[1])
     open_work = Intervention.objects.filter(customer=OuterRef("pk"), status__in=Intervention.OPEN_STATUSES)
     high_risk = customers.aggregate(total=Count("id"), covered=Count("id", filter=Exists(open_work)))
     coverage = round(_pct(high_risk["covered"], high_risk["total"]))
@@ -208,7 +208,7 @@ def recommend_intervention(*, user: Any, customer_id: int) -> dict:
     decided = Intervention.objects.filter(status=Intervention.Status.COMPLETED, outcome__isnull=False)
     overall = decided.aggregate(n=Count("id"), won=Count("id", filter=Q(outcome=Intervention.Outcome.SUCCEEDED)))
     base_rate = overall["won"] / overall["n"] if overall["n"] else 0.5
-    high, medium = settings.RISK_HIGH_THRESHOLD, settings.RISK_MEDIUM_THRESHOLD
+    medium, high = risk_thresholds()
     band = {
         "high": Q(customer__churn_risk__gte=high),
         "medium": Q(customer__churn_risk__gte=medium, customer__churn_risk__lt=high),

@@ -17,6 +17,7 @@ from django.db.models import OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from customers.models import BillingEvent, Customer
+from customers.selectors import risk_thresholds
 from playbooks.models import PlaybookExecution, TriggerRule
 from predictions.models import ChurnPrediction
 
@@ -39,7 +40,6 @@ def is_approved(rule: TriggerRule) -> bool:
 def segment_filter(customers: QuerySet[Customer], segment: dict) -> QuerySet[Customer]:
     """`{plan: [...], mrrGte, mrrLte, riskLevel: [...], ownerIds: [...], healthLte, signupWithinDays}`
     (all optional)."""
-    from django.conf import settings
 
     if segment.get("signupWithinDays") is not None:
         since = timezone.now() - dt.timedelta(days=int(segment["signupWithinDays"]))
@@ -55,7 +55,7 @@ def segment_filter(customers: QuerySet[Customer], segment: dict) -> QuerySet[Cus
     if segment.get("ownerIds"):
         customers = customers.filter(owner_id__in=segment["ownerIds"])
     if segment.get("riskLevel"):
-        high, medium = settings.RISK_HIGH_THRESHOLD, settings.RISK_MEDIUM_THRESHOLD
+        medium, high = risk_thresholds()
         bands = {
             "high": Q(churn_risk__gte=high),
             "medium": Q(churn_risk__gte=medium, churn_risk__lt=high),

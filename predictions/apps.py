@@ -5,8 +5,10 @@ class PredictionsConfig(AppConfig):
     name = "predictions"
 
     def ready(self) -> None:
+        from customers.selectors import register_risk_thresholds
         from customers.timeline import register_detail_section, register_timeline_source
-        from predictions.selectors import latest_prediction_json, prediction_events
+        from predictions.selectors import champion_risk_bands, latest_prediction_json, prediction_events
 
+        register_risk_thresholds(champion_risk_bands)
         register_timeline_source(prediction_events)
         register_detail_section("latestPrediction", latest_prediction_json)

@@ -19,24 +19,32 @@ import numpy as np
 import orjson
 import pandas as pd
 from django.db import connection
-from django.db.models import F, Func, IntegerField, Max, QuerySet
+from django.db.models import Count, F, Func, IntegerField, Max, QuerySet
 
 from customers.models import BillingEvent, Customer, NpsResponse, SupportTicket, UserSession
 from interventions.models import Intervention
-from predictions.ml.features import CustomerFacts, times_ns
 from predictions.ml.tables import Tables
+from predictions.models import ChurnPrediction
 
 
 class JSONArrayLength(Func):
-    """Length of a JSON array column, computed by the database."""
+    """Length of a JSON array column, computed by the database; 0 for anything that is not an
+    array (one malformed row must not stop a whole book's read)."""
 
     output_field = IntegerField()
 
     def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
-        return self.as_sql(compiler, connection, function="jsonb_array_length", **extra)
+        template = (
+            "CASE WHEN jsonb_typeof(%(expressions)s) = 'array' THEN jsonb_array_length(%(expressions)s) ELSE 0 END"
+        )
+        return self.as_sql(compiler, connection, template=template, **extra)
 
     def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> Any:
-        return self.as_sql(compiler, connection, function="json_array_length", **extra)
+        template = (
+            "CASE WHEN json_valid(%(expressions)s) AND json_type(%(expressions)s) = 'array'"
+            " THEN json_array_length(%(expressions)s) ELSE 0 END"
+        )
+        return self.as_sql(compiler, connection, template=template, **extra)
 
 
 def _copy_frame(rows: QuerySet, columns: list[str], times: Iterable[str]) -> pd.DataFrame:
@@ -86,7 +94,7 @@ SMALL_LOAD = 50  # customers; up to this many, rows travel through the ORM inste
 # one view. A COPY hands every row over as a message of its own, each a step of Python in
 # psycopg: 3.2M rows took 5.0 s that way; packed in two parts read side by side, 1.0 s (ADR 0015).
 _SESSION_RECORD = np.dtype([("customer_id", ">i4"), ("started", ">i8"), ("pages", ">i4"), ("actions", ">i4")])
-_EARLIER_RECORD = np.dtype([("customer_id", ">i4"), ("started", ">i8")])
+_EARLIER_RECORD = np.dtype([("customer_id", ">i4"), ("started", ">i8"), ("n", ">i8")])
 _PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01 in microseconds since 1970-01-01
 _COPY_HEADER, _COPY_TRAILER = 19, 2  # signature + flags + extension length; the -1 field count
 # The scoring load reads its tables side by side, each on a connection (and backend) of its own,
@@ -96,16 +104,17 @@ LOAD_THREADS = LOAD_PARTS + 2  # measured best on 2 cores (3.4 s against 6.7 s r
 
 _WINDOW_SESSIONS = (
     "SELECT string_agg(int4send(customer_id) || timestamptz_send(started_at) || int4send(pages_viewed)"
-    " || int4send(jsonb_array_length(actions)), ''::bytea) FROM user_sessions"
+    " || int4send(CASE WHEN jsonb_typeof(actions) = 'array' THEN jsonb_array_length(actions) ELSE 0 END),"
+    " ''::bytea) FROM user_sessions"
     " WHERE started_at >= %(start)s AND started_at <= %(as_of)s AND ctid >= %(low)s::tid"
     " AND (%(high)s::tid IS NULL OR ctid < %(high)s::tid)"
     " AND (%(ids)s::int[] IS NULL OR customer_id = ANY(%(ids)s::int[]))"
 )
-# Each customer's latest start before the window: one index probe per customer, not a scan of
-# the older history.
+# Each customer's latest start before the window and how many sessions came before it (the
+# lifetime rate): an index-only read per customer.
 _EARLIER_SESSIONS = (
-    "SELECT string_agg(int4send(c.id) || timestamptz_send(e.last), ''::bytea) FROM customers c"
-    " CROSS JOIN LATERAL (SELECT MAX(s.started_at) AS last FROM user_sessions s"
+    "SELECT string_agg(int4send(c.id) || timestamptz_send(e.last) || int8send(e.n), ''::bytea) FROM customers c"
+    " CROSS JOIN LATERAL (SELECT MAX(s.started_at) AS last, count(*) AS n FROM user_sessions s"
     "  WHERE s.customer_id = c.id AND s.started_at < %(start)s) e"
     " WHERE e.last IS NOT NULL AND (%(ids)s::int[] IS NULL OR c.id = ANY(%(ids)s::int[]))"
 )
@@ -186,6 +195,7 @@ def _sessions_from_parts(window_parts: list[np.ndarray], earlier: np.ndarray) ->
             "started_at": pd.DatetimeIndex(((started + _PG_EPOCH_US) * 1000).view("datetime64[ns]")).tz_localize("UTC"),
             "pages_viewed": np.concatenate([window["pages"].astype(np.int64), no_activity]),
             "n_actions": np.concatenate([window["actions"].astype(np.int64), no_activity]),
+            "weight": np.concatenate([np.ones(len(window)), earlier["n"].astype(float)]),
         }
     )
     frame.insert(2, "ended_at", pd.Series(pd.NaT, index=frame.index, dtype="datetime64[ns, UTC]"))
@@ -232,13 +242,97 @@ def _usage(value: Any) -> Any:
         return json.loads(value)
 
 
-def load_tables(*, customer_ids: Iterable[int] | None = None, as_of: dt.datetime | None = None) -> Tables:
+# Session actions, one row per element of a session's `actions` list: a text element is its own
+# type; an object names it in "type" (or "name", "action", "event": the order the old-session
+# compaction in monitoring reads them) and may carry a numeric "count".
+# Sessions whose `actions` is not an array, and elements naming no type, count nothing.
+_ACTIONS_POSTGRES = """
+SELECT s.customer_id, s.started_at AS at, a.type, sum(a.count) AS count FROM user_sessions s
+CROSS JOIN LATERAL (
+  SELECT coalesce(e->>'type', e->>'name', e->>'action', e->>'event',
+      CASE WHEN jsonb_typeof(e) = 'string' THEN e #>> '{{}}' END) AS type,
+    CASE WHEN jsonb_typeof(e->'count') = 'number' THEN (e->>'count')::float8 ELSE 1 END AS count
+  FROM jsonb_array_elements(CASE WHEN jsonb_typeof(s.actions) = 'array' THEN s.actions ELSE '[]'::jsonb END) e
+) a
+WHERE a.type IS NOT NULL AND {where}
+GROUP BY s.customer_id, s.started_at, s.id, a.type
+"""
+_ACTIONS_SQLITE = """
+SELECT s.customer_id, s.started_at AS at, a.type, sum(a.count) AS count FROM user_sessions s
+JOIN (
+  SELECT s2.id AS session_id,
+    CASE e.type WHEN 'text' THEN e.value WHEN 'object' THEN coalesce(json_extract(e.value, '$.type'),
+      json_extract(e.value, '$.name'), json_extract(e.value, '$.action'), json_extract(e.value, '$.event')) END AS type,
+    CASE WHEN e.type = 'object' AND json_type(e.value, '$.count') IN ('integer', 'real')
+      THEN json_extract(e.value, '$.count') ELSE 1 END AS count
+  FROM user_sessions s2, json_each(CASE WHEN json_valid(s2.actions) AND json_type(s2.actions) = 'array'
+    THEN s2.actions ELSE '[]' END) e
+) a ON a.session_id = s.id
+WHERE a.type IS NOT NULL AND {where}
+GROUP BY s.customer_id, s.started_at, s.id, a.type
+"""
+
+
+def _actions(customer_ids: list[int] | None, as_of: dt.datetime | None) -> pd.DataFrame:
+    """The `Tables.actions` frame. With `as_of` (scoring): the actions of the sessions in the
+    feature window one by one, and the older ones summed per type (dated by their latest)."""
+    sql = _ACTIONS_POSTGRES if connection.vendor == "postgresql" else _ACTIONS_SQLITE
+    where, params = ["1 = 1"], []
+    if customer_ids is not None:
+        where.append(f"s.customer_id IN ({', '.join(['%s'] * len(customer_ids))})")
+        params += customer_ids
+    statements = []
+    if as_of is None:
+        statements.append((sql.format(where=" AND ".join(where)), params))
+    else:
+        start = as_of - dt.timedelta(days=SESSION_WINDOW_DAYS)
+        recent = sql.format(where=" AND ".join([*where, "s.started_at >= %s", "s.started_at <= %s"]))
+        older = sql.format(where=" AND ".join([*where, "s.started_at < %s"]))
+        older = f"SELECT customer_id, max(at), type, sum(count) FROM ({older}) o GROUP BY customer_id, type"  # noqa: S608
+        statements += [(recent, [*params, start, as_of]), (older, [*params, start])]
+    rows = []
+    with connection.cursor() as cursor:
+        for statement, values in statements:
+            cursor.execute(statement, values)
+            rows += cursor.fetchall()
+    frame = pd.DataFrame.from_records(rows, columns=["customer_id", "at", "type", "count"])
+    frame["customer_id"] = frame["customer_id"].astype("int64")
+    frame["at"] = pd.to_datetime(frame["at"], utc=True, format="ISO8601").astype("datetime64[ns, UTC]")
+    frame["type"] = frame["type"].astype(str)
+    frame["count"] = pd.to_numeric(frame["count"], errors="coerce").fillna(1.0).astype(float)
+    return frame
+
+
+def book_has_events() -> bool:
+    """Whether any customer has a dated event (a session, ticket, NPS answer or billing event):
+    without one the book is a snapshot, and the customers table's own columns are its facts."""
+    return any(model.objects.exists() for model in (UserSession, SupportTicket, NpsResponse, BillingEvent))
+
+
+CUSTOMER_COLUMNS = [
+    "customer_id",
+    "signup_date",
+    "plan",
+    "mrr",
+    "churned_at",
+    "feature_usage",
+    "is_active",
+    "last_login",
+    "nps_score",
+    "support_tickets",
+]
+
+
+def load_tables(
+    *, customer_ids: Iterable[int] | None = None, as_of: dt.datetime | None = None, actions: bool = True
+) -> Tables:
     """Every time-stamped fact the features need, for all customers or the listed ones.
 
     With `as_of` (scoring), sessions are limited to what features at `as_of` can see: those of
     the last SESSION_WINDOW_DAYS, plus, per customer, their latest earlier session (as a row with
-    only its start time) so recency and "never active" stay exact. Training passes no `as_of`:
-    its cutoffs reach back further.
+    only its start time and the number of sessions it stands for) so recency, "never active" and
+    lifetime rates stay exact. Training passes no `as_of`: its cutoffs reach back further.
+    `actions`: read the sessions' action lists (only a model that counts action types needs them).
     """
     customers = Customer.objects.all()
     if customer_ids is not None:
@@ -260,8 +354,8 @@ def load_tables(*, customer_ids: Iterable[int] | None = None, as_of: dt.datetime
         "customers": partial(
             _frame,
             customers.order_by("pk").annotate(customer_id=F("pk")),
-            ["customer_id", "signup_date", "plan", "mrr", "churned_at", "feature_usage"],
-            times=["signup_date", "churned_at"],
+            CUSTOMER_COLUMNS,
+            times=["signup_date", "churned_at", "last_login"],
             bulk=bulk,
         ),
     }
@@ -269,6 +363,8 @@ def load_tables(*, customer_ids: Iterable[int] | None = None, as_of: dt.datetime
         reads[name] = partial(_frame, of_customers(model.objects.all()), columns, times=times, bulk=bulk)
     if packed:
         reads["billing"] = partial(_billing_packed, customer_ids)
+    if actions:
+        reads["actions"] = partial(_actions, customer_ids, as_of)
     if packed and as_of is not None:
         window_reads, earlier_read = _session_part_reads(customer_ids, as_of, LOAD_PARTS if side_by_side else 1)
         reads |= {f"sessions_{i}": read for i, read in enumerate(window_reads)}
@@ -296,16 +392,18 @@ def load_tables(*, customer_ids: Iterable[int] | None = None, as_of: dt.datetime
             _frame,
             all_sessions.filter(started_at__lt=window_start)
             .values("customer_id")
-            .annotate(last_started_at=Max("started_at")),
-            ["customer_id", "last_started_at"],
+            .annotate(last_started_at=Max("started_at"), weight=Count("id")),
+            ["customer_id", "last_started_at", "weight"],
             times=["last_started_at"],
             bulk=bulk,
         )
     read = _read_all(reads, side_by_side=side_by_side)
 
     customer_frame = read["customers"]
-    customer_frame["mrr"] = customer_frame["mrr"].astype(float)
+    customer_frame["mrr"] = pd.to_numeric(customer_frame["mrr"], errors="coerce").astype(float)
     customer_frame["plan"] = customer_frame["plan"].fillna("").astype(str)
+    # COPY hands booleans over as text.
+    customer_frame["is_active"] = customer_frame["is_active"].map(lambda v: v not in (False, "f", "false", 0))
     # COPY hands JSON over as text (orjson: a third of the stdlib's time on 100k customers); the
     # ORM path has already decoded it.
     customer_frame["feature_usage"] = customer_frame["feature_usage"].map(_usage)
@@ -319,10 +417,13 @@ def load_tables(*, customer_ids: Iterable[int] | None = None, as_of: dt.datetime
         earlier["ended_at"] = pd.Series(pd.NaT, index=earlier.index, dtype="datetime64[ns, UTC]")
         earlier["pages_viewed"] = 0
         earlier["n_actions"] = 0
-        sessions = pd.concat([read["recent_sessions"], earlier[session_columns]], ignore_index=True)
+        recent = read["recent_sessions"].assign(weight=1.0)
+        sessions = pd.concat([recent, earlier[[*session_columns, "weight"]]], ignore_index=True)
+        sessions["weight"] = sessions["weight"].astype(float)
     billing = read["billing"]
-    billing["amount"] = billing["amount"].astype(float)
+    billing["amount"] = pd.to_numeric(billing["amount"], errors="coerce").astype(float)
     billing["mrr_after"] = pd.to_numeric(billing["mrr_after"], errors="coerce").astype(float)
+    extra = {"actions": read["actions"]} if actions else {}
     return Tables(
         customers=customer_frame,
         sessions=sessions,
@@ -330,75 +431,35 @@ def load_tables(*, customer_ids: Iterable[int] | None = None, as_of: dt.datetime
         nps=read["nps"],
         billing=billing,
         interventions=read["interventions"],
+        **extra,
     )
 
 
 # --- One customer (real-time scoring) -----------------------------------------------------------
 
-NAT_INT = np.iinfo(np.int64).min  # numpy's NaT as an integer: a NULL timestamp in an int array
-
-
-def _us(column: str) -> str:
-    """A timestamp as epoch microseconds (NULL → NaT's integer), exact, like the batch's COPY."""
-    return f"COALESCE((EXTRACT(EPOCH FROM {column}) * 1000000)::bigint, {NAT_INT})"
-
-
-# PostgreSQL: ONE statement (one round trip) reads the customer's row, each fact table through its
-# (customer_id, time) index as arrays, and the settings scoring needs (the champion, the health
-# weights, the health-drop threshold). Sessions: those of the feature window plus the latest
-# earlier start (all recency needs) — exactly what `load_tables(as_of=)` reads for the batch.
-_ONE_POSTGRES = f"""
-SELECT c.signup_date, c.churned_at, c.plan, c.mrr, c.feature_usage, c.churn_risk, c.health_score, c.name,
-  c.owner_id, s.t, s.p, s.a,
-  (SELECT MAX(started_at) FROM user_sessions WHERE customer_id = c.id AND started_at < %(window_start)s),
-  k.o, k.s, k.p, q.t, q.s, b.t, b.k, b.a, b.m, i.c, i.d, i.o,
+# What the real-time path needs besides the facts: the customer's stored scores and owner, and
+# the settings scoring reads (the champion, the health weights, the health-drop threshold), in
+# one statement on PostgreSQL.
+_ONE_POSTGRES = """
+SELECT c.churn_risk, c.health_score, c.name, c.owner_id,
   (SELECT ARRAY[id::text, version, kind] FROM model_versions WHERE status = 'champion' LIMIT 1),
   (SELECT ARRAY[usage, engagement, support, nps, billing, tenure] FROM health_score_weights ORDER BY id LIMIT 1),
   (SELECT health_drop_points FROM notification_settings WHERE id = 1),
   (SELECT ARRAY[id::text, inputs_digest, model_version] FROM churn_predictions WHERE customer_id = c.id
     ORDER BY prediction_date DESC, id DESC LIMIT 1)
-FROM customers c
-LEFT JOIN LATERAL (SELECT array_agg({_us("started_at")}) t, array_agg(pages_viewed) p,
-  array_agg(jsonb_array_length(actions)) a FROM user_sessions
-  WHERE customer_id = c.id AND started_at >= %(window_start)s AND started_at <= %(as_of)s) s ON true
-LEFT JOIN LATERAL (SELECT array_agg({_us("opened_at")}) o, array_agg({_us("solved_at")}) s, array_agg(priority) p
-  FROM support_tickets WHERE customer_id = c.id AND opened_at <= %(as_of)s) k ON true
-LEFT JOIN LATERAL (SELECT array_agg({_us("responded_at")}) t, array_agg(score) s
-  FROM nps_responses WHERE customer_id = c.id AND responded_at <= %(as_of)s) q ON true
-LEFT JOIN LATERAL (SELECT array_agg({_us("occurred_at")}) t, array_agg(kind) k, array_agg(amount) a,
-  array_agg(mrr_after) m FROM billing_events WHERE customer_id = c.id AND occurred_at <= %(as_of)s) b ON true
-LEFT JOIN LATERAL (SELECT array_agg({_us("created_at")}) c, array_agg({_us("completed_at")}) d, array_agg(outcome) o
-  FROM interventions WHERE customer_id = c.id) i ON true
-WHERE c.id = %(customer_id)s
-"""  # noqa: S608 (constant SQL, values are parameters)
-
-# Elsewhere (SQLite in tests and the embedded setup): one indexed read per table.
-_ONE_OTHER = (
-    "SELECT signup_date, churned_at, plan, mrr, feature_usage, churn_risk, health_score, name, owner_id"
-    " FROM customers WHERE id = %s",
-    "SELECT started_at, pages_viewed, json_array_length(actions) FROM user_sessions"
-    " WHERE customer_id = %s AND started_at >= %s AND started_at <= %s"
-    " UNION ALL SELECT MAX(started_at), 0, 0 FROM user_sessions WHERE customer_id = %s AND started_at < %s",
-    "SELECT opened_at, solved_at, priority FROM support_tickets WHERE customer_id = %s AND opened_at <= %s",
-    "SELECT responded_at, score FROM nps_responses WHERE customer_id = %s AND responded_at <= %s",
-    "SELECT occurred_at, kind, amount, mrr_after FROM billing_events WHERE customer_id = %s AND occurred_at <= %s",
-    "SELECT created_at, completed_at, outcome FROM interventions WHERE customer_id = %s",
-    "SELECT id, inputs_digest, model_version FROM churn_predictions WHERE customer_id = %s"
-    " ORDER BY prediction_date DESC, id DESC LIMIT 1",
-)
+FROM customers c WHERE c.id = %(customer_id)s
+"""
 
 
 @dataclass(frozen=True)
 class OneCustomer:
-    """What real-time scoring reads about one customer (`load_one`)."""
+    """What real-time scoring reads about one customer besides its facts (`load_one`)."""
 
     customer_id: int
-    facts: CustomerFacts
     churn_risk: Any  # the stored values, before this re-score
     health_score: int | None
     name: str
     owner_id: int | None
-    feature_usage: dict
     # Read in the same statement on PostgreSQL (None elsewhere: the caller uses the selectors):
     champion: tuple[int, str, str] | None = None  # (pk, version, kind); None also when there is none
     weights: dict[str, float] | None = None  # None also when never saved (the defaults apply)
@@ -408,122 +469,37 @@ class OneCustomer:
     latest: tuple[int, str, str] | None = None
 
 
-def _floats(values: Iterable[Any] | None) -> np.ndarray:
-    return np.array([np.nan if v is None else float(v) for v in values or ()], dtype=float)
-
-
-def _us_times(values: list[int] | None) -> np.ndarray:
-    return np.array(values or (), dtype=np.int64).view("datetime64[us]").astype("datetime64[ns]")
-
-
-def load_one(*, customer_id: int, as_of: dt.datetime) -> OneCustomer | None:
-    """One customer's facts for `predictions.ml.features.customer_features` and its stored row;
-    None if there is no such customer. No pandas, no COPY: the real-time path.
-
-    Facts dated after `as_of` are not read; the ones read are exactly what the batch's
-    `load_tables(as_of=)` gives `build_features` for this customer (a test compares the features).
-    """
-    window_start = as_of - dt.timedelta(days=SESSION_WINDOW_DAYS)
-    if connection.vendor == "postgresql":
-        return _load_one_postgres(customer_id, as_of, window_start)
+def load_one(*, customer_id: int) -> OneCustomer | None:
+    """One customer's stored row (and, on PostgreSQL, the scoring settings); None if there is no
+    such customer. Its facts are read by `load_tables`, as for the batch."""
+    if connection.vendor != "postgresql":
+        row = (
+            Customer.objects.filter(pk=customer_id)
+            .values_list("churn_risk", "health_score", "name", "owner_id")
+            .first()
+        )
+        if row is None:
+            return None
+        latest = (
+            ChurnPrediction.objects.filter(customer_id=customer_id)
+            .order_by("-prediction_date", "-id")
+            .values_list("id", "inputs_digest", "model_version")
+            .first()
+        )
+        return OneCustomer(customer_id, *row, latest=latest)
     with connection.cursor() as cursor:
-        results = []
-        for sql, params in zip(
-            _ONE_OTHER,
-            (
-                [customer_id],
-                [customer_id, window_start, as_of, customer_id, window_start],
-                [customer_id, as_of],
-                [customer_id, as_of],
-                [customer_id, as_of],
-                [customer_id],
-                [customer_id],
-            ),
-            strict=True,
-        ):
-            cursor.execute(sql, params)
-            results.append(cursor.fetchall())
-    (customer, sessions, tickets, nps, billing, interventions, latest) = results
-    if not customer:
-        return None
-    signup, churned, plan, mrr, usage, risk, health, name, owner_id = customer[0]
-    facts = CustomerFacts(
-        signup=times_ns([signup])[0],
-        churned=times_ns([churned])[0],
-        plan="" if plan is None else str(plan),
-        mrr=float("nan") if mrr is None else float(mrr),
-        session_started=times_ns([r[0] for r in sessions]),
-        session_pages=_floats(r[1] for r in sessions),
-        session_actions=_floats(r[2] for r in sessions),
-        ticket_opened=times_ns([r[0] for r in tickets]),
-        ticket_solved=times_ns([r[1] for r in tickets]),
-        ticket_priority=tuple(str(r[2]) for r in tickets),
-        nps_responded=times_ns([r[0] for r in nps]),
-        nps_score=_floats(r[1] for r in nps),
-        billing_occurred=times_ns([r[0] for r in billing]),
-        billing_kind=tuple(str(r[1]) for r in billing),
-        billing_amount=_floats(r[2] for r in billing),
-        billing_mrr_after=_floats(r[3] for r in billing),
-        intervention_created=times_ns([r[0] for r in interventions]),
-        intervention_completed=times_ns([r[1] for r in interventions]),
-        intervention_outcome=tuple(r[2] for r in interventions),
-    )
-    usage = _usage(usage)
-    return OneCustomer(
-        customer_id,
-        facts,
-        risk,
-        health,
-        name,
-        owner_id,
-        usage if isinstance(usage, dict) else {},
-        latest=(int(latest[0][0]), latest[0][1], latest[0][2]) if latest else None,
-    )
-
-
-def _load_one_postgres(customer_id: int, as_of: dt.datetime, window_start: dt.datetime) -> OneCustomer | None:
-    with connection.cursor() as cursor:
-        cursor.execute(_ONE_POSTGRES, {"customer_id": customer_id, "as_of": as_of, "window_start": window_start})
+        cursor.execute(_ONE_POSTGRES, {"customer_id": customer_id})
         row = cursor.fetchone()
     if row is None:
         return None
-    (signup, churned, plan, mrr, usage, risk, health, name, owner_id, s_t, s_p, s_a, s_last) = row[:13]
-    (k_o, k_s, k_p, q_t, q_s, b_t, b_k, b_a, b_m, i_c, i_d, i_o, champ, weights, drop_points, latest) = row[13:]
-    session_started, session_pages, session_actions = _us_times(s_t), _floats(s_p), _floats(s_a)
-    if s_last is not None:  # the latest session before the window: its start only
-        session_started = np.append(session_started, times_ns([s_last]))
-        session_pages, session_actions = np.append(session_pages, 0.0), np.append(session_actions, 0.0)
-    facts = CustomerFacts(
-        signup=times_ns([signup])[0],
-        churned=times_ns([churned])[0],
-        plan="" if plan is None else str(plan),
-        mrr=float("nan") if mrr is None else float(mrr),
-        session_started=session_started,
-        session_pages=session_pages,
-        session_actions=session_actions,
-        ticket_opened=_us_times(k_o),
-        ticket_solved=_us_times(k_s),
-        ticket_priority=tuple(str(p) for p in k_p or ()),
-        nps_responded=_us_times(q_t),
-        nps_score=_floats(q_s),
-        billing_occurred=_us_times(b_t),
-        billing_kind=tuple(str(k) for k in b_k or ()),
-        billing_amount=_floats(b_a),
-        billing_mrr_after=_floats(b_m),
-        intervention_created=_us_times(i_c),
-        intervention_completed=_us_times(i_d),
-        intervention_outcome=tuple(i_o or ()),
-    )
+    risk, health, name, owner_id, champ, weights, drop_points, latest = row
     names = ("usage", "engagement", "support", "nps", "billing", "tenure")
-    usage = _usage(usage)  # Django leaves jsonb as text
     return OneCustomer(
         customer_id,
-        facts,
         risk,
         health,
         name,
         owner_id,
-        usage if isinstance(usage, dict) else {},
         champion=None if champ is None else (int(champ[0]), champ[1], champ[2]),
         weights=None if weights is None else dict(zip(names, map(float, weights), strict=True)),
         health_drop_points=drop_points,

@@ -1,17 +1,18 @@
 """Reads about predictions and churn causes, scoped to what the user may see."""
 
+import datetime as dt
 import json
+import time
 from collections import Counter
 from typing import Any
 
-from django.conf import settings
 from django.db import connection
-from django.db.models import Avg, Count, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Avg, Count, Max, OuterRef, Q, QuerySet, Subquery
 
 from churnshield.auth.roles import sees_all_customers
 from churnshield.exceptions import NotFoundError
-from customers.models import Customer
-from customers.selectors import customer_scope, iso
+from customers.models import BillingEvent, Customer, NpsResponse, SupportTicket, UserSession
+from customers.selectors import customer_scope, iso, risk_thresholds
 from customers.timeline import events_after
 from playbooks.models import PlaybookExecution, PlaybookStepRun
 from predictions.causes import CAUSES, impact_percent, percent_causes, recommended_actions
@@ -236,6 +237,67 @@ def health_weights() -> dict[str, float]:
     return saved.as_dict() if saved is not None else HealthWeights().as_dict()
 
 
+def facts_end() -> dt.datetime | None:
+    """The latest date any customer fact carries (None for an empty book): a book imported from
+    another system can end long before today, and a model trained "now" would see no history."""
+    reads = (
+        Customer.objects.aggregate(a=Max("signup_date"), b=Max("churned_at"), c=Max("last_login")),
+        UserSession.objects.aggregate(a=Max("started_at")),
+        SupportTicket.objects.aggregate(a=Max("opened_at"), b=Max("solved_at")),
+        NpsResponse.objects.aggregate(a=Max("responded_at")),
+        BillingEvent.objects.aggregate(a=Max("occurred_at")),
+    )
+    dates = [value for read in reads for value in read.values() if value is not None]
+    return max(dates, default=None)
+
+
+def default_as_of(now: dt.datetime) -> tuple[dt.datetime, str | None]:
+    """The as-of date of a run given none: `now`, unless the data ends more than a day before it,
+    then the data's end (with a note saying so)."""
+    end = facts_end()
+    if end is not None and end < now - dt.timedelta(days=1):
+        return end, f"The data ends on {end:%Y-%m-%d %H:%M} UTC, before today: as of then (pass --as-of to choose)."
+    return now, None
+
+
+class _ChampionBands:
+    """The champion's risk bands (medium, high), read at most every `ttl` seconds per process
+    (every request that shows a risk level asks); None for the rules baseline or an older model
+    without bands: the settings' fixed thresholds then apply."""
+
+    ttl = 30.0
+
+    def __init__(self) -> None:
+        self._value: tuple[float, float] | None = None
+        self._read_at = -1e18
+
+    def __call__(self) -> tuple[float, float] | None:
+        now = time.monotonic()
+        if now - self._read_at > self.ttl:
+            params = (
+                ModelVersion.objects.filter(status=ModelVersion.Status.CHAMPION)
+                .exclude(kind=ModelVersion.Kind.RULES)
+                .values_list("params", flat=True)
+                .first()
+            )
+            bands = (params or {}).get("risk_thresholds")
+            self._value = (float(bands["medium"]), float(bands["high"])) if bands else None
+            self._read_at = now
+        return self._value
+
+    def forget(self) -> None:
+        self._read_at = -1e18
+
+
+champion_risk_bands = _ChampionBands()
+
+
+def version_risk_bands(version: ModelVersion) -> tuple[float, float] | None:
+    """The bands a model version was trained with (None: the settings' thresholds)."""
+    bands = (version.params or {}).get("risk_thresholds") if version.kind != ModelVersion.Kind.RULES else None
+    return (float(bands["medium"]), float(bands["high"])) if bands else None
+
+
 def champion() -> ModelVersion | None:
     """The model version that scores customers now (None before the first training)."""
     return ModelVersion.objects.filter(status=ModelVersion.Status.CHAMPION).defer("artifact").first()
@@ -393,7 +455,7 @@ def ml_analytics(*, user: Any) -> dict:
     """The app's ML analytics page, over the user's visible active customers and the champion."""
 
     active = customer_scope(user=user).filter(is_active=True)
-    high, medium = settings.RISK_HIGH_THRESHOLD, settings.RISK_MEDIUM_THRESHOLD
+    medium, high = risk_thresholds()
     totals = active.aggregate(
         total=Count("id"),
         health=Avg("health_score"),

@@ -48,9 +48,14 @@ def reset_broker_pools() -> None:
 @pytest.fixture(autouse=True)
 def _clear_cache():
     # Throttle counters live in the cache; one test's login attempts must not leak into the next.
+    # The champion's risk bands are kept per process for a few seconds: not across tests either.
+    from predictions.selectors import champion_risk_bands
+
     cache.clear()
+    champion_risk_bands.forget()
     yield
     cache.clear()
+    champion_risk_bands.forget()
 
 
 @pytest.fixture

@@ -5,12 +5,11 @@ import datetime as dt
 from decimal import Decimal
 from typing import Any
 
-from django.conf import settings
 from django.db.models import Avg, Count, Max, Q, QuerySet, Sum
 from django.utils import timezone
 
 from churnshield.auth.roles import sees_all_customers
-from customers.selectors import customer_scope
+from customers.selectors import customer_scope, risk_thresholds
 from interventions.models import Intervention
 from interventions.selectors import intervention_scope
 from predictions.models import PortfolioSnapshot
@@ -25,7 +24,7 @@ def _snapshots(user: Any) -> QuerySet[PortfolioSnapshot]:
 
 
 def _current(user: Any) -> dict:
-    high = settings.RISK_HIGH_THRESHOLD
+    high = risk_thresholds()[1]
     return customer_scope(user=user).aggregate(
         active=Count("id", filter=Q(is_active=True)),
         avg_risk=Avg("churn_risk", filter=Q(is_active=True)),

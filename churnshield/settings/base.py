@@ -383,6 +383,12 @@ else:
 # --- Product knobs ----------------------------------------------------------------------------
 RISK_HIGH_THRESHOLD = env.float("RISK_HIGH_THRESHOLD", default=0.8)
 RISK_MEDIUM_THRESHOLD = env.float("RISK_MEDIUM_THRESHOLD", default=0.5)
+# A trained model's bands, relative to its book's churn rate (stored with the model version; the
+# fixed thresholds above serve the rules baseline): high = the top RISK_HIGH_TOP_SHARE of
+# calibrated risk or >= RISK_HIGH_BASE_MULTIPLE x the base rate, medium >= RISK_MEDIUM_BASE_MULTIPLE x.
+RISK_HIGH_TOP_SHARE = env.float("RISK_HIGH_TOP_SHARE", default=0.10)
+RISK_HIGH_BASE_MULTIPLE = env.float("RISK_HIGH_BASE_MULTIPLE", default=3.0)
+RISK_MEDIUM_BASE_MULTIPLE = env.float("RISK_MEDIUM_BASE_MULTIPLE", default=1.5)
 
 INTERVENTION_COST = env.float("INTERVENTION_COST", default=150.0)  # $ of CSM time per intervention
 

@@ -3,10 +3,11 @@
 Rules every feature follows
 ---------------------------
 * Point in time: only facts whose timestamp is ≤ `as_of` are read (sessions by `started_at`,
-  tickets by `opened_at`/`solved_at`, NPS by `responded_at`, billing by `occurred_at`,
-  interventions by `created_at`/`completed_at`). A window "last 30 days" is (as_of − 30 d, as_of].
-* Population: customers that signed up by `as_of` and had not churned before it
-  (`churned_at` is NaT or > as_of). Whether and when a customer churns later never changes a row.
+  tickets by `opened_at`/`solved_at`, NPS by `responded_at`, billing by `occurred_at`, session
+  actions by their session's start). A window "last 30 days" is (as_of − 30 d, as_of].
+* Population: customers that signed up by `as_of` and had not churned by it (`churned_at` NaT or
+  > as_of, and not marked inactive without a date). Whether and when a customer churns later
+  never changes a row.
 * Vectorised: every feature is a `np.bincount`/`groupby` over whole frames; no loop per customer.
 * No NaN: empty histories get documented neutral values (listed below) and, where "no data"
   itself carries information, a `*_missing` / `never_active` indicator.
@@ -24,24 +25,25 @@ Neutral fill values
   value, so for a past cutoff it can reflect a later plan change of a customer whose billing
   history has no `mrr_after` before the cutoff (send the plan changes as billing rows to avoid it);
 * `mrr_change_90d_pct`: relative change of that MRR since as_of − 90 d (0 when unknown);
-* `plan_<name>`: one-hot of `customers.plan` (a static attribute, the same caveat as `mrr`). The
-  columns are taken from all customers in `tables`, so every cutoff yields the same columns.
+* `plan_<name>`: one-hot of `customers.plan` (a static attribute, the same caveat as `mrr`), the
+  levels learnt at training (`FeatureSpec`, names sanitised), rarer ones as `plan_other`;
+* `act_<type>__30d|__90d|__per_month|__days_since`: the session action types learnt at training.
 
-`feature_usage` is deliberately NOT a model feature
----------------------------------------------------
-`customers.feature_usage` is a snapshot of today's counters, not a time series. Training rows are
-built at past cutoffs, where today's counters would leak the future (a churned customer's counters
-stop at churn). A model must have the same columns at training and scoring time, so the usage
-counters are excluded from the model entirely. `usage_features(tables)` exposes them (as
-`usage_<key>` columns) for the transparent health score in `predictions.ml.rules`, which is only
-computed for "now". Should a time-stamped usage source appear, add it here as windowed features.
+Snapshot columns (`feature_usage`, `nps_score`, `support_tickets`, `last_login`)
+--------------------------------------------------------------------------------
+They are today's values, not time series: at a past cutoff they would leak the future (a churned
+customer's counters stop at churn). A book with event history never reads them as model inputs
+(`usage_features` gives the `fu_<key>` counters to the health score only). A snapshot book — fewer
+than half the customers with any dated event — has nothing else: `FeatureSpec.snapshot` makes
+them the features (recency from `last_login`, NPS from `nps_score`, open tickets from
+`support_tickets`, numeric usage keys as `fu_<key>`, text keys as `cat_<key>__<level>`).
 """
 
 from __future__ import annotations
 
-import datetime as dt
+import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -96,10 +98,12 @@ FEATURES: dict[str, FeatureInfo] = {
     "sessions_7d": _i("Sessions in the last 7 days", "product", LOW_ENGAGEMENT, False),
     "sessions_30d": _i("Sessions in the last 30 days", "product", LOW_ENGAGEMENT, False),
     "sessions_90d": _i("Sessions in the last 90 days", "product", LOW_ENGAGEMENT, False),
+    "sessions_per_month": _i("Sessions per month since signup", "product", LOW_ENGAGEMENT, False, "{:.1f}"),
     "pages_30d": _i("Pages viewed in the last 30 days", "product", LOW_ENGAGEMENT, False),
     "pages_90d": _i("Pages viewed in the last 90 days", "product", LOW_ENGAGEMENT, False),
     # Trend.
     "usage_ratio_30d": _i("Sessions vs the previous 30 days", "product", DECLINING_USAGE, False, "{:.0%}"),
+    "sessions_ratio_30_90d": _i("Sessions in 30 days vs the 90-day pace", "product", DECLINING_USAGE, False, "{:.0%}"),
     "sessions_change_30d": _i(
         "Change in sessions vs the previous 30 days", "product", DECLINING_USAGE, False, "{:+.0f}"
     ),
@@ -111,12 +115,16 @@ FEATURES: dict[str, FeatureInfo] = {
     # Support.
     "tickets_30d": _i("Support tickets in the last 30 days", "support", SUPPORT, True),
     "tickets_90d": _i("Support tickets in the last 90 days", "support", SUPPORT, True),
+    "tickets_per_month": _i("Support tickets per month since signup", "support", SUPPORT, True, "{:.1f}"),
     "open_tickets": _i("Open support tickets", "support", SUPPORT, True),
     "urgent_tickets_90d": _i("High/urgent tickets in the last 90 days", "support", SUPPORT, True),
     "tickets_change_30d": _i("Change in tickets vs the previous 30 days", "support", SUPPORT, True, "{:+.0f}"),
     # NPS.
     "nps_latest": _i("Latest NPS score", "other", SATISFACTION, False, "{:.0f}/10"),
     "nps_change": _i("Change in NPS score", "other", SATISFACTION, False, "{:+.0f}"),
+    "nps_mean": _i("Mean NPS score", "other", SATISFACTION, False, "{:.1f}/10"),
+    "nps_count": _i("NPS answers", "other", CONTEXT, False),
+    "nps_days_since": _i("Days since the last NPS answer", "other", CONTEXT, True, "{:.0f} days"),
     "nps_missing": _i("No NPS answer", "other", CONTEXT, True),
     # Billing.
     "mrr": _i("Monthly recurring revenue", "billing", CONTEXT, False, "{:,.0f}"),
@@ -124,24 +132,49 @@ FEATURES: dict[str, FeatureInfo] = {
     "payment_failures_30d": _i("Failed payments in the last 30 days", "billing", PAYMENT, True),
     "payment_failures_90d": _i("Failed payments in the last 90 days", "billing", PAYMENT, True),
     "downgraded_90d": _i("Downgraded in the last 90 days", "billing", PAYMENT, True),
-    # Interventions.
-    "interventions_90d": _i("Interventions in the last 90 days", "other", CONTEXT, True),
-    "interventions_failed_90d": _i("Failed interventions in the last 90 days", "other", CONTEXT, True),
 }
 
 FIXED_FEATURES: tuple[str, ...] = tuple(FEATURES)
+# Counts, sums and rates: never negative, heavy-tailed; a linear model reads them through log1p.
+COUNT_SUFFIXES = ("_7d", "_30d", "_90d", "_per_month", "_count", "_days_since", "_tickets", "_lifetime")
+ACTION_PREFIX, USAGE_PREFIX, PLAN_PREFIX, LEVEL_PREFIX = "act_", "fu_", "plan_", "cat_"
+MAX_ACTION_TYPES = 12
+MAX_LEVELS = 12
 
 
 def feature_info(name: str) -> FeatureInfo:
-    """Description of a feature, including the dynamic ones (`plan_<name>`, `usage_<key>`)."""
+    """Description of a feature, including the learned ones (`plan_`, `fu_`, `act_`, `cat_`)."""
     if name in FEATURES:
         return FEATURES[name]
-    if name.startswith("plan_"):
-        return FeatureInfo(f"On the {name[5:]} plan", "billing", CONTEXT, False, "{:.0f}")
-    if name.startswith("usage_"):
-        label = name[6:].replace("_", " ")
+    if name.startswith(PLAN_PREFIX):
+        return FeatureInfo(f"On the {name[len(PLAN_PREFIX) :]} plan", "billing", CONTEXT, False, "{:.0f}")
+    if name.startswith(USAGE_PREFIX):
+        label = name[len(USAGE_PREFIX) :].replace("_", " ")
         return FeatureInfo(f"Usage: {label}", "product", LOW_ADOPTION, False, "{:,.0f}")
+    if name.startswith(ACTION_PREFIX):
+        body, _, window = name[len(ACTION_PREFIX) :].rpartition("__")
+        label = body.replace("_", " ")
+        if window == "days_since":
+            return FeatureInfo(f"Days since last '{label}'", "product", LOW_ADOPTION, True, "{:.0f} days")
+        if window == "per_month":
+            return FeatureInfo(f"'{label}' per month since signup", "product", LOW_ADOPTION, False, "{:.1f}")
+        return FeatureInfo(f"'{label}' in the last {window[:-1]} days", "product", LOW_ADOPTION, False, "{:,.0f}")
+    if name.startswith(LEVEL_PREFIX):
+        label = name[len(LEVEL_PREFIX) :].replace("__", ": ").replace("_", " ")
+        return FeatureInfo(label, "other", CONTEXT, False, "{:.0f}")
     return FeatureInfo(name.replace("_", " ").capitalize(), "other", CONTEXT, False, "{:.2f}")
+
+
+def is_count(name: str) -> bool:
+    """Whether a feature is a non-negative count or rate (log1p for linear models)."""
+    return name.endswith(COUNT_SUFFIXES) or name.startswith((ACTION_PREFIX, USAGE_PREFIX)) or name == "mrr"
+
+
+def safe_name(text: object) -> str:
+    """A column-name fragment any model library accepts: letters, digits and underscores only
+    (XGBoost refuses `[`, `]` and `<` in feature names)."""
+    cleaned = re.sub(r"[^0-9a-zA-Z]+", "_", str(text)).strip("_").lower()
+    return cleaned[:40] or "blank"
 
 
 def as_utc(ts: pd.Timestamp | str) -> pd.Timestamp:
@@ -151,22 +184,134 @@ def as_utc(ts: pd.Timestamp | str) -> pd.Timestamp:
 
 
 def _utc(col: pd.Series) -> pd.Series:
-    col = pd.to_datetime(col)
-    return col.dt.tz_localize("UTC") if col.dt.tz is None else col.dt.tz_convert("UTC")
+    col = pd.to_datetime(col, utc=True, errors="coerce")
+    return col.dt.tz_convert("UTC")
+
+
+def _column(frame: pd.DataFrame, name: str, default: object = None) -> pd.Series:
+    return frame[name] if name in frame else pd.Series(default, index=frame.index, dtype=object)
+
+
+def churned_flags(customers: pd.DataFrame, as_of: pd.Timestamp) -> np.ndarray:
+    """Churned by `as_of`: a churn date at or before it, or marked inactive without a date (the
+    date is unknown, but the customer is gone: never scored, a churner in snapshot training)."""
+    churned = _utc(customers["churned_at"])
+    inactive = _column(customers, "is_active", True).map(lambda v: v is False or v == 0).to_numpy(dtype=bool)
+    return ((churned <= as_of).to_numpy() & churned.notna().to_numpy()) | (inactive & churned.isna().to_numpy())
 
 
 def active_customers(tables: Tables, as_of: pd.Timestamp) -> pd.DataFrame:
-    """Customers signed up by `as_of` and not churned before it (churned_at NaT or > as_of)."""
+    """Customers signed up by `as_of` and not churned by then (see `churned_flags`)."""
     as_of = as_utc(as_of)
     c = tables.customers
-    signup, churned = _utc(c["signup_date"]), _utc(c["churned_at"])
-    keep = (signup <= as_of) & (churned.isna() | (churned > as_of))
-    return c.loc[keep.to_numpy()]
+    signup = _utc(c["signup_date"])
+    keep = (signup <= as_of).to_numpy() & ~churned_flags(c, as_of)
+    return c.loc[keep]
 
 
-def plan_columns(tables: Tables) -> list[str]:
-    plans = tables.customers["plan"].dropna().astype(str).unique()
-    return [f"plan_{p}" for p in sorted(plans)]
+# --- Learned at training time ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """What a model's features were learned from, stored with it so scoring builds the same
+    columns: the plan levels kept (rarer ones pooled as `other`), the session action types
+    counted, and — for a book without event history — the customers table's own snapshot columns
+    (numeric `feature_usage` keys, and low-cardinality text ones as levels)."""
+
+    plans: tuple[str, ...] = ()
+    action_types: tuple[str, ...] = ()
+    snapshot: bool = False
+    usage_keys: tuple[str, ...] = ()
+    usage_levels: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    def as_json(self) -> dict:
+        return {
+            "plans": list(self.plans),
+            "action_types": list(self.action_types),
+            "snapshot": self.snapshot,
+            "usage_keys": list(self.usage_keys),
+            "usage_levels": {key: list(levels) for key, levels in self.usage_levels},
+        }
+
+
+def _kept_levels(values: pd.Series, min_share: float = 0.01, min_count: int = 10) -> tuple[str, ...]:
+    counts = values.astype(str).value_counts()
+    kept = counts[(counts >= max(min_count, min_share * len(values)))].index[:MAX_LEVELS]
+    return tuple(sorted(str(v) for v in kept))
+
+
+def _usage_frame(customers: pd.DataFrame) -> pd.DataFrame:
+    """`feature_usage` as one column per key (objects), rows that are not a mapping as empty."""
+    records = [u if isinstance(u, Mapping) else {} for u in _column(customers, "feature_usage", None).tolist()]
+    frame = pd.DataFrame.from_records(records, index=customers.index) if records else pd.DataFrame()
+    return frame.reindex(index=customers.index)
+
+
+def has_event_history(tables: Tables, customers: pd.DataFrame, as_of: pd.Timestamp) -> bool:
+    """At least half the customers have a dated event (session, ticket, NPS answer or billing
+    event) by `as_of`; otherwise the book is a snapshot and its customers table is the data."""
+    ids: set = set()
+    for frame, column in (
+        (tables.sessions, "started_at"),
+        (tables.tickets, "opened_at"),
+        (tables.nps, "responded_at"),
+        (tables.billing, "occurred_at"),
+    ):
+        if frame is not None and not frame.empty:
+            ids.update(frame.loc[(_utc(frame[column]) <= as_of).to_numpy(), "customer_id"].tolist())
+    return len(ids) >= 0.5 * max(len(customers), 1)
+
+
+def learn_spec(tables: Tables, as_of: pd.Timestamp) -> FeatureSpec:
+    """The `FeatureSpec` of the customers signed up by `as_of` and the facts up to it."""
+    as_of = as_utc(as_of)
+    c = tables.customers
+    c = c.loc[(_utc(c["signup_date"]) <= as_of).to_numpy()]
+    plans = _kept_levels(c["plan"].fillna("")) if len(c) else ()
+    actions = getattr(tables, "actions", None)
+    action_types: tuple[str, ...] = ()
+    if actions is not None and not actions.empty:
+        seen = actions.loc[(_utc(actions["at"]) <= as_of).to_numpy()]
+        per_type = seen.groupby(seen["type"].astype(str))["customer_id"].nunique().sort_values(ascending=False)
+        common = per_type[per_type >= max(10, 0.02 * max(len(c), 1))]
+        action_types = tuple(sorted(common.index[:MAX_ACTION_TYPES]))
+    snapshot = not has_event_history(tables, c, as_of)
+    usage_keys: list[str] = []
+    usage_levels: list[tuple[str, tuple[str, ...]]] = []
+    if snapshot and len(c):
+        usage = _usage_frame(c)
+        for key in usage.columns:
+            raw = usage[key]
+            numbers = pd.to_numeric(raw, errors="coerce")
+            present = raw.notna()
+            if present.sum() == 0:
+                continue
+            if numbers[present].notna().mean() >= 0.9:
+                usage_keys.append(str(key))
+            elif raw[present].map(lambda v: isinstance(v, str | bool)).all():
+                levels = _kept_levels(raw[present].astype(str))
+                if len(levels) >= 2 or (len(levels) == 1 and present.mean() < 1):
+                    usage_levels.append((str(key), levels))
+    return FeatureSpec(
+        plans=plans,
+        action_types=action_types,
+        snapshot=snapshot,
+        usage_keys=tuple(sorted(usage_keys)),
+        usage_levels=tuple(sorted(usage_levels)),
+    )
+
+
+def _unique_names(prefix: str, raw: Sequence[str], taken: set[str]) -> list[str]:
+    out = []
+    for value in raw:
+        name = f"{prefix}{safe_name(value)}"
+        stem, n = name, 2
+        while name in taken:
+            name, n = f"{stem}_{n}", n + 1
+        taken.add(name)
+        out.append(name)
+    return out
 
 
 class _Facts:
@@ -198,13 +343,21 @@ class _Facts:
         w = None if weights is None else np.asarray(weights, dtype=float)[sel]
         return np.bincount(self.pos[sel], weights=w, minlength=self.n).astype(float)
 
-    def min_age(self) -> np.ndarray:
+    def min_age(self, mask: np.ndarray | None = None) -> np.ndarray:
         out = np.full(self.n, np.inf)
-        np.minimum.at(out, self.pos, self.age)
+        if mask is None:
+            np.minimum.at(out, self.pos, self.age)
+        else:
+            np.minimum.at(out, self.pos[mask], self.age[mask])
         return out
 
     def column(self, name: str) -> np.ndarray:
         return self.frame[name].to_numpy()
+
+    def numbers(self, name: str, default: float = 0.0) -> np.ndarray:
+        if not self.pos.size or name not in self.frame:
+            return np.full(self.pos.size, default)
+        return pd.to_numeric(self.frame[name], errors="coerce").fillna(default).to_numpy(dtype=float)
 
 
 def _mrr_as_of(tables: Tables, index: pd.Index, as_of: pd.Timestamp, fallback: np.ndarray) -> np.ndarray:
@@ -213,27 +366,49 @@ def _mrr_as_of(tables: Tables, index: pd.Index, as_of: pd.Timestamp, fallback: n
     out = fallback.astype(float).copy()
     if billing is None or billing.empty:
         return out
-    b = billing.loc[billing["mrr_after"].notna()]
+    b = billing.loc[pd.to_numeric(billing["mrr_after"], errors="coerce").notna()]
     facts = _Facts(b, "occurred_at", index, as_of)
     if facts.pos.size == 0:
         return out
     order = np.lexsort((-facts.age, facts.pos))  # by customer, oldest first → last is latest
-    pos, values = facts.pos[order], facts.column("mrr_after").astype(float)[order]
+    pos, values = facts.pos[order], facts.numbers("mrr_after")[order]
     last = np.r_[pos[1:] != pos[:-1], True]
     out[pos[last]] = values[last]
     return out
 
 
-def build_features(tables: Tables, as_of: pd.Timestamp) -> pd.DataFrame:
-    """Point-in-time features as of `as_of` (see the module docstring), index `customer_id`."""
+def _per_month(count: np.ndarray, tenure: np.ndarray) -> np.ndarray:
+    """A lifetime count as a monthly rate (the first month counts as a whole month)."""
+    return count / np.maximum(tenure / 30.0, 1.0)
+
+
+def build_features(
+    tables: Tables,
+    as_of: pd.Timestamp,
+    spec: FeatureSpec | None = None,
+    *,
+    population: str = "active",
+) -> pd.DataFrame:
+    """Point-in-time features as of `as_of` (see the module docstring), index `customer_id`.
+
+    `spec`: what a trained model learned (`learn_spec`); None learns it from `tables` (the rules
+    baseline). `population`: "active" (customers to score) or "all" (every customer signed up by
+    `as_of`, churned or not: snapshot training, where a churner's row is as of its churn date)."""
     as_of = as_utc(as_of)
-    customers = active_customers(tables, as_of)
+    spec = learn_spec(tables, as_of) if spec is None else spec
+    if population == "all":
+        c = tables.customers
+        customers = c.loc[(_utc(c["signup_date"]) <= as_of).to_numpy()]
+    else:
+        customers = active_customers(tables, as_of)
     index = pd.Index(customers["customer_id"].to_numpy(), name="customer_id")
     n = len(index)
     f: dict[str, np.ndarray] = {}
 
-    # Recency and tenure.
-    tenure = ((as_of - _utc(customers["signup_date"])) / DAY).to_numpy(dtype=float)
+    # Recency and tenure. A churner (snapshot training) is seen as of its churn date.
+    churned = _utc(customers["churned_at"])
+    end = churned.where(churned.notna() & (churned <= as_of), as_of)
+    tenure = ((end - _utc(customers["signup_date"])) / DAY).to_numpy(dtype=float, na_value=0.0)
     tenure = np.clip(tenure, 0.0, TENURE_CAP_DAYS)
     s = _Facts(tables.sessions, "started_at", index, as_of)
     last = s.min_age()
@@ -243,17 +418,17 @@ def build_features(tables: Tables, as_of: pd.Timestamp) -> pd.DataFrame:
     f["tenure_days"] = tenure
 
     # Frequency, trend and breadth.
-    pages = s.column("pages_viewed").astype(float) if s.pos.size else None
-    actions = s.column("n_actions").astype(float) if s.pos.size else None
-    pages = np.nan_to_num(pages) if pages is not None else None
-    actions = np.nan_to_num(actions) if actions is not None else None
+    pages, actions = s.numbers("pages_viewed"), s.numbers("n_actions")
     f["sessions_7d"] = s.count(0, 7)
     f["sessions_30d"] = s.count(0, 30)
     f["sessions_90d"] = s.count(0, 90)
+    lifetime = s.count(0, np.inf, s.numbers("weight", 1.0) if "weight" in s.frame else None)
+    f["sessions_per_month"] = _per_month(lifetime, tenure)
     f["pages_30d"] = s.count(0, 30, pages)
     f["pages_90d"] = s.count(0, 90, pages)
     prev_sessions = s.count(30, 60)
     f["usage_ratio_30d"] = (f["sessions_30d"] + 1.0) / (prev_sessions + 1.0)
+    f["sessions_ratio_30_90d"] = (f["sessions_30d"] + 1.0) / (f["sessions_90d"] / 3.0 + 1.0)
     f["sessions_change_30d"] = f["sessions_30d"] - prev_sessions
     f["pages_change_30d"] = f["pages_30d"] - s.count(30, 60, pages)
     actions_30 = s.count(0, 30, actions)
@@ -265,6 +440,7 @@ def build_features(tables: Tables, as_of: pd.Timestamp) -> pd.DataFrame:
     t = _Facts(tables.tickets, "opened_at", index, as_of)
     f["tickets_30d"] = t.count(0, 30)
     f["tickets_90d"] = t.count(0, 90)
+    f["tickets_per_month"] = _per_month(t.count(0, np.inf), tenure)
     if t.pos.size:
         solved = _utc(t.frame["solved_at"])
         still_open = (solved.isna() | (solved > as_of)).to_numpy()
@@ -275,21 +451,28 @@ def build_features(tables: Tables, as_of: pd.Timestamp) -> pd.DataFrame:
     f["urgent_tickets_90d"] = t.count(0, 90, mask=risky)
     f["tickets_change_30d"] = f["tickets_30d"] - t.count(30, 60)
 
-    # NPS: latest answer and its change vs the previous one.
+    # NPS: latest answer, its change vs the previous one, mean, count and age.
     q = _Facts(tables.nps, "responded_at", index, as_of)
     latest, previous = np.full(n, np.nan), np.full(n, np.nan)
+    total, answers, newest = np.zeros(n), np.zeros(n), np.full(n, np.inf)
     if q.pos.size:
-        score = q.column("score").astype(float)
-        ok = ~np.isnan(score)
+        score = q.numbers("score", np.nan)
+        ok = ~np.isnan(score) & (score >= 0) & (score <= 10)
         pos, age, score = q.pos[ok], q.age[ok], score[ok]
         order = np.lexsort((-age, pos))  # per customer, oldest first
-        pos, score = pos[order], score[order]
+        pos, score, age = pos[order], score[order], age[order]
         is_last = np.r_[pos[1:] != pos[:-1], True]
         latest[pos[is_last]] = score[is_last]
+        newest[pos[is_last]] = age[is_last]
         before_last = np.r_[is_last[1:], False] & ~is_last  # the row right before a customer's last
         previous[pos[before_last]] = score[before_last]
+        total = np.bincount(pos, weights=score, minlength=n)
+        answers = np.bincount(pos, minlength=n).astype(float)
     f["nps_latest"] = np.where(np.isnan(latest), NPS_NEUTRAL, latest)
     f["nps_change"] = np.nan_to_num(latest - previous, nan=0.0)
+    f["nps_mean"] = np.divide(total, answers, out=np.full(n, NPS_NEUTRAL), where=answers > 0)
+    f["nps_count"] = answers
+    f["nps_days_since"] = np.minimum(np.where(np.isfinite(newest), newest, RECENCY_CAP_DAYS), RECENCY_CAP_DAYS)
     f["nps_missing"] = np.isnan(latest).astype(float)
 
     # Billing.
@@ -299,257 +482,93 @@ def build_features(tables: Tables, as_of: pd.Timestamp) -> pd.DataFrame:
     f["mrr"] = mrr_now
     f["mrr_change_90d_pct"] = np.where(mrr_then > 0, (mrr_now - mrr_then) / np.maximum(mrr_then, 1e-9), 0.0)
     b = _Facts(tables.billing, "occurred_at", index, as_of)
-    failed = (b.column("kind") == "payment_failed") if b.pos.size else np.zeros(0, dtype=bool)
+    kind = b.column("kind").astype(str) if b.pos.size else np.zeros(0, dtype=str)
+    failed = kind == "payment_failed"
     f["payment_failures_30d"] = b.count(0, 30, mask=failed)
     f["payment_failures_90d"] = b.count(0, 90, mask=failed)
     # A downgrade: the MRR fell, or a subscription change with a negative amount (a credit).
-    if b.pos.size:
-        kind = b.column("kind")
-        amount = pd.to_numeric(b.frame["amount"], errors="coerce").fillna(0.0).to_numpy(dtype=float)
-        negative_change = (kind == "subscription_changed") & (amount < 0)
-    else:
-        negative_change = np.zeros(0, dtype=bool)
+    negative_change = (kind == "subscription_changed") & (b.numbers("amount") < 0)
     f["downgraded_90d"] = ((mrr_now < mrr_then - 1e-9) | (b.count(0, 90, mask=negative_change) > 0)).astype(float)
 
-    # Plan one-hot (columns from all customers so every cutoff has the same ones).
-    plans = customers["plan"].astype(str).to_numpy()
-    plan_cols = {col: (plans == col[5:]).astype(float) for col in plan_columns(tables)}
+    if spec.snapshot:
+        _snapshot_columns(f, customers, end, tenure)
 
-    # Interventions.
-    iv = _Facts(tables.interventions, "created_at", index, as_of)
-    f["interventions_90d"] = iv.count(0, 90)
-    done = _Facts(tables.interventions, "completed_at", index, as_of)
-    failed_iv = (done.frame["outcome"].astype(str) == "failed").to_numpy() if done.pos.size else np.zeros(0, dtype=bool)
-    f["interventions_failed_90d"] = done.count(0, 90, mask=failed_iv)
+    out = pd.DataFrame({name: f[name] for name in FIXED_FEATURES}, index=index, dtype=float)
+    taken = set(out.columns)
+    extra: dict[str, np.ndarray] = {}
 
-    out = pd.DataFrame({name: f[name] for name in FIXED_FEATURES} | plan_cols, index=index, dtype=float)
+    # Plan levels learned at training (names sanitised; the rest pooled as "other").
+    plans = customers["plan"].fillna("").astype(str).to_numpy()
+    for name, level in zip(_unique_names(PLAN_PREFIX, spec.plans, taken), spec.plans, strict=True):
+        extra[name] = (plans == level).astype(float)
+    if spec.plans:
+        extra[f"{PLAN_PREFIX}other"] = (~np.isin(plans, list(spec.plans))).astype(float)
+
+    # Session action types learned at training: 30/90-day counts, monthly rate, days since.
+    if spec.action_types:
+        a = _Facts(getattr(tables, "actions", None), "at", index, as_of)
+        types = a.column("type").astype(str) if a.pos.size else np.zeros(0, dtype=str)
+        weights = a.numbers("count", 1.0)
+        names = _unique_names(ACTION_PREFIX, spec.action_types, taken)
+        for name, kind_name in zip(names, spec.action_types, strict=True):
+            mine = types == kind_name
+            extra[f"{name}__30d"] = a.count(0, 30, weights, mask=mine)
+            extra[f"{name}__90d"] = a.count(0, 90, weights, mask=mine)
+            extra[f"{name}__per_month"] = _per_month(a.count(0, np.inf, weights, mask=mine), tenure)
+            since = a.min_age(mine)
+            extra[f"{name}__days_since"] = np.minimum(np.where(np.isfinite(since), since, tenure), RECENCY_CAP_DAYS)
+
+    # A snapshot book's own columns: numeric usage counters and text levels.
+    if spec.snapshot and (spec.usage_keys or spec.usage_levels):
+        usage = _usage_frame(customers)
+        for name, key in zip(_unique_names(USAGE_PREFIX, spec.usage_keys, taken), spec.usage_keys, strict=True):
+            raw = usage[key] if key in usage else pd.Series(np.nan, index=usage.index)
+            extra[name] = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=float)
+        for key, levels in spec.usage_levels:
+            raw = (usage[key] if key in usage else pd.Series(None, index=usage.index, dtype=object)).astype(str)
+            raw = raw.to_numpy()
+            level_names = _unique_names(f"{LEVEL_PREFIX}{safe_name(key)}__", levels, taken)
+            for name, level in zip(level_names, levels, strict=True):
+                extra[name] = (raw == level).astype(float)
+
+    if extra:
+        out = pd.concat([out, pd.DataFrame(extra, index=index, dtype=float)], axis=1)
     return out.replace([np.inf, -np.inf], np.nan).fillna(0.0)
 
 
+def _snapshot_columns(f: dict[str, np.ndarray], customers: pd.DataFrame, end: pd.Series, tenure: np.ndarray) -> None:
+    """A book without event history: the customers table's own columns stand in for the facts
+    (last login for recency, `nps_score` for the latest answer, `support_tickets` for open
+    tickets). Only for snapshot books: at a past cutoff these columns would leak the future."""
+    last_login = _utc(_column(customers, "last_login"))
+    since = ((end - last_login) / DAY).to_numpy(dtype=float, na_value=np.nan)
+    known = np.isfinite(since)
+    f["days_since_last_session"] = np.minimum(np.where(known, np.maximum(since, 0.0), tenure), RECENCY_CAP_DAYS)
+    f["never_active"] = (~known).astype(float)
+    nps = pd.to_numeric(_column(customers, "nps_score"), errors="coerce").to_numpy(dtype=float)
+    nps = np.where((nps >= 0) & (nps <= 10), nps, np.nan)
+    answered = ~np.isnan(nps)
+    f["nps_latest"] = np.where(answered, nps, NPS_NEUTRAL)
+    f["nps_mean"] = f["nps_latest"]
+    f["nps_count"] = answered.astype(float)
+    f["nps_missing"] = (~answered).astype(float)
+    tickets = pd.to_numeric(_column(customers, "support_tickets"), errors="coerce").to_numpy(dtype=float)
+    f["open_tickets"] = np.nan_to_num(np.maximum(tickets, 0.0), nan=0.0)
+
+
 def usage_features(tables: Tables) -> pd.DataFrame:
-    """Today's `feature_usage` counters as `usage_<key>` float columns (0 when absent), index
-    `customer_id`. A snapshot, not point in time: for the health score only, never the model."""
+    """Today's numeric `feature_usage` counters as `fu_<key>` float columns (0 when absent), index
+    `customer_id`, names sanitised. A snapshot, not point in time: for the health score only
+    (and, in a snapshot book, through `FeatureSpec.usage_keys`)."""
     c = tables.customers
     index = pd.Index(c["customer_id"].to_numpy(), name="customer_id")
-    records = [u if isinstance(u, dict) else {} for u in c["feature_usage"].tolist()]
-    raw = pd.DataFrame.from_records(records, index=index) if records else pd.DataFrame(index=index)
-    numeric = raw.apply(pd.to_numeric, errors="coerce")
-    numeric = numeric.loc[:, numeric.notna().any()]  # keep keys that are numeric somewhere
-    numeric.columns = [f"usage_{k}" for k in numeric.columns]
-    return numeric.fillna(0.0).astype(float).reindex(sorted(numeric.columns), axis=1)
-
-
-# --- One customer (real-time scoring) ---------------------------------------------------------
-
-NAT = np.datetime64("NaT", "ns")
-_EMPTY_TIMES = np.zeros(0, dtype="datetime64[ns]")
-
-
-def times_ns(values: Sequence[object]) -> np.ndarray:
-    """Timestamps as naive-UTC `datetime64[ns]`: aware datetimes are converted to UTC, naive ones
-    and dates are taken as UTC, ISO strings parsed, None/NaT/NaN become NaT. A plain loop: it
-    runs on one customer's few hundred rows, where pandas' per-call overhead would dominate."""
-    out = np.empty(len(values), dtype="datetime64[ns]")
-    for position, value in enumerate(values):
-        if isinstance(value, str):
-            value = dt.datetime.fromisoformat(value)
-        if value is None or value is pd.NaT or (isinstance(value, float) and value != value):
-            out[position] = NAT
-        elif isinstance(value, pd.Timestamp):
-            out[position] = as_utc(value).tz_localize(None).as_unit("ns").to_datetime64()
-        elif isinstance(value, dt.datetime):
-            naive = value.astimezone(dt.UTC).replace(tzinfo=None) if value.tzinfo is not None else value
-            out[position] = np.datetime64(naive, "us")
-        elif isinstance(value, dt.date):
-            out[position] = np.datetime64(value, "D")
-        else:
-            out[position] = np.datetime64(value, "ns")
-    return out
-
-
-@dataclass(frozen=True)
-class CustomerFacts:
-    """Everything `customer_features` reads about ONE customer: plain numpy arrays, timestamps as
-    naive-UTC `datetime64[ns]` (NaT when missing). The same facts as that customer's rows in
-    `Tables`; `from_tables` cuts them out of a book (tests compare the two paths)."""
-
-    signup: np.datetime64
-    churned: np.datetime64
-    plan: str
-    mrr: float
-    session_started: np.ndarray = field(default_factory=lambda: _EMPTY_TIMES)
-    session_pages: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    session_actions: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    ticket_opened: np.ndarray = field(default_factory=lambda: _EMPTY_TIMES)
-    ticket_solved: np.ndarray = field(default_factory=lambda: _EMPTY_TIMES)
-    ticket_priority: tuple[str, ...] = ()
-    nps_responded: np.ndarray = field(default_factory=lambda: _EMPTY_TIMES)
-    nps_score: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    billing_occurred: np.ndarray = field(default_factory=lambda: _EMPTY_TIMES)
-    billing_kind: tuple[str, ...] = ()
-    billing_amount: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    billing_mrr_after: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    intervention_created: np.ndarray = field(default_factory=lambda: _EMPTY_TIMES)
-    intervention_completed: np.ndarray = field(default_factory=lambda: _EMPTY_TIMES)
-    intervention_outcome: tuple[str | None, ...] = ()
-
-    @classmethod
-    def from_tables(cls, tables: Tables, customer_id: int) -> CustomerFacts:
-        """One customer's rows of a book (for tests and tools; scoring reads the database)."""
-
-        def rows(frame: pd.DataFrame) -> pd.DataFrame:
-            return frame.loc[frame["customer_id"].to_numpy() == customer_id]
-
-        def t(frame: pd.DataFrame, column: str) -> np.ndarray:
-            return times_ns(frame[column].tolist())
-
-        def num(frame: pd.DataFrame, column: str) -> np.ndarray:
-            return pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float)
-
-        c = rows(tables.customers).iloc[0]
-        s, k, q, b, i = (
-            rows(f) for f in (tables.sessions, tables.tickets, tables.nps, tables.billing, tables.interventions)
-        )
-        return cls(
-            signup=times_ns([c["signup_date"]])[0],
-            churned=times_ns([c["churned_at"]])[0],
-            plan=str(c["plan"]),
-            mrr=float(pd.to_numeric(c["mrr"], errors="coerce")),
-            session_started=t(s, "started_at"),
-            session_pages=num(s, "pages_viewed"),
-            session_actions=num(s, "n_actions"),
-            ticket_opened=t(k, "opened_at"),
-            ticket_solved=t(k, "solved_at"),
-            ticket_priority=tuple(str(p) for p in k["priority"]),
-            nps_responded=t(q, "responded_at"),
-            nps_score=num(q, "score"),
-            billing_occurred=t(b, "occurred_at"),
-            billing_kind=tuple(str(x) for x in b["kind"]),
-            billing_amount=num(b, "amount"),
-            billing_mrr_after=num(b, "mrr_after"),
-            intervention_created=t(i, "created_at"),
-            intervention_completed=t(i, "completed_at"),
-            intervention_outcome=tuple(i["outcome"]),
-        )
-
-
-def _ages(times: np.ndarray, as_of: np.datetime64) -> np.ndarray:
-    """Age in days at as_of, computed exactly like `_Facts` (timedelta64[ns] / 1 day → float)."""
-    return (as_of - times) / np.timedelta64(DAY.value, "ns")
-
-
-def _window(age: np.ndarray, lo: float, hi: float, weights: np.ndarray | None = None, mask=None) -> float:
-    sel = (age >= lo) & (age < hi)
-    if mask is not None:
-        sel &= mask
-    return float(sel.sum()) if weights is None else float(weights[sel].sum())
-
-
-def _latest_value(times: np.ndarray, values: np.ndarray, as_of: np.datetime64, fallback: float) -> float:
-    """The value of the latest fact at or before as_of (ties: the later row), else `fallback`."""
-    age = _ages(times, as_of)
-    keep = age >= 0
-    if not keep.any():
-        return fallback
-    age, values = age[keep], values[keep]
-    order = np.argsort(-age, kind="stable")  # oldest first, like `_mrr_as_of`'s lexsort
-    return float(values[order[-1]])
-
-
-def customer_features(facts: CustomerFacts, as_of: pd.Timestamp) -> dict[str, float] | None:
-    """`build_features` for ONE customer without pandas: the same definitions (a test compares
-    every value with the batch's row), in microseconds instead of milliseconds. Returns None when
-    the customer is not in the population at as_of (not signed up yet, or churned before).
-
-    Plan columns: only `plan_<this plan>` (= 1); a model reindexes to its own columns, missing → 0.
-    """
-    now = as_utc(as_of).tz_localize(None).to_datetime64().astype("datetime64[ns]")
-    if np.isnat(facts.signup) or facts.signup > now or (not np.isnat(facts.churned) and facts.churned <= now):
-        return None
-    f: dict[str, float] = {}
-
-    tenure = float(np.clip(_ages(np.array([facts.signup]), now)[0], 0.0, TENURE_CAP_DAYS))
-    s_age = _ages(facts.session_started, now)
-    seen = s_age >= 0  # NaN ages compare False: a future or undated session is not seen
-    s_age = s_age[seen]
-    pages = np.nan_to_num(facts.session_pages.astype(float)[seen])
-    actions = np.nan_to_num(facts.session_actions.astype(float)[seen])
-    never = s_age.size == 0
-    f["days_since_last_session"] = min(tenure if never else float(s_age.min()), RECENCY_CAP_DAYS)
-    f["never_active"] = float(never)
-    f["tenure_days"] = tenure
-    f["sessions_7d"] = _window(s_age, 0, 7)
-    f["sessions_30d"] = _window(s_age, 0, 30)
-    f["sessions_90d"] = _window(s_age, 0, 90)
-    f["pages_30d"] = _window(s_age, 0, 30, pages)
-    f["pages_90d"] = _window(s_age, 0, 90, pages)
-    prev_sessions = _window(s_age, 30, 60)
-    f["usage_ratio_30d"] = (f["sessions_30d"] + 1.0) / (prev_sessions + 1.0)
-    f["sessions_change_30d"] = f["sessions_30d"] - prev_sessions
-    f["pages_change_30d"] = f["pages_30d"] - _window(s_age, 30, 60, pages)
-    actions_30 = _window(s_age, 0, 30, actions)
-    f["actions_per_session_30d"] = actions_30 / f["sessions_30d"] if f["sessions_30d"] > 0 else 0.0
-
-    t_age = _ages(facts.ticket_opened, now)
-    seen = t_age >= 0
-    t_age = t_age[seen]
-    solved = facts.ticket_solved[seen]
-    still_open = np.isnat(solved) | (solved > now)
-    risky = np.array([p.lower() in RISKY_PRIORITIES for p in facts.ticket_priority], dtype=bool)[seen]
-    f["tickets_30d"] = _window(t_age, 0, 30)
-    f["tickets_90d"] = _window(t_age, 0, 90)
-    f["open_tickets"] = _window(t_age, 0, np.inf, mask=still_open)
-    f["urgent_tickets_90d"] = _window(t_age, 0, 90, mask=risky)
-    f["tickets_change_30d"] = f["tickets_30d"] - _window(t_age, 30, 60)
-
-    q_age = _ages(facts.nps_responded, now)
-    score = facts.nps_score.astype(float)
-    ok = (q_age >= 0) & ~np.isnan(score)
-    q_age, score = q_age[ok], score[ok]
-    order = np.argsort(-q_age, kind="stable")  # oldest first
-    latest = float(score[order[-1]]) if score.size else np.nan
-    previous = float(score[order[-2]]) if score.size > 1 else np.nan
-    f["nps_latest"] = NPS_NEUTRAL if np.isnan(latest) else latest
-    f["nps_change"] = float(np.nan_to_num(latest - previous, nan=0.0))
-    f["nps_missing"] = float(np.isnan(latest))
-
-    static_mrr = 0.0 if np.isnan(facts.mrr) else facts.mrr
-    has_mrr = ~np.isnan(facts.billing_mrr_after)
-    mrr_times, mrr_values = facts.billing_occurred[has_mrr], facts.billing_mrr_after[has_mrr]
-    mrr_now = _latest_value(mrr_times, mrr_values, now, static_mrr)
-    mrr_then = _latest_value(mrr_times, mrr_values, now - np.timedelta64(90 * DAY.value, "ns"), mrr_now)
-    f["mrr"] = mrr_now
-    f["mrr_change_90d_pct"] = (mrr_now - mrr_then) / max(mrr_then, 1e-9) if mrr_then > 0 else 0.0
-    b_age = _ages(facts.billing_occurred, now)
-    seen = b_age >= 0
-    b_age = b_age[seen]
-    kind = np.array(facts.billing_kind, dtype=object)[seen]
-    amount = np.nan_to_num(facts.billing_amount.astype(float), nan=0.0)[seen]
-    failed = kind == "payment_failed"
-    f["payment_failures_30d"] = _window(b_age, 0, 30, mask=failed)
-    f["payment_failures_90d"] = _window(b_age, 0, 90, mask=failed)
-    negative_change = (kind == "subscription_changed") & (amount < 0)
-    f["downgraded_90d"] = float(mrr_now < mrr_then - 1e-9 or _window(b_age, 0, 90, mask=negative_change) > 0)
-
-    f["interventions_90d"] = _window(_ages(facts.intervention_created, now), 0, 90)
-    d_age = _ages(facts.intervention_completed, now)
-    failed_iv = np.array([str(o) == "failed" for o in facts.intervention_outcome], dtype=bool)
-    f["interventions_failed_90d"] = _window(d_age, 0, 90, mask=failed_iv)
-
-    out = {name: f[name] for name in FIXED_FEATURES}
-    out[f"plan_{facts.plan}"] = 1.0
-    return {k: (v if np.isfinite(v) else 0.0) for k, v in out.items()}
-
-
-def usage_one(feature_usage: Mapping[str, object] | None) -> dict[str, float]:
-    """One customer's numeric `feature_usage` counters as `usage_<key>` (the real-time health
-    score). Like `usage_features`, except that the keys are this customer's own: the batch takes
-    the keys of the whole book (a key another customer has counts as 0 here too, so the two agree
-    whenever customers report the same counters)."""
-    out = {}
-    for key, value in (feature_usage or {}).items():
-        number = pd.to_numeric(value, errors="coerce") if isinstance(value, str) else value
-        if isinstance(number, bool) or not isinstance(number, int | float) or number != number:
-            continue
-        out[f"usage_{key}"] = float(number)
-    return dict(sorted(out.items()))
+    raw = _usage_frame(c)
+    raw.index = index
+    numeric = raw.apply(pd.to_numeric, errors="coerce") if len(raw.columns) else raw
+    numeric = numeric.loc[:, numeric.notna().any()] if len(numeric.columns) else numeric
+    keys = sorted(str(k) for k in numeric.columns)
+    names = _unique_names(USAGE_PREFIX, keys, set(FIXED_FEATURES))
+    out = pd.DataFrame(
+        {name: numeric[key].to_numpy(dtype=float) for name, key in zip(names, keys, strict=True)}, index=index
+    )
+    return out.replace([np.inf, -np.inf], np.nan).fillna(0.0).astype(float)

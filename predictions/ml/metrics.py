@@ -171,3 +171,21 @@ def evaluate(
         "positive_rate": float(y.mean()) if y.size else 0.0,
         "assumptions": {"save_rate": save_rate, "contact_cost": contact_cost, "segment_threshold": threshold},
     }
+
+
+def bootstrap_auc_ci(y, p, n: int = 500, level: float = 0.95, seed: int = 0) -> list[float] | None:
+    """A percentile bootstrap interval of the ROC AUC (rows resampled with replacement)."""
+    y, p = _arrays(y, p)
+    if not _both_classes(y):
+        return None
+    rng = np.random.default_rng(seed)
+    order = np.argsort(p, kind="stable")
+    y, p = y[order], p[order]
+    values = []
+    for _ in range(n):
+        pick = np.sort(rng.integers(0, y.size, y.size))
+        ys = y[pick]
+        if _both_classes(ys):
+            values.append(roc_auc_score(ys, p[pick]))
+    low, high = np.quantile(values, [(1 - level) / 2, 1 - (1 - level) / 2])
+    return [float(low), float(high)]

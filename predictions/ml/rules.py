@@ -1,12 +1,12 @@
 """A transparent rules baseline: the health score and the cold-start churn probability.
 
 Input: a frame from `features.build_features` (optionally joined with `features.usage_features`
-for the `usage_<key>` adoption counters). Every component is 0–100 (100 = healthy) and uses
+for the `fu_<key>` adoption counters). Every component is 0–100 (100 = healthy) and uses
 fixed, documented curves, so a customer's score never depends on the other customers:
 
 * engagement = 40 % sessions in 30 days (1 − e^(−sessions/8)) + 40 % recency
   (e^(−days since last login / 14)) + 20 % trend (min(1, usage_ratio_30d));
-* usage = adoption: actions per session (1 − e^(−actions/3)); when `usage_<key>` columns are
+* usage = adoption: actions per session (1 − e^(−actions/3)); when `fu_<key>` columns are
   present, 60 % the share of usage keys in use (> 0) + 40 % actions per session;
 * support = e^(−(open tickets + 1.5 · high/urgent tickets in 90 d + 0.5 · tickets in 30 d) / 3);
 * nps = 10 × latest score (50 when never answered), minus 5 per point the score fell;
@@ -33,6 +33,7 @@ from predictions.ml.features import (
     PAYMENT,
     SATISFACTION,
     SUPPORT,
+    USAGE_PREFIX,
     feature_info,
 )
 
@@ -91,7 +92,7 @@ def _components(features: Features) -> dict[str, np.ndarray]:
     trend = np.clip(_col(f, "usage_ratio_30d", 1.0), 0.0, 1.0)
     engagement = 0.4 * _sat(_col(f, "sessions_30d"), 8.0) + 0.4 * recency + 0.2 * trend
     actions = _sat(_col(f, "actions_per_session_30d"), 3.0)
-    usage_cols = [c for c in _names(f) if c.startswith("usage_") and c != "usage_ratio_30d"]
+    usage_cols = [c for c in _names(f) if c.startswith(USAGE_PREFIX)]
     if usage_cols:
         adoption = (np.column_stack([_col(f, c) for c in usage_cols]) > 0).mean(axis=1)
         usage = 0.6 * adoption + 0.4 * actions

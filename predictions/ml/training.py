@@ -1,35 +1,19 @@
-"""Training: rolling point-in-time cutoffs, a time-based honest split, XGBoost + calibration.
+"""Training: as of a date, validated so that it cannot fool itself, calibrated (ADR 0006).
 
-Labels
-------
-A row is (customer, cutoff); its label is 1 when the customer churned in (cutoff, cutoff +
-horizon]. A cutoff is usable only when cutoff + horizon ≤ as_of (the label must be observable).
+History books (event facts for most customers): rows are (customer, cutoff), labelled 1 when the
+customer churned in (cutoff, cutoff + horizon]; only cutoffs whose horizon ends by `as_of` are
+used. Rolling origin: each of the `n_blocks` latest labelled cutoffs is a block, predicted by
+models fitted on the cutoffs whose label window ended before it (purged), early-stopped and
+calibrated on the latest of those. The shipped model is fitted on every cutoff whose window ends
+by the latest labelled cutoff and calibrated on that one.
 
-Split (never random; by cutoff date)
-------------------------------------
-`train(tables, as_of)` uses `n_cutoffs` cutoffs, `step_days` apart, the latest at
-as_of − horizon. Of these:
+Snapshot books (no event history, `features.FeatureSpec.snapshot`): one row per customer, as of
+its churn for churners; stratified K-fold cross-validation, out-of-fold calibration.
 
-* the latest cutoff is the **report** block: only the recorded metrics are computed on it;
-* the latest-but-one is the **calibration** block: XGBoost early stopping and the probability
-  calibrator (and the baseline's calibrator) are fit on it;
-* the others are the **fit** block, *purged*: a fit cutoff is kept only if its label window ends
-  on or before the calibration cutoff (cutoff + horizon ≤ calibration cutoff), so no outcome
-  seen in training happens after the held-out blocks start. With the defaults (8 cutoffs,
-  30-day step, 90-day horizon) this keeps 4 fit cutoffs and drops 2 as a gap.
-
-Nothing is tuned on the report block, so its metrics are an honest estimate for a model
-trained some months ago and applied now. The shipped model is exactly the evaluated one.
-
-Baseline: a standardised logistic regression on the same fit block, calibrated the same way.
-
-Model choice: both are scored on the calibration block (ROC AUC of the raw scores, which
-calibration cannot change); the shipped model is the XGBoost one unless the logistic regression
-ranks that block better. On small books (a few hundred customers, a dozen churners per block)
-the boosted trees overfit and the linear model wins; on large ones XGBoost usually does. The
-choice is recorded in `params["algorithm"]` and the metrics are always the shipped model's.
-
-Determinism: XGBoost with a fixed `seed` and `nthread` (default 1) gives identical models.
+Either way the logistic regression (log1p counts), XGBoost and the rules are scored on the same
+blocks; `choose` keeps the simpler unless the other wins by more than its spread; the card holds
+per-block and pooled metrics (bootstrap interval) and the protocol; `risk_bands` sets the risk
+levels relative to the base rate. Determinism: fixed seeds, one XGBoost thread.
 """
 
 from __future__ import annotations
@@ -48,12 +32,14 @@ import xgboost as xgb
 from scipy.special import expit
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.tree import DecisionTreeClassifier
 
 from predictions.ml import metrics as M
-from predictions.ml.features import DAY, as_utc, build_features
+from predictions.ml import rules
+from predictions.ml.features import DAY, FeatureSpec, as_utc, build_features, churned_flags, is_count, learn_spec
 from predictions.ml.tables import Tables
 
 log = logging.getLogger(__name__)
@@ -62,7 +48,7 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "objective": "binary:logistic",
     "eval_metric": "logloss",
     "tree_method": "hist",
-    "max_depth": 4,
+    "max_depth": 3,
     "eta": 0.05,
     "subsample": 0.8,
     "colsample_bytree": 0.8,
@@ -72,10 +58,13 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "num_boost_round": 600,
     "early_stopping_rounds": 50,
     "calibration": "sigmoid",  # or "isotonic"
+    "algorithm": None,  # None: chosen on the validation blocks; or "logistic" / "xgboost"
 }
-DEPTH_SEARCH = (2, 4)
-NOT_BOOSTER_PARAMS = ("num_boost_round", "early_stopping_rounds", "calibration")
+NOT_BOOSTER_PARAMS = ("num_boost_round", "early_stopping_rounds", "calibration", "algorithm")
 LEAKAGE_AUC = 0.99
+# L2 strength of the logistic model: strong enough for a book with a few dozen churners per block
+# and some hundred features; on large books the data outweighs it.
+LOGISTIC_C = 0.1
 PSI_BINS = 10
 
 
@@ -106,19 +95,20 @@ class LabelLeakage(AssertionError):
 def latest_fact_date(tables: Tables) -> pd.Timestamp:
     """The latest timestamp in any table (the natural as-of when none is given)."""
     cols = {
-        "customers": ("signup_date", "churned_at"),
+        "customers": ("signup_date", "churned_at", "last_login"),
         "sessions": ("started_at",),
         "tickets": ("opened_at", "solved_at"),
         "nps": ("responded_at",),
         "billing": ("occurred_at",),
-        "interventions": ("created_at", "completed_at"),
     }
     latest = []
     for name, names in cols.items():
         frame = getattr(tables, name)
         for col in names:
-            if frame is not None and col in frame and frame[col].notna().any():
-                latest.append(as_utc(pd.to_datetime(frame[col]).max()))
+            if frame is not None and col in frame:
+                values = pd.to_datetime(frame[col], utc=True, errors="coerce")
+                if values.notna().any():
+                    latest.append(as_utc(values.max()))
     if not latest:
         raise ValueError("the tables hold no dated facts")
     return max(latest)
@@ -130,20 +120,26 @@ def build_training_set(
     horizon_days: int = 90,
     *,
     as_of: pd.Timestamp | None = None,
+    spec: FeatureSpec | None = None,
 ) -> tuple[pd.DataFrame, pd.Series, pd.DataFrame]:
     """X (features as of each cutoff, stacked), y (churned in (cutoff, cutoff + horizon]) and
     meta (customer_id, cutoff, plan, mrr), sharing one RangeIndex. Cutoffs whose horizon ends
-    after `as_of` (default: the latest fact date) are skipped: their labels are not observable."""
+    after `as_of` (default: the latest fact date) are skipped: their labels are not observable.
+    Customers marked inactive without a churn date are left out (their label is unknown)."""
     as_of = latest_fact_date(tables) if as_of is None else as_utc(as_of)
+    spec = learn_spec(tables, as_of) if spec is None else spec
     horizon = horizon_days * DAY
-    churned_at = pd.to_datetime(tables.customers.set_index("customer_id")["churned_at"], utc=True)
-    plans = tables.customers.set_index("customer_id")["plan"].astype(str)
+    by_id = tables.customers.set_index("customer_id")
+    churned_at = pd.to_datetime(by_id["churned_at"], utc=True, errors="coerce")
+    undated = pd.Series(churned_flags(tables.customers, as_of) & churned_at.isna().to_numpy(), index=by_id.index)
+    plans = by_id["plan"].astype(str)
     xs, ys, metas = [], [], []
     for cutoff in sorted(as_utc(c) for c in cutoffs):
         if cutoff + horizon > as_of:
             log.info("skipping cutoff %s: its %s-day horizon ends after %s", cutoff, horizon_days, as_of)
             continue
-        X = build_features(tables, cutoff)
+        X = build_features(tables, cutoff, spec)
+        X = X.loc[~undated.reindex(X.index, fill_value=False).to_numpy()]
         ch = churned_at.reindex(X.index)
         y = ((ch > cutoff) & (ch <= cutoff + horizon)).astype(int).to_numpy()
         xs.append(X.reset_index(drop=True))
@@ -263,6 +259,11 @@ def psi(reference_stats: dict, X: pd.DataFrame, eps: float = 1e-4) -> dict[str, 
 # --- The model --------------------------------------------------------------------------------
 
 
+def signed_log1p(values: np.ndarray) -> np.ndarray:
+    """log1p of counts, sign kept (a change in counts can be negative)."""
+    return np.sign(values) * np.log1p(np.abs(values))
+
+
 @dataclass
 class TrainedModel:
     feature_names: list[str]
@@ -276,6 +277,9 @@ class TrainedModel:
     reference_stats: dict  # {"bins": {feature: {"edges", "fractions"}}} for psi()
     healthy_reference: dict[str, float] = field(default_factory=dict)  # median among non-churners
     linear: Any = None  # the standardised logistic regression when it is the shipped model
+    spec: FeatureSpec | None = None  # what the features were learned from (None: learn again)
+    log_columns: np.ndarray | None = None  # which inputs the linear model reads through log1p
+    rules_metrics: dict = field(default_factory=dict)
 
     @property
     def algorithm(self) -> str:
@@ -309,11 +313,14 @@ class TrainedModel:
             return self._linear_contributions(self._standardised(self.values(X)))
         return self.booster.predict(self.matrix(X), pred_contribs=True, approx_contribs=approx)
 
-    # The logistic pipeline's own arithmetic (StandardScaler.transform, then
+    # The logistic pipeline's own arithmetic (log1p of the counts, StandardScaler.transform, then
     # LogisticRegression.predict_proba: X·w + b through the logistic function) without sklearn's
-    # per-call input validation, which costs about a millisecond: for one real-time row it was
-    # most of the model call. Same operations in the same order, so the same numbers (tested).
+    # per-call input validation, which costs about a millisecond per call. Same operations in
+    # the same order, so the same numbers (tested).
     def _standardised(self, values: np.ndarray) -> np.ndarray:
+        if self.log_columns is not None:
+            values = values.copy()
+            values[:, self.log_columns] = signed_log1p(values[:, self.log_columns])
         scaler = self.linear[0]
         return (values - scaler.mean_) / scaler.scale_
 
@@ -328,14 +335,14 @@ class TrainedModel:
         return np.column_stack([z * regression.coef_[0], np.full(len(z), regression.intercept_[0])])
 
     def row(self, features: Mapping[str, float]) -> np.ndarray:
-        """One customer's features (`features.customer_features`) as a 1 × n matrix in the
-        model's column order — what `values` gives for a frame (missing → 0, non-finite → 0)."""
+        """One customer's features as a 1 × n matrix in the model's column order — what `values`
+        gives for a frame (missing → 0, non-finite → 0)."""
         x = np.array([[features.get(name, 0.0) for name in self.feature_names]], dtype=float)
         return np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
 
     def predict_one(self, x: np.ndarray) -> tuple[float, np.ndarray]:
-        """Calibrated probability and exact SHAP contributions of one row (`row`): the real-time
-        path, one DMatrix for both (`predict_proba` + `contributions` would build two frames)."""
+        """Calibrated probability and exact SHAP contributions of one row (`row`): one DMatrix for
+        both (`predict_proba` + `contributions` would build two)."""
         if self.booster is None:
             z = self._standardised(x)
             raw = self._linear_proba(z)
@@ -351,6 +358,10 @@ class TrainedModel:
         from predictions.ml.explain import causes_from_contributions
 
         return causes_from_contributions(self.contributions(X), X, self.feature_names, self.healthy_reference, top_k)
+
+    def features(self, tables: Tables, as_of: pd.Timestamp) -> pd.DataFrame:
+        """The customers to score at `as_of`, with the features this model was trained on."""
+        return build_features(tables, as_of, self.spec)
 
     def to_bytes(self) -> bytes:
         state = {k: v for k, v in self.__dict__.items() if k != "booster"}
@@ -396,11 +407,110 @@ def rolling_cutoffs(as_of: pd.Timestamp, horizon_days: int, n_cutoffs: int, step
     return [last - k * step_days * DAY for k in range(n_cutoffs - 1, -1, -1)]
 
 
+def _log_mask(features: list[str]) -> np.ndarray:
+    return np.array([is_count(name) for name in features], dtype=bool)
+
+
+def fit_logistic(X: pd.DataFrame, y, seed: int = 0) -> tuple[Any, np.ndarray]:
+    """The reference and candidate linear model: counts through log1p, standardised, L2."""
+    mask = _log_mask(list(X.columns))
+    values = X.to_numpy(dtype=float).copy()
+    values[:, mask] = signed_log1p(values[:, mask])
+    lr = make_pipeline(StandardScaler(), LogisticRegression(C=LOGISTIC_C, max_iter=3000, random_state=seed))
+    lr.fit(values, np.asarray(y, dtype=int))
+    return lr, mask
+
+
 def _fit_baseline(X_fit, y_fit, X_cal, y_cal, seed: int):
-    lr = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000, random_state=seed))
-    lr.fit(X_fit.to_numpy(), y_fit)
-    cal = Calibrator("sigmoid").fit(lr.predict_proba(X_cal.to_numpy())[:, 1], y_cal)
+    """A logistic model and its calibrator (kept for tools that build one by hand)."""
+    lr, mask = fit_logistic(X_fit, y_fit, seed)
+    probe = TrainedModel(list(X_fit.columns), None, Calibrator(), {}, {}, {}, {}, {}, {}, linear=lr, log_columns=mask)
+    cal = Calibrator("sigmoid").fit(probe.raw_proba(X_cal), y_cal)
     return lr, cal
+
+
+def _booster_params(p: dict, seed: int) -> dict:
+    return {k: v for k, v in p.items() if k not in NOT_BOOSTER_PARAMS} | {"seed": seed}
+
+
+def fit_xgboost(X: pd.DataFrame, y, X_stop: pd.DataFrame, y_stop, p: dict, seed: int) -> xgb.Booster:
+    """Boosted trees, early-stopped on (X_stop, y_stop) and cut at the best round."""
+    features = list(X.columns)
+    d_fit = xgb.DMatrix(X.to_numpy(dtype=float), label=np.asarray(y), feature_names=features, nthread=1)
+    d_stop = xgb.DMatrix(X_stop.to_numpy(dtype=float), label=np.asarray(y_stop), feature_names=features, nthread=1)
+    booster = xgb.train(
+        _booster_params(p, seed),
+        d_fit,
+        num_boost_round=int(p["num_boost_round"]),
+        evals=[(d_stop, "stop")],
+        early_stopping_rounds=int(p["early_stopping_rounds"]),
+        verbose_eval=False,
+    )
+    rounds = int(getattr(booster, "best_iteration", booster.num_boosted_rounds() - 1))
+    return booster[: rounds + 1]
+
+
+def _candidate(algorithm: str, X, y, X_stop, y_stop, p: dict, seed: int) -> TrainedModel:
+    """One candidate fitted on (X, y), early-stopped (trees) and calibrated on (X_stop, y_stop)."""
+    features = list(X.columns)
+    model = TrainedModel(features, None, Calibrator(p["calibration"]), {}, {}, {}, {}, {}, {})
+    if algorithm == "xgboost":
+        model.booster = fit_xgboost(X, y, X_stop, y_stop, p, seed)
+    else:
+        model.linear, model.log_columns = fit_logistic(X, y, seed)
+    model.calibrator.fit(model.raw_proba(X_stop), np.asarray(y_stop, dtype=int))
+    return model
+
+
+CANDIDATES = ("logistic", "xgboost")  # simplest first: ties go to it
+
+
+def choose(block_aucs: dict[str, list[float]], margin: float = 0.005) -> tuple[str, dict]:
+    """The candidate to ship: the simplest unless a more complex one ranks better on the blocks
+    by more than `margin` and by more than the standard error of the paired differences."""
+    chosen = CANDIDATES[0]
+    detail = {}
+    for challenger in CANDIDATES[1:]:
+        diffs = np.array(block_aucs[challenger]) - np.array(block_aucs[chosen])
+        se = float(diffs.std(ddof=1) / np.sqrt(diffs.size)) if diffs.size > 1 else 0.0
+        wins = bool(diffs.mean() > max(margin, se))
+        detail[f"{challenger}_vs_{chosen}"] = {"mean_gain": float(diffs.mean()), "se": se, "wins": wins}
+        if wins:
+            chosen = challenger
+    return chosen, detail
+
+
+DEFAULT_BANDS = {"top_share": 0.10, "high_multiple": 3.0, "medium_multiple": 1.5}
+
+
+def risk_bands(p, y, rule: Mapping[str, float] | None = None) -> dict:
+    """Risk levels relative to the book's churn rate, from calibrated probabilities `p` of a
+    population whose outcomes are `y`: high = the top `top_share` of risk or at least
+    `high_multiple` x the base rate, medium at least `medium_multiple` x the base rate. Fixed
+    bands (0.5 / 0.8) mean nothing on a 6 % book: they would put almost no churner above low."""
+    rule = DEFAULT_BANDS | dict(rule or {})
+    base = float(np.mean(y))
+    top = float(np.quantile(np.asarray(p, dtype=float), 1 - rule["top_share"]))
+    high = min(top, rule["high_multiple"] * base)
+    medium = min(rule["medium_multiple"] * base, high)
+    return {"medium": round(medium, 4), "high": round(high, 4), "base_rate": round(base, 4), "rule": rule}
+
+
+def _block_metrics(y, p) -> dict:
+    m = M.evaluate(y, p)
+    return {k: m[k] for k in ("roc_auc", "pr_auc", "log_loss", "brier", "lift_at_10pct", "ece", "n_samples")} | {
+        "positives": int(np.asarray(y).sum())
+    }
+
+
+def _summary(blocks: list[dict], name: str) -> dict:
+    out = {}
+    for key in ("roc_auc", "pr_auc", "log_loss", "brier", "lift_at_10pct", "ece"):
+        values = [b[name][key] for b in blocks if b[name].get(key) is not None]
+        if values:
+            out[key] = float(np.mean(values))
+            out[f"{key}_sd"] = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+    return out
 
 
 def train(
@@ -410,129 +520,255 @@ def train(
     horizon_days: int = 90,
     n_cutoffs: int = 8,
     step_days: int = 30,
+    n_blocks: int = 3,
+    folds: int = 5,
     seed: int = 0,
     params: dict | None = None,
     min_positives: int = 50,
     save_rate: float = M.DEFAULT_SAVE_RATE,
     contact_cost: float = M.DEFAULT_CONTACT_COST,
+    bands: Mapping[str, float] | None = None,
 ) -> TrainedModel:
-    """Train, calibrate and evaluate a churn model on data up to `as_of` (see module docstring).
+    """Train, validate and calibrate a churn model on data up to `as_of` (see module docstring).
 
-    Raises `NotEnoughLabels` when the fit block has fewer than `min_positives` churners (or a
-    held-out block has none), and `ValueError` when fewer than 3 cutoffs are usable."""
+    Raises `NotEnoughLabels` when there are fewer than `min_positives` churners to fit on (or an
+    evaluation block has none) and `NotEnoughHistory` when no rolling block can be formed."""
     as_of = as_utc(as_of)
-    if n_cutoffs < 3:
-        raise ValueError("need at least 3 cutoffs: fit, calibration and report blocks")
     p = DEFAULT_PARAMS | (params or {})
+    spec = learn_spec(tables, as_of)
+    if spec.snapshot:
+        model = _train_snapshot(tables, as_of, spec, p, folds, seed, min_positives, save_rate, contact_cost)
+        evaluation = model.params.pop("_evaluation")
+        model.params["risk_thresholds"] = risk_bands(evaluation[model.algorithm], evaluation["y"], bands)
+        return model
     cutoffs = rolling_cutoffs(as_of, horizon_days, n_cutoffs, step_days)
-    X, y, meta = build_training_set(tables, cutoffs, horizon_days, as_of=as_of)
+    X, y, meta = build_training_set(tables, cutoffs, horizon_days, as_of=as_of, spec=spec)
     used = sorted(meta["cutoff"].unique())
-    if len(used) < 3:
+    horizon = horizon_days * DAY
+    # Rolling origin: each recent cutoff is a block, predicted by models fitted on cutoffs whose
+    # label window ended by then (purged), early-stopped and calibrated on the latest of them.
+    plans: list[tuple[pd.Timestamp, list, pd.Timestamp]] = []
+    for block in used[-n_blocks:]:
+        before = [c for c in used if c + horizon <= block]
+        if len(before) >= 2:
+            plans.append((block, before[:-1], before[-1]))
+    if not plans:
         raise NotEnoughHistory(len(used))
-    report_cut, cal_cut = used[-1], used[-2]
-    fit_cuts = [c for c in used[:-2] if c + horizon_days * DAY <= cal_cut]
-    if not fit_cuts:
-        raise ValueError("no fit cutoff ends its horizon before the calibration cutoff; add cutoffs")
-    fit = meta["cutoff"].isin(fit_cuts).to_numpy()
-    cal = (meta["cutoff"] == cal_cut).to_numpy()
-    rep = (meta["cutoff"] == report_cut).to_numpy()
-    positives = int(y[fit].sum())
-    if positives < min_positives:
-        raise NotEnoughLabels(positives, min_positives)
-    if y[cal].sum() == 0 or y[rep].sum() == 0:
+    final_fit = [c for c in used if c + horizon <= used[-1]]
+    if int(y[meta["cutoff"].isin(final_fit).to_numpy()].sum()) < min_positives:
+        raise NotEnoughLabels(int(y[meta["cutoff"].isin(final_fit).to_numpy()].sum()), min_positives)
+
+    rows = {c: (meta["cutoff"] == c).to_numpy() for c in used}
+    blocks: list[dict] = []
+    aucs: dict[str, list[float]] = {name: [] for name in (*CANDIDATES, "rules")}
+    pooled: dict[str, list] = {name: [] for name in (*CANDIDATES, "rules", "y", "rows")}
+    for block, fit_cuts, stop_cut in plans:
+        fit = meta["cutoff"].isin(fit_cuts).to_numpy()
+        stop, test = rows[stop_cut], rows[block]
+        if y[test].sum() == 0 or y[stop].sum() == 0 or y[fit].sum() == 0:
+            continue
+        entry: dict[str, Any] = {"block": block.isoformat(), "fit_cutoffs": len(fit_cuts), "stop": stop_cut.isoformat()}
+        predictions = {
+            name: _candidate(name, X[fit], y[fit], X[stop], y[stop], p, seed).predict_proba(X[test])
+            for name in CANDIDATES
+        }
+        predictions["rules"] = rules.rules_probability(X[test])
+        for name, proba in predictions.items():
+            entry[name] = _block_metrics(y[test], proba)
+            aucs[name].append(entry[name]["roc_auc"])
+            pooled[name].append(proba)
+        pooled["y"].append(y[test].to_numpy())
+        pooled["rows"].append(np.flatnonzero(test))
+        blocks.append(entry)
+    if not blocks:
         raise NotEnoughLabels(0, 1)
+    algorithm, selection = choose({k: v for k, v in aucs.items() if k in CANDIDATES})
+    algorithm = p.get("algorithm") or algorithm  # a caller may fix it (tests, benchmarks)
 
-    features = list(X.columns)
-    X_fit, y_fit, X_cal, y_cal, X_rep, y_rep = X[fit], y[fit], X[cal], y[cal], X[rep], y[rep]
-    d_fit = xgb.DMatrix(X_fit.to_numpy(), label=y_fit.to_numpy(), feature_names=features, nthread=1)
-    d_cal = xgb.DMatrix(X_cal.to_numpy(), label=y_cal.to_numpy(), feature_names=features, nthread=1)
-    # Tree depth is the one setting that decides between under- and over-fitting across book
-    # sizes; unless the caller fixes it, try each depth and keep the one that ranks the
-    # calibration block best (early stopping already watches that block).
-    depths = [p["max_depth"]] if params and "max_depth" in params else list(DEPTH_SEARCH)
-    tried: dict[int, float] = {}
-    booster, best, auc_xgb = None, 0, -1.0
-    for depth in depths:
-        candidate = xgb.train(
-            {k: v for k, v in p.items() if k not in NOT_BOOSTER_PARAMS} | {"max_depth": depth, "seed": seed},
-            d_fit,
-            num_boost_round=int(p["num_boost_round"]),
-            evals=[(d_cal, "calibration")],
-            early_stopping_rounds=int(p["early_stopping_rounds"]),
-            verbose_eval=False,
-        )
-        rounds = int(getattr(candidate, "best_iteration", candidate.num_boosted_rounds() - 1))
-        candidate = candidate[: rounds + 1]  # keep only the trees early stopping chose
-        tried[depth] = M.roc_auc(y_cal.to_numpy(), candidate.predict(d_cal)) or 0.0
-        if tried[depth] > auc_xgb:
-            booster, best, auc_xgb, p = candidate, rounds, tried[depth], p | {"max_depth": depth}
-    calibrator = Calibrator(p["calibration"]).fit(booster.predict(d_cal), y_cal)
-
-    model = TrainedModel(
-        feature_names=features,
-        booster=booster,
-        calibrator=calibrator,
-        metrics={},
-        baseline_metrics={},
-        params={**p, "seed": seed, "best_iteration": best, "horizon_days": horizon_days},
-        importance={},
-        training_window={},
-        reference_stats={"bins": reference_bins(X_fit)},
-        healthy_reference={k: float(v) for k, v in X_fit[y_fit.to_numpy() == 0].median().items()},
-    )
-
-    # Report block: model and baseline, never tuned on it.
-    eval_kw = {
-        "mrr": meta.loc[rep, "mrr"].to_numpy(),
-        "segment": meta.loc[rep, "plan"].to_numpy(),
-        "save_rate": save_rate,
-        "contact_cost": contact_cost,
-    }
-    lr, lr_cal = _fit_baseline(X_fit, y_fit, X_cal, y_cal, seed)
-    # Model choice on the calibration block (see the module docstring); never on the report block.
-    auc_lr = M.roc_auc(y_cal.to_numpy(), lr.predict_proba(X_cal.to_numpy())[:, 1])
-    if (auc_lr or 0.0) > (auc_xgb or 0.0):
-        model.booster, model.linear, model.calibrator = None, lr, lr_cal
-    model.params |= {
-        "algorithm": model.algorithm,
-        "selection": {
-            "block": "calibration",
-            "roc_auc_xgboost": auc_xgb,
-            "roc_auc_logistic": auc_lr,
-            "roc_auc_by_depth": {str(depth): auc for depth, auc in tried.items()},
-        },
-    }
-    p_rep = model.predict_proba(X_rep)
-    p_base = lr_cal.transform(lr.predict_proba(X_rep.to_numpy())[:, 1])
+    # The shipped model: fitted on the most recent cutoffs whose labels are known before the
+    # latest one, calibrated (and early-stopped) on the latest.
+    fit = meta["cutoff"].isin(final_fit).to_numpy()
+    stop = rows[used[-1]]
+    model = _candidate(algorithm, X[fit], y[fit], X[stop], y[stop], p, seed)
+    model.spec = spec
+    X_fit, y_fit = X[fit], y[fit]
+    model.reference_stats = {"bins": reference_bins(X_fit)}
+    model.healthy_reference = {k: float(v) for k, v in X_fit[y_fit.to_numpy() == 0].median().items()}
     window = {
         "as_of": as_of.isoformat(),
         "horizon_days": horizon_days,
+        "protocol": "rolling-origin",
         "start": used[0].isoformat(),
-        "end": report_cut.isoformat(),
-        "fit_cutoffs": [c.isoformat() for c in fit_cuts],
-        "calibration_cutoff": cal_cut.isoformat(),
-        "report_cutoff": report_cut.isoformat(),
-        # The two held-out cutoffs (calibration, then report). Only the report one was never used
-        # for any fitting decision; compare models on it for the most honest number.
-        "validation_cutoffs": [cal_cut.isoformat(), report_cut.isoformat()],
+        "end": used[-1].isoformat(),
+        "fit_cutoffs": [c.isoformat() for c in final_fit],
+        "calibration_cutoff": used[-1].isoformat(),
+        "validation_cutoffs": [b["block"] for b in blocks],
     }
+    model.params = {**p, "seed": seed, "horizon_days": horizon_days, "algorithm": algorithm}
+    model.params["selection"] = {"blocks": len(blocks), "roc_auc_by_block": aucs, **selection}
+    model.params["feature_spec"] = spec.as_json()
+    segments = meta.loc[np.concatenate(pooled["rows"]), ["mrr", "plan"]]
+    evaluation = {
+        "y": np.concatenate(pooled["y"]),
+        "mrr": segments["mrr"].to_numpy(),
+        "segment": segments["plan"].to_numpy(),
+        **{name: np.concatenate(pooled[name]) for name in (*CANDIDATES, "rules")},
+    }
+    _card(model, blocks, algorithm, window, evaluation, X_fit, y_fit, X[stop], save_rate, contact_cost)
+    # Bands from the shipped model on its latest labelled cutoff (its calibration block).
+    model.params["risk_thresholds"] = risk_bands(model.predict_proba(X[stop]), y[stop], bands)
+    return model
+
+
+def _card(model, blocks, algorithm, window, evaluation, X_fit, y_fit, X_report, save_rate, contact_cost) -> None:
+    """The model card: metrics of every candidate and the rules on the same out-of-sample rows
+    (pooled over the blocks, plus each block's own), the protocol, and the global importance."""
+    features = model.feature_names
     common = {
         "feature_count": len(features),
         "data_window": {"start": window["start"], "end": window["end"]},
-        "train_samples": int(fit.sum()),
-        "train_positive_rate": float(y_fit.mean()),
-        "calibration_samples": int(cal.sum()),
+        "train_samples": len(X_fit),
+        "train_positive_rate": float(np.mean(y_fit)),
+        "protocol": window["protocol"],
     }
-    model.metrics = M.evaluate(y_rep, p_rep, **eval_kw) | common
-    model.metrics["leakage_flags"] = find_label_leakage(X_fit, y_fit, seed=seed)
-    model.baseline_metrics = M.evaluate(y_rep, p_base, **eval_kw) | common
-    model.training_window = window
+    kw = {
+        "mrr": evaluation["mrr"],
+        "segment": evaluation["segment"],
+        "save_rate": save_rate,
+        "contact_cost": contact_cost,
+    }
 
-    # Global importance: mean |SHAP| on the report block, normalised to sum 1.
-    contribs = np.abs(model.contributions(X_rep)[:, :-1]).mean(axis=0)
+    def card(name: str) -> dict:
+        pooled = M.evaluate(evaluation["y"], evaluation[name], **kw)
+        pooled["roc_auc_ci"] = M.bootstrap_auc_ci(evaluation["y"], evaluation[name])
+        spread = {f"block_{k}": v for k, v in _summary(blocks, name).items()}
+        return pooled | spread | common
+
+    model.metrics = card(algorithm) | {"blocks": blocks}
+    model.metrics["leakage_flags"] = find_label_leakage(X_fit, y_fit)
+    model.baseline_metrics = card("logistic")
+    model.rules_metrics = card("rules")
+    model.training_window = window
+    contribs = np.abs(model.contributions(X_report)[:, :-1]).mean(axis=0)
     total = contribs.sum()
     shares = contribs / total if total > 0 else contribs
     model.importance = {
         f: round(float(s), 6) for f, s in sorted(zip(features, shares, strict=True), key=lambda t: -t[1])
     }
+
+
+def _train_snapshot(
+    tables: Tables,
+    as_of: pd.Timestamp,
+    spec: FeatureSpec,
+    p: dict,
+    folds: int,
+    seed: int,
+    min_positives: int,
+    save_rate: float,
+    contact_cost: float,
+) -> TrainedModel:
+    """A book without event history (its customers table is all there is, churn timing unknown
+    or meaningless): stratified K-fold cross-validation over its customers, each churner seen as
+    of its churn. Candidates are compared fold by fold, probabilities calibrated out of fold."""
+    X = build_features(tables, as_of, spec, population="all")
+    by_id = tables.customers.set_index("customer_id")
+    churned = pd.Series(churned_flags(tables.customers, as_of), index=by_id.index)
+    ids = X.index.to_numpy()
+    y = pd.Series(churned.reindex(ids).to_numpy().astype(int), name="churned")
+    X = X.reset_index(drop=True)
+    positives, negatives = int(y.sum()), int(len(y) - y.sum())
+    if min(positives, negatives) < max(min_positives, folds):
+        raise NotEnoughLabels(min(positives, negatives), max(min_positives, folds))
+    # A column that alone separates churners almost perfectly is an artefact of how the snapshot
+    # was taken (a field only churned accounts have), not a signal: it is left out and named.
+    leaks = find_label_leakage(X, y, seed=seed)
+    X = X.drop(columns=list(leaks))
+    X = X.loc[:, X.nunique() > 1]
+    features = list(X.columns)
+    plan = by_id["plan"].astype(str).reindex(ids).to_numpy()
+
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    raw = {name: np.zeros(len(y)) for name in CANDIDATES}
+    fold_of = np.zeros(len(y), dtype=int)
+    rounds = []
+    for k, (train_idx, test_idx) in enumerate(splitter.split(X, y)):
+        fold_of[test_idx] = k
+        inner_fit, inner_stop = next(
+            StratifiedKFold(n_splits=5, shuffle=True, random_state=seed + k).split(train_idx, y.iloc[train_idx])
+        )
+        fit_rows, stop_rows = train_idx[inner_fit], train_idx[inner_stop]
+        booster = fit_xgboost(X.iloc[fit_rows], y.iloc[fit_rows], X.iloc[stop_rows], y.iloc[stop_rows], p, seed)
+        rounds.append(booster.num_boosted_rounds())
+        probe = TrainedModel(features, booster, Calibrator(), {}, {}, {}, {}, {}, {})
+        raw["xgboost"][test_idx] = probe.raw_proba(X.iloc[test_idx])
+        probe.booster = None
+        probe.linear, probe.log_columns = fit_logistic(X.iloc[train_idx], y.iloc[train_idx], seed)
+        raw["logistic"][test_idx] = probe.raw_proba(X.iloc[test_idx])
+    raw["rules"] = rules.rules_probability(X)
+
+    # Calibrated out of fold: each fold's probabilities through a calibrator fitted on the
+    # other folds' out-of-fold scores.
+    calibrated = {}
+    for name in CANDIDATES:
+        out = np.zeros(len(y))
+        for k in range(folds):
+            mine = fold_of == k
+            out[mine] = Calibrator(p["calibration"]).fit(raw[name][~mine], y[~mine]).transform(raw[name][mine])
+        calibrated[name] = out
+    calibrated["rules"] = raw["rules"]
+
+    blocks, aucs = [], {name: [] for name in (*CANDIDATES, "rules")}
+    for k in range(folds):
+        mine = fold_of == k
+        entry: dict[str, Any] = {"block": f"fold {k + 1}/{folds}"}
+        for name in (*CANDIDATES, "rules"):
+            entry[name] = _block_metrics(y[mine], calibrated[name][mine])
+            aucs[name].append(entry[name]["roc_auc"])
+        blocks.append(entry)
+    algorithm, selection = choose({k: v for k, v in aucs.items() if k in CANDIDATES})
+    algorithm = p.get("algorithm") or algorithm  # a caller may fix it (tests, benchmarks)
+
+    model = TrainedModel(features, None, Calibrator(p["calibration"]), {}, {}, {}, {}, {}, {}, spec=spec)
+    if algorithm == "xgboost":
+        d_all = xgb.DMatrix(X.to_numpy(dtype=float), label=y.to_numpy(), feature_names=features, nthread=1)
+        model.booster = xgb.train(
+            _booster_params(p, seed), d_all, num_boost_round=max(1, int(np.median(rounds) * folds / (folds - 1)))
+        )
+    else:
+        model.linear, model.log_columns = fit_logistic(X, y, seed)
+    model.calibrator.fit(raw[algorithm], y.to_numpy())
+    model.reference_stats = {"bins": reference_bins(X)}
+    model.healthy_reference = {k: float(v) for k, v in X[y.to_numpy() == 0].median().items()}
+    window = {
+        "as_of": as_of.isoformat(),
+        "horizon_days": None,
+        "protocol": f"stratified {folds}-fold cross-validation (snapshot book: no event history)",
+        "start": as_of.isoformat(),
+        "end": as_of.isoformat(),
+        "validation_cutoffs": [],
+        "left_out_features": leaks,
+    }
+    model.params = {**p, "seed": seed, "algorithm": algorithm, "feature_spec": spec.as_json()}
+    model.params["selection"] = {"blocks": folds, "roc_auc_by_block": aucs, **selection}
+    evaluation = {"y": y.to_numpy(), "mrr": X["mrr"].to_numpy(), "segment": plan, **calibrated}
+    _card(model, blocks, algorithm, window, evaluation, X, y, X, save_rate, contact_cost)
+    model.params["_evaluation"] = evaluation
     return model
+
+
+def same_rows_auc(model: TrainedModel, tables: Tables, window: Mapping) -> float | None:
+    """ROC AUC of `model` on the rows another model's card was validated on (`window`: its
+    `training_window`), with this model's own features: how a champion and a challenger are
+    compared on the same customers and dates."""
+    as_of = as_utc(window["as_of"])
+    spec = model.spec or learn_spec(tables, as_of)
+    if window.get("protocol", "").startswith("stratified"):
+        X = build_features(tables, as_of, spec, population="all")
+        y = churned_flags(tables.customers.set_index("customer_id").loc[X.index].reset_index(), as_of)
+    else:
+        cutoffs = [pd.Timestamp(c) for c in window.get("validation_cutoffs", [])]
+        if not cutoffs:
+            return None
+        X, y, _ = build_training_set(tables, cutoffs, int(window.get("horizon_days") or 90), as_of=as_of, spec=spec)
+    return M.roc_auc(y, model.predict_proba(X))

@@ -3,12 +3,12 @@
 import datetime as dt
 from collections import Counter
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
 from customers.models import Customer
+from customers.selectors import risk_thresholds
 from predictions.causes import CAUSES
 from predictions.models import ChurnCause, PortfolioSnapshot
 from predictions.selectors import cause_impact, count_latest_causes
@@ -19,7 +19,7 @@ def portfolio_snapshot_take(*, day: dt.date | None = None) -> int:
     """Write (or rewrite) the snapshot rows of `day` for every owner from current customer data."""
     day = day or timezone.localdate()
     start = dt.datetime.combine(day, dt.time.min, tzinfo=dt.UTC)
-    high = settings.RISK_HIGH_THRESHOLD
+    high = risk_thresholds()[1]
     rows = Customer.objects.values("owner_id").annotate(
         active=Count("id", filter=Q(is_active=True)),
         at_risk=Count("id", filter=Q(is_active=True, churn_risk__gte=high)),

@@ -5,15 +5,15 @@ import threading
 
 import numpy as np
 import pandas as pd
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
-from sklearn.metrics import roc_auc_score
 
 from predictions.data import load_tables
 from predictions.ml import rules
-from predictions.ml.training import NotEnoughLabels, TrainedModel, build_training_set, train
+from predictions.ml.training import NotEnoughLabels, TrainedModel, same_rows_auc, train
 from predictions.models import ModelVersion
-from predictions.selectors import champion
+from predictions.selectors import champion, champion_risk_bands, default_as_of
 
 RULES_VERSION = "rules-baseline-1"
 _loaded: dict[str, TrainedModel] = {}
@@ -54,26 +54,28 @@ def model_promote(candidate: ModelVersion, reason: str) -> None:
     ModelVersion.objects.filter(status=ModelVersion.Status.CHAMPION).update(status=ModelVersion.Status.RETIRED)
     candidate.status, candidate.status_reason = ModelVersion.Status.CHAMPION, reason
     candidate.save(update_fields=["status", "status_reason"])
-
-
-def _auc_on(model: TrainedModel, x: pd.DataFrame, y: pd.Series) -> float | None:
-    if y.nunique() < 2:
-        return None
-    return float(roc_auc_score(y, model.predict_proba(x)))
+    champion_risk_bands.forget()
 
 
 @transaction.atomic
 def model_train(*, as_of: dt.datetime | None = None, seed: int = 0, min_positives: int = 50) -> ModelVersion:
-    """Train on everything known up to `as_of`, register the version and promote it if it wins.
+    """Train on everything known up to `as_of` (default: now, or the data's end when it ended
+    before today), register the version and promote it if it wins.
 
-    A new model becomes champion when there is none, when the champion is the rules baseline,
-    or when it beats the champion's ROC AUC on the new model's own validation window (both
-    scored on the same rows). Otherwise it stays a candidate, with the reason recorded.
+    A new model becomes champion only when, on the same out-of-sample rows, it ranks customers
+    at least as well as the logistic baseline, better than the rules, and better than the
+    current trained champion. Otherwise it stays a candidate, with the reason recorded (and
+    when the rules win and nothing else is champion, the rules are).
     """
-    as_of = as_of or timezone.now()
+    as_of = as_of or default_as_of(timezone.now())[0]
     tables = load_tables()
     try:
-        trained = train(tables, pd.Timestamp(as_of), seed=seed, min_positives=min_positives)
+        bands = {
+            "top_share": settings.RISK_HIGH_TOP_SHARE,
+            "high_multiple": settings.RISK_HIGH_BASE_MULTIPLE,
+            "medium_multiple": settings.RISK_MEDIUM_BASE_MULTIPLE,
+        }
+        trained = train(tables, pd.Timestamp(as_of), seed=seed, min_positives=min_positives, bands=bands)
     except NotEnoughLabels as exc:
         version = rules_version()
         if champion() is None:
@@ -90,22 +92,41 @@ def model_train(*, as_of: dt.datetime | None = None, seed: int = 0, min_positive
         feature_names=list(trained.feature_names),
         params=trained.params,
         training_window=trained.training_window,
-        metrics=trained.metrics,
+        metrics=trained.metrics | {"rules_reference": trained.rules_metrics},
         baseline_metrics=trained.baseline_metrics,
         importance=trained.importance,
         artifact=trained.to_bytes(),
     )
+    auc = trained.metrics.get("roc_auc") or 0.0
+    base = trained.baseline_metrics.get("roc_auc") or 0.0
+    rules_auc = trained.rules_metrics.get("roc_auc") or 0.0
+    protocol = trained.training_window.get("protocol", "")
     current = champion()
+    if auc < base or auc <= rules_auc:
+        loser = "the logistic baseline" if auc < base else "the rules"
+        candidate.status_reason = (
+            f"Kept as candidate: ROC AUC {auc:.4f} does not beat {loser} (logistic {base:.4f}, rules "
+            f"{rules_auc:.4f}) on the same {protocol} blocks."
+        )
+        candidate.save(update_fields=["status_reason"])
+        if current is None:
+            model_promote(
+                rules_version(), f"The rules rank better than the trained model ({rules_auc:.4f} vs {auc:.4f})."
+            )
+        return candidate
+    versus = f"logistic {base:.4f}, rules {rules_auc:.4f} on the same {protocol} blocks"
     if current is None or current.kind == ModelVersion.Kind.RULES:
-        model_promote(candidate, "First trained model: replaces the rules baseline.")
+        model_promote(candidate, f"ROC AUC {auc:.4f} beats the rules ({versus}).")
         return candidate
 
-    cutoffs = [pd.Timestamp(c) for c in trained.training_window.get("validation_cutoffs", [])]
-    x_val, y_val, _ = build_training_set(tables, cutoffs, trained.training_window.get("horizon_days", 90))
-    new_auc, old_auc = _auc_on(trained, x_val, y_val), _auc_on(loaded_model(current), x_val, y_val)
+    # The champion against the challenger on the challenger's validation rows, each with its own
+    # features (both final models; either may have seen some of these rows in training).
+    new_auc = same_rows_auc(trained, tables, trained.training_window)
+    old_auc = same_rows_auc(loaded_model(current), tables, trained.training_window)
     if new_auc is not None and (old_auc is None or new_auc > old_auc):
         model_promote(
-            candidate, f"ROC AUC {new_auc:.4f} beats {current.version} ({old_auc or 0:.4f}) on the same window."
+            candidate,
+            f"ROC AUC {new_auc:.4f} beats {current.version} ({old_auc or 0:.4f}) on the same window; {versus}.",
         )
     else:
         candidate.status_reason = (

@@ -31,13 +31,14 @@ from customers.models import Customer
 from customers.selectors import risk_level, risk_thresholds
 from customers.services import customer_scores_set
 from predictions.causes import impact_percent, recommended_actions
-from predictions.data import OneCustomer, load_one, load_tables
+from predictions.data import OneCustomer, book_has_events, load_one, load_tables
 from predictions.ml import rules
 from predictions.ml.explain import causes_from_contributions, explain_batch
-from predictions.ml.features import build_features, customer_features, usage_features, usage_one
-from predictions.ml.training import psi
+from predictions.ml.features import FeatureSpec, build_features, usage_features
+from predictions.ml.tables import Tables
+from predictions.ml.training import TrainedModel, psi
 from predictions.models import ChurnPrediction, HealthWeights, ModelVersion, PredictionRun
-from predictions.selectors import champion, health_weights
+from predictions.selectors import champion, health_weights, version_risk_bands
 from predictions.services.portfolio import churn_causes_refresh, portfolio_snapshot_take
 from predictions.services.registry import loaded_model, probabilities, rules_version
 
@@ -76,16 +77,16 @@ def score_customers(
     if existing is not None:
         return existing
     version = champion() or rules_version()
+    model = loaded_model(version)
     timings: dict[str, float] = {}
     started = time.perf_counter()
 
-    tables = load_tables(customer_ids=customer_ids, as_of=now)
+    tables = load_tables(customer_ids=customer_ids, as_of=now, actions=_counts_actions(model))
     timings["load_s"] = time.perf_counter() - started
-    features = build_features(tables, pd.Timestamp(now))
+    features = _features(model, tables, now)
     timings["features_s"] = time.perf_counter() - started - timings["load_s"]
     mark = time.perf_counter()
     weights = health_weights()
-    model = loaded_model(version)
     # A whole book may use every core (a loaded model defaults to one thread: real time).
     with model.threads() if model is not None and len(features) > 1000 else contextlib.nullcontext():
         proba = probabilities(version, features, weights=weights)
@@ -97,8 +98,7 @@ def score_customers(
     # model's share of the batch is not flattered by them).
     mark = time.perf_counter()
     drift = psi(model.reference_stats, features) if model is not None and len(features) >= 100 else {}
-    # Usage counters are today's snapshot: fine for today's health score, never a model feature.
-    health = rules.health_components(features.join(usage_features(tables)), weights=weights)
+    health = rules.health_components(_with_usage(features, tables), weights=weights)
     timings["health_s"] = time.perf_counter() - mark
 
     mark = time.perf_counter()
@@ -122,6 +122,25 @@ def score_customers(
         scored_ids = None if customer_ids is None else [int(i) for i in features.index]
         transaction.on_commit(lambda: customers_scored.send(sender=PredictionRun, run=run, customer_ids=scored_ids))
     return run
+
+
+def _counts_actions(model: TrainedModel | None) -> bool:
+    return model is not None and model.spec is not None and bool(model.spec.action_types)
+
+
+def _features(model: TrainedModel | None, tables: Tables, now: dt.datetime) -> pd.DataFrame:
+    """The customers to score at `now` and their features: the champion's (as it learnt them),
+    or, for the rules baseline, the same for a batch of one as for the book."""
+    if model is None:
+        return build_features(tables, pd.Timestamp(now), FeatureSpec(snapshot=not book_has_events()))
+    return model.features(tables, pd.Timestamp(now))
+
+
+def _with_usage(features: pd.DataFrame, tables: Tables) -> pd.DataFrame:
+    """Features plus today's usage counters for the health score (a snapshot: fine for today's
+    health, a model feature only in a snapshot book, where the features already hold them)."""
+    usage = usage_features(tables)
+    return features.join(usage.drop(columns=usage.columns.intersection(features.columns)))
 
 
 # Sent after a scoring run commits: `run`, and `customer_ids` (None for the whole book).
@@ -166,7 +185,8 @@ def _write_back(
     scores = rounded.pop("health_score").tolist()
     components = rounded.to_dict("records")
     predictions, customers, alerts = [], [], []
-    thresholds = risk_thresholds()
+    # The bands of the model that scored (relative to its book's churn rate), else the settings'.
+    thresholds = version_risk_bands(version) or risk_thresholds()
     for position, (customer_id, probability, score) in enumerate(zip(ids, probabilities, scores, strict=True)):
         risk = Decimal(f"{probability:.4f}")
         level = risk_level(probability, thresholds)
@@ -294,9 +314,10 @@ def score_one(
 ) -> ChurnPrediction:
     """Re-score one customer now (real time) and return the stored prediction.
 
-    The lean path (see `_score_one_lean`): one read, features without pandas, one model call
-    with exact SHAP, one write. The rules baseline (cold start) goes through the batch code. A
-    churned customer is not re-scored: their last prediction stands.
+    A batch of one: the customer's facts through `load_tables` and the champion's
+    `build_features`, as in the batch, then one model call with exact SHAP and one write. The
+    rules baseline (cold start) goes through the batch code. A churned customer is not
+    re-scored: their last prediction stands.
 
     Nothing is written when nothing scoring reads has changed since the latest stored prediction
     (the same facts, champion, health weights and risk thresholds: `inputs_digest`): that
@@ -304,18 +325,17 @@ def score_one(
     prediction is returned as it is, and a customer never scored is scored without storing it.
 
     With `visible_to` (the API's user), a customer outside their portfolio — or none at all — is
-    a NotFoundError, checked on the row the read brings anyway (no lookup of its own).
+    a NotFoundError, checked on the stored row (no lookup of its own).
     """
     now = now or timezone.now()
-    one = load_one(customer_id=customer_id, as_of=now)
+    one = load_one(customer_id=customer_id)
     if visible_to is not None and (
         one is None or (not sees_all_customers(visible_to) and one.owner_id != visible_to.pk)
     ):
         raise NotFoundError("Customer not found")
     if one is not None and one.latest is not None and not write:
         return ChurnPrediction.objects.get(pk=one.latest[0])
-    features = None if one is None else customer_features(one.facts, pd.Timestamp(now))
-    if features is not None:
+    if one is not None:
         if one.settings_read:
             champ = one.champion
             version = None if champ is None else ModelVersion(pk=champ[0], version=champ[1], kind=champ[2])
@@ -326,29 +346,35 @@ def score_one(
             if not write:
                 raise ConflictError("This customer has not been scored yet.")
             version = rules_version()
-        digest = inputs_digest(one, version, weights, as_of_day=now.astimezone(dt.UTC).date())
+        model = loaded_model(version) if version.kind != ModelVersion.Kind.RULES else None
+        actions = _counts_actions(model) if model is not None else True
+        tables = load_tables(customer_ids=[customer_id], as_of=now, actions=actions)
+        digest = inputs_digest(tables, version, weights, as_of_day=now.astimezone(dt.UTC).date())
         if one.latest is not None and one.latest[1:] == (digest, version.version):
             return ChurnPrediction.objects.get(pk=one.latest[0])
-        if version.kind != ModelVersion.Kind.RULES:
-            return _score_one_lean(one, features, version, weights, now, digest=digest, write=write)
-        if not write:
-            raise ConflictError("This customer has not been scored yet.")
-        run = score_customers(customer_ids=[customer_id], trigger=PredictionRun.Trigger.EVENT, now=now)
-        prediction = ChurnPrediction.objects.filter(run=run, customer_id=customer_id).first()
-        if prediction is not None:
-            ChurnPrediction.objects.filter(pk=prediction.pk).update(inputs_digest=digest)
-            prediction.inputs_digest = digest
-            return prediction
+        if model is not None:
+            features = model.features(tables, pd.Timestamp(now))
+            if len(features):
+                return _score_one_lean(one, tables, features, model, version, weights, now, digest=digest, write=write)
+        else:
+            if not write:
+                raise ConflictError("This customer has not been scored yet.")
+            run = score_customers(customer_ids=[customer_id], trigger=PredictionRun.Trigger.EVENT, now=now)
+            prediction = ChurnPrediction.objects.filter(run=run, customer_id=customer_id).first()
+            if prediction is not None:
+                ChurnPrediction.objects.filter(pk=prediction.pk).update(inputs_digest=digest)
+                prediction.inputs_digest = digest
+                return prediction
     prediction = ChurnPrediction.objects.filter(customer_id=customer_id).order_by("-prediction_date", "-id").first()
     if prediction is None:
         raise ConflictError("This customer has churned and was never scored.")
     return prediction
 
 
-def inputs_digest(one: OneCustomer, version: ModelVersion, weights: dict[str, float], *, as_of_day: dt.date) -> str:
-    """A fingerprint of everything a real-time score of `one` depends on: its facts as read (each
-    kind of fact in a stable order: arrays are aggregated in no promised order), its usage
-    counters, the model version, the health weights, the risk thresholds and the UTC day.
+def inputs_digest(tables: Tables, version: ModelVersion, weights: dict[str, float], *, as_of_day: dt.date) -> str:
+    """A fingerprint of everything a real-time score depends on: the customer's facts as read
+    (every table's rows in a stable order), the model version, the health weights, the risk
+    thresholds and the UTC day.
 
     The fact tables keep when a fact happened, not when it was stored (a backfilled session, a
     ticket solved later), so no timestamp comparison can tell "nothing new"; the facts themselves
@@ -356,29 +382,24 @@ def inputs_digest(one: OneCustomer, version: ModelVersion, weights: dict[str, fl
     tenure, counts over windows ending now): the day is an input, so a prediction answers for the
     rest of its UTC day at most, and the first predict of a new day scores afresh.
     """
-    facts = one.facts
-    groups = (
-        (facts.session_started, facts.session_pages, facts.session_actions),
-        (facts.ticket_opened, facts.ticket_solved, facts.ticket_priority),
-        (facts.nps_responded, facts.nps_score),
-        (facts.billing_occurred, facts.billing_kind, facts.billing_amount, facts.billing_mrr_after),
-        (facts.intervention_created, facts.intervention_completed, facts.intervention_outcome),
-    )
     parts = [
-        repr((str(facts.signup), str(facts.churned), facts.plan, facts.mrr)),
-        orjson.dumps(one.feature_usage, option=orjson.OPT_SORT_KEYS).decode(),
         repr((version.pk, version.version, sorted(weights.items()), risk_thresholds())),
         as_of_day.isoformat(),
     ]
-    for group in groups:
-        columns = [[str(value) for value in column] for column in group]
-        parts.append(repr(sorted(zip(*columns, strict=True))))
+    for name, frame in sorted(vars(tables).items()):
+        if not isinstance(frame, pd.DataFrame):
+            parts.append(f"{name}={frame!r}")
+            continue
+        rows = sorted(repr([str(value) for value in row]) for row in frame.itertuples(index=False))
+        parts.append(f"{name}:{list(frame.columns)}:{rows}")
     return hashlib.blake2b("\n".join(parts).encode(), digest_size=16).hexdigest()
 
 
 def _score_one_lean(
     one: OneCustomer,
-    features: dict[str, float],
+    tables: Tables,
+    features: pd.DataFrame,
+    model: TrainedModel,
     version: ModelVersion,
     weights: dict[str, float],
     now: dt.datetime,
@@ -388,14 +409,13 @@ def _score_one_lean(
 ) -> ChurnPrediction:
     """Predict + explain one customer and write it: the same numbers and rows as the batch.
     With `write=False`, the prediction is returned unsaved and nothing else happens."""
-    model = loaded_model(version)
-    x = model.row(features)
+    x = model.values(features)
     probability, contribs = model.predict_one(x)
     probability = float(np.clip(probability, 0.0, 1.0))
     causes = causes_from_contributions(contribs[None, :], x, model.feature_names, model.healthy_reference)[0]
-    health = rules.health_one(features | usage_one(one.feature_usage), weights=weights)
-    components = {key: round(value) for key, value in health.items()}
-    score = components.pop("health_score")
+    health = rules.health_components(_with_usage(features, tables), weights=weights).iloc[0]
+    components = {key: round(float(health[key])) for key in rules.COMPONENTS}
+    score = int(health["health_score"])
     risk = Decimal(f"{probability:.4f}")
     level = risk_level(probability)
     customer_id = one.customer_id

@@ -257,3 +257,57 @@ def synthetic_tables(
     return make_tables(
         customers=customers, sessions=sessions, tickets=tickets, nps=nps, billing=billing, interventions=interventions
     )
+
+
+def snapshot_tables(n: int = 2000, seed: int = 0, as_of: pd.Timestamp = AS_OF) -> Tables:
+    """A customers table and nothing else (no event history), about 47 % churned: tenure,
+    contract-like plans (one named with characters XGBoost refuses), MRR, an NPS score, open
+    tickets, the last login and usage counters (numeric and text, one key named like a model
+    column) drive churn. A quarter of the churners are only marked `is_active = False`."""
+    rng = np.random.default_rng(seed)
+    plans = np.array(["monthly [legacy]", "one<year", "two-year"])
+    plan = rng.choice(3, size=n, p=[0.55, 0.25, 0.20])
+    tenure = rng.uniform(1, 72, n) * 30.4
+    mrr = np.round(rng.uniform(20, 120, n), 2)
+    nps = rng.integers(0, 11, n).astype(float)
+    nps[rng.random(n) < 0.3] = np.nan
+    tickets = rng.poisson(1.0, n)
+    login_gap = rng.exponential(10, n)
+    fiber = rng.random(n) < 0.45
+    seats = rng.poisson(4, n)
+    logit = (
+        0.3
+        - 0.035 * tenure / 30.4
+        + np.array([1.0, -0.6, -1.8])[plan]
+        + 0.012 * (mrr - 70)
+        - 0.15 * np.nan_to_num(nps - 7)
+        + 0.35 * tickets
+        + 0.04 * login_gap
+        + 0.6 * fiber
+        - 0.08 * seats
+    )
+    churned = rng.random(n) < 1 / (1 + np.exp(-logit))
+    signup = as_of - pd.to_timedelta(tenure, unit="D")
+    churned_at = pd.Series(as_of - pd.to_timedelta(rng.uniform(0, 30, n), unit="D")).where(churned, pd.NaT)
+    undated = churned & (rng.random(n) < 0.25)
+    churned_at = churned_at.where(~undated, pd.NaT)
+    end = churned_at.fillna(as_of)
+    customers = pd.DataFrame(
+        {
+            "customer_id": np.arange(1, n + 1),
+            "signup_date": signup,
+            "plan": plans[plan],
+            "mrr": mrr,
+            "churned_at": churned_at,
+            "feature_usage": [
+                {"seats": int(s), "internet": "fiber optic" if f else "dsl", "ratio_30d": float(r)}
+                for s, f, r in zip(seats, fiber, rng.random(n), strict=True)
+            ],
+            "is_active": ~churned,
+            "last_login": end - pd.to_timedelta(login_gap, unit="D"),
+            "nps_score": nps,
+            "support_tickets": tickets,
+        }
+    )
+    tables = make_tables(customers=customers)
+    return Tables(**{**tables.__dict__, "customers": customers})

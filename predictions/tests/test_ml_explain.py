@@ -24,8 +24,8 @@ KEYS = {"cause", "factor", "feature", "impact", "direction", "category", "value"
 @pytest.fixture(scope="module")
 def scored():
     book = synthetic_tables(n=3000, seed=0)
-    model = train(book, AS_OF, seed=0)
-    X = build_features(book, AS_OF)
+    model = train(book, AS_OF, seed=0, params={"algorithm": "xgboost"})
+    X = build_features(book, AS_OF, model.spec)
     return model, X, model.predict_proba(X)
 
 

@@ -9,7 +9,7 @@ import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from predictions.ml.features import build_features
+from predictions.ml.features import build_features, learn_spec
 from predictions.ml.rules import rules_probability
 from predictions.tests.ml_factories import AS_OF, make_tables
 
@@ -75,14 +75,13 @@ def test_scores_are_bounded_and_features_finite(tables):
 @PROPS
 @given(tables=histories())
 def test_a_batch_scores_each_customer_as_it_would_alone(tables):
-    batch = build_features(tables, AS_OF)
+    """Real time is a batch of one: with the model's spec, a customer's row must not depend on
+    who else is in the batch."""
+    spec = learn_spec(tables, AS_OF)
+    batch = build_features(tables, AS_OF, spec)
     batch_scores = pd.Series(rules_probability(batch), index=batch.index)
     for cid in batch.index:
-        alone = build_features(only(tables, cid), AS_OF)
-        # Plan one-hot columns follow the plans present (the model aligns columns when it scores).
-        common = [col for col in batch.columns if col in alone.columns]
-        pd.testing.assert_series_equal(
-            alone.loc[cid, common], batch.loc[cid, common], check_names=False, check_dtype=False
-        )
-        assert (batch.loc[cid, [col for col in batch.columns if col not in alone.columns]] == 0).all()
+        alone = build_features(only(tables, cid), AS_OF, spec)
+        assert list(alone.columns) == list(batch.columns)
+        pd.testing.assert_series_equal(alone.loc[cid], batch.loc[cid], check_names=False, check_dtype=False)
         assert rules_probability(alone)[0] == batch_scores.loc[cid]
