@@ -43,11 +43,16 @@ def test_a_trained_model_replaces_the_rules_only_when_it_beats_them_on_the_same_
     assert version.kind == "logistic"  # boosted trees do not beat it by more than their spread
     assert [b["block"] for b in metrics["blocks"]] == version.training_window["validation_cutoffs"]
     assert len(metrics["blocks"]) == 3 and metrics["protocol"] == "rolling-origin"
-    assert metrics["roc_auc"] == version.baseline_metrics["roc_auc"] < rules["roc_auc"]
+    assert metrics["roc_auc"] == version.baseline_metrics["roc_auc"]
     assert metrics["roc_auc_ci"][0] < metrics["roc_auc"] < metrics["roc_auc_ci"][1]
-    assert version.status == "candidate" and "does not beat the rules" in version.status_reason
-    rules_champion = ModelVersion.objects.get(status="champion")
-    assert rules_champion.kind == "rules" and rules_champion.status_reason.startswith("The rules rank better")
+    # On this small book the two are close and which wins depends on the generated data; the
+    # decision must follow the figures measured on the same blocks, whichever way they fall.
+    champion_now = ModelVersion.objects.get(status="champion")
+    if metrics["roc_auc"] <= rules["roc_auc"]:
+        assert version.status == "candidate" and "does not beat the rules" in version.status_reason
+        assert champion_now.kind == "rules" and champion_now.status_reason.startswith("The rules rank better")
+    else:
+        assert version.status == "champion" and champion_now.pk == version.pk
     assert metrics["threshold_table"]
     # Each share is rounded to 6 decimals, so ~100 features may sum to 1 ± 5e-5.
     assert abs(sum(version.importance.values()) - 1) < 1e-4
