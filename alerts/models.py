@@ -30,6 +30,7 @@ class Alert(models.Model):
         SYNC_FAILED = "sync_failed", "Integration sync failed"
         PLAYBOOK_STEP_FAILED = "playbook_step_failed", "Playbook step failed"
         WEBHOOK_DEAD_LETTER = "webhook_dead_letter", "Webhook dead-lettered"
+        MODEL_CHANGED = "model_changed", "Scoring model changed"
         OTHER = "other", "Other"
 
     class Status(models.TextChoices):

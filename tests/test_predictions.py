@@ -676,3 +676,26 @@ def test_risk_levels_follow_the_champions_bands_everywhere(trained, api_for, man
     listed = api_for(manager).get("/api/customers", {"riskLevel": "high", "per_page": 1000}).json()
     active = set(Customer.objects.filter(is_active=True).values_list("pk", flat=True))  # churned keep old scores
     assert {c["id"] for c in listed} & active == high_ids and {c["riskLevel"] for c in listed} == {"high"}
+
+
+def test_a_model_switch_raises_one_summary_instead_of_an_alert_per_customer(book):
+    score_customers(run_key="with-rules")  # the rules baseline scores the book first
+    version = model_train(seed=0, min_positives=20)
+    if version.status != ModelVersion.Status.CHAMPION:
+        model_promote(version, "Promoted by hand for the test.")
+    last_alert = Alert.objects.aggregate(last=Max("id"))["last"] or 0
+
+    run = score_customers(run_key="with-the-model")
+
+    new = Alert.objects.filter(id__gt=last_alert)
+    assert run.risk_rises == 0
+    assert list(new.exclude(source=Alert.Source.MODEL_CHANGED).values_list("id", flat=True)) == []
+    summary = new.get(source=Alert.Source.MODEL_CHANGED)
+    assert summary.customer_id is None
+    assert summary.title == f"Scoring model changed: rules-baseline-1 → {version.version}"
+    # Not vacuous: the switch did move customers, and the summary counts them.
+    assert summary.context["risk_rises"] + summary.context["health_drops"] > 0
+
+    # The next run with the same model alerts as usual again (nothing withheld).
+    assert score_customers(run_key="again").risk_rises == 0
+    assert not Alert.objects.filter(id__gt=summary.id, source=Alert.Source.MODEL_CHANGED).exists()

@@ -21,9 +21,9 @@ from django.db import connection, transaction
 from django.dispatch import Signal
 from django.utils import timezone
 
-from alerts.models import NotificationSettings
+from alerts.models import Alert, NotificationSettings
 from alerts.selectors import notification_settings_get
-from alerts.services import alerts_create_many, alerts_resolve_cleared
+from alerts.services import alert_create, alerts_create_many, alerts_resolve_cleared
 from churnshield.auth.roles import sees_all_customers
 from churnshield.enqueue import enqueue_on_commit
 from churnshield.exceptions import ConflictError, NotFoundError
@@ -211,9 +211,43 @@ def _write_back(
     customer_scores_set(scores=customers)
     # One set-based UPDATE: risk or health back where it was resolves the alerts it raised.
     alerts_resolve_cleared(customer_ids=ids if len(ids) <= 5000 else None, now=now)
+    previous = _previous_model_version(run)
+    if alerts and previous is not None and previous != version.version:
+        # The scores moved because the model changed, not the customers: no CSM is paged for
+        # each of them; managers get one summary of what the switch did.
+        _model_switch_summary(previous, version, alerts)
+        return 0
     if alerts:
         alerts_create_many(alerts=alerts)
     return sum(1 for alert in alerts if alert["source"] == "risk_rise")
+
+
+def _previous_model_version(run: PredictionRun) -> str | None:
+    """The model of the latest scoring run before `run` (None on the first run)."""
+    return (
+        PredictionRun.objects.filter(status=PredictionRun.Status.COMPLETED)
+        .exclude(pk=run.pk)
+        .order_by("-started_at", "-id")
+        .values_list("model_version__version", flat=True)
+        .first()
+    )
+
+
+def _model_switch_summary(previous: str, version: ModelVersion, withheld: list[dict]) -> None:
+    rises = sum(1 for alert in withheld if alert["source"] == Alert.Source.RISK_RISE)
+    drops = sum(1 for alert in withheld if alert["source"] == Alert.Source.HEALTH_DROP)
+    alert_create(
+        title=f"Scoring model changed: {previous} → {version.version}",
+        message=(
+            f"With the new model {rises} customers moved to a higher risk level and {drops} had a sharp "
+            "health drop. These changes come from the model, not from the customers, so no per-customer "
+            "alerts were raised for them; later changes alert as usual."
+        ),
+        severity=Alert.Severity.MEDIUM,
+        source=Alert.Source.MODEL_CHANGED,
+        grouping_key=f"model_changed:{version.version}",
+        context={"previous_version": previous, "version": version.version, "risk_rises": rises, "health_drops": drops},
+    )
 
 
 PREDICTION_COLUMNS = (
@@ -444,6 +478,8 @@ def _score_one_lean(
     alerts = _alerts_for(
         customer_id, probability, level, score, causes, (one.churn_risk, one.name, one.health_score, one.owner_id), drop
     )
+    if one.latest is not None and one.latest[2] != version.version:
+        alerts = []  # the first score by a new model: a change of model, not of the customer
     # Alerts raised earlier can only clear when the risk level fell or the health score rose.
     resolve = LEVEL_RANK[level] < LEVEL_RANK[old_level] or (one.health_score is not None and score > one.health_score)
     values = {

@@ -119,7 +119,7 @@ def test_a_request_whose_follow_up_cannot_reach_the_broker_answers_at_once_with_
     settings, csm, make_customer, api_for, broker_down, django_capture_on_commit_callbacks
 ):
     # Low thresholds: a plain customer's first real-time score is a rise to high (a critical alert).
-    settings.RISK_HIGH_THRESHOLD, settings.RISK_MEDIUM_THRESHOLD = 0.2, 0.1
+    settings.RISK_HIGH_THRESHOLD, settings.RISK_MEDIUM_THRESHOLD = 0.05, 0.02
     customer = make_customer(owner=csm, churn_risk=0)
     started = time.monotonic()
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
