@@ -13,7 +13,7 @@ from django.utils import timezone
 from customers.api.serializers import CustomerDetailSerializer, CustomerOutputSerializer
 from customers.models import BillingEvent, NpsResponse, SupportTicket, UserSession
 from integrations.models import Integration, SyncRun
-from playbooks.models import Playbook, PlaybookExecution, PlaybookStepRun
+from playbooks.models import EmailReview, Playbook, PlaybookExecution, PlaybookStepRun
 from predictions.models import ChurnCause
 from tests.helpers import make_alert, make_intervention, make_prediction, schema_operations
 
@@ -406,6 +406,9 @@ def _grow_everything(csm, anchor, make_customer, n: int) -> dict:
         PlaybookStepRun.objects.create(
             execution=execution, step_key="a", step_type="create_alert", status="succeeded", started_at=now
         )
+        EmailReview.objects.create(
+            execution=execution, step_key="mail", playbook=playbook, customer=customer, to=customer.email
+        )
         ChurnCause.objects.create(cause=f"Cause {ChurnCause.objects.count()}", count=i, percent=i)
     execution = PlaybookExecution.objects.filter(customer=anchor).first() or PlaybookExecution.objects.create(
         playbook=Playbook.objects.order_by("pk").first(), customer=anchor, started_at=now
@@ -422,6 +425,9 @@ def _grow_everything(csm, anchor, make_customer, n: int) -> dict:
     )
     from customers.models import ImportJob
 
+    review, _ = EmailReview.objects.get_or_create(
+        execution=execution, step_key="mail", defaults={"playbook": execution.playbook, "customer": anchor}
+    )
     job = ImportJob.objects.order_by("pk").first() or ImportJob.objects.create(files=[])
     job.errors += [["nps_responses.csv", i + 2, "score", "score: 11 is out of range."] for i in range(n)]
     job.save(update_fields=["errors"])
@@ -430,6 +436,7 @@ def _grow_everything(csm, anchor, make_customer, n: int) -> dict:
         "interventions": anchor.interventions.order_by("pk").first().pk,
         "playbook-executions": execution.pk,
         "imports": job.pk,
+        "playbook-email-reviews": review.pk,
     }
 
 

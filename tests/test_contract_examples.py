@@ -16,6 +16,8 @@ from churnshield.demo.generator import generate
 from customers.models import Customer
 from interventions.models import Intervention
 from playbooks.models import Playbook
+from predictions.models import ModelVersion
+from predictions.selectors import champion
 from predictions.services.registry import model_train
 from predictions.services.scoring import score_customers
 
@@ -154,7 +156,8 @@ def test_responses_offer_every_field_the_examples_show(book, api_for):
     intervention = Intervention.objects.create(customer=customer, type="Onboarding Call", assigned_csm="Sam")
     playbook = Playbook.objects.filter(is_active=True).first()
     problems = []
-    for name, (status, response) in requests(api_for(customer.owner), customer, intervention, playbook).items():
+    answers = requests(api_for(customer.owner), customer, intervention, playbook)
+    for name, (status, response) in answers.items():
         if response.status_code != status:
             problems.append(f"{name}: status {response.status_code}, expected {status}: {response.content[:200]}")
             continue
@@ -163,7 +166,12 @@ def test_responses_offer_every_field_the_examples_show(book, api_for):
         if isinstance(example, list):
             assert ours, f"{name}: the demo book gave an empty list; nothing to compare"
         problems += [f"{name} {problem}" for problem in shape_differences(example, ours)]
-    assert sorted(problems) == sorted(KNOWN_GAPS), "\n".join(sorted(set(problems) ^ set(KNOWN_GAPS)))
+    known = set(KNOWN_GAPS)
+    if champion().kind == ModelVersion.Kind.RULES:
+        # The rules won on this small book: their card has the measured figures but no importances.
+        assert answers["_model_metrics_latest.json"][1].json()["cv_metrics"]["roc_auc"] is not None
+        known.discard("_model_metrics_latest.json $.feature_importance[0].stability: missing")
+    assert sorted(problems) == sorted(known), "\n".join(sorted(set(problems) ^ known))
 
 
 def test_model_card_operating_points_and_accuracy_from_the_threshold_table():

@@ -26,6 +26,7 @@ from integrations.tests.fakes import (
     stripe_subscription,
     zendesk_headers,
 )
+from playbooks import approvals
 from playbooks.models import PlaybookExecution, TriggerRule
 from playbooks.services import playbook_upsert
 
@@ -586,14 +587,15 @@ def test_c2_enqueue_lost_after_commit_is_recovered_by_the_sweeper(
 
 
 def test_failed_payment_calls_the_registered_hook_after_commit(
-    client, make_integration, django_capture_on_commit_callbacks
+    client, make_integration, manager, django_capture_on_commit_callbacks
 ):
     seen: list[hooks.PaymentFailed] = []
     hooks.register_payment_failed_handler(seen.append)
     recovery, _ = playbook_upsert(
         name="Payment Recovery", data={"steps": [{"key": "w", "type": "wait", "duration": "1d"}]}
     )
-    TriggerRule.objects.create(playbook=recovery, kind="failed_payment", params={"days": 1})
+    rule = TriggerRule.objects.create(playbook=recovery, kind="failed_payment", params={"days": 1})
+    approvals.trigger_rule_approve(user=manager, rule_id=rule.pk)  # rules enrol only after a go-ahead
     try:
         integration = make_integration("stripe")
         now = int(time.time())

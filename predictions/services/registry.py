@@ -82,6 +82,13 @@ def model_train(*, as_of: dt.datetime | None = None, seed: int = 0, min_positive
             model_promote(version, f"Cold start: {exc}")
         return version
 
+    # The rules were measured on the same blocks as the candidate: their card shows that measurement
+    # (the latest one), so a book whose rules stay champion still has a model card with figures.
+    ModelVersion.objects.filter(pk=rules_version().pk).update(
+        metrics=trained.rules_metrics,
+        baseline_metrics=trained.baseline_metrics,
+        training_window=trained.training_window,
+    )
     count = ModelVersion.objects.exclude(kind=ModelVersion.Kind.RULES).count()
     kind = ModelVersion.Kind(trained.algorithm)
     candidate = ModelVersion.objects.create(

@@ -189,7 +189,7 @@ def _write_back(
     thresholds = version_risk_bands(version) or risk_thresholds()
     for position, (customer_id, probability, score) in enumerate(zip(ids, probabilities, scores, strict=True)):
         risk = Decimal(f"{probability:.4f}")
-        level = risk_level(probability, thresholds)
+        level = risk_level(float(risk), thresholds)  # from the stored value, so the two always agree
         predictions.append(
             (
                 customer_id,
@@ -451,7 +451,7 @@ def _score_one_lean(
     components = {key: round(float(health[key])) for key in rules.COMPONENTS}
     score = int(health["health_score"])
     risk = Decimal(f"{probability:.4f}")
-    level = risk_level(probability)
+    level = risk_level(float(risk))
     customer_id = one.customer_id
     if not write:
         return ChurnPrediction(

@@ -124,9 +124,9 @@ def run(outage: int, pg, redis, spawn, smtp, hubspot_base: str) -> None:
         EMAIL_PORT=str(smtp.port),
         EMAIL_USE_TLS="false",
         NOTIFICATIONS_FAN_OUT_GRACE_SECONDS="5",
-        # A plain customer's first real-time score (~23 %) is then a rise to high: a critical alert.
-        RISK_HIGH_THRESHOLD="0.2",
-        RISK_MEDIUM_THRESHOLD="0.1",
+        # A plain customer's first real-time score (10-20 %) is then a rise to high: a critical alert.
+        RISK_HIGH_THRESHOLD="0.1",
+        RISK_MEDIUM_THRESHOLD="0.05",
     )
     worker = stack.workers[0]
     status, csm, _ = sign_in(stack.base_url, "outage-csm")
