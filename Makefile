@@ -28,6 +28,7 @@ run: venv
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py seed_demo --if-empty --customers $(DEMO_CUSTOMERS) --seed 7
 	$(PY) manage.py train_model --if-no-model
+	$(PY) manage.py score_history
 	$(PY) manage.py score_customers
 	$(PY) manage.py sync_schedules
 	$(PY) manage.py demo_user --port $(PORT)

@@ -262,7 +262,7 @@ def default_as_of(now: dt.datetime) -> tuple[dt.datetime, str | None]:
 
 class _ChampionBands:
     """The champion's risk bands (medium, high), read at most every `ttl` seconds per process
-    (every request that shows a risk level asks); None for the rules baseline or an older model
+    (every request that shows a risk level asks); None on a cold start or for an older model
     without bands: the settings' fixed thresholds then apply."""
 
     ttl = 30.0
@@ -276,7 +276,6 @@ class _ChampionBands:
         if now - self._read_at > self.ttl:
             params = (
                 ModelVersion.objects.filter(status=ModelVersion.Status.CHAMPION)
-                .exclude(kind=ModelVersion.Kind.RULES)
                 .values_list("params", flat=True)
                 .first()
             )
@@ -293,8 +292,9 @@ champion_risk_bands = _ChampionBands()
 
 
 def version_risk_bands(version: ModelVersion) -> tuple[float, float] | None:
-    """The bands a model version was trained with (None: the settings' thresholds)."""
-    bands = (version.params or {}).get("risk_thresholds") if version.kind != ModelVersion.Kind.RULES else None
+    """The bands a model version was trained with, or for the rules the ranks measured on the book
+    by the latest training (None: the settings' thresholds, e.g. on a cold start)."""
+    bands = (version.params or {}).get("risk_thresholds")
     return (float(bands["medium"]), float(bands["high"])) if bands else None
 
 

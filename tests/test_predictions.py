@@ -60,7 +60,7 @@ def test_a_trained_model_replaces_the_rules_only_when_it_beats_them_on_the_same_
 
 def test_a_retrained_model_that_does_not_win_stays_candidate(trained):
     again = model_train(seed=0, min_positives=20)  # same data, same seed: cannot beat the champion
-    assert again.status == "candidate"
+    assert again.status == "candidate", again.status_reason
     assert "does not beat" in again.status_reason
     assert ModelVersion.objects.get(status="champion").pk == trained.pk
 

@@ -280,6 +280,7 @@ class TrainedModel:
     spec: FeatureSpec | None = None  # what the features were learned from (None: learn again)
     log_columns: np.ndarray | None = None  # which inputs the linear model reads through log1p
     rules_metrics: dict = field(default_factory=dict)
+    rules_risk_thresholds: dict = field(default_factory=dict)  # bands should the rules stay champion
 
     @property
     def algorithm(self) -> str:
@@ -496,6 +497,18 @@ def risk_bands(p, y, rule: Mapping[str, float] | None = None) -> dict:
     return {"medium": round(medium, 4), "high": round(high, 4), "base_rate": round(base, 4), "rule": rule}
 
 
+def rank_bands(score, y, rule: Mapping[str, float] | None = None) -> dict:
+    """Risk levels for a score that is not a calibrated probability (the rules baseline, when it
+    ranks better than the trained model): high = its top `top_share` of customers, medium the
+    next as many. Its raw 0.5 / 0.8 bands can leave a whole book "low" (or put half of it "high")."""
+    rule = DEFAULT_BANDS | dict(rule or {})
+    score = np.asarray(score, dtype=float)
+    high = float(np.quantile(score, 1 - rule["top_share"]))
+    medium = min(float(np.quantile(score, 1 - 2 * rule["top_share"])), high)
+    base = float(np.mean(y))
+    return {"medium": round(medium, 4), "high": round(high, 4), "base_rate": round(base, 4), "rule": rule}
+
+
 def _block_metrics(y, p) -> dict:
     m = M.evaluate(y, p)
     return {k: m[k] for k in ("roc_auc", "pr_auc", "log_loss", "brier", "lift_at_10pct", "ece", "n_samples")} | {
@@ -540,6 +553,7 @@ def train(
         model = _train_snapshot(tables, as_of, spec, p, folds, seed, min_positives, save_rate, contact_cost)
         evaluation = model.params.pop("_evaluation")
         model.params["risk_thresholds"] = risk_bands(evaluation[model.algorithm], evaluation["y"], bands)
+        model.rules_risk_thresholds = rank_bands(evaluation["rules"], evaluation["y"], bands)
         return model
     cutoffs = rolling_cutoffs(as_of, horizon_days, n_cutoffs, step_days)
     X, y, meta = build_training_set(tables, cutoffs, horizon_days, as_of=as_of, spec=spec)
@@ -617,6 +631,7 @@ def train(
     _card(model, blocks, algorithm, window, evaluation, X_fit, y_fit, X[stop], save_rate, contact_cost)
     # Bands from the shipped model on its latest labelled cutoff (its calibration block).
     model.params["risk_thresholds"] = risk_bands(model.predict_proba(X[stop]), y[stop], bands)
+    model.rules_risk_thresholds = rank_bands(evaluation["rules"], evaluation["y"], bands)
     return model
 
 

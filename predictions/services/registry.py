@@ -16,8 +16,11 @@ from predictions.models import ModelVersion
 from predictions.selectors import champion, champion_risk_bands, default_as_of
 
 RULES_VERSION = "rules-baseline-1"
-_loaded: dict[str, TrainedModel] = {}
+_loaded: dict[tuple[int, str], TrainedModel] = {}
 _lock = threading.Lock()
+# A challenger must beat the champion's ROC AUC on the same rows by more than this: two trainings
+# on the same data differ by float noise, and a tie keeps the model the CSMs already know.
+CHALLENGER_MARGIN = 0.001
 
 
 def loaded_model(version: ModelVersion) -> TrainedModel | None:
@@ -25,12 +28,14 @@ def loaded_model(version: ModelVersion) -> TrainedModel | None:
     if version.kind == ModelVersion.Kind.RULES:
         return None
     with _lock:
-        model = _loaded.get(version.version)
+        # By row and name: a name can come back on another database (a restore, a test).
+        key = (version.pk, version.version)
+        model = _loaded.get(key)
         if model is None:
             artifact = ModelVersion.objects.values_list("artifact", flat=True).get(pk=version.pk)
             model = TrainedModel.from_bytes(bytes(artifact))
             _loaded.clear()  # keep one model in memory: the champion changes rarely
-            _loaded[version.version] = model
+            _loaded[key] = model
         return model
 
 
@@ -83,12 +88,15 @@ def model_train(*, as_of: dt.datetime | None = None, seed: int = 0, min_positive
         return version
 
     # The rules were measured on the same blocks as the candidate: their card shows that measurement
-    # (the latest one), so a book whose rules stay champion still has a model card with figures.
+    # (the latest one), so a book whose rules stay champion still has a model card with figures,
+    # and bands that are ranks on this book (their raw score is not a calibrated probability).
     ModelVersion.objects.filter(pk=rules_version().pk).update(
         metrics=trained.rules_metrics,
         baseline_metrics=trained.baseline_metrics,
         training_window=trained.training_window,
+        params={"risk_thresholds": trained.rules_risk_thresholds},
     )
+    champion_risk_bands.forget()
     count = ModelVersion.objects.exclude(kind=ModelVersion.Kind.RULES).count()
     kind = ModelVersion.Kind(trained.algorithm)
     candidate = ModelVersion.objects.create(
@@ -130,7 +138,7 @@ def model_train(*, as_of: dt.datetime | None = None, seed: int = 0, min_positive
     # features (both final models; either may have seen some of these rows in training).
     new_auc = same_rows_auc(trained, tables, trained.training_window)
     old_auc = same_rows_auc(loaded_model(current), tables, trained.training_window)
-    if new_auc is not None and (old_auc is None or new_auc > old_auc):
+    if new_auc is not None and (old_auc is None or new_auc > old_auc + CHALLENGER_MARGIN):
         model_promote(
             candidate,
             f"ROC AUC {new_auc:.4f} beats {current.version} ({old_auc or 0:.4f}) on the same window; {versus}.",

@@ -212,9 +212,9 @@ def _write_back(
     # One set-based UPDATE: risk or health back where it was resolves the alerts it raised.
     alerts_resolve_cleared(customer_ids=ids if len(ids) <= 5000 else None, now=now)
     previous = _previous_model_version(run)
-    if alerts and previous is not None and previous != version.version:
-        # The scores moved because the model changed, not the customers: no CSM is paged for
-        # each of them; managers get one summary of what the switch did.
+    if alerts and previous != version.version:
+        # The scores moved because the model changed (or the book is scored for the first time),
+        # not the customers: no CSM is paged for each of them; managers get one summary instead.
         _model_switch_summary(previous, version, alerts)
         return 0
     if alerts:
@@ -233,16 +233,26 @@ def _previous_model_version(run: PredictionRun) -> str | None:
     )
 
 
-def _model_switch_summary(previous: str, version: ModelVersion, withheld: list[dict]) -> None:
+def _model_switch_summary(previous: str | None, version: ModelVersion, withheld: list[dict]) -> None:
     rises = sum(1 for alert in withheld if alert["source"] == Alert.Source.RISK_RISE)
     drops = sum(1 for alert in withheld if alert["source"] == Alert.Source.HEALTH_DROP)
-    alert_create(
-        title=f"Scoring model changed: {previous} → {version.version}",
-        message=(
+    if previous is None:
+        title = f"First scoring run with {version.version}"
+        message = (
+            f"On the first scoring run of this book {rises} customers moved to a higher risk level than "
+            "it recorded. Alerts are raised for what changes from now on, so none were raised for each "
+            "of them; the customer list filtered by risk shows them."
+        )
+    else:
+        title = f"Scoring model changed: {previous} → {version.version}"
+        message = (
             f"With the new model {rises} customers moved to a higher risk level and {drops} had a sharp "
             "health drop. These changes come from the model, not from the customers, so no per-customer "
             "alerts were raised for them; later changes alert as usual."
-        ),
+        )
+    alert_create(
+        title=title,
+        message=message,
         severity=Alert.Severity.MEDIUM,
         source=Alert.Source.MODEL_CHANGED,
         grouping_key=f"model_changed:{version.version}",
