@@ -53,7 +53,7 @@ bench-batch: venv
 bench-realtime: venv
 	$(PY) bench/realtime_predict.py
 
-# Playbooks (issue 6): 10,000 executions through a real worker, beat and the claimer.
+# 10,000 playbook executions through a real worker, beat and the claimer: steps/s and wait lag.
 bench-playbooks: venv
 	$(PY) bench/playbooks.py
 
@@ -66,7 +66,7 @@ bench-webhooks: venv
 clean:
 	rm -rf $(VENV) churnshield.sqlite3 .pytest-sqlite.sqlite3*
 
-# Issue 7: backup/restore time and probe latencies (see README, Monitoring and maintenance).
+# Backup/restore time and probe latencies, so operators know what a restore costs (docs/benchmarks.md).
 bench-monitoring: venv
 	$(PY) bench/monitoring.py
 

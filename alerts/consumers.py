@@ -1,4 +1,4 @@
-"""`ws/alerts`: the live alert feed (protocol in README.md, "Live alert feed").
+"""`ws/alerts`: the live alert feed (protocol in docs/alert-feed.md).
 
 Connect: one credential, in this order: a single-use `?ticket=` from `POST /api/alerts/ws-ticket`
 (spent by the attempt, whatever follows), the `cs_access` sign-in cookie, or a Django admin
@@ -29,7 +29,7 @@ from churnshield.auth.roles import sees_all_customers, user_with_role
 
 logger = logging.getLogger(__name__)
 
-# Close codes (documented in README.md).
+# Close codes (documented in docs/alert-feed.md).
 CLOSE_SESSION_EXPIRED = 4001  # the access token / ticket's sign-in / admin session ran out
 CLOSE_SIGNED_OUT = 4002  # the user signed out (API logout or admin logout)
 CLOSE_BAD_MESSAGE = 4400  # the client sent something that is not a valid protocol message

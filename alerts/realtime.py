@@ -3,8 +3,8 @@
 Groups: every signed-in socket joins `alerts.user.<id>` (alerts on the customers that user owns,
 plus control messages such as "you signed out"); users who see every customer (admins, managers,
 viewers — the same rule as `alerts.selectors.alert_scope`) also join `alerts.all`, which receives
-every alert, including alerts without a customer. The protocol is documented in README.md
-("Live alert feed").
+every alert, including alerts without a customer. The protocol is documented in
+docs/alert-feed.md.
 """
 
 import asyncio

@@ -1,4 +1,4 @@
-"""WebSocket routes: the authenticated live alert feed (protocol in README.md, "Live alert feed")."""
+"""WebSocket routes: the authenticated live alert feed (protocol in docs/alert-feed.md)."""
 
 from django.urls import path
 

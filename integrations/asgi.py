@@ -40,7 +40,7 @@ class GroupCommitter:
     Up to WEBHOOK_STORE_CONCURRENCY flushes run at once, each on a thread of its own: a delivery
     waits for the statement that carries its rows, not also for the ones before it. A flusher
     keeps its connection while work keeps coming (the pool's health check is one more round trip
-    per checkout: on a slow network a third of the answer time, X4) and returns it when idle; a
+    per checkout: on a slow network a third of the answer time) and returns it when idle; a
     kept connection that died meanwhile costs one retry on a checked one, never an error. The
     drains are enqueued by another thread afterwards (with a broker; in-process tasks run before
     the answer, as before), so a slow or unreachable broker never holds a delivery's answer; the

@@ -1,7 +1,7 @@
 """Hook points other apps plug into (registered in their `AppConfig.ready()`), so `integrations`
 never imports the apps above it.
 
-**Payment failed** (for playbooks, issue 6): after a transaction that applied a failed payment
+**Payment failed** (for playbooks): after a transaction that applied a failed payment
 commits — a new failed invoice, or one that was paid and now failed — every registered handler is
 called once with a `PaymentFailed`. Register with::
 

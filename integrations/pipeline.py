@@ -180,7 +180,7 @@ def _lock_customers(batch: _Batch) -> None:
     Applies of different integrations run concurrently (the integration lock serialises one
     integration only). Without this, two batches touching one customer's tickets (Zendesk and a
     generic source) each counted under READ COMMITTED without the other's uncommitted rows, and
-    the last to commit wrote a stale count (found by the X6 soak). Once the lock is granted, the
+    the last to commit wrote a stale count (found by the webhook soak under worker kills). Once the lock is granted, the
     recount's statements see the other batch's committed rows.
     """
     ids = set(batch.customer_changes) | batch.recount_tickets | batch.recount_nps | batch.recount_billing

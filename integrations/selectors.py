@@ -1,6 +1,6 @@
 """Reads about integrations. Secrets in `config` never leave the server.
 
-`integration_health()` is the read monitoring (issue 7) uses for sync lag, errors, webhook
+`integration_health()` is the read monitoring uses for sync lag, errors, webhook
 backlog and dead letters.
 """
 

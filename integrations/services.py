@@ -130,7 +130,7 @@ def webhook_store(*, rows: list[WebhookEvent], enqueue: bool = True) -> set[int]
     deliveries wait on. The row itself is the outbox if the enqueue is lost.
 
     Up to STORE_CHUNK rows are ONE statement in autocommit, atomic by itself: no BEGIN and COMMIT
-    round trips, which is what a slow network to the database charges per round trip (X4).
+    round trips, which is what a slow network to the database charges for.
     """
     fields = [f for f in WebhookEvent._meta.concrete_fields if not f.primary_key]
     chunks = [rows[start : start + STORE_CHUNK] for start in range(0, len(rows), STORE_CHUNK)]

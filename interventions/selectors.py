@@ -153,7 +153,7 @@ def intervention_analytics(*, user: Any) -> dict:
         },
         "top_performing_interventions": rows[:5],
         "insights": insights,
-        # Playbooks (issue 6): per playbook and per intervention type, with the holdout comparison.
+        # Playbooks: per playbook and per intervention type, with the holdout comparison (the proof they work).
         **_playbook_performance(user),
     }
 

@@ -49,13 +49,13 @@ INSTALLED_APPS = [
     "predictions",
     "integrations",
     "alerts",
-    "django_prometheus",  # issue 7: request metrics
-    "monitoring",  # issue 7: health, metrics, logs, backups, retention
+    "django_prometheus",  # request counts and latency per view on /metrics
+    "monitoring",  # health, metrics, logs, backups, retention
 ]
 
 MIDDLEWARE = [
-    "django_prometheus.middleware.PrometheusBeforeMiddleware",  # issue 7: first, to time everything
-    "monitoring.middleware.RequestIdMiddleware",  # issue 7: X-Request-ID in/out, JSON access log
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",  # first, to time everything
+    "monitoring.middleware.RequestIdMiddleware",  # X-Request-ID in/out and the access log; early, so log lines carry it
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",  # SECURE_CSP on every response
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -70,7 +70,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last, as django-axes asks: it turns a lock-out into a response.
     "axes.middleware.AxesMiddleware",
-    "django_prometheus.middleware.PrometheusAfterMiddleware",  # issue 7: last
+    "django_prometheus.middleware.PrometheusAfterMiddleware",  # last, to time everything
 ]
 
 ROOT_URLCONF = "churnshield.urls"
@@ -117,11 +117,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         "max_size": env.int("DB_POOL_MAX_SIZE", default=10),
         "timeout": env.int("DB_POOL_TIMEOUT", default=10),
     }
-    # Issue 7 (X3): the pool tests a connection before handing it out, so a PostgreSQL restart or
+    # The pool tests a connection before handing it out, so a PostgreSQL restart or
     # a terminated backend costs no failed request or task (one empty round trip per checkout).
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("DB_CONN_HEALTH_CHECKS", default=True)
-    # Issue 7 (X4): never wait forever on the network. A connect gives up after this; a statement
-    # is cancelled by the server after this (0 = none); keepalives notice a peer that vanished.
+    # Never wait forever on the network: a black-holed link would hang a worker. A connect gives
+    # up after this; a statement is cancelled by the server after this (0 = none); keepalives
+    # notice a peer that vanished.
     options = DATABASES["default"]["OPTIONS"]
     options.setdefault("connect_timeout", env.int("DB_CONNECT_TIMEOUT_SECONDS", default=5))
     statement_ms = int(env.float("DB_STATEMENT_TIMEOUT_SECONDS", default=900) * 1000)
@@ -202,7 +203,7 @@ REDIS_URL = env.str("REDIS_URL", default="")
 # Error reports (the DEBUG page, error e-mails) mask passwords inside URL values too, not only
 # settings named like secrets: REDIS_URL alone is copied into four other settings.
 DEFAULT_EXCEPTION_REPORTER_FILTER = "churnshield.debug.UrlCredentialsReporterFilter"
-# Issue 7 (X4): every Redis client gives up on a dead connection instead of waiting forever.
+# Every Redis client gives up on a dead connection instead of waiting forever (a hung publish would hold a request).
 REDIS_SOCKET_TIMEOUT_SECONDS = env.float("REDIS_SOCKET_TIMEOUT_SECONDS", default=10.0)
 REDIS_CONNECT_TIMEOUT_SECONDS = env.float("REDIS_CONNECT_TIMEOUT_SECONDS", default=5.0)
 # The cache answers in well under a millisecond: waiting longer only delays the fall-back below.
@@ -284,7 +285,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
-    # Issue 7 (F1): every operation documents the error responses it can send.
+    # Every operation documents the error responses it can send, so clients and the schema fuzzer know them.
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "churnshield.api.schema_hooks.add_error_responses",
@@ -392,7 +393,7 @@ RISK_MEDIUM_BASE_MULTIPLE = env.float("RISK_MEDIUM_BASE_MULTIPLE", default=1.5)
 
 INTERVENTION_COST = env.float("INTERVENTION_COST", default=150.0)  # $ of CSM time per intervention
 
-# --- Notifications (issue 5: email, Slack, Teams) ---------------------------------------------
+# --- Notifications (email, Slack, Teams) -----------------------------------------------------
 # Email goes through Django's mail framework: SMTP when EMAIL_HOST is set, else printed to the
 # console (the embedded topology). Noise-control knobs live in the database (NotificationSettings).
 EMAIL_HOST = env.str("EMAIL_HOST", default="")
@@ -418,7 +419,7 @@ NOTIFICATIONS_WEBHOOK_ALLOW_LOOPBACK = env.bool("NOTIFICATIONS_WEBHOOK_ALLOW_LOO
 # (its enqueue was lost, e.g. the broker was down at commit).
 NOTIFICATIONS_FAN_OUT_GRACE_SECONDS = env.int("NOTIFICATIONS_FAN_OUT_GRACE_SECONDS", default=60)
 
-# --- Playbooks (issue 6) ------------------------------------------------------------------------
+# --- Playbooks -----------------------------------------------------------------------------------
 # A worker's claim on an execution lasts this long; a killed worker's execution is claimed again after it.
 PLAYBOOK_LEASE_SECONDS = env.int("PLAYBOOK_LEASE_SECONDS", default=60)
 # An execution handed to the broker but not yet taken by a worker: after this the claimer presumes the
@@ -453,7 +454,7 @@ PLAYBOOK_WEBHOOK_ALLOW_LOOPBACK = env.bool("PLAYBOOK_WEBHOOK_ALLOW_LOOPBACK", de
 # Queue for executions the claimer resumes (due waits, retries); empty = the default queue.
 PLAYBOOK_DUE_QUEUE = env.str("PLAYBOOK_DUE_QUEUE", default="")
 
-# --- Integrations (issue 4): pull syncs and webhooks ----------------------------------------------
+# --- Integrations: pull syncs and webhooks -------------------------------------------------------
 INTEGRATION_SYNC_MINUTES = env.int("INTEGRATION_SYNC_MINUTES", default=15)  # default pull interval
 INTEGRATION_SYNC_LEASE_SECONDS = env.int("INTEGRATION_SYNC_LEASE_SECONDS", default=3600)
 INTEGRATION_HTTP_TIMEOUT_SECONDS = env.float("INTEGRATION_HTTP_TIMEOUT_SECONDS", default=20.0)
@@ -476,7 +477,7 @@ WEBHOOK_RECEIVE_TIMEOUT_SECONDS = env.float("WEBHOOK_RECEIVE_TIMEOUT_SECONDS", d
 WEBHOOK_STORE_CONCURRENCY = env.int("WEBHOOK_STORE_CONCURRENCY", default=4)
 WEBHOOK_RETENTION_DAYS = env.int("WEBHOOK_RETENTION_DAYS", default=30)  # never below 7 (dedupe window)
 
-# --- Monitoring and maintenance (issue 7) -----------------------------------------------------
+# --- Monitoring and maintenance -----------------------------------------------------------------
 # Structured JSON logs (LOG_FORMAT=text for a human-readable console) with request ids, no secrets.
 LOGGING = build_logging(
     level=env.str("LOG_LEVEL", default="INFO"), json=env.str("LOG_FORMAT", default="json") == "json"

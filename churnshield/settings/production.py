@@ -38,7 +38,7 @@ NOTIFICATIONS_WEBHOOK_ALLOW_LOOPBACK = False
 PLAYBOOK_WEBHOOK_ALLOW_LOOPBACK = False
 
 
-# Issue 7: /metrics needs METRICS_TOKEN or a listed network (none by default: closed unless configured);
+# /metrics needs METRICS_TOKEN or a listed network (none by default: closed unless configured);
 # probes and scrapers may speak plain HTTP inside the cluster, so they are not redirected to HTTPS.
 METRICS_ALLOWED_NETWORKS = env.list("METRICS_ALLOWED_NETWORKS", default=[])
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
