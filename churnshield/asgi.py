@@ -20,7 +20,7 @@ from integrations.asgi import WebhookConsumer  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        # Integrations (issue 4): signed webhooks skip the middleware chain for an async receiver
+        # Integrations: signed webhooks skip the middleware chain for an async receiver
         # with group commit (see integrations/asgi.py); everything else is Django.
         "http": URLRouter(
             [

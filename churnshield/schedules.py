@@ -22,12 +22,12 @@ SCHEDULES: dict[str, dict] = {
         "task": "churnshield.tasks.flush_expired_tokens",
         "crontab": {"minute": "15", "hour": "3"},
     },
-    # Playbooks (issue 6): due waits, retries and expired leases (SKIP LOCKED claim).
+    # Playbooks: due waits, retries and expired leases (SKIP LOCKED claim).
     "playbook-claim-due": {
         "task": "playbooks.tasks.claim_due_executions",
         "interval_seconds": 15,
     },
-    # Issue 7: backups, retention (ages in settings.RETENTION_DAYS). All times UTC.
+    # Maintenance: backups, retention (ages in settings.RETENTION_DAYS). All times UTC.
     "backup-database-daily": {
         "task": "monitoring.tasks.backup_database",
         "crontab": {"minute": "30", "hour": "1"},
@@ -38,7 +38,7 @@ SCHEDULES: dict[str, dict] = {
     },
 }
 
-# --- Notifications (issue 5): due deliveries (group wait, quiet hours, throttle, daily digest) ---
+# --- Notifications: due deliveries (group wait, quiet hours, throttle, daily digest) ---
 # The digest hour lives in the database (NotificationSettings, per user's time zone), so the
 # sweep runs every minute and sends each digest when its delivery falls due.
 SCHEDULES["notifications-dispatch-every-minute"] = {
@@ -46,7 +46,7 @@ SCHEDULES["notifications-dispatch-every-minute"] = {
     "crontab": {"minute": "*"},
 }
 
-# --- Integrations (issue 4): per-integration pull schedules are installed by
+# --- Integrations: per-integration pull schedules are installed by
 # integrations.services.integration_schedules_sync (run by `manage.py sync_schedules`).
 SCHEDULES.update(
     {

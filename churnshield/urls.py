@@ -44,7 +44,7 @@ router.register("customers", CustomerViewSet, basename="customer")
 router.register("interventions", InterventionViewSet, basename="intervention")
 router.register("integrations", IntegrationViewSet, basename="integration")
 router.register("alerts", AlertViewSet, basename="alert")
-# Playbooks (issue 6)
+# Playbooks
 router.register("playbooks", PlaybookViewSet, basename="playbook")
 router.register("playbook-executions", ExecutionViewSet, basename="playbook-execution")
 router.register("playbook-email-reviews", EmailReviewViewSet, basename="playbook-email-review")
@@ -70,7 +70,7 @@ api = [
     path("notifications/preferences", NotificationPreferenceView.as_view(), name="notification-preferences"),
     path("v1/playbooks/trigger", TriggerView.as_view(), name="playbooks-trigger"),
     path("alerts/ws-ticket", AlertWsTicketView.as_view(), name="alert-ws-ticket"),  # live alert feed
-    # Integrations (issue 4): signed webhooks, authenticated by the provider's signature.
+    # Integrations: signed webhooks, authenticated by the provider's signature.
     path("webhooks/<str:provider>/<int:integration_id>", WebhookView.as_view(), name="webhook"),
     path("schema", SpectacularAPIView.as_view(), name="schema"),
     path("docs", ApiDocsView.as_view(url_name="schema"), name="docs"),
@@ -96,8 +96,8 @@ urlpatterns = [
     path("api/", include(api)),
     # The contract puts the model card outside /api.
     path("model/metrics/latest", ModelMetricsLatestView.as_view(), name="model-metrics-latest"),
-    # Issue 7: /healthz, /readyz, /metrics (outside the API: probes and scrapers do not sign in).
+    # Operations: /healthz, /readyz, /metrics (outside the API: probes and scrapers do not sign in).
     path("", include("monitoring.urls")),
 ]
 
-handler404 = "churnshield.api.errors.not_found"  # issue 7: JSON 404 under /api/ (schemathesis F1)
+handler404 = "churnshield.api.errors.not_found"  # JSON 404 under /api/: API clients parse every answer

@@ -1,8 +1,9 @@
 # ruff: noqa: E501
 """The demo's default playbooks, each mapped to the churn causes (predictions/causes.py) it answers.
 
-Safe on day one: every shipped rule fires only for at-risk customers (medium or high risk), the
-onboarding rule only for accounts that signed up in the last 14 days, no rule enrols anyone before
+Safe on day one: every shipped rule that reaches customers fires only for at-risk ones (medium or
+high risk; the renewal reminder, which only creates a task for the CSM, fires for every renewal),
+the onboarding rule only for accounts that signed up in the last 14 days, no rule enrols anyone before
 a manager's go-ahead on its dry run, and customer e-mails wait for review (no playbook auto-sends).
 """
 

@@ -17,7 +17,7 @@ The cursor lives in the `playbook_executions` row: `current_step` (next step key
   send window re-sends with the same key (at most one duplicate per crash, recorded in `attempts`).
 - Every due time and lease is read and written against the DATABASE's clock (`Now()`, PostgreSQL's
   `statement_timestamp()`), never a process's: a worker or beat whose clock is minutes off neither
-  fires a wait early nor sees a live lease as expired (RELIABILITY X5, tested under faketime).
+  fires a wait early nor sees a live lease as expired (tested under faketime: tests/faults).
 - A wait stores its due time in `next_run_at` and clears the token; a retry does the same with a
   backoff. While a worker runs, `next_run_at` is the end of its lease: a SIGKILLed worker's
   execution is claimed again when the lease ends. The claimer (`claim_due`, a beat task) takes due
@@ -86,7 +86,7 @@ def db_now() -> dt.datetime:
 
 
 def backoff_seconds(attempt: int) -> float:
-    """Exponential backoff with full jitter, capped (RELIABILITY: retries stay ≤ 10 min)."""
+    """Exponential backoff with full jitter, capped: a failing step is retried within minutes, never hours apart."""
     ceiling = min(settings.PLAYBOOK_RETRY_BASE_SECONDS * 2 ** max(attempt - 1, 0), settings.PLAYBOOK_RETRY_MAX_SECONDS)
     return random.uniform(ceiling / 2, ceiling)
 

@@ -205,7 +205,7 @@ def create_intervention(execution: Any, step: dict, now: dt.datetime) -> Outcome
 
 def notify(execution: Any, step: dict, now: dt.datetime) -> Outcome:
     # In-app is an alert row (the WebSocket feed shows it); Slack/Teams/e-mail delivery is the
-    # notification system's fan-out of that same alert (issue 5), limited to the step's channel
+    # notification system's fan-out of that same alert, limited to the step's channel
     # (the recipient's own webhook or address for it; in_app sends nothing outside).
     customer = execution.customer
     channel = step.get("channel", "in_app")

@@ -108,7 +108,7 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
 
 def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     """Django's 404 handler: an URL under /api/ that no route matches (e.g. `/api/alerts/-1/read`)
-    answers in the API's JSON error shape; other paths keep Django's page (issue 7, F1)."""
+    answers in the API's JSON error shape; other paths keep Django's page."""
     if request.path.startswith("/api/"):
         return JsonResponse({"message": "Not found.", "code": "not_found", "errors": {}}, status=404)
     from django.views.defaults import page_not_found

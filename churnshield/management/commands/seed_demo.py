@@ -51,7 +51,7 @@ class Command(BaseCommand):
         elapsed = time.perf_counter() - started
         summary = ", ".join(f"{name}={count:,}" for name, count in counts.items())
         self.stdout.write(self.style.SUCCESS(f"Seeded demo data in {elapsed:.1f}s: {summary}"))
-        # Playbooks (issue 6): the default playbooks and their trigger rules.
+        # Playbooks: the default playbooks and their trigger rules.
         from playbooks.defaults import seed_default_playbooks
 
         self.stdout.write(f"Default playbooks: {seed_default_playbooks()}")
