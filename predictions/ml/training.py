@@ -421,6 +421,13 @@ def fit_logistic(X: pd.DataFrame, y, seed: int = 0) -> tuple[Any, np.ndarray]:
     return lr, mask
 
 
+def logistic_reference(X: pd.DataFrame, y, seed: int = 0) -> TrainedModel:
+    """The plain reference to compare against (backtest, bench): `fit_logistic` on (X, y), read
+    through its own probabilities, without the shipped models' early stop or calibration step."""
+    lr, mask = fit_logistic(X, y, seed)
+    return TrainedModel(list(X.columns), None, Calibrator(), {}, {}, {}, {}, {}, {}, linear=lr, log_columns=mask)
+
+
 def _fit_baseline(X_fit, y_fit, X_cal, y_cal, seed: int):
     """A logistic model and its calibrator (kept for tools that build one by hand)."""
     lr, mask = fit_logistic(X_fit, y_fit, seed)
@@ -496,13 +503,6 @@ def risk_bands(p, y, rule: Mapping[str, float] | None = None) -> dict:
     return {"medium": round(medium, 4), "high": round(high, 4), "base_rate": round(base, 4), "rule": rule}
 
 
-def _block_metrics(y, p) -> dict:
-    m = M.evaluate(y, p)
-    return {k: m[k] for k in ("roc_auc", "pr_auc", "log_loss", "brier", "lift_at_10pct", "ece", "n_samples")} | {
-        "positives": int(np.asarray(y).sum())
-    }
-
-
 def _summary(blocks: list[dict], name: str) -> dict:
     out = {}
     for key in ("roc_auc", "pr_auc", "log_loss", "brier", "lift_at_10pct", "ece"):
@@ -574,7 +574,7 @@ def train(
         }
         predictions["rules"] = rules.rules_probability(X[test])
         for name, proba in predictions.items():
-            entry[name] = _block_metrics(y[test], proba)
+            entry[name] = M.headline(y[test], proba)
             aucs[name].append(entry[name]["roc_auc"])
             pooled[name].append(proba)
         pooled["y"].append(y[test].to_numpy())
@@ -723,7 +723,7 @@ def _train_snapshot(
         mine = fold_of == k
         entry: dict[str, Any] = {"block": f"fold {k + 1}/{folds}"}
         for name in (*CANDIDATES, "rules"):
-            entry[name] = _block_metrics(y[mine], calibrated[name][mine])
+            entry[name] = M.headline(y[mine], calibrated[name][mine])
             aucs[name].append(entry[name]["roc_auc"])
         blocks.append(entry)
     algorithm, selection = choose({k: v for k, v in aucs.items() if k in CANDIDATES})
