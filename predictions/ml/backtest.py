@@ -229,9 +229,10 @@ def parse_step(text: str) -> pd.DateOffset | pd.Timedelta:
 
 
 def cutoffs_between(start: pd.Timestamp, end: pd.Timestamp, step: pd.DateOffset | pd.Timedelta) -> list[pd.Timestamp]:
-    """`start`, `start + step`, … up to and including `end`."""
-    out, at = [], as_utc(start)
-    while at <= as_utc(end):
+    """`start`, `start + step`, `start + 2 step`, … up to and including `end` (multiples of the
+    step from the start, so months from the 31st land on each month's last day)."""
+    start, end = as_utc(start), as_utc(end)
+    out: list[pd.Timestamp] = []
+    while (at := start + len(out) * step) <= end:
         out.append(at)
-        at = at + step
     return out
