@@ -15,13 +15,14 @@ Books
   (customer service calls as `support_tickets`, the international plan as the plan), a fixed
   stratified 70/30 split (seed 0).
 * sim-b2b, sim-b2c: event-history books from bench/churn_sim.py (not the demo generator).
-  Out of time: trained as of 90 days before the data's end, scored then, labelled by churn in
-  the 90 days that followed.
+  Out of time: `predictions.ml.backtest.backtest_cutoff` 90 days before the data's end (trained
+  on the facts known then, scored then, labelled by churn in the 90 days that followed).
 
 References, trained on the training part only
 ---------------------------------------------
 * logistic: standardised logistic regression, counts through log1p (snapshot books: the raw
-  columns one-hot encoded; event books: ChurnShield's features at its training cutoffs);
+  columns one-hot encoded; event books: the backtest's reference, `training.logistic_reference`
+  on ChurnShield's features at its training cutoffs);
 * gbm: scikit-learn's HistGradientBoostingClassifier on the same inputs, defaults;
 * rules: ChurnShield's untrained health-score rules.
 
@@ -47,8 +48,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.churn_sim import B2B, B2C, simulate
 from predictions.ml import metrics as M
 from predictions.ml import rules
-from predictions.ml.features import build_features, churned_flags, is_count
-from predictions.ml.training import build_training_set, rolling_cutoffs, signed_log1p, train
+from predictions.ml.backtest import backtest_cutoff
+from predictions.ml.features import build_features, churned_flags
+from predictions.ml.training import signed_log1p, train
 from predictions.tests.ml_factories import make_tables
 
 AS_OF = pd.Timestamp("2025-06-30", tz="UTC")
@@ -164,19 +166,23 @@ def snapshot_run(books: dict, ys: dict, refs: dict) -> dict:
 
 
 def event_book(config) -> dict:
+    """The out-of-time backtest (`predictions.ml.backtest`) at 90 days before the book's end,
+    plus a boosting reference fitted on the rows the backtest's logistic reference saw."""
     tables = simulate(config, n=3000, seed=1, end=str(AS_OF.date()))
-    as_of = AS_OF - pd.Timedelta(days=90)
-    model = train(tables, as_of, seed=0, min_positives=20)
-    X_test = model.features(tables, as_of)
-    churned_at = pd.to_datetime(tables.customers.set_index("customer_id")["churned_at"], utc=True).reindex(X_test.index)
-    y = ((churned_at > as_of) & (churned_at <= AS_OF)).astype(int).to_numpy()
-    # References: ChurnShield's features at its own training cutoffs (every labelled one).
-    X, y_train, _ = build_training_set(tables, rolling_cutoffs(as_of, 90, 8, 30), 90, as_of=as_of, spec=model.spec)
-    columns = list(X.columns)
-    counts = [is_count(c) for c in columns]
-    refs = references(X.to_numpy(float), y_train.to_numpy(), X_test.reindex(columns=columns).to_numpy(float), counts)
-    shipped = model.predict_proba(X_test)
-    return {"y": y, f"ChurnShield ({model.algorithm})": shipped, **refs, "rules": rules.rules_probability(X_test)}
+    result = backtest_cutoff(tables, AS_OF - pd.Timedelta(days=90), data_end=AS_OF, min_positives=20)
+    if result.skipped:
+        raise SystemExit(f"{config.name}: {result.skipped}")
+    columns = list(result.X_train.columns)
+    gbm = HistGradientBoostingClassifier(random_state=0).fit(result.X_train.to_numpy(float), result.y_train)
+    X_test = result.X_test.reindex(columns=columns, fill_value=0.0).to_numpy(float)
+    p = result.probabilities
+    return {
+        "y": result.y,
+        f"ChurnShield ({result.algorithm})": p["champion"],
+        "logistic": p["logistic"],
+        "gbm": gbm.predict_proba(X_test)[:, 1],
+        "rules": p["rules"],
+    }
 
 
 BOOKS = {

@@ -188,6 +188,12 @@ class PredictionRun(models.Model):
     timings = models.JSONField(default=dict, blank=True)
     # Population stability index per feature: this run's population against the training data.
     drift = models.JSONField(default=dict, blank=True)
+    # A retrain this run's major drift enqueued (at most one a day), and what it produced.
+    retrain_scheduled_at = models.DateTimeField(null=True, blank=True)
+    retrain_finished_at = models.DateTimeField(null=True, blank=True)
+    retrain_version = models.ForeignKey(
+        ModelVersion, on_delete=models.SET_NULL, null=True, blank=True, related_name="drift_retrain_runs"
+    )
     error = models.TextField(blank=True, default="")
 
     class Meta:

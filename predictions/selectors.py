@@ -6,6 +6,7 @@ import time
 from collections import Counter
 from typing import Any
 
+from django.conf import settings
 from django.db import connection
 from django.db.models import Avg, Count, Max, OuterRef, Q, QuerySet, Subquery
 
@@ -17,6 +18,7 @@ from customers.timeline import events_after
 from playbooks.models import PlaybookExecution, PlaybookStepRun
 from predictions.causes import CAUSES, impact_percent, percent_causes, recommended_actions
 from predictions.ml.features import feature_info
+from predictions.ml.training import drift_summary
 from predictions.models import ChurnCause, ChurnPrediction, HealthWeights, ModelVersion, PredictionRun
 
 
@@ -400,8 +402,14 @@ def _accuracy(metrics: dict, row: dict) -> float | None:
     return round(1 - wrong / n, 6)
 
 
+def batch_drift(values: dict[str, float]) -> dict:
+    """`drift_summary` of a run's per-feature PSI with the thresholds from the settings."""
+    return drift_summary(values, moderate=settings.DRIFT_MODERATE_PSI, major=settings.DRIFT_MAJOR_PSI)
+
+
 def _drift(version: Any) -> dict:
-    """PSI of the latest batch scored with `version` against its training data."""
+    """PSI of the latest batch scored with `version` against its training data, and the latest
+    retrain a batch's major drift scheduled (with any version: it may have replaced this one)."""
 
     run = (
         PredictionRun.objects.filter(model_version=version, trigger="batch", status="completed")
@@ -409,18 +417,44 @@ def _drift(version: Any) -> dict:
         .order_by("-started_at")
         .first()
     )
+    retrain = _drift_retrain()
     if run is None:
-        return {"feature_drift_score": None, "last_drift_check": None, "drift_status": "unknown", "by_feature": {}}
-    values = run.drift
-    worst = max(values.values())
+        return {
+            "feature_drift_score": None,
+            "last_drift_check": None,
+            "drift_status": "unknown",
+            "by_feature": {},
+            "retrain": retrain,
+        }
     return {
-        "feature_drift_score": round(sum(values.values()) / len(values), 4),
-        "max_feature_drift": round(worst, 4),
-        "most_drifted_feature": max(values, key=values.get),
+        **batch_drift(run.drift),
         "last_drift_check": iso(run.started_at),
-        # Rules of thumb for PSI: < 0.1 stable, 0.1–0.25 moderate shift, above that major.
-        "drift_status": "stable" if worst < 0.1 else "moderate" if worst < 0.25 else "major",
-        "by_feature": values,
+        "thresholds": {"moderate": settings.DRIFT_MODERATE_PSI, "major": settings.DRIFT_MAJOR_PSI},
+        "by_feature": run.drift,
+        "retrain": retrain,
+    }
+
+
+def _drift_retrain() -> dict | None:
+    """The latest drift retrain: when it was scheduled, after which batch, and what it gave."""
+    run = (
+        PredictionRun.objects.filter(retrain_scheduled_at__isnull=False)
+        .select_related("retrain_version")
+        .order_by("-retrain_scheduled_at")
+        .first()
+    )
+    if run is None:
+        return None
+    version = run.retrain_version
+    return {
+        "status": "scheduled" if run.retrain_finished_at is None else "ran",
+        "scheduled_at": iso(run.retrain_scheduled_at),
+        "finished_at": iso(run.retrain_finished_at) if run.retrain_finished_at else None,
+        "after_batch": run.run_key,
+        "feature_drift_score": batch_drift(run.drift)["feature_drift_score"],
+        "version": version.version if version else None,
+        "version_status": version.status if version else None,
+        "reason": version.status_reason if version else None,
     }
 
 

@@ -7,7 +7,7 @@ from celery import shared_task
 from monitoring.reliability import GuardedTask
 from monitoring.services import analyze_after_batch
 from predictions import services
-from predictions.services import registry, scoring
+from predictions.services import drift, registry, scoring
 
 
 @shared_task(base=GuardedTask, time_limit=600, soft_time_limit=540)
@@ -37,6 +37,10 @@ def rescore_customer(customer_id: int) -> int:
 
 
 @shared_task(acks_late=True, time_limit=3600, soft_time_limit=3300)
-def retrain_model() -> str:
-    """Weekly retraining: the new version is promoted only if it beats the champion."""
+def retrain_model(drift_run_id: int | None = None) -> str | None:
+    """Retraining, weekly or after a batch with major drift (`drift_run_id`, which records the
+    outcome): the new version is promoted only if it beats the champion."""
+    if drift_run_id is not None:
+        version = drift.model_retrain_after_drift(run_id=drift_run_id)
+        return version.version if version is not None else None
     return registry.model_train().version

@@ -390,6 +390,12 @@ RISK_MEDIUM_THRESHOLD = env.float("RISK_MEDIUM_THRESHOLD", default=0.5)
 RISK_HIGH_TOP_SHARE = env.float("RISK_HIGH_TOP_SHARE", default=0.10)
 RISK_HIGH_BASE_MULTIPLE = env.float("RISK_HIGH_BASE_MULTIPLE", default=3.0)
 RISK_MEDIUM_BASE_MULTIPLE = env.float("RISK_MEDIUM_BASE_MULTIPLE", default=1.5)
+# Drift of a batch: the mean PSI of the champion's features against its training data. At
+# DRIFT_MAJOR_PSI or more the drift is major and (DRIFT_RETRAIN) a retrain is enqueued after the
+# batch, at most once a day; the new model replaces the champion only if it wins as usual.
+DRIFT_MODERATE_PSI = env.float("DRIFT_MODERATE_PSI", default=0.1)
+DRIFT_MAJOR_PSI = env.float("DRIFT_MAJOR_PSI", default=0.25)
+DRIFT_RETRAIN = env.bool("DRIFT_RETRAIN", default=True)
 
 INTERVENTION_COST = env.float("INTERVENTION_COST", default=150.0)  # $ of CSM time per intervention
 

@@ -173,6 +173,15 @@ def evaluate(
     }
 
 
+HEADLINE = ("roc_auc", "pr_auc", "log_loss", "brier", "lift_at_10pct", "ece", "n_samples")
+
+
+def headline(y, p) -> dict:
+    """The figures a validation block or a backtest row shows: `HEADLINE` plus the positives."""
+    m = evaluate(y, p)
+    return {k: m[k] for k in HEADLINE} | {"positives": int(np.asarray(y).sum())}
+
+
 def bootstrap_auc_ci(y, p, n: int = 500, level: float = 0.95, seed: int = 0) -> list[float] | None:
     """A percentile bootstrap interval of the ROC AUC (rows resampled with replacement)."""
     y, p = _arrays(y, p)

@@ -39,6 +39,7 @@ from predictions.ml.tables import Tables
 from predictions.ml.training import TrainedModel, psi
 from predictions.models import ChurnPrediction, HealthWeights, ModelVersion, PredictionRun
 from predictions.selectors import champion, health_weights, version_risk_bands
+from predictions.services.drift import retrain_if_drifted
 from predictions.services.portfolio import churn_causes_refresh, portfolio_snapshot_take
 from predictions.services.registry import loaded_model, probabilities, rules_version
 
@@ -114,6 +115,7 @@ def score_customers(
         run.timings = {key: round(value, 4) for key, value in timings.items()}
         run.drift = {name: round(value, 4) for name, value in drift.items()}
         run.save()
+        retrain_if_drifted(run=run)
         if trigger == PredictionRun.Trigger.BATCH:
             # The whole book was scored: every active customer's latest causes are these.
             counted = (_customers_per_cause(causes), len(causes)) if customer_ids is None else None

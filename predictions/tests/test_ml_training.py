@@ -12,6 +12,7 @@ from predictions.ml.training import (
     assert_no_label_leakage,
     build_training_set,
     choose,
+    drift_summary,
     fit_logistic,
     psi,
     risk_bands,
@@ -237,3 +238,20 @@ def test_a_trained_model_puts_churners_above_low_on_a_low_base_rate_book(model, 
     assert (p >= bands["high"]).mean() >= 0.099  # the top decile (thresholds are rounded to 4 decimals)
     assert flagged[churners].mean() >= 0.4 > 2 * (p >= 0.5)[churners].mean()
     assert flagged[churners].mean() > 2 * flagged[~churners].mean()
+
+
+def test_drift_status_follows_the_mean_psi_not_the_worst_feature():
+    one_recency_jump = {"days_since_last_session": 2.3, **{f"f{i}": 0.05 for i in range(20)}}
+
+    summary = drift_summary(one_recency_jump)
+
+    assert summary == {
+        "feature_drift_score": round((2.3 + 20 * 0.05) / 21, 4),
+        "max_feature_drift": 2.3,
+        "most_drifted_feature": "days_since_last_session",
+        "drift_status": "moderate",
+    }
+    assert drift_summary({"a": 0.3, "b": 0.2})["drift_status"] == "major"
+    assert drift_summary({"a": 0.3, "b": 0.2}, major=0.3)["drift_status"] == "moderate"
+    assert drift_summary({"a": 0.05, "b": 0.1})["drift_status"] == "stable"
+    assert drift_summary({})["drift_status"] == "unknown"
