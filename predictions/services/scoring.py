@@ -214,7 +214,8 @@ def _write_back(
     # One set-based UPDATE: risk or health back where it was resolves the alerts it raised.
     alerts_resolve_cleared(customer_ids=ids if len(ids) <= 5000 else None, now=now)
     previous = _previous_model_version(run)
-    if alerts and previous != version.version:
+    first_batch = previous is None and run.trigger == PredictionRun.Trigger.BATCH
+    if alerts and previous != version.version and (previous is not None or first_batch):
         # The scores moved because the model changed (or the book is scored for the first time),
         # not the customers: no CSM is paged for each of them; managers get one summary instead.
         _model_switch_summary(previous, version, alerts)
