@@ -3,7 +3,8 @@
 Apps register a source in their `AppConfig.ready()`, so `customers` never imports the apps built
 on top of it. A source takes `(customer_id, cursor, limit)` and returns at most `limit` events
 strictly after `cursor` in newest-first order (use `before_cursor()` to filter), each
-`{"type", "at" (aware datetime), "title", "detail", "ref": {"kind", "id"}}`.
+`{"type", "at" (aware datetime), "title", "detail", "ref": {"kind", "id"}}`; a type is a lowercase
+name (`[a-z_]`, it is part of the cursor).
 
 The cursor is the `(at, type, id)` of the last event shown, so events that share a timestamp are
 neither skipped nor repeated across pages. On the wire it is `<microseconds since the epoch>~<type>~<id>`

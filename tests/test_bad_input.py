@@ -310,3 +310,14 @@ def test_trigger_by_an_intervention_type_no_playbook_answers_is_404(csm, make_cu
     assert response.status_code == 404
     assert response.json()["code"] == "not_found"
     assert Intervention.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_page_numbers_of_thousands_of_digits_are_answered_not_a_500(manager, make_customer, api_for):
+    make_customer(owner=manager)  # an empty list answers any page number with its one empty page
+    client = api_for(manager)
+    assert client.get("/api/customers?page=" + "9" * 5000).status_code == 404
+    assert client.get("/api/customers?per_page=" + "9" * 5000).status_code == 200
+    response = client.get("/api/customers?page=" + "0" * 5000)
+    assert response.status_code == 400
+    assert error_fields(response) == {"page"}

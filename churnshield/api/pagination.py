@@ -13,9 +13,11 @@ from rest_framework.utils.urls import replace_query_param
 
 def positive_int_param(name: str, raw: str) -> int:
     """A query parameter documented as `integer, minimum 1`: anything else is a 400 naming it."""
-    if not raw.isascii() or not raw.isdigit() or int(raw) < 1:
+    digits = raw.lstrip("0")
+    if not (raw.isascii() and raw.isdigit() and digits):
         raise ValidationError({name: ["A whole number of at least 1 is required."]})
-    return int(raw) if len(raw) <= 18 else 10**18  # past any page count or size cap; int() of 5,000 digits raises
+    # Past any page count or size cap; int() of a 5,000-digit text would raise.
+    return int(digits) if len(digits) <= 18 else 10**18
 
 
 class LinkHeaderPagination(BasePagination):
