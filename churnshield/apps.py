@@ -6,4 +6,6 @@ class ChurnshieldConfig(AppConfig):
     verbose_name = "ChurnShield"
 
     def ready(self) -> None:
-        from churnshield.auth import schema  # noqa: F401  (registers the OpenAPI auth extension)
+        # Importing them registers the OpenAPI extensions (strict input fields, the auth schemes).
+        import churnshield.api.schema
+        import churnshield.auth.schema  # noqa: F401

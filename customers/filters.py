@@ -5,18 +5,19 @@ from collections.abc import Mapping
 import django_filters
 from django.db.models import Q, QuerySet
 
+from churnshield.api.filters import BoolFilter, IdFilter, IntegerFilter, TextFilter
 from customers.models import Customer, RiskLevel
 from customers.selectors import risk_band_q
 
 
 class CustomerFilter(django_filters.FilterSet):
-    search = django_filters.CharFilter(method="filter_search", max_length=200, label="Name, e-mail or company contains")
-    plan = django_filters.CharFilter(field_name="plan", lookup_expr="iexact", max_length=100)
-    isActive = django_filters.BooleanFilter(field_name="is_active")
+    search = TextFilter(method="filter_search", max_length=200, label="Name, e-mail or company contains")
+    plan = TextFilter(field_name="plan", lookup_expr="iexact", max_length=100)
+    isActive = BoolFilter(field_name="is_active")
     riskLevel = django_filters.ChoiceFilter(method="filter_risk_level", choices=RiskLevel.choices)
-    ownerId = django_filters.NumberFilter(field_name="owner_id", min_value=1, max_value=2**31 - 1)
-    minHealth = django_filters.NumberFilter(field_name="health_score", lookup_expr="gte")
-    maxHealth = django_filters.NumberFilter(field_name="health_score", lookup_expr="lte")
+    ownerId = IdFilter(field_name="owner_id")
+    minHealth = IntegerFilter(field_name="health_score", lookup_expr="gte", min_value=0, max_value=100)
+    maxHealth = IntegerFilter(field_name="health_score", lookup_expr="lte", min_value=0, max_value=100)
     ordering = django_filters.OrderingFilter(
         fields=(
             ("id", "id"),

@@ -3,19 +3,27 @@
 Apps register a source in their `AppConfig.ready()`, so `customers` never imports the apps built
 on top of it. A source takes `(customer_id, cursor, limit)` and returns at most `limit` events
 strictly after `cursor` in newest-first order (use `before_cursor()` to filter), each
-`{"type", "at" (aware datetime), "title", "detail", "ref": {"kind", "id"}}`.
+`{"type", "at" (aware datetime), "title", "detail", "ref": {"kind", "id"}}`; a type is a lowercase
+name (`[a-z_]`, it is part of the cursor).
 
 The cursor is the `(at, type, id)` of the last event shown, so events that share a timestamp are
-neither skipped nor repeated across pages.
+neither skipped nor repeated across pages. On the wire it is `<microseconds since the epoch>~<type>~<id>`
+(CURSOR_PATTERN): every text that matches the documented pattern is a position the API can page
+from, so the schema says exactly which cursors are valid.
 """
 
+import re
 from collections.abc import Callable, Collection
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db.models import Q, QuerySet
 
 Cursor = tuple[datetime, str, int]
+# At most 16 digits of microseconds (before 1653 to after 2286), inside what a datetime can hold.
+CURSOR_PATTERN = r"^-?[0-9]{1,16}~[a-z_]{1,40}~[0-9]{1,18}$"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 TimelineSource = Callable[[int, Cursor | None, int], list[dict[str, Any]]]
 _sources: list[TimelineSource] = []
 
@@ -45,6 +53,19 @@ def events_after(
     """A source's page: `rows` after `cursor`, newest first, each rendered to title/detail/ref."""
     page = rows.filter(before_cursor(field, event_type, cursor)).order_by(f"-{field}", "-id")[:limit]
     return [{"type": event_type, "at": getattr(row, field), **render(row)} for row in page]
+
+
+def cursor_encode(cursor: Cursor) -> str:
+    at, event_type, event_id = cursor
+    return f"{(at - _EPOCH) // _MICROSECOND}~{event_type}~{event_id}"
+
+
+def cursor_decode(text: str) -> Cursor:
+    """The cursor `cursor_encode` wrote; ValueError for a text outside CURSOR_PATTERN."""
+    if not re.fullmatch(CURSOR_PATTERN, text):
+        raise ValueError(f"not a timeline cursor: {text!r}")
+    micros, event_type, event_id = text.split("~")
+    return _EPOCH + int(micros) * _MICROSECOND, event_type, int(event_id)
 
 
 def _key(event: dict) -> Cursor:

@@ -1,11 +1,12 @@
 import django_filters
 
+from churnshield.api.filters import IdFilter
 from playbooks.models import EmailReview
 
 
 class EmailReviewFilter(django_filters.FilterSet):
     status = django_filters.ChoiceFilter(choices=EmailReview.Status.choices)
-    playbookId = django_filters.NumberFilter(field_name="playbook_id", min_value=1, max_value=2**31 - 1)
+    playbookId = IdFilter(field_name="playbook_id")
 
     class Meta:
         model = EmailReview

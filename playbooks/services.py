@@ -261,7 +261,9 @@ def _playbook_for(*, playbook_id: Any, intervention_type: str | None) -> Playboo
         .first()
     )
     if playbook is None:
-        raise serializers.ValidationError({"type": [f"no active playbook answers {intervention_type!r}"]})
+        # As for an unknown playbookId: the playbook the request names does not exist (404), the
+        # request itself is well formed.
+        raise NotFoundError(f"No active playbook answers the intervention type {intervention_type!r}.")
     return playbook
 
 

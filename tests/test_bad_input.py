@@ -183,3 +183,141 @@ def test_unmatched_api_urls_are_json_404_even_in_debug(csm, method, path):
     response = client.generic(method, path, "{}", content_type="application/json")
     assert response.status_code == 404
     assert response.json() == {"message": "Not found.", "code": "not_found", "errors": {}}
+
+
+# The schema says `integer`, `string`, `boolean`, `number`: a JSON body carrying another type is
+# refused (DRF alone would read "12" as 12, 0 as "0" and "true" as True).
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("method", "url", "body", "field"),
+    [
+        ("post", "/api/interventions", {"customerId": "{cid}", "type": "Call", "notes": 0}, "notes"),
+        ("post", "/api/interventions", {"customerId": "{cid:str}", "type": "Call"}, "customerId"),
+        ("post", "/api/interventions", {"customerId": "{cid}", "type": 7}, "type"),
+        ("post", "/api/ml/recommend-intervention", {"customerId": "{cid:str}"}, "customerId"),
+        (
+            "post",
+            "/api/ml/update-outcome",
+            {"customerId": "{cid}", "intervention": "Call", "success": "true"},
+            "success",
+        ),
+        (
+            "post",
+            "/api/ml/update-outcome",
+            {"customerId": "{cid}", "intervention": "Call", "success": True, "revenueImpact": "500"},
+            "revenueImpact",
+        ),
+        ("post", "/api/ml/update-outcome", {"customerId": "{cid}", "intervention": 1, "success": True}, "intervention"),
+        ("post", "/api/v1/playbooks/trigger", {"customerId": "{cid}", "playbookId": "1"}, "playbookId"),
+        ("put", "/api/notifications/preferences", {"digestEnabled": 0}, "digestEnabled"),
+        ("put", "/api/notifications/preferences", {"emailEnabled": "false"}, "emailEnabled"),
+        ("put", "/api/notifications/preferences", {"timeZone": "Mars/Olympus"}, "timeZone"),
+        ("post", "/api/auth/logout", {"refresh": ""}, "refresh"),
+        ("post", "/api/auth/logout", {"refresh": 5}, "refresh"),
+        ("post", "/api/auth/refresh", {"refresh": ["a"]}, "refresh"),
+        ("post", "/api/auth/login", {"username": 5, "password": "x"}, "username"),
+    ],
+)
+def test_json_fields_take_only_their_documented_type(manager, make_customer, api_for, method, url, body, field):
+    customer = make_customer(owner=manager)
+    placeholders = {"{cid}": customer.pk, "{cid:str}": str(customer.pk)}
+    body = {key: placeholders.get(value, value) if isinstance(value, str) else value for key, value in body.items()}
+    response = getattr(api_for(manager), method)(url, body, format="json")
+    assert response.status_code == 400, response.content
+    assert error_fields(response) == {field}
+    assert Intervention.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_revenue_impact_is_a_number_kept_to_the_cent(csm, make_customer, api_for):
+    customer = make_customer(owner=csm)
+    opened = make_intervention(customer, type="Call", status="active")
+    response = api_for(csm).post(
+        "/api/ml/update-outcome",
+        {"customerId": customer.pk, "intervention": "Call", "success": True, "revenueImpact": 1200.555},
+        format="json",
+    )
+    assert response.status_code == 200, response.content
+    opened.refresh_from_db()
+    assert str(opened.revenue_impact) == "1200.56"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("per_page=0", "per_page"),
+        ("per_page=-5", "per_page"),
+        ("per_page=abc", "per_page"),
+        ("per_page=%C2%B2", "per_page"),  # "²" is a digit to str.isdigit, not to int()
+        ("page=0", "page"),
+        ("page=abc", "page"),
+        ("ownerId=1.5", "ownerId"),
+        ("minHealth=50.5", "minHealth"),
+        ("maxHealth=101", "maxHealth"),
+        ("isActive=yes", "isActive"),
+        ("isActive=1", "isActive"),
+        ("search=" + "x" * 201, "search"),
+    ],
+)
+def test_customer_list_query_parameters_outside_the_schema_are_400(manager, api_for, query, field):
+    response = api_for(manager).get(f"/api/customers?{query}")
+    assert response.status_code == 400, response.content
+    assert error_fields(response) == {field}
+
+
+@pytest.mark.django_db
+def test_per_page_above_the_maximum_is_capped_and_a_page_past_the_end_is_404(manager, make_customer, api_for):
+    make_customer(owner=manager)
+    client = api_for(manager)
+    assert client.get("/api/customers?per_page=99999999999999999999999").status_code == 200
+    assert client.get("/api/customers?page=99999999999999999999999").status_code == 404
+
+
+@pytest.mark.django_db
+def test_alert_filters_take_true_or_false_and_whole_ids(manager, api_for):
+    client = api_for(manager)
+    assert client.get("/api/alerts?isRead=true").status_code == 200
+    for query, field in (("isRead=maybe", "isRead"), ("customerId=0", "customerId"), ("customerId=2.5", "customerId")):
+        response = client.get(f"/api/alerts?{query}")
+        assert response.status_code == 400, query
+        assert error_fields(response) == {field}
+
+
+@pytest.mark.django_db
+def test_timeline_paging_parameters_are_validated(manager, make_customer, api_for):
+    customer = make_customer(owner=manager)
+    client = api_for(manager)
+    for query, field in (
+        ("per_page=0", "per_page"),
+        ("cursor=1~x~", "cursor"),
+        ("cursor=2026-01-01T00:00:00Z~x~1", "cursor"),
+    ):
+        response = client.get(f"/api/customers/{customer.pk}/timeline?{query}")
+        assert response.status_code == 400, query
+        assert error_fields(response) == {field}
+    assert (
+        client.get(f"/api/customers/{customer.pk}/timeline?cursor=1764547200000000~intervention~12").status_code == 200
+    )
+
+
+@pytest.mark.django_db
+def test_trigger_by_an_intervention_type_no_playbook_answers_is_404(csm, make_customer, api_for):
+    customer = make_customer(owner=csm)
+    response = api_for(csm).post(
+        "/api/v1/playbooks/trigger", {"customerId": customer.pk, "type": "Nothing Answers This"}, format="json"
+    )
+    assert response.status_code == 404
+    assert response.json()["code"] == "not_found"
+    assert Intervention.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_page_numbers_of_thousands_of_digits_are_answered_not_a_500(manager, make_customer, api_for):
+    make_customer(owner=manager)  # an empty list answers any page number with its one empty page
+    client = api_for(manager)
+    assert client.get("/api/customers?page=" + "9" * 5000).status_code == 404
+    assert client.get("/api/customers?per_page=" + "9" * 5000).status_code == 200
+    response = client.get("/api/customers?page=" + "0" * 5000)
+    assert response.status_code == 400
+    assert error_fields(response) == {"page"}

@@ -5,6 +5,8 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from alerts.models import Alert
+from churnshield.api import fields as strict
+from churnshield.api.schema_hooks import body_rules
 
 
 @extend_schema_field({"type": "string", "pattern": r"^([01]\d|2[0-3]):[0-5]\d(:[0-5]\d)?$", "example": "22:00"})
@@ -44,11 +46,12 @@ class AlertStatusOutputSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+@body_rules(oneOf=[{"required": ["until"]}, {"required": ["minutes"]}])
 class AlertSnoozeInputSerializer(serializers.Serializer):
     """Either an instant (`until`) or a duration (`minutes`); at most 30 days ahead."""
 
     until = serializers.DateTimeField(required=False)
-    minutes = serializers.IntegerField(required=False, min_value=1, max_value=30 * 24 * 60)
+    minutes = strict.IntegerField(required=False, min_value=1, max_value=30 * 24 * 60)
 
     def validate(self, attrs: dict) -> dict:
         if ("until" in attrs) == ("minutes" in attrs):
@@ -74,34 +77,25 @@ def _webhook_url(value: str) -> str:
 class NotificationPreferenceInputSerializer(serializers.Serializer):
     """PUT replaces the preferences; webhook URLs are write-only secrets: absent keeps, "" or null clears."""
 
-    emailEnabled = serializers.BooleanField(source="email_enabled", default=True)
-    slackWebhookUrl = serializers.CharField(
+    emailEnabled = strict.BooleanField(source="email_enabled", default=True)
+    slackWebhookUrl = strict.CharField(
         source="slack_webhook_url", required=False, allow_blank=True, allow_null=True, max_length=2048
     )
-    teamsWebhookUrl = serializers.CharField(
+    teamsWebhookUrl = strict.CharField(
         source="teams_webhook_url", required=False, allow_blank=True, allow_null=True, max_length=2048
     )
-    inAppEnabled = serializers.BooleanField(source="in_app_enabled", default=True)
+    inAppEnabled = strict.BooleanField(source="in_app_enabled", default=True)
     minSeverity = serializers.ChoiceField(source="min_severity", choices=Alert.Severity.choices, default="medium")
-    timeZone = serializers.CharField(source="time_zone", default="UTC", max_length=64)
+    timeZone = strict.TimeZoneField(source="time_zone", default="UTC")
     quietHoursStart = LocalTimeField(source="quiet_hours_start", allow_null=True, default=None)
     quietHoursEnd = LocalTimeField(source="quiet_hours_end", allow_null=True, default=None)
-    digestEnabled = serializers.BooleanField(source="digest_enabled", default=False)
+    digestEnabled = strict.BooleanField(source="digest_enabled", default=False)
 
     def validate_slackWebhookUrl(self, value: str | None) -> str:
         return _webhook_url(value or "")
 
     def validate_teamsWebhookUrl(self, value: str | None) -> str:
         return _webhook_url(value or "")
-
-    def validate_timeZone(self, value: str) -> str:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise serializers.ValidationError("Unknown time zone (use an IANA name such as Europe/Berlin).") from None
-        return value
 
     def validate(self, attrs: dict) -> dict:
         if (attrs.get("quiet_hours_start") is None) != (attrs.get("quiet_hours_end") is None):

@@ -1,4 +1,5 @@
-"""OpenAPI post-processing: document the error responses every operation can give.
+"""OpenAPI post-processing: the error responses every operation can give, and the whole-body
+rules of request serializers (`body_rules`).
 
 Every API operation answers errors in one shape (`{message, code, errors}`, rendered by
 `churnshield.api.errors`): 400 for bad input, 401 without valid credentials, 403 for a role
@@ -8,7 +9,10 @@ so clients (and schemathesis' status-code conformance check) see every status th
 The operations whose service raises ConflictError also document their 409.
 """
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T", bound=type)
 
 ERROR_SCHEMA = {
     "type": "object",
@@ -44,6 +48,39 @@ CONFLICTS = {
     ),
     ("/api/playbook-email-reviews/{id}/discard", "post"): "The e-mail was already approved.",
 }
+
+
+# Whole-body rules of a request serializer's `validate()` (JSON Schema keywords such as `anyOf`),
+# keyed by the request component's name; `body_rules` fills it, `add_body_rules` writes them.
+BODY_RULES: dict[str, dict[str, Any]] = {}
+
+
+def body_rules(**keywords: Any) -> Callable[[T], T]:
+    """Document in the OpenAPI schema a rule the serializer's `validate()` enforces across fields,
+    e.g. `anyOf=[{"required": ["username"]}, {"required": ["email"]}]`."""
+
+    def register(serializer_class: T) -> T:
+        BODY_RULES[serializer_class.__name__.removesuffix("Serializer") + "Request"] = keywords
+        return serializer_class
+
+    return register
+
+
+def add_body_rules(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
+    schemas = result.get("components", {}).get("schemas", {})
+    for name, keywords in BODY_RULES.items():
+        if name in schemas:
+            schemas[name].update(keywords)
+    # A body that must name some field cannot be left out, though each field alone is optional.
+    for operations in result.get("paths", {}).values():
+        for operation in operations.values():
+            body = operation.get("requestBody") if isinstance(operation, dict) else None
+            if body and any(
+                media.get("schema", {}).get("$ref", "").rsplit("/", 1)[-1] in BODY_RULES
+                for media in body.get("content", {}).values()
+            ):
+                body["required"] = True
+    return result
 
 
 def add_error_responses(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:

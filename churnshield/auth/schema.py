@@ -10,6 +10,11 @@ class JWTBearerOrCookieScheme(OpenApiAuthenticationExtension):
     target_class = "churnshield.auth.authentication.JWTBearerOrCookieAuthentication"
     name = ["jwtBearer", "jwtCookie"]
 
+    def get_security_requirement(self, auto_schema: Any) -> list[dict[str, list]]:
+        # Either one signs a request in: two alternatives (a list), not one requirement naming
+        # both (drf-spectacular's default for a list of names, which would mean "both at once").
+        return [{name: []} for name in self.name]
+
     def get_security_definition(self, auto_schema: Any) -> list[dict]:
         return [
             {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},

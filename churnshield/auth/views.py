@@ -19,6 +19,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from alerts.realtime import close_user_sockets
+from churnshield.api import fields as strict
+from churnshield.api.schema_hooks import body_rules
 from churnshield.auth.attempts import AttemptInProgress, authenticate_once
 from churnshield.auth.authentication import check_cookie_origin
 from churnshield.auth.services import TokenRefused, refresh_token_revoke, refresh_token_rotate
@@ -55,10 +57,11 @@ def _error(status: int, message: str, code: str) -> Response:
     return Response({"message": message, "code": code, "errors": {}}, status=status)
 
 
+@body_rules(anyOf=[{"required": ["username"]}, {"required": ["email"]}])
 class LoginInputSerializer(serializers.Serializer):
-    username = serializers.CharField(required=False, max_length=254)
-    email = serializers.CharField(required=False, max_length=254)
-    password = serializers.CharField(max_length=4096, trim_whitespace=False)
+    username = strict.CharField(required=False, max_length=254)
+    email = strict.CharField(required=False, max_length=254)
+    password = strict.CharField(max_length=4096, trim_whitespace=False)
 
     def validate(self, attrs: dict) -> dict:
         if not attrs.get("username") and not attrs.get("email"):
@@ -81,12 +84,17 @@ TokensSerializer = inline_serializer(
     fields={"access": serializers.CharField(), "refresh": serializers.CharField(), "user": UserSerializer},
 )
 SuccessSerializer = inline_serializer("Success", fields={"success": serializers.BooleanField()})
-RefreshInputSerializer = inline_serializer("RefreshInput", fields={"refresh": serializers.CharField(required=False)})
+
+
+class RefreshInputSerializer(serializers.Serializer):
+    refresh = strict.CharField(required=False, help_text="Else the refresh cookie.")
 
 
 def _refresh_token(request: Request) -> str | None:
     """The refresh token from the body, else from its cookie (then the Origin must be trusted)."""
-    raw = request.data.get("refresh") if isinstance(request.data, dict) else None
+    body = RefreshInputSerializer(data=request.data)
+    body.is_valid(raise_exception=True)  # a `refresh` that is not a token's text is a 400 naming it
+    raw = body.validated_data.get("refresh")
     if not raw:
         raw = request.COOKIES.get(settings.AUTH_COOKIE_REFRESH)
         if raw:

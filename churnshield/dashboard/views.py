@@ -43,7 +43,9 @@ class DashboardChartView(APIView):
             OpenApiParameter("range", OpenApiTypes.STR, enum=list(RANGES), description="Default 6m."),
             OpenApiParameter(
                 "include",
-                OpenApiTypes.STR,
+                {"type": "array", "items": {"type": "string", "enum": list(CHART_EXTRAS)}},
+                style="form",
+                explode=False,
                 description=(
                     "Extra datasets after churn risk % and MRR, comma-separated: "
                     f"{', '.join(CHART_EXTRAS)} (churn rate % per period)."

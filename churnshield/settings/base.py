@@ -289,6 +289,7 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "churnshield.api.schema_hooks.add_error_responses",
+        "churnshield.api.schema_hooks.add_body_rules",
     ],
     "ENUM_NAME_OVERRIDES": {
         # low/medium/high is shared by risk levels, priorities and impacts.
@@ -296,6 +297,7 @@ SPECTACULAR_SETTINGS = {
         "InterventionStatusEnum": "interventions.models.Intervention.Status",
         "IntegrationStatusEnum": "integrations.models.Integration.Status",
         "AlertSeverityEnum": "alerts.models.Alert.Severity",  # alerts and notification preferences
+        "TimeZoneEnum": "churnshield.api.fields.TIME_ZONE_NAMES",  # preferences' timeZone, imports' timezone
     },
 }
 

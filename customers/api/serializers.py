@@ -6,6 +6,7 @@ from typing import Any
 from django.core.validators import ProhibitNullCharactersValidator
 from rest_framework import serializers
 
+from churnshield.api import fields as strict
 from customers.models import RiskLevel
 from customers.services import MAX_IMPORT_CHARS
 
@@ -109,9 +110,9 @@ class ImportJobInputSerializer(serializers.Serializer):
         child=serializers.FileField(allow_empty_file=True),
         help_text="One file per kind, named after it (customers.csv, user_sessions.jsonl.gz, tickets.parquet…)",
     )
-    dryRun = serializers.BooleanField(default=False, help_text="Validate and count, write nothing")
+    dryRun = strict.BooleanField(default=False, help_text="Validate and count, write nothing")
     onError = serializers.ChoiceField(choices=["reject", "skip"], default="reject")
-    timezone = serializers.CharField(default="UTC", help_text="Zone of naive timestamps (IANA name)")
+    timezone = strict.TimeZoneField(default="UTC", help_text="Zone of naive timestamps (IANA name)")
     mapping = serializers.FileField(required=False, help_text="A JSON or TOML mapping file (see the import docs)")
 
 

@@ -2,12 +2,10 @@
 
 import csv
 import io
-from datetime import datetime
 
 from django.conf import settings
 from django.db.models import QuerySet
 from django.http import HttpResponse
-from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status, viewsets
@@ -19,6 +17,7 @@ from rest_framework.response import Response
 from rest_framework.utils.urls import replace_query_param
 from rest_framework.views import APIView
 
+from churnshield.api.pagination import positive_int_param
 from churnshield.auth.permissions import IsManagerOrAdmin
 from customers import selectors, services
 from customers.api.serializers import (
@@ -35,7 +34,14 @@ from customers.api.serializers import (
 from customers.filters import CustomerFilter
 from customers.history.jobs import UploadError, check_options, import_job_create
 from customers.models import Customer
-from customers.timeline import customer_detail_sections, customer_timeline
+from customers.timeline import (
+    CURSOR_PATTERN,
+    Cursor,
+    cursor_decode,
+    cursor_encode,
+    customer_detail_sections,
+    customer_timeline,
+)
 
 
 class CustomerViewSet(viewsets.GenericViewSet):
@@ -77,12 +83,17 @@ class CustomerViewSet(viewsets.GenericViewSet):
         responses=TimelineEventSerializer(many=True),
         filters=False,
         parameters=[
-            OpenApiParameter("cursor", OpenApiTypes.STR, description="From the `Link: rel=next` header."),
+            OpenApiParameter(
+                "cursor",
+                OpenApiTypes.STR,
+                pattern=f"^$|{CURSOR_PATTERN}",
+                description="From the `Link: rel=next` header; empty is the first page.",
+            ),
             OpenApiParameter(
                 "per_page",
-                OpenApiTypes.INT,
-                description="Events per page (at most 200; 50 with a cursor). Without cursor or per_page, "
-                "every event up to API_UNPAGED_MAX.",
+                {"type": "integer", "minimum": 1},
+                description="Events per page (default 50; a larger number is capped at 200). Without cursor "
+                "or per_page, every event up to API_UNPAGED_MAX.",
             ),
         ],
     )
@@ -93,29 +104,21 @@ class CustomerViewSet(viewsets.GenericViewSet):
         if cursor is None and "per_page" not in request.query_params:
             limit = max(1, settings.API_UNPAGED_MAX)  # a client that does not page gets it whole
         else:
-            try:
-                limit = max(1, min(int(request.query_params.get("per_page", 50)), 200))
-            except ValueError:
-                raise ValidationError({"per_page": ["A valid integer is required."]}) from None
+            limit = min(positive_int_param("per_page", request.query_params.get("per_page", "50")), 200)
         events, next_cursor = customer_timeline(customer_id=customer.pk, cursor=cursor, limit=limit)
         headers = {}
         if next_cursor:
-            value = f"{next_cursor[0].isoformat()}~{next_cursor[1]}~{next_cursor[2]}"
-            url = replace_query_param(request.build_absolute_uri(), "cursor", value)
+            url = replace_query_param(request.build_absolute_uri(), "cursor", cursor_encode(next_cursor))
             headers["Link"] = f'<{url}>; rel="next"'
         body = [{**event, "at": selectors.iso(event["at"])} for event in events]
         return Response(body, headers=headers)
 
 
-def _parse_cursor(raw: str | None) -> tuple[datetime, str, int] | None:
+def _parse_cursor(raw: str | None) -> Cursor | None:
     if not raw:
         return None
     try:
-        at_text, event_type, event_id = raw.split("~")
-        at = parse_datetime(at_text)
-        if at is None or at.tzinfo is None:
-            raise ValueError
-        return at, event_type, int(event_id)
+        return cursor_decode(raw)
     except ValueError:
         raise ValidationError({"cursor": ["Invalid cursor."]}) from None
 

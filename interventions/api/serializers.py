@@ -1,25 +1,27 @@
 """Intervention shapes: camelCase fields named explicitly (no mass assignment)."""
 
-import datetime as dt
+import re
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from churnshield.api import fields as strict
 from interventions.models import Intervention
 from interventions.services import BULK_ACTIONS
 
 MAX_ID = 2**31 - 1
 # Dates the scoring pipeline can hold (pandas nanosecond timestamps end in 1677 and 2262): a
 # fuzzed `completedAt` in year 528 used to make every later prediction for the customer a 500.
-EARLIEST = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-LATEST = dt.datetime(2200, 1, 1, tzinfo=dt.UTC)
+# The year as written (offsets move the UTC instant by at most a day, well inside that range).
+BOUNDED_YEAR_PATTERN = r"^(19[7-9][0-9]|2[01][0-9][0-9])-"
 
 
+@extend_schema_field({"type": "string", "format": "date-time", "pattern": BOUNDED_YEAR_PATTERN})
 class BoundedDateTimeField(serializers.DateTimeField):
     def to_internal_value(self, value):
-        result = super().to_internal_value(value)
-        if not EARLIEST <= result < LATEST:
+        if isinstance(value, str) and not re.match(BOUNDED_YEAR_PATTERN, value):
             raise serializers.ValidationError("Must be between 1970 and 2200.")
-        return result
+        return super().to_internal_value(value)
 
 
 class InterventionOutputSerializer(serializers.ModelSerializer):
@@ -51,20 +53,20 @@ class InterventionOutputSerializer(serializers.ModelSerializer):
 
 
 class _InterventionFields(serializers.Serializer):
-    type = serializers.CharField(max_length=200)
+    type = strict.CharField(max_length=200)
     status = serializers.ChoiceField(choices=Intervention.Status.choices)
     priority = serializers.ChoiceField(choices=Intervention.Priority.choices)
-    assignedCsm = serializers.CharField(max_length=200, allow_blank=True)
-    description = serializers.CharField(max_length=10_000, allow_blank=True)
-    nextAction = serializers.CharField(max_length=1_000, allow_blank=True)
-    notes = serializers.CharField(max_length=10_000, allow_blank=True)
+    assignedCsm = strict.CharField(max_length=200, allow_blank=True)
+    description = strict.CharField(max_length=10_000, allow_blank=True)
+    nextAction = strict.CharField(max_length=1_000, allow_blank=True)
+    notes = strict.CharField(max_length=10_000, allow_blank=True)
     dueDate = BoundedDateTimeField(allow_null=True)
     completedAt = BoundedDateTimeField(allow_null=True)
     outcome = serializers.ChoiceField(choices=Intervention.Outcome.choices, allow_null=True)
 
 
 class InterventionCreateSerializer(_InterventionFields):
-    customerId = serializers.IntegerField(min_value=1, max_value=MAX_ID)
+    customerId = strict.IdField()
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -82,17 +84,10 @@ class InterventionUpdateSerializer(_InterventionFields):
             field.required = False
 
 
-class LenientIdField(serializers.IntegerField):
-    """The app sends task ids as strings; accept "12" and 12 alike."""
-
-    def __init__(self, **kwargs) -> None:
-        super().__init__(min_value=1, max_value=MAX_ID, **kwargs)
-
-
 class BulkActionSerializer(serializers.Serializer):
-    taskIds = serializers.ListField(child=LenientIdField(), min_length=1, max_length=1000)
+    taskIds = serializers.ListField(child=strict.IdOrDigitsField(), min_length=1, max_length=1000)
     action = serializers.ChoiceField(choices=BULK_ACTIONS)
-    notes = serializers.CharField(max_length=10_000, allow_blank=True, required=False, default="")
+    notes = strict.CharField(max_length=10_000, allow_blank=True, required=False, default="")
 
 
 class BulkActionResultSerializer(serializers.Serializer):
@@ -104,9 +99,9 @@ class BulkActionResultSerializer(serializers.Serializer):
 
 
 class BulkApplySerializer(serializers.Serializer):
-    userIds = serializers.ListField(child=LenientIdField(), min_length=1, max_length=1000)
-    interventionType = serializers.CharField(max_length=200)
-    notes = serializers.CharField(max_length=10_000, allow_blank=True, required=False, default="")
+    userIds = serializers.ListField(child=strict.IdOrDigitsField(), min_length=1, max_length=1000)
+    interventionType = strict.CharField(max_length=200)
+    notes = strict.CharField(max_length=10_000, allow_blank=True, required=False, default="")
 
 
 class BulkApplyResultSerializer(serializers.Serializer):
@@ -117,14 +112,14 @@ class BulkApplyResultSerializer(serializers.Serializer):
 
 
 class OutcomeInputSerializer(serializers.Serializer):
-    customerId = serializers.IntegerField(min_value=1, max_value=MAX_ID)
-    intervention = serializers.CharField(max_length=200)
-    success = serializers.BooleanField()
-    revenueImpact = serializers.DecimalField(max_digits=12, decimal_places=2, required=False, allow_null=True)
+    customerId = strict.IdField()
+    intervention = strict.CharField(max_length=200)
+    success = strict.BooleanField()
+    revenueImpact = strict.MoneyField(required=False, allow_null=True)
 
 
 class RecommendInputSerializer(serializers.Serializer):
-    customerId = serializers.IntegerField(min_value=1, max_value=MAX_ID)
+    customerId = strict.IdField()
 
 
 class RecommendationSerializer(serializers.Serializer):

@@ -2,8 +2,11 @@
 
 from rest_framework import serializers
 
-from interventions.api.serializers import MAX_ID, LenientIdField
+from churnshield.api import fields as strict
+from churnshield.api.schema_hooks import body_rules
+from interventions.api.serializers import BoundedDateTimeField
 from interventions.models import Intervention
+from playbooks.definitions import MAX_STEPS
 from playbooks.models import EmailReview, Playbook, PlaybookExecution
 
 
@@ -79,21 +82,22 @@ class ExecutionOutputSerializer(serializers.ModelSerializer):
         return execution.result.get("steps", [])
 
 
+@body_rules(anyOf=[{"required": ["playbookId"]}, {"required": ["type"]}])
 class TriggerInputSerializer(serializers.Serializer):
     """`{customerId, playbookId}`, or the app's intervention body (`type`, `priority`, …).
 
     Without `playbookId` the playbook is the active one whose intervention type (or name) is `type`.
     """
 
-    customerId = serializers.IntegerField(min_value=1, max_value=MAX_ID)
-    playbookId = serializers.IntegerField(min_value=1, max_value=MAX_ID, required=False)
-    type = serializers.CharField(max_length=200, required=False)
+    customerId = strict.IdField()
+    playbookId = strict.IdField(required=False)
+    type = strict.CharField(max_length=200, required=False)
     priority = serializers.ChoiceField(choices=Intervention.Priority.choices, required=False)
-    assignedCsm = serializers.CharField(max_length=200, allow_blank=True, required=False)
-    description = serializers.CharField(max_length=10_000, allow_blank=True, required=False)
-    nextAction = serializers.CharField(max_length=1_000, allow_blank=True, required=False)
-    notes = serializers.CharField(max_length=10_000, allow_blank=True, required=False)
-    dueDate = serializers.DateTimeField(allow_null=True, required=False)
+    assignedCsm = strict.CharField(max_length=200, allow_blank=True, required=False)
+    description = strict.CharField(max_length=10_000, allow_blank=True, required=False)
+    nextAction = strict.CharField(max_length=1_000, allow_blank=True, required=False)
+    notes = strict.CharField(max_length=10_000, allow_blank=True, required=False)
+    dueDate = BoundedDateTimeField(allow_null=True, required=False)
 
     def validate(self, attrs: dict) -> dict:
         if "playbookId" not in attrs and not attrs.get("type"):
@@ -119,8 +123,8 @@ class TriggerOutputSerializer(serializers.Serializer):
 
 
 class BulkTriggerInputSerializer(serializers.Serializer):
-    playbookId = serializers.IntegerField(min_value=1, max_value=MAX_ID)
-    customerIds = serializers.ListField(child=LenientIdField(), min_length=1, max_length=1000)
+    playbookId = strict.IdField()
+    customerIds = serializers.ListField(child=strict.IdOrDigitsField(), min_length=1, max_length=1000)
 
 
 class BulkTriggerOutputSerializer(serializers.Serializer):
@@ -132,8 +136,8 @@ class BulkTriggerOutputSerializer(serializers.Serializer):
 
 
 class DefinitionInputSerializer(serializers.Serializer):
-    steps = serializers.JSONField()
-    exitConditions = serializers.JSONField(required=False)
+    steps = serializers.ListField(child=serializers.DictField(), min_length=1, max_length=MAX_STEPS)
+    exitConditions = serializers.ListField(child=serializers.DictField(), required=False)
 
 
 class DefinitionOutputSerializer(serializers.Serializer):
@@ -142,8 +146,8 @@ class DefinitionOutputSerializer(serializers.Serializer):
 
 
 class DryRunInputSerializer(serializers.Serializer):
-    playbookId = serializers.IntegerField(min_value=1, max_value=MAX_ID)
-    customerIds = serializers.ListField(child=LenientIdField(), max_length=1000, required=False)
+    playbookId = strict.IdField()
+    customerIds = serializers.ListField(child=strict.IdOrDigitsField(), max_length=1000, required=False)
 
 
 class DryRunOutputSerializer(serializers.Serializer):
@@ -156,7 +160,7 @@ class DryRunOutputSerializer(serializers.Serializer):
 
 
 class CancelInputSerializer(serializers.Serializer):
-    reason = serializers.CharField(max_length=1000, allow_blank=True, required=False, default="")
+    reason = strict.CharField(max_length=1000, allow_blank=True, required=False, default="")
 
 
 class EmailReviewOutputSerializer(serializers.ModelSerializer):
@@ -200,9 +204,9 @@ class EmailReviewOutputSerializer(serializers.ModelSerializer):
 class EmailReviewApproveInputSerializer(serializers.Serializer):
     """Optional edits: the e-mail goes out with these instead of the queued text."""
 
-    subject = serializers.CharField(max_length=500, required=False)
-    body = serializers.CharField(max_length=20_000, required=False)
+    subject = strict.CharField(max_length=500, required=False)
+    body = strict.CharField(max_length=20_000, required=False)
 
 
 class EmailReviewDiscardInputSerializer(serializers.Serializer):
-    note = serializers.CharField(max_length=1000, allow_blank=True, required=False, default="")
+    note = strict.CharField(max_length=1000, allow_blank=True, required=False, default="")

@@ -84,7 +84,7 @@ def test_trigger_accepts_the_apps_intervention_body(defaults, csm, make_customer
         ({"customerId": "abc", "playbookId": 1}, 400, "customerId"),
         ({"customerId": 1, "playbookId": "x"}, 400, "playbookId"),
         ({"customerId": 1}, 400, "playbookId"),
-        ({"customerId": 1, "type": "No such playbook"}, 400, "type"),
+        ({"customerId": 1, "type": "No such playbook"}, 404, None),  # as an unknown playbookId
         ({"customerId": 999999, "playbookId": 1}, 404, None),
         ({"customerId": 1, "playbookId": 999999}, 404, None),
     ],
