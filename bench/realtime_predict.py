@@ -143,7 +143,7 @@ def main() -> None:
         check=True,
     )
     measured = json.loads(result.stdout.strip().splitlines()[-1])
-    port = free_port()
+    port = int(os.environ.get("BENCH_PORT") or free_port())
     server = subprocess.Popen(
         [str(BIN / "uvicorn"), "churnshield.asgi:application", "--port", str(port), "--log-level", "warning"],
         cwd=ROOT,

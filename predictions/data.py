@@ -135,8 +135,12 @@ _BILLING_RECORD = np.dtype(
 
 def _billing_packed(customer_ids: list[int] | None) -> pd.DataFrame:
     kinds = list(BillingEvent.Kind.values)
-    rows = _packed(_BILLING, {"kinds": kinds, "ids": customer_ids}, _BILLING_RECORD)
-    names = np.array(["", *kinds], dtype=object)
+    return _billing_frame(_packed(_BILLING, {"kinds": kinds, "ids": customer_ids}, _BILLING_RECORD))
+
+
+def _billing_frame(rows: np.ndarray) -> pd.DataFrame:
+    """The `Tables.billing` frame of packed `_BILLING_RECORD`s."""
+    names = np.array(["", *BillingEvent.Kind.values], dtype=object)
     occurred = (rows["occurred"].astype(np.int64) + _PG_EPOCH_US) * 1000
     return pd.DataFrame(
         {
@@ -309,6 +313,18 @@ def book_has_events() -> bool:
     return any(model.objects.exists() for model in (UserSession, SupportTicket, NpsResponse, BillingEvent))
 
 
+def _customers_finished(frame: pd.DataFrame) -> pd.DataFrame:
+    """The customers frame's values as the features read them, whichever way it travelled."""
+    frame["mrr"] = pd.to_numeric(frame["mrr"], errors="coerce").astype(float)
+    frame["plan"] = frame["plan"].fillna("").astype(str)
+    # COPY hands booleans over as text.
+    frame["is_active"] = frame["is_active"].map(lambda v: v not in (False, "f", "false", 0))
+    # COPY hands JSON over as text (orjson: a third of the stdlib's time on 100k customers); the
+    # ORM path has already decoded it.
+    frame["feature_usage"] = frame["feature_usage"].map(_usage)
+    return frame
+
+
 CUSTOMER_COLUMNS = [
     "customer_id",
     "signup_date",
@@ -399,14 +415,7 @@ def load_tables(
         )
     read = _read_all(reads, side_by_side=side_by_side)
 
-    customer_frame = read["customers"]
-    customer_frame["mrr"] = pd.to_numeric(customer_frame["mrr"], errors="coerce").astype(float)
-    customer_frame["plan"] = customer_frame["plan"].fillna("").astype(str)
-    # COPY hands booleans over as text.
-    customer_frame["is_active"] = customer_frame["is_active"].map(lambda v: v not in (False, "f", "false", 0))
-    # COPY hands JSON over as text (orjson: a third of the stdlib's time on 100k customers); the
-    # ORM path has already decoded it.
-    customer_frame["feature_usage"] = customer_frame["feature_usage"].map(_usage)
+    customer_frame = _customers_finished(read["customers"])
     if packed and as_of is not None:
         window_parts = [read[key] for key in reads if key.startswith("sessions_")]
         sessions = _sessions_from_parts(window_parts, read["earlier_sessions"])
@@ -436,6 +445,133 @@ def load_tables(
 
 
 # --- One customer (real-time scoring) -----------------------------------------------------------
+
+# Every fact of one customer in ONE statement (a round trip per table and a frame built through the
+# ORM for each cost most of a real-time score): the sessions and billing packed exactly as the
+# batch packs them, the other tables as JSON arrays with times as epoch microseconds (what the
+# batch's COPY sends). `load_customer_tables` turns it into the frames the batch builds.
+_EPOCH_US = "(EXTRACT(EPOCH FROM {})*1000000)::bigint"
+_ONE_FACTS = f"""
+SELECT
+  (SELECT json_build_array({_EPOCH_US.format("signup_date")}, plan, mrr, {_EPOCH_US.format("churned_at")},
+      feature_usage, is_active, {_EPOCH_US.format("last_login")}, nps_score, support_tickets)
+    FROM customers WHERE id = %(id)s),
+  (SELECT string_agg(int4send(customer_id) || timestamptz_send(started_at) || int4send(pages_viewed)
+      || int4send(CASE WHEN jsonb_typeof(actions) = 'array' THEN jsonb_array_length(actions) ELSE 0 END),
+      ''::bytea ORDER BY started_at, id)
+    FROM user_sessions WHERE customer_id = %(id)s AND started_at >= %(start)s AND started_at <= %(as_of)s),
+  (SELECT int4send(%(id)s::int) || timestamptz_send(max(started_at)) || int8send(count(*))
+    FROM user_sessions WHERE customer_id = %(id)s AND started_at < %(start)s HAVING count(*) > 0),
+  (SELECT string_agg(int4send(customer_id) || timestamptz_send(occurred_at)
+      || int4send(coalesce(array_position(%(kinds)s::text[], kind), 0)) || float8send(amount::float8)
+      || float8send(coalesce(mrr_after::float8, 'NaN')), ''::bytea ORDER BY occurred_at, id)
+    FROM billing_events WHERE customer_id = %(id)s),
+  (SELECT json_agg(json_build_array({_EPOCH_US.format("opened_at")}, {_EPOCH_US.format("solved_at")}, priority)
+      ORDER BY opened_at, id)
+    FROM support_tickets WHERE customer_id = %(id)s),
+  (SELECT json_agg(json_build_array({_EPOCH_US.format("responded_at")}, score) ORDER BY responded_at, id)
+    FROM nps_responses WHERE customer_id = %(id)s),
+  (SELECT json_agg(json_build_array({_EPOCH_US.format("created_at")}, {_EPOCH_US.format("completed_at")}, outcome)
+      ORDER BY created_at, id)
+    FROM interventions WHERE customer_id = %(id)s)
+"""  # noqa: S608 (no user text in it: the values travel as parameters)
+# The session actions as `_actions` reads them for scoring: the window's one by one, the older
+# ones summed per type (dated by their latest).
+_ONE_ACTIONS = """,
+  (SELECT json_agg(json_build_array({at}, a.type, a.count) ORDER BY a.at, a.type) FROM (
+    {recent}
+    UNION ALL
+    SELECT customer_id, max(at) AS at, type, sum(count) AS count FROM ({older}) o GROUP BY customer_id, type
+  ) a)
+""".format(
+    at=_EPOCH_US.format("a.at"),
+    recent=_ACTIONS_POSTGRES.format(where="s.customer_id = %(id)s AND s.started_at >= %(start)s AND s.started_at <= %(as_of)s"),
+    older=_ACTIONS_POSTGRES.format(where="s.customer_id = %(id)s AND s.started_at < %(start)s"),
+)
+_TICKET_COLUMNS = ["customer_id", "opened_at", "solved_at", "priority"]
+
+
+def _json(value: Any) -> Any:
+    return orjson.loads(value) if isinstance(value, str | bytes) else value
+
+
+def _utc_from_us(values: list) -> pd.DatetimeIndex:
+    """Epoch microseconds (None: NaT) as UTC timestamps, exactly as the COPY path reads them."""
+    known = np.array([v is not None for v in values], dtype=bool)
+    micros = np.array([v if v is not None else 0 for v in values], dtype=np.int64)
+    nanos = np.where(known, micros * 1000, np.iinfo(np.int64).min)
+    return pd.DatetimeIndex(nanos.view("datetime64[ns]")).tz_localize("UTC")
+
+
+def _json_frame(
+    customer_id: int, rows: list | None, columns: list[str], times: Iterable[str], numbers: Iterable[str] = ()
+) -> pd.DataFrame:
+    """A fact table of one customer from its JSON rows (`columns` after customer_id)."""
+    rows = rows or []
+    data: dict[str, Any] = {"customer_id": np.full(len(rows), customer_id, dtype=np.int64)}
+    values = list(zip(*rows, strict=True)) if rows else [()] * len(columns)
+    for name, column in zip(columns, values, strict=True):
+        if name in times:
+            data[name] = _utc_from_us(list(column))
+        elif name in numbers:
+            data[name] = pd.to_numeric(np.array(column, dtype=object), errors="coerce")
+        else:
+            data[name] = np.array(column, dtype=object)
+    return pd.DataFrame(data)
+
+
+def load_customer_tables(*, customer_id: int, as_of: dt.datetime, actions: bool = True) -> Tables:
+    """One customer's facts for scoring at `as_of`: the same frames `load_tables(as_of=...)` builds
+    for the whole book, restricted to this customer (tested), in one statement on PostgreSQL.
+    Elsewhere (SQLite) `load_tables` for a list of one."""
+    if connection.vendor != "postgresql":
+        return load_tables(customer_ids=[customer_id], as_of=as_of, actions=actions)
+    params = {
+        "id": customer_id,
+        "start": as_of - dt.timedelta(days=SESSION_WINDOW_DAYS),
+        "as_of": as_of,
+        "kinds": list(BillingEvent.Kind.values),
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(_ONE_FACTS + (_ONE_ACTIONS if actions else ""), params)
+        customer, window, earlier, billing, tickets, nps, interventions, *action_rows = cursor.fetchone()
+
+    customers = pd.DataFrame(
+        [[customer_id, *_json(customer)]] if customer is not None else [], columns=CUSTOMER_COLUMNS
+    )
+    for name in ("signup_date", "churned_at", "last_login"):
+        customers[name] = _utc_from_us(customers[name].tolist())
+    for name in ("customer_id", "nps_score", "support_tickets"):
+        customers[name] = pd.to_numeric(customers[name], errors="coerce")
+    sessions = _sessions_from_parts(
+        [_records(window, _SESSION_RECORD)], _records(earlier, _EARLIER_RECORD)
+    )
+    extra = {}
+    if actions:
+        rows = _json(action_rows[0]) or []
+        frame = _json_frame(customer_id, rows, ["at", "type", "count"], ["at"], ["count"])
+        frame["type"] = frame["type"].astype(str)
+        frame["count"] = pd.to_numeric(frame["count"], errors="coerce").fillna(1.0).astype(float)
+        extra["actions"] = frame
+    return Tables(
+        customers=_customers_finished(customers),
+        sessions=sessions,
+        tickets=_json_frame(customer_id, _json(tickets), _TICKET_COLUMNS[1:], ["opened_at", "solved_at"]),
+        nps=_json_frame(customer_id, _json(nps), ["responded_at", "score"], ["responded_at"], ["score"]),
+        billing=_billing_frame(_records(billing, _BILLING_RECORD)),
+        interventions=_json_frame(
+            customer_id, _json(interventions), ["created_at", "completed_at", "outcome"], ["created_at", "completed_at"]
+        ),
+        **extra,
+    )
+
+
+def _records(data: bytes | memoryview | None, record: np.dtype) -> np.ndarray:
+    """Packed records from a bytea (None: no rows)."""
+    if data is None:
+        return np.empty(0, dtype=record)
+    return np.frombuffer(bytes(data), dtype=record)
+
 
 # What the real-time path needs besides the facts: the customer's stored scores and owner, and
 # the settings scoring reads (the champion, the health weights, the health-drop threshold), in
