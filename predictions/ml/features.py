@@ -184,8 +184,45 @@ def as_utc(ts: pd.Timestamp | str) -> pd.Timestamp:
 
 
 def _utc(col: pd.Series) -> pd.Series:
+    if isinstance(col.dtype, pd.DatetimeTZDtype) and str(col.dtype.tz) == "UTC":
+        return col  # as the loaders build them: nothing to parse
     col = pd.to_datetime(col, utc=True, errors="coerce")
     return col.dt.tz_convert("UTC")
+
+
+# Times as int64 nanoseconds since the epoch (UTC), NaT as _NAT: numpy arithmetic on them gives
+# the same numbers as pandas' timestamp arithmetic, without its fixed cost per operation (which,
+# for a batch of one, was most of the features' time).
+_NAT = np.iinfo(np.int64).min
+_DAY_NS = 86_400 * 10**9  # DAY in nanoseconds
+
+
+def _ns(col: pd.Series) -> np.ndarray:
+    """A time column as int64 nanoseconds since the epoch, UTC; missing or unreadable: _NAT."""
+    return np.asarray(_utc(col).array.as_unit("ns").asi8)
+
+
+def _as_of_ns(as_of: pd.Timestamp) -> int:
+    return as_utc(as_of).as_unit("ns").value
+
+
+def _days_between(later: np.ndarray | int, earlier: np.ndarray, missing: float = np.nan) -> np.ndarray:
+    """(later − earlier) in days, as pandas' `(later - earlier) / DAY`; `missing` where either is NaT."""
+    later = np.broadcast_to(np.asarray(later, dtype=np.int64), np.shape(earlier))
+    known = (later != _NAT) & (earlier != _NAT)
+    out = np.full(np.shape(earlier), missing, dtype=float)
+    out[known] = (later[known] - earlier[known]) / _DAY_NS
+    return out
+
+
+def _inactive(customers: pd.DataFrame) -> np.ndarray:
+    """`is_active` False (or 0): churned, date unknown."""
+    if "is_active" not in customers:
+        return np.zeros(len(customers), dtype=bool)
+    active = customers["is_active"]
+    if pd.api.types.is_bool_dtype(active.dtype) and not active.hasnans:
+        return ~active.to_numpy(dtype=bool)
+    return active.map(lambda v: v is False or v == 0).to_numpy(dtype=bool)
 
 
 def _column(frame: pd.DataFrame, name: str, default: object = None) -> pd.Series:
@@ -195,18 +232,21 @@ def _column(frame: pd.DataFrame, name: str, default: object = None) -> pd.Series
 def churned_flags(customers: pd.DataFrame, as_of: pd.Timestamp) -> np.ndarray:
     """Churned by `as_of`: a churn date at or before it, or marked inactive without a date (the
     date is unknown, but the customer is gone: never scored, a churner in snapshot training)."""
-    churned = _utc(customers["churned_at"])
-    inactive = _column(customers, "is_active", True).map(lambda v: v is False or v == 0).to_numpy(dtype=bool)
-    return ((churned <= as_of).to_numpy() & churned.notna().to_numpy()) | (inactive & churned.isna().to_numpy())
+    churned = _ns(customers["churned_at"])
+    known = churned != _NAT
+    return (known & (churned <= _as_of_ns(as_of))) | (_inactive(customers) & ~known)
+
+
+def _signed_up(customers: pd.DataFrame, as_of: pd.Timestamp) -> np.ndarray:
+    signup = _ns(customers["signup_date"])
+    return (signup != _NAT) & (signup <= _as_of_ns(as_of))
 
 
 def active_customers(tables: Tables, as_of: pd.Timestamp) -> pd.DataFrame:
     """Customers signed up by `as_of` and not churned by then (see `churned_flags`)."""
-    as_of = as_utc(as_of)
     c = tables.customers
-    signup = _utc(c["signup_date"])
-    keep = (signup <= as_of).to_numpy() & ~churned_flags(c, as_of)
-    return c.loc[keep]
+    keep = _signed_up(c, as_of) & ~churned_flags(c, as_of)
+    return c if keep.all() else c.loc[keep]
 
 
 # --- Learned at training time ------------------------------------------------------------------
@@ -321,17 +361,26 @@ class _Facts:
     nothing later can read a future fact.
     """
 
-    def __init__(self, frame: pd.DataFrame, time_col: str, index: pd.Index, as_of: pd.Timestamp):
+    def __init__(
+        self, frame: pd.DataFrame, time_col: str, index: pd.Index, as_of: pd.Timestamp, rows: np.ndarray | None = None
+    ):
+        """`rows`: a mask of the frame's rows to consider at all."""
         self.n = len(index)
+        self.as_of_ns = _as_of_ns(as_of)
         if frame is None or frame.empty:
             self.frame = pd.DataFrame()
+            self.keep = np.zeros(0, dtype=bool)
             self.pos = np.zeros(0, dtype=np.int64)
             self.age = np.zeros(0)
             return
         pos = index.get_indexer(frame["customer_id"])
-        age = ((as_of - _utc(frame[time_col])) / DAY).to_numpy(dtype=float, na_value=np.nan)
-        keep = (pos >= 0) & (age >= 0)  # NaN ages compare False
-        self.frame = frame.loc[keep]
+        age = _days_between(self.as_of_ns, _ns(frame[time_col]))
+        with np.errstate(invalid="ignore"):
+            keep = (pos >= 0) & (age >= 0)  # NaN ages compare False
+        if rows is not None:
+            keep &= rows
+        # The frame stays whole; its columns are read through `keep` (no filtered copy of it).
+        self.frame, self.keep = frame, keep
         self.pos = pos[keep]
         self.age = age[keep]
 
@@ -352,12 +401,21 @@ class _Facts:
         return out
 
     def column(self, name: str) -> np.ndarray:
-        return self.frame[name].to_numpy()
+        return self.frame[name].to_numpy()[self.keep]
+
+    def times(self, name: str) -> np.ndarray:
+        """A time column of the kept facts, as int64 nanoseconds (`_ns`)."""
+        return _ns(self.frame[name])[self.keep]
 
     def numbers(self, name: str, default: float = 0.0) -> np.ndarray:
         if not self.pos.size or name not in self.frame:
             return np.full(self.pos.size, default)
-        return pd.to_numeric(self.frame[name], errors="coerce").fillna(default).to_numpy(dtype=float)
+        column = self.frame[name]
+        if not pd.api.types.is_numeric_dtype(column.dtype):
+            column = pd.to_numeric(column, errors="coerce")
+        values = column.to_numpy(dtype=float, na_value=np.nan)[self.keep]
+        values[np.isnan(values)] = default
+        return values
 
 
 def _mrr_as_of(tables: Tables, index: pd.Index, as_of: pd.Timestamp, fallback: np.ndarray) -> np.ndarray:
@@ -366,8 +424,10 @@ def _mrr_as_of(tables: Tables, index: pd.Index, as_of: pd.Timestamp, fallback: n
     out = fallback.astype(float).copy()
     if billing is None or billing.empty:
         return out
-    b = billing.loc[pd.to_numeric(billing["mrr_after"], errors="coerce").notna()]
-    facts = _Facts(b, "occurred_at", index, as_of)
+    mrr_after = billing["mrr_after"]
+    if not pd.api.types.is_numeric_dtype(mrr_after.dtype):
+        mrr_after = pd.to_numeric(mrr_after, errors="coerce")
+    facts = _Facts(billing, "occurred_at", index, as_of, rows=mrr_after.notna().to_numpy())
     if facts.pos.size == 0:
         return out
     order = np.lexsort((-facts.age, facts.pos))  # by customer, oldest first → last is latest
@@ -396,19 +456,20 @@ def build_features(
     `as_of`, churned or not: snapshot training, where a churner's row is as of its churn date)."""
     as_of = as_utc(as_of)
     spec = learn_spec(tables, as_of) if spec is None else spec
-    if population == "all":
-        c = tables.customers
-        customers = c.loc[(_utc(c["signup_date"]) <= as_of).to_numpy()]
-    else:
-        customers = active_customers(tables, as_of)
+    c = tables.customers
+    keep = _signed_up(c, as_of)
+    if population != "all":
+        keep &= ~churned_flags(c, as_of)
+    customers = c if keep.all() else c.loc[keep]
     index = pd.Index(customers["customer_id"].to_numpy(), name="customer_id")
     n = len(index)
     f: dict[str, np.ndarray] = {}
 
     # Recency and tenure. A churner (snapshot training) is seen as of its churn date.
-    churned = _utc(customers["churned_at"])
-    end = churned.where(churned.notna() & (churned <= as_of), as_of)
-    tenure = ((end - _utc(customers["signup_date"])) / DAY).to_numpy(dtype=float, na_value=0.0)
+    as_of_ns = _as_of_ns(as_of)
+    churned = _ns(customers["churned_at"])
+    end = np.where((churned != _NAT) & (churned <= as_of_ns), churned, as_of_ns)
+    tenure = _days_between(end, _ns(customers["signup_date"]), missing=0.0)
     tenure = np.clip(tenure, 0.0, TENURE_CAP_DAYS)
     s = _Facts(tables.sessions, "started_at", index, as_of)
     last = s.min_age()
@@ -442,9 +503,10 @@ def build_features(
     f["tickets_90d"] = t.count(0, 90)
     f["tickets_per_month"] = _per_month(t.count(0, np.inf), tenure)
     if t.pos.size:
-        solved = _utc(t.frame["solved_at"])
-        still_open = (solved.isna() | (solved > as_of)).to_numpy()
-        risky = t.frame["priority"].astype(str).str.lower().isin(RISKY_PRIORITIES).to_numpy()
+        solved = t.times("solved_at")
+        still_open = (solved == _NAT) | (solved > as_of_ns)
+        priority = t.frame["priority"].astype(str).str.lower().isin(RISKY_PRIORITIES).to_numpy()
+        risky = priority[t.keep]
     else:
         still_open = risky = np.zeros(0, dtype=bool)
     f["open_tickets"] = t.count(0, np.inf, mask=still_open)
@@ -493,8 +555,7 @@ def build_features(
     if spec.snapshot:
         _snapshot_columns(f, customers, end, tenure)
 
-    out = pd.DataFrame({name: f[name] for name in FIXED_FEATURES}, index=index, dtype=float)
-    taken = set(out.columns)
+    taken = set(FIXED_FEATURES)
     extra: dict[str, np.ndarray] = {}
 
     # Plan levels learned at training (names sanitised; the rest pooled as "other").
@@ -531,17 +592,19 @@ def build_features(
             for name, level in zip(level_names, levels, strict=True):
                 extra[name] = (raw == level).astype(float)
 
-    if extra:
-        out = pd.concat([out, pd.DataFrame(extra, index=index, dtype=float)], axis=1)
-    return out.replace([np.inf, -np.inf], np.nan).fillna(0.0)
+    # One float matrix, non-finite values as 0, and one frame around it.
+    columns = [*(f[name] for name in FIXED_FEATURES), *extra.values()]
+    matrix = np.column_stack([np.asarray(column, dtype=float) for column in columns]).reshape(n, len(columns))
+    matrix[~np.isfinite(matrix)] = 0.0
+    return pd.DataFrame(matrix, index=index, columns=[*FIXED_FEATURES, *extra])
 
 
-def _snapshot_columns(f: dict[str, np.ndarray], customers: pd.DataFrame, end: pd.Series, tenure: np.ndarray) -> None:
+def _snapshot_columns(f: dict[str, np.ndarray], customers: pd.DataFrame, end: np.ndarray, tenure: np.ndarray) -> None:
     """A book without event history: the customers table's own columns stand in for the facts
     (last login for recency, `nps_score` for the latest answer, `support_tickets` for open
-    tickets). Only for snapshot books: at a past cutoff these columns would leak the future."""
-    last_login = _utc(_column(customers, "last_login"))
-    since = ((end - last_login) / DAY).to_numpy(dtype=float, na_value=np.nan)
+    tickets). Only for snapshot books: at a past cutoff these columns would leak the future.
+    `end`: when each customer is seen (int64 nanoseconds)."""
+    since = _days_between(end, _ns(_column(customers, "last_login")))
     known = np.isfinite(since)
     f["days_since_last_session"] = np.minimum(np.where(known, np.maximum(since, 0.0), tenure), RECENCY_CAP_DAYS)
     f["never_active"] = (~known).astype(float)
