@@ -483,9 +483,11 @@ _ONE_ACTIONS = """,
     UNION ALL
     SELECT customer_id, max(at) AS at, type, sum(count) AS count FROM ({older}) o GROUP BY customer_id, type
   ) a)
-""".format(
+""".format(  # noqa: S608 (no user text in it: the values travel as parameters)
     at=_EPOCH_US.format("a.at"),
-    recent=_ACTIONS_POSTGRES.format(where="s.customer_id = %(id)s AND s.started_at >= %(start)s AND s.started_at <= %(as_of)s"),
+    recent=_ACTIONS_POSTGRES.format(
+        where="s.customer_id = %(id)s AND s.started_at >= %(start)s AND s.started_at <= %(as_of)s"
+    ),
     older=_ACTIONS_POSTGRES.format(where="s.customer_id = %(id)s AND s.started_at < %(start)s"),
 )
 _TICKET_COLUMNS = ["customer_id", "opened_at", "solved_at", "priority"]
@@ -520,20 +522,25 @@ def _json_frame(
     return pd.DataFrame(data)
 
 
-def load_customer_tables(*, customer_id: int, as_of: dt.datetime, actions: bool = True) -> Tables:
-    """One customer's facts for scoring at `as_of`: the same frames `load_tables(as_of=...)` builds
-    for the whole book, restricted to this customer (tested), in one statement on PostgreSQL.
-    Elsewhere (SQLite) `load_tables` for a list of one."""
-    if connection.vendor != "postgresql":
-        return load_tables(customer_ids=[customer_id], as_of=as_of, actions=actions)
+def customer_facts_read(customer_id: int, as_of: dt.datetime, *, actions: bool) -> tuple[str, dict[str, Any]]:
+    """The statement and parameters of `load_customer_tables`' one read (PostgreSQL)."""
     params = {
         "id": customer_id,
         "start": as_of - dt.timedelta(days=SESSION_WINDOW_DAYS),
         "as_of": as_of,
         "kinds": list(BillingEvent.Kind.values),
     }
+    return _ONE_FACTS + (_ONE_ACTIONS if actions else ""), params
+
+
+def load_customer_tables(*, customer_id: int, as_of: dt.datetime, actions: bool = True) -> Tables:
+    """One customer's facts for scoring at `as_of`: the same frames `load_tables(as_of=...)` builds
+    for the whole book, restricted to this customer (tested), in one statement on PostgreSQL.
+    Elsewhere (SQLite) `load_tables` for a list of one."""
+    if connection.vendor != "postgresql":
+        return load_tables(customer_ids=[customer_id], as_of=as_of, actions=actions)
     with connection.cursor() as cursor:
-        cursor.execute(_ONE_FACTS + (_ONE_ACTIONS if actions else ""), params)
+        cursor.execute(*customer_facts_read(customer_id, as_of, actions=actions))
         customer, window, earlier, billing, tickets, nps, interventions, *action_rows = cursor.fetchone()
 
     customers = pd.DataFrame(
@@ -543,9 +550,7 @@ def load_customer_tables(*, customer_id: int, as_of: dt.datetime, actions: bool 
         customers[name] = _utc_from_us(customers[name].tolist())
     for name in ("customer_id", "nps_score", "support_tickets"):
         customers[name] = pd.to_numeric(customers[name], errors="coerce")
-    sessions = _sessions_from_parts(
-        [_records(window, _SESSION_RECORD)], _records(earlier, _EARLIER_RECORD)
-    )
+    sessions = _sessions_from_parts([_records(window, _SESSION_RECORD)], _records(earlier, _EARLIER_RECORD))
     extra = {}
     if actions:
         rows = _json(action_rows[0]) or []

@@ -31,7 +31,7 @@ from customers.models import Customer
 from customers.selectors import risk_level, risk_thresholds
 from customers.services import customer_scores_set
 from predictions.causes import impact_percent, recommended_actions
-from predictions.data import OneCustomer, book_has_events, load_one, load_tables
+from predictions.data import OneCustomer, book_has_events, load_customer_tables, load_one, load_tables
 from predictions.ml import rules
 from predictions.ml.explain import causes_from_contributions, explain_batch
 from predictions.ml.features import FeatureSpec, build_features, usage_features
@@ -348,8 +348,9 @@ def score_one(
 ) -> ChurnPrediction:
     """Re-score one customer now (real time) and return the stored prediction.
 
-    A batch of one: the customer's facts through `load_tables` and the champion's
-    `build_features`, as in the batch, then one model call with exact SHAP and one write. The
+    A batch of one: the customer's facts in the frames the batch's `load_tables` builds (one
+    statement on PostgreSQL: `load_customer_tables`) and the champion's `build_features`, as in the
+    batch, then one model call with exact SHAP and one write. The
     rules baseline (cold start) goes through the batch code. A churned customer is not
     re-scored: their last prediction stands.
 
@@ -382,7 +383,7 @@ def score_one(
             version = rules_version()
         model = loaded_model(version) if version.kind != ModelVersion.Kind.RULES else None
         actions = _counts_actions(model) if model is not None else True
-        tables = load_tables(customer_ids=[customer_id], as_of=now, actions=actions)
+        tables = load_customer_tables(customer_id=customer_id, as_of=now, actions=actions)
         digest = inputs_digest(tables, version, weights, as_of_day=now.astimezone(dt.UTC).date())
         if one.latest is not None and one.latest[1:] == (digest, version.version):
             return ChurnPrediction.objects.get(pk=one.latest[0])
