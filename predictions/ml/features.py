@@ -625,13 +625,30 @@ def usage_features(tables: Tables) -> pd.DataFrame:
     (and, in a snapshot book, through `FeatureSpec.usage_keys`)."""
     c = tables.customers
     index = pd.Index(c["customer_id"].to_numpy(), name="customer_id")
-    raw = _usage_frame(c)
-    raw.index = index
-    numeric = raw.apply(pd.to_numeric, errors="coerce") if len(raw.columns) else raw
-    numeric = numeric.loc[:, numeric.notna().any()] if len(numeric.columns) else numeric
-    keys = sorted(str(k) for k in numeric.columns)
+    records = [u if isinstance(u, Mapping) else {} for u in _column(c, "feature_usage", None).tolist()]
+    numeric: dict[str, np.ndarray] = {}
+    for key in dict.fromkeys(key for record in records for key in record):  # in order of appearance
+        values = [record.get(key, np.nan) for record in records]
+        column = _plain_numbers(values)
+        if column is None:  # text, booleans, huge integers: pandas' reading of a mixed column
+            column = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+        if not np.isnan(column).all():
+            numeric[str(key)] = column
+    keys = sorted(numeric)
     names = _unique_names(USAGE_PREFIX, keys, set(FIXED_FEATURES))
-    out = pd.DataFrame(
-        {name: numeric[key].to_numpy(dtype=float) for name, key in zip(names, keys, strict=True)}, index=index
-    )
-    return out.replace([np.inf, -np.inf], np.nan).fillna(0.0).astype(float)
+    matrix = np.column_stack([numeric[key] for key in keys]) if keys else np.zeros((len(index), 0))
+    matrix[~np.isfinite(matrix)] = 0.0
+    return pd.DataFrame(matrix, index=index, columns=names)
+
+
+_INT64 = (-(2**63), 2**63)
+
+
+def _plain_numbers(values: list) -> np.ndarray | None:
+    """`values` as floats when every one is a plain int (within int64) or float; else None."""
+    for value in values:
+        kind = type(value)
+        if kind is float or (kind is int and _INT64[0] <= value < _INT64[1]):
+            continue
+        return None
+    return np.array(values, dtype=float)

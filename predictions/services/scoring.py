@@ -143,6 +143,16 @@ def _with_usage(features: pd.DataFrame, tables: Tables) -> pd.DataFrame:
     return features.join(usage.drop(columns=usage.columns.intersection(features.columns)))
 
 
+def _one_with_usage(features: pd.DataFrame, tables: Tables) -> dict[str, float]:
+    """`_with_usage` for a batch of one, as the name → value mapping `rules.health_one` reads (the
+    same values in the same order, without a joined frame)."""
+    usage = usage_features(tables).reindex(features.index)
+    values = dict(zip(features.columns, features.to_numpy()[0].tolist(), strict=True))
+    for name, value in zip(usage.columns, usage.to_numpy()[0].tolist(), strict=True):
+        values.setdefault(name, value)
+    return values
+
+
 # Sent after a scoring run commits: `run`, and `customer_ids` (None for the whole book).
 customers_scored = Signal()
 
@@ -425,9 +435,20 @@ def inputs_digest(tables: Tables, version: ModelVersion, weights: dict[str, floa
         if not isinstance(frame, pd.DataFrame):
             parts.append(f"{name}={frame!r}")
             continue
-        rows = sorted(repr([str(value) for value in row]) for row in frame.itertuples(index=False))
+        columns = [_digest_values(frame[column]) for column in frame.columns]
+        rows = sorted(map(repr, zip(*columns, strict=True))) if columns else []
         parts.append(f"{name}:{list(frame.columns)}:{rows}")
     return hashlib.blake2b("\n".join(parts).encode(), digest_size=16).hexdigest()
+
+
+def _digest_values(column: pd.Series) -> list:
+    """A column's values as plain Python values that say exactly what was read: times as integer
+    nanoseconds, numbers as numbers, the rest (text, JSON objects, None) as they are."""
+    if pd.api.types.is_datetime64_any_dtype(column.dtype):
+        return column.array.as_unit("ns").asi8.tolist()
+    if pd.api.types.is_numeric_dtype(column.dtype):
+        return column.to_numpy().tolist()
+    return column.tolist()
 
 
 def _score_one_lean(
@@ -448,7 +469,7 @@ def _score_one_lean(
     probability, contribs = model.predict_one(x)
     probability = float(np.clip(probability, 0.0, 1.0))
     causes = causes_from_contributions(contribs[None, :], x, model.feature_names, model.healthy_reference)[0]
-    health = rules.health_components(_with_usage(features, tables), weights=weights).iloc[0]
+    health = rules.health_one(_one_with_usage(features, tables), weights=weights)
     components = {key: round(float(health[key])) for key in rules.COMPONENTS}
     score = int(health["health_score"])
     risk = Decimal(f"{probability:.4f}")
