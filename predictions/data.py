@@ -4,6 +4,7 @@ One query per table, whatever the number of customers; nothing here loops over c
 """
 
 import datetime as dt
+import hashlib
 import io
 import json
 import os
@@ -96,6 +97,7 @@ SMALL_LOAD = 50  # customers; up to this many, rows travel through the ORM inste
 _SESSION_RECORD = np.dtype([("customer_id", ">i4"), ("started", ">i8"), ("pages", ">i4"), ("actions", ">i4")])
 _EARLIER_RECORD = np.dtype([("customer_id", ">i4"), ("started", ">i8"), ("n", ">i8")])
 _PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01 in microseconds since 1970-01-01
+_NAT_NS = np.iinfo(np.int64).min  # NaT as int64 nanoseconds
 _COPY_HEADER, _COPY_TRAILER = 19, 2  # signature + flags + extension length; the -1 field count
 # The scoring load reads its tables side by side, each on a connection (and backend) of its own,
 # and the sessions table in LOAD_PARTS ranges of its heap: the packing is CPU in PostgreSQL.
@@ -145,7 +147,7 @@ def _billing_frame(rows: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "customer_id": rows["customer_id"].astype(np.int64),
-            "occurred_at": pd.DatetimeIndex(occurred.view("datetime64[ns]")).tz_localize("UTC"),
+            "occurred_at": pd.DatetimeIndex(occurred.view("datetime64[ns]"), dtype="datetime64[ns, UTC]"),
             "kind": names[rows["kind"]],
             "amount": rows["amount"].astype(float),
             "mrr_after": rows["mrr_after"].astype(float),
@@ -193,17 +195,20 @@ def _sessions_from_parts(window_parts: list[np.ndarray], earlier: np.ndarray) ->
     window = np.concatenate(window_parts)
     started = np.concatenate([window["started"], earlier["started"]]).astype(np.int64)
     no_activity = np.zeros(len(earlier), dtype=np.int64)
-    frame = pd.DataFrame(
+    return pd.DataFrame(
         {
             "customer_id": np.concatenate([window["customer_id"], earlier["customer_id"]]).astype(np.int64),
-            "started_at": pd.DatetimeIndex(((started + _PG_EPOCH_US) * 1000).view("datetime64[ns]")).tz_localize("UTC"),
+            "started_at": pd.DatetimeIndex(
+                ((started + _PG_EPOCH_US) * 1000).view("datetime64[ns]"), dtype="datetime64[ns, UTC]"
+            ),
+            "ended_at": pd.DatetimeIndex(
+                np.full(len(started), _NAT_NS).view("datetime64[ns]"), dtype="datetime64[ns, UTC]"
+            ),
             "pages_viewed": np.concatenate([window["pages"].astype(np.int64), no_activity]),
             "n_actions": np.concatenate([window["actions"].astype(np.int64), no_activity]),
             "weight": np.concatenate([np.ones(len(window)), earlier["n"].astype(float)]),
         }
     )
-    frame.insert(2, "ended_at", pd.Series(pd.NaT, index=frame.index, dtype="datetime64[ns, UTC]"))
-    return frame
 
 
 def _on_own_connection(read: Callable[[], Any]) -> Any:
@@ -448,13 +453,13 @@ def load_tables(
 
 # Every fact of one customer in ONE statement (a round trip per table and a frame built through the
 # ORM for each cost most of a real-time score): the sessions and billing packed exactly as the
-# batch packs them, the other tables as JSON arrays with times as epoch microseconds (what the
-# batch's COPY sends). `load_customer_tables` turns it into the frames the batch builds.
+# batch packs them, the other tables as JSON text with times as epoch microseconds (what the
+# batch's COPY sends). `load_customer_facts` turns it into the frames the batch builds.
 _EPOCH_US = "(EXTRACT(EPOCH FROM {})*1000000)::bigint"
 _ONE_FACTS = f"""
 SELECT
   (SELECT json_build_array({_EPOCH_US.format("signup_date")}, plan, mrr, {_EPOCH_US.format("churned_at")},
-      feature_usage, is_active, {_EPOCH_US.format("last_login")}, nps_score, support_tickets)
+      feature_usage, is_active, {_EPOCH_US.format("last_login")}, nps_score, support_tickets)::text
     FROM customers WHERE id = %(id)s),
   (SELECT string_agg(int4send(customer_id) || timestamptz_send(started_at) || int4send(pages_viewed)
       || int4send(CASE WHEN jsonb_typeof(actions) = 'array' THEN jsonb_array_length(actions) ELSE 0 END),
@@ -467,18 +472,18 @@ SELECT
       || float8send(coalesce(mrr_after::float8, 'NaN')), ''::bytea ORDER BY occurred_at, id)
     FROM billing_events WHERE customer_id = %(id)s),
   (SELECT json_agg(json_build_array({_EPOCH_US.format("opened_at")}, {_EPOCH_US.format("solved_at")}, priority)
-      ORDER BY opened_at, id)
+      ORDER BY opened_at, id)::text
     FROM support_tickets WHERE customer_id = %(id)s),
-  (SELECT json_agg(json_build_array({_EPOCH_US.format("responded_at")}, score) ORDER BY responded_at, id)
+  (SELECT json_agg(json_build_array({_EPOCH_US.format("responded_at")}, score) ORDER BY responded_at, id)::text
     FROM nps_responses WHERE customer_id = %(id)s),
   (SELECT json_agg(json_build_array({_EPOCH_US.format("created_at")}, {_EPOCH_US.format("completed_at")}, outcome)
-      ORDER BY created_at, id)
+      ORDER BY created_at, id)::text
     FROM interventions WHERE customer_id = %(id)s)
 """  # noqa: S608 (no user text in it: the values travel as parameters)
 # The session actions as `_actions` reads them for scoring: the window's one by one, the older
 # ones summed per type (dated by their latest).
 _ONE_ACTIONS = """,
-  (SELECT json_agg(json_build_array({at}, a.type, a.count) ORDER BY a.at, a.type) FROM (
+  (SELECT json_agg(json_build_array({at}, a.type, a.count) ORDER BY a.at, a.type)::text FROM (
     {recent}
     UNION ALL
     SELECT customer_id, max(at) AS at, type, sum(count) AS count FROM ({older}) o GROUP BY customer_id, type
@@ -490,40 +495,10 @@ _ONE_ACTIONS = """,
     ),
     older=_ACTIONS_POSTGRES.format(where="s.customer_id = %(id)s AND s.started_at < %(start)s"),
 )
-_TICKET_COLUMNS = ["customer_id", "opened_at", "solved_at", "priority"]
-
-
-def _json(value: Any) -> Any:
-    return orjson.loads(value) if isinstance(value, str | bytes) else value
-
-
-def _utc_from_us(values: list) -> pd.DatetimeIndex:
-    """Epoch microseconds (None: NaT) as UTC timestamps, exactly as the COPY path reads them."""
-    known = np.array([v is not None for v in values], dtype=bool)
-    micros = np.array([v if v is not None else 0 for v in values], dtype=np.int64)
-    nanos = np.where(known, micros * 1000, np.iinfo(np.int64).min)
-    return pd.DatetimeIndex(nanos.view("datetime64[ns]")).tz_localize("UTC")
-
-
-def _json_frame(
-    customer_id: int, rows: list | None, columns: list[str], times: Iterable[str], numbers: Iterable[str] = ()
-) -> pd.DataFrame:
-    """A fact table of one customer from its JSON rows (`columns` after customer_id)."""
-    rows = rows or []
-    data: dict[str, Any] = {"customer_id": np.full(len(rows), customer_id, dtype=np.int64)}
-    values = list(zip(*rows, strict=True)) if rows else [()] * len(columns)
-    for name, column in zip(columns, values, strict=True):
-        if name in times:
-            data[name] = _utc_from_us(list(column))
-        elif name in numbers:
-            data[name] = pd.to_numeric(np.array(column, dtype=object), errors="coerce")
-        else:
-            data[name] = np.array(column, dtype=object)
-    return pd.DataFrame(data)
 
 
 def customer_facts_read(customer_id: int, as_of: dt.datetime, *, actions: bool) -> tuple[str, dict[str, Any]]:
-    """The statement and parameters of `load_customer_tables`' one read (PostgreSQL)."""
+    """The statement and parameters of `load_customer_facts`' one read (PostgreSQL)."""
     params = {
         "id": customer_id,
         "start": as_of - dt.timedelta(days=SESSION_WINDOW_DAYS),
@@ -533,42 +508,120 @@ def customer_facts_read(customer_id: int, as_of: dt.datetime, *, actions: bool) 
     return _ONE_FACTS + (_ONE_ACTIONS if actions else ""), params
 
 
-def load_customer_tables(*, customer_id: int, as_of: dt.datetime, actions: bool = True) -> Tables:
+@dataclass(frozen=True)
+class CustomerFacts:
+    """One customer's facts as frames, and (PostgreSQL) a fingerprint of the read they came from:
+    the same facts give the same bytes, so it tells "nothing new" without hashing the frames."""
+
+    tables: Tables
+    fingerprint: str | None = None
+
+
+def load_customer_facts(*, customer_id: int, as_of: dt.datetime, actions: bool = True) -> CustomerFacts:
     """One customer's facts for scoring at `as_of`: the same frames `load_tables(as_of=...)` builds
     for the whole book, restricted to this customer (tested), in one statement on PostgreSQL.
-    Elsewhere (SQLite) `load_tables` for a list of one."""
+    Elsewhere (SQLite) `load_tables` for a list of one, and no fingerprint.
+
+    Each frame is made in one step from arrays (a batch of one pays pandas' fixed cost per
+    operation, not per row)."""
     if connection.vendor != "postgresql":
-        return load_tables(customer_ids=[customer_id], as_of=as_of, actions=actions)
+        return CustomerFacts(load_tables(customer_ids=[customer_id], as_of=as_of, actions=actions))
     with connection.cursor() as cursor:
         cursor.execute(*customer_facts_read(customer_id, as_of, actions=actions))
-        customer, window, earlier, billing, tickets, nps, interventions, *action_rows = cursor.fetchone()
+        read = cursor.fetchone()
+    customer, window, earlier, billing, tickets, nps, interventions, *action_rows = read
+    fingerprint = hashlib.blake2b(digest_size=16)
+    for part in read:
+        fingerprint.update(b"\x00" if part is None else bytes(part) if not isinstance(part, str) else part.encode())
+        fingerprint.update(b"\x1f")
 
-    customers = pd.DataFrame(
-        [[customer_id, *_json(customer)]] if customer is not None else [], columns=CUSTOMER_COLUMNS
+    found = [] if customer is None else [_usage(customer)]
+    signup, plan, mrr, churned, usage, active, last_login, nps_score, open_tickets = (
+        list(column) for column in (zip(*found, strict=True) if found else [()] * 9)
     )
-    for name in ("signup_date", "churned_at", "last_login"):
-        customers[name] = _utc_from_us(customers[name].tolist())
-    for name in ("customer_id", "nps_score", "support_tickets"):
-        customers[name] = pd.to_numeric(customers[name], errors="coerce")
+    customers = pd.DataFrame(
+        {
+            "customer_id": np.full(len(found), customer_id, dtype=np.int64),
+            "signup_date": _utc_from_us(signup),
+            "plan": np.array(["" if value is None else str(value) for value in plan], dtype=object),
+            "mrr": _numbers(mrr),
+            "churned_at": _utc_from_us(churned),
+            "feature_usage": np.array([value or {} for value in usage], dtype=object),
+            "is_active": np.array([value not in (False, "f", "false", 0) for value in active], dtype=bool),
+            "last_login": _utc_from_us(last_login),
+            "nps_score": _numbers(nps_score),
+            "support_tickets": _numbers(open_tickets),
+        }
+    )
     sessions = _sessions_from_parts([_records(window, _SESSION_RECORD)], _records(earlier, _EARLIER_RECORD))
     extra = {}
     if actions:
-        rows = _json(action_rows[0]) or []
-        frame = _json_frame(customer_id, rows, ["at", "type", "count"], ["at"], ["count"])
-        frame["type"] = frame["type"].astype(str)
-        frame["count"] = pd.to_numeric(frame["count"], errors="coerce").fillna(1.0).astype(float)
-        extra["actions"] = frame
-    return Tables(
-        customers=_customers_finished(customers),
+        at, types, counts = _json_columns(action_rows[0], 3)
+        extra["actions"] = pd.DataFrame(
+            {
+                "customer_id": np.full(len(at), customer_id, dtype=np.int64),
+                "at": _utc_from_us(at),
+                "type": np.array([str(value) for value in types], dtype=object),
+                "count": np.array([1.0 if value is None else float(value) for value in counts], dtype=float),
+            }
+        )
+    opened, solved, priority = _json_columns(tickets, 3)
+    responded, score = _json_columns(nps, 2)
+    created, completed, outcome = _json_columns(interventions, 3)
+    tables = Tables(
+        customers=customers,
         sessions=sessions,
-        tickets=_json_frame(customer_id, _json(tickets), _TICKET_COLUMNS[1:], ["opened_at", "solved_at"]),
-        nps=_json_frame(customer_id, _json(nps), ["responded_at", "score"], ["responded_at"], ["score"]),
+        tickets=pd.DataFrame(
+            {
+                "customer_id": np.full(len(opened), customer_id, dtype=np.int64),
+                "opened_at": _utc_from_us(opened),
+                "solved_at": _utc_from_us(solved),
+                "priority": np.array(priority, dtype=object),
+            }
+        ),
+        nps=pd.DataFrame(
+            {
+                "customer_id": np.full(len(responded), customer_id, dtype=np.int64),
+                "responded_at": _utc_from_us(responded),
+                "score": _numbers(score),
+            }
+        ),
         billing=_billing_frame(_records(billing, _BILLING_RECORD)),
-        interventions=_json_frame(
-            customer_id, _json(interventions), ["created_at", "completed_at", "outcome"], ["created_at", "completed_at"]
+        interventions=pd.DataFrame(
+            {
+                "customer_id": np.full(len(created), customer_id, dtype=np.int64),
+                "created_at": _utc_from_us(created),
+                "completed_at": _utc_from_us(completed),
+                "outcome": np.array(outcome, dtype=object),
+            }
         ),
         **extra,
     )
+    return CustomerFacts(tables, fingerprint.hexdigest())
+
+
+def load_customer_tables(*, customer_id: int, as_of: dt.datetime, actions: bool = True) -> Tables:
+    """`load_customer_facts`' frames."""
+    return load_customer_facts(customer_id=customer_id, as_of=as_of, actions=actions).tables
+
+
+def _json_columns(text: str | None, width: int) -> list[list]:
+    """A JSON array of rows (None: no rows) as `width` columns."""
+    rows = _usage(text) if text is not None else []
+    return [list(column) for column in zip(*rows, strict=True)] if rows else [[] for _ in range(width)]
+
+
+def _numbers(values: list) -> np.ndarray:
+    """Numbers as the CSV reader types them: integers stay integers unless one is missing."""
+    if any(value is None for value in values):
+        return np.array([np.nan if value is None else value for value in values], dtype=float)
+    return np.array(values) if values else np.zeros(0, dtype=float)
+
+
+def _utc_from_us(values: list) -> pd.DatetimeIndex:
+    """Epoch microseconds (None: NaT) as UTC timestamps, exactly as the COPY path reads them."""
+    nanos = np.array([_NAT_NS if value is None else value * 1000 for value in values], dtype=np.int64)
+    return pd.DatetimeIndex(nanos.view("datetime64[ns]"), dtype="datetime64[ns, UTC]")
 
 
 def _records(data: bytes | memoryview | None, record: np.dtype) -> np.ndarray:

@@ -41,6 +41,7 @@ them the features (recency from `last_login`, NPS from `nps_score`, open tickets
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -202,8 +203,30 @@ def _ns(col: pd.Series) -> np.ndarray:
     return np.asarray(_utc(col).array.as_unit("ns").asi8)
 
 
+@functools.lru_cache(maxsize=16)
 def _as_of_ns(as_of: pd.Timestamp) -> int:
     return as_utc(as_of).as_unit("ns").value
+
+
+class _Positions:
+    """Where each customer id sits in the scored customers' index (-1: not scored):
+    `Index.get_indexer` by binary search over the ids sorted once, for all the fact tables."""
+
+    def __init__(self, index: pd.Index):
+        self.index = index
+        ids = index.to_numpy()
+        self.order = np.argsort(ids, kind="stable")
+        self.sorted = ids[self.order]
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def of(self, customer_ids: pd.Series) -> np.ndarray:
+        ids = customer_ids.to_numpy()
+        if not len(self.sorted):
+            return np.full(len(ids), -1, dtype=np.int64)
+        at = np.minimum(np.searchsorted(self.sorted, ids), len(self.sorted) - 1)
+        return np.where(self.sorted[at] == ids, self.order[at], -1).astype(np.int64)
 
 
 def _days_between(later: np.ndarray | int, earlier: np.ndarray, missing: float = np.nan) -> np.ndarray:
@@ -362,7 +385,7 @@ class _Facts:
     """
 
     def __init__(
-        self, frame: pd.DataFrame, time_col: str, index: pd.Index, as_of: pd.Timestamp, rows: np.ndarray | None = None
+        self, frame: pd.DataFrame, time_col: str, index: _Positions, as_of: pd.Timestamp, rows: np.ndarray | None = None
     ):
         """`rows`: a mask of the frame's rows to consider at all."""
         self.n = len(index)
@@ -373,7 +396,7 @@ class _Facts:
             self.pos = np.zeros(0, dtype=np.int64)
             self.age = np.zeros(0)
             return
-        pos = index.get_indexer(frame["customer_id"])
+        pos = index.of(frame["customer_id"])
         age = _days_between(self.as_of_ns, _ns(frame[time_col]))
         with np.errstate(invalid="ignore"):
             keep = (pos >= 0) & (age >= 0)  # NaN ages compare False
@@ -418,7 +441,7 @@ class _Facts:
         return values
 
 
-def _mrr_as_of(tables: Tables, index: pd.Index, as_of: pd.Timestamp, fallback: np.ndarray) -> np.ndarray:
+def _mrr_as_of(tables: Tables, index: _Positions, as_of: pd.Timestamp, fallback: np.ndarray) -> np.ndarray:
     """Latest `mrr_after` at or before as_of per customer, else `fallback`."""
     billing = tables.billing
     out = fallback.astype(float).copy()
@@ -462,6 +485,7 @@ def build_features(
         keep &= ~churned_flags(c, as_of)
     customers = c if keep.all() else c.loc[keep]
     index = pd.Index(customers["customer_id"].to_numpy(), name="customer_id")
+    positions = _Positions(index)
     n = len(index)
     f: dict[str, np.ndarray] = {}
 
@@ -471,7 +495,7 @@ def build_features(
     end = np.where((churned != _NAT) & (churned <= as_of_ns), churned, as_of_ns)
     tenure = _days_between(end, _ns(customers["signup_date"]), missing=0.0)
     tenure = np.clip(tenure, 0.0, TENURE_CAP_DAYS)
-    s = _Facts(tables.sessions, "started_at", index, as_of)
+    s = _Facts(tables.sessions, "started_at", positions, as_of)
     last = s.min_age()
     never = ~np.isfinite(last)
     f["days_since_last_session"] = np.minimum(np.where(never, tenure, last), RECENCY_CAP_DAYS)
@@ -498,7 +522,7 @@ def build_features(
     )
 
     # Support.
-    t = _Facts(tables.tickets, "opened_at", index, as_of)
+    t = _Facts(tables.tickets, "opened_at", positions, as_of)
     f["tickets_30d"] = t.count(0, 30)
     f["tickets_90d"] = t.count(0, 90)
     f["tickets_per_month"] = _per_month(t.count(0, np.inf), tenure)
@@ -514,7 +538,7 @@ def build_features(
     f["tickets_change_30d"] = f["tickets_30d"] - t.count(30, 60)
 
     # NPS: latest answer, its change vs the previous one, mean, count and age.
-    q = _Facts(tables.nps, "responded_at", index, as_of)
+    q = _Facts(tables.nps, "responded_at", positions, as_of)
     latest, previous = np.full(n, np.nan), np.full(n, np.nan)
     total, answers, newest = np.zeros(n), np.zeros(n), np.full(n, np.inf)
     if q.pos.size:
@@ -539,11 +563,11 @@ def build_features(
 
     # Billing.
     static_mrr = pd.to_numeric(customers["mrr"], errors="coerce").fillna(0.0).to_numpy(dtype=float)
-    mrr_now = _mrr_as_of(tables, index, as_of, static_mrr)
-    mrr_then = _mrr_as_of(tables, index, as_of - 90 * DAY, mrr_now)
+    mrr_now = _mrr_as_of(tables, positions, as_of, static_mrr)
+    mrr_then = _mrr_as_of(tables, positions, as_of - 90 * DAY, mrr_now)
     f["mrr"] = mrr_now
     f["mrr_change_90d_pct"] = np.where(mrr_then > 0, (mrr_now - mrr_then) / np.maximum(mrr_then, 1e-9), 0.0)
-    b = _Facts(tables.billing, "occurred_at", index, as_of)
+    b = _Facts(tables.billing, "occurred_at", positions, as_of)
     kind = b.column("kind").astype(str) if b.pos.size else np.zeros(0, dtype=str)
     failed = kind == "payment_failed"
     f["payment_failures_30d"] = b.count(0, 30, mask=failed)
@@ -567,7 +591,7 @@ def build_features(
 
     # Session action types learned at training: 30/90-day counts, monthly rate, days since.
     if spec.action_types:
-        a = _Facts(getattr(tables, "actions", None), "at", index, as_of)
+        a = _Facts(getattr(tables, "actions", None), "at", positions, as_of)
         types = a.column("type").astype(str) if a.pos.size else np.zeros(0, dtype=str)
         weights = a.numbers("count", 1.0)
         names = _unique_names(ACTION_PREFIX, spec.action_types, taken)
