@@ -509,7 +509,7 @@ def customer_facts_read(customer_id: int, as_of: dt.datetime, *, actions: bool) 
 
 
 @dataclass(frozen=True)
-class CustomerFacts:
+class OneCustomerFacts:
     """One customer's facts as frames, and (PostgreSQL) a fingerprint of the read they came from:
     the same facts give the same bytes, so it tells "nothing new" without hashing the frames."""
 
@@ -517,7 +517,7 @@ class CustomerFacts:
     fingerprint: str | None = None
 
 
-def load_customer_facts(*, customer_id: int, as_of: dt.datetime, actions: bool = True) -> CustomerFacts:
+def load_customer_facts(*, customer_id: int, as_of: dt.datetime, actions: bool = True) -> OneCustomerFacts:
     """One customer's facts for scoring at `as_of`: the same frames `load_tables(as_of=...)` builds
     for the whole book, restricted to this customer (tested), in one statement on PostgreSQL.
     Elsewhere (SQLite) `load_tables` for a list of one, and no fingerprint.
@@ -525,7 +525,7 @@ def load_customer_facts(*, customer_id: int, as_of: dt.datetime, actions: bool =
     Each frame is made in one step from arrays (a batch of one pays pandas' fixed cost per
     operation, not per row)."""
     if connection.vendor != "postgresql":
-        return CustomerFacts(load_tables(customer_ids=[customer_id], as_of=as_of, actions=actions))
+        return OneCustomerFacts(load_tables(customer_ids=[customer_id], as_of=as_of, actions=actions))
     with connection.cursor() as cursor:
         cursor.execute(*customer_facts_read(customer_id, as_of, actions=actions))
         read = cursor.fetchone()
@@ -597,7 +597,7 @@ def load_customer_facts(*, customer_id: int, as_of: dt.datetime, actions: bool =
         ),
         **extra,
     )
-    return CustomerFacts(tables, fingerprint.hexdigest())
+    return OneCustomerFacts(tables, fingerprint.hexdigest())
 
 
 def load_customer_tables(*, customer_id: int, as_of: dt.datetime, actions: bool = True) -> Tables:

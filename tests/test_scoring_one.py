@@ -124,10 +124,11 @@ def test_one_customers_read_gives_the_batchs_tables_features_probability_and_sco
         assert one.pk != expected.pk and one.model_version == trained.version
 
 
-# Per predict on PostgreSQL: the user (authentication) and its groups (role), the customer's row
-# with the scoring settings and its latest prediction, its facts, and — when the inputs changed —
-# the one-statement write.
-WRITER_QUERIES, UNCHANGED_QUERIES, VIEWER_QUERIES = 5, 5, 4
+# Per predict on PostgreSQL: the user with its groups (authentication and role), the customer's
+# row with the scoring settings and its latest prediction, then for a writer its facts (one
+# statement) and either the one-statement write (inputs changed) or the stored prediction; a
+# viewer reads the stored prediction only.
+WRITER_QUERIES, UNCHANGED_QUERIES, VIEWER_QUERIES = 4, 4, 3
 
 
 def test_a_predict_costs_the_same_few_queries_whatever_the_customer_has(trained, chosen, api_for, manager, viewer):

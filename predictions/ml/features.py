@@ -143,6 +143,7 @@ MAX_ACTION_TYPES = 12
 MAX_LEVELS = 12
 
 
+@functools.lru_cache(maxsize=4096)  # a pure function of the name, asked for every row's causes
 def feature_info(name: str) -> FeatureInfo:
     """Description of a feature, including the learned ones (`plan_`, `fu_`, `act_`, `cat_`)."""
     if name in FEATURES:
