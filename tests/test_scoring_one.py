@@ -16,6 +16,7 @@ from predictions.data import load_customer_tables, load_tables
 from predictions.models import ChurnPrediction, ModelVersion
 from predictions.services.registry import loaded_model, model_promote, model_train
 from predictions.services.scoring import score_customers, score_one
+from tests.helpers import make_intervention
 
 TABLES = ("customers", "sessions", "tickets", "nps", "billing", "interventions", "actions")
 
@@ -60,6 +61,9 @@ def chosen(trained, make_customer) -> dict[str, int]:
     BillingEvent.objects.filter(pk=BillingEvent.objects.filter(customer_id=shapes["ordinary too"]).first().pk).update(
         kind="refund_issued"
     )
+    # Interventions: one done (with an outcome), one under way (neither).
+    make_intervention(Customer.objects.get(pk=shapes["ordinary"]), outcome="failed", completed_at=timezone.now())
+    make_intervention(Customer.objects.get(pk=shapes["ordinary"]), status="active")
     return shapes
 
 
