@@ -480,21 +480,23 @@ def build_features(
     `as_of`, churned or not: snapshot training, where a churner's row is as of its churn date)."""
     as_of = as_utc(as_of)
     spec = learn_spec(tables, as_of) if spec is None else spec
+    as_of_ns = _as_of_ns(as_of)
     c = tables.customers
-    keep = _signed_up(c, as_of)
+    signup, churned = _ns(c["signup_date"]), _ns(c["churned_at"])
+    keep = (signup != _NAT) & (signup <= as_of_ns)  # `_signed_up`
+    churned_by_then = (churned != _NAT) & (churned <= as_of_ns)
     if population != "all":
-        keep &= ~churned_flags(c, as_of)
+        keep &= ~(churned_by_then | (_inactive(c) & (churned == _NAT)))  # `churned_flags`
     customers = c if keep.all() else c.loc[keep]
+    signup, churned, churned_by_then = signup[keep], churned[keep], churned_by_then[keep]
     index = pd.Index(customers["customer_id"].to_numpy(), name="customer_id")
     positions = _Positions(index)
     n = len(index)
     f: dict[str, np.ndarray] = {}
 
     # Recency and tenure. A churner (snapshot training) is seen as of its churn date.
-    as_of_ns = _as_of_ns(as_of)
-    churned = _ns(customers["churned_at"])
-    end = np.where((churned != _NAT) & (churned <= as_of_ns), churned, as_of_ns)
-    tenure = _days_between(end, _ns(customers["signup_date"]), missing=0.0)
+    end = np.where(churned_by_then, churned, as_of_ns)
+    tenure = _days_between(end, signup, missing=0.0)
     tenure = np.clip(tenure, 0.0, TENURE_CAP_DAYS)
     s = _Facts(tables.sessions, "started_at", positions, as_of)
     last = s.min_age()
