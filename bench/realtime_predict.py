@@ -11,13 +11,13 @@ in the same run.
 2. POST /api/v1/churn/predict through a real uvicorn, one request at a time: load the
    customer's facts, build features, predict, explain, store the prediction, answer.
 3. Event-driven re-score: `score_one` as the Celery task runs it (same work, no HTTP).
+4. The reference route (bench settings only): the predict's reads and write through a raw cursor,
+   without auth, DRF, frames or a model, called right after each predict (the same load).
 
 Celery is NOT eager here (as in production): the follow-up tasks a re-score enqueues (playbook
 trigger rules) are published to BENCH_BROKER_URL (default `memory://`, in-process; a Redis URL
 for the real publish cost) and not run — they are a worker's job, not the request's.
-
-4. The reference route (bench settings only): the predict's reads and write through a raw cursor,
-   without auth, DRF, frames or a model, called right after each predict (the same load).
+BENCH_PORT: the server's port (default: any free one).
 
 Prints p50/p95 of each and the ratios to the raw call, then the target: predict p50 <= 1.5x and
 p95 <= 2.5x (reference p50 + raw call p50), with the load average, since the machine may be shared.
