@@ -4,6 +4,7 @@ One query per table, whatever the number of customers; nothing here loops over c
 """
 
 import datetime as dt
+import hashlib
 import io
 import json
 import os
@@ -96,6 +97,7 @@ SMALL_LOAD = 50  # customers; up to this many, rows travel through the ORM inste
 _SESSION_RECORD = np.dtype([("customer_id", ">i4"), ("started", ">i8"), ("pages", ">i4"), ("actions", ">i4")])
 _EARLIER_RECORD = np.dtype([("customer_id", ">i4"), ("started", ">i8"), ("n", ">i8")])
 _PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01 in microseconds since 1970-01-01
+_NAT_NS = np.iinfo(np.int64).min  # NaT as int64 nanoseconds
 _COPY_HEADER, _COPY_TRAILER = 19, 2  # signature + flags + extension length; the -1 field count
 # The scoring load reads its tables side by side, each on a connection (and backend) of its own,
 # and the sessions table in LOAD_PARTS ranges of its heap: the packing is CPU in PostgreSQL.
@@ -135,13 +137,17 @@ _BILLING_RECORD = np.dtype(
 
 def _billing_packed(customer_ids: list[int] | None) -> pd.DataFrame:
     kinds = list(BillingEvent.Kind.values)
-    rows = _packed(_BILLING, {"kinds": kinds, "ids": customer_ids}, _BILLING_RECORD)
-    names = np.array(["", *kinds], dtype=object)
+    return _billing_frame(_packed(_BILLING, {"kinds": kinds, "ids": customer_ids}, _BILLING_RECORD))
+
+
+def _billing_frame(rows: np.ndarray) -> pd.DataFrame:
+    """The `Tables.billing` frame of packed `_BILLING_RECORD`s."""
+    names = np.array(["", *BillingEvent.Kind.values], dtype=object)
     occurred = (rows["occurred"].astype(np.int64) + _PG_EPOCH_US) * 1000
     return pd.DataFrame(
         {
             "customer_id": rows["customer_id"].astype(np.int64),
-            "occurred_at": pd.DatetimeIndex(occurred.view("datetime64[ns]")).tz_localize("UTC"),
+            "occurred_at": pd.DatetimeIndex(occurred.view("datetime64[ns]"), dtype="datetime64[ns, UTC]"),
             "kind": names[rows["kind"]],
             "amount": rows["amount"].astype(float),
             "mrr_after": rows["mrr_after"].astype(float),
@@ -189,17 +195,20 @@ def _sessions_from_parts(window_parts: list[np.ndarray], earlier: np.ndarray) ->
     window = np.concatenate(window_parts)
     started = np.concatenate([window["started"], earlier["started"]]).astype(np.int64)
     no_activity = np.zeros(len(earlier), dtype=np.int64)
-    frame = pd.DataFrame(
+    return pd.DataFrame(
         {
             "customer_id": np.concatenate([window["customer_id"], earlier["customer_id"]]).astype(np.int64),
-            "started_at": pd.DatetimeIndex(((started + _PG_EPOCH_US) * 1000).view("datetime64[ns]")).tz_localize("UTC"),
+            "started_at": pd.DatetimeIndex(
+                ((started + _PG_EPOCH_US) * 1000).view("datetime64[ns]"), dtype="datetime64[ns, UTC]"
+            ),
+            "ended_at": pd.DatetimeIndex(
+                np.full(len(started), _NAT_NS).view("datetime64[ns]"), dtype="datetime64[ns, UTC]"
+            ),
             "pages_viewed": np.concatenate([window["pages"].astype(np.int64), no_activity]),
             "n_actions": np.concatenate([window["actions"].astype(np.int64), no_activity]),
             "weight": np.concatenate([np.ones(len(window)), earlier["n"].astype(float)]),
         }
     )
-    frame.insert(2, "ended_at", pd.Series(pd.NaT, index=frame.index, dtype="datetime64[ns, UTC]"))
-    return frame
 
 
 def _on_own_connection(read: Callable[[], Any]) -> Any:
@@ -309,6 +318,18 @@ def book_has_events() -> bool:
     return any(model.objects.exists() for model in (UserSession, SupportTicket, NpsResponse, BillingEvent))
 
 
+def _customers_finished(frame: pd.DataFrame) -> pd.DataFrame:
+    """The customers frame's values as the features read them, whichever way it travelled."""
+    frame["mrr"] = pd.to_numeric(frame["mrr"], errors="coerce").astype(float)
+    frame["plan"] = frame["plan"].fillna("").astype(str)
+    # COPY hands booleans over as text.
+    frame["is_active"] = frame["is_active"].map(lambda v: v not in (False, "f", "false", 0))
+    # COPY hands JSON over as text (orjson: a third of the stdlib's time on 100k customers); the
+    # ORM path has already decoded it.
+    frame["feature_usage"] = frame["feature_usage"].map(_usage)
+    return frame
+
+
 CUSTOMER_COLUMNS = [
     "customer_id",
     "signup_date",
@@ -399,14 +420,7 @@ def load_tables(
         )
     read = _read_all(reads, side_by_side=side_by_side)
 
-    customer_frame = read["customers"]
-    customer_frame["mrr"] = pd.to_numeric(customer_frame["mrr"], errors="coerce").astype(float)
-    customer_frame["plan"] = customer_frame["plan"].fillna("").astype(str)
-    # COPY hands booleans over as text.
-    customer_frame["is_active"] = customer_frame["is_active"].map(lambda v: v not in (False, "f", "false", 0))
-    # COPY hands JSON over as text (orjson: a third of the stdlib's time on 100k customers); the
-    # ORM path has already decoded it.
-    customer_frame["feature_usage"] = customer_frame["feature_usage"].map(_usage)
+    customer_frame = _customers_finished(read["customers"])
     if packed and as_of is not None:
         window_parts = [read[key] for key in reads if key.startswith("sessions_")]
         sessions = _sessions_from_parts(window_parts, read["earlier_sessions"])
@@ -436,6 +450,193 @@ def load_tables(
 
 
 # --- One customer (real-time scoring) -----------------------------------------------------------
+
+# Every fact of one customer in ONE statement (a round trip per table and a frame built through the
+# ORM for each cost most of a real-time score): the sessions and billing packed exactly as the
+# batch packs them, the other tables as JSON text with times as epoch microseconds (what the
+# batch's COPY sends). `load_customer_facts` turns it into the frames the batch builds.
+_EPOCH_US = "(EXTRACT(EPOCH FROM {})*1000000)::bigint"
+_ONE_FACTS = f"""
+SELECT
+  (SELECT json_build_array({_EPOCH_US.format("signup_date")}, plan, mrr, {_EPOCH_US.format("churned_at")},
+      feature_usage, is_active, {_EPOCH_US.format("last_login")}, nps_score, support_tickets)::text
+    FROM customers WHERE id = %(id)s),
+  (SELECT string_agg(int4send(customer_id) || timestamptz_send(started_at) || int4send(pages_viewed)
+      || int4send(CASE WHEN jsonb_typeof(actions) = 'array' THEN jsonb_array_length(actions) ELSE 0 END),
+      ''::bytea ORDER BY started_at, id)
+    FROM user_sessions WHERE customer_id = %(id)s AND started_at >= %(start)s AND started_at <= %(as_of)s),
+  (SELECT int4send(%(id)s::int) || timestamptz_send(max(started_at)) || int8send(count(*))
+    FROM user_sessions WHERE customer_id = %(id)s AND started_at < %(start)s HAVING count(*) > 0),
+  (SELECT string_agg(int4send(customer_id) || timestamptz_send(occurred_at)
+      || int4send(coalesce(array_position(%(kinds)s::text[], kind), 0)) || float8send(amount::float8)
+      || float8send(coalesce(mrr_after::float8, 'NaN')), ''::bytea ORDER BY occurred_at, id)
+    FROM billing_events WHERE customer_id = %(id)s),
+  (SELECT json_agg(json_build_array({_EPOCH_US.format("opened_at")}, {_EPOCH_US.format("solved_at")}, priority)
+      ORDER BY opened_at, id)::text
+    FROM support_tickets WHERE customer_id = %(id)s),
+  (SELECT json_agg(json_build_array({_EPOCH_US.format("responded_at")}, score) ORDER BY responded_at, id)::text
+    FROM nps_responses WHERE customer_id = %(id)s),
+  (SELECT json_agg(json_build_array({_EPOCH_US.format("created_at")}, {_EPOCH_US.format("completed_at")}, outcome)
+      ORDER BY created_at, id)::text
+    FROM interventions WHERE customer_id = %(id)s)
+"""  # noqa: S608 (no user text in it: the values travel as parameters)
+# The session actions as `_actions` reads them for scoring: the window's one by one, the older
+# ones summed per type (dated by their latest).
+_ONE_ACTIONS = """,
+  (SELECT json_agg(json_build_array({at}, a.type, a.count) ORDER BY a.at, a.type)::text FROM (
+    {recent}
+    UNION ALL
+    SELECT customer_id, max(at) AS at, type, sum(count) AS count FROM ({older}) o GROUP BY customer_id, type
+  ) a)
+""".format(  # noqa: S608 (no user text in it: the values travel as parameters)
+    at=_EPOCH_US.format("a.at"),
+    recent=_ACTIONS_POSTGRES.format(
+        where="s.customer_id = %(id)s AND s.started_at >= %(start)s AND s.started_at <= %(as_of)s"
+    ),
+    older=_ACTIONS_POSTGRES.format(where="s.customer_id = %(id)s AND s.started_at < %(start)s"),
+)
+
+
+def customer_facts_read(customer_id: int, as_of: dt.datetime, *, actions: bool) -> tuple[str, dict[str, Any]]:
+    """The statement and parameters of `load_customer_facts`' one read (PostgreSQL)."""
+    params = {
+        "id": customer_id,
+        "start": as_of - dt.timedelta(days=SESSION_WINDOW_DAYS),
+        "as_of": as_of,
+        "kinds": list(BillingEvent.Kind.values),
+    }
+    return _ONE_FACTS + (_ONE_ACTIONS if actions else ""), params
+
+
+@dataclass(frozen=True)
+class OneCustomerFacts:
+    """One customer's facts as frames, and (PostgreSQL) a fingerprint of the read they came from:
+    the same facts give the same bytes, so it tells "nothing new" without hashing the frames."""
+
+    tables: Tables
+    fingerprint: str | None = None
+
+
+def load_customer_facts(*, customer_id: int, as_of: dt.datetime, actions: bool = True) -> OneCustomerFacts:
+    """One customer's facts for scoring at `as_of`: the same frames `load_tables(as_of=...)` builds
+    for the whole book, restricted to this customer (tested), in one statement on PostgreSQL.
+    Elsewhere (SQLite) `load_tables` for a list of one, and no fingerprint.
+
+    Each frame is made in one step from arrays (a batch of one pays pandas' fixed cost per
+    operation, not per row)."""
+    if connection.vendor != "postgresql":
+        return OneCustomerFacts(load_tables(customer_ids=[customer_id], as_of=as_of, actions=actions))
+    with connection.cursor() as cursor:
+        cursor.execute(*customer_facts_read(customer_id, as_of, actions=actions))
+        read = cursor.fetchone()
+    customer, window, earlier, billing, tickets, nps, interventions, *action_rows = read
+    fingerprint = hashlib.blake2b(digest_size=16)
+    for part in read:
+        fingerprint.update(b"\x00" if part is None else bytes(part) if not isinstance(part, str) else part.encode())
+        fingerprint.update(b"\x1f")
+
+    found = [] if customer is None else [_usage(customer)]
+    signup, plan, mrr, churned, usage, active, last_login, nps_score, open_tickets = (
+        list(column) for column in (zip(*found, strict=True) if found else [()] * 9)
+    )
+    at, types, counts = _json_columns(action_rows[0], 3) if actions else ([], [], [])
+    opened, solved, priority = _json_columns(tickets, 3)
+    responded, score = _json_columns(nps, 2)
+    created, completed, outcome = _json_columns(interventions, 3)
+    # Every time column in one conversion (pandas' cost is per call, not per value).
+    (signup, churned, last_login, at, opened, solved, responded, created, completed) = _utc_from_us(
+        signup, churned, last_login, at, opened, solved, responded, created, completed
+    )
+    customers = pd.DataFrame(
+        {
+            "customer_id": np.full(len(found), customer_id, dtype=np.int64),
+            "signup_date": signup,
+            "plan": np.array(["" if value is None else str(value) for value in plan], dtype=object),
+            "mrr": _numbers(mrr),
+            "churned_at": churned,
+            "feature_usage": np.array([value or {} for value in usage], dtype=object),
+            "is_active": np.array([value not in (False, "f", "false", 0) for value in active], dtype=bool),
+            "last_login": last_login,
+            "nps_score": _numbers(nps_score),
+            "support_tickets": _numbers(open_tickets),
+        }
+    )
+    sessions = _sessions_from_parts([_records(window, _SESSION_RECORD)], _records(earlier, _EARLIER_RECORD))
+    extra = {}
+    if actions:
+        extra["actions"] = pd.DataFrame(
+            {
+                "customer_id": np.full(len(at), customer_id, dtype=np.int64),
+                "at": at,
+                "type": np.array([str(value) for value in types], dtype=object),
+                "count": np.array([1.0 if value is None else float(value) for value in counts], dtype=float),
+            }
+        )
+    tables = Tables(
+        customers=customers,
+        sessions=sessions,
+        tickets=pd.DataFrame(
+            {
+                "customer_id": np.full(len(opened), customer_id, dtype=np.int64),
+                "opened_at": opened,
+                "solved_at": solved,
+                "priority": np.array(priority, dtype=object),
+            }
+        ),
+        nps=pd.DataFrame(
+            {
+                "customer_id": np.full(len(responded), customer_id, dtype=np.int64),
+                "responded_at": responded,
+                "score": _numbers(score),
+            }
+        ),
+        billing=_billing_frame(_records(billing, _BILLING_RECORD)),
+        interventions=pd.DataFrame(
+            {
+                "customer_id": np.full(len(created), customer_id, dtype=np.int64),
+                "created_at": created,
+                "completed_at": completed,
+                "outcome": np.array(outcome, dtype=object),
+            }
+        ),
+        **extra,
+    )
+    return OneCustomerFacts(tables, fingerprint.hexdigest())
+
+
+def load_customer_tables(*, customer_id: int, as_of: dt.datetime, actions: bool = True) -> Tables:
+    """`load_customer_facts`' frames."""
+    return load_customer_facts(customer_id=customer_id, as_of=as_of, actions=actions).tables
+
+
+def _json_columns(text: str | None, width: int) -> list[list]:
+    """A JSON array of rows (None: no rows) as `width` columns."""
+    rows = _usage(text) if text is not None else []
+    return [list(column) for column in zip(*rows, strict=True)] if rows else [[] for _ in range(width)]
+
+
+def _numbers(values: list) -> np.ndarray:
+    """Numbers as the CSV reader types them: integers stay integers unless one is missing."""
+    if any(value is None for value in values):
+        return np.array([np.nan if value is None else value for value in values], dtype=float)
+    return np.array(values) if values else np.zeros(0, dtype=float)
+
+
+def _utc_from_us(*columns: list) -> list[pd.DatetimeIndex]:
+    """Columns of epoch microseconds (None: NaT) as UTC timestamps, exactly as the COPY path reads
+    them: one conversion for all, then a slice (a view) for each."""
+    nanos = np.array([_NAT_NS if value is None else value * 1000 for column in columns for value in column], np.int64)
+    times = pd.DatetimeIndex(nanos.view("datetime64[ns]"), dtype="datetime64[ns, UTC]")
+    ends = np.cumsum([len(column) for column in columns]).tolist()
+    return [times[start:end] for start, end in zip([0, *ends[:-1]], ends, strict=True)]
+
+
+def _records(data: bytes | memoryview | None, record: np.dtype) -> np.ndarray:
+    """Packed records from a bytea (None: no rows)."""
+    if data is None:
+        return np.empty(0, dtype=record)
+    return np.frombuffer(bytes(data), dtype=record)
+
 
 # What the real-time path needs besides the facts: the customer's stored scores and owner, and
 # the settings scoring reads (the champion, the health weights, the health-drop threshold), in

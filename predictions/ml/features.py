@@ -41,6 +41,7 @@ them the features (recency from `last_login`, NPS from `nps_score`, open tickets
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -142,6 +143,7 @@ MAX_ACTION_TYPES = 12
 MAX_LEVELS = 12
 
 
+@functools.lru_cache(maxsize=4096)  # a pure function of the name, asked for every row's causes
 def feature_info(name: str) -> FeatureInfo:
     """Description of a feature, including the learned ones (`plan_`, `fu_`, `act_`, `cat_`)."""
     if name in FEATURES:
@@ -184,8 +186,67 @@ def as_utc(ts: pd.Timestamp | str) -> pd.Timestamp:
 
 
 def _utc(col: pd.Series) -> pd.Series:
+    if isinstance(col.dtype, pd.DatetimeTZDtype) and str(col.dtype.tz) == "UTC":
+        return col  # as the loaders build them: nothing to parse
     col = pd.to_datetime(col, utc=True, errors="coerce")
     return col.dt.tz_convert("UTC")
+
+
+# Times as int64 nanoseconds since the epoch (UTC), NaT as _NAT: numpy arithmetic on them gives
+# the same numbers as pandas' timestamp arithmetic, without its fixed cost per operation (which,
+# for a batch of one, was most of the features' time).
+_NAT = np.iinfo(np.int64).min
+_DAY_NS = 86_400 * 10**9  # DAY in nanoseconds
+
+
+def _ns(col: pd.Series) -> np.ndarray:
+    """A time column as int64 nanoseconds since the epoch, UTC; missing or unreadable: _NAT."""
+    return np.asarray(_utc(col).array.as_unit("ns").asi8)
+
+
+@functools.lru_cache(maxsize=16)
+def _as_of_ns(as_of: pd.Timestamp) -> int:
+    return as_utc(as_of).as_unit("ns").value
+
+
+class _Positions:
+    """Where each customer id sits in the scored customers' index (-1: not scored):
+    `Index.get_indexer` by binary search over the ids sorted once, for all the fact tables."""
+
+    def __init__(self, index: pd.Index):
+        self.index = index
+        ids = index.to_numpy()
+        self.order = np.argsort(ids, kind="stable")
+        self.sorted = ids[self.order]
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def of(self, customer_ids: pd.Series) -> np.ndarray:
+        ids = customer_ids.to_numpy()
+        if not len(self.sorted):
+            return np.full(len(ids), -1, dtype=np.int64)
+        at = np.minimum(np.searchsorted(self.sorted, ids), len(self.sorted) - 1)
+        return np.where(self.sorted[at] == ids, self.order[at], -1).astype(np.int64)
+
+
+def _days_between(later: np.ndarray | int, earlier: np.ndarray, missing: float = np.nan) -> np.ndarray:
+    """(later − earlier) in days, as pandas' `(later - earlier) / DAY`; `missing` where either is NaT."""
+    later = np.broadcast_to(np.asarray(later, dtype=np.int64), np.shape(earlier))
+    known = (later != _NAT) & (earlier != _NAT)
+    out = np.full(np.shape(earlier), missing, dtype=float)
+    out[known] = (later[known] - earlier[known]) / _DAY_NS
+    return out
+
+
+def _inactive(customers: pd.DataFrame) -> np.ndarray:
+    """`is_active` False (or 0): churned, date unknown."""
+    if "is_active" not in customers:
+        return np.zeros(len(customers), dtype=bool)
+    active = customers["is_active"]
+    if pd.api.types.is_bool_dtype(active.dtype) and not active.hasnans:
+        return ~active.to_numpy(dtype=bool)
+    return active.map(lambda v: v is False or v == 0).to_numpy(dtype=bool)
 
 
 def _column(frame: pd.DataFrame, name: str, default: object = None) -> pd.Series:
@@ -195,18 +256,21 @@ def _column(frame: pd.DataFrame, name: str, default: object = None) -> pd.Series
 def churned_flags(customers: pd.DataFrame, as_of: pd.Timestamp) -> np.ndarray:
     """Churned by `as_of`: a churn date at or before it, or marked inactive without a date (the
     date is unknown, but the customer is gone: never scored, a churner in snapshot training)."""
-    churned = _utc(customers["churned_at"])
-    inactive = _column(customers, "is_active", True).map(lambda v: v is False or v == 0).to_numpy(dtype=bool)
-    return ((churned <= as_of).to_numpy() & churned.notna().to_numpy()) | (inactive & churned.isna().to_numpy())
+    churned = _ns(customers["churned_at"])
+    known = churned != _NAT
+    return (known & (churned <= _as_of_ns(as_of))) | (_inactive(customers) & ~known)
+
+
+def _signed_up(customers: pd.DataFrame, as_of: pd.Timestamp) -> np.ndarray:
+    signup = _ns(customers["signup_date"])
+    return (signup != _NAT) & (signup <= _as_of_ns(as_of))
 
 
 def active_customers(tables: Tables, as_of: pd.Timestamp) -> pd.DataFrame:
     """Customers signed up by `as_of` and not churned by then (see `churned_flags`)."""
-    as_of = as_utc(as_of)
     c = tables.customers
-    signup = _utc(c["signup_date"])
-    keep = (signup <= as_of).to_numpy() & ~churned_flags(c, as_of)
-    return c.loc[keep]
+    keep = _signed_up(c, as_of) & ~churned_flags(c, as_of)
+    return c if keep.all() else c.loc[keep]
 
 
 # --- Learned at training time ------------------------------------------------------------------
@@ -321,17 +385,26 @@ class _Facts:
     nothing later can read a future fact.
     """
 
-    def __init__(self, frame: pd.DataFrame, time_col: str, index: pd.Index, as_of: pd.Timestamp):
+    def __init__(
+        self, frame: pd.DataFrame, time_col: str, index: _Positions, as_of: pd.Timestamp, rows: np.ndarray | None = None
+    ):
+        """`rows`: a mask of the frame's rows to consider at all."""
         self.n = len(index)
+        self.as_of_ns = _as_of_ns(as_of)
         if frame is None or frame.empty:
             self.frame = pd.DataFrame()
+            self.keep = np.zeros(0, dtype=bool)
             self.pos = np.zeros(0, dtype=np.int64)
             self.age = np.zeros(0)
             return
-        pos = index.get_indexer(frame["customer_id"])
-        age = ((as_of - _utc(frame[time_col])) / DAY).to_numpy(dtype=float, na_value=np.nan)
-        keep = (pos >= 0) & (age >= 0)  # NaN ages compare False
-        self.frame = frame.loc[keep]
+        pos = index.of(frame["customer_id"])
+        age = _days_between(self.as_of_ns, _ns(frame[time_col]))
+        with np.errstate(invalid="ignore"):
+            keep = (pos >= 0) & (age >= 0)  # NaN ages compare False
+        if rows is not None:
+            keep &= rows
+        # The frame stays whole; its columns are read through `keep` (no filtered copy of it).
+        self.frame, self.keep = frame, keep
         self.pos = pos[keep]
         self.age = age[keep]
 
@@ -352,22 +425,33 @@ class _Facts:
         return out
 
     def column(self, name: str) -> np.ndarray:
-        return self.frame[name].to_numpy()
+        return self.frame[name].to_numpy()[self.keep]
+
+    def times(self, name: str) -> np.ndarray:
+        """A time column of the kept facts, as int64 nanoseconds (`_ns`)."""
+        return _ns(self.frame[name])[self.keep]
 
     def numbers(self, name: str, default: float = 0.0) -> np.ndarray:
         if not self.pos.size or name not in self.frame:
             return np.full(self.pos.size, default)
-        return pd.to_numeric(self.frame[name], errors="coerce").fillna(default).to_numpy(dtype=float)
+        column = self.frame[name]
+        if not pd.api.types.is_numeric_dtype(column.dtype):
+            column = pd.to_numeric(column, errors="coerce")
+        values = column.to_numpy(dtype=float, na_value=np.nan)[self.keep]
+        values[np.isnan(values)] = default
+        return values
 
 
-def _mrr_as_of(tables: Tables, index: pd.Index, as_of: pd.Timestamp, fallback: np.ndarray) -> np.ndarray:
+def _mrr_as_of(tables: Tables, index: _Positions, as_of: pd.Timestamp, fallback: np.ndarray) -> np.ndarray:
     """Latest `mrr_after` at or before as_of per customer, else `fallback`."""
     billing = tables.billing
     out = fallback.astype(float).copy()
     if billing is None or billing.empty:
         return out
-    b = billing.loc[pd.to_numeric(billing["mrr_after"], errors="coerce").notna()]
-    facts = _Facts(b, "occurred_at", index, as_of)
+    mrr_after = billing["mrr_after"]
+    if not pd.api.types.is_numeric_dtype(mrr_after.dtype):
+        mrr_after = pd.to_numeric(mrr_after, errors="coerce")
+    facts = _Facts(billing, "occurred_at", index, as_of, rows=mrr_after.notna().to_numpy())
     if facts.pos.size == 0:
         return out
     order = np.lexsort((-facts.age, facts.pos))  # by customer, oldest first → last is latest
@@ -396,21 +480,25 @@ def build_features(
     `as_of`, churned or not: snapshot training, where a churner's row is as of its churn date)."""
     as_of = as_utc(as_of)
     spec = learn_spec(tables, as_of) if spec is None else spec
-    if population == "all":
-        c = tables.customers
-        customers = c.loc[(_utc(c["signup_date"]) <= as_of).to_numpy()]
-    else:
-        customers = active_customers(tables, as_of)
+    as_of_ns = _as_of_ns(as_of)
+    c = tables.customers
+    signup, churned = _ns(c["signup_date"]), _ns(c["churned_at"])
+    keep = (signup != _NAT) & (signup <= as_of_ns)  # `_signed_up`
+    churned_by_then = (churned != _NAT) & (churned <= as_of_ns)
+    if population != "all":
+        keep &= ~(churned_by_then | (_inactive(c) & (churned == _NAT)))  # `churned_flags`
+    customers = c if keep.all() else c.loc[keep]
+    signup, churned, churned_by_then = signup[keep], churned[keep], churned_by_then[keep]
     index = pd.Index(customers["customer_id"].to_numpy(), name="customer_id")
+    positions = _Positions(index)
     n = len(index)
     f: dict[str, np.ndarray] = {}
 
     # Recency and tenure. A churner (snapshot training) is seen as of its churn date.
-    churned = _utc(customers["churned_at"])
-    end = churned.where(churned.notna() & (churned <= as_of), as_of)
-    tenure = ((end - _utc(customers["signup_date"])) / DAY).to_numpy(dtype=float, na_value=0.0)
+    end = np.where(churned_by_then, churned, as_of_ns)
+    tenure = _days_between(end, signup, missing=0.0)
     tenure = np.clip(tenure, 0.0, TENURE_CAP_DAYS)
-    s = _Facts(tables.sessions, "started_at", index, as_of)
+    s = _Facts(tables.sessions, "started_at", positions, as_of)
     last = s.min_age()
     never = ~np.isfinite(last)
     f["days_since_last_session"] = np.minimum(np.where(never, tenure, last), RECENCY_CAP_DAYS)
@@ -437,14 +525,15 @@ def build_features(
     )
 
     # Support.
-    t = _Facts(tables.tickets, "opened_at", index, as_of)
+    t = _Facts(tables.tickets, "opened_at", positions, as_of)
     f["tickets_30d"] = t.count(0, 30)
     f["tickets_90d"] = t.count(0, 90)
     f["tickets_per_month"] = _per_month(t.count(0, np.inf), tenure)
     if t.pos.size:
-        solved = _utc(t.frame["solved_at"])
-        still_open = (solved.isna() | (solved > as_of)).to_numpy()
-        risky = t.frame["priority"].astype(str).str.lower().isin(RISKY_PRIORITIES).to_numpy()
+        solved = t.times("solved_at")
+        still_open = (solved == _NAT) | (solved > as_of_ns)
+        priority = t.frame["priority"].astype(str).str.lower().isin(RISKY_PRIORITIES).to_numpy()
+        risky = priority[t.keep]
     else:
         still_open = risky = np.zeros(0, dtype=bool)
     f["open_tickets"] = t.count(0, np.inf, mask=still_open)
@@ -452,7 +541,7 @@ def build_features(
     f["tickets_change_30d"] = f["tickets_30d"] - t.count(30, 60)
 
     # NPS: latest answer, its change vs the previous one, mean, count and age.
-    q = _Facts(tables.nps, "responded_at", index, as_of)
+    q = _Facts(tables.nps, "responded_at", positions, as_of)
     latest, previous = np.full(n, np.nan), np.full(n, np.nan)
     total, answers, newest = np.zeros(n), np.zeros(n), np.full(n, np.inf)
     if q.pos.size:
@@ -477,11 +566,11 @@ def build_features(
 
     # Billing.
     static_mrr = pd.to_numeric(customers["mrr"], errors="coerce").fillna(0.0).to_numpy(dtype=float)
-    mrr_now = _mrr_as_of(tables, index, as_of, static_mrr)
-    mrr_then = _mrr_as_of(tables, index, as_of - 90 * DAY, mrr_now)
+    mrr_now = _mrr_as_of(tables, positions, as_of, static_mrr)
+    mrr_then = _mrr_as_of(tables, positions, as_of - 90 * DAY, mrr_now)
     f["mrr"] = mrr_now
     f["mrr_change_90d_pct"] = np.where(mrr_then > 0, (mrr_now - mrr_then) / np.maximum(mrr_then, 1e-9), 0.0)
-    b = _Facts(tables.billing, "occurred_at", index, as_of)
+    b = _Facts(tables.billing, "occurred_at", positions, as_of)
     kind = b.column("kind").astype(str) if b.pos.size else np.zeros(0, dtype=str)
     failed = kind == "payment_failed"
     f["payment_failures_30d"] = b.count(0, 30, mask=failed)
@@ -493,8 +582,7 @@ def build_features(
     if spec.snapshot:
         _snapshot_columns(f, customers, end, tenure)
 
-    out = pd.DataFrame({name: f[name] for name in FIXED_FEATURES}, index=index, dtype=float)
-    taken = set(out.columns)
+    taken = set(FIXED_FEATURES)
     extra: dict[str, np.ndarray] = {}
 
     # Plan levels learned at training (names sanitised; the rest pooled as "other").
@@ -506,7 +594,7 @@ def build_features(
 
     # Session action types learned at training: 30/90-day counts, monthly rate, days since.
     if spec.action_types:
-        a = _Facts(getattr(tables, "actions", None), "at", index, as_of)
+        a = _Facts(getattr(tables, "actions", None), "at", positions, as_of)
         types = a.column("type").astype(str) if a.pos.size else np.zeros(0, dtype=str)
         weights = a.numbers("count", 1.0)
         names = _unique_names(ACTION_PREFIX, spec.action_types, taken)
@@ -531,17 +619,19 @@ def build_features(
             for name, level in zip(level_names, levels, strict=True):
                 extra[name] = (raw == level).astype(float)
 
-    if extra:
-        out = pd.concat([out, pd.DataFrame(extra, index=index, dtype=float)], axis=1)
-    return out.replace([np.inf, -np.inf], np.nan).fillna(0.0)
+    # One float matrix, non-finite values as 0, and one frame around it.
+    columns = [*(f[name] for name in FIXED_FEATURES), *extra.values()]
+    matrix = np.column_stack([np.asarray(column, dtype=float) for column in columns]).reshape(n, len(columns))
+    matrix[~np.isfinite(matrix)] = 0.0
+    return pd.DataFrame(matrix, index=index, columns=[*FIXED_FEATURES, *extra])
 
 
-def _snapshot_columns(f: dict[str, np.ndarray], customers: pd.DataFrame, end: pd.Series, tenure: np.ndarray) -> None:
+def _snapshot_columns(f: dict[str, np.ndarray], customers: pd.DataFrame, end: np.ndarray, tenure: np.ndarray) -> None:
     """A book without event history: the customers table's own columns stand in for the facts
     (last login for recency, `nps_score` for the latest answer, `support_tickets` for open
-    tickets). Only for snapshot books: at a past cutoff these columns would leak the future."""
-    last_login = _utc(_column(customers, "last_login"))
-    since = ((end - last_login) / DAY).to_numpy(dtype=float, na_value=np.nan)
+    tickets). Only for snapshot books: at a past cutoff these columns would leak the future.
+    `end`: when each customer is seen (int64 nanoseconds)."""
+    since = _days_between(end, _ns(_column(customers, "last_login")))
     known = np.isfinite(since)
     f["days_since_last_session"] = np.minimum(np.where(known, np.maximum(since, 0.0), tenure), RECENCY_CAP_DAYS)
     f["never_active"] = (~known).astype(float)
@@ -562,13 +652,30 @@ def usage_features(tables: Tables) -> pd.DataFrame:
     (and, in a snapshot book, through `FeatureSpec.usage_keys`)."""
     c = tables.customers
     index = pd.Index(c["customer_id"].to_numpy(), name="customer_id")
-    raw = _usage_frame(c)
-    raw.index = index
-    numeric = raw.apply(pd.to_numeric, errors="coerce") if len(raw.columns) else raw
-    numeric = numeric.loc[:, numeric.notna().any()] if len(numeric.columns) else numeric
-    keys = sorted(str(k) for k in numeric.columns)
+    records = [u if isinstance(u, Mapping) else {} for u in _column(c, "feature_usage", None).tolist()]
+    numeric: dict[str, np.ndarray] = {}
+    for key in dict.fromkeys(key for record in records for key in record):  # in order of appearance
+        values = [record.get(key, np.nan) for record in records]
+        column = _plain_numbers(values)
+        if column is None:  # text, booleans, huge integers: pandas' reading of a mixed column
+            column = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+        if not np.isnan(column).all():
+            numeric[str(key)] = column
+    keys = sorted(numeric)
     names = _unique_names(USAGE_PREFIX, keys, set(FIXED_FEATURES))
-    out = pd.DataFrame(
-        {name: numeric[key].to_numpy(dtype=float) for name, key in zip(names, keys, strict=True)}, index=index
-    )
-    return out.replace([np.inf, -np.inf], np.nan).fillna(0.0).astype(float)
+    matrix = np.column_stack([numeric[key] for key in keys]) if keys else np.zeros((len(index), 0))
+    matrix[~np.isfinite(matrix)] = 0.0
+    return pd.DataFrame(matrix, index=index, columns=names)
+
+
+_INT64 = (-(2**63), 2**63)
+
+
+def _plain_numbers(values: list) -> np.ndarray | None:
+    """`values` as floats when every one is a plain int (within int64) or float; else None."""
+    for value in values:
+        kind = type(value)
+        if kind is float or (kind is int and _INT64[0] <= value < _INT64[1]):
+            continue
+        return None
+    return np.array(values, dtype=float)

@@ -318,6 +318,8 @@ class TrainedModel:
         return "xgboost" if self.booster is not None else "logistic"
 
     def values(self, X: pd.DataFrame) -> np.ndarray:
+        if list(X.columns) == self.feature_names:  # as `features` builds them: no reindexing
+            return np.nan_to_num(X.to_numpy(dtype=float), nan=0.0, posinf=0.0, neginf=0.0)
         frame = X.reindex(columns=self.feature_names, fill_value=0.0).astype(float)
         return frame.replace([np.inf, -np.inf], np.nan).fillna(0.0).to_numpy()
 

@@ -31,7 +31,7 @@ from customers.models import Customer
 from customers.selectors import risk_level, risk_thresholds
 from customers.services import customer_scores_set
 from predictions.causes import impact_percent, recommended_actions
-from predictions.data import OneCustomer, book_has_events, load_one, load_tables
+from predictions.data import OneCustomer, book_has_events, load_customer_facts, load_one, load_tables
 from predictions.ml import rules
 from predictions.ml.explain import causes_from_contributions, explain_batch
 from predictions.ml.features import FeatureSpec, build_features, usage_features
@@ -143,6 +143,16 @@ def _with_usage(features: pd.DataFrame, tables: Tables) -> pd.DataFrame:
     health, a model feature only in a snapshot book, where the features already hold them)."""
     usage = usage_features(tables)
     return features.join(usage.drop(columns=usage.columns.intersection(features.columns)))
+
+
+def _one_with_usage(features: pd.DataFrame, tables: Tables) -> dict[str, float]:
+    """`_with_usage` for a batch of one, as the name → value mapping `rules.health_one` reads (the
+    same values in the same order, without a joined frame)."""
+    usage = usage_features(tables).reindex(features.index)
+    values = dict(zip(features.columns, features.to_numpy()[0].tolist(), strict=True))
+    for name, value in zip(usage.columns, usage.to_numpy()[0].tolist(), strict=True):
+        values.setdefault(name, value)
+    return values
 
 
 # Sent after a scoring run commits: `run`, and `customer_ids` (None for the whole book).
@@ -361,8 +371,9 @@ def score_one(
 ) -> ChurnPrediction:
     """Re-score one customer now (real time) and return the stored prediction.
 
-    A batch of one: the customer's facts through `load_tables` and the champion's
-    `build_features`, as in the batch, then one model call with exact SHAP and one write. The
+    A batch of one: the customer's facts in the frames the batch's `load_tables` builds (one
+    statement on PostgreSQL: `load_customer_facts`) and the champion's `build_features`, as in the
+    batch, then one model call with exact SHAP and one write. The
     rules baseline (cold start) goes through the batch code. A churned customer is not
     re-scored: their last prediction stands.
 
@@ -395,8 +406,11 @@ def score_one(
             version = rules_version()
         model = loaded_model(version) if version.kind != ModelVersion.Kind.RULES else None
         actions = _counts_actions(model) if model is not None else True
-        tables = load_tables(customer_ids=[customer_id], as_of=now, actions=actions)
-        digest = inputs_digest(tables, version, weights, as_of_day=now.astimezone(dt.UTC).date())
+        facts = load_customer_facts(customer_id=customer_id, as_of=now, actions=actions)
+        tables = facts.tables
+        digest = inputs_digest(
+            tables, version, weights, as_of_day=now.astimezone(dt.UTC).date(), facts_read=facts.fingerprint
+        )
         if one.latest is not None and one.latest[1:] == (digest, version.version):
             return ChurnPrediction.objects.get(pk=one.latest[0])
         if model is not None:
@@ -418,10 +432,18 @@ def score_one(
     return prediction
 
 
-def inputs_digest(tables: Tables, version: ModelVersion, weights: dict[str, float], *, as_of_day: dt.date) -> str:
+def inputs_digest(
+    tables: Tables,
+    version: ModelVersion,
+    weights: dict[str, float],
+    *,
+    as_of_day: dt.date,
+    facts_read: str | None = None,
+) -> str:
     """A fingerprint of everything a real-time score depends on: the customer's facts as read
-    (every table's rows in a stable order), the model version, the health weights, the risk
-    thresholds and the UTC day.
+    (every table's rows in a stable order — or `facts_read`, the fingerprint of the one ordered
+    read they came from, which says the same for far less work), the model version, the health
+    weights, the risk thresholds and the UTC day.
 
     The fact tables keep when a fact happened, not when it was stored (a backfilled session, a
     ticket solved later), so no timestamp comparison can tell "nothing new"; the facts themselves
@@ -433,13 +455,27 @@ def inputs_digest(tables: Tables, version: ModelVersion, weights: dict[str, floa
         repr((version.pk, version.version, sorted(weights.items()), risk_thresholds())),
         as_of_day.isoformat(),
     ]
-    for name, frame in sorted(vars(tables).items()):
-        if not isinstance(frame, pd.DataFrame):
-            parts.append(f"{name}={frame!r}")
-            continue
-        rows = sorted(repr([str(value) for value in row]) for row in frame.itertuples(index=False))
-        parts.append(f"{name}:{list(frame.columns)}:{rows}")
+    if facts_read is not None:
+        parts.append(f"read:{facts_read}")
+    else:
+        for name, frame in sorted(vars(tables).items()):
+            if not isinstance(frame, pd.DataFrame):
+                parts.append(f"{name}={frame!r}")
+                continue
+            columns = [_digest_values(frame[column]) for column in frame.columns]
+            rows = sorted(map(repr, zip(*columns, strict=True))) if columns else []
+            parts.append(f"{name}:{list(frame.columns)}:{rows}")
     return hashlib.blake2b("\n".join(parts).encode(), digest_size=16).hexdigest()
+
+
+def _digest_values(column: pd.Series) -> list:
+    """A column's values as plain Python values that say exactly what was read: times as integer
+    nanoseconds, numbers as numbers, the rest (text, JSON objects, None) as they are."""
+    if pd.api.types.is_datetime64_any_dtype(column.dtype):
+        return column.array.as_unit("ns").asi8.tolist()
+    if pd.api.types.is_numeric_dtype(column.dtype):
+        return column.to_numpy().tolist()
+    return column.tolist()
 
 
 def _score_one_lean(
@@ -460,7 +496,7 @@ def _score_one_lean(
     probability, contribs = model.predict_one(x)
     probability = float(np.clip(probability, 0.0, 1.0))
     causes = causes_from_contributions(contribs[None, :], x, model.feature_names, model.healthy_reference)[0]
-    health = rules.health_components(_with_usage(features, tables), weights=weights).iloc[0]
+    health = rules.health_one(_one_with_usage(features, tables), weights=weights)
     components = {key: round(float(health[key])) for key in rules.COMPONENTS}
     score = int(health["health_score"])
     risk = Decimal(f"{probability:.4f}")
