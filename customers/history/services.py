@@ -192,8 +192,11 @@ def import_history(
     encoding: str = "utf-8",
     dry_run: bool = False,
     progress: Callable[[Path, int], Progress] | None = None,
+    direct: bool = True,
 ) -> ImportResult:
-    """Import every file (a directory means the files in it named after a kind)."""
+    """Import every file (a directory means the files in it named after a kind). `direct`: a
+    first load of facts (no row matching a stored one) is copied straight into its table on
+    PostgreSQL; False stages and merges every file (the same rows, slower)."""
     if on_error not in ("reject", "skip"):
         raise ImportError_("on_error must be reject or skip.")
     try:
@@ -202,7 +205,9 @@ def import_history(
         raise ImportError_(f"Unknown time zone {tz!r} (an IANA name such as Europe/Paris).") from None
     files = plan_files(paths, kind)
     now = timezone.now()
-    run = _Run(mapping=mapping or {}, on_error=on_error, zone=zone, encoding=encoding, dry_run=dry_run, now=now)
+    run = _Run(
+        mapping=mapping or {}, on_error=on_error, zone=zone, encoding=encoding, dry_run=dry_run, now=now, direct=direct
+    )
     run.subscription_files = [p for p, k in files if k == "subscriptions"]
     if not dry_run:
         results = [run.import_file(path, KINDS[k], progress) for path, k in files]
@@ -228,6 +233,7 @@ class _Run:
     encoding: str
     dry_run: bool
     now: dt.datetime
+    direct: bool = True
     subscription_files: list[Path] = field(default_factory=list)
     _ends: dict[str, dt.datetime | None] | None = None
 
@@ -237,11 +243,13 @@ class _Run:
         try:
             with transaction.atomic():
                 if connection.vendor == "postgresql":
-                    with connection.cursor() as cursor:  # one history import at a time
+                    # One history import at a time: a concurrent import of the same file waits here,
+                    # then finds its rows stored and merges them (a direct load never doubles rows).
+                    with connection.cursor() as cursor:
                         cursor.execute("SELECT pg_advisory_xact_lock(hashtext('customers.history_import'))")
                 try:
                     with transaction.atomic():  # a savepoint: a direct load that meets stored rows is undone
-                        self._read_and_write(path, kind, result, bar, direct=True)
+                        self._read_and_write(path, kind, result, bar, direct=self.direct)
                 except NotFirstLoad:
                     # The file's first chunks were new, a later one was not: read it again and merge.
                     result = FileResult(path=str(path), kind=kind.name)
