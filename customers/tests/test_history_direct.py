@@ -1,7 +1,7 @@
 """The direct path of the history import (PostgreSQL): a first load of facts is copied straight
 into the table, and stores exactly what staging and merging the same files stores; a file that
 meets stored rows (in its first chunk, or only later) is merged; concurrent first imports of one
-file converge."""
+file converge. And the quick session cleaner that feeds it agrees with the exact one."""
 
 import threading
 from pathlib import Path
@@ -13,7 +13,7 @@ from customers.history.services import import_history
 from customers.models import Customer, NpsResponse, SupportTicket, UserSession
 from customers.tests.test_history import CUSTOMER, EXAMPLES, _counts, _write, snapshot
 
-pytestmark = pytest.mark.skipif(connection.vendor != "postgresql", reason="the direct path is PostgreSQL's")
+postgres_only = pytest.mark.skipif(connection.vendor != "postgresql", reason="the direct path is PostgreSQL's")
 
 FACTS = ("user_sessions.csv", "events.jsonl", "support_tickets.csv", "nps_responses.csv")
 
@@ -29,6 +29,7 @@ def _sessions(tmp_path: Path, rows: int, *, name: str = "user_sessions.csv", sta
     return _write(tmp_path, name, "\n".join(lines) + "\n")
 
 
+@postgres_only
 @pytest.mark.django_db
 def test_a_first_load_is_copied_directly_and_stores_what_the_merge_stores(tmp_path):
     direct = import_history(paths=[EXAMPLES])
@@ -54,6 +55,7 @@ def test_a_first_load_is_copied_directly_and_stores_what_the_merge_stores(tmp_pa
     assert snapshot() == by_direct
 
 
+@postgres_only
 @pytest.mark.django_db
 def test_several_chunks_with_rows_without_ids_store_what_the_merge_stores(tmp_path):
     assert import_history(paths=[_write(tmp_path, "customers.csv", CUSTOMER)]).ok
@@ -70,6 +72,7 @@ def test_several_chunks_with_rows_without_ids_store_what_the_merge_stores(tmp_pa
     assert snapshot() == by_direct
 
 
+@postgres_only
 @pytest.mark.django_db
 def test_a_file_whose_first_rows_are_stored_is_merged(tmp_path):
     assert import_history(paths=[_write(tmp_path, "customers.csv", CUSTOMER)]).ok
@@ -86,6 +89,7 @@ def test_a_file_whose_first_rows_are_stored_is_merged(tmp_path):
     assert UserSession.objects.count() == 11
 
 
+@postgres_only
 @pytest.mark.django_db
 def test_a_stored_row_met_after_rows_were_copied_rolls_back_and_merges(tmp_path):
     """The first chunk (5,000 rows) is new and copied; a row of the third chunk is stored (an
@@ -117,6 +121,7 @@ def test_a_stored_row_met_after_rows_were_copied_rolls_back_and_merges(tmp_path)
     assert sorted(UserSession.objects.filter(customer=beta).values_list("pages_viewed", flat=True)) == [2, 2]
 
 
+@postgres_only
 @pytest.mark.django_db
 def test_repeated_keys_in_a_first_load_are_named_as_the_merge_names_them(tmp_path):
     assert import_history(paths=[_write(tmp_path, "customers.csv", CUSTOMER)]).ok
@@ -134,6 +139,7 @@ def test_repeated_keys_in_a_first_load_are_named_as_the_merge_names_them(tmp_pat
     assert _counts(skipped) == {"user_sessions": (2, 0, 0, 2)}
 
 
+@postgres_only
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_first_imports_of_one_file_converge(tmp_path):
     assert import_history(paths=[_write(tmp_path, "customers.csv", CUSTOMER)]).ok
@@ -162,3 +168,36 @@ def test_concurrent_first_imports_of_one_file_converge(tmp_path):
     ]
     assert UserSession.objects.count() == 6_000
     assert UserSession.objects.filter(external_id__isnull=True).count() == 2_000
+
+
+CELLS = [
+    {"customer": "acme", "started_at": "2024-01-01T10:00:00Z", "ended_at": "2024-01-01T10:05:00+02:00"},
+    {"customer": " acme ", "started_at": "2024-01-01 10:00", "pages_viewed": "007", "actions": '["a", "b"]'},
+    {"customer": "ops@ACME.example", "started_at": "2024-01-01", "external_id": " s1 ", "actions": " "},
+    {"customer": "acme", "started_at": "2024-01-01", "pages_viewed": " 5 ", "actions": '[{"type": "x", "count": 2}]'},
+    {"customer": "acme", "started_at": "2024-01-01", "pages_viewed": 5.0, "external_id": 12, "actions": ["a"]},
+    {"customer": "acme", "started_at": "2024-01-02", "ended_at": "2024-01-01", "pages_viewed": "-1"},
+    {"customer": "nobody", "started_at": "2099-01-01", "actions": '["a", ""]'},
+    {"customer": "", "started_at": "", "actions": "{"},
+    {"customer": "acme", "started_at": "not a time", "pages_viewed": "²", "actions": '{"a": 1}'},
+]
+
+
+@pytest.mark.parametrize("cells", CELLS)
+def test_the_quick_session_cleaner_agrees_with_the_exact_one(cells):
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    from customers.history.kinds import Context, RowErrors, _clean_session, clean_session
+
+    ids = {"acme": 1, "ops@acme.example": 1}
+    ctx = Context(tz=ZoneInfo("Europe/Paris"), now=dt.datetime(2025, 1, 1, tzinfo=dt.UTC))
+    ctx.customer_ids = lambda ref: ids.get(ref) or ids.get(ref.lower())
+
+    def outcome(clean):
+        try:
+            return clean(dict(cells), ctx)
+        except RowErrors as errors:
+            return errors.errors
+
+    assert outcome(clean_session) == outcome(_clean_session)
