@@ -121,6 +121,27 @@ class _Rollback(Exception):
     pass
 
 
+class _CountedProgress:
+    """A file's progress that counts the bytes reported; a file read a second time (a direct load
+    that met stored rows late) skips the bytes already reported, so they count once."""
+
+    def __init__(self, bar: Progress, *, skip: int = 0) -> None:
+        self.bar, self.skip, self.bytes = bar, skip, 0
+
+    def update(self, n: int) -> None:
+        self.bytes += n
+        counted = max(0, n - self.skip)
+        self.skip = max(0, self.skip - n)
+        if counted:
+            self.bar.update(counted)
+
+    def rows(self, n: int, *, writing: bool = False) -> None:
+        self.bar.rows(n, writing=writing)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
 def load_mapping(path: Path) -> dict[str, dict[str, str | None]]:
     """A mapping file: JSON or TOML, `{kind: {written column: canonical column or null}}`; a
     top-level `"*"` (or plain column entries) applies to every kind."""
@@ -247,13 +268,15 @@ class _Run:
                     # then finds its rows stored and merges them (a direct load never doubles rows).
                     with connection.cursor() as cursor:
                         cursor.execute("SELECT pg_advisory_xact_lock(hashtext('customers.history_import'))")
+                counted = _CountedProgress(bar) if bar is not None else None
                 try:
                     with transaction.atomic():  # a savepoint: a direct load that meets stored rows is undone
-                        self._read_and_write(path, kind, result, bar, direct=self.direct)
+                        self._read_and_write(path, kind, result, counted, direct=self.direct)
                 except NotFirstLoad:
                     # The file's first chunks were new, a later one was not: read it again and merge.
                     result = FileResult(path=str(path), kind=kind.name)
-                    self._read_and_write(path, kind, result, bar, direct=False)
+                    again = _CountedProgress(bar, skip=counted.bytes) if counted is not None else None
+                    self._read_and_write(path, kind, result, again, direct=False)
                 if result.rejected and self.on_error == "reject":
                     raise _Rollback
                 result.written = not self.dry_run  # a dry run's whole transaction is rolled back

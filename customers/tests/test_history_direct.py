@@ -201,3 +201,26 @@ def test_the_quick_session_cleaner_agrees_with_the_exact_one(cells):
             return errors.errors
 
     assert outcome(clean_session) == outcome(_clean_session)
+
+
+@postgres_only
+@pytest.mark.django_db
+def test_a_file_read_twice_reports_its_bytes_once(tmp_path):
+    assert import_history(paths=[_write(tmp_path, "customers.csv", CUSTOMER)]).ok
+    assert import_history(paths=[_sessions(tmp_path / "", 1, name="sessions.csv", start=11_000)]).ok
+    path = _sessions(tmp_path, 12_001)
+    reported: list[int] = []
+
+    class Bar:
+        def update(self, n: int) -> None:
+            reported.append(n)
+
+        def rows(self, n: int, *, writing: bool = False) -> None:
+            pass
+
+        def close(self) -> None:
+            pass
+
+    result = import_history(paths=[path], progress=lambda p, size: Bar())
+    assert (result.files[0].direct, _counts(result)) == (False, {"user_sessions": (12_000, 0, 1, 0)})
+    assert sum(reported) == path.stat().st_size
