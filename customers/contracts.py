@@ -24,7 +24,7 @@ from decimal import Decimal
 from itertools import batched
 
 from dateutil.relativedelta import relativedelta
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from customers.models import ContractSource, Customer, Subscription
@@ -132,9 +132,24 @@ def customer_contracts_refresh(*, customer_ids: Iterable[int], now: dt.datetime 
                 for name, value in values.items():
                     setattr(customer, name, value)
                 to_write.append(customer)
-        Customer.objects.bulk_update(to_write, CONTRACT_FIELDS, batch_size=1000)
+        _write_contracts(to_write)
         changed += len(to_write)
     return changed
+
+
+def _write_contracts(customers: list[Customer]) -> None:
+    """One parameterised UPDATE per customer, sent as a batch. `bulk_update` builds one CASE WHEN
+    per field over the whole batch, which Django takes longer to compile than the database to run
+    (50 s for the 10,000 contracts of a history import)."""
+    if not customers:
+        return
+    meta = Customer._meta
+    fields = [meta.get_field(name) for name in CONTRACT_FIELDS]
+    qn = connection.ops.quote_name
+    sets = ", ".join(f"{qn(f.column)} = %s" for f in fields)
+    rows = [[*(f.get_db_prep_save(getattr(c, f.attname), connection) for f in fields), c.pk] for c in customers]
+    with connection.cursor() as cursor:
+        cursor.executemany(f"UPDATE {qn(meta.db_table)} SET {sets} WHERE {qn(meta.pk.column)} = %s", rows)  # noqa: S608
 
 
 @transaction.atomic

@@ -322,7 +322,77 @@ def clean_customer(cells: dict[str, Any], ctx: Context) -> dict[str, Any]:
     return row.done(values)
 
 
+class _Unusual(Exception):
+    """A cell the quick session cleaner leaves to the exact one."""
+
+
+def _quick_time(raw: Any, ctx: Context) -> dt.datetime | None:
+    if raw is None:
+        return None
+    if type(raw) is not str:
+        raise _Unusual
+    raw = raw.strip()
+    if not raw:
+        return None
+    parsed = dt.datetime.fromisoformat(raw)  # ValueError: the exact cleaner words the error
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=ctx.tz)
+    parsed = parsed.astimezone(dt.UTC)
+    if parsed > ctx.now:
+        raise _Unusual
+    return parsed
+
+
+def _quick_text(raw: Any) -> str | None:
+    if raw is None:
+        return None
+    if type(raw) is not str:
+        raise _Unusual
+    return raw.strip() or None
+
+
 def clean_session(cells: dict[str, Any], ctx: Context) -> dict[str, Any]:
+    """`_clean_session` for the common row (text cells, all valid) in a third of the calls: a
+    session file is the bulk of a book. Anything else — a bad or blank required cell, a typed
+    JSON Lines value, an action that is an object — is cleaned (and worded) by `_clean_session`."""
+    try:
+        started = _quick_time(cells.get("started_at"), ctx)
+        ended = _quick_time(cells.get("ended_at"), ctx)
+        if started is None or (ended is not None and ended < started):
+            raise _Unusual
+        ref = _quick_text(cells.get("customer"))
+        customer_id = ctx.customer_ids(ref) if ref else None
+        if customer_id is None:
+            raise _Unusual
+        pages = cells.get("pages_viewed")
+        if type(pages) is str and pages.isascii() and pages.isdigit():
+            pages = int(pages)
+        elif _blank(pages):
+            pages = 0
+        else:
+            raise _Unusual
+        raw = cells.get("actions")
+        if _blank(raw):
+            entries: list = []
+        elif type(raw) is str:
+            entries = orjson.loads(raw)
+            if type(entries) is not list or not all(type(e) is str and e for e in entries):
+                raise _Unusual
+        else:
+            raise _Unusual
+        return {
+            "customer_id": customer_id,
+            "started_at": started,
+            "ended_at": ended,
+            "pages_viewed": pages,
+            "actions": entries,
+            "external_id": _quick_text(cells.get("external_id")),
+        }
+    except (_Unusual, ValueError):  # orjson.JSONDecodeError is a ValueError
+        return _clean_session(cells, ctx)
+
+
+def _clean_session(cells: dict[str, Any], ctx: Context) -> dict[str, Any]:
     row = _Row(cells, ctx)
     started, ended = row.time("started_at", required=True), row.time("ended_at")
     row.after("started_at", "ended_at", started, ended)

@@ -37,7 +37,7 @@ from customers.history.kinds import (
     when,
 )
 from customers.history.readers import FileError, Row, read_rows
-from customers.history.staging import Stage
+from customers.history.staging import NotFirstLoad, Stage
 from customers.models import BillingEvent, Customer, NpsResponse, Subscription, SupportTicket, UserSession
 from customers.sessions import session_key
 
@@ -84,6 +84,7 @@ class FileResult:
     unchanged: int = 0
     rejected: int = 0
     written: bool = False  # committed (not a dry run, not rolled back)
+    direct: bool = False  # a first load: copied straight into the table, no staging or merge
     fatal: str | None = None  # why nothing of the file was imported
     problems: list[Problem] = field(default_factory=list)
     ignored_columns: list[str] = field(default_factory=list)
@@ -118,6 +119,27 @@ class ImportResult:
 
 class _Rollback(Exception):
     pass
+
+
+class _CountedProgress:
+    """A file's progress that counts the bytes reported; a file read a second time (a direct load
+    that met stored rows late) skips the bytes already reported, so they count once."""
+
+    def __init__(self, bar: Progress, *, skip: int = 0) -> None:
+        self.bar, self.skip, self.bytes = bar, skip, 0
+
+    def update(self, n: int) -> None:
+        self.bytes += n
+        counted = max(0, n - self.skip)
+        self.skip = max(0, self.skip - n)
+        if counted:
+            self.bar.update(counted)
+
+    def rows(self, n: int, *, writing: bool = False) -> None:
+        self.bar.rows(n, writing=writing)
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 def load_mapping(path: Path) -> dict[str, dict[str, str | None]]:
@@ -191,8 +213,11 @@ def import_history(
     encoding: str = "utf-8",
     dry_run: bool = False,
     progress: Callable[[Path, int], Progress] | None = None,
+    direct: bool = True,
 ) -> ImportResult:
-    """Import every file (a directory means the files in it named after a kind)."""
+    """Import every file (a directory means the files in it named after a kind). `direct`: a
+    first load of facts (no row matching a stored one) is copied straight into its table on
+    PostgreSQL; False stages and merges every file (the same rows, slower)."""
     if on_error not in ("reject", "skip"):
         raise ImportError_("on_error must be reject or skip.")
     try:
@@ -201,7 +226,9 @@ def import_history(
         raise ImportError_(f"Unknown time zone {tz!r} (an IANA name such as Europe/Paris).") from None
     files = plan_files(paths, kind)
     now = timezone.now()
-    run = _Run(mapping=mapping or {}, on_error=on_error, zone=zone, encoding=encoding, dry_run=dry_run, now=now)
+    run = _Run(
+        mapping=mapping or {}, on_error=on_error, zone=zone, encoding=encoding, dry_run=dry_run, now=now, direct=direct
+    )
     run.subscription_files = [p for p, k in files if k == "subscriptions"]
     if not dry_run:
         results = [run.import_file(path, KINDS[k], progress) for path, k in files]
@@ -227,6 +254,7 @@ class _Run:
     encoding: str
     dry_run: bool
     now: dt.datetime
+    direct: bool = True
     subscription_files: list[Path] = field(default_factory=list)
     _ends: dict[str, dt.datetime | None] | None = None
 
@@ -236,9 +264,19 @@ class _Run:
         try:
             with transaction.atomic():
                 if connection.vendor == "postgresql":
-                    with connection.cursor() as cursor:  # one history import at a time
+                    # One history import at a time: a concurrent import of the same file waits here,
+                    # then finds its rows stored and merges them (a direct load never doubles rows).
+                    with connection.cursor() as cursor:
                         cursor.execute("SELECT pg_advisory_xact_lock(hashtext('customers.history_import'))")
-                self._read_and_write(path, kind, result, bar)
+                counted = _CountedProgress(bar) if bar is not None else None
+                try:
+                    with transaction.atomic():  # a savepoint: a direct load that meets stored rows is undone
+                        self._read_and_write(path, kind, result, counted, direct=self.direct)
+                except NotFirstLoad:
+                    # The file's first chunks were new, a later one was not: read it again and merge.
+                    result = FileResult(path=str(path), kind=kind.name)
+                    again = _CountedProgress(bar, skip=counted.bytes) if counted is not None else None
+                    self._read_and_write(path, kind, result, again, direct=False)
                 if result.rejected and self.on_error == "reject":
                     raise _Rollback
                 result.written = not self.dry_run  # a dry run's whole transaction is rolled back
@@ -257,7 +295,9 @@ class _Run:
             result.fatal = f"{result.rejected} bad row(s): nothing of this file was imported."
         return result
 
-    def _read_and_write(self, path: Path, kind: Kind, result: FileResult, bar: Progress | None) -> None:
+    def _read_and_write(
+        self, path: Path, kind: Kind, result: FileResult, bar: Progress | None, *, direct: bool
+    ) -> None:
         rows = read_rows(path, encoding=self.encoding, report=bar.update if bar else None)
         header = next(rows)
         mapping = {**self.mapping.get("*", {}), **self.mapping.get(kind.name, {})}
@@ -279,7 +319,7 @@ class _Run:
                 line=1,
             )
         ctx = Context(tz=self.zone, now=self.now)
-        writer = _writer(kind.name, self, ctx, result, set(targets))
+        writer = _writer(kind.name, self, ctx, result, set(targets), direct=direct)
         try:
             self._write_rows(rows, kind, columns, ctx, writer, result, bar)
         finally:
@@ -370,8 +410,9 @@ def _customer_index() -> Callable[[str], int | None]:
 
 
 class _Writer:
-    def __init__(self, run: _Run, ctx: Context, result: FileResult, columns: set[str]) -> None:
+    def __init__(self, run: _Run, ctx: Context, result: FileResult, columns: set[str], *, direct: bool) -> None:
         self.run, self.ctx, self.result, self.columns = run, ctx, result, columns
+        self.direct = direct  # may copy straight into the table while no row matches a stored one
 
     def add(self, line: int, values: dict[str, Any]) -> None:
         raise NotImplementedError
@@ -403,10 +444,10 @@ class _FactWriter(_Writer):
     natural: tuple[str, ...] = ()
     noun = "row"
 
-    def __init__(self, *args: Any) -> None:
-        super().__init__(*args)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self.ctx.customer_ids = _customer_index()
-        self.stage = Stage(self.model, self.fields, natural=self.natural)
+        self.stage = Stage(self.model, self.fields, natural=self.natural, direct=self.direct)
 
     def add(self, line: int, values: dict[str, Any]) -> None:
         self.stage.add(line, [values[name] for name in self.fields])
@@ -416,6 +457,7 @@ class _FactWriter(_Writer):
             return
         staged = self.stage.count
         self.result.inserted, self.result.updated = self.stage.merge()
+        self.result.direct = self.stage.direct
         self.result.unchanged = staged - self.result.inserted - self.result.updated
 
     def close(self) -> None:
@@ -465,8 +507,8 @@ class _SubscriptionWriter(_FactWriter):
     )
     noun = "subscription version (external_id and start_date)"
 
-    def __init__(self, *args: Any) -> None:
-        _Writer.__init__(self, *args)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        _Writer.__init__(self, *args, **kwargs)
         self.ctx.customer_ids = _customer_index()
         self.stage = Stage(Subscription, self.fields, key=("external_id", "started_at"))
         self.billing = Stage(BillingEvent, _BILLING_FIELDS, suffix="_derived")
@@ -510,8 +552,8 @@ class _EventWriter(_Writer):
     its actions the others (with their time). A file's events make whole sessions: importing it
     again writes the same sessions."""
 
-    def __init__(self, *args: Any) -> None:
-        super().__init__(*args)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self.ctx.customer_ids = _customer_index()
         self.postgres = connection.vendor == "postgresql"
         self.table = "history_in_events"
@@ -621,8 +663,8 @@ class _CustomerWriter(_Writer):
     ones are created in bulk, known ones updated by one set-based statement that skips the
     unchanged. Only the file's columns are written."""
 
-    def __init__(self, *args: Any) -> None:
-        super().__init__(*args)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         users = get_user_model().objects.filter(is_active=True).values_list("pk", "username", Lower("email"))
         index: dict[str, int] = {}
         for pk, username, email in users:
@@ -769,5 +811,5 @@ _WRITERS: dict[str, type[_Writer]] = {
 }
 
 
-def _writer(kind: str, run: _Run, ctx: Context, result: FileResult, columns: set[str]) -> _Writer:
-    return _WRITERS[kind](run, ctx, result, columns)
+def _writer(kind: str, run: _Run, ctx: Context, result: FileResult, columns: set[str], *, direct: bool) -> _Writer:
+    return _WRITERS[kind](run, ctx, result, columns, direct=direct)

@@ -6,6 +6,15 @@ the same SQL on both (UPDATE … FROM, INSERT … SELECT … WHERE NOT EXISTS) a
 an UPDATE only touches rows whose values differ, so importing the same file twice reports
 0 inserted, 0 updated. Nothing here sends signals, enqueues tasks or raises alerts: it is plain
 SQL inside the caller's transaction.
+
+A first load skips the temporary table: a `direct` stage (PostgreSQL) copies its rows straight
+into the target table, which is exact as long as no row of the file matches a stored one (the
+merge would then insert every row and update none). That holds while the database accepts every
+external id (the table's unique constraint checks it as the rows are written), no customer of a
+row without an external id has a stored row without one (checked per chunk before it is written),
+and the file repeats no (customer, instant) among such rows. When it stops holding in the first
+chunk, the stage falls back to staging from that chunk on; later, it raises `NotFirstLoad` and
+the caller rolls the file back and imports it again through the merge.
 """
 
 from collections.abc import Callable, Sequence
@@ -14,9 +23,11 @@ from itertools import batched
 from typing import Any
 
 import orjson
-from django.db import connection
+import psycopg
+from django.db import IntegrityError, connection
 from django.db.models import DateTimeField, DecimalField, JSONField, Model
 from django.utils import timezone
+from psycopg.types.json import Jsonb
 
 CHUNK = 5000  # rows per COPY / executemany
 
@@ -28,6 +39,15 @@ _PG_TYPES = {
     "text": "text",
     "boolean": "bool",
 }
+
+
+class NotFirstLoad(Exception):
+    """A direct load met a row that matches a stored one after it had written rows: the file must
+    be rolled back and merged."""
+
+
+def _dumps_json(value: Any) -> bytes:
+    return orjson.dumps(value)
 
 
 class Stage:
@@ -46,6 +66,7 @@ class Stage:
         key: Sequence[str] = ("external_id",),
         natural: Sequence[str] = (),
         suffix: str = "",
+        direct: bool = False,
     ) -> None:
         self.model = model
         self.target = model._meta.db_table
@@ -58,19 +79,42 @@ class Stage:
         self.count = 0
         self._pool: ThreadPoolExecutor | None = None
         self._pending: Future | None = None
-        qn = connection.ops.quote_name
         types = [self._temp_type(f) for f in self.fields]
+        self._types = types
+        self._copy_types = ["int8", *(_PG_TYPES.get(t, "numeric" if t.startswith("numeric") else t) for t in types)]
+        self._json = [isinstance(f, JSONField) for f in self.fields]
+        # Direct load: rows go straight to the target table until one may match a stored row.
+        self.direct = direct and self.postgres and bool(self.natural) and self.key == ["external_id"]
+        self.written_directly = False  # a chunk is in the target table (no falling back in place)
+        if self.direct:
+            self._external_at = 1 + self.columns.index("external_id")
+            self._natural_at = [1 + self.columns.index(c) for c in self.natural]
+            self._customer_at = self._natural_at[0]
+            self._natural_seen: set[int] = set()  # hashes of (customer, instant) of rows without an id
+            self._customers_checked: set[int] = set()
+            self._direct_types = [
+                "jsonb" if is_json else t for t, is_json in zip(self._copy_types[1:], self._json, strict=True)
+            ]
+        else:
+            self._create()
+
+    def _create(self) -> None:
+        qn = connection.ops.quote_name
+        columns = ", ".join(f"{qn(c)} {t}" for c, t in zip(self.columns, self._types, strict=True))
         with connection.cursor() as cursor:
             if self.postgres:
                 cursor.execute(f"DROP TABLE IF EXISTS {self.table}")
-                columns = ", ".join(f"{qn(c)} {t}" for c, t in zip(self.columns, types, strict=True))
                 cursor.execute(f"CREATE TEMPORARY TABLE {self.table} (line int8, {columns}) ON COMMIT DROP")
             else:
                 cursor.execute(f"DROP TABLE IF EXISTS temp.{self.table}")
-                columns = ", ".join(f"{qn(c)} {t}" for c, t in zip(self.columns, types, strict=True))
                 cursor.execute(f"CREATE TEMPORARY TABLE {self.table} (line integer, {columns})")
-        self._copy_types = ["int8", *(_PG_TYPES.get(t, "numeric" if t.startswith("numeric") else t) for t in types)]
-        self._json = [isinstance(f, JSONField) for f in self.fields]
+
+    def _stop_direct(self) -> None:
+        """Stage from now on; only possible before any row is in the target table."""
+        if self.written_directly:
+            raise NotFirstLoad
+        self.direct = False
+        self._create()
 
     def _temp_type(self, field: Any) -> str:
         if isinstance(field, JSONField):
@@ -81,7 +125,16 @@ class Stage:
         return "integer" if db_type in ("serial", "bigserial") else db_type
 
     def add(self, line: int, values: Sequence[Any]) -> None:
-        self.buffer.append((line, *values))
+        row = (line, *values)
+        if self.direct and row[self._external_at] is None:
+            # A hash, not the key, keeps a 1M-row file in bounded memory; a collision only costs
+            # the direct path (the merge then judges the rows exactly).
+            natural = hash(tuple(row[i] for i in self._natural_at))
+            if natural in self._natural_seen:
+                self._stop_direct()
+            else:
+                self._natural_seen.add(natural)
+        self.buffer.append(row)
         if len(self.buffer) >= CHUNK:
             self.flush(wait=False)
 
@@ -94,6 +147,9 @@ class Stage:
             self.count += len(rows)
             if self.postgres:
                 self._wait()
+                if self.direct and not self.written_directly:
+                    self._first_direct(rows)
+                    return
                 if self._pool is None:
                     self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="history-copy")
                 # The same connection and transaction, used by one thread at a time: the caller
@@ -104,12 +160,40 @@ class Stage:
         if wait:
             self._wait()
 
+    def _first_direct(self, rows: list[tuple]) -> None:
+        """The first chunk of a direct load, written at once inside a savepoint: when it meets a
+        stored row, it is undone and staged instead, and so is the rest of the file."""
+        with connection.cursor() as cursor:
+            cursor.execute("SAVEPOINT history_direct")
+            try:
+                self._copy(connection.connection, rows)
+            except (NotFirstLoad, psycopg.errors.UniqueViolation):
+                cursor.execute("ROLLBACK TO SAVEPOINT history_direct")
+                cursor.execute("RELEASE SAVEPOINT history_direct")
+                self._stop_direct()
+                self._copy(connection.connection, rows)
+                return
+            except psycopg.IntegrityError as error:
+                raise IntegrityError(str(error)) from error
+            cursor.execute("RELEASE SAVEPOINT history_direct")
+        self.written_directly = True
+
     def _wait(self) -> None:
         if self._pending is not None:
             pending, self._pending = self._pending, None
-            pending.result()
+            try:
+                pending.result()
+            except psycopg.errors.UniqueViolation:
+                if self.direct:
+                    raise NotFirstLoad from None
+                raise
+            except psycopg.IntegrityError as error:  # what Django's cursor would have raised
+                raise IntegrityError(str(error)) from error
 
     def _copy(self, raw: Any, rows: list[tuple]) -> None:
+        if self.direct:
+            self._copy_direct(raw, rows)
+            return
         columns = ", ".join(["line", *(connection.ops.quote_name(c) for c in self.columns)])
         json_at = [i + 1 for i, is_json in enumerate(self._json) if is_json]
         with raw.cursor() as cursor, cursor.copy(f"COPY {self.table} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
@@ -120,6 +204,32 @@ class Stage:
                     for i in json_at:
                         row[i] = orjson.dumps(row[i]).decode()
                 copy.write_row(row)
+
+    def _copy_direct(self, raw: Any, rows: list[tuple]) -> None:
+        """Rows into the target table; first, the customers of rows without an external id that
+        this load has not seen yet must have no stored row without one."""
+        qn = connection.ops.quote_name
+        with raw.cursor() as cursor:
+            fresh = {row[self._customer_at] for row in rows if row[self._external_at] is None}
+            fresh -= self._customers_checked
+            if fresh:
+                cursor.execute(
+                    f"SELECT 1 FROM {qn(self.target)} WHERE {self.natural[0]} = ANY(%s)"  # noqa: S608
+                    " AND external_id IS NULL LIMIT 1",
+                    [list(fresh)],
+                )
+                if cursor.fetchone() is not None:
+                    raise NotFirstLoad
+                self._customers_checked |= fresh
+            columns = ", ".join(qn(c) for c in self.columns)
+            json_at = [i for i, is_json in enumerate(self._json) if is_json]
+            with cursor.copy(f"COPY {qn(self.target)} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
+                copy.set_types(self._direct_types)
+                for row in rows:
+                    values = list(row[1:])
+                    for i in json_at:
+                        values[i] = Jsonb(values[i], _dumps_json)
+                    copy.write_row(values)
 
     def _insert(self, rows: list[tuple]) -> None:
         columns = ", ".join(["line", *(connection.ops.quote_name(c) for c in self.columns)])
@@ -158,6 +268,8 @@ class Stage:
     def duplicates(self) -> list[tuple[int, int]]:
         """(line, line of the first row with the same key) for every repeated key in the file."""
         self.flush()
+        if self.direct:
+            return []  # a repeated external id fails the COPY, a repeated instant stops the direct load
         found: list[tuple[int, int]] = []
         with connection.cursor() as cursor:
             for columns, staged, _ in self._modes():
@@ -199,6 +311,8 @@ class Stage:
         """Write the staged rows; returns (inserted, updated). Unchanged rows are not rewritten;
         `touch` names a column set to now on every updated row (`updated_at`)."""
         self.flush()
+        if self.direct:
+            return self.count, 0
         inserted = updated = 0
         table, distinct = self.target, "IS DISTINCT FROM" if self.postgres else "IS NOT"
         params: list[Any] = []
