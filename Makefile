@@ -12,7 +12,7 @@ PYTHON ?= $(shell for c in python3.13 python3.12 python3 \
 	"$$c" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else 1)' >/dev/null 2>&1 && { echo "$$c"; break; }; \
 	done)
 
-.PHONY: run test lint bench bench-batch bench-realtime bench-playbooks bench-ws bench-webhooks bench-monitoring bench-import bench-import-api venv clean
+.PHONY: run test lint bench bench-batch bench-realtime bench-playbooks bench-ws bench-webhooks bench-monitoring bench-import bench-import-api bench-admin venv clean
 
 # deploy/install.sh is also the Dockerfile's install step: CI tests what the image installs.
 $(VENV)/.installed: requirements.txt requirements-dev.txt deploy/install.sh requirements-bench.txt
@@ -62,6 +62,10 @@ bench-ws: venv
 	$(PY) bench/ws_fanout.py
 bench-webhooks: venv
 	$(PY) bench/webhooks.py
+
+# Admin workspace pages (home as a CSM and a manager, Customer 360) on 100,000 customers, vs a stock changelist.
+bench-admin: venv
+	$(PY) bench/admin_pages.py
 
 clean:
 	rm -rf $(VENV) churnshield.sqlite3 .pytest-sqlite.sqlite3*

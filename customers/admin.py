@@ -6,6 +6,7 @@ and are read-only here.
 """
 
 import datetime as dt
+import json
 from typing import Any
 
 from django import forms
@@ -124,6 +125,7 @@ class CustomerAdmin(PortfolioScopedAdmin):
         "created_at",
         "updated_at",
         "related_records",
+        "usage",
     )
     # Sessions and predictions are on the page as the timeline (a row a day) and the trend chart.
     inlines = (InterventionInline,)
@@ -157,7 +159,8 @@ class CustomerAdmin(PortfolioScopedAdmin):
                         "risk_band",
                         "nps_score",
                         "support_tickets",
-                        "feature_usage",
+                        # The product reports usage; on a customer's page it reads as figures, not JSON.
+                        "usage" if obj is not None else "feature_usage",
                     ),
                 },
             ),
@@ -277,6 +280,17 @@ class CustomerAdmin(PortfolioScopedAdmin):
     def owner_name(self, obj: Customer) -> str:
         owner = obj.owner
         return (owner.get_full_name() or owner.get_username()) if owner else "—"
+
+    @admin.display(description="Feature usage")
+    def usage(self, obj: Customer) -> str:
+        usage = obj.feature_usage if isinstance(obj.feature_usage, dict) else {}
+        if not usage:
+            return "No usage reported yet"
+        shown = (
+            (str(key).replace("_", " "), value if isinstance(value, (int, float, str)) else json.dumps(value))
+            for key, value in sorted(usage.items())
+        )
+        return format_html_join(" · ", "{}: <strong>{}</strong>", shown)
 
     @admin.display(description="All records")
     def related_records(self, obj: Customer) -> str:

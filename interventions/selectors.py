@@ -5,9 +5,10 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Sum
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery, Sum
 
 from churnshield.auth.roles import sees_all_customers
+from customers.models import Customer
 from customers.selectors import customer_get, customer_scope, risk_level, risk_thresholds
 from customers.timeline import events_after
 from interventions.models import Intervention
@@ -210,12 +211,17 @@ def recommend_intervention(*, user: Any, customer_id: int) -> dict:
     base_rate = overall["won"] / overall["n"] if overall["n"] else 0.5
     medium, high = risk_thresholds()
     band = {
-        "high": Q(customer__churn_risk__gte=high),
-        "medium": Q(customer__churn_risk__gte=medium, customer__churn_risk__lt=high),
-    }.get(level, Q(customer__churn_risk__lt=medium))
+        "high": Q(customer_risk__gte=high),
+        "medium": Q(customer_risk__gte=medium, customer_risk__lt=high),
+    }.get(level, Q(customer_risk__lt=medium))
+    # The customer's risk by primary key for each decided intervention of the candidate types (a
+    # few thousand lookups), not a join that scans every customer by risk (churn_risk has no index).
+    customer_risk = Customer.objects.filter(pk=OuterRef("customer_id")).values("churn_risk")[:1]
     stats = {
         row["type"].lower(): row
-        for row in decided.filter(band, type__in=candidates)
+        for row in decided.filter(type__in=candidates)
+        .alias(customer_risk=Subquery(customer_risk))
+        .filter(band)
         .values("type")
         .annotate(n=Count("id"), won=Count("id", filter=Q(outcome=Intervention.Outcome.SUCCEEDED)))
     }

@@ -13,6 +13,8 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
+from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.html import format_html
 from rest_framework import serializers
 
@@ -342,7 +344,14 @@ class EmailReviewAdmin(PortfolioScopedAdmin):
     (maybe edited) or discards them, one by one on the review page or many at once."""
 
     customer_path = "customer__owner"
-    list_display = ("id", "customer", "playbook", "subject", "to", "status", "reason", "created_at", "review_link")
+    # Few, short columns: with the subject as the link to the review page, the row fits the page
+    # next to the filters (the stock id link led to a read-only form with no Approve button).
+    list_display = ("review_link", "recipient", "playbook", "state", "queued")
+    list_display_links = None
+
+    class Media:
+        css = {"all": ["workspace/workspace.css"]}  # the subject column's width
+
     list_filter = ("status", "reason", ("playbook", admin.RelatedOnlyFieldListFilter))
     search_fields = ("customer__name", "customer__company", "subject", "to")
     date_hierarchy = "created_at"
@@ -373,10 +382,32 @@ class EmailReviewAdmin(PortfolioScopedAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: EmailReview | None = None) -> bool:
         return False  # a decision is history; discarding is the way to drop one
 
-    @admin.display(description="Review")
+    @admin.display(description="E-mail", ordering="subject")
     def review_link(self, obj: EmailReview) -> str:
-        label = "Review" if obj.status == EmailReview.Status.PENDING else "View"
-        return format_html('<a href="{}">{}</a>', reverse("admin:playbooks_emailreview_review", args=[obj.pk]), label)
+        action = "Review" if obj.status == EmailReview.Status.PENDING else "View"
+        return format_html(
+            '<a href="{}"><strong>{}</strong></a> <span class="quiet">· {}</span>',
+            reverse("admin:playbooks_emailreview_review", args=[obj.pk]),
+            obj.subject,
+            action,
+        )
+
+    @admin.display(description="Customer", ordering="customer__name")
+    def recipient(self, obj: EmailReview) -> str:
+        return format_html('{}<div class="quiet">{}</div>', obj.customer.name, obj.to)
+
+    @admin.display(description="Status", ordering="status")
+    def state(self, obj: EmailReview) -> str:
+        why = "daily cap reached" if obj.reason == EmailReview.Reason.DAILY_CAP else "waits for review"
+        detail = why if obj.status == EmailReview.Status.PENDING else ""
+        return format_html('{}<div class="quiet">{}</div>', obj.get_status_display(), detail)
+
+    @admin.display(description="Queued", ordering="created_at")
+    def queued(self, obj: EmailReview) -> str:
+        return date_format(timezone.localtime(obj.created_at), "j M H:i")
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        return super().changelist_view(request, {"title": "Customer e-mails for review", **(extra_context or {})})
 
     def get_urls(self) -> list[URLPattern]:
         wrap = self.admin_site.admin_view
@@ -418,11 +449,11 @@ class EmailReviewAdmin(PortfolioScopedAdmin):
                 if "_discard" in request.POST:
                     approvals.email_review_discard(user=request.user, review_id=review.pk)
                     self.message_user(request, f"Discarded the e-mail to {review.to}.", messages.SUCCESS)
-                    return redirect(reverse("admin:playbooks_emailreview_changelist") + "?status=pending")
+                    return redirect(reverse("admin:playbooks_emailreview_changelist") + "?status__exact=pending")
                 if form.is_valid():
                     approvals.email_review_approve(user=request.user, review_id=review.pk, **form.cleaned_data)
                     self.message_user(request, f"Approved: the e-mail to {review.to} is being sent.", messages.SUCCESS)
-                    return redirect(reverse("admin:playbooks_emailreview_changelist") + "?status=pending")
+                    return redirect(reverse("admin:playbooks_emailreview_changelist") + "?status__exact=pending")
             except (ConflictError, NotFoundError) as exc:
                 message = str(exc)
         return TemplateResponse(

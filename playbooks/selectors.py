@@ -6,7 +6,7 @@ from statistics import mean
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, DateTimeField, ExpressionWrapper, OuterRef, QuerySet, Subquery
+from django.db.models import Count, DateTimeField, ExpressionWrapper, F, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from churnshield.auth.roles import sees_all_customers
@@ -320,6 +320,38 @@ def _analytics(executions: QuerySet[PlaybookExecution]) -> dict:
 
 
 def playbook_analytics_by_type() -> dict[str, dict]:
-    """Book-wide results per intervention type (keys lower-cased), for recommendations."""
-    rows = _analytics(PlaybookExecution.objects.all())["by_intervention_type"]
-    return {row["intervention_type"].lower(): row for row in rows}
+    """Book-wide churn of treated vs holdout customers per intervention type (keys lower-cased),
+    for recommendations: `executions`, `churn_rate`, `holdout_churn_rate`, `churn_reduction_points`
+    as `_summarise` computes them, counted in the database (one query per playbook and arm, not a
+    row per execution: a customer page asks for it, and a book runs thousands of executions)."""
+    now = timezone.now()
+    matured = Q(started_at__lte=now - dt.timedelta(days=OUTCOME_DAYS)) | Q(customer__churned_at__isnull=False)
+    churned = Q(customer__churned_at__isnull=False, customer__churned_at__gte=F("started_at"))
+    arms = (
+        PlaybookExecution.objects.values("playbook_id", "is_holdout")
+        .annotate(n=Count("id"), matured=Count("id", filter=matured), churned=Count("id", filter=churned))
+        .order_by()
+    )
+    kinds = {pk: (kind or name) for pk, kind, name in Playbook.objects.values_list("pk", "intervention_type", "name")}
+    # Every type answers, with or without executions, as the full analytics do.
+    totals = {kind: {False: defaultdict(int), True: defaultdict(int)} for kind in kinds.values()}
+    for arm in arms:
+        counts = totals[kinds[arm["playbook_id"]]][arm["is_holdout"]]
+        for key in ("n", "matured", "churned"):
+            counts[key] += arm[key]
+
+    def churn_rate(counts: dict[str, int]) -> float | None:
+        return _pct(counts["churned"], counts["matured"]) if counts["matured"] else None
+
+    result = {}
+    for kind, by_arm in totals.items():
+        treated, holdout = churn_rate(by_arm[False]), churn_rate(by_arm[True])
+        lift = holdout - treated if treated is not None and holdout is not None else None
+        result[kind.lower()] = {
+            "intervention_type": kind,
+            "executions": by_arm[False]["n"],
+            "churn_rate": treated,
+            "holdout_churn_rate": holdout,
+            "churn_reduction_points": round(lift, 1) if lift is not None else None,
+        }
+    return result

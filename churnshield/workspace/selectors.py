@@ -76,11 +76,11 @@ def _day_bounds(now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
 # --- Home ---------------------------------------------------------------------------------------
 
 
-def at_risk_customers(*, user: Any, now: dt.datetime, limit: int = AT_RISK_ROWS) -> dict:
+def at_risk_customers(*, user: Any, now: dt.datetime, limit: int = AT_RISK_ROWS, totals: dict | None = None) -> dict:
     """The riskiest active customers (whatever their level: a calm book still has a top of the
     list to call first), with what a CSM decides on:
     risk now and a week ago, the top cause, MRR and the last touch (completed work or a logged
-    activity). Two queries."""
+    activity). Two queries, one when the `totals` (high, medium, mrr_at_risk, active) are given."""
     thresholds = risk_thresholds()
     medium, high = thresholds
     active = customer_scope(user=user).filter(is_active=True)
@@ -97,19 +97,24 @@ def at_risk_customers(*, user: Any, now: dt.datetime, limit: int = AT_RISK_ROWS)
         .annotate(at=Max("completed_at"))
         .values("at")
     )
+    # No index on churn_risk (scoring keeps its updates HOT, see Customer.Meta): the top rows are
+    # picked from a narrow scan (id and risk only), then only those are joined and annotated.
+    top = active.order_by("-churn_risk", "id").values("pk")[:limit]
     rows = list(
-        active.select_related("owner")
+        Customer.objects.filter(pk__in=top)
+        .select_related("owner")
         .annotate(
             risk_then=Subquery(risk_then), causes=_latest_prediction("top_causes"), last_touch=Subquery(last_touch)
         )
-        .order_by("-churn_risk", "id")[:limit]
+        .order_by("-churn_risk", "id")
     )
-    totals = active.aggregate(
-        high=Count("id", filter=Q(churn_risk__gte=high)),
-        medium=Count("id", filter=Q(churn_risk__gte=medium, churn_risk__lt=high)),
-        mrr_at_risk=Sum("mrr", filter=Q(churn_risk__gte=medium)),
-        active=Count("id"),
-    )
+    if totals is None:
+        totals = active.aggregate(
+            high=Count("id", filter=Q(churn_risk__gte=high)),
+            medium=Count("id", filter=Q(churn_risk__gte=medium, churn_risk__lt=high)),
+            mrr_at_risk=Sum("mrr", filter=Q(churn_risk__gte=medium)),
+            active=Count("id"),
+        )
     customers = []
     for row in rows:
         risk = float(row.churn_risk)
@@ -171,8 +176,9 @@ def new_alerts(*, user: Any, limit: int = ALERT_ROWS) -> dict:
 
 
 def team_workload(*, now: dt.datetime) -> list[dict]:
-    """Per CSM (owner): active customers, at risk, MRR at risk, open and overdue work. Three queries."""
-    medium, _ = risk_thresholds()
+    """Per CSM (owner): active customers, high risk, at risk (medium or high), MRR at risk, open and
+    overdue work. Three queries."""
+    medium, high = risk_thresholds()
     start, _ = _day_bounds(now)
     book = {
         row["owner"]: row
@@ -180,6 +186,7 @@ def team_workload(*, now: dt.datetime) -> list[dict]:
         .values("owner")
         .annotate(
             active=Count("id"),
+            high=Count("id", filter=Q(churn_risk__gte=high)),
             at_risk=Count("id", filter=Q(churn_risk__gte=medium)),
             mrr_at_risk=Sum("mrr", filter=Q(churn_risk__gte=medium)),
         )
@@ -202,6 +209,7 @@ def team_workload(*, now: dt.datetime) -> list[dict]:
                 "owner_id": key,
                 "owner": _name(users.get(key)) if key is not None else "Unassigned",
                 "active": counts.get("active", 0),
+                "high": counts.get("high", 0),
                 "at_risk": counts.get("at_risk", 0),
                 "mrr_at_risk": counts.get("mrr_at_risk") or 0,
                 "open": tasks.get("open", 0),
@@ -213,7 +221,7 @@ def team_workload(*, now: dt.datetime) -> list[dict]:
 
 def risk_trend_chart(*, user: Any, now: dt.datetime, days: int = TREND_DAYS) -> dict:
     """The book's (or a CSM's portfolio's) average risk and share at risk per day from the daily
-    portfolio snapshots; for the whole book, the days the scoring model changed are marked."""
+    portfolio snapshots, with the days the scoring model changed marked."""
     today = timezone.localdate(now)
     start = today - dt.timedelta(days=days)
     snapshots = PortfolioSnapshot.objects.filter(date__gte=start, date__lte=today)
@@ -225,16 +233,15 @@ def risk_trend_chart(*, user: Any, now: dt.datetime, days: int = TREND_DAYS) -> 
         .annotate(active=Sum("active_customers"), at_risk=Sum("at_risk_customers"), risk_sum=Sum("risk_sum"))
         .order_by("date")
     )
-    markers: list[tuple[dt.date, str]] = []
-    if team:
-        # A model's first completed batch is the day the book's scores moved to it.
-        firsts = (
-            PredictionRun.objects.filter(trigger=PredictionRun.Trigger.BATCH, status=PredictionRun.Status.COMPLETED)
-            .values("model_version__version")
-            .annotate(first=Min("started_at"))
-            .order_by("first")
-        )
-        markers = [(timezone.localdate(row["first"]), f"model {row['model_version__version']}") for row in firsts]
+    # A model's first completed batch is the day the book's scores moved to it. Marked for a CSM
+    # too: their portfolio's line jumps on that day as well, and the model is no customer data.
+    firsts = (
+        PredictionRun.objects.filter(trigger=PredictionRun.Trigger.BATCH, status=PredictionRun.Status.COMPLETED)
+        .values("model_version__version")
+        .annotate(first=Min("started_at"))
+        .order_by("first")
+    )
+    markers = [(timezone.localdate(row["first"]), f"model {row['model_version__version']}") for row in firsts]
     average = Series("Average churn risk", "cs-risk", unit="%")
     share = Series("Share at high risk", "cs-share", unit="%")
     for row in daily:
@@ -258,17 +265,29 @@ def risk_trend_chart(*, user: Any, now: dt.datetime, days: int = TREND_DAYS) -> 
     }
 
 
+def book_totals(workload: list[dict]) -> dict:
+    """The whole book's risk figures, summed from the team's workload rows (one scan of the book, not two)."""
+    high = sum(row["high"] for row in workload)
+    return {
+        "high": high,
+        "medium": sum(row["at_risk"] for row in workload) - high,
+        "mrr_at_risk": sum(row["mrr_at_risk"] for row in workload),
+        "active": sum(row["active"] for row in workload),
+    }
+
+
 def cockpit(*, user: Any, now: dt.datetime | None = None) -> dict:
     """Everything the home shows, for a CSM (their portfolio) or a manager (the team)."""
     now = now or timezone.now()
     team = sees_all_customers(user)
+    workload = team_workload(now=now) if team else None
     return {
         "team": team,
         "can_write": can_write(user),
-        "at_risk": at_risk_customers(user=user, now=now),
+        "at_risk": at_risk_customers(user=user, now=now, totals=book_totals(workload) if team else None),
         "work": due_work(user=user, now=now),
         "alerts": new_alerts(user=user),
-        "workload": team_workload(now=now) if team else None,
+        "workload": workload,
         "trend": risk_trend_chart(user=user, now=now),
         "today": timezone.localdate(now),
     }

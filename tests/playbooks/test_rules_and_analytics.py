@@ -140,6 +140,12 @@ def test_analytics_on_a_hand_computed_fixture(make_playbook, make_customer, csm,
     assert {k: row[k] for k in expected} == expected
     by_type = next(r for r in body["playbook_performance_by_type"] if r["intervention_type"] == "Call")
     assert by_type["executions"] == 3 and by_type["churn_reduction_points"] == 50.0
+    # What a recommendation reads, counted in the database: the same figures as the full analytics.
+    from playbooks.selectors import playbook_analytics_by_type
+
+    lean = playbook_analytics_by_type()["call"]
+    keys = ("intervention_type", "executions", "churn_rate", "holdout_churn_rate", "churn_reduction_points")
+    assert lean == {key: by_type[key] for key in keys}
     # The contract's original keys are all still there.
     assert {
         "overall_metrics",
