@@ -58,6 +58,7 @@ from tests.test_admin_queries import SINGLETONS, make_row
 RIVAL = "rival"  # every name, e-mail and body about another CSM's customers carries it
 STANDARD_VIEWS = {"changelist", "add", "change", "delete", "history"}
 CSRF = re.compile(rb'(name="csrfmiddlewaretoken" value=")[^"]*"')
+NOW_BOUNDS = re.compile(rb'\b(min|max)="\d{4}-\d\d-\d\dT\d\d:\d\d"')
 
 
 def registry() -> list[tuple[type[Model], admin.ModelAdmin]]:
@@ -287,7 +288,8 @@ def client_for(user: Any) -> Client:
 def render(client: Client, url: str) -> tuple[int, bytes]:
     response = client.get(url)
     body = b"".join(response) if response.streaming else response.content
-    return response.status_code, CSRF.sub(rb'\1"', body)
+    # The alert page's snooze picker is bounded by the current minute: not a row of the book.
+    return response.status_code, NOW_BOUNDS.sub(rb'\1="now"', CSRF.sub(rb'\1"', body))
 
 
 # --- The checks ---------------------------------------------------------------------------------
