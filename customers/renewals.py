@@ -26,12 +26,12 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass
 from decimal import Decimal
+from statistics import NormalDist
 from typing import Any
 
 from dateutil.relativedelta import relativedelta
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
-from scipy.stats import norm
 
 from customers.models import Customer, Subscription
 from customers.selectors import customer_scope
@@ -71,7 +71,7 @@ def _cents(value: float) -> Decimal:
 
 def forecast_month(month: dt.date, rows: list[tuple[Decimal, Decimal]], confidence: float = 0.9) -> ForecastMonth:
     """The retained-MRR forecast of one month from (mrr, churn probability) pairs."""
-    z = float(norm.ppf(0.5 + confidence / 2))
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
     up = sum((mrr for mrr, _ in rows), Decimal("0.00"))
     mean = sum(float(mrr) * (1 - float(p)) for mrr, p in rows)
     variance = sum(float(mrr) ** 2 * float(p) * (1 - float(p)) for mrr, p in rows)

@@ -17,8 +17,8 @@ from customers.selectors import customer_scope, iso, risk_thresholds
 from customers.timeline import events_after
 from playbooks.models import PlaybookExecution, PlaybookStepRun
 from predictions.causes import CAUSES, impact_percent, percent_causes, recommended_actions
+from predictions.ml.drift import drift_summary
 from predictions.ml.features import feature_info
-from predictions.ml.training import drift_summary
 from predictions.models import ChurnCause, ChurnPrediction, HealthWeights, ModelVersion, PredictionRun
 
 

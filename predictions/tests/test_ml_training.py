@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from predictions.ml.drift import drift_summary
 from predictions.ml.features import build_features
 from predictions.ml.training import (
     LabelLeakage,
@@ -12,7 +13,6 @@ from predictions.ml.training import (
     assert_no_label_leakage,
     build_training_set,
     choose,
-    drift_summary,
     fit_logistic,
     psi,
     risk_bands,
