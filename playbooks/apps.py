@@ -13,7 +13,7 @@ class PlaybooksConfig(AppConfig):
 
         from customers.models import BillingEvent
         from integrations.hooks import register_payment_failed_handler
-        from predictions.services.scoring import customers_scored
+        from predictions.signals import customers_scored
 
         customers_scored.connect(_after_scoring, dispatch_uid="playbooks-after-scoring")
         # Failed payments: synced ones arrive through the data sync's hook (bulk writes send no

@@ -373,7 +373,7 @@ def _predict_writes() -> tuple:
 @pytest.fixture
 def scored_signals():
     """The customers' ids of every `customers_scored` sent (what queues the playbook rule checks)."""
-    from predictions.services.scoring import customers_scored
+    from predictions.signals import customers_scored
 
     sent = []
 

@@ -18,7 +18,6 @@ import orjson
 import pandas as pd
 from django.core.cache import cache
 from django.db import connection, transaction
-from django.dispatch import Signal
 from django.utils import timezone
 
 from alerts.models import Alert, NotificationSettings
@@ -42,6 +41,7 @@ from predictions.selectors import champion, health_weights, version_risk_bands
 from predictions.services.drift import retrain_if_drifted
 from predictions.services.portfolio import churn_causes_refresh, portfolio_snapshot_take
 from predictions.services.registry import loaded_model, probabilities, rules_version
+from predictions.signals import customers_scored
 
 LEVEL_RANK = {"low": 0, "medium": 1, "high": 2}
 
@@ -153,10 +153,6 @@ def _one_with_usage(features: pd.DataFrame, tables: Tables) -> dict[str, float]:
     for name, value in zip(usage.columns, usage.to_numpy()[0].tolist(), strict=True):
         values.setdefault(name, value)
     return values
-
-
-# Sent after a scoring run commits: `run`, and `customer_ids` (None for the whole book).
-customers_scored = Signal()
 
 
 def _refresh_aggregates(counted: tuple[Counter[str], int] | None) -> None:
