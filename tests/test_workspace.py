@@ -197,6 +197,10 @@ def test_manager_home_shows_the_team_workload_and_the_trend_with_model_changes(m
         )
     from predictions.models import ModelVersion, PredictionRun
 
+    rules = ModelVersion.objects.create(version="rules-1", kind="rules", trained_at=now, as_of=now)
+    PredictionRun.objects.create(
+        run_key="b0", model_version=rules, started_at=now - dt.timedelta(days=9), status="completed"
+    )  # the book's first model: no switch, no marker
     version = ModelVersion.objects.create(version="xgb-7", kind="xgboost", trained_at=now, as_of=now)
     PredictionRun.objects.create(
         run_key="b1", model_version=version, started_at=now - dt.timedelta(days=4), status="completed"

@@ -235,13 +235,14 @@ def risk_trend_chart(*, user: Any, now: dt.datetime, days: int = TREND_DAYS) -> 
     )
     # A model's first completed batch is the day the book's scores moved to it. Marked for a CSM
     # too: their portfolio's line jumps on that day as well, and the model is no customer data.
+    # The book's first model is no switch (`score_history` draws the past with it).
     firsts = (
         PredictionRun.objects.filter(trigger=PredictionRun.Trigger.BATCH, status=PredictionRun.Status.COMPLETED)
         .values("model_version__version")
         .annotate(first=Min("started_at"))
         .order_by("first")
     )
-    markers = [(timezone.localdate(row["first"]), f"model {row['model_version__version']}") for row in firsts]
+    markers = [(timezone.localdate(row["first"]), f"model {row['model_version__version']}") for row in firsts[1:]]
     average = Series("Average churn risk", "cs-risk", unit="%")
     share = Series("Share at high risk", "cs-share", unit="%")
     for row in daily:

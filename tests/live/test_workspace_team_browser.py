@@ -125,6 +125,10 @@ def test_the_team_home_for_a_manager_and_a_csm_home_scoped_to_the_portfolio(asgi
         for owner, active in ((maya, 4), (tom, 3))
     )
     now = timezone.now()
+    rules = ModelVersion.objects.create(version="rules-1", kind="rules", trained_at=now, as_of=now)
+    PredictionRun.objects.create(
+        run_key="batch-0", model_version=rules, started_at=now - dt.timedelta(days=50), status="completed"
+    )  # the book's first model: no marker
     version = ModelVersion.objects.create(version="xgb-2026-11", kind="xgboost", trained_at=now, as_of=now)
     changed_on = now - dt.timedelta(days=20)
     PredictionRun.objects.create(run_key="batch-1", model_version=version, started_at=changed_on, status="completed")
