@@ -64,9 +64,10 @@ def score_history(*, days: int = 365, every_days: int = 7, now: dt.datetime | No
         health = rules.health_components(_with_usage(features, tables), weights=weights).round().astype(int)
         risks = np.round(proba, 4)
         scored.append((moment, pd.Series(risks, index=features.index.astype(int))))
+        health_rows = health.to_dict("records")  # one conversion, not a Series per customer
         for position, customer_id in enumerate(features.index):
             risk = float(risks[position])
-            components = health.iloc[position].to_dict()
+            components = health_rows[position]
             rows.append(
                 ChurnPrediction(
                     customer_id=int(customer_id),
