@@ -133,16 +133,15 @@ def redis_url() -> str:
     return url
 
 
-@pytest.fixture
-def asgi_server(start_process) -> Iterator[str]:
-    """A real uvicorn serving churnshield.asgi on a free port, over the test database."""
+def serve_asgi(start_process: Callable, env: dict[str, str], name: str = "uvicorn") -> str:
+    """Start uvicorn serving churnshield.asgi on a free port with `env`; its base URL once it answers."""
     import httpx
 
     port = free_port()
     start_process(
         [str(VENV_BIN / "uvicorn"), "churnshield.asgi:application", "--host", "127.0.0.1", "--port", str(port)],
-        service_env(),
-        "uvicorn",
+        env,
+        name,
     )
     base = f"http://127.0.0.1:{port}"
 
@@ -153,4 +152,10 @@ def asgi_server(start_process) -> Iterator[str]:
             return False
 
     eventually(ready, timeout=30, interval=0.2)
-    yield base
+    return base
+
+
+@pytest.fixture
+def asgi_server(start_process) -> Iterator[str]:
+    """A real uvicorn serving churnshield.asgi on a free port, over the test database."""
+    yield serve_asgi(start_process, service_env())

@@ -17,7 +17,7 @@ from rest_framework_simplejwt.tokens import AccessToken
 from playbooks.models import Playbook
 from predictions.services.registry import model_promote, rules_version
 from tests.helpers import make_alert, make_intervention, make_prediction
-from tests.live.conftest import VENV_BIN, eventually, free_port, service_env
+from tests.live.conftest import serve_asgi, service_env
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
@@ -27,22 +27,7 @@ ACCESS, REFRESH = settings.AUTH_COOKIE_ACCESS, settings.AUTH_COOKIE_REFRESH
 
 
 def serve(start_process, name: str, **env: str) -> str:
-    port = free_port()
-    start_process(
-        [str(VENV_BIN / "uvicorn"), "churnshield.asgi:application", "--host", "127.0.0.1", "--port", str(port)],
-        service_env(**env),
-        name,
-    )
-    base = f"http://127.0.0.1:{port}"
-
-    def ready() -> bool:
-        try:
-            return httpx.get(f"{base}/signin", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    eventually(ready, timeout=30, interval=0.2)
-    return base
+    return serve_asgi(start_process, service_env(**env), name)
 
 
 def browser(base: str) -> httpx.Client:

@@ -18,29 +18,14 @@ from customers.models import Customer
 from integrations.models import Integration, SyncRun, WebhookEvent
 from integrations.tests.fakes import FakeProvider, stripe_customer, stripe_list, stripe_subscription
 from tests.conftest import client_for
-from tests.live.conftest import VENV_BIN, eventually, free_port, service_env
+from tests.live.conftest import VENV_BIN, eventually, serve_asgi, service_env
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 SECRET = "segment-live-secret"
 
 
 def start_web(start_process, env) -> str:
-    port = free_port()
-    start_process(
-        [str(VENV_BIN / "uvicorn"), "churnshield.asgi:application", "--host", "127.0.0.1", "--port", str(port)],
-        env,
-        "uvicorn-webhooks",
-    )
-    base = f"http://127.0.0.1:{port}"
-
-    def ready() -> bool:
-        try:
-            return httpx.get(f"{base}/signin", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    eventually(ready, timeout=30, interval=0.2)
-    return base
+    return serve_asgi(start_process, env, "uvicorn-webhooks")
 
 
 def start_worker(start_process, env) -> None:

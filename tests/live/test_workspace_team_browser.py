@@ -19,7 +19,7 @@ from playbooks.models import EmailReview, PlaybookExecution
 from playbooks.services import playbook_upsert
 from predictions.models import ModelVersion, PortfolioSnapshot, PredictionRun
 from tests.helpers import make_alert
-from tests.live.conftest import ROOT, VENV_BIN, eventually, free_port, service_env
+from tests.live.conftest import ROOT, eventually, serve_asgi, service_env
 from tests.live.test_csp_browser import CHROMIUM, CHROMIUM_FLAGS, RECORD_VIOLATIONS, chromium_or_skip
 from tests.notifications.servers import start_smtp
 
@@ -205,25 +205,8 @@ def smtp():
 @pytest.fixture
 def mailing_server(start_process, smtp) -> str:
     """uvicorn whose mail goes to the local SMTP server (tasks run in-process, as in every live test)."""
-    import httpx
-
-    port = free_port()
     env = service_env(EMAIL_HOST="127.0.0.1", EMAIL_PORT=str(smtp.port), EMAIL_USE_TLS="false", EMAIL_TIMEOUT="5")
-    start_process(
-        [str(VENV_BIN / "uvicorn"), "churnshield.asgi:application", "--host", "127.0.0.1", "--port", str(port)],
-        env,
-        "uvicorn-mail",
-    )
-    base = f"http://127.0.0.1:{port}"
-
-    def ready() -> bool:
-        try:
-            return httpx.get(f"{base}/signin", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    eventually(ready, timeout=30, interval=0.2)
-    return base
+    return serve_asgi(start_process, env, "uvicorn-mail")
 
 
 def test_a_manager_edits_and_approves_a_queued_email_and_discards_two(
