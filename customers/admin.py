@@ -32,6 +32,7 @@ from churnshield.auth.roles import Role, can_write
 from churnshield.workspace.selectors import customer_360
 from customers.models import BillingEvent, Customer, NpsResponse, Subscription, SupportTicket, UserSession
 from customers.selectors import risk_band_q, risk_level
+from customers.services import billing_event_record
 from interventions.admin import InterventionInline, prepare_intervention
 from interventions.models import Intervention
 from interventions.services import activity_log
@@ -363,6 +364,12 @@ class BillingEventAdmin(CustomerFactAdmin):
     search_fields = ("customer__name", "customer__company", "plan_after", "external_id")
     date_hierarchy = "occurred_at"
     readonly_fields = ("id",)
+
+    def save_model(self, request: HttpRequest, obj: BillingEvent, form: Any, change: bool) -> None:
+        if change:
+            super().save_model(request, obj, form, change)
+        else:
+            billing_event_record(event=obj)
 
 
 @admin.register(Subscription)

@@ -15,9 +15,10 @@ from django.db.models.functions import Lower
 from django.utils import timezone
 from rest_framework import serializers
 
+from churnshield import events
 from churnshield.auth.roles import sees_all_customers
 from churnshield.exceptions import ConflictError
-from customers.models import Customer
+from customers.models import BillingEvent, Customer
 
 MAX_IMPORT_ROWS = 10_000
 MAX_IMPORT_COLUMNS = 200
@@ -341,3 +342,20 @@ def customer_scores_set(*, scores: list[tuple[int, Decimal, int]]) -> int:
     ]
     Customer.objects.bulk_update(rows, ["churn_risk", "health_score", "updated_at"], batch_size=1000)
     return len(rows)
+
+
+@transaction.atomic
+def billing_event_record(*, event: BillingEvent) -> BillingEvent:
+    """Store a billing event entered by hand (the admin, a shell). A failed payment is published
+    after commit, as the data sync publishes the ones it applies, so playbooks act on it at once."""
+    event.save()
+    if event.kind == BillingEvent.Kind.PAYMENT_FAILED:
+        events.publish_on_commit(
+            events.PaymentFailed(
+                customer_id=event.customer_id,
+                billing_event_id=event.pk,
+                amount=event.amount,
+                occurred_at=event.occurred_at,
+            )
+        )
+    return event

@@ -24,9 +24,9 @@ from django.db.models import Count, Model
 from django.db.models.functions import Lower
 from django.utils import timezone
 
+from churnshield.events import PaymentFailed, publish_on_commit
 from customers.contracts import SubscriptionState, customer_contracts_refresh, subscription_states_record
 from customers.models import BillingEvent, Customer, NpsResponse, SupportTicket, UserSession
-from integrations import hooks
 from integrations.bulk import values_update
 from integrations.events import (
     LIVE_SUBSCRIPTION_STATES,
@@ -60,7 +60,7 @@ class ApplyResult:
     failed: int = 0
     errors: list[str] = field(default_factory=list)
     significant: set[int] = field(default_factory=set)
-    payments_failed: list[hooks.PaymentFailed] = field(default_factory=list)
+    payments_failed: list[PaymentFailed] = field(default_factory=list)
 
 
 @dataclass
@@ -127,7 +127,7 @@ def apply_events(*, integration_id: int, events: list[CanonicalEvent]) -> ApplyR
 
     Applies of one integration are serialised (a row lock on the integration) so two workers never
     race to create the same record. Significant events ask for a re-score after commit, and
-    failed payments are announced to `integrations.hooks` after commit.
+    failed payments are published (`churnshield.events.PaymentFailed`) after commit.
     """
     # NO KEY: webhook inserts take KEY SHARE on the integration row and must not wait for an apply.
     Integration.objects.select_for_update(no_key=True).filter(pk=integration_id).values_list("pk", flat=True).first()
@@ -198,10 +198,10 @@ def _after_commit(result: ApplyResult) -> None:
     if result.payments_failed:
         _alert_failed_payments(result.payments_failed)
     for payment in result.payments_failed:
-        transaction.on_commit(lambda payment=payment: hooks.payment_failed_applied(payment))
+        publish_on_commit(payment)
 
 
-def _alert_failed_payments(payments: list[hooks.PaymentFailed]) -> None:
+def _alert_failed_payments(payments: list[PaymentFailed]) -> None:
     """One alert per newly failed payment, raised in the same transaction (one bulk write)."""
     from alerts.models import Alert
     from alerts.services import alerts_create_many
@@ -583,7 +583,7 @@ def _apply_payments(batch: _Batch, events: list[PaymentRecorded], customer_of: C
         on_row,
     )
     batch.result.payments_failed.extend(
-        hooks.PaymentFailed(
+        PaymentFailed(
             customer_id=row.customer_id,
             billing_event_id=row.pk,
             amount=row.amount,

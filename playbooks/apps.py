@@ -1,48 +1,29 @@
-from typing import Any
-
 from django.apps import AppConfig
 
-from churnshield.enqueue import enqueue, enqueue_on_commit
+from churnshield import events
+from churnshield.enqueue import enqueue
 
 
 class PlaybooksConfig(AppConfig):
     name = "playbooks"
 
     def ready(self) -> None:
-        from django.db.models.signals import post_save
-
-        from customers.models import BillingEvent
-        from integrations.hooks import register_payment_failed_handler
-        from predictions.signals import customers_scored
-
-        customers_scored.connect(_after_scoring, dispatch_uid="playbooks-after-scoring")
-        # Failed payments: synced ones arrive through the data sync's hook (bulk writes send no
-        # post_save); one saved by hand (admin, shell) through post_save.
-        register_payment_failed_handler(_after_payment_failed)
-        post_save.connect(_after_billing_event, sender=BillingEvent, dispatch_uid="playbooks-failed-payment")
+        events.subscribe(events.CustomersScored, _after_scoring)
+        events.subscribe(events.PaymentFailed, _after_payment_failed)
 
 
-def _after_scoring(sender: Any, run: Any, customer_ids: list[int] | None, **kwargs: Any) -> None:
+def _after_scoring(event: events.CustomersScored) -> None:
     """After a scoring run commits: evaluate the rules for the customers it scored (set-based).
 
     A broker outage is logged, not raised (the prediction is committed and answered); the next
     scoring of those customers evaluates the rules again."""
-    from playbooks.tasks import evaluate_trigger_rules
+    from playbooks.tasks import evaluate_trigger_rules  # the task module imports models: not at app load
 
-    enqueue(evaluate_trigger_rules, customer_ids)
+    enqueue(evaluate_trigger_rules, event.customer_ids)
 
 
-def _after_payment_failed(event: Any) -> None:
-    """The data sync applied a failed payment (called after its commit): evaluate the rules."""
+def _after_payment_failed(event: events.PaymentFailed) -> None:
+    """A payment newly failed (synced, or recorded by hand): Payment Recovery-style rules enrol at once."""
     from playbooks.tasks import evaluate_trigger_rules
 
     enqueue(evaluate_trigger_rules, [event.customer_id], ["failed_payment"])
-
-
-def _after_billing_event(sender: Any, instance: Any, created: bool, **kwargs: Any) -> None:
-    """A failed payment (the data sync's canonical event) enrols Payment Recovery-style rules at once."""
-    if not created or instance.kind != "payment_failed":
-        return
-    from playbooks.tasks import evaluate_trigger_rules
-
-    enqueue_on_commit(evaluate_trigger_rules, [instance.customer_id], ["failed_payment"])

@@ -372,17 +372,17 @@ def _predict_writes() -> tuple:
 
 @pytest.fixture
 def scored_signals():
-    """The customers' ids of every `customers_scored` sent (what queues the playbook rule checks)."""
-    from predictions.signals import customers_scored
+    """The customers' ids of every `CustomersScored` published (what queues the playbook rule checks)."""
+    from churnshield import events
 
     sent = []
 
-    def receiver(sender, run, customer_ids, **kwargs):
-        sent.append(customer_ids)
+    def receiver(event):
+        sent.append(event.customer_ids)
 
-    customers_scored.connect(receiver, dispatch_uid="test-scored-signals")
+    events.subscribe(events.CustomersScored, receiver)
     yield sent
-    customers_scored.disconnect(dispatch_uid="test-scored-signals")
+    events.unsubscribe(events.CustomersScored, receiver)
 
 
 def test_viewer_predict_writes_nothing_and_returns_the_stored_prediction(

@@ -12,8 +12,9 @@ import time_machine
 from django.utils import timezone
 
 from alerts.models import Alert
+from churnshield import events
 from customers.models import BillingEvent, Customer, NpsResponse, SupportTicket, UserSession
-from integrations import hooks, services
+from integrations import services
 from integrations.models import ExternalRecord, WebhookEvent
 from integrations.tests.conftest import GENERIC_SECRET, HUBSPOT_SECRET, SEGMENT_SECRET, STRIPE_SECRET, ZENDESK_SECRET
 from integrations.tests.fakes import (
@@ -586,11 +587,11 @@ def test_c2_enqueue_lost_after_commit_is_recovered_by_the_sweeper(
     assert WebhookEvent.objects.filter(status="processed").count() == 20
 
 
-def test_failed_payment_calls_the_registered_hook_after_commit(
+def test_failed_payment_is_published_after_commit(
     client, make_integration, manager, django_capture_on_commit_callbacks
 ):
-    seen: list[hooks.PaymentFailed] = []
-    hooks.register_payment_failed_handler(seen.append)
+    seen: list[events.PaymentFailed] = []
+    events.subscribe(events.PaymentFailed, seen.append)
     recovery, _ = playbook_upsert(
         name="Payment Recovery", data={"steps": [{"key": "w", "type": "wait", "duration": "1d"}]}
     )
@@ -622,7 +623,7 @@ def test_failed_payment_calls_the_registered_hook_after_commit(
         assert alert.customer_id == customer.pk and alert.severity == "high"
         assert PlaybookExecution.objects.filter(playbook=recovery, customer=customer).exists()
     finally:
-        hooks.unregister_payment_failed_handler(seen.append)
+        events.unsubscribe(events.PaymentFailed, seen.append)
 
 
 def test_segment_group_links_users_so_later_events_find_the_account(client, make_integration, make_customer):
@@ -669,8 +670,8 @@ def test_a_failure_already_known_is_not_reported_again_when_the_customer_is_sign
     def failed(version: dt.datetime) -> PaymentRecorded:
         return PaymentRecorded("in_9", ref, version, succeeded=False, amount=Decimal("10"), occurred_at=at)
 
-    seen: list[hooks.PaymentFailed] = []
-    hooks.register_payment_failed_handler(seen.append)
+    seen: list[events.PaymentFailed] = []
+    events.subscribe(events.PaymentFailed, seen.append)
     try:
         with django_capture_on_commit_callbacks(execute=True):
             apply_events(integration_id=integration.pk, events=[failed(at)])
@@ -683,6 +684,6 @@ def test_a_failure_already_known_is_not_reported_again_when_the_customer_is_sign
         assert customer.pk in result.significant
         assert len(seen) == 1 and result.payments_failed == []
     finally:
-        hooks.unregister_payment_failed_handler(seen.append)
+        events.unsubscribe(events.PaymentFailed, seen.append)
     assert BillingEvent.objects.filter(customer=customer, kind="payment_failed").count() == 1
     assert Alert.objects.filter(source="payment_failed", customer=customer).count() == 1

@@ -23,6 +23,7 @@ from django.utils import timezone
 from alerts.models import Alert, NotificationSettings
 from alerts.selectors import notification_settings_get
 from alerts.services import alert_create, alerts_create_many, alerts_resolve_cleared
+from churnshield import events
 from churnshield.auth.roles import sees_all_customers
 from churnshield.enqueue import enqueue_on_commit
 from churnshield.exceptions import ConflictError, NotFoundError
@@ -41,7 +42,6 @@ from predictions.selectors import champion, health_weights, version_risk_bands
 from predictions.services.drift import retrain_if_drifted
 from predictions.services.portfolio import churn_causes_refresh, portfolio_snapshot_take
 from predictions.services.registry import loaded_model, probabilities, rules_version
-from predictions.signals import customers_scored
 
 LEVEL_RANK = {"low": 0, "medium": 1, "high": 2}
 
@@ -122,7 +122,7 @@ def score_customers(
             transaction.on_commit(lambda: _refresh_aggregates(counted))
         # Listeners (playbook trigger rules) act on the new scores once they are committed.
         scored_ids = None if customer_ids is None else [int(i) for i in features.index]
-        transaction.on_commit(lambda: customers_scored.send(sender=PredictionRun, run=run, customer_ids=scored_ids))
+        events.publish_on_commit(events.CustomersScored(run_id=run.pk, customer_ids=scored_ids))
     return run
 
 
@@ -549,8 +549,7 @@ def _score_one_lean(
                 alerts_create_many(alerts=alerts)
     else:  # one statement, atomic on its own: no BEGIN/COMMIT round trips
         prediction = _write_one(**values)
-    run = prediction.run
-    transaction.on_commit(lambda: customers_scored.send(sender=PredictionRun, run=run, customer_ids=[customer_id]))
+    events.publish_on_commit(events.CustomersScored(run_id=prediction.run_id, customer_ids=[customer_id]))
     return prediction
 
 

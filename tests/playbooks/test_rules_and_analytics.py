@@ -7,6 +7,7 @@ import pytest
 from django.utils import timezone
 
 from customers.models import BillingEvent
+from customers.services import billing_event_record
 from playbooks import rules
 from playbooks.models import PlaybookExecution, PlaybookStepRun, TriggerRule
 from tests.helpers import make_prediction
@@ -67,8 +68,8 @@ def test_failed_payment_event_enrols_at_once(
     go_ahead(TriggerRule.objects.create(playbook=playbook, kind="failed_payment", params={"days": 1}))
     customer, other = make_customer(), make_customer()
     with django_capture_on_commit_callbacks(execute=True):
-        BillingEvent.objects.create(customer=customer, kind="payment_failed", amount=10, occurred_at=timezone.now())
-        BillingEvent.objects.create(customer=other, kind="payment_succeeded", amount=10, occurred_at=timezone.now())
+        for who, kind in ((customer, "payment_failed"), (other, "payment_succeeded")):
+            billing_event_record(event=BillingEvent(customer=who, kind=kind, amount=10, occurred_at=timezone.now()))
     assert enrolled(playbook) == {customer.pk}
 
 
