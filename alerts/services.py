@@ -30,6 +30,7 @@ from rest_framework.exceptions import ValidationError
 from alerts.models import SEVERITY_RANK, Alert, NotificationPreference
 from alerts.realtime import broadcast_alerts
 from alerts.selectors import alert_scope
+from churnshield.db import delete_in_batches
 from churnshield.enqueue import enqueue
 from churnshield.exceptions import ConflictError, NotFoundError
 from customers.models import Customer
@@ -304,3 +305,8 @@ def notification_preference_set(*, user: Any, data: dict[str, Any]) -> Notificat
         setattr(pref, field, value)
     pref.save()
     return pref
+
+
+def alerts_purge_read(cutoff: dt.datetime) -> int:
+    """Retention job: read alerts older than the cutoff are gone; unread ones stay whatever their age."""
+    return delete_in_batches(Alert.objects.filter(read=True, created_at__lt=cutoff).order_by())

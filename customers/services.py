@@ -1,6 +1,7 @@
 """Writes to customers. Every write is keyword-only, typed and atomic."""
 
 import csv
+import datetime as dt
 import io
 import itertools
 import re
@@ -18,7 +19,7 @@ from rest_framework import serializers
 from churnshield import events
 from churnshield.auth.roles import sees_all_customers
 from churnshield.exceptions import ConflictError
-from customers.models import BillingEvent, Customer
+from customers.models import BillingEvent, Customer, UserSession
 
 MAX_IMPORT_ROWS = 10_000
 MAX_IMPORT_COLUMNS = 200
@@ -359,3 +360,39 @@ def billing_event_record(*, event: BillingEvent) -> BillingEvent:
             )
         )
     return event
+
+
+def _action_name(action: object) -> object:
+    if isinstance(action, dict):
+        for key in ("type", "name", "action", "event"):
+            if isinstance(action.get(key), str):
+                return action[key]
+        return "action"
+    return action
+
+
+def session_actions_compact(cutoff: dt.datetime) -> int:
+    """Retention job: old sessions keep only the names of their actions, not the raw payloads.
+
+    The list keeps its length, so the features built from it (action counts) do not change.
+    """
+    old = UserSession.objects.filter(started_at__lt=cutoff).order_by()
+    if connection.vendor == "postgresql":
+        # Only rows that still hold an object somewhere in the list (the daily run skips the rest).
+        old = old.extra(where=["jsonb_path_exists(actions, '$[*] ? (@.type() == \"object\")')"])
+    # Keyset batches rather than `.iterator()`: its server-side cursor outlives a transaction,
+    # which a transaction-mode pooler cannot carry, and each batch commits before the next read.
+    changed, last_pk = 0, 0
+    while sessions := list(old.filter(pk__gt=last_pk).order_by("pk").only("pk", "actions")[:5000]):
+        last_pk = sessions[-1].pk
+        batch = []
+        for session in sessions:
+            compacted = [_action_name(action) for action in session.actions or []]
+            if compacted != session.actions:
+                session.actions = compacted
+                batch.append(session)
+        if batch:
+            with transaction.atomic():
+                UserSession.objects.bulk_update(batch, ["actions"], batch_size=1000)
+        changed += len(batch)
+    return changed

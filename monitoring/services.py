@@ -17,6 +17,7 @@ from django.db import connection, connections, transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
+from churnshield.db import delete_in_batches
 from monitoring.models import TaskAttempt
 from monitoring.selectors import backup_dir, backups
 
@@ -49,83 +50,9 @@ def task_attempt_finish(*, task_id: str, status: str, error: str = "") -> None:
 # A retention job is `fn(cutoff: datetime) -> int` (rows removed or compacted). Jobs are listed in
 # settings.RETENTION_JOBS as {name: dotted path}; their ages in settings.RETENTION_DAYS[name].
 
-BATCH = 5000
-
-
-def _delete_in_batches(queryset) -> int:
-    """Delete in primary-key batches: short transactions, no table-wide lock, bounded memory."""
-    total = 0
-    while True:
-        ids = list(queryset.values_list("pk", flat=True)[:BATCH])
-        if not ids:
-            return total
-        with transaction.atomic():
-            deleted, _ = queryset.model.objects.filter(pk__in=ids).delete()
-        total += len(ids) if deleted else 0
-
-
-def purge_read_alerts(cutoff: dt.datetime) -> int:
-    """Read alerts older than the cutoff are gone; unread ones stay whatever their age."""
-    from alerts.models import Alert
-
-    return _delete_in_batches(Alert.objects.filter(read=True, created_at__lt=cutoff).order_by())
-
-
-def _action_name(action: object) -> object:
-    if isinstance(action, dict):
-        for key in ("type", "name", "action", "event"):
-            if isinstance(action.get(key), str):
-                return action[key]
-        return "action"
-    return action
-
-
-def compact_session_actions(cutoff: dt.datetime) -> int:
-    """Old sessions keep only the names of their actions, not the raw payloads.
-
-    The list keeps its length, so the features built from it (action counts) do not change.
-    """
-    from customers.models import UserSession
-
-    old = UserSession.objects.filter(started_at__lt=cutoff).order_by()
-    if connection.vendor == "postgresql":
-        # Only rows that still hold an object somewhere in the list (the daily run skips the rest).
-        old = old.extra(where=["jsonb_path_exists(actions, '$[*] ? (@.type() == \"object\")')"])
-    # Keyset batches rather than `.iterator()`: its server-side cursor outlives a transaction,
-    # which a transaction-mode pooler cannot carry, and each batch commits before the next read.
-    changed, last_pk = 0, 0
-    while sessions := list(old.filter(pk__gt=last_pk).order_by("pk").only("pk", "actions")[:BATCH]):
-        last_pk = sessions[-1].pk
-        batch = []
-        for session in sessions:
-            compacted = [_action_name(action) for action in session.actions or []]
-            if compacted != session.actions:
-                session.actions = compacted
-                batch.append(session)
-        changed += _save_actions(batch)
-    return changed
-
-
-def _save_actions(sessions: list) -> int:
-    from customers.models import UserSession
-
-    if sessions:
-        with transaction.atomic():
-            UserSession.objects.bulk_update(sessions, ["actions"], batch_size=1000)
-    return len(sessions)
-
-
-def drop_retired_model_artifacts(cutoff: dt.datetime) -> int:
-    """Retired models keep their card (metrics, importance) but lose the serialized booster."""
-    from predictions.models import ModelVersion
-
-    return ModelVersion.objects.filter(
-        status=ModelVersion.Status.RETIRED, trained_at__lt=cutoff, artifact__isnull=False
-    ).update(artifact=None)
-
 
 def purge_finished_task_attempts(cutoff: dt.datetime) -> int:
-    return _delete_in_batches(
+    return delete_in_batches(
         TaskAttempt.objects.filter(finished_at__lt=cutoff).exclude(status=TaskAttempt.Status.DEAD).order_by()
     )
 

@@ -530,9 +530,9 @@ BACKUP_KEEP = env.int("BACKUP_KEEP", default=7)
 # Retention: job name -> function(cutoff) and its age in days. Raw webhook events have their own
 # daily job (integrations-webhook-purge-daily, WEBHOOK_RETENTION_DAYS, never under the 7-day dedupe window).
 RETENTION_JOBS = {
-    "read_alerts": "monitoring.services.purge_read_alerts",
-    "session_actions": "monitoring.services.compact_session_actions",
-    "retired_model_artifacts": "monitoring.services.drop_retired_model_artifacts",
+    "read_alerts": "alerts.services.alerts_purge_read",
+    "session_actions": "customers.services.session_actions_compact",
+    "retired_model_artifacts": "predictions.services.history.model_artifacts_drop_retired",
     "task_attempts": "monitoring.services.purge_finished_task_attempts",
     "prediction_history_weekly": "predictions.services.history.thin_predictions_weekly",
     "prediction_history_monthly": "predictions.services.history.thin_predictions_monthly",

@@ -21,7 +21,7 @@ from django.db import transaction
 from django.db.models import F, Window
 from django.db.models.functions import RowNumber
 
-from predictions.models import ChurnPrediction
+from predictions.models import ChurnPrediction, ModelVersion
 
 BATCH = 5000
 
@@ -52,7 +52,7 @@ def _next_week(start: dt.datetime) -> dt.datetime:
 def _thin_period(start: dt.datetime, end: dt.datetime) -> int:
     """Delete every prediction in [start, end) but each customer's latest one there.
 
-    The surplus ids are listed once: `monitoring.services._delete_in_batches` re-runs its query per
+    The surplus ids are listed once: `churnshield.db.delete_in_batches` re-runs its query per
     batch, which here would recompute the window over the whole period each time."""
     ranked = ChurnPrediction.objects.filter(prediction_date__gte=start, prediction_date__lt=end).annotate(
         rank=Window(
@@ -89,3 +89,10 @@ def thin_predictions_weekly(cutoff: dt.datetime) -> int:
 def thin_predictions_monthly(cutoff: dt.datetime) -> int:
     """Before the cutoff, one prediction per customer per calendar month (the month's latest)."""
     return _thin(cutoff, _month_start, _next_month)
+
+
+def model_artifacts_drop_retired(cutoff: dt.datetime) -> int:
+    """Retention job: retired models keep their card (metrics, importance) but lose the serialized booster."""
+    return ModelVersion.objects.filter(
+        status=ModelVersion.Status.RETIRED, trained_at__lt=cutoff, artifact__isnull=False
+    ).update(artifact=None)
