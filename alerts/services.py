@@ -108,7 +108,7 @@ def _prepare(specs: list[dict[str, Any]]) -> list[Alert]:
                 customer_id=customer_id,
                 source=source,
                 grouping_key=spec.get("grouping_key") or default_grouping_key(customer_id=customer_id, source=source),
-                owner_id=spec.get("owner_id") if spec.get("owner_id") is not None else owners.get(customer_id),
+                owner_id=spec["owner_id"] if spec.get("owner_id") is not None else owners.get(customer_id or 0),
                 context=spec.get("context") or {},
             )
         )
@@ -126,7 +126,8 @@ def _apply_snoozes(new: list[Alert]) -> None:
     for pk, key, severity, until in Alert.objects.filter(
         grouping_key__in=keys, status=Alert.Status.SNOOZED, snoozed_until__gt=timezone.now()
     ).values_list("pk", "grouping_key", "severity", "snoozed_until"):
-        snoozed.setdefault(key, []).append((pk, severity, until))
+        if until is not None:  # filtered on snoozed_until > now: always set
+            snoozed.setdefault(key, []).append((pk, severity, until))
     reopen: set[int] = set()
     for alert in new:
         group = snoozed.get(alert.grouping_key)

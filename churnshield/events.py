@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 class CustomersScored:
     """A scoring run committed new predictions: for these customers, or the whole book (None)."""
 
-    run_id: int
+    run_id: int | None
     customer_ids: list[int] | None
 
 

@@ -27,7 +27,7 @@ def rejection_key(provider: str, reason: str) -> str:
     return f"integrations:webhook-rejections:{provider}:{reason}"
 
 
-def _count(queryset: QuerySet) -> Subquery:
+def _count(queryset: QuerySet) -> Coalesce:
     return Coalesce(
         Subquery(queryset.order_by().values("integration_id").annotate(n=Count("id")).values("n")[:1]),
         0,
@@ -57,6 +57,7 @@ def integration_health() -> list[dict[str, Any]]:
     """One row per integration: status, lag since the last successful sync, errors, webhook backlog."""
     now = timezone.now()
     rows = []
+    integration: Any  # a row with the counts integration_list() annotates
     for integration in integration_list():
         rows.append(
             {

@@ -7,6 +7,7 @@ import logging
 import random
 from contextlib import nullcontext
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -137,11 +138,11 @@ def webhook_store(*, rows: list[WebhookEvent], enqueue: bool = True) -> set[int]
     with transaction.atomic() if len(chunks) > 1 else nullcontext():
         for chunk in chunks:
             # bulk_create() always opens a transaction; its one-statement insert is _insert().
-            WebhookEvent.objects._insert(chunk, fields=fields, on_conflict=OnConflict.IGNORE)
+            WebhookEvent.objects._insert(chunk, fields=fields, on_conflict=OnConflict.IGNORE)  # type: ignore[attr-defined]
     integration_ids = {row.integration_id for row in rows}
     if enqueue:
         for integration_id in sorted(integration_ids):
-            transaction.on_commit(lambda i=integration_id: enqueue_drain(integration_id=i))
+            transaction.on_commit(partial(enqueue_drain, integration_id=integration_id))
     return integration_ids
 
 
@@ -276,9 +277,9 @@ def _process(integration: Integration, claims: dict[int, int]) -> int:
         failed = [row for row in rows if row.pk in errors]
         dead: list[WebhookEvent] = []
         for row in failed:
-            error = errors[row.pk]
-            row.last_error = f"{type(error).__name__}: {error}"[:2000]
-            if isinstance(error, PERMANENT_ERRORS) or row.attempts >= settings.WEBHOOK_MAX_ATTEMPTS:
+            failure = errors[row.pk]
+            row.last_error = f"{type(failure).__name__}: {failure}"[:2000]
+            if isinstance(failure, PERMANENT_ERRORS) or row.attempts >= settings.WEBHOOK_MAX_ATTEMPTS:
                 row.status = WebhookEvent.Status.DEAD
                 dead.append(row)
             else:

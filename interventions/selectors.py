@@ -85,7 +85,8 @@ def intervention_analytics(*, user: Any) -> dict:
     for kind, created, done in interventions.filter(completed, completed_at__isnull=False).values_list(
         "type", "created_at", "completed_at"
     ):
-        durations[kind].append(max((done - created).total_seconds(), 0) / 86400)
+        if done is not None:  # filtered on completed_at not null
+            durations[kind].append(max((done - created).total_seconds(), 0) / 86400)
 
     rows = []
     for item in by_type:
@@ -239,7 +240,7 @@ def recommend_intervention(*, user: Any, customer_id: int) -> dict:
 
     best = max(candidates, key=score)
     rate, won, tried = smoothed(best)
-    cause_text = f"its top churn cause is {causes[0].lower()}" if causes else f"its churn risk is {level}"
+    cause_text = f"its top churn cause is {str(causes[0]).lower()}" if causes else f"its churn risk is {level}"
     return {
         "type": best,
         "priority": level,

@@ -47,8 +47,8 @@ def celery_queue_stats() -> dict[str, Any]:
             pipe.llen(name + (_PRIORITY_SEP + step if step else ""))
     pipe.hlen("unacked")
     values = pipe.execute()
-    step = len(_PRIORITY_STEPS)
-    queues = {name: sum(values[i * step : (i + 1) * step]) for i, name in enumerate(names)}
+    per_queue = len(_PRIORITY_STEPS)
+    queues = {name: sum(values[i * per_queue : (i + 1) * per_queue]) for i, name in enumerate(names)}
     return {"queues": queues, "unacked": values[-1]}
 
 

@@ -3,7 +3,7 @@
 import datetime as dt
 from collections import defaultdict
 from statistics import mean
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.db.models import Count, DateTimeField, ExpressionWrapper, F, OuterRef, Q, QuerySet, Subquery
@@ -201,29 +201,28 @@ def _pct(part: float, whole: float) -> float:
     return round(100.0 * part / whole, 1) if whole else 0.0
 
 
-def _execution_rows(executions: QuerySet[PlaybookExecution]) -> list[dict]:
+def _execution_rows(executions: QuerySet[PlaybookExecution]) -> list[dict[str, Any]]:
     later = ChurnPrediction.objects.filter(
         customer=OuterRef("customer"),
         prediction_date__gte=ExpressionWrapper(
             OuterRef("started_at") + dt.timedelta(days=OUTCOME_DAYS), output_field=DateTimeField()
         ),
     ).order_by("prediction_date", "id")
-    return list(
-        executions.annotate(risk_after=Subquery(later.values("churn_probability")[:1])).values(
-            "id",
-            "playbook_id",
-            "playbook__name",
-            "playbook__intervention_type",
-            "status",
-            "is_holdout",
-            "started_at",
-            "completed_at",
-            "risk_at_start",
-            "risk_after",
-            "customer__churned_at",
-            "customer__mrr",
-        )
+    rows = executions.annotate(risk_after=Subquery(later.values("churn_probability")[:1])).values(
+        "id",
+        "playbook_id",
+        "playbook__name",
+        "playbook__intervention_type",
+        "status",
+        "is_holdout",
+        "started_at",
+        "completed_at",
+        "risk_at_start",
+        "risk_after",
+        "customer__churned_at",
+        "customer__mrr",
     )
+    return cast(list[dict[str, Any]], list(rows))
 
 
 def _summarise(rows: list[dict], step_counts: dict[str, int], now: dt.datetime) -> dict:
@@ -334,7 +333,9 @@ def playbook_analytics_by_type() -> dict[str, dict]:
     )
     kinds = {pk: (kind or name) for pk, kind, name in Playbook.objects.values_list("pk", "intervention_type", "name")}
     # Every type answers, with or without executions, as the full analytics do.
-    totals = {kind: {False: defaultdict(int), True: defaultdict(int)} for kind in kinds.values()}
+    totals: dict[str, dict[bool, defaultdict[str, int]]] = {
+        kind: {False: defaultdict(int), True: defaultdict(int)} for kind in kinds.values()
+    }
     for arm in arms:
         counts = totals[kinds[arm["playbook_id"]]][arm["is_holdout"]]
         for key in ("n", "matured", "churned"):

@@ -127,7 +127,7 @@ def churn_cause_rows(*, user: Any) -> list[dict]:
             {"id": c.pk, "cause": c.cause, "count": c.count, "percent": c.percent, "impact": c.impact} for c in causes
         ]
     counts, total = count_latest_causes(customer_scope(user=user).filter(is_active=True))
-    rows = []
+    rows: list[dict[str, Any]] = []
     for cause in causes:
         count = counts.get(cause.cause, 0)
         percent = round(100 * count / total) if total else 0
@@ -509,7 +509,9 @@ def ml_analytics(*, user: Any) -> dict:
 
     version = champion()
     metrics = (version.metrics if version else {}) or {}
-    at_half = next((row for row in metrics.get("threshold_table", []) if abs(row.get("threshold", 0) - 0.5) < 1e-9), {})
+    at_half: dict[str, Any] = next(
+        (row for row in metrics.get("threshold_table", []) if abs(row.get("threshold", 0) - 0.5) < 1e-9), {}
+    )
     executions = PlaybookExecution.objects.filter(customer__in=active).aggregate(
         total=Count("id"), completed=Count("id", filter=Q(status="completed"))
     )

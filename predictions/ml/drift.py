@@ -26,7 +26,7 @@ def drift_summary(
             "drift_status": "unknown",
         }
     mean = sum(values.values()) / len(values)
-    worst = max(values, key=values.get)
+    worst = max(values, key=lambda name: values[name])
     status = "major" if mean >= major else "moderate" if mean >= moderate else "stable"
     return {
         "feature_drift_score": round(mean, 4),

@@ -63,7 +63,7 @@ HEALTHY_REFERENCE: dict[str, float] = {
 
 
 # `features` is a frame, or (one real-time customer) a dict of feature name → 1-element array.
-Features = pd.DataFrame | Mapping[str, np.ndarray]
+type Features = pd.DataFrame | Mapping[str, np.ndarray]
 
 
 def _names(features: Features) -> list[str]:
@@ -78,7 +78,7 @@ def _rows(features: Features) -> int:
 
 def _col(features: Features, name: str, default: float = 0.0) -> np.ndarray:
     if name in features:
-        return np.nan_to_num(np.asarray(features[name], dtype=float), nan=default)
+        return np.nan_to_num(np.asarray(features[name], dtype=np.float64), nan=default)
     return np.full(_rows(features), default)
 
 
@@ -154,7 +154,7 @@ def rules_probability(features: pd.DataFrame, weights: dict | None = None) -> np
     return 1.0 / (1.0 + np.exp(-(INTERCEPT - SLOPE * raw)))
 
 
-def _cause(component: str, f: pd.DataFrame) -> tuple[str, np.ndarray]:
+def _cause(component: str, f: pd.DataFrame) -> tuple[str, str]:
     """(cause name, feature shown) for a component; engagement splits on the trend."""
     if component == "engagement":
         return LOW_ENGAGEMENT, "days_since_last_session"
@@ -182,7 +182,8 @@ def rules_explain(features: pd.DataFrame, top_k: int = 3, weights: dict | None =
     order = np.argsort(-deficit, axis=1, kind="stable")
     out = []
     for r in range(len(features)):  # formatting only
-        row, seen = [], set()
+        row: list[dict] = []
+        seen: set[str] = set()
         for j in order[r]:
             if len(row) >= top_k or not listed[r, j] or total[r] <= 0:
                 continue

@@ -735,7 +735,8 @@ def _train_snapshot(
         calibrated[name] = out
     calibrated["rules"] = raw["rules"]
 
-    blocks, aucs = [], {name: [] for name in (*CANDIDATES, "rules")}
+    blocks: list[dict[str, Any]] = []
+    aucs: dict[str, list[float]] = {name: [] for name in (*CANDIDATES, "rules")}
     for k in range(folds):
         mine = fold_of == k
         entry: dict[str, Any] = {"block": f"fold {k + 1}/{folds}"}

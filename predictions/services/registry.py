@@ -33,6 +33,8 @@ def loaded_model(version: ModelVersion) -> TrainedModel | None:
         model = _loaded.get(key)
         if model is None:
             artifact = ModelVersion.objects.values_list("artifact", flat=True).get(pk=version.pk)
+            if artifact is None:
+                raise ValueError(f"model version {version.version} has no stored model (retired and dropped)")
             model = TrainedModel.from_bytes(bytes(artifact))
             _loaded.clear()  # keep one model in memory: the champion changes rarely
             _loaded[key] = model
@@ -137,7 +139,8 @@ def model_train(*, as_of: dt.datetime | None = None, seed: int = 0, min_positive
     # The champion against the challenger on the challenger's validation rows, each with its own
     # features (both final models; either may have seen some of these rows in training).
     new_auc = same_rows_auc(trained, tables, trained.training_window)
-    old_auc = same_rows_auc(loaded_model(current), tables, trained.training_window)
+    current_model = loaded_model(current)
+    old_auc = same_rows_auc(current_model, tables, trained.training_window) if current_model else None
     if new_auc is not None and (old_auc is None or new_auc > old_auc + CHALLENGER_MARGIN):
         model_promote(
             candidate,

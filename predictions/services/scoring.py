@@ -527,7 +527,7 @@ def _score_one_lean(
         alerts = []  # the first score by a new model: a change of model, not of the customer
     # Alerts raised earlier can only clear when the risk level fell or the health score rose.
     resolve = LEVEL_RANK[level] < LEVEL_RANK[old_level] or (one.health_score is not None and score > one.health_score)
-    values = {
+    values: dict[str, Any] = {
         "customer_id": customer_id,
         "risk": risk,
         "level": level,
@@ -615,25 +615,23 @@ def _write_one(
     if connection.vendor == "postgresql":
         from psycopg.types.json import Jsonb
 
+        params: dict[str, Any] = {
+            "run_key": run_key,
+            "version_id": version.pk,
+            "now": now,
+            "rises": rises,
+            "customer_id": customer_id,
+            "risk": risk,
+            "level": level,
+            "causes": Jsonb(causes),
+            "version": version.version,
+            "score": score,
+            "components": Jsonb(components),
+            "confidence": confidence,
+            "digest": digest,
+        }
         with connection.cursor() as cursor:
-            cursor.execute(
-                _WRITE_ONE_POSTGRES,
-                {
-                    "run_key": run_key,
-                    "version_id": version.pk,
-                    "now": now,
-                    "rises": rises,
-                    "customer_id": customer_id,
-                    "risk": risk,
-                    "level": level,
-                    "causes": Jsonb(causes),
-                    "version": version.version,
-                    "score": score,
-                    "components": Jsonb(components),
-                    "confidence": confidence,
-                    "digest": digest,
-                },
-            )
+            cursor.execute(_WRITE_ONE_POSTGRES, params)
             prediction.pk, run.pk = cursor.fetchone()
     else:
         with transaction.atomic():
