@@ -396,3 +396,11 @@ def session_actions_compact(cutoff: dt.datetime) -> int:
                 UserSession.objects.bulk_update(batch, ["actions"], batch_size=1000)
         changed += len(batch)
     return changed
+
+
+def customer_fields_set(*, customer: Customer, values: dict[str, Any]) -> Customer:
+    """Set some of a customer's fields (model field names; `owner` a user) and save only those."""
+    for name, value in values.items():
+        setattr(customer, name, value)
+    customer.save(update_fields=[*values, "updated_at"])
+    return customer

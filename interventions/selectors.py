@@ -22,6 +22,17 @@ def intervention_scope(*, user: Any) -> QuerySet[Intervention]:
     return Intervention.objects.filter(customer__owner_id=user.pk)
 
 
+def open_interventions_per_assignee(names: list[str]) -> dict[str, int]:
+    """Open interventions per assignee name, for the names that have any."""
+    rows = (
+        Intervention.objects.filter(status__in=Intervention.OPEN_STATUSES, assigned_csm__in=names)
+        .values_list("assigned_csm")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    return dict(rows)
+
+
 def open_intervention_count(customer_id: int) -> int:
     return Intervention.objects.filter(customer_id=customer_id, status__in=Intervention.OPEN_STATUSES).count()
 

@@ -35,14 +35,35 @@ def _owner_name(customer: Customer) -> str:
 
 
 def intervention_create(*, user: Any, customer_id: int, **fields: Any) -> Intervention:
+    """A person's new intervention (API fields), on a customer they may see."""
     customer = customer_get(user=user, customer_id=customer_id)
     values = {WRITABLE_FIELDS[name]: value for name, value in fields.items() if name in WRITABLE_FIELDS}
+    return intervention_record(customer=customer, created_by_id=user.pk, **values)
+
+
+def intervention_record(*, customer: Customer, created_by_id: int | None, **values: Any) -> Intervention:
+    """Store an intervention (column names): open and assigned to the customer's owner unless
+    said otherwise. The one way a row is created, for people (through intervention_create) and for
+    the playbook engine, which acts without a user of its own."""
     values.setdefault("status", Intervention.Status.ACTIVE)
     if not values.get("assigned_csm"):
         values["assigned_csm"] = _owner_name(customer)
     if values["status"] == Intervention.Status.COMPLETED and not values.get("completed_at"):
         values["completed_at"] = timezone.now()
-    return Intervention.objects.create(customer=customer, created_by=user, **values)
+    return Intervention.objects.create(customer=customer, created_by_id=created_by_id, **values)
+
+
+def intervention_task_fill(
+    *, intervention: Intervention, priority: str, assigned_csm: str, description: str, due_date: datetime
+) -> Intervention:
+    """Complete an intervention a playbook adopted: its priority, and whatever of the assignee,
+    description and due date it does not have yet."""
+    intervention.priority = priority
+    intervention.assigned_csm = intervention.assigned_csm or assigned_csm
+    intervention.description = intervention.description or description
+    intervention.due_date = intervention.due_date or due_date
+    intervention.save(update_fields=["priority", "assigned_csm", "description", "due_date"])
+    return intervention
 
 
 @transaction.atomic

@@ -20,6 +20,7 @@ from churnshield.exceptions import ConflictError, NotFoundError
 from customers.models import Customer
 from customers.selectors import customer_get, customer_scope
 from interventions.models import Intervention
+from interventions.services import intervention_record
 from playbooks import engine
 from playbooks.definitions import duration_seconds, validate_exit_conditions, validate_steps
 from playbooks.models import EmailReview, Playbook, PlaybookExecution, TriggerRule
@@ -287,19 +288,16 @@ def playbook_trigger(
     with transaction.atomic():
         if PlaybookExecution.objects.filter(playbook=playbook, customer=customer, status=Status.RUNNING).exists():
             raise ConflictError(f"{playbook.name} is already running for this customer.")
-        owner = customer.owner
-        tracking = Intervention.objects.create(
+        tracking = intervention_record(
             customer=customer,
+            created_by_id=user.pk,
             type=intervention.get("type") or playbook.intervention_type or playbook.name,
             priority=intervention.get("priority") or "medium",
-            status=Intervention.Status.ACTIVE,
-            assigned_csm=intervention.get("assignedCsm")
-            or ((owner.get_full_name() or owner.get_username()) if owner else ""),
+            assigned_csm=intervention.get("assignedCsm") or "",
             description=intervention.get("description") or playbook.description,
             next_action=intervention.get("nextAction", ""),
             notes=intervention.get("notes") or f"Playbook {playbook.name} triggered.",
             due_date=intervention.get("dueDate"),
-            created_by=user,
         )
         try:
             with transaction.atomic():

@@ -15,7 +15,6 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.mail import EmailMessage, get_connection
-from django.db.models import Count
 
 from alerts.models import Alert
 from alerts.notifications import webhooks
@@ -23,7 +22,10 @@ from alerts.notifications.errors import DeliveryError, UnsafeWebhookURL
 from alerts.services import alert_create
 from customers.models import Customer
 from customers.selectors import risk_level
+from customers.services import customer_fields_set
 from interventions.models import Intervention
+from interventions.selectors import open_interventions_per_assignee
+from interventions.services import intervention_record, intervention_task_fill
 from playbooks.definitions import duration_seconds, render_template
 
 logger = logging.getLogger(__name__)
@@ -156,11 +158,7 @@ def _least_loaded_csm() -> str:
     if not csms:
         return ""
     names = {user.pk: (user.get_full_name() or user.get_username()) for user in csms}
-    load = dict(
-        Intervention.objects.filter(status__in=Intervention.OPEN_STATUSES, assigned_csm__in=names.values())
-        .values_list("assigned_csm")
-        .annotate(n=Count("id"))
-    )
+    load = open_interventions_per_assignee(list(names.values()))
     chosen = min(csms, key=lambda user: (load.get(names[user.pk], 0), user.pk))
     return names[chosen.pk]
 
@@ -178,24 +176,24 @@ def create_intervention(execution: Any, step: dict, now: dt.datetime) -> Outcome
     # step of that execution works on that intervention instead of creating a second one.
     adopted = execution.intervention_id and not execution.result.get("interventionAdopted")
     if adopted:
-        intervention = execution.intervention
-        intervention.priority = step.get("priority", intervention.priority)
-        intervention.assigned_csm = intervention.assigned_csm or assignee
-        intervention.description = intervention.description or description
-        intervention.due_date = intervention.due_date or due
-        intervention.save(update_fields=["priority", "assigned_csm", "description", "due_date"])
+        intervention = intervention_task_fill(
+            intervention=execution.intervention,
+            priority=step.get("priority", execution.intervention.priority),
+            assigned_csm=assignee,
+            description=description,
+            due_date=due,
+        )
         execution.result["interventionAdopted"] = True
     else:
-        intervention = Intervention.objects.create(
+        intervention = intervention_record(
             customer=customer,
+            created_by_id=execution.triggered_by_id,
             type=step["intervention_type"],
             priority=step.get("priority", "medium"),
             assigned_csm=assignee,
             description=description,
             due_date=due,
-            status=Intervention.Status.ACTIVE,
             notes=f"Created by playbook {execution.playbook.name} (execution {execution.pk}).",
-            created_by_id=execution.triggered_by_id,
         )
         if execution.intervention_id is None:
             execution.intervention = intervention
@@ -234,20 +232,16 @@ def create_alert(execution: Any, step: dict, now: dt.datetime) -> Outcome:
 
 
 def update_customer(execution: Any, step: dict, now: dt.datetime) -> Outcome:
-    customer = execution.customer
-    changes: dict[str, Any] = {}
+    values: dict[str, Any] = {}
     for name, value in step["fields"].items():
         if name == "owner":
             owner = get_user_model().objects.filter(username=value, is_active=True).first()
             if owner is None:
                 raise PermanentStepError(f"update_customer: no active user named {value!r}")
-            customer.owner = owner
-            changes["owner"] = value
-        else:
-            setattr(customer, name, value)
-            changes[name] = value
-    customer.save(update_fields=[("owner" if name == "owner" else name) for name in changes] + ["updated_at"])
-    return Outcome(output={"changed": changes})
+            value = owner
+        values[name] = value
+    customer_fields_set(customer=execution.customer, values=values)
+    return Outcome(output={"changed": step["fields"]})
 
 
 def condition(execution: Any, step: dict, now: dt.datetime) -> Outcome:
