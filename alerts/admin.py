@@ -32,7 +32,7 @@ from alerts.services import (
     snooze_preset_until,
 )
 from churnshield.admin_scoping import PortfolioScopedAdmin, is_csm
-from churnshield.exceptions import ConflictError, NotFoundError
+from churnshield.exceptions import ConflictError, NotFoundError, error_body
 
 
 def _wants_json(request: HttpRequest) -> bool:
@@ -198,7 +198,7 @@ class AlertAdmin(PortfolioScopedAdmin):
     ) -> HttpResponse:
         message = message or " ".join(m for msgs in errors.values() for m in msgs)
         if _wants_json(request):
-            return JsonResponse({"message": message, "code": code, "errors": errors}, status=status)
+            return JsonResponse(error_body(message, code, errors), status=status)
         self.message_user(request, message, messages.ERROR)
         return HttpResponseRedirect(reverse("admin:alerts_alert_change", args=[obj.pk]))
 

@@ -4,6 +4,15 @@ The API's exception handler renders them (`churnshield/api/errors.py`); the admi
 catch them like any other exception.
 """
 
+from typing import Any
+
+
+def error_body(message: str, code: str, errors: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The API's error shape, `{"message", "code", "errors": {field: [messages]}}`: every error
+    answer, from DRF's handler or outside DRF (ASGI receivers, middleware, the admin's JSON), is
+    built here."""
+    return {"message": message, "code": code, "errors": errors or {}}
+
 
 class NotFoundError(LookupError):
     """The object does not exist, or is outside what the user may see (never tell which)."""

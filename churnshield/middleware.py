@@ -4,6 +4,8 @@ from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
+from churnshield.exceptions import error_body
+
 
 class RejectNulBytesMiddleware:
     """Answer 400 to a NUL byte in the path or query string.
@@ -19,7 +21,6 @@ class RejectNulBytesMiddleware:
         query = request.META.get("QUERY_STRING", "")
         if "\x00" in request.path or "%00" in query or "\x00" in query:
             return JsonResponse(
-                {"message": "NUL characters are not allowed in the URL.", "code": "invalid_characters", "errors": {}},
-                status=400,
+                error_body("NUL characters are not allowed in the URL.", "invalid_characters"), status=400
             )
         return self.get_response(request)

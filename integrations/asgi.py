@@ -21,7 +21,7 @@ from channels.generic.http import AsyncHttpConsumer
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection
 
-from churnshield.exceptions import NotFoundError
+from churnshield.exceptions import NotFoundError, error_body
 from integrations import services
 from integrations.connectors.base import Delivery, SignatureError
 from integrations.models import Integration, WebhookEvent
@@ -177,7 +177,7 @@ async def _integration(provider: str, integration_id: int) -> Integration:
 
 
 def _error(status: int, message: str, code: str) -> tuple[int, bytes]:
-    return status, json.dumps({"message": message, "code": code, "errors": {}}).encode()
+    return status, json.dumps(error_body(message, code)).encode()
 
 
 class WebhookConsumer(AsyncHttpConsumer):

@@ -12,6 +12,7 @@ from django.views.decorators.http import require_GET
 from health_check.views import HealthCheckView
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
+from churnshield.exceptions import error_body
 from monitoring.health import readiness_checks
 
 
@@ -65,9 +66,7 @@ def metrics_allowed(request: HttpRequest) -> bool:
 @require_GET
 def metrics(request: HttpRequest) -> HttpResponse:
     if not metrics_allowed(request):
-        response = JsonResponse(
-            {"message": "Metrics need a valid bearer token.", "code": "not_authenticated", "errors": {}}, status=401
-        )
+        response = JsonResponse(error_body("Metrics need a valid bearer token.", "not_authenticated"), status=401)
         response["WWW-Authenticate"] = 'Bearer realm="metrics"'
         return response
     response = HttpResponse(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST)

@@ -18,6 +18,8 @@ from typing import Any
 import orjson
 from django.conf import settings
 
+from churnshield.exceptions import error_body
+
 Scope = dict[str, Any]
 Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -31,7 +33,7 @@ _MULTIPART_SLACK = 1 << 20  # the multipart framing and the option fields around
 
 
 async def _error(send: Send, status: int, message: str, code: str, field: str | None = None) -> None:
-    body = orjson.dumps({"message": message, "code": code, "errors": {field: [message]} if field else {}})
+    body = orjson.dumps(error_body(message, code, {field: [message]} if field else None))
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": [*headers, (b"connection", b"close")]})
     await send({"type": "http.response.body", "body": body})

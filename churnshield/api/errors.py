@@ -14,7 +14,7 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
-from churnshield.exceptions import ConflictError, NotFoundError, ServiceUnavailableError
+from churnshield.exceptions import ConflictError, NotFoundError, ServiceUnavailableError, error_body
 
 
 class Conflict(exceptions.APIException):
@@ -87,11 +87,7 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
 
     if isinstance(exc, exceptions.ValidationError):
         detail = _string_keys(exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail})
-        body = {
-            "message": _first_message(detail) or "Invalid request data",
-            "code": "invalid",
-            "errors": detail,
-        }
+        body = error_body(_first_message(detail) or "Invalid request data", "invalid", detail)
     else:
         detail = exc.detail
         if isinstance(detail, dict):  # simplejwt's InvalidToken carries a dict
@@ -100,7 +96,7 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
         else:
             message = str(detail)
             code = getattr(detail, "code", None) or exc.default_code
-        body = {"message": message, "code": str(code), "errors": {}}
+        body = error_body(message, str(code))
 
     set_rollback()
     return Response(body, status=exc.status_code, headers=headers)
@@ -110,7 +106,7 @@ def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpR
     """Django's 404 handler: an URL under /api/ that no route matches (e.g. `/api/alerts/-1/read`)
     answers in the API's JSON error shape; other paths keep Django's page."""
     if request.path.startswith("/api/"):
-        return JsonResponse({"message": "Not found.", "code": "not_found", "errors": {}}, status=404)
+        return JsonResponse(error_body("Not found.", "not_found"), status=404)
     from django.views.defaults import page_not_found
 
     return page_not_found(request, exception)

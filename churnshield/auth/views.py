@@ -26,18 +26,14 @@ from churnshield.auth.authentication import check_cookie_origin
 from churnshield.auth.services import TokenRefused, refresh_token_revoke, refresh_token_rotate
 from churnshield.auth.throttles import LoginRateThrottle
 from churnshield.auth.tokens import clear_auth_cookies, issue_tokens, set_auth_cookies, user_payload
+from churnshield.exceptions import error_body
 
 
 def lockout_response(request: HttpRequest, original_response: Any = None, credentials: Any = None) -> HttpResponse:
     """django-axes calls this when a (username, IP) pair is locked out."""
     minutes = int(settings.AXES_COOLOFF_TIME.total_seconds() // 60)
     response = JsonResponse(
-        {
-            "message": f"Too many failed sign-in attempts. Try again in {minutes} minutes.",
-            "code": "locked_out",
-            "errors": {},
-        },
-        status=429,
+        error_body(f"Too many failed sign-in attempts. Try again in {minutes} minutes.", "locked_out"), status=429
     )
     response["Retry-After"] = str(int(settings.AXES_COOLOFF_TIME.total_seconds()))
     return response
@@ -46,15 +42,14 @@ def lockout_response(request: HttpRequest, original_response: Any = None, creden
 def attempt_in_progress_response() -> HttpResponse:
     """A second sign-in for the same (account, address) while one is being checked."""
     response = JsonResponse(
-        {"message": "Another sign-in for this account is in progress.", "code": "attempt_in_progress", "errors": {}},
-        status=429,
+        error_body("Another sign-in for this account is in progress.", "attempt_in_progress"), status=429
     )
     response["Retry-After"] = "1"
     return response
 
 
 def _error(status: int, message: str, code: str) -> Response:
-    return Response({"message": message, "code": code, "errors": {}}, status=status)
+    return Response(error_body(message, code), status=status)
 
 
 @body_rules(anyOf=[{"required": ["username"]}, {"required": ["email"]}])
