@@ -4,8 +4,9 @@ History books (event facts for most customers): rows are (customer, cutoff), lab
 customer churned in (cutoff, cutoff + horizon]; only cutoffs whose horizon ends by `as_of` are
 used. Rolling origin: each of the `n_blocks` latest labelled cutoffs is a block, predicted by
 models fitted on the cutoffs whose label window ended before it (purged), early-stopped and
-calibrated on the latest of those. The shipped model is fitted on every cutoff whose window ends
-by the latest labelled cutoff and calibrated on that one.
+calibrated on the latest of those. The shipped model is refitted on every labelled cutoff and
+calibrated on the latest one's out-of-fold scores (folds by customer); trees keep the number of
+rounds an early-stopped probe found.
 
 Snapshot books (no event history, `features.FeatureSpec.snapshot`): one row per customer, as of
 its churn for churners; stratified K-fold cross-validation, out-of-fold calibration.
@@ -601,13 +602,16 @@ def train(
     algorithm, selection = choose({k: v for k, v in aucs.items() if k in CANDIDATES})
     algorithm = p.get("algorithm") or algorithm  # a caller may fix it (tests, benchmarks)
 
-    # The shipped model: fitted on the most recent cutoffs whose labels are known before the
-    # latest one, calibrated (and early-stopped) on the latest.
+    # The shipped model: refitted on every labelled cutoff (the blocks chose the algorithm; the
+    # newest rows rank best and the plain reference uses them all), calibrated on the latest
+    # cutoff's out-of-fold scores (folds by customer).
     fit = meta["cutoff"].isin(final_fit).to_numpy()
     stop = rows[used[-1]]
-    model = _candidate(algorithm, X[fit], y[fit], X[stop], y[stop], p, seed)
+    model, latest_calibrated = _refit_on_everything(
+        algorithm, X, y, meta["customer_id"].to_numpy(), stop, (fit, stop), p, folds, seed
+    )
     model.spec = spec
-    X_fit, y_fit = X[fit], y[fit]
+    X_fit, y_fit = X, y
     model.reference_stats = {"bins": reference_bins(X_fit)}
     model.healthy_reference = {k: float(v) for k, v in X_fit[y_fit.to_numpy() == 0].median().items()}
     window = {
@@ -616,8 +620,9 @@ def train(
         "protocol": "rolling-origin",
         "start": used[0].isoformat(),
         "end": used[-1].isoformat(),
-        "fit_cutoffs": [c.isoformat() for c in final_fit],
+        "fit_cutoffs": [c.isoformat() for c in used],
         "calibration_cutoff": used[-1].isoformat(),
+        "calibration": f"out of fold ({folds} folds by customer) on the latest cutoff",
         "validation_cutoffs": [b["block"] for b in blocks],
     }
     model.params = {**p, "seed": seed, "horizon_days": horizon_days, "algorithm": algorithm}
@@ -631,10 +636,58 @@ def train(
         **{name: np.concatenate(pooled[name]) for name in (*CANDIDATES, "rules")},
     }
     _card(model, blocks, algorithm, window, evaluation, X_fit, y_fit, X[stop], save_rate, contact_cost)
-    # Bands from the shipped model on its latest labelled cutoff (its calibration block).
-    model.params["risk_thresholds"] = risk_bands(model.predict_proba(X[stop]), y[stop], bands)
+    # Bands from the shipped model's out-of-fold probabilities on its latest labelled cutoff.
+    model.params["risk_thresholds"] = risk_bands(latest_calibrated, y[stop], bands)
     model.rules_risk_thresholds = rank_bands(evaluation["rules"], evaluation["y"], bands)
     return model
+
+
+def _refit_on_everything(
+    algorithm: str,
+    X: pd.DataFrame,
+    y: pd.Series,
+    customer_ids: np.ndarray,
+    calibrate_on: np.ndarray,
+    probe: tuple[np.ndarray, np.ndarray],
+    p: dict,
+    folds: int,
+    seed: int,
+) -> tuple[TrainedModel, np.ndarray]:
+    """`algorithm` fitted on all of (X, y), and the calibrated out-of-fold probabilities of the
+    `calibrate_on` rows its calibrator was fitted on.
+
+    Out of fold: each customer's rows are scored by a model fitted without that customer (any
+    cutoff). Trees take their number of rounds from an early-stopped probe on `probe` (the
+    fit and stop rows of the last validation plan)."""
+    features = list(X.columns)
+    rounds = 0
+    if algorithm == "xgboost":
+        probe_fit, probe_stop = probe
+        early = fit_xgboost(X[probe_fit], y[probe_fit], X[probe_stop], y[probe_stop], p, seed)
+        rounds = early.num_boosted_rounds()
+
+    def fitted(rows: np.ndarray) -> TrainedModel:
+        model = TrainedModel(features, None, Calibrator(p["calibration"]), {}, {}, {}, {}, {}, {})
+        if algorithm == "xgboost":
+            matrix = xgb.DMatrix(
+                X[rows].to_numpy(dtype=float), label=y[rows].to_numpy(), feature_names=features, nthread=1
+            )
+            model.booster = xgb.train(_booster_params(p, seed), matrix, num_boost_round=rounds)
+        else:
+            model.linear, model.log_columns = fit_logistic(X[rows], y[rows], seed)
+        return model
+
+    unique, position = np.unique(customer_ids, return_inverse=True)
+    fold_of = (np.random.default_rng(seed).permutation(len(unique)) % folds)[position]
+    raw = np.zeros(len(y))
+    for k in range(folds):
+        mine = calibrate_on & (fold_of == k)
+        if mine.any():
+            raw[mine] = fitted(fold_of != k).raw_proba(X[mine])
+    model = fitted(np.ones(len(y), dtype=bool))
+    labels = np.asarray(y[calibrate_on], dtype=int)
+    model.calibrator.fit(raw[calibrate_on], labels)
+    return model, model.calibrator.transform(raw[calibrate_on])
 
 
 def _card(model, blocks, algorithm, window, evaluation, X_fit, y_fit, X_report, save_rate, contact_cost) -> None:
