@@ -240,6 +240,17 @@ def recommend_intervention(*, user: Any, customer_id: int) -> dict:
     best = max(candidates, key=score)
     rate, won, tried = smoothed(best)
     cause_text = f"its top churn cause is {causes[0].lower()}" if causes else f"its churn risk is {level}"
+    # With no outcome recorded yet the rates are priors, not results: say so rather than "0 of 0".
+    record = (
+        f"{best} succeeded {won} of {tried} times for {level}-risk customers"
+        if tried
+        else f"no {best} for a {level}-risk customer has finished with a recorded outcome yet"
+    )
+    overall_text = (
+        f"success rate across all interventions {base_rate:.0%}"
+        if overall["n"]
+        else "no intervention has a recorded outcome yet"
+    )
     return {
         "type": best,
         "priority": level,
@@ -247,9 +258,7 @@ def recommend_intervention(*, user: Any, customer_id: int) -> dict:
         "estimatedRevenueSaved": round(float(customer.mrr) * 12 * rate, 2),
         "description": DESCRIPTIONS.get(best, best),
         "reasoning": (
-            f"Recommended because {cause_text}; {best} succeeded {won} of {tried} times "
-            f"for {level}-risk customers (success rate across all interventions {base_rate:.0%})."
-            + _proof_text(proof.get(best.lower()))
+            f"Recommended because {cause_text}; {record} ({overall_text})." + _proof_text(proof.get(best.lower()))
         ),
     }
 
