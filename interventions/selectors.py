@@ -199,9 +199,17 @@ def recommend_intervention(*, user: Any, customer_id: int) -> dict:
     """
     customer = customer_get(user=user, customer_id=customer_id)
     prediction = latest_prediction_json(customer.pk) or {}
-    probability = float(prediction.get("churnProbability", customer.churn_risk))
+    return recommendation_for(
+        customer=customer,
+        probability=float(prediction.get("churnProbability", customer.churn_risk)),
+        causes=[cause.get("cause") for cause in prediction.get("topCauses", []) if isinstance(cause, dict)],
+    )
+
+
+def recommendation_for(*, customer: Customer, probability: float, causes: list[str]) -> dict:
+    """`recommend_intervention` for a customer the caller has already loaded within the user's
+    scope, with its latest probability and cause names (the customer page has them in hand)."""
     level = risk_level(probability)
-    causes = [cause.get("cause") for cause in prediction.get("topCauses", []) if isinstance(cause, dict)]
     candidates = list(dict.fromkeys(CAUSE_INTERVENTIONS[c] for c in causes if c in CAUSE_INTERVENTIONS))
     if not candidates:
         candidates = ["Executive Check-in"] if level == "high" else ["Renewal Reminder"]
@@ -268,7 +276,7 @@ def _playbook_proof(candidates: list[str]) -> dict[str, dict]:
     from playbooks.selectors import playbook_analytics_by_type
 
     wanted = {kind.lower() for kind in candidates}
-    return {kind: row for kind, row in playbook_analytics_by_type().items() if kind in wanted}
+    return {kind: row for kind, row in playbook_analytics_by_type(kinds=wanted).items() if kind in wanted}
 
 
 def _proof_text(row: dict | None) -> str:

@@ -22,7 +22,7 @@ from customers.models import Customer, NpsResponse, UserSession
 from customers.selectors import customer_scope, risk_level, risk_thresholds
 from customers.timeline import customer_timeline
 from interventions.models import Intervention
-from interventions.selectors import intervention_scope, recommend_intervention
+from interventions.selectors import intervention_scope, recommendation_for
 from playbooks.models import Playbook
 from predictions.models import ChurnPrediction, PortfolioSnapshot, PredictionRun
 
@@ -421,7 +421,12 @@ def customer_360(*, user: Any, customer: Customer, now: dt.datetime | None = Non
                     "impact": round(100 * float(cause.get("impact") or 0)),
                 }
             )
-    recommendation = recommend_intervention(user=user, customer_id=customer.pk)
+    # The customer came through the user's scope (the admin's get_object), with its latest score.
+    recommendation = recommendation_for(
+        customer=customer,
+        probability=float(prediction.churn_probability) if prediction else float(customer.churn_risk),
+        causes=[cause["cause"] for cause in causes if cause["cause"]],
+    )
     playbook = (
         Playbook.objects.filter(is_active=True, intervention_type__iexact=recommendation["type"]).order_by("pk").first()
     )
