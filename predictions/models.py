@@ -106,17 +106,22 @@ class PortfolioSnapshot(models.Model):
     mrr_sum = models.DecimalField(max_digits=14, decimal_places=2, default=0)
     churned_customers = models.IntegerField(default=0, help_text="Customers who churned that day")
     # Counted from the customers by `portfolio_snapshot_take`; rows redrawn from history
-    # (backfill, demo history) leave them empty and `taken_at` NULL.
-    medium_risk_customers = models.IntegerField(default=0, help_text="Active customers at medium risk")
+    # (backfill, demo history) leave them empty and `taken_at` NULL. Database defaults too: the
+    # demo writer COPYs history rows without these columns.
+    medium_risk_customers = models.IntegerField(default=0, db_default=0, help_text="Active customers at medium risk")
     mrr_at_risk = models.DecimalField(
         "MRR at risk",
         max_digits=14,
         decimal_places=2,
         default=0,
+        db_default=0,
         help_text="MRR of active customers at medium or high risk",
     )
     riskiest_customer_ids = models.JSONField(
-        default=list, blank=True, help_text="The owner's riskiest active customers when counted, riskiest first"
+        default=list,
+        null=True,
+        blank=True,
+        help_text="The owner's riskiest active customers when counted, riskiest first",
     )
     taken_at = models.DateTimeField(null=True, blank=True, help_text="When the figures were counted from the customers")
 

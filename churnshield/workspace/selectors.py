@@ -318,7 +318,7 @@ def cockpit(*, user: Any, now: dt.datetime | None = None) -> dict:
     # last counted it, when it has (the page says when).
     standings = team_standings() if team else []
     workload = team_workload(now=now, standings=standings) if team else None
-    among = [pk for row in standings for pk in row.riskiest_customer_ids] if standings else None
+    among = [pk for row in standings for pk in row.riskiest_customer_ids or []] if standings else None
     return {
         "team": team,
         "can_write": can_write(user),
