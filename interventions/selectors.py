@@ -249,25 +249,20 @@ def recommendation_for(*, customer: Customer, probability: float, causes: list[s
     rate, won, tried = smoothed(best)
     cause_text = f"its top churn cause is {causes[0].lower()}" if causes else f"its churn risk is {level}"
     # With no outcome recorded yet the rates are priors, not results: say so rather than "0 of 0".
-    record = (
-        f"{best} succeeded {won} of {tried} times for {level}-risk customers"
-        if tried
-        else f"no {best} for a {level}-risk customer has finished with a recorded outcome yet"
-    )
-    overall_text = (
-        f"success rate across all interventions {base_rate:.0%}"
-        if overall["n"]
-        else "no intervention has a recorded outcome yet"
-    )
+    overall_text = f"success rate across all interventions {base_rate:.0%}"
+    if tried:
+        record = f"{best} succeeded {won} of {tried} times for {level}-risk customers ({overall_text})"
+    elif overall["n"]:
+        record = f"no {best} for a {level}-risk customer has a recorded outcome yet ({overall_text})"
+    else:
+        record = "no intervention has a recorded outcome yet"
     return {
         "type": best,
         "priority": level,
         "estimatedSuccess": round(rate, 2),
         "estimatedRevenueSaved": round(float(customer.mrr) * 12 * rate, 2),
         "description": DESCRIPTIONS.get(best, best),
-        "reasoning": (
-            f"Recommended because {cause_text}; {record} ({overall_text})." + _proof_text(proof.get(best.lower()))
-        ),
+        "reasoning": (f"Recommended because {cause_text}; {record}." + _proof_text(proof.get(best.lower()))),
     }
 
 

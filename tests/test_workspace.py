@@ -375,9 +375,16 @@ def test_customer_page_reads_nps_score_and_says_when_no_intervention_has_finishe
     predict(customer, "0.9000", days_ago=0, causes=[ENGAGEMENT])
     response = client_for(csm).get(change_url(customer))
     reasoning = response.context["workspace"]["recommendation"]["reasoning"]
+    assert (
+        reasoning
+        == "Recommended because its top churn cause is low engagement; no intervention has a recorded outcome yet."
+    )
+    other = make_customer(owner=csm)
+    Intervention.objects.create(customer=other, type="Training", status="completed", outcome="succeeded")
+    reasoning = client_for(csm).get(change_url(customer)).context["workspace"]["recommendation"]["reasoning"]
     assert reasoning == (
-        "Recommended because its top churn cause is low engagement; no Executive Check-in for a "
-        "high-risk customer has finished with a recorded outcome yet (no intervention has a recorded outcome yet)."
+        "Recommended because its top churn cause is low engagement; no Executive Check-in for a high-risk "
+        "customer has a recorded outcome yet (success rate across all interventions 100%)."
     )
     html = response.content.decode()
     assert "0 of 0" not in html and "Nps score" not in html and "Mrr" not in html
