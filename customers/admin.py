@@ -182,19 +182,28 @@ class CustomerAdmin(PortfolioScopedAdmin):
             *super().get_urls(),
         ]
 
-    def change_view(
-        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict | None = None
+    def render_change_form(
+        self,
+        request: HttpRequest,
+        context: dict[str, Any],
+        add: bool = False,
+        change: bool = False,
+        form_url: str = "",
+        obj: Customer | None = None,
     ) -> HttpResponse:
-        customer = self.get_object(request, unquote(object_id))  # 404 outside the portfolio
-        context = {
-            "workspace": customer_360(user=request.user, customer=customer, show=request.GET.get("timeline")),
-            "activity_form": ActivityForm(),
-            "can_log_activity": self._may_log_activity(request),
-            "title": f"{customer.name} · {customer.company}" if customer.company else customer.name,
-            "subtitle": None,
-            **(extra_context or {}),
-        }
-        return super().change_view(request, object_id, form_url, context)
+        if obj is not None:
+            # The customer 360 above the form, for the customer the change view has just loaded
+            # within the user's portfolio (get_object: 404 outside it), not loaded a second time.
+            context.update(
+                {
+                    "workspace": customer_360(user=request.user, customer=obj, show=request.GET.get("timeline")),
+                    "activity_form": ActivityForm(),
+                    "can_log_activity": self._may_log_activity(request),
+                    "title": f"{obj.name} · {obj.company}" if obj.company else obj.name,
+                    "subtitle": None,
+                }
+            )
+        return super().render_change_form(request, context, add, change, form_url, obj)
 
     def _may_log_activity(self, request: HttpRequest) -> bool:
         return can_write(request.user) and request.user.has_perm("interventions.add_intervention")

@@ -83,6 +83,14 @@ class Intervention(models.Model):
                 name="interventions_open_due_idx",
                 condition=Q(status__in=["pending", "active", "in_progress"]),
             ),
+            # "What worked" for recommendations counts decided work by type and outcome: an
+            # index-only scan instead of reading the table on every customer page.
+            models.Index(
+                fields=["type", "outcome"],
+                include=["customer", "id"],
+                name="interventions_decided_idx",
+                condition=Q(status="completed", outcome__isnull=False),
+            ),
         ]
 
     def __str__(self) -> str:

@@ -211,9 +211,17 @@ def recommend_intervention(*, user: Any, customer_id: int) -> dict:
     """
     customer = customer_get(user=user, customer_id=customer_id)
     prediction = latest_prediction_json(customer.pk) or {}
-    probability = float(prediction.get("churnProbability", customer.churn_risk))
+    return recommendation_for(
+        customer=customer,
+        probability=float(prediction.get("churnProbability", customer.churn_risk)),
+        causes=[str(cause.get("cause")) for cause in prediction.get("topCauses", []) if isinstance(cause, dict)],
+    )
+
+
+def recommendation_for(*, customer: Customer, probability: float, causes: list[str]) -> dict:
+    """`recommend_intervention` for a customer the caller has already loaded within the user's
+    scope, with its latest probability and cause names (the customer page has them in hand)."""
     level = risk_level(probability)
-    causes = [cause.get("cause") for cause in prediction.get("topCauses", []) if isinstance(cause, dict)]
     candidates = list(dict.fromkeys(CAUSE_INTERVENTIONS[c] for c in causes if c in CAUSE_INTERVENTIONS))
     if not candidates:
         candidates = ["Executive Check-in"] if level == "high" else ["Renewal Reminder"]
@@ -251,18 +259,22 @@ def recommend_intervention(*, user: Any, customer_id: int) -> dict:
 
     best = max(candidates, key=score)
     rate, won, tried = smoothed(best)
-    cause_text = f"its top churn cause is {str(causes[0]).lower()}" if causes else f"its churn risk is {level}"
+    cause_text = f"its top churn cause is {causes[0].lower()}" if causes else f"its churn risk is {level}"
+    # With no outcome recorded yet the rates are priors, not results: say so rather than "0 of 0".
+    overall_text = f"success rate across all interventions {base_rate:.0%}"
+    if tried:
+        record = f"{best} succeeded {won} of {tried} times for {level}-risk customers ({overall_text})"
+    elif overall["n"]:
+        record = f"no {best} for a {level}-risk customer has a recorded outcome yet ({overall_text})"
+    else:
+        record = "no intervention has a recorded outcome yet"
     return {
         "type": best,
         "priority": level,
         "estimatedSuccess": round(rate, 2),
         "estimatedRevenueSaved": round(float(customer.mrr) * 12 * rate, 2),
         "description": DESCRIPTIONS.get(best, best),
-        "reasoning": (
-            f"Recommended because {cause_text}; {best} succeeded {won} of {tried} times "
-            f"for {level}-risk customers (success rate across all interventions {base_rate:.0%})."
-            + _proof_text(proof.get(best.lower()))
-        ),
+        "reasoning": (f"Recommended because {cause_text}; {record}." + _proof_text(proof.get(best.lower()))),
     }
 
 
@@ -271,7 +283,7 @@ def _playbook_proof(candidates: list[str]) -> dict[str, dict]:
     from playbooks.selectors import playbook_analytics_by_type
 
     wanted = {kind.lower() for kind in candidates}
-    return {kind: row for kind, row in playbook_analytics_by_type().items() if kind in wanted}
+    return {kind: row for kind, row in playbook_analytics_by_type(kinds=wanted).items() if kind in wanted}
 
 
 def _proof_text(row: dict | None) -> str:

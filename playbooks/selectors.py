@@ -318,26 +318,35 @@ def _analytics(executions: QuerySet[PlaybookExecution]) -> dict:
     return {"playbooks": playbooks, "by_intervention_type": by_type}
 
 
-def playbook_analytics_by_type() -> dict[str, dict]:
+def playbook_analytics_by_type(*, kinds: set[str] | None = None) -> dict[str, dict]:
     """Book-wide churn of treated vs holdout customers per intervention type (keys lower-cased),
     for recommendations: `executions`, `churn_rate`, `holdout_churn_rate`, `churn_reduction_points`
     as `_summarise` computes them, counted in the database (one query per playbook and arm, not a
-    row per execution: a customer page asks for it, and a book runs thousands of executions)."""
+    row per execution: a customer page asks for it, and a book runs thousands of executions).
+    `kinds` (lower-cased) limits the count to those types' playbooks: each execution counted
+    reads its customer's row."""
     now = timezone.now()
     matured = Q(started_at__lte=now - dt.timedelta(days=OUTCOME_DAYS)) | Q(customer__churned_at__isnull=False)
     churned = Q(customer__churned_at__isnull=False, customer__churned_at__gte=F("started_at"))
+    kind_of = {pk: (kind or name) for pk, kind, name in Playbook.objects.values_list("pk", "intervention_type", "name")}
+    if kinds is not None:
+        kind_of = {pk: kind for pk, kind in kind_of.items() if kind.lower() in kinds}
+    executions = (
+        PlaybookExecution.objects.all()
+        if kinds is None
+        else PlaybookExecution.objects.filter(playbook_id__in=list(kind_of))
+    )
     arms = (
-        PlaybookExecution.objects.values("playbook_id", "is_holdout")
+        executions.values("playbook_id", "is_holdout")
         .annotate(n=Count("id"), matured=Count("id", filter=matured), churned=Count("id", filter=churned))
         .order_by()
     )
-    kinds = {pk: (kind or name) for pk, kind, name in Playbook.objects.values_list("pk", "intervention_type", "name")}
     # Every type answers, with or without executions, as the full analytics do.
     totals: dict[str, dict[bool, defaultdict[str, int]]] = {
-        kind: {False: defaultdict(int), True: defaultdict(int)} for kind in kinds.values()
+        kind: {False: defaultdict(int), True: defaultdict(int)} for kind in kind_of.values()
     }
     for arm in arms:
-        counts = totals[kinds[arm["playbook_id"]]][arm["is_holdout"]]
+        counts = totals[kind_of[arm["playbook_id"]]][arm["is_holdout"]]
         for key in ("n", "matured", "churned"):
             counts[key] += arm[key]
 

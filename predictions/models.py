@@ -91,7 +91,9 @@ class PortfolioSnapshot(models.Model):
     """Daily totals per owning CSM, so dashboards compare today with a month ago in one row read.
 
     Written once a day for every owner (and for unassigned customers, owner NULL) by the scoring
-    batch; the demo seeder writes a year of history. Managers see the sum over owners.
+    batch; the demo seeder writes a year of history. Managers see the sum over owners. Rows the
+    batch counted (`taken_at` set) also hold the team home's figures, so that page reads 40 small
+    rows instead of scanning the customers table (see `portfolio_snapshot_take`).
     """
 
     date = models.DateField()
@@ -103,6 +105,25 @@ class PortfolioSnapshot(models.Model):
     risk_sum = models.FloatField(default=0, help_text="Sum of churn probabilities of active customers")
     mrr_sum = models.DecimalField(max_digits=14, decimal_places=2, default=0)
     churned_customers = models.IntegerField(default=0, help_text="Customers who churned that day")
+    # Counted from the customers by `portfolio_snapshot_take`; rows redrawn from history
+    # (backfill, demo history) leave them empty and `taken_at` NULL. Database defaults too: the
+    # demo writer COPYs history rows without these columns.
+    medium_risk_customers = models.IntegerField(default=0, db_default=0, help_text="Active customers at medium risk")
+    mrr_at_risk = models.DecimalField(
+        "MRR at risk",
+        max_digits=14,
+        decimal_places=2,
+        default=0,
+        db_default=0,
+        help_text="MRR of active customers at medium or high risk",
+    )
+    riskiest_customer_ids = models.JSONField(
+        default=list,
+        null=True,
+        blank=True,
+        help_text="The owner's riskiest active customers when counted, riskiest first",
+    )
+    taken_at = models.DateTimeField(null=True, blank=True, help_text="When the figures were counted from the customers")
 
     class Meta:
         db_table = "portfolio_snapshots"

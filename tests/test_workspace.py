@@ -14,11 +14,15 @@ from django.urls import reverse
 from django.utils import timezone
 
 from alerts.services import alert_create
-from customers.models import NpsResponse, SupportTicket, UserSession
+from churnshield.workspace.selectors import AT_RISK_ROWS
+from customers.models import Customer, NpsResponse, SupportTicket, UserSession
+from customers.selectors import risk_thresholds
 from interventions.models import Intervention
 from interventions.selectors import intervention_analytics
 from interventions.services import activity_log
 from predictions.models import ChurnPrediction, PortfolioSnapshot
+from predictions.services import portfolio_snapshot_take
+from predictions.services.portfolio import RISKIEST_PER_OWNER
 
 pytestmark = pytest.mark.django_db
 HOME = "/admin/"
@@ -220,6 +224,50 @@ def test_manager_home_shows_the_team_workload_and_the_trend_with_model_changes(m
     assert "Team workload" in html and 'class="cs-marker"' in html and "<polyline" in html
 
 
+def test_manager_home_reads_the_book_as_the_batch_counted_it_and_says_when(make_customer, csm, other_csm, manager):
+    medium, high = risk_thresholds()
+    assert AT_RISK_ROWS <= RISKIEST_PER_OWNER  # the book's riskiest are among the owners' riskiest
+    first = make_customer(owner=csm, name="First", churn_risk=Decimal("0.9000"), mrr=Decimal("300.00"))
+    make_customer(owner=csm, name="Second", churn_risk=Decimal(str(medium)), mrr=Decimal("200.00"))
+    make_customer(owner=csm, name="Calm", churn_risk=Decimal("0.0500"), mrr=Decimal("999.00"))
+    make_customer(owner=csm, name="Gone", churn_risk=Decimal("0.9900"), is_active=False)
+    theirs = make_customer(owner=other_csm, name="Theirs", churn_risk=Decimal("0.8500"), mrr=Decimal("50.00"))
+    portfolio_snapshot_take()
+    counted = {  # the figures as the batch counted them, straight from the tables
+        "high": Customer.objects.filter(is_active=True, churn_risk__gte=high).count(),
+        "medium": Customer.objects.filter(is_active=True, churn_risk__gte=medium, churn_risk__lt=high).count(),
+        "active": Customer.objects.filter(is_active=True).count(),
+    }
+    # After the count: one customer's risk falls, a new risky customer arrives.
+    Customer.objects.filter(pk=first.pk).update(churn_risk=Decimal("0.1000"))
+    make_customer(owner=other_csm, name="Arrived later", churn_risk=Decimal("0.9900"))
+
+    response = client_for(manager).get(HOME)
+    cockpit = response.context["cockpit"]
+    risk = cockpit["at_risk"]
+    assert (risk["high"], risk["medium"], risk["active"]) == (counted["high"], counted["medium"], counted["active"])
+    assert (risk["high"], risk["medium"], risk["active"], risk["mrr_at_risk"]) == (2, 1, 4, Decimal("550.00"))
+    # The candidates are the counted riskiest, ranked by their risk now; later arrivals wait for the next count.
+    assert [row["name"] for row in risk["rows"]] == ["Theirs", "Second", "First", "Calm"]
+    assert risk["rows"][2]["risk"] == 10.0
+    workload = {
+        row["owner"]: (row["active"], row["high"], row["at_risk"], row["mrr_at_risk"]) for row in cockpit["workload"]
+    }
+    assert workload == {
+        csm.get_full_name(): (3, 1, 2, Decimal("500.00")),
+        other_csm.get_full_name(): (1, 1, 1, Decimal("50.00")),
+    }
+    counted_at = PortfolioSnapshot.objects.filter(taken_at__isnull=False).values_list("taken_at", flat=True).first()
+    assert cockpit["counted_at"] == counted_at
+    html = response.content.decode()
+    assert "Customers and risk as counted by the daily scoring run" in html and "work live" in html
+    assert "Arrived later" not in html and theirs.name in html
+
+    # A CSM's home stays live: the risk that fell after the count is what they see.
+    mine = client_for(csm).get(HOME).context["cockpit"]
+    assert (mine["at_risk"]["high"], mine["counted_at"]) == (0, None)
+
+
 def test_a_user_without_a_role_gets_an_empty_home(make_user, make_customer):
     make_customer(name="Initech")
     response = client_for(make_user(role=None)).get(HOME)
@@ -246,7 +294,9 @@ def test_home_costs_the_same_queries_with_more_customers_work_and_alerts(request
     few = queries(client, HOME)
     grow(20)
     assert queries(client, HOME) == few
-    assert few <= 20
+    assert few == {"csm": 13, "manager": 16}[role]
+    portfolio_snapshot_take()  # the batch has counted the book: the team home reads that instead
+    assert queries(client, HOME) == {"csm": 13, "manager": 15}[role]
 
 
 # --- Customer 360 -------------------------------------------------------------------------------
@@ -317,4 +367,25 @@ def test_customer_page_costs_the_same_queries_as_its_history_grows(make_customer
     few = queries(client, path)
     grow(20)
     assert queries(client, path) == few
-    assert few <= 45
+    assert few == 25
+
+
+def test_customer_page_reads_nps_score_and_says_when_no_intervention_has_finished(make_customer, csm):
+    customer = make_customer(owner=csm, churn_risk=Decimal("0.9000"), nps_score=3)
+    predict(customer, "0.9000", days_ago=0, causes=[ENGAGEMENT])
+    response = client_for(csm).get(change_url(customer))
+    reasoning = response.context["workspace"]["recommendation"]["reasoning"]
+    assert (
+        reasoning
+        == "Recommended because its top churn cause is low engagement; no intervention has a recorded outcome yet."
+    )
+    other = make_customer(owner=csm)
+    Intervention.objects.create(customer=other, type="Training", status="completed", outcome="succeeded")
+    reasoning = client_for(csm).get(change_url(customer)).context["workspace"]["recommendation"]["reasoning"]
+    assert reasoning == (
+        "Recommended because its top churn cause is low engagement; no Executive Check-in for a high-risk "
+        "customer has a recorded outcome yet (success rate across all interventions 100%)."
+    )
+    html = response.content.decode()
+    assert "0 of 0" not in html and "Nps score" not in html and "Mrr" not in html
+    assert ">NPS score:</label>" in html and ">MRR:</label>" in html

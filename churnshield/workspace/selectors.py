@@ -22,7 +22,7 @@ from customers.models import Customer, NpsResponse, UserSession
 from customers.selectors import customer_scope, risk_level, risk_thresholds
 from customers.timeline import customer_timeline
 from interventions.models import Intervention
-from interventions.selectors import intervention_scope, recommend_intervention
+from interventions.selectors import intervention_scope, recommendation_for
 from playbooks.models import Playbook
 from predictions.models import ChurnPrediction, PortfolioSnapshot, PredictionRun
 
@@ -76,11 +76,21 @@ def _day_bounds(now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
 # --- Home ---------------------------------------------------------------------------------------
 
 
-def at_risk_customers(*, user: Any, now: dt.datetime, limit: int = AT_RISK_ROWS, totals: dict | None = None) -> dict:
+def at_risk_customers(
+    *,
+    user: Any,
+    now: dt.datetime,
+    limit: int = AT_RISK_ROWS,
+    totals: dict | None = None,
+    among: list[int] | None = None,
+) -> dict:
     """The riskiest active customers (whatever their level: a calm book still has a top of the
     list to call first), with what a CSM decides on:
     risk now and a week ago, the top cause, MRR and the last touch (completed work or a logged
-    activity). Two queries, one when the `totals` (high, medium, mrr_at_risk, active) are given."""
+    activity). Two queries, one when the `totals` (high, medium, mrr_at_risk, active) are given.
+
+    `among`: the candidates to rank (the owners' riskiest when the batch counted the book), so a
+    whole book is not scanned for its top rows; they are ranked by their risk now."""
     thresholds = risk_thresholds()
     medium, high = thresholds
     active = customer_scope(user=user).filter(is_active=True)
@@ -99,7 +109,8 @@ def at_risk_customers(*, user: Any, now: dt.datetime, limit: int = AT_RISK_ROWS,
     )
     # No index on churn_risk (scoring keeps its updates HOT, see Customer.Meta): the top rows are
     # picked from a narrow scan (id and risk only), then only those are joined and annotated.
-    top = active.order_by("-churn_risk", "id").values("pk")[:limit]
+    candidates = active if among is None else active.filter(pk__in=among)
+    top = candidates.order_by("-churn_risk", "id").values("pk")[:limit]
     rows = list(
         Customer.objects.filter(pk__in=top)
         .select_related("owner")
@@ -175,23 +186,45 @@ def new_alerts(*, user: Any, limit: int = ALERT_ROWS) -> dict:
     return {"rows": rows, "open": open_alerts.count()}
 
 
-def team_workload(*, now: dt.datetime) -> list[dict]:
+def team_standings() -> list[PortfolioSnapshot]:
+    """The portfolio snapshot rows of the latest day the batch counted the book (empty before it
+    first did): the team home's customer figures. One query."""
+    counted = PortfolioSnapshot.objects.filter(taken_at__isnull=False)
+    latest = counted.order_by("-date").values("date")[:1]
+    return list(counted.filter(date=Subquery(latest)))
+
+
+def team_workload(*, now: dt.datetime, standings: list[PortfolioSnapshot] | None = None) -> list[dict]:
     """Per CSM (owner): active customers, high risk, at risk (medium or high), MRR at risk, open and
-    overdue work. Three queries."""
-    medium, high = risk_thresholds()
+    overdue work. The customer figures come from `standings` when given (the batch's count: a
+    live count scans the whole customers table), else from the customers. Three queries, two
+    with standings."""
     start, _ = _day_bounds(now)
-    book = {
-        row["owner"]: row
-        for row in Customer.objects.filter(is_active=True)
-        .values("owner")
-        .annotate(
-            active=Count("id"),
-            high=Count("id", filter=Q(churn_risk__gte=high)),
-            at_risk=Count("id", filter=Q(churn_risk__gte=medium)),
-            mrr_at_risk=Sum("mrr", filter=Q(churn_risk__gte=medium)),
-        )
-        .order_by()
-    }
+    if standings:
+        book = {
+            row.owner_id: {
+                "active": row.active_customers,
+                "high": row.at_risk_customers,
+                "at_risk": row.at_risk_customers + row.medium_risk_customers,
+                "mrr_at_risk": row.mrr_at_risk,
+            }
+            for row in standings
+            if row.active_customers
+        }
+    else:
+        medium, high = risk_thresholds()
+        book = {
+            row["owner"]: row
+            for row in Customer.objects.filter(is_active=True)
+            .values("owner")
+            .annotate(
+                active=Count("id"),
+                high=Count("id", filter=Q(churn_risk__gte=high)),
+                at_risk=Count("id", filter=Q(churn_risk__gte=medium)),
+                mrr_at_risk=Sum("mrr", filter=Q(churn_risk__gte=medium)),
+            )
+            .order_by()
+        }
     work = {
         row["owner"]: row
         for row in Intervention.objects.filter(status__in=Intervention.OPEN_STATUSES)
@@ -281,11 +314,16 @@ def cockpit(*, user: Any, now: dt.datetime | None = None) -> dict:
     """Everything the home shows, for a CSM (their portfolio) or a manager (the team)."""
     now = now or timezone.now()
     team = sees_all_customers(user)
-    workload = team_workload(now=now) if team else None
+    # A CSM's portfolio is counted live (its rows come by index); the whole book as the batch
+    # last counted it, when it has (the page says when).
+    standings = team_standings() if team else []
+    workload = team_workload(now=now, standings=standings) if team else None
+    among = [pk for row in standings for pk in row.riskiest_customer_ids or []] if standings else None
     return {
         "team": team,
         "can_write": can_write(user),
-        "at_risk": at_risk_customers(user=user, now=now, totals=book_totals(workload) if team else None),
+        "counted_at": standings[0].taken_at if standings else None,
+        "at_risk": at_risk_customers(user=user, now=now, totals=book_totals(workload) if team else None, among=among),
         "work": due_work(user=user, now=now),
         "alerts": new_alerts(user=user),
         "workload": workload,
@@ -383,7 +421,12 @@ def customer_360(*, user: Any, customer: Customer, now: dt.datetime | None = Non
                     "impact": round(100 * float(cause.get("impact") or 0)),
                 }
             )
-    recommendation = recommend_intervention(user=user, customer_id=customer.pk)
+    # The customer came through the user's scope (the admin's get_object), with its latest score.
+    recommendation = recommendation_for(
+        customer=customer,
+        probability=float(prediction.churn_probability) if prediction else float(customer.churn_risk),
+        causes=[cause["cause"] for cause in causes if cause["cause"]],
+    )
     playbook = (
         Playbook.objects.filter(is_active=True, intervention_type__iexact=recommendation["type"]).order_by("pk").first()
     )

@@ -4,7 +4,8 @@ import datetime as dt
 from collections import Counter
 
 from django.db import transaction
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, F, Q, Sum, Window
+from django.db.models.functions import RowNumber
 from django.utils import timezone
 
 from customers.models import Customer
@@ -13,20 +14,44 @@ from predictions.causes import CAUSES
 from predictions.models import ChurnCause, PortfolioSnapshot
 from predictions.selectors import cause_impact, count_latest_causes
 
+# As many as the home lists: the book's riskiest are then among the owners' riskiest.
+RISKIEST_PER_OWNER = 15
+
 
 @transaction.atomic
-def portfolio_snapshot_take(*, day: dt.date | None = None) -> int:
-    """Write (or rewrite) the snapshot rows of `day` for every owner from current customer data."""
+def portfolio_snapshot_take(*, day: dt.date | None = None, riskiest: int = RISKIEST_PER_OWNER) -> int:
+    """Write (or rewrite) the snapshot rows of `day` for every owner from current customer data.
+
+    Besides the daily totals, each row holds what the team home shows per CSM (medium risk, MRR at
+    risk) and the owner's `riskiest` active customers: the book's riskiest are among them, so the
+    team home reads these rows instead of scanning every customer twice (churn_risk has no index,
+    on purpose: see Customer.Meta). Two scans of the customers table, here, once a day."""
     day = day or timezone.localdate()
+    taken_at = timezone.now()
     start = dt.datetime.combine(day, dt.time.min, tzinfo=dt.UTC)
-    high = risk_thresholds()[1]
+    medium, high = risk_thresholds()
+    active = Q(is_active=True)
     rows = Customer.objects.values("owner_id").annotate(
-        active=Count("id", filter=Q(is_active=True)),
-        at_risk=Count("id", filter=Q(is_active=True, churn_risk__gte=high)),
-        risk=Sum("churn_risk", filter=Q(is_active=True)),
-        mrr=Sum("mrr", filter=Q(is_active=True)),
+        active=Count("id", filter=active),
+        at_risk=Count("id", filter=active & Q(churn_risk__gte=high)),
+        medium=Count("id", filter=active & Q(churn_risk__gte=medium, churn_risk__lt=high)),
+        risk_total=Sum("churn_risk", filter=active),
+        mrr_total=Sum("mrr", filter=active),
+        mrr_at_risk=Sum("mrr", filter=active & Q(churn_risk__gte=medium)),
         churned=Count("id", filter=Q(churned_at__gte=start, churned_at__lt=start + dt.timedelta(days=1))),
     )
+    ranked = (
+        Customer.objects.filter(is_active=True)
+        .annotate(
+            rank=Window(RowNumber(), partition_by=F("owner_id"), order_by=[F("churn_risk").desc(), F("id").asc()])
+        )
+        .filter(rank__lte=riskiest)
+        .order_by("owner_id", "rank")
+        .values_list("owner_id", "id")
+    )
+    top: dict[int | None, list[int]] = {}
+    for owner_id, customer_id in ranked:
+        top.setdefault(owner_id, []).append(customer_id)
     PortfolioSnapshot.objects.filter(date=day).delete()
     snapshots = [
         PortfolioSnapshot(
@@ -34,9 +59,13 @@ def portfolio_snapshot_take(*, day: dt.date | None = None) -> int:
             owner_id=row["owner_id"],
             active_customers=row["active"],
             at_risk_customers=row["at_risk"],
-            risk_sum=float(row["risk"] or 0),
-            mrr_sum=row["mrr"] or 0,
+            medium_risk_customers=row["medium"],
+            risk_sum=float(row["risk_total"] or 0),
+            mrr_sum=row["mrr_total"] or 0,
+            mrr_at_risk=row["mrr_at_risk"] or 0,
             churned_customers=row["churned"],
+            riskiest_customer_ids=top.get(row["owner_id"], []),
+            taken_at=taken_at,
         )
         for row in rows
     ]

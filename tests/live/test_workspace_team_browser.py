@@ -1,8 +1,9 @@
 """The workspace a manager works in, in a real headless Chromium against a real uvicorn over
-PostgreSQL: the team home (workload per CSM, the book's risk trend with the model change marked)
-and a CSM's home counting only their portfolio, compared with counts taken from the database; and
-the review queue of customer e-mails: a manager edits and approves one (it reaches a real SMTP
-server with the edited subject) and discards two at once. Screenshots land in .pytest-logs/."""
+PostgreSQL: the team home (workload per CSM as the daily batch counted it, the book's risk trend
+with the model change marked) and a CSM's home counting only their portfolio, compared with counts
+taken from the database; and the review queue of customer e-mails: a manager edits and approves
+one (it reaches a real SMTP server with the edited subject) and discards two at once. Screenshots
+land in .pytest-logs/."""
 
 import datetime as dt
 from decimal import Decimal
@@ -18,6 +19,7 @@ from playbooks import services
 from playbooks.models import EmailReview, PlaybookExecution
 from playbooks.services import playbook_upsert
 from predictions.models import ModelVersion, PortfolioSnapshot, PredictionRun
+from predictions.services import portfolio_snapshot_take
 from tests.helpers import make_alert
 from tests.live.conftest import ROOT, eventually, serve_asgi, service_env
 from tests.live.test_csp_browser import CHROMIUM, CHROMIUM_FLAGS, RECORD_VIOLATIONS, chromium_or_skip
@@ -132,6 +134,7 @@ def test_the_team_home_for_a_manager_and_a_csm_home_scoped_to_the_portfolio(asgi
     version = ModelVersion.objects.create(version="xgb-2026-11", kind="xgboost", trained_at=now, as_of=now)
     changed_on = now - dt.timedelta(days=20)
     PredictionRun.objects.create(run_key="batch-1", model_version=version, started_at=changed_on, status="completed")
+    portfolio_snapshot_take()  # as the daily batch does after scoring: the team home reads its count
     team, mine = _expected(), _expected(maya)
     per_csm = {user.get_full_name(): _expected(user) for user in (maya, tom)}
     assert (mine["active"], mine["overdue"], team["active"], team["overdue"]) == (4, 3, 8, 4)  # differ per CSM
@@ -149,6 +152,7 @@ def test_the_team_home_for_a_manager_and_a_csm_home_scoped_to_the_portfolio(asgi
             assert cards["overdue tasks"] == str(team["overdue"])
             assert cards["open alerts"] == str(team["alerts"])
             assert f"MRR at risk of {team['active']} active" in cards
+            assert "Customers and risk as counted by the daily scoring run" in page.text_content("#cs-counted-at")
             workload = {}
             for row in page.locator("#cs-workload tbody tr").all():
                 cells = [cell.strip() for cell in row.locator("td").all_text_contents()]
