@@ -301,6 +301,7 @@ def test_a_manager_promotes_a_version_and_rolls_it_back_each_audited_and_the_boo
 
     # The champion's page offers the roll back to the version it replaced, and records it.
     status, html = page(client, challenger)
+    assert status == 200
     assert f"Roll back to {trained.version}" in html
     assert "Champion history" in html and "Better recall on the enterprise plan." in html
     roll_back = reverse("admin:predictions_modelversion_roll_back", args=[challenger.pk])
