@@ -519,9 +519,9 @@ def rank_bands(score, y, rule: Mapping[str, float] | None = None) -> dict:
 
 
 def block_figures(y, p) -> dict:
-    """One validation block's figures: `metrics.headline` and the ROC AUC's bootstrap 95 % interval
-    (the backtest's figures, so the model card shows each block with its uncertainty)."""
-    return M.headline(y, p) | {"roc_auc_ci": M.bootstrap_auc_ci(y, p)}
+    """One validation block's figures: `metrics.headline` and the ROC AUC's 95 % interval (DeLong),
+    so the model card shows each block with its uncertainty."""
+    return M.headline(y, p) | {"roc_auc_ci": M.delong_auc_ci(y, p)}
 
 
 def _band_tables(model: TrainedModel, evaluation: dict) -> None:
