@@ -369,7 +369,7 @@ class ModelVersionAdmin(EngineWrittenAdmin):
                 self.log_change(request, change.version, f"{change.get_action_display()}: {change.reason}")
                 self.message_user(
                     request,
-                    f"{change.version.version} is now the champion; the book is being scored with it.",
+                    f"The champion is now {change.version.version}; the book is being scored with it.",
                     messages.SUCCESS,
                 )
                 return redirect(reverse("admin:predictions_modelversion_change", args=[change.version.pk]))
