@@ -16,7 +16,7 @@ from django.db.models import Q
 from churnshield.workspace.charts import bar_chart, reliability_chart
 from customers.models import Customer
 from predictions.ml.features import feature_info
-from predictions.models import ModelVersion, ModelVersionChange, PredictionRun
+from predictions.models import MODEL_CHANGE_RUN_PREFIX, ModelVersion, ModelVersionChange, PredictionRun
 
 # (key, label, decimals): the figures a validation block and the comparison show.
 METRICS = (
@@ -168,9 +168,11 @@ def importance(version: ModelVersion) -> dict | None:
 
 
 def drift(version: ModelVersion) -> dict | None:
-    """PSI per feature of the latest batch this version scored, against its training data."""
+    """PSI per feature of the latest whole-book run this version scored (a daily batch, or the
+    re-score after a person changed the champion), against its training data."""
+    whole_book = Q(trigger=PredictionRun.Trigger.BATCH) | Q(run_key__startswith=MODEL_CHANGE_RUN_PREFIX)
     run = (
-        PredictionRun.objects.filter(model_version=version, trigger="batch", status="completed")
+        PredictionRun.objects.filter(whole_book, model_version=version, status=PredictionRun.Status.COMPLETED)
         .exclude(drift={})
         .order_by("-started_at", "-id")
         .values("run_key", "started_at", "drift")

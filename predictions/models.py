@@ -201,6 +201,10 @@ class ModelVersionChange(models.Model):
         return f"{self.version_id} {self.action} at {self.changed_at:%Y-%m-%d %H:%M}"
 
 
+# The run key of the whole-book re-score after a person changed the champion (+ the change's id).
+MODEL_CHANGE_RUN_PREFIX = "model-change:"
+
+
 class PredictionRun(models.Model):
     """One scoring run (the daily batch, or a real-time re-score of a few customers)."""
 

@@ -304,6 +304,8 @@ def test_a_manager_promotes_a_version_and_rolls_it_back_each_audited_and_the_boo
     assert status == 200
     assert f"Roll back to {trained.version}" in html
     assert "Champion history" in html and "Better recall on the enterprise plan." in html
+    # Its drift is the re-score's: a whole book, like a batch.
+    assert Sections(html).text["drift"].count(f"batch model-change:{change.pk}") == 1
     roll_back = reverse("admin:predictions_modelversion_roll_back", args=[challenger.pk])
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(roll_back, {"note": "Alerts doubled overnight."})

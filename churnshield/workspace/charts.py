@@ -178,7 +178,7 @@ def reliability_chart(*, bins: list[dict], label: str) -> SafeString:
     Both axes stop a little above the largest value: on a book where 6 % churn, a 0–100 % square
     would crowd every point into its corner.
     """
-    size, left, bottom, top, right = 320, 44, 34, 12, 12
+    size, left, bottom, top, right = 320, 44, 34, 12, 22
     scale = nice_share_max([v for b in bins for v in (b["mean_predicted"], b["observed_rate"])])
     inner = size - left - right
 
@@ -252,7 +252,7 @@ def reliability_chart(*, bins: list[dict], label: str) -> SafeString:
 def bar_chart(*, rows: list[tuple[str, float]], label: str, unit: str = "%") -> SafeString:
     """Horizontal bars, one per (name, value), longest scaled to the full width; the value is
     written at the end of each bar."""
-    row_height, label_width, top = 22, 230, 6
+    row_height, label_width, top = 22, 270, 6
     height = top * 2 + row_height * max(len(rows), 1)
     longest = max((value for _, value in rows), default=0.0) or 1.0
     span = WIDTH - label_width - 70
@@ -267,7 +267,7 @@ def bar_chart(*, rows: list[tuple[str, float]], label: str, unit: str = "%") -> 
                 '<text class="cs-axis" x="{}" y="{}">{}{}</text>',
                 label_width - 8,
                 y + 15,
-                name if len(name) <= 34 else f"{name[:33]}…",
+                name if len(name) <= 42 else f"{name[:41]}…",
                 label_width,
                 y + 4,
                 f"{width:.1f}",

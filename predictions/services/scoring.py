@@ -36,7 +36,14 @@ from predictions.ml.explain import causes_from_contributions, explain_batch
 from predictions.ml.features import FeatureSpec, build_features, usage_features
 from predictions.ml.tables import Tables
 from predictions.ml.training import TrainedModel, psi
-from predictions.models import ChurnPrediction, HealthWeights, ModelVersion, ModelVersionChange, PredictionRun
+from predictions.models import (
+    MODEL_CHANGE_RUN_PREFIX,
+    ChurnPrediction,
+    HealthWeights,
+    ModelVersion,
+    ModelVersionChange,
+    PredictionRun,
+)
 from predictions.selectors import champion, health_weights, version_risk_bands
 from predictions.services.drift import retrain_if_drifted
 from predictions.services.portfolio import churn_causes_refresh, portfolio_snapshot_take
@@ -134,7 +141,7 @@ def score_after_model_change(*, change_id: int) -> int | None:
     )
     if change is None or change.version.status != ModelVersion.Status.CHAMPION:
         return None
-    run = score_customers(trigger=PredictionRun.Trigger.MANUAL, run_key=f"model-change:{change.pk}")
+    run = score_customers(trigger=PredictionRun.Trigger.MANUAL, run_key=f"{MODEL_CHANGE_RUN_PREFIX}{change.pk}")
     return run.pk
 
 

@@ -73,6 +73,10 @@ def test_a_manager_reads_the_champions_card_and_promotes_the_other_version(asgi_
                 assert page.locator("#cs-card-thresholds tr.cs-band-row").count() == 2
                 assert page.locator(".deletelink").count() == 0  # the champion is never deleted
                 page.screenshot(path=str(SHOTS / f"model-card-champion-{scheme}.png"), full_page=True)
+                for section in ("blocks", "calibration", "thresholds", "importance"):
+                    page.locator(f"#cs-card-{section}").screenshot(
+                        path=str(SHOTS / f"model-card-{section}-{scheme}.png")
+                    )
                 assert page.evaluate("window.__cspViolations") == []
 
             # Promote the other version: its card, the button, the confirmation, the new champion.
