@@ -1,4 +1,4 @@
-"""Admin for predictions, churn causes and portfolio snapshots.
+"""Admin for predictions, churn causes, portfolio snapshots and the model registry.
 
 All three are written by the scoring batch, so the admin shows them but does not let anyone
 type in a prediction or a snapshot (the history must stay what the model produced).
@@ -7,9 +7,14 @@ type in a prediction or a snapshot (the history must stay what the model produce
 from collections.abc import Callable
 from typing import Any
 
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import Model, QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
 
 from churnshield.admin_scoping import (
     PortfolioScopedAdmin,
@@ -17,15 +22,20 @@ from churnshield.admin_scoping import (
     is_csm,
     latest_rows_formset,
 )
+from churnshield.auth.roles import Role, role_of
+from churnshield.exceptions import ConflictError
+from predictions.model_card import model_card
 from predictions.models import (
     ChurnCause,
     ChurnPrediction,
     HealthWeights,
     ModelVersion,
+    ModelVersionChange,
     PortfolioSnapshot,
     PredictionRun,
 )
-from predictions.selectors import churn_cause_rows
+from predictions.selectors import champion, churn_cause_rows, previous_champion
+from predictions.services import registry
 
 
 def _percent(value: Any) -> str:
@@ -198,32 +208,34 @@ class PortfolioSnapshotAdmin(EngineWrittenAdmin):
         return _percent(obj.risk_sum / obj.active_customers) if obj.active_customers else "—"
 
 
+class ChampionChangeForm(forms.Form):
+    """The confirmation of a promotion or a roll back: the reason goes into the audit row."""
+
+    note = forms.CharField(
+        label="Why",
+        max_length=500,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="Recorded with your name and the time, and shown on both versions' model cards.",
+    )
+
+
 @admin.register(ModelVersion)
 class ModelVersionAdmin(EngineWrittenAdmin):
-    """The model registry: versions, their status and metrics (written by training, read here).
+    """The model registry: each version's page is its model card, read from what training stored.
 
     Book-wide plumbing (metrics over every customer): closed to CSMs, as every page without a scope.
+    The champion cannot be deleted (promote another version first); managers and admins promote a
+    version or roll the champion back through a confirmation page, audited by the registry.
     """
 
+    change_form_template = "admin/predictions/modelversion/change_form.html"
+    confirm_template = "admin/predictions/modelversion/confirm_change.html"
     list_display = ("version", "kind", "status", "roc_auc", "baseline_roc_auc", "ece", "trained_at")
     list_filter = ("status", "kind")
     search_fields = ("version", "status_reason")
     date_hierarchy = "trained_at"
-    exclude = ("artifact",)
-    readonly_fields = (
-        "version",
-        "kind",
-        "status",
-        "status_reason",
-        "trained_at",
-        "as_of",
-        "feature_names",
-        "params",
-        "training_window",
-        "metrics",
-        "baseline_metrics",
-        "importance",
-    )
+    fields = ("version", "kind", "status", "status_reason", "trained_at", "as_of")
+    readonly_fields = fields
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[ModelVersion]:
         return super().get_queryset(request).defer("artifact")
@@ -239,6 +251,165 @@ class ModelVersionAdmin(EngineWrittenAdmin):
     @admin.display(description="ECE")
     def ece(self, obj: ModelVersion) -> Any:
         return (obj.metrics or {}).get("ece")
+
+    # --- The champion is never deleted -------------------------------------------------------
+
+    def has_delete_permission(self, request: HttpRequest, obj: ModelVersion | None = None) -> bool:
+        if obj is not None and obj.status == ModelVersion.Status.CHAMPION:
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> tuple:
+        """The bulk delete's confirmation lists the champion as not deletable, and its POST is
+        refused (Django's action raises PermissionDenied while anything is listed here)."""
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        champions = [obj.version for obj in objs if obj.status == ModelVersion.Status.CHAMPION]
+        if champions:
+            perms_needed = {*perms_needed, f"the champion {', '.join(champions)} (promote another version first)"}
+        return deleted, counts, perms_needed, protected
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[ModelVersion]) -> None:
+        if queryset.filter(status=ModelVersion.Status.CHAMPION).exists():
+            raise PermissionDenied("The champion cannot be deleted.")
+        super().delete_queryset(request, queryset)
+
+    def delete_model(self, request: HttpRequest, obj: ModelVersion) -> None:
+        if obj.status == ModelVersion.Status.CHAMPION:
+            raise PermissionDenied("The champion cannot be deleted.")
+        super().delete_model(request, obj)
+
+    # --- The model card ----------------------------------------------------------------------
+
+    def can_change_champion(self, request: HttpRequest) -> bool:
+        """Managers and admins (never CSMs or viewers, whatever a group was given by mistake)."""
+        return role_of(request.user) in (Role.ADMIN, Role.MANAGER) and request.user.has_perm(
+            f"{self.opts.app_label}.change_{self.opts.model_name}"
+        )
+
+    def render_change_form(
+        self,
+        request: HttpRequest,
+        context: dict[str, Any],
+        add: bool = False,
+        change: bool = False,
+        form_url: str = "",
+        obj: ModelVersion | None = None,
+    ) -> HttpResponse:
+        if obj is not None:
+            context["model_card"] = model_card(obj)
+            context["can_change_champion"] = self.can_change_champion(request)
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+    def get_urls(self) -> list[URLPattern]:
+        wrap = self.admin_site.admin_view
+        return [
+            path("<int:pk>/promote/", wrap(self.promote_view), name="predictions_modelversion_promote"),
+            path("<int:pk>/roll-back/", wrap(self.roll_back_view), name="predictions_modelversion_roll_back"),
+            *super().get_urls(),
+        ]
+
+    def _version_for_change(self, request: HttpRequest, pk: int) -> ModelVersion:
+        if not (self.has_view_permission(request) and self.can_change_champion(request)):
+            raise PermissionDenied
+        return get_object_or_404(self.get_queryset(request), pk=pk)
+
+    def promote_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        """Confirm, then make this version the champion (the current one is retired)."""
+        version = self._version_for_change(request, pk)
+        current = champion()
+        problem = f"{version.version} is already the champion." if current and current.pk == version.pk else ""
+        return self._confirm(
+            request,
+            version,
+            title=f"Promote {version.version} to champion",
+            problem=problem,
+            replaces=current,
+            submit="Yes, promote it",
+            act=lambda note: registry.model_version_promote(version_id=version.pk, by=request.user, note=note),
+        )
+
+    def roll_back_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        """Confirm, then put back the version this champion replaced."""
+        version = self._version_for_change(request, pk)
+        restores = previous_champion(version) if version.status == ModelVersion.Status.CHAMPION else None
+        if version.status != ModelVersion.Status.CHAMPION:
+            problem = f"{version.version} is not the champion: only the champion can be rolled back."
+        elif restores is None:
+            problem = f"No earlier champion is recorded for {version.version}: promote an earlier version instead."
+        else:
+            problem = ""
+        return self._confirm(
+            request,
+            version,
+            title=f"Roll back {version.version}",
+            problem=problem,
+            restores=restores,
+            submit=f"Yes, roll back to {restores.version}" if restores else "",
+            act=lambda note: registry.model_version_roll_back(by=request.user, note=note),
+        )
+
+    def _confirm(
+        self,
+        request: HttpRequest,
+        version: ModelVersion,
+        *,
+        title: str,
+        problem: str,
+        submit: str,
+        act: Callable[[str], ModelVersionChange],
+        **context: Any,
+    ) -> HttpResponse:
+        form = ChampionChangeForm(request.POST or None)
+        if request.method == "POST" and not problem and form.is_valid():
+            try:
+                change = act(form.cleaned_data["note"])
+            except ConflictError as exc:
+                problem = str(exc)
+            else:
+                self.log_change(request, change.version, f"{change.get_action_display()}: {change.reason}")
+                self.message_user(
+                    request,
+                    f"The champion is now {change.version.version}; the book is being scored with it.",
+                    messages.SUCCESS,
+                )
+                return redirect(reverse("admin:predictions_modelversion_change", args=[change.version.pk]))
+        return TemplateResponse(
+            request,
+            self.confirm_template,
+            {
+                **self.admin_site.each_context(request),
+                "title": title,
+                "opts": self.opts,
+                "version": version,
+                "form": None if problem else form,
+                "problem": problem,
+                "submit": submit,
+                **context,
+            },
+        )
+
+
+@admin.register(ModelVersionChange)
+class ModelVersionChangeAdmin(EngineWrittenAdmin):
+    """Who made which version champion, replacing which, when and why (never edited or deleted)."""
+
+    list_display = ("changed_at", "action", "version", "previous", "who", "reason")
+    list_filter = ("action",)
+    search_fields = ("version__version", "previous__version", "reason")
+    date_hierarchy = "changed_at"
+    list_select_related = ("version", "previous", "changed_by")
+    fields = ("changed_at", "action", "version", "previous", "changed_by", "reason")
+    readonly_fields = fields
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ModelVersionChange]:
+        return super().get_queryset(request).defer("version__artifact", "previous__artifact")
+
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+    @admin.display(description="By", ordering="changed_by__username")
+    def who(self, obj: ModelVersionChange) -> str:
+        return obj.changed_by.get_username() if obj.changed_by else "training (automatic)"
 
 
 @admin.register(PredictionRun)

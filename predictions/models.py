@@ -185,6 +185,47 @@ class ModelVersion(models.Model):
         return f"{self.version} ({self.status})"
 
 
+class ModelVersionChange(models.Model):
+    """A change of champion: who made which version champion, replacing which, when and why.
+
+    Written by every promotion (training's automatic ones with `changed_by` empty) and by a
+    manager's explicit promote or roll back; never edited. The versions it names are kept (a
+    version that was ever champion cannot be deleted while its history exists).
+    """
+
+    class Action(models.TextChoices):
+        PROMOTED = "promoted", "promoted"
+        ROLLED_BACK = "rolled_back", "rolled back"
+
+    action = models.TextField(choices=Action.choices)
+    version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="champion_changes")
+    previous = models.ForeignKey(
+        ModelVersion, on_delete=models.PROTECT, null=True, blank=True, related_name="replaced_by_changes"
+    )
+    changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="model_version_changes",
+        help_text="Empty: training promoted it by its own rule",
+    )
+    changed_at = models.DateTimeField()
+    reason = models.TextField()
+
+    class Meta:
+        db_table = "model_version_changes"
+        ordering = ["-changed_at", "-id"]
+        indexes = [models.Index(fields=["version", "-changed_at"], name="model_change_version_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.version_id} {self.action} at {self.changed_at:%Y-%m-%d %H:%M}"
+
+
+# The run key of the whole-book re-score after a person changed the champion (+ the change's id).
+MODEL_CHANGE_RUN_PREFIX = "model-change:"
+
+
 class PredictionRun(models.Model):
     """One scoring run (the daily batch, or a real-time re-score of a few customers)."""
 

@@ -19,7 +19,14 @@ from playbooks.models import PlaybookExecution, PlaybookStepRun
 from predictions.causes import CAUSES, impact_percent, percent_causes, recommended_actions
 from predictions.ml.drift import drift_summary
 from predictions.ml.features import feature_info
-from predictions.models import ChurnCause, ChurnPrediction, HealthWeights, ModelVersion, PredictionRun
+from predictions.models import (
+    ChurnCause,
+    ChurnPrediction,
+    HealthWeights,
+    ModelVersion,
+    ModelVersionChange,
+    PredictionRun,
+)
 
 
 def latest_prediction_json(customer_id: int) -> dict | None:
@@ -303,6 +310,19 @@ def version_risk_bands(version: ModelVersion) -> tuple[float, float] | None:
 def champion() -> ModelVersion | None:
     """The model version that scores customers now (None before the first training)."""
     return ModelVersion.objects.filter(status=ModelVersion.Status.CHAMPION).defer("artifact").first()
+
+
+def previous_champion(version: ModelVersion) -> ModelVersion | None:
+    """The version `version` replaced when it last became champion (None when it replaced none,
+    or became champion before changes were recorded): what a roll back restores."""
+    change = (
+        ModelVersionChange.objects.filter(version=version)
+        .select_related("previous")
+        .defer("previous__artifact")
+        .order_by("-changed_at", "-id")
+        .first()
+    )
+    return change.previous if change is not None else None
 
 
 def feature_importance() -> list[dict]:

@@ -44,3 +44,10 @@ def retrain_model(drift_run_id: int | None = None) -> str | None:
         version = drift.model_retrain_after_drift(run_id=drift_run_id)
         return version.version if version is not None else None
     return registry.model_train().version
+
+
+@shared_task(acks_late=True, time_limit=3600, soft_time_limit=3300)
+def rescore_book_after_model_change(change_id: int) -> int | None:
+    """Score the whole book with the champion a manager just chose. Idempotent: the run is keyed
+    by the change, so a redelivered message returns the completed run."""
+    return scoring.score_after_model_change(change_id=change_id)

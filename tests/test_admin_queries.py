@@ -211,3 +211,74 @@ def test_csm_changelist_query_count_is_constant_as_rows_grow(model, model_admin,
     many, shown_many = changelist_queries(client, model)
     assert shown_many == shown_few + 27 and shown_few >= 3
     assert many == few, f"{model._meta.label}: {few} queries for {shown_few} rows, {many} for {shown_many}"
+
+
+def _card_version(size: int) -> models.Model:
+    """A champion whose stored card, drift and history all grow with `size`."""
+    from predictions.models import ModelVersion, ModelVersionChange, PredictionRun
+
+    now = timezone.now()
+    headline = {"roc_auc": 0.8, "roc_auc_ci": [0.7, 0.9], "pr_auc": 0.4, "n_samples": 100, "positives": 9}
+    features = [f"feature_{n}" for n in range(10 * size)]
+    version = ModelVersion.objects.create(
+        version=f"xgb-card-{size}",
+        kind="xgboost",
+        trained_at=now,
+        as_of=now,
+        feature_names=features,
+        training_window={"horizon_days": 90, "protocol": "rolling-origin"},
+        metrics={
+            **headline,
+            "blocks": [{"block": f"2026-0{n % 9 + 1}-01", "xgboost": headline} for n in range(size)],
+            "calibration_bins": [
+                {
+                    "bin": n,
+                    "low": n / 10,
+                    "high": (n + 1) / 10,
+                    "n": 10,
+                    "mean_predicted": n / 10,
+                    "observed_rate": n / 11,
+                }
+                for n in range(min(size, 10))
+            ],
+            "threshold_table": [
+                {"threshold": n / 10, "contacted": 5, "precision": 0.5, "recall": 0.5} for n in range(9)
+            ],
+            "band_thresholds": [{"band": "high", "threshold": 0.3, "contacted": 5, "precision": 0.5, "recall": 0.5}],
+            "rules_reference": headline,
+        },
+        baseline_metrics=headline,
+        importance={name: 1 / len(features) for name in features},
+    )
+    for n in range(size):
+        other = make_row(ModelVersion)
+        ModelVersionChange.objects.create(
+            action="promoted", version=version, previous=other, changed_by=make_row(get_user_model()),
+            changed_at=now - dt.timedelta(hours=n), reason=f"change {n}",
+        )  # fmt: skip
+    ModelVersion.objects.filter(status="champion").update(status="retired")
+    ModelVersion.objects.filter(pk=version.pk).update(status="champion")
+    for n in range(size):
+        PredictionRun.objects.create(
+            run_key=f"card-{size}-{n}", model_version=version, started_at=now - dt.timedelta(days=n),
+            status="completed", drift={name: 0.01 * (n + i) for i, name in enumerate(features)},
+        )  # fmt: skip
+    return version
+
+
+@pytest.mark.django_db
+def test_the_model_card_costs_the_same_queries_whatever_the_card_holds(manager):
+    """Blocks, bins, features, drifted features, champion changes and runs: none costs a query each."""
+    client = Client()
+    client.force_login(manager)
+
+    def queries(version: models.Model) -> int:
+        path = reverse("admin:predictions_modelversion_change", args=[version.pk])
+        client.get(path)  # warm caches (the user's role, content types)
+        with CaptureQueriesContext(connection) as captured:
+            response = client.get(path)
+        assert response.status_code == 200 and b"cs-card-blocks" in response.content
+        return len(captured)
+
+    small, large = queries(_card_version(2)), queries(_card_version(12))
+    assert small == large, f"{small} queries for a small card, {large} for a large one"

@@ -17,7 +17,7 @@ CSM_EXTRA = {
 # it must not grant them again (customers 0006 took them away).
 CSM_HIDDEN = {
     "integrations": ["view_integration", "view_syncrun", "view_webhookevent", "view_externalrecord"],
-    "predictions": ["view_predictionrun", "view_modelversion"],
+    "predictions": ["view_predictionrun", "view_modelversion", "view_modelversionchange"],
     # Uploaded history files name every portfolio's customers.
     "customers": ["view_importjob", "view_importchunk"],
 }

@@ -15,6 +15,7 @@ import math
 
 import numpy as np
 import pandas as pd
+from scipy.stats import norm, rankdata
 from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
 
 DEFAULT_SAVE_RATE = 0.3
@@ -180,6 +181,24 @@ def headline(y, p) -> dict:
     """The figures a validation block or a backtest row shows: `HEADLINE` plus the positives."""
     m = evaluate(y, p)
     return {k: m[k] for k in HEADLINE} | {"positives": int(np.asarray(y).sum())}
+
+
+def delong_auc_ci(y, p, level: float = 0.95) -> list[float] | None:
+    """A normal interval of the ROC AUC from DeLong's variance (midranks, O(n log n)): what each
+    validation block stores, where a bootstrap per block and candidate would cost training
+    seconds per block on a large book for the same answer within a few thousandths."""
+    y, p = _arrays(y, p)
+    if not _both_classes(y):
+        return None
+    positives, negatives = p[y == 1], p[y == 0]
+    m, n = positives.size, negatives.size
+    combined = rankdata(np.concatenate([positives, negatives]))
+    v10 = (combined[:m] - rankdata(positives)) / n  # per positive: share of negatives ranked below
+    v01 = 1 - (combined[m:] - rankdata(negatives)) / m  # per negative: share of positives ranked above
+    auc = float(v10.mean())
+    variance = (v10.var(ddof=1) if m > 1 else 0.0) / m + (v01.var(ddof=1) if n > 1 else 0.0) / n
+    half = float(norm.ppf(1 - (1 - level) / 2) * np.sqrt(variance))
+    return [max(0.0, auc - half), min(1.0, auc + half)]
 
 
 def bootstrap_auc_ci(y, p, n: int = 500, level: float = 0.95, seed: int = 0) -> list[float] | None:

@@ -519,6 +519,25 @@ def rank_bands(score, y, rule: Mapping[str, float] | None = None) -> dict:
     return {"medium": round(medium, 4), "high": round(high, 4), "base_rate": round(base, 4), "rule": rule}
 
 
+def block_figures(y, p) -> dict:
+    """One validation block's figures: `metrics.headline` and the ROC AUC's 95 % interval (DeLong),
+    so the model card shows each block with its uncertainty."""
+    return M.headline(y, p) | {"roc_auc_ci": M.delong_auc_ci(y, p)}
+
+
+def _band_tables(model: TrainedModel, evaluation: dict) -> None:
+    """Precision and recall at the risk bands' own thresholds on the pooled validation rows, for
+    the shipped model and the rules: the bands are chosen after the card's fixed grid, and the
+    model card shows what each band would catch without recomputing anything per page view."""
+    for metrics, name, bands in (
+        (model.metrics, model.algorithm, model.params["risk_thresholds"]),
+        (model.rules_metrics, "rules", model.rules_risk_thresholds),
+    ):
+        cuts = {level: bands[level] for level in ("medium", "high")}
+        rows = M.threshold_table(evaluation["y"], evaluation[name], evaluation["mrr"], thresholds=cuts.values())
+        metrics["band_thresholds"] = [{"band": level} | row for level, row in zip(cuts, rows, strict=True)]
+
+
 def _summary(blocks: list[dict], name: str) -> dict:
     out = {}
     for key in ("roc_auc", "pr_auc", "log_loss", "brier", "lift_at_10pct", "ece"):
@@ -557,6 +576,7 @@ def train(
         evaluation = model.params.pop("_evaluation")
         model.params["risk_thresholds"] = risk_bands(evaluation[model.algorithm], evaluation["y"], bands)
         model.rules_risk_thresholds = rank_bands(evaluation["rules"], evaluation["y"], bands)
+        _band_tables(model, evaluation)
         return model
     cutoffs = rolling_cutoffs(as_of, horizon_days, n_cutoffs, step_days)
     X, y, meta = build_training_set(tables, cutoffs, horizon_days, as_of=as_of, spec=spec)
@@ -591,7 +611,7 @@ def train(
         }
         predictions["rules"] = rules.rules_probability(X[test])
         for name, proba in predictions.items():
-            entry[name] = M.headline(y[test], proba)
+            entry[name] = block_figures(y[test], proba)
             aucs[name].append(entry[name]["roc_auc"])
             pooled[name].append(proba)
         pooled["y"].append(y[test].to_numpy())
@@ -639,6 +659,7 @@ def train(
     # Bands from the shipped model's out-of-fold probabilities on its latest labelled cutoff.
     model.params["risk_thresholds"] = risk_bands(latest_calibrated, y[stop], bands)
     model.rules_risk_thresholds = rank_bands(evaluation["rules"], evaluation["y"], bands)
+    _band_tables(model, evaluation)
     return model
 
 
@@ -717,7 +738,7 @@ def _card(model, blocks, algorithm, window, evaluation, X_fit, y_fit, X_report, 
     model.metrics = card(algorithm) | {"blocks": blocks}
     model.metrics["leakage_flags"] = find_label_leakage(X_fit, y_fit)
     model.baseline_metrics = card("logistic")
-    model.rules_metrics = card("rules")
+    model.rules_metrics = card("rules") | {"blocks": blocks}
     model.training_window = window
     contribs = np.abs(model.contributions(X_report)[:, :-1]).mean(axis=0)
     total = contribs.sum()
@@ -794,7 +815,7 @@ def _train_snapshot(
         mine = fold_of == k
         entry: dict[str, Any] = {"block": f"fold {k + 1}/{folds}"}
         for name in (*CANDIDATES, "rules"):
-            entry[name] = M.headline(y[mine], calibrated[name][mine])
+            entry[name] = block_figures(y[mine], calibrated[name][mine])
             aucs[name].append(entry[name]["roc_auc"])
         blocks.append(entry)
     algorithm, selection = choose({k: v for k, v in aucs.items() if k in CANDIDATES})

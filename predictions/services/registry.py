@@ -1,4 +1,9 @@
-"""The model registry: train, register, promote and load churn models."""
+"""The model registry: train, register, promote and load churn models.
+
+Every change of champion goes through `model_promote` and leaves a `ModelVersionChange` row:
+training's own promotions (nobody's), a manager's explicit promotion and a roll back to the
+version that was champion before.
+"""
 
 import datetime as dt
 import threading
@@ -6,14 +11,17 @@ import threading
 import numpy as np
 import pandas as pd
 from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
+from churnshield.enqueue import enqueue_on_commit
+from churnshield.exceptions import ConflictError
 from predictions.data import load_tables
 from predictions.ml import rules
 from predictions.ml.training import NotEnoughLabels, TrainedModel, same_rows_auc, train
-from predictions.models import ModelVersion
-from predictions.selectors import champion, champion_risk_bands, default_as_of
+from predictions.models import ModelVersion, ModelVersionChange
+from predictions.selectors import champion, champion_risk_bands, default_as_of, previous_champion
 
 RULES_VERSION = "rules-baseline-1"
 _loaded: dict[tuple[int, str], TrainedModel] = {}
@@ -56,12 +64,84 @@ def rules_version() -> ModelVersion:
     return version
 
 
-def model_promote(candidate: ModelVersion, reason: str) -> None:
-    """Make `candidate` the champion (retiring the current one), recording why."""
-    ModelVersion.objects.filter(status=ModelVersion.Status.CHAMPION).update(status=ModelVersion.Status.RETIRED)
+@transaction.atomic
+def model_promote(
+    candidate: ModelVersion,
+    reason: str,
+    *,
+    by: AbstractBaseUser | None = None,
+    action: str = ModelVersionChange.Action.PROMOTED,
+) -> ModelVersionChange:
+    """Make `candidate` the champion (retiring the current one), recording why, by whom (None:
+    training's own rule) and what it replaced."""
+    # Locked: two promotions at once would each retire the other's champion.
+    current = ModelVersion.objects.select_for_update().filter(status=ModelVersion.Status.CHAMPION).first()
+    if current is not None and current.pk != candidate.pk:
+        ModelVersion.objects.filter(pk=current.pk).update(status=ModelVersion.Status.RETIRED)
     candidate.status, candidate.status_reason = ModelVersion.Status.CHAMPION, reason
     candidate.save(update_fields=["status", "status_reason"])
     champion_risk_bands.forget()
+    return ModelVersionChange.objects.create(
+        action=action,
+        version=candidate,
+        previous=current if current is not None and current.pk != candidate.pk else None,
+        changed_by=by,
+        changed_at=timezone.now(),
+        reason=reason,
+    )
+
+
+def _rescore_book_after_commit(change: ModelVersionChange) -> None:
+    """The book's scores come from the champion and its risk bands: once a person changes it, the
+    whole book is scored again (after commit, on the scoring queue) rather than mixing the old
+    model's probabilities with the new model's bands until tomorrow's batch."""
+    from predictions.tasks import rescore_book_after_model_change  # tasks import the services
+
+    enqueue_on_commit(rescore_book_after_model_change, change.pk)
+
+
+@transaction.atomic
+def model_version_promote(*, version_id: int, by: AbstractBaseUser, note: str) -> ModelVersionChange:
+    """A manager makes a version champion by hand (a candidate the automatic rule kept back, or a
+    retired one); audited, and the book is re-scored with it."""
+    version = ModelVersion.objects.select_for_update().defer("artifact").get(pk=version_id)
+    if version.status == ModelVersion.Status.CHAMPION:
+        raise ConflictError(f"{version.version} is already the champion.")
+    if version.kind != ModelVersion.Kind.RULES and not _has_artifact(version):
+        raise ConflictError(f"{version.version} has no stored model to score with.")
+    who = by.get_username()
+    change = model_promote(version, f"Promoted by {who}: {note}", by=by)
+    _rescore_book_after_commit(change)
+    return change
+
+
+@transaction.atomic
+def model_version_roll_back(*, by: AbstractBaseUser, note: str) -> ModelVersionChange:
+    """A manager puts back the version that was champion before the current one (as the latest
+    change recorded it); the current one is retired, saying who rolled it back and why."""
+    current = ModelVersion.objects.select_for_update().defer("artifact").filter(status="champion").first()
+    if current is None:
+        raise ConflictError("There is no champion to roll back.")
+    previous = previous_champion(current)
+    if previous is None:
+        raise ConflictError(
+            f"No earlier champion is recorded for {current.version}; promote an earlier version from its page."
+        )
+    who = by.get_username()
+    change = model_promote(
+        previous,
+        f"Restored by {who}, rolling back {current.version}: {note}",
+        by=by,
+        action=ModelVersionChange.Action.ROLLED_BACK,
+    )
+    current.status_reason = f"Rolled back by {who} to {previous.version}: {note}"
+    current.save(update_fields=["status_reason"])
+    _rescore_book_after_commit(change)
+    return change
+
+
+def _has_artifact(version: ModelVersion) -> bool:
+    return ModelVersion.objects.filter(pk=version.pk, artifact__isnull=False).exclude(artifact=b"").exists()
 
 
 @transaction.atomic

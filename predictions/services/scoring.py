@@ -37,7 +37,14 @@ from predictions.ml.explain import causes_from_contributions, explain_batch
 from predictions.ml.features import FeatureSpec, build_features, usage_features
 from predictions.ml.tables import Tables
 from predictions.ml.training import TrainedModel, psi
-from predictions.models import ChurnPrediction, HealthWeights, ModelVersion, PredictionRun
+from predictions.models import (
+    MODEL_CHANGE_RUN_PREFIX,
+    ChurnPrediction,
+    HealthWeights,
+    ModelVersion,
+    ModelVersionChange,
+    PredictionRun,
+)
 from predictions.selectors import champion, health_weights, version_risk_bands
 from predictions.services.drift import retrain_if_drifted
 from predictions.services.portfolio import churn_causes_refresh, portfolio_snapshot_take
@@ -124,6 +131,18 @@ def score_customers(
         scored_ids = None if customer_ids is None else [int(i) for i in features.index]
         events.publish_on_commit(events.CustomersScored(run_id=run.pk, customer_ids=scored_ids))
     return run
+
+
+def score_after_model_change(*, change_id: int) -> int | None:
+    """The whole book scored with the champion a person chose (`ModelVersionChange` `change_id`);
+    None when the change is gone or a later change replaced its champion (that one re-scores)."""
+    change = (
+        ModelVersionChange.objects.filter(pk=change_id).select_related("version").defer("version__artifact").first()
+    )
+    if change is None or change.version.status != ModelVersion.Status.CHAMPION:
+        return None
+    run = score_customers(trigger=PredictionRun.Trigger.MANUAL, run_key=f"{MODEL_CHANGE_RUN_PREFIX}{change.pk}")
+    return run.pk
 
 
 def _counts_actions(model: TrainedModel | None) -> bool:

@@ -268,3 +268,39 @@ def test_drift_status_follows_the_mean_psi_not_the_worst_feature():
     assert drift_summary({"a": 0.3, "b": 0.2}, major=0.3)["drift_status"] == "moderate"
     assert drift_summary({"a": 0.05, "b": 0.1})["drift_status"] == "stable"
     assert drift_summary({})["drift_status"] == "unknown"
+
+
+def test_the_card_stores_each_blocks_interval_and_the_bands_precision_and_recall(model, book):
+    for block in model.metrics["blocks"]:
+        for name in ("logistic", "xgboost", "rules"):
+            figures = block[name]
+            low, high = figures["roc_auc_ci"]
+            assert 0 <= low < figures["roc_auc"] < high <= 1, (block["block"], name)
+    # The rules' card (what the rules version shows) holds the same blocks.
+    assert model.rules_metrics["blocks"] == model.metrics["blocks"]
+    for metrics, bands in (
+        (model.metrics, model.params["risk_thresholds"]),
+        (model.rules_metrics, model.rules_risk_thresholds),
+    ):
+        rows = metrics["band_thresholds"]
+        assert [(row["band"], row["threshold"]) for row in rows] == [
+            ("medium", bands["medium"]),
+            ("high", bands["high"]),
+        ]
+        # A higher threshold flags fewer customers and catches fewer churners.
+        assert rows[0]["contacted"] >= rows[1]["contacted"] and rows[0]["recall"] >= rows[1]["recall"]
+        assert set(rows[0]) == {"band", "threshold", "contacted", "precision", "recall", "f1", "expected_value"}
+
+
+def test_delongs_interval_agrees_with_the_bootstrap_and_needs_both_classes():
+    from predictions.ml import metrics as M
+
+    rng = np.random.default_rng(3)
+    y = (rng.random(2000) < 0.1).astype(int)
+    p = np.clip(rng.random(2000) * 0.6 + y * 0.25, 0, 1)
+    delong, bootstrap = M.delong_auc_ci(y, p), M.bootstrap_auc_ci(y, p)
+    assert delong[0] < M.roc_auc(y, p) < delong[1]
+    assert delong == pytest.approx(bootstrap, abs=0.01)
+    # Ties count half, as in the AUC: a constant score is 0.5 whatever the interval.
+    assert M.delong_auc_ci(y, np.full(2000, 0.3)) == pytest.approx([0.5, 0.5])
+    assert M.delong_auc_ci(np.zeros(10), rng.random(10)) is None

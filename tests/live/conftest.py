@@ -33,9 +33,18 @@ def eventually(predicate: Callable[[], object], timeout: float = 20.0, interval:
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A free loopback port: the first free one of CHURNSHIELD_LIVE_PORTS ("8120-8129") when set (a
+    machine shared by several test runs gives each its own range), else any the system picks."""
+    low, _, high = os.environ.get("CHURNSHIELD_LIVE_PORTS", "").partition("-")
+    candidates = range(int(low), int(high or low) + 1) if low else [0]
+    for candidate in candidates:
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", candidate))
+            except OSError:
+                continue
+            return sock.getsockname()[1]
+    raise RuntimeError(f"no free port in CHURNSHIELD_LIVE_PORTS={os.environ['CHURNSHIELD_LIVE_PORTS']}")
 
 
 def test_database_url() -> str:
