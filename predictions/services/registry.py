@@ -85,7 +85,7 @@ def model_promote(
         action=action,
         version=candidate,
         previous=current if current is not None and current.pk != candidate.pk else None,
-        changed_by=by,
+        changed_by_id=by.pk if by is not None else None,
         changed_at=timezone.now(),
         reason=reason,
     )

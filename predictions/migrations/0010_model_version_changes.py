@@ -16,7 +16,7 @@ def sync_roles(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("predictions", "0008_prediction_run_drift_retrain"),
+        ("predictions", "0009_portfolio_snapshot_team_figures"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
