@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django.contrib import admin
+from django.contrib.auth import get_permission_codename
 from django.db.models import Model, QuerySet
 from django.forms import BaseInlineFormSet, ModelChoiceField
 from django.http import Http404, HttpRequest
@@ -23,6 +24,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from churnshield.auth.roles import Role, can_write, role_of, sees_all_customers
+from churnshield.workspace.exports import ChangelistExportMixin
 from customers.models import Customer
 from customers.selectors import customer_scope
 
@@ -62,7 +64,7 @@ def changelist_link(model: type[Model], label: str, **params: Any) -> str:
     return format_html('<a href="{}?{}">{}</a>', url, urlencode(params), label)
 
 
-class PortfolioScopedAdmin(admin.ModelAdmin):
+class PortfolioScopedAdmin(ChangelistExportMixin, admin.ModelAdmin):
     """A ModelAdmin that applies roles and portfolio scoping on top of Django's model permissions.
 
     - the changelist, change, delete and history views and the actions only ever see
@@ -72,7 +74,8 @@ class PortfolioScopedAdmin(admin.ModelAdmin):
       permissions a group is given by mistake), on top of the model permissions;
     - a page with neither `customer_path` nor `book_wide` is closed to CSMs (403), whatever
       permissions their group holds;
-    - foreign keys to customers only offer the user's own customers.
+    - foreign keys to customers only offer the user's own customers;
+    - the changelist exports as CSV and XLSX exactly as filtered (`churnshield.workspace.exports`).
     """
 
     customer_path: str | None = None
@@ -117,6 +120,29 @@ class PortfolioScopedAdmin(admin.ModelAdmin):
         if db_field.related_model is Customer and "queryset" not in kwargs:
             kwargs["queryset"] = customer_scope(user=request.user)
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+
+class EngineRowsAdmin(PortfolioScopedAdmin):
+    """Rows the engine writes and works through (executions, deliveries, webhook events, sync runs).
+
+    Nobody adds, edits or deletes them here: a hand-edited status or a deleted row would leave the
+    engine's leases, retries and dedupe in a state it never produced. What a person may do to them
+    is an explicit action (cancel, retry, replay) calling a service, gated by `operate`: a role
+    that writes plus the model's change permission.
+    """
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+    def has_operate_permission(self, request: HttpRequest) -> bool:
+        change = f"{self.opts.app_label}.{get_permission_codename('change', self.opts)}"
+        return self._opens_for(request) and can_write(request.user) and request.user.has_perm(change)
 
 
 class RoleGatedInlineMixin:
