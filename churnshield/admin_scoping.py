@@ -16,7 +16,6 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django.contrib import admin
-from django.contrib.auth import get_permission_codename
 from django.db.models import Model, QuerySet
 from django.forms import BaseInlineFormSet, ModelChoiceField
 from django.http import Http404, HttpRequest
@@ -24,7 +23,6 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from churnshield.auth.roles import Role, can_write, role_of, sees_all_customers
-from churnshield.workspace.exports import ChangelistExportMixin
 from customers.models import Customer
 from customers.selectors import customer_scope
 
@@ -64,7 +62,7 @@ def changelist_link(model: type[Model], label: str, **params: Any) -> str:
     return format_html('<a href="{}?{}">{}</a>', url, urlencode(params), label)
 
 
-class PortfolioScopedAdmin(ChangelistExportMixin, admin.ModelAdmin):
+class PortfolioScopedAdmin(admin.ModelAdmin):
     """A ModelAdmin that applies roles and portfolio scoping on top of Django's model permissions.
 
     - the changelist, change, delete and history views and the actions only ever see
@@ -74,8 +72,9 @@ class PortfolioScopedAdmin(ChangelistExportMixin, admin.ModelAdmin):
       permissions a group is given by mistake), on top of the model permissions;
     - a page with neither `customer_path` nor `book_wide` is closed to CSMs (403), whatever
       permissions their group holds;
-    - foreign keys to customers only offer the user's own customers;
-    - the changelist exports as CSV and XLSX exactly as filtered (`churnshield.workspace.exports`).
+    - foreign keys to customers only offer the user's own customers.
+    The admin site adds the CSV and XLSX exports of the changelist (`churnshield.workspace.exports`),
+    whose rows are this `get_queryset`'s.
     """
 
     customer_path: str | None = None
@@ -128,7 +127,9 @@ class EngineRowsAdmin(PortfolioScopedAdmin):
     Nobody adds, edits or deletes them here: a hand-edited status or a deleted row would leave the
     engine's leases, retries and dedupe in a state it never produced. What a person may do to them
     is an explicit action (cancel, retry, replay) calling a service, gated by `operate`: a role
-    that writes plus the model's change permission.
+    that writes and may open the page, the rule the API applies to the same actions (a CSM's group
+    only views these models, yet cancels their own customers' executions); the service checks
+    the scope again.
     """
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -141,8 +142,7 @@ class EngineRowsAdmin(PortfolioScopedAdmin):
         return False
 
     def has_operate_permission(self, request: HttpRequest) -> bool:
-        change = f"{self.opts.app_label}.{get_permission_codename('change', self.opts)}"
-        return self._opens_for(request) and can_write(request.user) and request.user.has_perm(change)
+        return self.has_view_permission(request) and can_write(request.user)
 
 
 class RoleGatedInlineMixin:

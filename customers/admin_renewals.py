@@ -106,6 +106,7 @@ class RenewalAdmin(PortfolioScopedAdmin):
     search_fields = ("name", "email", "company")
     list_select_related = ("owner",)
     list_per_page = 50
+    export_values = {"risk": "churn_risk"}
     fieldsets = (
         (None, {"fields": ("name", "company", "plan", "mrr", "risk", "owner_name")}),
         ("Contract", {"fields": ("renewal_date", "contract_value", "bill_period_months", "contract_source")}),

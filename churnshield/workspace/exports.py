@@ -1,6 +1,6 @@
 """CSV and XLSX downloads of the admin's lists and report tables, one mechanism for every page.
 
-`ChangelistExportMixin` (part of every `PortfolioScopedAdmin`) adds `export/csv/` and
+`ChangelistExportMixin` (which the admin site mixes into every ModelAdmin it registers) adds `export/csv/` and
 `export/xlsx/` to a ModelAdmin: the rows of the changelist as filtered, searched, sorted and
 scoped (the ChangeList's own queryset, so a CSM's file holds only their portfolio), the
 `list_display` columns under the headers the list shows, values as the list shows them but
@@ -38,7 +38,7 @@ from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import strip_tags
 from django.utils.safestring import SafeString
-from django.utils.text import slugify
+from django.utils.text import capfirst, slugify
 from openpyxl import Workbook
 
 FORMATS = ("csv", "xlsx")
@@ -217,11 +217,10 @@ def report_export_links(request: HttpRequest) -> list[dict[str, str]]:
 class ChangelistExportMixin:
     """Adds "Export CSV" and "Export XLSX" to a ModelAdmin's changelist (templates/admin/change_list.html).
 
-    `export_values` maps a column whose list text is a formatted number ("12.5%") to the number
-    itself: an attribute path ("churn_risk") or a function of the row.
+    A ModelAdmin's `export_values` maps a column whose list text is a formatted number ("12.5%")
+    to the number itself: an attribute path ("churn_risk") or a function of the row. (Read with
+    getattr: the site puts this mixin before the ModelAdmin, whose attributes must win.)
     """
-
-    export_values: dict[str, str | Callable[[Model], Any]] = {}
 
     def get_urls(self) -> list[URLPattern]:
         info = f"{self.opts.app_label}_{self.opts.model_name}"  # type: ignore[attr-defined]
@@ -258,7 +257,7 @@ class ChangelistExportMixin:
             return HttpResponseBadRequest("These filters do not apply to this list.")
         columns = [name for name in self.get_list_display(request) if name != "action_checkbox"]  # type: ignore[attr-defined]
         model = self.opts.model  # type: ignore[attr-defined]
-        header = [str(label_for_field(name, model, model_admin=self)) for name in columns]
+        header = [capfirst(str(label_for_field(name, model, model_admin=self))) for name in columns]
         rows = ([self._export_value(name, obj) for name in columns] for obj in queryset.iterator(EXPORT_CHUNK))
         return export_response(request, fmt, dated_filename(str(self.opts.verbose_name_plural)), header, rows)  # type: ignore[attr-defined]
 
@@ -274,7 +273,8 @@ class ChangelistExportMixin:
         return type(f"Export{changelist_class.__name__}", (changelist_class,), {"get_results": _skip_results})
 
     def _export_value(self, name: Any, obj: Model) -> Any:
-        raw = self.export_values.get(name) if isinstance(name, str) else None
+        export_values: dict[str, str | Callable[[Model], Any]] = getattr(self, "export_values", {})
+        raw = export_values.get(name) if isinstance(name, str) else None
         if callable(raw):
             return _plain(raw(obj))
         if raw:
