@@ -16,9 +16,11 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django.contrib import admin
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
 from django.db.models import Model, QuerySet
 from django.forms import BaseInlineFormSet, ModelChoiceField
-from django.http import Http404, HttpRequest
+from django.http import Http404, HttpRequest, HttpResponse
 from django.urls import reverse
 from django.utils.html import format_html
 
@@ -130,6 +132,10 @@ class EngineRowsAdmin(PortfolioScopedAdmin):
     that writes and may open the page, the rule the API applies to the same actions (a CSM's group
     only views these models, yet cancels their own customers' executions); the service checks
     the scope again.
+
+    Their own delete page and bulk delete are refused, but `has_delete_permission` keeps the model
+    permission: deleting a customer takes its executions and deliveries with it, and Django asks
+    every related admin before it cascades.
     """
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -138,8 +144,19 @@ class EngineRowsAdmin(PortfolioScopedAdmin):
     def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False
 
-    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return False
+    def delete_view(self, request: HttpRequest, object_id: str, extra_context: dict | None = None) -> HttpResponse:
+        self.get_object(request, unquote(object_id))  # outside the scope: 404, as every other page
+        raise PermissionDenied
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict | None = None
+    ) -> HttpResponse:
+        return super().change_view(request, object_id, form_url, {"show_delete": False, **(extra_context or {})})
 
     def has_operate_permission(self, request: HttpRequest) -> bool:
         return self.has_view_permission(request) and can_write(request.user)
