@@ -80,6 +80,7 @@ def _plain(value: Any) -> Any:
 
 
 def _csv_cell(value: Any) -> Any:
+    value = _plain(value)
     if value is None:
         return ""
     if isinstance(value, dt.datetime):
@@ -90,6 +91,7 @@ def _csv_cell(value: Any) -> Any:
 
 
 def _xlsx_cell(value: Any) -> Any:
+    value = _plain(value)
     if isinstance(value, dt.datetime):
         return value.replace(tzinfo=None)  # Excel has no time zones: the local wall time
     return neutralise(value)
@@ -170,7 +172,7 @@ def table_export(
         return _download(request, _file_blocks(_xlsx_file(tables)), fmt, filename)
     if len(tables) == 1:
         _, header, rows = tables[0]
-        return _download(request, _csv_lines(header, (_cells(row) for row in rows)), fmt, filename)
+        return _download(request, _csv_lines(header, rows), fmt, filename)
     width = max(len(header) for _, header, _ in tables)
     header = ["table", *(f"column {n}" for n in range(1, width + 1))]
 
@@ -178,13 +180,9 @@ def table_export(
         for title, table_header, rows in tables:
             yield [title, *table_header]
             for row in rows:
-                yield [title, *_cells(row)]
+                yield [title, *row]
 
     return _download(request, _csv_lines(header, stacked()), fmt, filename)
-
-
-def _cells(row: Sequence[Any]) -> list[Any]:
-    return [_plain(value) for value in row]
 
 
 def dated_filename(stem: str) -> str:
@@ -276,16 +274,16 @@ class ChangelistExportMixin:
         export_values: dict[str, str | Callable[[Model], Any]] = getattr(self, "export_values", {})
         raw = export_values.get(name) if isinstance(name, str) else None
         if callable(raw):
-            return _plain(raw(obj))
+            return raw(obj)
         if raw:
             value: Any = obj
             for part in raw.split("__"):
                 value = None if value is None else getattr(value, part)
-            return _plain(value)
+            return value
         field, _, value = lookup_field(name, obj, self)
         if field is not None and getattr(field, "flatchoices", None):
             value = dict(field.flatchoices).get(value, value)
-        return _plain(value)
+        return value  # made plain (no HTML, local time) as it is written
 
 
 def _skip_results(changelist: ChangeList, request: HttpRequest) -> None:
