@@ -31,7 +31,7 @@ from alerts.services import (
     alert_snooze,
     snooze_preset_until,
 )
-from churnshield.admin_scoping import PortfolioScopedAdmin, is_csm
+from churnshield.admin_scoping import EngineRowsAdmin, PortfolioScopedAdmin, is_csm
 from churnshield.exceptions import ConflictError, NotFoundError, error_body
 
 
@@ -380,8 +380,9 @@ class NotificationPreferenceAdmin(PortfolioScopedAdmin):
 
 
 @admin.register(NotificationDelivery)
-class NotificationDeliveryAdmin(PortfolioScopedAdmin):
-    """The delivery log: read-only, a CSM sees their own."""
+class NotificationDeliveryAdmin(EngineRowsAdmin):
+    """The delivery log: read-only, a CSM sees their own. Failed sends are retried by the
+    dispatcher on its own schedule; there is no hand retry to offer."""
 
     customer_path = "recipient"
     list_display = ("id", "channel", "recipient", "status", "attempts", "alert", "due_at", "sent_at", "last_error")
@@ -389,9 +390,3 @@ class NotificationDeliveryAdmin(PortfolioScopedAdmin):
     list_select_related = ("recipient", "alert")
     search_fields = ("recipient__username", "grouping_key", "last_error")
     date_hierarchy = "created_at"
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return False

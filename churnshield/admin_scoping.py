@@ -16,9 +16,11 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django.contrib import admin
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
 from django.db.models import Model, QuerySet
 from django.forms import BaseInlineFormSet, ModelChoiceField
-from django.http import Http404, HttpRequest
+from django.http import Http404, HttpRequest, HttpResponse
 from django.urls import reverse
 from django.utils.html import format_html
 
@@ -73,6 +75,8 @@ class PortfolioScopedAdmin(admin.ModelAdmin):
     - a page with neither `customer_path` nor `book_wide` is closed to CSMs (403), whatever
       permissions their group holds;
     - foreign keys to customers only offer the user's own customers.
+    The admin site adds the CSV and XLSX exports of the changelist (`churnshield.workspace.exports`),
+    whose rows are this `get_queryset`'s.
     """
 
     customer_path: str | None = None
@@ -117,6 +121,45 @@ class PortfolioScopedAdmin(admin.ModelAdmin):
         if db_field.related_model is Customer and "queryset" not in kwargs:
             kwargs["queryset"] = customer_scope(user=request.user)
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+
+class EngineRowsAdmin(PortfolioScopedAdmin):
+    """Rows the engine writes and works through (executions, deliveries, webhook events, sync runs).
+
+    Nobody adds, edits or deletes them here: a hand-edited status or a deleted row would leave the
+    engine's leases, retries and dedupe in a state it never produced. What a person may do to them
+    is an explicit action (cancel, retry, replay) calling a service, gated by `operate`: a role
+    that writes and may open the page, the rule the API applies to the same actions (a CSM's group
+    only views these models, yet cancels their own customers' executions); the service checks
+    the scope again.
+
+    Their own delete page and bulk delete are refused, but `has_delete_permission` keeps the model
+    permission: deleting a customer takes its executions and deliveries with it, and Django asks
+    every related admin before it cascades.
+    """
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+    def delete_view(self, request: HttpRequest, object_id: str, extra_context: dict | None = None) -> HttpResponse:
+        self.get_object(request, unquote(object_id))  # outside the scope: 404, as every other page
+        raise PermissionDenied
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict | None = None
+    ) -> HttpResponse:
+        return super().change_view(request, object_id, form_url, {"show_delete": False, **(extra_context or {})})
+
+    def has_operate_permission(self, request: HttpRequest) -> bool:
+        return self.has_view_permission(request) and can_write(request.user)
 
 
 class RoleGatedInlineMixin:

@@ -117,6 +117,7 @@ class CustomerAdmin(PortfolioScopedAdmin):
     search_fields = ("name", "email", "company", "external_id")
     date_hierarchy = "signup_date"
     list_select_related = ("owner",)
+    export_values = {"risk": "churn_risk"}  # the probability, not "12.5%"
     readonly_fields = (
         "id",
         "health_score",

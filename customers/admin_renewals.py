@@ -5,9 +5,7 @@ A proxy of Customer scoped like the customer list (a CSM sees their own portfoli
 edits the contract by hand only (renewal date, ARR, billing period) through `customers.contracts`.
 """
 
-import csv
 import datetime as dt
-from collections.abc import Iterable, Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -16,17 +14,16 @@ from django.conf import settings
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.db.models import DecimalField, ExpressionWrapper, F, Q, QuerySet, Sum
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 
 from churnshield.admin_scoping import PortfolioScopedAdmin
+from churnshield.workspace.exports import FORMATS, export_links, export_response
 from customers import renewals
 from customers.contracts import customer_contract_set
 from customers.models import Customer, Renewal
-
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 class RenewsWithinFilter(admin.SimpleListFilter):
@@ -88,32 +85,6 @@ class ContractForm(forms.ModelForm):
         return value
 
 
-def _cell(value: Any) -> Any:
-    """A CSV cell a spreadsheet will not run as a formula."""
-    if isinstance(value, str) and value.startswith(FORMULA_START):
-        return "'" + value
-    return "" if value is None else value
-
-
-class _Echo:
-    def write(self, value: str) -> str:
-        return value
-
-
-def csv_response(filename: str, header: list[str], rows: Iterable[Iterable[Any]]) -> StreamingHttpResponse:
-    """A streamed CSV download (the list can be the whole book)."""
-    writer = csv.writer(_Echo())
-
-    def lines() -> Iterator[str]:
-        yield "\ufeff" + writer.writerow(header)  # the byte order mark makes Excel read UTF-8
-        for row in rows:
-            yield writer.writerow([_cell(value) for value in row])
-
-    response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="{filename}"'
-    return response
-
-
 @admin.register(Renewal)
 class RenewalAdmin(PortfolioScopedAdmin):
     customer_path = "owner"
@@ -135,6 +106,7 @@ class RenewalAdmin(PortfolioScopedAdmin):
     search_fields = ("name", "email", "company")
     list_select_related = ("owner",)
     list_per_page = 50
+    export_values = {"risk": "churn_risk"}
     fieldsets = (
         (None, {"fields": ("name", "company", "plan", "mrr", "risk", "owner_name")}),
         ("Contract", {"fields": ("renewal_date", "contract_value", "bill_period_months", "contract_source")}),
@@ -238,8 +210,10 @@ class RenewalAdmin(PortfolioScopedAdmin):
             "owner",
             "contract_source",
         ]
-        return csv_response(
-            f"renewals-{today:%Y-%m-%d}.csv",
+        return export_response(
+            request,
+            "csv",
+            f"renewals-{today:%Y-%m-%d}",
             header,
             (
                 [
@@ -275,12 +249,13 @@ class RenewalAdmin(PortfolioScopedAdmin):
             "title": "Renewal forecast and revenue retention",
             "forecast": forecast,
             "retention": retention,
-            "export_url": reverse("admin:customers_renewal_forecast_export"),
+            "export_links": export_links(reverse("admin:customers_renewal_forecast_export")),
             "renewals_url": reverse("admin:customers_renewal_changelist"),
         }
         return TemplateResponse(request, "admin/customers/renewal/forecast.html", context)
 
-    def forecast_export_view(self, request: HttpRequest) -> StreamingHttpResponse:
+    def forecast_export_view(self, request: HttpRequest) -> HttpResponse:
+        """Both tables in one sheet, a row per table and month, as CSV (default) or `?format=xlsx`."""
         self._check_view(request)
         forecast, retention = self._forecast_tables(request)
         header = [
@@ -299,21 +274,24 @@ class RenewalAdmin(PortfolioScopedAdmin):
             "nrr",
         ]
         rows: list[list[Any]] = [
-            ["forecast", f"{m.month:%Y-%m}", m.customers, m.mrr_up, m.expected, m.low, m.high, "", "", "", "", "", ""]
+            ["forecast", f"{m.month:%Y-%m}", m.customers, m.mrr_up, m.expected, m.low, m.high, *[None] * 6]
             for m in forecast
         ]
         rows += [
             [
                 "retention",
                 f"{m.month:%Y-%m}",
-                *[""] * 5,
+                *[None] * 5,
                 m.start_mrr,
                 m.churned,
                 m.contraction,
                 m.expansion,
-                "" if m.grr is None else f"{m.grr:.4f}",
-                "" if m.nrr is None else f"{m.nrr:.4f}",
+                None if m.grr is None else round(m.grr, 4),
+                None if m.nrr is None else round(m.nrr, 4),
             ]
             for m in retention
         ]
-        return csv_response(f"renewal-forecast-{timezone.localdate():%Y-%m-%d}.csv", header, rows)
+        fmt = request.GET.get("format", "csv")
+        if fmt not in FORMATS:
+            return HttpResponseBadRequest("format is csv or xlsx")
+        return export_response(request, fmt, f"renewal-forecast-{timezone.localdate():%Y-%m-%d}", header, rows)

@@ -16,7 +16,7 @@ from django.http import HttpRequest
 from django.utils.html import format_html
 from django.utils.timesince import timesince
 
-from churnshield.admin_scoping import PortfolioScopedAdmin, is_admin_role
+from churnshield.admin_scoping import EngineRowsAdmin, PortfolioScopedAdmin, is_admin_role
 from churnshield.auth.roles import Role, role_of
 from churnshield.exceptions import ConflictError, NotFoundError
 from integrations import services
@@ -182,7 +182,7 @@ class IntegrationAdmin(PortfolioScopedAdmin):
 
 
 @admin.register(SyncRun)
-class SyncRunAdmin(PortfolioScopedAdmin):
+class SyncRunAdmin(EngineRowsAdmin):
     list_display = (
         "id",
         "integration",
@@ -200,15 +200,11 @@ class SyncRunAdmin(PortfolioScopedAdmin):
     list_select_related = ("integration",)
     readonly_fields = list_display
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return False
-
 
 @admin.register(WebhookEvent)
-class WebhookEventAdmin(PortfolioScopedAdmin):
+class WebhookEventAdmin(EngineRowsAdmin):
+    """Stored webhooks, read-only; replaying dead letters is the action on them (managers, admins)."""
+
     list_display = (
         "id",
         "integration",
@@ -239,16 +235,10 @@ class WebhookEventAdmin(PortfolioScopedAdmin):
     )
     actions = ["replay"]
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
+    def has_operate_permission(self, request: HttpRequest) -> bool:
+        return role_of(request.user) in {Role.ADMIN, Role.MANAGER} and super().has_operate_permission(request)
 
-    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return False
-
-    @admin.action(description="Replay dead-lettered events")
+    @admin.action(description="Replay dead-lettered events", permissions=["operate"])
     def replay(self, request: HttpRequest, queryset: QuerySet) -> None:
-        if role_of(request.user) not in {Role.ADMIN, Role.MANAGER}:
-            self.message_user(request, "Only managers and admins may replay events.", messages.ERROR)
-            return
         count = services.webhook_events_replay(event_ids=list(queryset.values_list("pk", flat=True)))
         self.message_user(request, f"{count} dead-lettered event(s) queued for processing again.")

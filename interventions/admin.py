@@ -4,13 +4,18 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import Model, QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 
 from churnshield.admin_scoping import PortfolioScopedAdmin, RoleGatedInlineMixin
 from churnshield.exceptions import NotFoundError
+from churnshield.workspace.exports import report_export, report_export_links
 from interventions.models import Intervention
+from interventions.selectors import intervention_analytics
 from interventions.services import intervention_bulk_action
 
 # Short free-text columns: a one-line input, not a textarea.
@@ -101,6 +106,56 @@ class InterventionAdmin(PortfolioScopedAdmin):
         ("Record", {"fields": ("created_at", "created_by")}),
     )
     actions = ("mark_completed", "escalate")
+
+    def get_urls(self) -> list[URLPattern]:
+        wrap = self.admin_site.admin_view
+        return [
+            path("analytics/", wrap(self.analytics_view), name="interventions_intervention_analytics"),
+            *super().get_urls(),
+        ]
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        context = {"analytics_url": reverse("admin:interventions_intervention_analytics"), **(extra_context or {})}
+        return super().changelist_view(request, context)
+
+    def analytics_view(self, request: HttpRequest) -> HttpResponse:
+        """Intervention analytics as the API answers them (the user's scope), as tables that download."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        answer = intervention_analytics(user=request.user)
+        overall = {**answer["overall_metrics"], **answer["retention_analysis"]}
+        type_keys = [
+            "type",
+            "total_interventions",
+            "successful",
+            "success_rate",
+            "avg_cost_savings",
+            "avg_time_to_complete",
+        ]
+        tables = [
+            {
+                "title": "Overall",
+                "headers": ["Measure", "Value"],
+                "rows": [[key.replace("_", " "), value] for key, value in overall.items()],
+            },
+            {
+                "title": "By intervention type",
+                "headers": [key.replace("_", " ") for key in type_keys],
+                "rows": [[row[key] for key in type_keys] for row in answer["success_rates_by_type"]],
+            },
+            {"title": "Insights", "headers": ["Insight"], "rows": [[text] for text in answer["insights"]]},
+        ]
+        download = report_export(request, "Intervention analytics", tables)
+        if download is not None:
+            return download
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": "Intervention analytics",
+            "tables": tables,
+            "export_links": report_export_links(request),
+        }
+        return TemplateResponse(request, "admin/report.html", context)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Intervention]:
         # created_by is shown read-only on the change page; fetch it with the row.

@@ -18,9 +18,10 @@ from django.utils.formats import date_format
 from django.utils.html import format_html
 from rest_framework import serializers
 
-from churnshield.admin_scoping import PortfolioScopedAdmin, changelist_link
+from churnshield.admin_scoping import EngineRowsAdmin, PortfolioScopedAdmin, ReadOnlyTabularInline, changelist_link
 from churnshield.auth.roles import can_write
 from churnshield.exceptions import ConflictError, NotFoundError
+from churnshield.workspace.exports import report_export, report_export_links
 from playbooks import approvals, rules, selectors, services
 from playbooks.definitions import validate_exit_conditions, validate_steps
 from playbooks.models import EmailReview, Playbook, PlaybookExecution, PlaybookStepRun, TriggerRule
@@ -193,8 +194,13 @@ class PlaybookAdmin(PortfolioScopedAdmin):
             *super().get_urls(),
         ]
 
-    def _page(self, request: HttpRequest, title: str, **context: Any) -> TemplateResponse:
-        return TemplateResponse(request, PAGE, {**self.admin_site.each_context(request), "title": title, **context})
+    def _page(self, request: HttpRequest, title: str, **context: Any) -> HttpResponse:
+        """A page of forms and tables; its tables download as CSV or XLSX with `?format=`."""
+        download = report_export(request, title, context.get("tables", []))
+        if download is not None:
+            return download
+        context = {**self.admin_site.each_context(request), "title": title, **context}
+        return TemplateResponse(request, PAGE, {"export_links": report_export_links(request), **context})
 
     @admin.action(description="Export selected playbooks as JSON")
     def export_json(self, request: HttpRequest, queryset: QuerySet[Playbook]) -> HttpResponse:
@@ -205,7 +211,7 @@ class PlaybookAdmin(PortfolioScopedAdmin):
 
     # The custom pages refuse with Django's exceptions: DRF's (NotFoundError) are rendered only
     # inside DRF views, and the admin answered them with a 500.
-    def dry_run_view(self, request: HttpRequest, pk: int) -> TemplateResponse:
+    def dry_run_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         if not self.has_view_permission(request):
             raise PermissionDenied
         playbook = get_object_or_404(self.get_queryset(request), pk=pk)
@@ -222,7 +228,7 @@ class PlaybookAdmin(PortfolioScopedAdmin):
             tables=[{"title": "Customers", "headers": ["Id", "Customer", "Why", "Steps"], "rows": rows}],
         )
 
-    def trigger_view(self, request: HttpRequest, pk: int) -> TemplateResponse:
+    def trigger_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         if not (self.has_view_permission(request) and can_write(request.user)):
             raise PermissionDenied
         playbook = get_object_or_404(self.get_queryset(request), pk=pk)
@@ -238,7 +244,7 @@ class PlaybookAdmin(PortfolioScopedAdmin):
                 message = str(exc)
         return self._page(request, f"Trigger {playbook.name}", form=form, message=message, submit="Trigger")
 
-    def report_view(self, request: HttpRequest) -> TemplateResponse:
+    def report_view(self, request: HttpRequest) -> HttpResponse:
         if not self.has_view_permission(request):
             raise PermissionDenied
         answer = selectors.playbook_analytics(user=request.user)
@@ -270,7 +276,7 @@ class PlaybookAdmin(PortfolioScopedAdmin):
             ],
         )
 
-    def import_view(self, request: HttpRequest) -> TemplateResponse:
+    def import_view(self, request: HttpRequest) -> HttpResponse:
         if not self.has_add_permission(request):
             raise PermissionDenied
         form = ImportForm(request.POST or None)
@@ -287,17 +293,16 @@ class PlaybookAdmin(PortfolioScopedAdmin):
         return self._page(request, "Import playbooks", form=form, message=message, submit="Import")
 
 
-class StepRunInline(admin.TabularInline):
+class StepRunInline(ReadOnlyTabularInline):
     model = PlaybookStepRun
-    extra = 0
-    max_num = 0
-    can_delete = False
     fields = ("step_key", "step_type", "status", "attempts", "started_at", "finished_at", "due_at", "error")
     readonly_fields = fields
 
 
 @admin.register(PlaybookExecution)
-class PlaybookExecutionAdmin(PortfolioScopedAdmin):
+class PlaybookExecutionAdmin(EngineRowsAdmin):
+    """Executions and their step runs, read-only: cancel and retry are the actions on them."""
+
     customer_path = "customer__owner"
     inlines = [StepRunInline]
     list_display = ("id", "playbook", "customer", "status", "trigger", "is_holdout", "started_at", "completed_at")
@@ -305,7 +310,6 @@ class PlaybookExecutionAdmin(PortfolioScopedAdmin):
     search_fields = ("customer__name", "customer__company", "playbook__name")
     date_hierarchy = "started_at"
     list_select_related = ("playbook", "customer")
-    autocomplete_fields = ("playbook", "customer")
     readonly_fields = ("id", "current_step", "next_run_at", "lease_token", "attempts", "error", "is_holdout")
     actions = ["cancel_executions", "retry_executions"]
 
@@ -324,11 +328,11 @@ class PlaybookExecutionAdmin(PortfolioScopedAdmin):
         if problems:
             self.message_user(request, "; ".join(problems[:10]), messages.WARNING)
 
-    @admin.action(description="Cancel selected running executions")
+    @admin.action(description="Cancel selected running executions", permissions=["operate"])
     def cancel_executions(self, request: HttpRequest, queryset: QuerySet) -> None:
         self._each(request, queryset, services.execution_cancel, "Cancelled")
 
-    @admin.action(description="Retry selected failed or cancelled executions")
+    @admin.action(description="Retry selected failed or cancelled executions", permissions=["operate"])
     def retry_executions(self, request: HttpRequest, queryset: QuerySet) -> None:
         self._each(request, queryset, services.execution_retry, "Retried")
 

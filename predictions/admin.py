@@ -101,6 +101,7 @@ class ChurnPredictionAdmin(EngineWrittenAdmin):
     )
     readonly_fields = fields
     show_full_result_count = False  # one row per scoring: a large table
+    export_values = {"probability": "churn_probability"}
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[ChurnPrediction]:
         return super().get_queryset(request).select_related("customer")
@@ -195,6 +196,7 @@ class PortfolioSnapshotAdmin(EngineWrittenAdmin):
         "churned_customers",
     )
     readonly_fields = fields
+    export_values = {"average_risk": lambda obj: obj.risk_sum / obj.active_customers if obj.active_customers else None}
 
     def get_list_filter(self, request: HttpRequest) -> tuple:
         # A CSM's snapshots are all their own: an owner filter would list only them.

@@ -41,8 +41,8 @@ ALL_MODELS = [
 ]
 # Book-wide plumbing: admins, managers and viewers read it; CSMs cannot open it.
 PLUMBING = [Integration, SyncRun, WebhookEvent, PredictionRun, ModelVersion]
-# Written by the scoring batch: viewable, never added or edited in the admin.
-ENGINE_WRITTEN = {ChurnPrediction, PortfolioSnapshot}
+# Written by the scoring batch or the playbook engine: viewable, never added or edited in the admin.
+ENGINE_WRITTEN = {ChurnPrediction, PortfolioSnapshot, PlaybookExecution}
 # Everything hanging off one customer, with how to reach it in `world`.
 PORTFOLIO_MODELS = [
     Customer,

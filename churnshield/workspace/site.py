@@ -9,6 +9,7 @@ from django.urls import URLPattern, path
 from django.utils.functional import SimpleLazyObject
 
 from churnshield.auth.roles import role_of
+from churnshield.workspace.exports import ChangelistExportMixin
 from churnshield.workspace.selectors import cockpit
 
 
@@ -25,6 +26,17 @@ class WorkspaceAdminSite(admin.AdminSite):
         for each of fifty models: 10-20 ms a page for nothing."""
         build = super().get_app_list
         return SimpleLazyObject(lambda: build(request, app_label))  # type: ignore[return-value]
+
+    def register(self, model_or_iterable: Any, admin_class: Any = None, **options: Any) -> None:
+        """Every changelist, ours or a third-party app's, gets the CSV and XLSX exports."""
+        admin_class = admin_class or admin.ModelAdmin
+        if not issubclass(admin_class, ChangelistExportMixin):
+            admin_class = type(
+                admin_class.__name__,
+                (ChangelistExportMixin, admin_class),
+                {"__module__": admin_class.__module__, "__doc__": admin_class.__doc__},
+            )
+        super().register(model_or_iterable, admin_class, **options)
 
     def get_urls(self) -> list[URLPattern]:
         return [path("apps/", self.admin_view(self.apps_view), name="apps"), *super().get_urls()]
