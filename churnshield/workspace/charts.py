@@ -150,3 +150,214 @@ def line_chart(
         svg,
         legend,
     )
+
+
+# --- Bars ---------------------------------------------------------------------------------------
+
+BAR_WIDTH = 640
+BAR_LABEL_WIDTH = 170  # room for the category names left of the bars
+BAR_VALUE_WIDTH = 90  # room for the value printed right of each bar
+BAR_ROW, BAR_THICKNESS, BAR_PAD = 24, 16, 6
+
+
+def _value_text(value: float, unit: str) -> str:
+    """A bar's value as printed: money with a thousands separator and no cents, counts as integers."""
+    if unit == "$":
+        return f"${value:,.0f}"
+    if unit == "%":
+        return f"{value:.1f}%"
+    return f"{value:,.0f}{unit}" if float(value).is_integer() else f"{value:,.1f}{unit}"
+
+
+def _clip(text: str, length: int = 26) -> str:
+    return text if len(text) <= length else text[: length - 1] + "…"
+
+
+def _svg(width: int, height: int, label: str, parts: list[str], caption: str = "") -> SafeString:
+    svg = format_html_join("", "{}", ((part,) for part in parts))
+    return format_html(
+        '<figure class="cs-chart cs-bars"><svg viewBox="0 0 {} {}" role="img" aria-label="{}" '
+        'preserveAspectRatio="xMinYMin meet">{}</svg>{}</figure>',
+        width,
+        height,
+        label,
+        svg,
+        format_html("<figcaption>{}</figcaption>", caption) if caption else "",
+    )
+
+
+def _legend(items: list[tuple[str, str]]) -> SafeString:
+    return format_html_join(
+        "", '<span class="cs-legend-item"><span class="cs-swatch cs-block {}"></span>{}</span>', items
+    )
+
+
+def bar_chart(
+    *,
+    labels: list[str],
+    values: list[float],
+    label: str,
+    unit: str = "",
+    css: str | list[str] = "cs-bar-default",
+    titles: list[str] | None = None,
+    x_max: float | None = None,
+) -> SafeString:
+    """Horizontal bars, one per label, longest = `x_max` (the largest value by default), each with
+    its value printed at its end and a `<title>` tooltip ("label: value", or `titles[i]`).
+
+    `css` is one class for every bar or one per bar (e.g. a risk level's colour); `unit` is "$"
+    (money), "%" or a suffix for counts.
+    """
+    classes = [css] * len(labels) if isinstance(css, str) else css
+    top = x_max or max((v for v in values), default=0) or 1
+    span = BAR_WIDTH - BAR_LABEL_WIDTH - BAR_VALUE_WIDTH
+    parts: list[str] = []
+    for i, (name, value) in enumerate(zip(labels, values, strict=True)):
+        y = BAR_PAD + i * BAR_ROW
+        length = span * max(value, 0) / top
+        text = _value_text(value, unit)
+        parts.append(
+            format_html(
+                '<text class="cs-axis cs-bar-label" x="{}" y="{}" text-anchor="end">{}<title>{}</title></text>'
+                '<rect class="cs-bar {}" x="{}" y="{}" width="{}" height="{}" rx="2"><title>{}</title></rect>'
+                '<text class="cs-bar-value" x="{}" y="{}">{}</text>',
+                BAR_LABEL_WIDTH - 8,
+                f"{y + BAR_THICKNESS - 4:.1f}",
+                _clip(name),
+                name,
+                classes[i],
+                BAR_LABEL_WIDTH,
+                y,
+                f"{length:.1f}",
+                BAR_THICKNESS,
+                titles[i] if titles else f"{name}: {text}",
+                f"{BAR_LABEL_WIDTH + length + 6:.1f}",
+                f"{y + BAR_THICKNESS - 4:.1f}",
+                text,
+            )
+        )
+    return _svg(BAR_WIDTH, BAR_PAD * 2 + BAR_ROW * len(labels), label, parts)
+
+
+@dataclass
+class Stack:
+    """One part of every bar of a stacked chart: its name (legend), colour class and a value per bar."""
+
+    name: str
+    css: str
+    values: list[float]
+
+
+def stacked_bar_chart(*, labels: list[str], stacks: list[Stack], label: str, unit: str = "") -> SafeString:
+    """Horizontal bars made of parts (e.g. succeeded, failed, open per intervention type), the
+    bar's total printed at its end, each part with a `<title>` tooltip and a legend below."""
+    totals = [sum(stack.values[i] for stack in stacks) for i in range(len(labels))]
+    top = max(totals, default=0) or 1
+    span = BAR_WIDTH - BAR_LABEL_WIDTH - BAR_VALUE_WIDTH
+    parts: list[str] = []
+    for i, name in enumerate(labels):
+        y = BAR_PAD + i * BAR_ROW
+        x = float(BAR_LABEL_WIDTH)
+        parts.append(
+            format_html(
+                '<text class="cs-axis cs-bar-label" x="{}" y="{}" text-anchor="end">{}<title>{}</title></text>',
+                BAR_LABEL_WIDTH - 8,
+                f"{y + BAR_THICKNESS - 4:.1f}",
+                _clip(name),
+                name,
+            )
+        )
+        for stack in stacks:
+            value = stack.values[i]
+            if value <= 0:
+                continue
+            length = span * value / top
+            parts.append(
+                format_html(
+                    '<rect class="cs-bar {}" x="{}" y="{}" width="{}" height="{}"><title>{}: {} {}</title></rect>',
+                    stack.css,
+                    f"{x:.1f}",
+                    y,
+                    f"{length:.1f}",
+                    BAR_THICKNESS,
+                    name,
+                    _value_text(value, unit),
+                    stack.name.lower(),
+                )
+            )
+            x += length
+        parts.append(
+            format_html(
+                '<text class="cs-bar-value" x="{}" y="{}">{}</text>',
+                f"{x + 6:.1f}",
+                f"{y + BAR_THICKNESS - 4:.1f}",
+                _value_text(totals[i], unit),
+            )
+        )
+    return _svg(
+        BAR_WIDTH,
+        BAR_PAD * 2 + BAR_ROW * len(labels),
+        label,
+        parts,
+        _legend([(stack.css, stack.name) for stack in stacks]),
+    )
+
+
+COLUMN_HEIGHT = 200
+
+
+def column_chart(
+    *,
+    labels: list[str],
+    values: list[float],
+    label: str,
+    unit: str = "",
+    css: str | list[str] = "cs-bar-default",
+    legend: list[tuple[str, str]] | None = None,
+) -> SafeString:
+    """Vertical bars (a histogram: `labels` are the bins left to right), the count above each bar,
+    a `<title>` tooltip per bar, and an optional legend of (css class, name)."""
+    classes = [css] * len(labels) if isinstance(css, str) else css
+    y_max = nice_max(list(values), floor=1.0, ceiling=float("inf"))
+    slot = (WIDTH - LEFT - RIGHT) / max(len(labels), 1)
+    parts: list[str] = []
+    for value in (0, y_max / 2, y_max):
+        y = _y(value, y_max)
+        parts.append(
+            format_html(
+                '<line class="cs-grid" x1="{}" x2="{}" y1="{}" y2="{}"/>'
+                '<text class="cs-axis" x="{}" y="{}" text-anchor="end">{}</text>',
+                LEFT,
+                WIDTH - RIGHT,
+                f"{y:.1f}",
+                f"{y:.1f}",
+                LEFT - 6,
+                f"{y + 4:.1f}",
+                _value_text(value, unit),
+            )
+        )
+    for i, (name, value) in enumerate(zip(labels, values, strict=True)):
+        x = LEFT + i * slot
+        top = _y(value, y_max)
+        text = _value_text(value, unit)
+        parts.append(
+            format_html(
+                '<rect class="cs-bar {}" x="{}" y="{}" width="{}" height="{}"><title>{}: {}</title></rect>'
+                '<text class="cs-bar-value" x="{}" y="{}" text-anchor="middle">{}</text>'
+                '<text class="cs-axis" x="{}" y="{}" text-anchor="middle">{}</text>',
+                classes[i],
+                f"{x + 3:.1f}",
+                f"{top:.1f}",
+                f"{slot - 6:.1f}",
+                f"{HEIGHT - BOTTOM - top:.1f}",
+                name,
+                text,
+                f"{x + slot / 2:.1f}",
+                f"{top - 4:.1f}",
+                text if value else "",
+                f"{x + slot / 2:.1f}",
+                HEIGHT - 8,
+                name,
+            )
+        )
+    return _svg(WIDTH, HEIGHT, label, parts, _legend(legend) if legend else "")

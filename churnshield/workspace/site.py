@@ -1,13 +1,15 @@
-"""The admin site: its index is the CSM's home (cockpit); Django's list of apps moves to /admin/apps/."""
+"""The admin site: its index is the CSM's home (cockpit); Django's list of apps moves to /admin/apps/;
+/admin/reports/ draws the reports (churnshield/workspace/reports.py)."""
 
 from typing import Any
 
 from django.contrib import admin
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
-from django.urls import URLPattern, path
+from django.urls import URLPattern, path, reverse
 
 from churnshield.auth.roles import role_of
+from churnshield.workspace.reports import reports
 from churnshield.workspace.selectors import cockpit
 
 
@@ -18,7 +20,27 @@ class WorkspaceAdminSite(admin.AdminSite):
     index_title = "Home"
 
     def get_urls(self) -> list[URLPattern]:
-        return [path("apps/", self.admin_view(self.apps_view), name="apps"), *super().get_urls()]
+        return [
+            path("apps/", self.admin_view(self.apps_view), name="apps"),
+            path("reports/", self.admin_view(self.reports_view), name="reports"),
+            *super().get_urls(),
+        ]
+
+    def get_app_list(self, request: HttpRequest, app_label: str | None = None) -> list[dict[str, Any]]:
+        """Django's apps, led by the workspace's own pages (the sidebar and the list of all pages)."""
+        apps = super().get_app_list(request, app_label)
+        if app_label is not None or role_of(request.user) is None:
+            return apps
+        url = reverse("admin:reports", current_app=self.name)
+        reports_page = {"name": "Reports", "object_name": "Reports", "admin_url": url, "view_only": True, "perms": {}}
+        workspace = {
+            "name": "Workspace",
+            "app_label": "workspace",
+            "app_url": url,
+            "has_module_perms": True,
+            "models": [reports_page],
+        }
+        return [workspace, *apps]
 
     def index(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> TemplateResponse:
         # A signed-in account without a role sees no customer data anywhere, the home included.
@@ -36,3 +58,14 @@ class WorkspaceAdminSite(admin.AdminSite):
         }
         request.current_app = self.name
         return TemplateResponse(request, "admin/index.html", context)
+
+    def reports_view(self, request: HttpRequest) -> TemplateResponse:
+        """Charts of the user's portfolio (a CSM) or the book (managers, admins, viewers)."""
+        context = {
+            **self.each_context(request),
+            "title": "Reports",
+            "subtitle": None,
+            "reports": reports(user=request.user) if role_of(request.user) is not None else None,
+        }
+        request.current_app = self.name
+        return TemplateResponse(request, "admin/reports.html", context)
