@@ -169,8 +169,17 @@ def _value_text(value: float, unit: str) -> str:
     return f"{value:,.0f}{unit}" if float(value).is_integer() else f"{value:,.1f}{unit}"
 
 
-def _clip(text: str, length: int = 26) -> str:
-    return text if len(text) <= length else text[: length - 1] + "…"
+def _bar_label(text: str, y: float, length: int = 26) -> SafeString:
+    """The category name left of a bar, shortened past `length` characters (the full name then
+    shows as its tooltip)."""
+    short = text if len(text) <= length else text[: length - 1] + "…"
+    return format_html(
+        '<text class="cs-axis cs-bar-label" x="{}" y="{}" text-anchor="end">{}{}</text>',
+        BAR_LABEL_WIDTH - 8,
+        f"{y + BAR_THICKNESS - 4:.1f}",
+        short,
+        format_html("<title>{}</title>", text) if short != text else "",
+    )
 
 
 def _svg(width: int, height: int, label: str, parts: list[str], caption: str = "") -> SafeString:
@@ -216,15 +225,11 @@ def bar_chart(
         y = BAR_PAD + i * BAR_ROW
         length = span * max(value, 0) / top
         text = _value_text(value, unit)
+        parts.append(_bar_label(name, y))
         parts.append(
             format_html(
-                '<text class="cs-axis cs-bar-label" x="{}" y="{}" text-anchor="end">{}<title>{}</title></text>'
                 '<rect class="cs-bar {}" x="{}" y="{}" width="{}" height="{}" rx="2"><title>{}</title></rect>'
                 '<text class="cs-bar-value" x="{}" y="{}">{}</text>',
-                BAR_LABEL_WIDTH - 8,
-                f"{y + BAR_THICKNESS - 4:.1f}",
-                _clip(name),
-                name,
                 classes[i],
                 BAR_LABEL_WIDTH,
                 y,
@@ -258,15 +263,7 @@ def stacked_bar_chart(*, labels: list[str], stacks: list[Stack], label: str, uni
     for i, name in enumerate(labels):
         y = BAR_PAD + i * BAR_ROW
         x = float(BAR_LABEL_WIDTH)
-        parts.append(
-            format_html(
-                '<text class="cs-axis cs-bar-label" x="{}" y="{}" text-anchor="end">{}<title>{}</title></text>',
-                BAR_LABEL_WIDTH - 8,
-                f"{y + BAR_THICKNESS - 4:.1f}",
-                _clip(name),
-                name,
-            )
-        )
+        parts.append(_bar_label(name, y))
         for stack in stacks:
             value = stack.values[i]
             if value <= 0:

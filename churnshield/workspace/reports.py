@@ -3,9 +3,9 @@
 A CSM's every number counts their own portfolio only (`customer_scope`, `intervention_scope`,
 `execution_scope`); managers, admins and viewers see the whole book. Each section is one or a few
 aggregate queries whatever the size of the book: the customer figures (risk distribution and
-revenue at risk by owner, plan and size) come from a single GROUP BY over the active customers,
-whose few hundred groups are then summed in Python. How each number is computed is written up in
-docs/reports.md.
+revenue at risk by owner, plan and size) come from a single GROUP BY owner and plan over the
+active customers, whose few hundred groups are then summed in Python. How each number is
+computed is written up in docs/reports.md.
 """
 
 import datetime as dt
@@ -17,8 +17,7 @@ from statistics import NormalDist
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.db.models import Case, Count, DecimalField, F, IntegerField, Q, Sum, Value, When
-from django.db.models.functions import Cast, Floor, Least
+from django.db.models import Count, DecimalField, F, Q, Sum
 from django.utils import timezone
 
 from churnshield.auth.roles import sees_all_customers
@@ -73,25 +72,37 @@ def newcombe_interval(x1: int, n1: int, x2: int, n2: int, z: float = Z) -> tuple
 # --- Customers: risk distribution and revenue at risk --------------------------------------------
 
 
-def _segment_case() -> Case:
-    whens = []
-    for i, (low, high, _) in enumerate(SEGMENTS):
-        condition = Q(mrr__gte=low) if high is None else Q(mrr__gte=low, mrr__lt=high)
-        whens.append(When(condition, then=Value(i)))
-    return Case(*whens, default=Value(0), output_field=IntegerField())
+def _risk_band(i: int) -> Q:
+    """Churn risk in the i-th 10-point band; the last band includes a risk of exactly 100 %."""
+    low = Decimal(i) / RISK_BINS
+    return Q(churn_risk__gte=low) if i == RISK_BINS - 1 else Q(churn_risk__gte=low, churn_risk__lt=low + Decimal("0.1"))
+
+
+def _segment(low: Decimal, high: Decimal | None) -> Q:
+    return Q(mrr__gte=low) if high is None else Q(mrr__gte=low, mrr__lt=high)
 
 
 def customer_groups(*, user: Any) -> list[dict]:
-    """Active customers the user may see, grouped by (owner, plan, size segment, 10-point risk
-    bin) with their count and MRR x churn probability. One query, one scan of the book."""
-    risk_bin = Least(Cast(Floor(F("churn_risk") * RISK_BINS), IntegerField()), Value(RISK_BINS - 1))
-    at_risk = Sum(F("mrr") * F("churn_risk"), output_field=DecimalField(max_digits=20, decimal_places=6))
+    """Active customers the user may see per (owner, plan): how many in each 10-point band of
+    risk (`band_0`…`band_9`) and their MRR x churn probability in each size (`size_0`…). One query,
+    one scan of the book.
+
+    Bands and sizes are filtered aggregates rather than more GROUP BY keys: PostgreSQL cannot
+    estimate how many groups an expression makes, guesses thousands, and then aggregates the
+    100,000 rows in one process; grouped by two plain columns it splits the scan over its
+    parallel workers (about 1.5x faster on the bench book)."""
+    at_risk = F("mrr") * F("churn_risk")
+    money = DecimalField(max_digits=20, decimal_places=6)
+    bands = {f"band_{i}": Count("id", filter=_risk_band(i)) for i in range(RISK_BINS)}
+    sizes = {
+        f"size_{i}": Sum(at_risk, filter=_segment(low, high), output_field=money)
+        for i, (low, high, _) in enumerate(SEGMENTS)
+    }
     return list(
         customer_scope(user=user)
         .filter(is_active=True)
-        .annotate(risk_bin=risk_bin, segment=_segment_case())
-        .values("owner_id", "plan", "segment", "risk_bin")
-        .annotate(customers=Count("id"), revenue_at_risk=at_risk)
+        .values("owner_id", "plan")
+        .annotate(**bands, **sizes)
         .order_by()
     )
 
@@ -103,9 +114,7 @@ def _cents(value: Decimal | None) -> Decimal:
 def risk_distribution(groups: list[dict]) -> dict:
     """Active customers per 10-point bin of churn risk, each bin coloured by the risk level of its
     midpoint (the levels' thresholds come from the model that wrote the scores)."""
-    counts = [0] * RISK_BINS
-    for row in groups:
-        counts[row["risk_bin"]] += row["customers"]
+    counts = [sum(row[f"band_{i}"] for row in groups) for i in range(RISK_BINS)]
     thresholds = risk_thresholds()
     levels = [risk_level((i + 0.5) / RISK_BINS, thresholds) for i in range(RISK_BINS)]
     labels = [f"{i * 10}–{(i + 1) * 10}%" for i in range(RISK_BINS)]
@@ -157,10 +166,11 @@ def revenue_at_risk(groups: list[dict], names: dict[int | None, str]) -> dict:
     by_plan: dict[str, Decimal] = defaultdict(Decimal)
     by_segment: dict[int, Decimal] = defaultdict(Decimal)
     for row in groups:
-        value = row["revenue_at_risk"] or Decimal(0)
-        by_owner[row["owner_id"]] += value
-        by_plan[row["plan"]] += value
-        by_segment[row["segment"]] += value
+        for i in range(len(SEGMENTS)):
+            value = row[f"size_{i}"] or Decimal(0)
+            by_owner[row["owner_id"]] += value
+            by_plan[row["plan"]] += value
+            by_segment[i] += value
     plan_names = {plan: plan or "No plan" for plan in by_plan}
     segment_names = {i: name for i, (_, _, name) in enumerate(SEGMENTS)}
     # Sizes keep their natural order (smallest first), with an empty size shown as $0.
