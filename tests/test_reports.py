@@ -374,3 +374,44 @@ def test_the_playbook_report_reads_in_words_not_keys_or_none(make_customer, csm,
     cells = re.findall(r"<td>(.*?)</td>", html)
     assert "None" not in cells and "not enough data yet" in cells
     assert "$0" in cells  # revenue retained, as money
+
+
+# --- GET /api/interventions/analytics, traced to rows as docs/reports.md describes -------------
+
+
+def test_intervention_analytics_fields_are_the_documented_aggregates_of_the_rows(book, csm, api_for, settings):
+    settings.INTERVENTION_COST = 100.0
+    Intervention.objects.filter(type="Executive Check-in", outcome="succeeded").update(revenue_impact=Decimal("900"))
+    Intervention.objects.filter(type="Payment Recovery", outcome="succeeded").update(revenue_impact=Decimal("300"))
+    answer = api_for(csm).get("/api/interventions/analytics").json()
+
+    # The CSM's retention work (logged touches left out): rows 0-4 of the book's work.
+    work = Intervention.objects.filter(customer__owner=csm, activity="")
+    completed = work.filter(status="completed")
+    succeeded = completed.filter(outcome="succeeded")
+    saved = sum(row.revenue_impact or 0 for row in succeeded)
+    costs = work.count() * 100.0
+    assert answer["overall_metrics"] == {
+        "total_interventions": work.count(),
+        "completed_interventions": completed.count(),
+        "success_rate": round(100 * succeeded.count() / completed.count()),  # a completed row without outcome fails
+        "estimated_revenue_saved": round(saved),
+        "estimated_costs": round(costs),
+        "roi_percentage": round(100 * (float(saved) - costs) / costs),
+    }
+    assert answer["overall_metrics"]["roi_percentage"] == 50  # (900 - 600) / 600: 6 rows at $100, open ones too
+
+    by_type = {row["type"]: row for row in answer["success_rates_by_type"]}
+    training = work.filter(type="Product Training")
+    assert by_type["Product Training"]["total_interventions"] == training.count() == 3
+    # ÷ every row of the type (open and cancelled too), not ÷ decided: 0 of 3.
+    assert by_type["Product Training"]["success_rate"] == 0.0
+    check_in = work.filter(type="Executive Check-in")
+    assert by_type["Executive Check-in"]["success_rate"] == round(100 * 1 / check_in.count(), 1) == 33.3
+    assert by_type["Executive Check-in"]["avg_cost_savings"] == 900
+
+    high_risk = Customer.objects.filter(owner=csm, is_active=True, churn_risk__gte=Decimal("0.8"))
+    covered = [c for c in high_risk if c.interventions.filter(status__in=["pending", "active", "in_progress"]).exists()]
+    assert answer["retention_analysis"]["high_risk_customers"] == high_risk.count() == 2
+    assert answer["retention_analysis"]["high_risk_with_interventions"] == len(covered) == 1
+    assert answer["retention_analysis"]["intervention_coverage"] == 50

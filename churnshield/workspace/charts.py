@@ -155,7 +155,8 @@ def line_chart(
 # --- Bars ---------------------------------------------------------------------------------------
 
 BAR_WIDTH = 640
-BAR_LABEL_WIDTH = 170  # room for the category names left of the bars
+LABEL_CHARS = 34  # category names are shortened past this (the full name shows as a tooltip)
+CHAR_WIDTH = 6.6  # average advance of a 12px sans-serif character, to size the names' column
 BAR_VALUE_WIDTH = 90  # room for the value printed right of each bar
 BAR_ROW, BAR_THICKNESS, BAR_PAD = 24, 16, 6
 
@@ -169,13 +170,22 @@ def _value_text(value: float, unit: str) -> str:
     return f"{value:,.0f}{unit}" if float(value).is_integer() else f"{value:,.1f}{unit}"
 
 
-def _bar_label(text: str, y: float, length: int = 26) -> SafeString:
-    """The category name left of a bar, shortened past `length` characters (the full name then
-    shows as its tooltip)."""
-    short = text if len(text) <= length else text[: length - 1] + "…"
+def _short(text: str) -> str:
+    return text if len(text) <= LABEL_CHARS else text[: LABEL_CHARS - 1] + "…"
+
+
+def _label_width(labels: list[str]) -> int:
+    """Room left of the bars for the longest (shortened) category name."""
+    longest = max((len(_short(text)) for text in labels), default=0)
+    return round(min(max(longest * CHAR_WIDTH + 14, 60), LABEL_CHARS * CHAR_WIDTH + 14))
+
+
+def _bar_label(text: str, y: float, width: int) -> SafeString:
+    """The category name right-aligned left of a bar, its full text as a tooltip when shortened."""
+    short = _short(text)
     return format_html(
         '<text class="cs-axis cs-bar-label" x="{}" y="{}" text-anchor="end">{}{}</text>',
-        BAR_LABEL_WIDTH - 8,
+        width - 8,
         f"{y + BAR_THICKNESS - 4:.1f}",
         short,
         format_html("<title>{}</title>", text) if short != text else "",
@@ -219,24 +229,25 @@ def bar_chart(
     """
     classes = [css] * len(labels) if isinstance(css, str) else css
     top = x_max or max((v for v in values), default=0) or 1
-    span = BAR_WIDTH - BAR_LABEL_WIDTH - BAR_VALUE_WIDTH
+    left = _label_width(labels)
+    span = BAR_WIDTH - left - BAR_VALUE_WIDTH
     parts: list[str] = []
     for i, (name, value) in enumerate(zip(labels, values, strict=True)):
         y = BAR_PAD + i * BAR_ROW
         length = span * max(value, 0) / top
         text = _value_text(value, unit)
-        parts.append(_bar_label(name, y))
+        parts.append(_bar_label(name, y, left))
         parts.append(
             format_html(
                 '<rect class="cs-bar {}" x="{}" y="{}" width="{}" height="{}" rx="2"><title>{}</title></rect>'
                 '<text class="cs-bar-value" x="{}" y="{}">{}</text>',
                 classes[i],
-                BAR_LABEL_WIDTH,
+                left,
                 y,
                 f"{length:.1f}",
                 BAR_THICKNESS,
                 titles[i] if titles else f"{name}: {text}",
-                f"{BAR_LABEL_WIDTH + length + 6:.1f}",
+                f"{left + length + 6:.1f}",
                 f"{y + BAR_THICKNESS - 4:.1f}",
                 text,
             )
@@ -258,12 +269,13 @@ def stacked_bar_chart(*, labels: list[str], stacks: list[Stack], label: str, uni
     bar's total printed at its end, each part with a `<title>` tooltip and a legend below."""
     totals = [sum(stack.values[i] for stack in stacks) for i in range(len(labels))]
     top = max(totals, default=0) or 1
-    span = BAR_WIDTH - BAR_LABEL_WIDTH - BAR_VALUE_WIDTH
+    left = _label_width(labels)
+    span = BAR_WIDTH - left - BAR_VALUE_WIDTH
     parts: list[str] = []
     for i, name in enumerate(labels):
         y = BAR_PAD + i * BAR_ROW
-        x = float(BAR_LABEL_WIDTH)
-        parts.append(_bar_label(name, y))
+        x = float(left)
+        parts.append(_bar_label(name, y, left))
         for stack in stacks:
             value = stack.values[i]
             if value <= 0:
