@@ -110,7 +110,8 @@ class ImportForm(forms.Form):
 
 
 # The report's columns: the analytics key, its header, its unit. A figure the analytics cannot
-# compute yet (no finished run, no enrolment 30 days old) comes back as None.
+# compute yet (no enrolment 30 days old) comes back as None; some come back as 0 instead (the API's
+# shape), which `_unknown` tells apart from a measured zero.
 REPORT_COLUMNS = (
     ("executions", "Enrolled", ""),
     ("holdout_executions", "Held out", ""),
@@ -124,6 +125,13 @@ REPORT_COLUMNS = (
 )
 
 
+_UNKNOWN_WHEN = {
+    "completion_rate": lambda row: row["executions"] == row["running"],  # no run finished
+    "step_failure_rate": lambda row: not row["step_runs"],
+    "revenue_retained": lambda row: row["churn_reduction_points"] is None,  # no holdout comparison
+}
+
+
 def report_cell(value: Any, unit: str) -> str:
     """One figure of the playbook report as read: "12.5%", "$1,200", "not enough data yet"."""
     if value is None:
@@ -131,8 +139,16 @@ def report_cell(value: Any, unit: str) -> str:
     if unit == "$":
         return f"${value:,.0f}"
     if unit:
-        return f"{value:g}{unit}"
+        return f"{value:,.1f}{unit}".replace(".0" + unit, unit)
     return f"{value:,}"
+
+
+def report_row(row: dict) -> list[str]:
+    """A row of the playbook report: every figure, or "not enough data yet" where it is unknown."""
+    return [
+        report_cell(None if _UNKNOWN_WHEN.get(key, lambda _: False)(row) else row[key], unit)
+        for key, _, unit in REPORT_COLUMNS
+    ]
 
 
 @admin.register(Playbook)
@@ -270,9 +286,6 @@ class PlaybookAdmin(PortfolioScopedAdmin):
         answer = selectors.playbook_analytics(user=request.user)
         headers = [label for _, label, _ in REPORT_COLUMNS]
 
-        def cells(row: dict) -> list[str]:
-            return [report_cell(row[key], unit) for key, _, unit in REPORT_COLUMNS]
-
         return self._page(
             request,
             "Playbook report",
@@ -285,12 +298,12 @@ class PlaybookAdmin(PortfolioScopedAdmin):
                 {
                     "title": "By playbook",
                     "headers": ["Playbook", *headers],
-                    "rows": [[r["name"], *cells(r)] for r in answer["playbooks"]],
+                    "rows": [[r["name"], *report_row(r)] for r in answer["playbooks"]],
                 },
                 {
                     "title": "By intervention type",
                     "headers": ["Intervention type", *headers],
-                    "rows": [[r["intervention_type"], *cells(r)] for r in answer["by_intervention_type"]],
+                    "rows": [[r["intervention_type"], *report_row(r)] for r in answer["by_intervention_type"]],
                 },
             ],
         )

@@ -373,7 +373,10 @@ def test_the_playbook_report_reads_in_words_not_keys_or_none(make_customer, csm,
     assert not [h for h in headers if "_" in h]
     cells = re.findall(r"<td>(.*?)</td>", html)
     assert "None" not in cells and "not enough data yet" in cells
-    assert "$0" in cells  # revenue retained, as money
+    first = cells[cells.index("Win back") :][:10]
+    assert first[:4] == ["Win back", "1", "0", "100%"]
+    # No step ran, no holdout to compare with: unknown, not a measured 0 % or $0.
+    assert first[4] == "not enough data yet" and first[-1] == "not enough data yet"
 
 
 # --- GET /api/interventions/analytics, traced to rows as docs/reports.md describes -------------
