@@ -273,6 +273,10 @@ def test_a_playbook_against_its_holdout_with_newcombes_interval_once_both_groups
     assert effect.verdict == "less churn than the holdout"
     html = section(response.content.decode(), "cs-playbooks")
     assert bars(html) == 2  # enrolled and holdout
+    whiskers = re.findall(r'<path class="cs-whisker"[^>]*><title>(.*?)</title>', html)
+    enrolled_low, enrolled_high = wilson_interval(6, 40)
+    assert whiskers[0] == f"Win back · enrolled: {100 * enrolled_low:.1f}% to {100 * enrolled_high:.1f}%"
+    assert len(whiskers) == 2
     assert f"{100 * low:.1f} to {100 * high:.1f} pts" in html and "25.0 pts" in html
     assert "not enough data yet" not in html
 

@@ -220,15 +220,18 @@ def bar_chart(
     css: str | list[str] = "cs-bar-default",
     titles: list[str] | None = None,
     x_max: float | None = None,
+    intervals: list[tuple[float, float] | None] | None = None,
 ) -> SafeString:
-    """Horizontal bars, one per label, longest = `x_max` (the largest value by default), each with
-    its value printed at its end and a `<title>` tooltip ("label: value", or `titles[i]`).
+    """Horizontal bars, one per label, longest = `x_max` (the largest value or interval end by
+    default), each with its value printed at its end and a `<title>` tooltip ("label: value", or
+    `titles[i]`).
 
     `css` is one class for every bar or one per bar (e.g. a risk level's colour); `unit` is "$"
-    (money), "%" or a suffix for counts.
+    (money), "%" or a suffix for counts; `intervals` draws an error bar (low, high) across a bar.
     """
     classes = [css] * len(labels) if isinstance(css, str) else css
-    top = x_max or max((v for v in values), default=0) or 1
+    ends = [high for _, high in filter(None, intervals or [])]
+    top = x_max or max([*values, *ends], default=0) or 1
     left = _label_width(labels)
     span = BAR_WIDTH - left - BAR_VALUE_WIDTH
     parts: list[str] = []
@@ -236,18 +239,43 @@ def bar_chart(
         y = BAR_PAD + i * BAR_ROW
         length = span * max(value, 0) / top
         text = _value_text(value, unit)
+        value_x = left + length + 6
         parts.append(_bar_label(name, y, left))
         parts.append(
             format_html(
-                '<rect class="cs-bar {}" x="{}" y="{}" width="{}" height="{}" rx="2"><title>{}</title></rect>'
-                '<text class="cs-bar-value" x="{}" y="{}">{}</text>',
+                '<rect class="cs-bar {}" x="{}" y="{}" width="{}" height="{}" rx="2"><title>{}</title></rect>',
                 classes[i],
                 left,
                 y,
                 f"{length:.1f}",
                 BAR_THICKNESS,
                 titles[i] if titles else f"{name}: {text}",
-                f"{left + length + 6:.1f}",
+            )
+        )
+        interval = intervals[i] if intervals else None
+        if interval is not None:
+            x1, x2 = (left + span * max(end, 0) / top for end in interval)
+            middle, cap = y + BAR_THICKNESS / 2, BAR_THICKNESS / 2 - 2
+            value_x = max(value_x, x2 + 6)  # the value reads past the whisker, not across it
+            parts.append(
+                format_html(
+                    '<path class="cs-whisker" d="M{} {}H{}M{} {}V{}M{} {}V{}"><title>{}</title></path>',
+                    f"{x1:.1f}",
+                    f"{middle:.1f}",
+                    f"{x2:.1f}",
+                    f"{x1:.1f}",
+                    f"{middle - cap:.1f}",
+                    f"{middle + cap:.1f}",
+                    f"{x2:.1f}",
+                    f"{middle - cap:.1f}",
+                    f"{middle + cap:.1f}",
+                    f"{name}: {_value_text(interval[0], unit)} to {_value_text(interval[1], unit)}",
+                )
+            )
+        parts.append(
+            format_html(
+                '<text class="cs-bar-value" x="{}" y="{}">{}</text>',
+                f"{value_x:.1f}",
                 f"{y + BAR_THICKNESS - 4:.1f}",
                 text,
             )

@@ -376,16 +376,19 @@ def playbook_effects(*, user: Any, now: dt.datetime) -> dict:
             )
         )
     measured = [e for e in effects if e.enough_data]
-    labels, values, classes, titles = [], [], [], []
+    labels, values, classes, titles, intervals = [], [], [], [], []
     for effect in measured:
-        for group, rate, n, css in (
-            ("enrolled", effect.enrolled_rate, effect.enrolled, "cs-bar-default"),
-            ("holdout", effect.holdout_rate, effect.holdout, "cs-bar-muted"),
+        for group, churned, n, css in (
+            ("enrolled", effect.enrolled_churned, effect.enrolled, "cs-bar-default"),
+            ("holdout", effect.holdout_churned, effect.holdout, "cs-bar-muted"),
         ):
+            rate = 100 * churned / n
+            low, high = wilson_interval(churned, n)
             labels.append(f"{effect.name} · {group}")
             values.append(rate)
             classes.append(css)
-            titles.append(f"{effect.name}, {group}: {rate:.1f}% churned (n={n})")
+            intervals.append((100 * low, 100 * high))
+            titles.append(f"{effect.name}, {group}: {churned} of {n} churned ({rate:.1f}%)")
     return {
         "rows": effects,
         "minimum": MIN_MATURED_PER_GROUP,
@@ -393,11 +396,11 @@ def playbook_effects(*, user: Any, now: dt.datetime) -> dict:
         "svg": bar_chart(
             labels=labels,
             values=values,
-            label="Churn rate, enrolled against holdout",
+            label="Churn rate, enrolled against holdout, with 95% intervals",
             unit="%",
             css=classes,
             titles=titles,
-            x_max=max(values) or 1,
+            intervals=intervals,
         )
         if measured
         else None,
