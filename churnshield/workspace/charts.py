@@ -7,6 +7,7 @@ a `<title>`, which browsers show as a tooltip.
 """
 
 import datetime as dt
+import math
 from dataclasses import dataclass, field
 
 from django.utils.html import format_html, format_html_join
@@ -340,7 +341,12 @@ def stacked_bar_chart(*, labels: list[str], stacks: list[Stack], label: str, uni
     )
 
 
-COLUMN_HEIGHT = 200
+def _round_up(value: float) -> float:
+    """The next round number (1, 2, 3, 4, 5, 6 or 8 times a power of ten) at or above `value`, at least 1."""
+    if value <= 1:
+        return 1.0
+    magnitude = 10 ** math.floor(math.log10(value))
+    return next(step * magnitude for step in (1, 2, 3, 4, 5, 6, 8, 10) if step * magnitude >= value)
 
 
 def column_chart(
@@ -355,7 +361,7 @@ def column_chart(
     """Vertical bars (a histogram: `labels` are the bins left to right), the count above each bar,
     a `<title>` tooltip per bar, and an optional legend of (css class, name)."""
     classes = [css] * len(labels) if isinstance(css, str) else css
-    y_max = nice_max(list(values), floor=1.0, ceiling=float("inf"))
+    y_max = _round_up(max(values, default=0) * 1.15)
     slot = (WIDTH - LEFT - RIGHT) / max(len(labels), 1)
     parts: list[str] = []
     for value in (0, y_max / 2, y_max):
