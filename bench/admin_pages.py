@@ -12,7 +12,7 @@ a shared machine hits every page alike.
 
 Needs PostgreSQL (BENCH_DATABASE_URL, default postgres://postgres@127.0.0.1:5432/churnshield_bench,
 the book `make bench` uses). Prints median and p95 per page, the ratio to the baseline and the
-target (median <= 150 ms).
+target (median <= 150 ms; the Reports page, listed apart, <= 200 ms).
 """
 
 import os
@@ -30,6 +30,7 @@ REQUESTS = int(os.environ.get("BENCH_REQUESTS", "30"))
 WARM = int(os.environ.get("BENCH_WARM", "5"))
 PROFILE = bool(os.environ.get("BENCH_PROFILE"))
 TARGET_MS = 150.0
+REPORTS_TARGET_MS = 200.0
 DB = BenchDatabase(DATABASE_URL, CUSTOMERS, activity_scale=0.02)
 
 
@@ -70,6 +71,10 @@ def pages() -> list[tuple[str, object, str]]:
         ("admin home, CSM", csm, "/admin/"),
         ("admin home, manager", manager, "/admin/"),
         ("Customer 360, CSM", csm, f"/admin/customers/customer/{customer.pk}/change/"),
+        # The Reports page (churnshield/workspace/reports.py), measured apart: its target is a
+        # median <= 200 ms (REPORTS_TARGET_MS), not the workspace pages' 150 ms.
+        ("Reports, CSM", csm, "/admin/reports/"),
+        ("Reports, manager", manager, "/admin/reports/"),
     ]
 
 
@@ -139,7 +144,8 @@ def main() -> None:
     for label, _, _ in measured:
         times = sorted(samples[label])
         median, p95 = statistics.median(times), times[max(0, int(len(times) * 0.95) - 1)]
-        verdict = "" if label == baseline_label else ("ok" if median <= TARGET_MS else "MISSED")
+        target = REPORTS_TARGET_MS if label.startswith("Reports") else TARGET_MS
+        verdict = "" if label == baseline_label else ("ok" if median <= target else f"MISSED (> {target:.0f} ms)")
         print(f"{label:42} {queries[label]:7d} {median:10.1f} {p95:8.1f} {median / baseline:10.1f}x  {verdict}")
     if PROFILE:
         for _label, client, path in measured[1:]:

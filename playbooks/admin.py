@@ -110,6 +110,48 @@ class ImportForm(forms.Form):
     document = forms.CharField(widget=forms.Textarea, help_text="JSON exported by playbooks_export.")
 
 
+# The report's columns: the analytics key, its header, its unit. A figure the analytics cannot
+# compute yet (no enrolment 30 days old) comes back as None; some come back as 0 instead (the API's
+# shape), which `_unknown` tells apart from a measured zero.
+REPORT_COLUMNS = (
+    ("executions", "Enrolled", ""),
+    ("holdout_executions", "Held out", ""),
+    ("completion_rate", "Completed", "%"),
+    ("step_failure_rate", "Steps failed", "%"),
+    ("avg_time_to_complete_hours", "Time to complete", " h"),
+    ("risk_change_30d", "Risk change after 30 days", " pts"),
+    ("churn_rate", "Churn, enrolled", "%"),
+    ("holdout_churn_rate", "Churn, holdout", "%"),
+    ("revenue_retained", "Revenue retained a year", "$"),
+)
+
+
+_UNKNOWN_WHEN = {
+    "completion_rate": lambda row: row["executions"] == row["running"],  # no run finished
+    "step_failure_rate": lambda row: not row["step_runs"],
+    "revenue_retained": lambda row: row["churn_reduction_points"] is None,  # no holdout comparison
+}
+
+
+def report_cell(value: Any, unit: str) -> str:
+    """One figure of the playbook report as read: "12.5%", "$1,200", "not enough data yet"."""
+    if value is None:
+        return "not enough data yet"
+    if unit == "$":
+        return f"${value:,.0f}"
+    if unit:
+        return f"{value:,.1f}{unit}".replace(".0" + unit, unit)
+    return f"{value:,}"
+
+
+def report_row(row: dict) -> list[str]:
+    """A row of the playbook report: every figure, or "not enough data yet" where it is unknown."""
+    return [
+        report_cell(None if _UNKNOWN_WHEN.get(key, lambda _: False)(row) else row[key], unit)
+        for key, _, unit in REPORT_COLUMNS
+    ]
+
+
 @admin.register(Playbook)
 class PlaybookAdmin(PortfolioScopedAdmin):
     """Playbooks are book-wide reference data; the pages below show a CSM only their own customers."""
@@ -248,30 +290,26 @@ class PlaybookAdmin(PortfolioScopedAdmin):
         if not self.has_view_permission(request):
             raise PermissionDenied
         answer = selectors.playbook_analytics(user=request.user)
-        keys = [
-            "executions",
-            "holdout_executions",
-            "completion_rate",
-            "step_failure_rate",
-            "avg_time_to_complete_hours",
-            "risk_change_30d",
-            "churn_rate",
-            "holdout_churn_rate",
-            "revenue_retained",
-        ]
+        headers = [label for _, label, _ in REPORT_COLUMNS]
+
         return self._page(
             request,
             "Playbook report",
+            message=format_html(
+                "Churn of enrolled customers against the holdout, with intervals and sample sizes: "
+                '<a href="{}#cs-playbooks">Reports</a>.',
+                reverse("admin:reports"),
+            ),
             tables=[
                 {
                     "title": "By playbook",
-                    "headers": ["Playbook", *keys],
-                    "rows": [[r["name"], *[r[k] for k in keys]] for r in answer["playbooks"]],
+                    "headers": ["Playbook", *headers],
+                    "rows": [[r["name"], *report_row(r)] for r in answer["playbooks"]],
                 },
                 {
                     "title": "By intervention type",
-                    "headers": ["Type", *keys],
-                    "rows": [[r["intervention_type"], *[r[k] for k in keys]] for r in answer["by_intervention_type"]],
+                    "headers": ["Intervention type", *headers],
+                    "rows": [[r["intervention_type"], *report_row(r)] for r in answer["by_intervention_type"]],
                 },
             ],
         )

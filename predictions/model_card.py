@@ -160,7 +160,12 @@ def importance(version: ModelVersion) -> dict | None:
     top = sorted(shares.items(), key=lambda item: -item[1])[:IMPORTANCE_SHOWN]
     rows = [(feature_info(name).label, 100 * value / total) for name, value in top]
     return {
-        "svg": bar_chart(rows=rows, label=f"Feature importance of {version.version} (share of mean |SHAP|)"),
+        "svg": bar_chart(
+            labels=[label for label, _ in rows],
+            values=[share for _, share in rows],
+            unit="%",
+            label=f"Feature importance of {version.version} (share of mean |SHAP|)",
+        ),
         "rows": [{"feature": label, "share": f"{share:.1f}%"} for label, share in rows],
         "shown": len(rows),
         "total": len(shares),

@@ -7,6 +7,7 @@ a `<title>`, which browsers show as a tooltip.
 """
 
 import datetime as dt
+import math
 from dataclasses import dataclass, field
 
 from django.utils.html import format_html, format_html_join
@@ -152,17 +153,257 @@ def line_chart(
     )
 
 
-def _svg(width: int, height: int, label: str, parts: list[str], caption: str | SafeString = "") -> SafeString:
+# --- Bars ---------------------------------------------------------------------------------------
+
+BAR_WIDTH = 640
+LABEL_CHARS = 34  # category names are shortened past this (the full name shows as a tooltip)
+CHAR_WIDTH = 6.6  # average advance of a 12px sans-serif character, to size the names' column
+BAR_VALUE_WIDTH = 90  # room for the value printed right of each bar
+BAR_ROW, BAR_THICKNESS, BAR_PAD = 24, 16, 6
+
+
+def _value_text(value: float, unit: str) -> str:
+    """A bar's value as printed: money with a thousands separator and no cents, counts as integers."""
+    if unit == "$":
+        return f"${value:,.0f}"
+    if unit == "%":
+        return f"{value:.1f}%"
+    return f"{value:,.0f}{unit}" if float(value).is_integer() else f"{value:,.1f}{unit}"
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= LABEL_CHARS else text[: LABEL_CHARS - 1] + "…"
+
+
+def _label_width(labels: list[str]) -> int:
+    """Room left of the bars for the longest (shortened) category name."""
+    longest = max((len(_short(text)) for text in labels), default=0)
+    return round(min(max(longest * CHAR_WIDTH + 14, 60), LABEL_CHARS * CHAR_WIDTH + 14))
+
+
+def _bar_label(text: str, y: float, width: int) -> SafeString:
+    """The category name right-aligned left of a bar, its full text as a tooltip when shortened."""
+    short = _short(text)
+    return format_html(
+        '<text class="cs-axis cs-bar-label" x="{}" y="{}" text-anchor="end">{}{}</text>',
+        width - 8,
+        f"{y + BAR_THICKNESS - 4:.1f}",
+        short,
+        format_html("<title>{}</title>", text) if short != text else "",
+    )
+
+
+def _svg(width: int, height: int, label: str, parts: list[str], caption: str = "") -> SafeString:
     svg = format_html_join("", "{}", ((part,) for part in parts))
     return format_html(
-        '<figure class="cs-chart"><svg viewBox="0 0 {} {}" role="img" aria-label="{}" '
-        'preserveAspectRatio="xMidYMid meet">{}</svg><figcaption>{}</figcaption></figure>',
+        '<figure class="cs-chart cs-bars"><svg viewBox="0 0 {} {}" role="img" aria-label="{}" '
+        'preserveAspectRatio="xMinYMin meet">{}</svg>{}</figure>',
         width,
         height,
         label,
         svg,
-        caption,
+        format_html("<figcaption>{}</figcaption>", caption) if caption else "",
     )
+
+
+def _legend(items: list[tuple[str, str]]) -> SafeString:
+    return format_html_join(
+        "", '<span class="cs-legend-item"><span class="cs-swatch cs-block {}"></span>{}</span>', items
+    )
+
+
+def bar_chart(
+    *,
+    labels: list[str],
+    values: list[float],
+    label: str,
+    unit: str = "",
+    css: str | list[str] = "cs-bar-default",
+    titles: list[str] | None = None,
+    x_max: float | None = None,
+    intervals: list[tuple[float, float] | None] | None = None,
+) -> SafeString:
+    """Horizontal bars, one per label, longest = `x_max` (the largest value or interval end by
+    default), each with its value printed at its end and a `<title>` tooltip ("label: value", or
+    `titles[i]`).
+
+    `css` is one class for every bar or one per bar (e.g. a risk level's colour); `unit` is "$"
+    (money), "%" or a suffix for counts; `intervals` draws an error bar (low, high) across a bar.
+    """
+    classes = [css] * len(labels) if isinstance(css, str) else css
+    ends = [high for _, high in filter(None, intervals or [])]
+    top = x_max or max([*values, *ends], default=0) or 1
+    left = _label_width(labels)
+    span = BAR_WIDTH - left - BAR_VALUE_WIDTH
+    parts: list[str] = []
+    for i, (name, value) in enumerate(zip(labels, values, strict=True)):
+        y = BAR_PAD + i * BAR_ROW
+        length = span * max(value, 0) / top
+        text = _value_text(value, unit)
+        value_x = left + length + 6
+        parts.append(_bar_label(name, y, left))
+        parts.append(
+            format_html(
+                '<rect class="cs-bar {}" x="{}" y="{}" width="{}" height="{}" rx="2"><title>{}</title></rect>',
+                classes[i],
+                left,
+                y,
+                f"{length:.1f}",
+                BAR_THICKNESS,
+                titles[i] if titles else f"{name}: {text}",
+            )
+        )
+        interval = intervals[i] if intervals else None
+        if interval is not None:
+            x1, x2 = (left + span * max(end, 0) / top for end in interval)
+            middle, cap = y + BAR_THICKNESS / 2, BAR_THICKNESS / 2 - 2
+            value_x = max(value_x, x2 + 6)  # the value reads past the whisker, not across it
+            parts.append(
+                format_html(
+                    '<path class="cs-whisker" d="M{} {}H{}M{} {}V{}M{} {}V{}"><title>{}</title></path>',
+                    f"{x1:.1f}",
+                    f"{middle:.1f}",
+                    f"{x2:.1f}",
+                    f"{x1:.1f}",
+                    f"{middle - cap:.1f}",
+                    f"{middle + cap:.1f}",
+                    f"{x2:.1f}",
+                    f"{middle - cap:.1f}",
+                    f"{middle + cap:.1f}",
+                    f"{name}: {_value_text(interval[0], unit)} to {_value_text(interval[1], unit)}",
+                )
+            )
+        parts.append(
+            format_html(
+                '<text class="cs-bar-value" x="{}" y="{}">{}</text>',
+                f"{value_x:.1f}",
+                f"{y + BAR_THICKNESS - 4:.1f}",
+                text,
+            )
+        )
+    return _svg(BAR_WIDTH, BAR_PAD * 2 + BAR_ROW * len(labels), label, parts)
+
+
+@dataclass
+class Stack:
+    """One part of every bar of a stacked chart: its name (legend), colour class and a value per bar."""
+
+    name: str
+    css: str
+    values: list[float]
+
+
+def stacked_bar_chart(*, labels: list[str], stacks: list[Stack], label: str, unit: str = "") -> SafeString:
+    """Horizontal bars made of parts (e.g. succeeded, failed, open per intervention type), the
+    bar's total printed at its end, each part with a `<title>` tooltip and a legend below."""
+    totals = [sum(stack.values[i] for stack in stacks) for i in range(len(labels))]
+    top = max(totals, default=0) or 1
+    left = _label_width(labels)
+    span = BAR_WIDTH - left - BAR_VALUE_WIDTH
+    parts: list[str] = []
+    for i, name in enumerate(labels):
+        y = BAR_PAD + i * BAR_ROW
+        x = float(left)
+        parts.append(_bar_label(name, y, left))
+        for stack in stacks:
+            value = stack.values[i]
+            if value <= 0:
+                continue
+            length = span * value / top
+            parts.append(
+                format_html(
+                    '<rect class="cs-bar {}" x="{}" y="{}" width="{}" height="{}"><title>{}: {} {}</title></rect>',
+                    stack.css,
+                    f"{x:.1f}",
+                    y,
+                    f"{length:.1f}",
+                    BAR_THICKNESS,
+                    name,
+                    _value_text(value, unit),
+                    stack.name.lower(),
+                )
+            )
+            x += length
+        parts.append(
+            format_html(
+                '<text class="cs-bar-value" x="{}" y="{}">{}</text>',
+                f"{x + 6:.1f}",
+                f"{y + BAR_THICKNESS - 4:.1f}",
+                _value_text(totals[i], unit),
+            )
+        )
+    return _svg(
+        BAR_WIDTH,
+        BAR_PAD * 2 + BAR_ROW * len(labels),
+        label,
+        parts,
+        _legend([(stack.css, stack.name) for stack in stacks]),
+    )
+
+
+def _round_up(value: float) -> float:
+    """The next round number (1, 2, 3, 4, 5, 6 or 8 times a power of ten) at or above `value`, at least 1."""
+    if value <= 1:
+        return 1.0
+    magnitude = 10 ** math.floor(math.log10(value))
+    return next(step * magnitude for step in (1, 2, 3, 4, 5, 6, 8, 10) if step * magnitude >= value)
+
+
+def column_chart(
+    *,
+    labels: list[str],
+    values: list[float],
+    label: str,
+    unit: str = "",
+    css: str | list[str] = "cs-bar-default",
+    legend: list[tuple[str, str]] | None = None,
+) -> SafeString:
+    """Vertical bars (a histogram: `labels` are the bins left to right), the count above each bar,
+    a `<title>` tooltip per bar, and an optional legend of (css class, name)."""
+    classes = [css] * len(labels) if isinstance(css, str) else css
+    y_max = _round_up(max(values, default=0) * 1.15)
+    slot = (WIDTH - LEFT - RIGHT) / max(len(labels), 1)
+    parts: list[str] = []
+    for value in (0, y_max / 2, y_max):
+        y = _y(value, y_max)
+        parts.append(
+            format_html(
+                '<line class="cs-grid" x1="{}" x2="{}" y1="{}" y2="{}"/>'
+                '<text class="cs-axis" x="{}" y="{}" text-anchor="end">{}</text>',
+                LEFT,
+                WIDTH - RIGHT,
+                f"{y:.1f}",
+                f"{y:.1f}",
+                LEFT - 6,
+                f"{y + 4:.1f}",
+                _value_text(value, unit),
+            )
+        )
+    for i, (name, value) in enumerate(zip(labels, values, strict=True)):
+        x = LEFT + i * slot
+        top = _y(value, y_max)
+        text = _value_text(value, unit)
+        parts.append(
+            format_html(
+                '<rect class="cs-bar {}" x="{}" y="{}" width="{}" height="{}"><title>{}: {}</title></rect>'
+                '<text class="cs-bar-value" x="{}" y="{}" text-anchor="middle">{}</text>'
+                '<text class="cs-axis" x="{}" y="{}" text-anchor="middle">{}</text>',
+                classes[i],
+                f"{x + 3:.1f}",
+                f"{top:.1f}",
+                f"{slot - 6:.1f}",
+                f"{HEIGHT - BOTTOM - top:.1f}",
+                name,
+                text,
+                f"{x + slot / 2:.1f}",
+                f"{top - 4:.1f}",
+                text if value else "",
+                f"{x + slot / 2:.1f}",
+                HEIGHT - 8,
+                name,
+            )
+        )
+    return _svg(WIDTH, HEIGHT, label, parts, _legend(legend) if legend else "")
 
 
 def nice_share_max(values: list[float]) -> float:
@@ -247,38 +488,3 @@ def reliability_chart(*, bins: list[dict], label: str) -> SafeString:
         '<span class="cs-legend-item"><span class="cs-swatch cs-diagonal-swatch"></span>perfect calibration</span>'
     )
     return _svg(size, size, label, parts, caption)
-
-
-def bar_chart(*, rows: list[tuple[str, float]], label: str, unit: str = "%") -> SafeString:
-    """Horizontal bars, one per (name, value), longest scaled to the full width; the value is
-    written at the end of each bar."""
-    row_height, label_width, top = 22, 270, 6
-    height = top * 2 + row_height * max(len(rows), 1)
-    longest = max((value for _, value in rows), default=0.0) or 1.0
-    span = WIDTH - label_width - 70
-    parts: list[str] = []
-    for position, (name, value) in enumerate(rows):
-        y = top + position * row_height
-        width = span * max(value, 0.0) / longest
-        parts.append(
-            format_html(
-                '<text class="cs-bar-label" x="{}" y="{}" text-anchor="end">{}</text>'
-                '<rect class="cs-bar" x="{}" y="{}" width="{}" height="{}" rx="2"><title>{}: {}{}</title></rect>'
-                '<text class="cs-axis" x="{}" y="{}">{}{}</text>',
-                label_width - 8,
-                y + 15,
-                name if len(name) <= 42 else f"{name[:41]}…",
-                label_width,
-                y + 4,
-                f"{width:.1f}",
-                row_height - 8,
-                name,
-                f"{value:.1f}",
-                unit,
-                f"{label_width + width + 6:.1f}",
-                y + 15,
-                f"{value:.1f}",
-                unit,
-            )
-        )
-    return _svg(WIDTH, height, label, parts)
