@@ -5,11 +5,14 @@ import itertools
 from decimal import Decimal
 from importlib import import_module
 
+import environ
+import psycopg
 import pytest
 from django.apps import apps as django_apps
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.cache import cache
+from django.db import connections
 from django.utils import timezone
 from kombu import pools
 from rest_framework.test import APIClient
@@ -18,6 +21,68 @@ from churnshield.auth.tokens import issue_tokens
 from customers.models import Customer
 
 _counter = itertools.count(1)
+
+# Where the connection settings of the test database come from behind a pooler (below).
+_ADDRESS_KEYS = ("HOST", "PORT", "USER", "PASSWORD")
+_pooled_address: dict[str, object] = {}
+
+
+def _direct_address() -> dict[str, object] | None:
+    """PostgreSQL itself when DATABASE_URL is a transaction-mode pooler's (DATABASE_DIRECT_URL set)."""
+    from django.conf import settings
+
+    if not settings.DATABASE_DIRECT_URL or connections["default"].vendor != "postgresql":
+        return None
+    direct = environ.Env.db_url_config(settings.DATABASE_DIRECT_URL)
+    return {key: direct.get(key, "") for key in _ADDRESS_KEYS}
+
+
+def _connect_default_to(address: dict[str, object]) -> None:
+    connection = connections["default"]
+    connection.close()
+    connection.close_pool()  # the pool keeps the address it was opened with
+    connection.settings_dict.update(address)
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
+    """Behind a pooler, the test database is created and migrated over DATABASE_DIRECT_URL, as
+    `manage.py migrate` is: a migration is one long transaction, better kept off the pool."""
+    if direct := _direct_address():
+        settings_dict = connections["default"].settings_dict
+        _pooled_address.update({key: settings_dict[key] for key in _ADDRESS_KEYS})
+        settings_dict.update(direct)
+        _end_sessions_on(connections["default"].creation._get_test_db_name())
+
+
+def _end_sessions_on(database: str) -> None:
+    """End every session on this database (over the direct URL). A pooler keeps idle server
+    connections to a test database, which DROP DATABASE would wait on: at the end of the run,
+    and at its start when an interrupted run left the database behind."""
+    address = {key.lower(): connections["default"].settings_dict[key] or None for key in _ADDRESS_KEYS}
+    with psycopg.connect(**address, dbname="postgres", autocommit=True, connect_timeout=5) as admin:
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            [database],
+        )
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """Behind a pooler, the tests (and the processes they start, which copy these settings) then
+    run through it, and the database is dropped over the direct URL again. PgBouncer keeps its
+    server connections to the test database open, which DROP DATABASE would wait on: they are
+    ended first, and PgBouncer opens new ones when asked."""
+    direct = _direct_address()
+    if direct is None:
+        yield
+        return
+    with django_db_blocker.unblock():
+        _connect_default_to(_pooled_address)
+    yield
+    with django_db_blocker.unblock():
+        _connect_default_to(direct)
+        _end_sessions_on(connections["default"].settings_dict["NAME"])
 
 
 @pytest.fixture(autouse=True)

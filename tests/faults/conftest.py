@@ -10,8 +10,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 
-from tests.faults.harness import PG_BIN, PrivatePostgres, PrivateRedis, manage
+from tests.faults.harness import PG_BIN, PrivatePostgres, PrivateRedis, database_env, manage
 from tests.live.conftest import ROOT, VENV_BIN
 
 
@@ -26,8 +27,13 @@ def private_pg() -> Iterator[PrivatePostgres]:
     base.chmod(0o755)
     pg = PrivatePostgres(base / "cluster")
     pg.init()
+    if settings.DATABASE_DIRECT_URL:
+        # This run goes through a pooler (tests/conftest.py): so do the product's processes here.
+        pg.put_pooler_in_front()
     manage(pg.url, "migrate", "--noinput", "-v0")
     yield pg
+    if pg.pooler is not None:
+        pg.pooler.stop()
     pg.stop()
     shutil.rmtree(base, ignore_errors=True)
 
@@ -82,7 +88,7 @@ def fault_env(pg: PrivatePostgres, redis: PrivateRedis, **extra: str) -> dict[st
     env.update(
         {
             "DJANGO_SETTINGS_MODULE": "churnshield.settings.test",
-            "DATABASE_URL": pg.url,
+            **database_env(pg.url),
             "FAULT_BROKER_URL": redis.url,
             "PYTHONUNBUFFERED": "1",
         }

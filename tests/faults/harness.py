@@ -74,12 +74,38 @@ def _pings(client: redis.Redis) -> bool:
         return False
 
 
+# Private poolers' URLs, each with the PostgreSQL it fronts (see database_env).
+_DIRECT_URL_BEHIND: dict[str, str] = {}
+
+
+def database_env(database_url: str) -> dict[str, str]:
+    """The database variables of a process given this URL. Behind a private pooler it also gets
+    PostgreSQL itself as DATABASE_DIRECT_URL (`manage.py migrate` runs there), as in production;
+    a direct URL never inherits the test run's own DATABASE_DIRECT_URL, which names another database."""
+    if direct := _DIRECT_URL_BEHIND.get(database_url):
+        return {"DATABASE_URL": database_url, "DATABASE_DIRECT_URL": direct, "DATABASE_POOLED": "true"}
+    return {"DATABASE_URL": database_url, "DATABASE_DIRECT_URL": "", "DATABASE_POOLED": ""}
+
+
 class PrivatePostgres:
     def __init__(self, directory: Path) -> None:
         self.dir = directory
         self.data = directory / "data"
         self.port = free_port()
-        self.url = f"postgres://postgres@127.0.0.1:{self.port}/churnshield"
+        self.direct_url = f"postgres://postgres@127.0.0.1:{self.port}/churnshield"
+        # What the product's processes connect to: PostgreSQL, or a pooler in front of it.
+        self.url = self.direct_url
+        self.pooler = None
+
+    def put_pooler_in_front(self) -> None:
+        """Route the product's processes through a private PgBouncer in transaction mode; the
+        tests' own queries (execute) and backend terminations still go to PostgreSQL itself."""
+        from tests.live.pooler import PgBouncer
+
+        self.pooler = PgBouncer(self.dir.parent / "pgbouncer", server_host="127.0.0.1", server_port=self.port)
+        self.pooler.start()
+        self.url = self.pooler.url("churnshield")
+        _DIRECT_URL_BEHIND[self.url] = self.direct_url
 
     def _pg_ctl(self, *args: str) -> None:
         subprocess.run(
@@ -125,7 +151,7 @@ class PrivatePostgres:
 
 def manage(database_url: str, *args: str, **env: str) -> str:
     environment = dict(os.environ)
-    environment.update({"DJANGO_SETTINGS_MODULE": "churnshield.settings.test", "DATABASE_URL": database_url, **env})
+    environment.update({"DJANGO_SETTINGS_MODULE": "churnshield.settings.test", **database_env(database_url), **env})
     environment.pop("REDIS_URL", None)
     result = subprocess.run(
         [sys.executable, "manage.py", *args], cwd=ROOT, env=environment, capture_output=True, text=True, timeout=300

@@ -15,7 +15,7 @@ import httpx
 import psutil
 
 from tests.faults.conftest import celery_cmd
-from tests.faults.harness import PrivatePostgres, manage, wait_until
+from tests.faults.harness import PrivatePostgres, database_env, manage, wait_until
 from tests.live.conftest import VENV_BIN, free_port
 
 # Compressed retry and lease times, so a killed worker's leased events come back within seconds.
@@ -70,7 +70,7 @@ def start_stack(spawn, database_url: str, redis_url: str, *, workers: int = 2, *
     env.update(
         {
             "DJANGO_SETTINGS_MODULE": "churnshield.settings.test",
-            "DATABASE_URL": database_url,
+            **database_env(database_url),
             "REDIS_URL": redis_url,
             "CELERY_TASK_ALWAYS_EAGER": "false",
             "PYTHONUNBUFFERED": "1",

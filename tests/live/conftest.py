@@ -14,7 +14,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import quote
 
+import environ
 import pytest
+from django.conf import settings
 from django.db import connection
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,13 +50,29 @@ def free_port() -> int:
 
 
 def test_database_url() -> str:
-    settings = connection.settings_dict
-    if settings["ENGINE"].endswith("sqlite3"):
-        return f"sqlite:///{settings['NAME']}"
-    user = quote(settings.get("USER") or "")
-    password = f":{quote(settings['PASSWORD'])}" if settings.get("PASSWORD") else ""
-    host, port = settings.get("HOST") or "127.0.0.1", settings.get("PORT") or 5432
-    return f"postgres://{user}{password}@{host}:{port}/{settings['NAME']}"
+    return _url_of(connection.settings_dict)
+
+
+def direct_test_database_url() -> str:
+    """The test database over DATABASE_DIRECT_URL (PostgreSQL itself) when DATABASE_URL is a pooler's."""
+    direct = environ.Env.db_url_config(settings.DATABASE_DIRECT_URL)
+    return _url_of({**direct, "NAME": connection.settings_dict["NAME"]})
+
+
+def postgres_address() -> tuple[str, int]:
+    """PostgreSQL itself (host, port), for a private pooler to front: not the run's own pooler."""
+    settings_dict = environ.Env.db_url_config(settings.DATABASE_DIRECT_URL) if settings.DATABASE_DIRECT_URL else {}
+    settings_dict = settings_dict or connection.settings_dict
+    return settings_dict.get("HOST") or "127.0.0.1", int(settings_dict.get("PORT") or 5432)
+
+
+def _url_of(settings_dict: dict) -> str:
+    if settings_dict["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{settings_dict['NAME']}"
+    user = quote(settings_dict.get("USER") or "")
+    password = f":{quote(settings_dict['PASSWORD'])}" if settings_dict.get("PASSWORD") else ""
+    host, port = settings_dict.get("HOST") or "127.0.0.1", settings_dict.get("PORT") or 5432
+    return f"postgres://{user}{password}@{host}:{port}/{settings_dict['NAME']}"
 
 
 _pooler = None
@@ -74,10 +92,8 @@ def live_pooler():
 
         base = Path(tempfile.mkdtemp(prefix="churnshield-live-pooler-"))
         base.chmod(0o755)  # pgbouncer runs as `postgres`
-        settings = connection.settings_dict
-        _pooler = PgBouncer(
-            base / "pgbouncer", server_host=settings["HOST"] or "127.0.0.1", server_port=int(settings["PORT"] or 5432)
-        )
+        host, port = postgres_address()
+        _pooler = PgBouncer(base / "pgbouncer", server_host=host, server_port=port)
         _pooler.start()
         atexit.register(shutil.rmtree, base, ignore_errors=True)
     return _pooler
@@ -100,10 +116,19 @@ def service_env(**extra: str) -> dict[str, str]:
         {
             "DJANGO_SETTINGS_MODULE": "churnshield.settings.test",
             "DATABASE_URL": test_database_url(),
+            # The run's own direct URL names the database the test database was made from.
+            "DATABASE_DIRECT_URL": "",
+            "DATABASE_POOLED": "",
             "PYTHONUNBUFFERED": "1",
         }
     )
-    if os.environ.get("CHURNSHIELD_LIVE_POOLER") and connection.vendor == "postgresql":
+    on_test_database = connection.vendor == "postgresql" and "DATABASE_URL" not in extra
+    if on_test_database and settings.DATABASE_POOLED:
+        # The tests run through a pooler (tests/conftest.py): so do the processes, and what they
+        # must run on PostgreSQL itself (`manage.py migrate`) reaches the same test database.
+        direct = direct_test_database_url() if settings.DATABASE_DIRECT_URL else ""
+        env.update(DATABASE_DIRECT_URL=direct, DATABASE_POOLED="true")
+    elif on_test_database and os.environ.get("CHURNSHIELD_LIVE_POOLER"):
         env.update(DATABASE_URL=live_pooler().url(connection.settings_dict["NAME"]), DATABASE_POOLED="true")
     env.update(extra)
     return env

@@ -42,6 +42,9 @@ class PgBouncer:
             "pool_mode = transaction\n"
             # Few server connections, so a client's next transaction often lands on another one.
             "default_pool_size = 8\nmax_client_conn = 500\n"
+            # After a failed server login PgBouncer waits this long before the next (15 s by
+            # default): the fault tests bring PostgreSQL back and time how soon the product recovers.
+            "server_login_retry = 1\n"
             f"logfile = {self.dir / 'pgbouncer.log'}\npidfile = {self.dir / 'pgbouncer.pid'}\n"
         )
         if os.geteuid() == 0:  # pgbouncer refuses to run as root

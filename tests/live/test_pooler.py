@@ -32,7 +32,7 @@ from playbooks import engine, services
 from playbooks.models import PlaybookExecution
 from predictions.models import ChurnPrediction
 from tests.faults.harness import PG_BIN, PrivatePostgres, _as_postgres
-from tests.live.conftest import ROOT, VENV_BIN, eventually, free_port, service_env
+from tests.live.conftest import ROOT, VENV_BIN, eventually, free_port, postgres_address, service_env
 from tests.live.pooler import PGBOUNCER, PgBouncer
 
 pytestmark = [
@@ -57,12 +57,8 @@ def private_dir():
 def bouncer(private_dir):
     if not PGBOUNCER or not PG_BIN:
         pytest.fail("pgbouncer and PostgreSQL's server binaries are required (.ci/run installs pgbouncer)")
-    settings = connection.settings_dict
-    pooler = PgBouncer(
-        private_dir / "pgbouncer",
-        server_host=settings["HOST"] or "127.0.0.1",
-        server_port=int(settings["PORT"] or 5432),
-    )
+    host, port = postgres_address()
+    pooler = PgBouncer(private_dir / "pgbouncer", server_host=host, server_port=port)
     pooler.start()
     yield pooler
     pooler.stop()
