@@ -79,8 +79,9 @@ def test_c3a_control_countdown_longer_than_the_visibility_timeout_runs_more_than
     print(f"C3(a) countdown {COUNTDOWN}s, visibility timeout {VT}s: executed {len(runs)} times,"
           f" {[round(ts - sent_at, 1) for _, ts in runs]} s after sending")  # fmt: skip
     assert len(runs) > 1
-    assert all(ts >= sent_at + COUNTDOWN - 1 for _, ts in runs)  # each one a due copy, not an early run
-    assert len({pid for pid, _ in runs}) == 2  # the idle worker took a copy
+    # Each one a due copy, not an early run. Which worker runs a redelivered copy is the broker's
+    # choice (the idle one usually; the same one too, when it asks first), so it is not asserted.
+    assert all(ts >= sent_at + COUNTDOWN - 1 for _, ts in runs)
 
 
 PLAYBOOK_SETUP = """
