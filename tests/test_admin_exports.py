@@ -40,7 +40,7 @@ CUSTOMER_HEADER = [
     "Name",
     "Company",
     "Plan",
-    "Mrr",
+    "MRR",
     "Health score",
     "Churn risk",
     "Risk level",

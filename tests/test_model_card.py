@@ -171,7 +171,7 @@ def test_a_manager_reads_every_section_with_the_numbers_training_stored(trained,
     # Importance: a bar per feature (the top 15), named as people read them.
     top = sorted(trained.importance.items(), key=lambda item: -item[1])[:15]
     importance_html = html[html.index('id="cs-card-importance"') : html.index('id="cs-card-drift"')]
-    assert importance_html.count('<rect class="cs-bar"') == len(top)
+    assert importance_html.count('<rect class="cs-bar ') == len(top)
     total = sum(trained.importance.values())
     assert escape(f"{feature_info(top[0][0]).label}: {100 * top[0][1] / total:.1f}%") in importance_html
 
