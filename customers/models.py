@@ -174,6 +174,7 @@ class NpsResponse(models.Model):
 
     class Meta:
         db_table = "nps_responses"
+        verbose_name = "NPS response"
         ordering = ["-responded_at", "-id"]
         constraints = [
             models.CheckConstraint(condition=Q(score__gte=0, score__lte=10), name="nps_responses_score_0_10"),
