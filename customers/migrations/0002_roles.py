@@ -11,6 +11,9 @@ CSM_EXTRA = {
     "interventions": ["add_intervention", "change_intervention"],
     # A CSM's own notification preferences (the admin narrows the rows to their own).
     "alerts": ["change_alert", "add_notificationpreference", "change_notificationpreference"],
+    # Deciding the queued customer e-mails of their own customers (playbooks 0004 granted it; later
+    # migrations re-run this function, so it is named here or a re-run takes it away).
+    "playbooks": ["change_emailreview"],
 }
 # Book-wide plumbing a CSM does not read (raw webhook bodies name every portfolio's customers;
 # scoring runs and the registry count the whole book). Later migrations re-run this function, so
