@@ -377,11 +377,18 @@ def sync_start(*, integration_id: Any, trigger: str = SyncRun.Trigger.SCHEDULE) 
         if integration is None:
             raise NotFoundError("Integration not found")
         try:
-            can_pull = connector_for(integration).can_pull
+            connector = connector_for(integration)
         except NotSupported as error:
             raise ConflictError(str(error)) from None
-        if not can_pull:
+        if not connector.can_pull:
             raise ConflictError(f"{integration.provider} has no pull sync (it pushes webhooks).")
+        # A run without credentials would only fail at the provider; say what is missing instead.
+        missing = connector.missing_credentials()
+        if missing:
+            raise ConflictError(
+                f"{integration.name} is not connected: no {', '.join(missing)} configured. "
+                "Add it in the integration's settings."
+            )
         stale = timezone.now() - dt.timedelta(seconds=settings.INTEGRATION_SYNC_LEASE_SECONDS)
         running = integration.sync_runs.filter(status=SyncRun.Status.RUNNING)
         running.filter(started_at__lt=stale).update(

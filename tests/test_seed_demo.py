@@ -16,11 +16,16 @@ from django.db.models import Count, F, Q
 
 from alerts.models import Alert
 from churnshield.demo.generator import generate
+from churnshield.exceptions import ConflictError
+from churnshield.workspace.reports import MIN_MATURED_PER_GROUP, playbook_effects
 from customers.models import BillingEvent, Customer, NpsResponse, SupportTicket, UserSession
-from integrations.models import Integration
+from customers.selectors import risk_level, risk_thresholds
+from integrations.models import Integration, SyncRun
 from integrations.selectors import SECRET_KEY_PATTERN
+from integrations.services import sync_now
 from interventions.models import Intervention
 from playbooks.models import Playbook, PlaybookExecution
+from playbooks.selectors import OUTCOME_DAYS
 from predictions.causes import CAUSES
 from predictions.models import ChurnPrediction, PortfolioSnapshot
 
@@ -429,3 +434,65 @@ def test_seeded_data_is_served_by_the_api(api_for):
     assert "signing_secret" not in json.dumps(integrations.json())
     own = api_for(csm).get("/api/customers")
     assert own.status_code == 200
+
+
+@pytest.mark.django_db
+def test_the_demo_tells_the_truth_about_integrations_playbooks_and_alerts(django_capture_on_commit_callbacks):
+    """Integrations wired to a provider but honestly not connected; a playbook measured against its
+    holdout with enough known outcomes in both groups for an interval; no open alert about a
+    customer whose risk is low, after the demo's own scores and after a scoring run."""
+    _seed(600, 7)
+
+    for integration in Integration.objects.all():
+        assert integration.provider in {"stripe", "hubspot", "zendesk", "segment"}
+        assert integration.status == Integration.Status.DISCONNECTED
+        assert integration.last_sync_at is None
+        assert "no credentials configured" in integration.last_error
+        with pytest.raises(ConflictError, match=r"not connected|no pull sync"):
+            sync_now(integration_id=integration.pk)
+    stripe = Integration.objects.get(name="Stripe")
+    with pytest.raises(ConflictError, match="Stripe is not connected: no api_key configured"):
+        sync_now(integration_id=stripe.pk)
+    assert not SyncRun.objects.exists()
+
+    # Every enrolment is finished (the engine resumes none and e-mails nobody) and none came from a rule.
+    executions = PlaybookExecution.objects.filter(started_at__lte=AS_OF_DT)
+    history = executions.filter(risk_at_start__isnull=False)
+    assert not history.exclude(status__in=["completed", "failed"]).exists()
+    assert not executions.filter(trigger="rule").exists()
+    assert not history.filter(is_holdout=True).exclude(status="completed").exists()
+    manager = get_user_model().objects.get(username="manager1")
+    effects = playbook_effects(user=manager, now=AS_OF_DT)
+    measured = [effect for effect in effects["rows"] if effect.enough_data]
+    assert measured, [(e.name, e.enrolled, e.holdout) for e in effects["rows"]]
+    matured = Q(started_at__lte=AS_OF_DT - dt.timedelta(days=OUTCOME_DAYS)) | Q(customer__churned_at__isnull=False)
+    churned = Q(customer__churned_at__isnull=False, customer__churned_at__gte=F("started_at"))
+    for effect in measured:
+        rows = PlaybookExecution.objects.filter(playbook_id=effect.playbook_id)
+        for is_holdout, n, lost in (
+            (False, effect.enrolled, effect.enrolled_churned),
+            (True, effect.holdout, effect.holdout_churned),
+        ):
+            arm = rows.filter(is_holdout=is_holdout)
+            assert arm.filter(matured).count() == n >= MIN_MATURED_PER_GROUP
+            assert arm.filter(churned).count() == lost
+        low, high = effect.interval
+        assert low < effect.averted_points < high
+        share = rows.filter(is_holdout=True).count() / rows.count()
+        assert 0.1 <= share <= 0.3
+    assert effects["svg"] is not None
+    # The report reads churn from the customers: a churned enrolment's customer churned after it began.
+    assert not history.filter(customer__churned_at__lt=F("started_at")).exists()
+
+    def open_alerts_about_low_risk(**only) -> list[str]:
+        thresholds = risk_thresholds()
+        open_alerts = Alert.objects.filter(status="open", customer__isnull=False, **only).select_related("customer")
+        return [a.title for a in open_alerts if risk_level(float(a.customer.churn_risk), thresholds) == "low"]
+
+    assert Alert.objects.filter(status="open", customer__isnull=False).exists()
+    assert open_alerts_about_low_risk() == []
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command("score_customers", stdout=io.StringIO())
+    # Rescored, a risk alert whose customer fell back to low resolves itself (the scoring write-back).
+    assert Alert.objects.filter(source="risk_rise").exists()
+    assert open_alerts_about_low_risk(source="risk_rise") == []

@@ -125,6 +125,7 @@ def generate(
             counts["interventions"] = _write_interventions(writer, book, final, ids, csms)
             counts["alerts"] = _write_alerts(writer, book, final, ids)
             counts["playbook_executions"] = _write_executions(writer, book, final, ids, playbooks)
+            counts["playbook_executions"] += _write_enrolment_history(writer, book, checkpoints, ids, playbooks)
             counts["integrations"] = _ensure_integrations(book, as_of)
             counts["playbooks"] = len(playbooks)
             bar.total = bar.n
@@ -438,7 +439,8 @@ def _write_alerts(writer: Writer, book: Book, final: Scores, ids: np.ndarray) ->
     active = ~book.churned
     p = final.probability
     high, medium = settings.RISK_HIGH_THRESHOLD, settings.RISK_MEDIUM_THRESHOLD
-    rows: list[tuple[int | None, str, str, str, float]] = []  # customer, title, message, severity, t
+    # customer, title, message, severity, t, source, context (what `alerts_resolve_cleared` reads)
+    rows: list[tuple[int | None, str, str, str, float, str, dict]] = []
 
     def who(i: int) -> str:
         return f"{book.name[i]} ({book.company[i]})"
@@ -454,32 +456,81 @@ def _write_alerts(writer: Writer, book: Book, final: Scores, ids: np.ndarray) ->
     for i in risky:
         severity = "critical" if p[i] >= 0.9 else "high" if p[i] >= high else "medium"
         prefix = "High churn risk" if p[i] >= high else "Rising churn risk"
-        rows.append((i, f"{prefix}: {who(i)}", f"Churn probability {p[i]:.0%}.{why(i)}", severity, when[i]))
+        level = "high" if p[i] >= high else "medium"
+        rows.append(
+            (
+                i,
+                f"{prefix}: {who(i)}",
+                f"Churn probability {p[i]:.0%}.{why(i)}",
+                severity,
+                when[i],
+                Alert.Source.RISK_RISE,
+                {"level": level},
+            )
+        )
     bill = book.billing
     failed = np.flatnonzero((bill["kind"] == FAILED) & (bill["t"] >= -14) & active[bill["customer"]])
     for j in failed:
         i = int(bill["customer"][j])
         rows.append(
-            (i, f"Payment failed: {who(i)}", f"A payment of ${bill['amount'][j]:,.2f} failed.", "high", bill["t"][j])
+            (
+                i,
+                f"Payment failed: {who(i)}",
+                f"A payment of ${bill['amount'][j]:,.2f} failed.",
+                "high",
+                bill["t"][j],
+                Alert.Source.PAYMENT_FAILED,
+                {},
+            )
         )
     nps = book.nps
     for j in np.flatnonzero((nps["t"] >= -14) & (nps["score"] <= 4) & active[nps["customer"]]):
         i = int(nps["customer"][j])
         rows.append(
-            (i, f"Detractor NPS ({nps['score'][j]}): {who(i)}", "A low NPS answer came in.", "medium", nps["t"][j])
+            (
+                i,
+                f"Detractor NPS ({nps['score'][j]}): {who(i)}",
+                "A low NPS answer came in.",
+                "medium",
+                nps["t"][j],
+                Alert.Source.OTHER,
+                {},
+            )
         )
     for i in np.flatnonzero(active & (p < medium) & (draw > 0.985)):
-        rows.append((i, f"Renewal in 30 days: {who(i)}", "Confirm plan and seats before renewal.", "low", when[i]))
+        rows.append(
+            (
+                i,
+                f"Renewal in 30 days: {who(i)}",
+                "Confirm plan and seats before renewal.",
+                "low",
+                when[i],
+                Alert.Source.OTHER,
+                {},
+            )
+        )
+    # The demo's integrations are not connected (see `_ensure_integrations`): no sync ever ran to fail.
     rows.append(
-        (None, "Zendesk sync failed", "Last Zendesk sync: 401 Unauthorized. Reconnect the integration.", "high", -0.2)
+        (
+            None,
+            "Integrations not connected",
+            "Stripe, HubSpot, Zendesk and Segment have no credentials yet: connect them under Integrations.",
+            "low",
+            -0.2,
+            Alert.Source.OTHER,
+            {},
+        )
     )
-    rows.append((None, "HubSpot sync finished with warnings", "12 contacts could not be matched.", "low", -3.0))
-    if not rows:
-        return 0
-    customer, title, message, severity, t = zip(*rows, strict=True)
+    customer, title, message, severity, t, source, context = zip(*rows, strict=True)
     t = np.array(t, dtype=np.float64)
     read = rng.random(len(rows)) < np.clip(0.1 + 0.05 * -t, 0, 0.8)
     customer_ids = np.array([None if i is None else int(ids[i]) for i in customer], dtype=object)
+    # Only what is still worrying stays open: an alert about a customer whose risk is low today was
+    # dealt with (resolved a day or so after it was raised, as the inbox would show it).
+    index = np.array([-1 if i is None else int(i) for i in customer], dtype=np.int64)
+    settled = (index >= 0) & (p[np.maximum(index, 0)] < medium)
+    resolved_t = np.minimum(t + rng.uniform(0.2, 3, len(rows)), -0.01)
+    read |= settled
     return writer.insert(
         Alert,
         {
@@ -489,6 +540,10 @@ def _write_alerts(writer: Writer, book: Book, final: Scores, ids: np.ndarray) ->
             "title": list(title),
             "severity": list(severity),
             "customer_id": customer_ids,
+            "source": list(source),
+            "context": writer.json(context),
+            "status": np.where(settled, Alert.Status.RESOLVED, Alert.Status.OPEN).astype(object),
+            "resolved_at": writer.timestamps(np.where(settled, np.maximum(resolved_t, t), np.nan)),
         },
     )
 
@@ -497,7 +552,12 @@ def _ensure_playbooks(as_of: dt.datetime) -> dict[str, Playbook]:
     playbooks = {}
     for name, spec in vocab.PLAYBOOKS.items():
         playbook, created = Playbook.objects.get_or_create(
-            name=name, defaults={"description": spec["description"], "steps": spec["steps"]}
+            name=name,
+            defaults={
+                "description": spec["description"],
+                "steps": spec["steps"],
+                "holdout_share": MEASURED_PLAYBOOKS.get(name, 0.0),
+            },
         )
         if created:
             Playbook.objects.filter(pk=playbook.pk).update(created_at=as_of - dt.timedelta(days=420))
@@ -578,67 +638,158 @@ def _write_executions(
     )
 
 
+DEMO_INTEGRATION_REASON = "Demo data: no credentials configured — connect it under Integrations"
+
+
+# Playbooks the demo has measured against a holdout: the two the riskiest accounts' causes call for
+# most often, so both groups reach the Reports page's minimum on a book of a few hundred accounts.
+MEASURED_PLAYBOOKS = {"Executive Check-in": 0.2, "Product Training / Feature Adoption": 0.2}
+ENROL_RISK_QUANTILE = 0.5  # each month the riskier half of the live accounts qualifies
+# The chance of drawing the holdout among enrolments whose customer goes on to churn, and among the
+# rest. Enrolments and outcomes come from the book itself; weighting the draw by the outcome is what
+# makes the enrolled churn less than the holdout (a few points, as a real playbook might).
+HOLDOUT_IF_CHURNS, HOLDOUT_OTHERWISE = 0.4, 0.17
+
+
+def _write_enrolment_history(
+    writer: Writer, book: Book, checkpoints: list[Scores], ids: np.ndarray, playbooks: dict[str, Playbook]
+) -> int:
+    """Six months of finished enrolments in the measured playbooks, with their holdout rows.
+
+    After each monthly score the riskiest accounts not yet enrolled join the playbook their top cause
+    calls for, within a week, with their risk of that day as `risk_at_start`; a share of them is held
+    out. Every row is finished (completed, or failed at a step), so the engine never resumes one and
+    nobody is e-mailed; churn is the book's own (`churned_at`), which the report reads."""
+    rng = rng_streams(book.seed)[10]
+    enrolled = np.zeros(book.n, dtype=bool)
+    who, when, risk, names = [], [], [], []
+    for i in range(HISTORY_MONTHS, 0, -1):
+        scores = checkpoints[i]
+        alive = _alive(book, scores.t)
+        if not alive.any():
+            continue
+        cut = float(np.quantile(scores.probability[alive], ENROL_RISK_QUANTILE))
+        rows = np.flatnonzero(alive & ~enrolled & (scores.probability >= cut))
+        for row, causes in zip(rows.tolist(), top_causes(scores, rows), strict=True):
+            # The measured playbook that answers the biggest of its top causes, if any does.
+            answers = [vocab.TYPE_PLAYBOOK[vocab.CAUSE_PLAYBOOK[cause["cause"]]] for cause in causes]
+            name = next((name for name in answers if name in MEASURED_PLAYBOOKS), "")
+            if name:
+                enrolled[row] = True
+                who.append(row)
+                when.append(scores.t)
+                risk.append(scores.probability[row])
+                names.append(name)
+    if not who:
+        return 0
+    c = np.array(who, dtype=np.int64)
+    k = c.size
+    # Within a week of the score, and before the churn (an enrolment the day it churned still counts).
+    started = np.minimum(np.array(when) + rng.uniform(0, 7, k), book.end_t[c] - 0.01)
+    churns = book.churned[c] & (book.churn_t[c] >= started)
+    share = np.array([MEASURED_PLAYBOOKS[name] for name in names])
+    holdout = rng.random(k) < share * np.where(churns, HOLDOUT_IF_CHURNS, HOLDOUT_OTHERWISE) / 0.2
+    failed = ~holdout & (rng.random(k) < 0.08)
+    done = np.where(holdout, started, np.minimum(started + rng.uniform(8, 30, k), book.end_t[c] - 0.005))
+    done = np.maximum(done, started)
+    results = []
+    for index, name in enumerate(names):
+        steps = vocab.PLAYBOOKS[name]["steps"]
+        if holdout[index]:
+            results.append({"holdout": True, "steps": []})
+        elif failed[index]:
+            step = int(rng.integers(1, len(steps)))
+            results.append(
+                {
+                    "steps_completed": step,
+                    "steps_total": len(steps),
+                    "failed_step": steps[step]["key"],
+                    "error": "Customer has no primary contact",
+                }
+            )
+        else:
+            results.append({"steps_completed": len(steps), "steps_total": len(steps)})
+    status = np.where(holdout | ~failed, PlaybookExecution.Status.COMPLETED, PlaybookExecution.Status.FAILED).astype(
+        object
+    )
+    return writer.insert(
+        PlaybookExecution,
+        {
+            "playbook_id": np.array([playbooks[name].pk for name in names], dtype=np.int64),
+            "customer_id": ids[c],
+            "status": status,
+            "started_at": writer.timestamps(started),
+            "completed_at": writer.timestamps(done),
+            "result": writer.json(results),
+            "trigger": np.full(k, PlaybookExecution.Trigger.BULK, dtype=object),
+            "is_holdout": holdout,
+            "risk_at_start": writer.decimals(np.array(risk), 4),
+        },
+    )
+
+
 def _ensure_integrations(book: Book, as_of: dt.datetime) -> int:
-    """The four connected systems, with fake secrets in `config` so the API's redaction has work to do."""
+    """The four systems a real book is fed by, each wired to its provider's connector but honestly
+    not connected: their secret keys are there and empty (the API's redaction still hides them), so
+    the demo claims no sync that never happened and "Sync now" says which credential is missing."""
     rng = rng_streams(book.seed)[9]
 
-    def fake(prefix: str, length: int = 32) -> str:
-        return prefix + "".join(rng.choice(list("0123456789abcdefghijklmnopqrstuvwxyz"), size=length))
-
-    minutes = dt.timedelta(minutes=1)
     specs = {
         "Stripe": (
             Integration.Type.PAYMENT,
-            Integration.Status.CONNECTED,
-            as_of - 12 * minutes,
             {
-                "account_id": fake("acct_demo", 12),
+                "provider": "stripe",
+                "account_id": "",
                 "currency": "usd",
                 "sync_interval_minutes": 15,
                 "webhook_events": ["invoice.paid", "invoice.payment_failed", "customer.subscription.updated"],
-                "api_key": fake("sk_demo_"),
-                "webhook_signing_secret": fake("whsec_demo_"),
+                "api_key": "",
+                "signing_secret": "",
             },
         ),
         "HubSpot": (
             Integration.Type.CRM,
-            Integration.Status.CONNECTED,
-            as_of - 47 * minutes,
             {
+                "provider": "hubspot",
                 "portal_id": int(rng.integers(10_000_000, 99_999_999)),
                 "sync_interval_minutes": 60,
                 "owner_mapping": "email",
-                "private_app_token": fake("pat-demo-"),
-                "client_secret": fake("", 36),
+                "access_token": "",
+                "client_secret": "",
             },
         ),
         "Zendesk": (
             Integration.Type.SUPPORT,
-            Integration.Status.ERROR,
-            as_of - 5 * 60 * minutes,
             {
+                "provider": "zendesk",
                 "subdomain": "churnshield-demo",
-                "agent_email": "support-bot@churnshield.example",
+                "email": "support-bot@churnshield.example",
                 "sync_interval_minutes": 30,
-                "last_error": "401 Unauthorized",
-                "api_token": fake("zd_demo_", 40),
+                "api_token": "",
             },
         ),
         "Segment": (
             Integration.Type.ANALYTICS,
-            Integration.Status.SYNCING,
-            as_of - 3 * minutes,
             {
+                "provider": "segment",
                 "workspace": "churnshield-demo",
                 "source": "web-app",
                 "track_events": ["Session Started", "Report Exported", "Dashboard Viewed"],
-                "api_key": fake("seg_demo_"),
+                "signing_secret": "",
             },
         ),
     }
-    for name, (kind, status, synced, config) in specs.items():
+    for name, (kind, config) in specs.items():
         integration, created = Integration.objects.get_or_create(
-            name=name, defaults={"type": kind, "status": status, "last_sync_at": synced, "config": config}
+            name=name,
+            defaults={
+                "type": kind,
+                "status": Integration.Status.DISCONNECTED,
+                "last_sync_at": None,
+                "config": config,
+                "last_error": DEMO_INTEGRATION_REASON,
+                "last_error_at": as_of,
+            },
         )
         if created:
             Integration.objects.filter(pk=integration.pk).update(created_at=as_of - dt.timedelta(days=400))

@@ -144,6 +144,8 @@ class Connector:
 
     provider: ClassVar[str] = ""
     type: ClassVar[str] = Integration.Type.OTHER
+    # Config keys a pull sync cannot authenticate without (checked before a run is opened).
+    pull_credentials: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, integration: Integration) -> None:
         self.integration = integration
@@ -166,6 +168,10 @@ class Connector:
     # Pull half ------------------------------------------------------------------------------
     def pull(self, cursor: dict[str, Any]) -> Iterator[Page]:
         raise NotSupported(f"{self.provider} has no pull API")
+
+    def missing_credentials(self) -> list[str]:
+        """The `pull_credentials` with no value (an `env:` reference to an unset variable counts)."""
+        return [key for key in self.pull_credentials if not secret_value(self.config.get(key))]
 
     @property
     def can_pull(self) -> bool:

@@ -42,6 +42,7 @@ def hubspot_v3_signature(secret: str, method: str, uri: str, body: bytes, timest
 
 class HubSpotConnector(Connector):
     provider = "hubspot"
+    pull_credentials = ("access_token",)
     type = Integration.Type.CRM
     api_base = "https://api.hubapi.com"
 

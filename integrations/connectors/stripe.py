@@ -71,6 +71,7 @@ def subscription_period(subscription: dict) -> tuple[dt.datetime | None, dt.date
 
 class StripeConnector(Connector):
     provider = "stripe"
+    pull_credentials = ("api_key",)
     type = Integration.Type.PAYMENT
     api_base = "https://api.stripe.com"
 

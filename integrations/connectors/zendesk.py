@@ -42,6 +42,7 @@ def zendesk_signature(secret: str, timestamp: str, body: bytes) -> str:
 
 class ZendeskConnector(Connector):
     provider = "zendesk"
+    pull_credentials = ("api_token",)
     type = Integration.Type.SUPPORT
 
     def verify(self, delivery: Delivery) -> list[IncomingEvent]:
