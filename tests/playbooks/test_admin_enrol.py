@@ -105,3 +105,15 @@ def test_the_trigger_page_picks_customers_with_the_autocomplete(admin_user, make
     assert b"admin-autocomplete" in page.content and b"<textarea" not in page.content
     response = client.post(f"/admin/playbooks/playbook/{playbook.pk}/trigger/", {"customer_ids": [customer.pk]})
     assert b"Enrolled 1 of 1" in response.content
+
+
+def test_select_all_of_a_filtered_list_enrols_the_whole_filtered_list(manager, make_customer, playbook):
+    active = [make_customer() for _ in range(3)]
+    make_customer(is_active=False)
+    client = _client(manager)
+    data = {"action": "enrol_in_playbook", "_selected_action": [active[0].pk], "select_across": "1"}
+    url = f"{CHANGELIST}?is_active__exact=1"
+    preview = client.post(url, {**data, "playbook": playbook.pk, "preview": "yes"})
+    assert preview.context["count"] == 3 and preview.context["preview"]["willEnrol"] == 3
+    client.post(url, {**data, "playbook": playbook.pk, "previewed": playbook.pk, "confirm": "yes"})
+    assert sorted(PlaybookExecution.objects.values_list("customer_id", flat=True)) == [c.pk for c in active]
