@@ -11,6 +11,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.contrib.admin.utils import unquote
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
@@ -18,6 +19,7 @@ from django.db.models import Count, IntegerField, OuterRef, Q, QuerySet, Subquer
 from django.db.models.functions import Coalesce
 from django.forms import ModelChoiceField
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html_join
@@ -36,7 +38,9 @@ from customers.services import billing_event_record
 from interventions.admin import InterventionInline, prepare_intervention
 from interventions.models import Intervention
 from interventions.services import activity_log
-from playbooks.models import PlaybookExecution
+from playbooks.models import Playbook, PlaybookExecution
+from playbooks.selectors import enrolment_preview
+from playbooks.services import playbook_bulk_trigger
 from predictions.models import ChurnPrediction
 
 admin.site.site_header = "ChurnShield admin"
@@ -95,9 +99,17 @@ class ActivityForm(forms.Form):
     )
 
 
+class EnrolForm(forms.Form):
+    playbook = forms.ModelChoiceField(
+        queryset=Playbook.objects.filter(is_active=True).order_by("name"), help_text="Active playbooks only."
+    )
+
+
 @admin.register(Customer)
 class CustomerAdmin(PortfolioScopedAdmin):
     customer_path = "owner"
+    actions = ("enrol_in_playbook",)
+    enrol_template = "admin/customers/customer/enrol_in_playbook.html"
     form = CustomerForm
     change_form_template = "admin/customers/customer/change_form.html"
     list_display = (
@@ -173,6 +185,46 @@ class CustomerAdmin(PortfolioScopedAdmin):
                 ("System", {"classes": ("collapse",), "fields": ("id", "external_id", "created_at", "updated_at")})
             )
         return fieldsets
+
+    def has_enrol_permission(self, request: HttpRequest) -> bool:
+        return self.has_view_permission(request) and can_write(request.user)
+
+    @admin.action(description="Enrol in a playbook…", permissions=["enrol"])
+    def enrol_in_playbook(self, request: HttpRequest, queryset: QuerySet[Customer]) -> HttpResponse | None:
+        """A confirmation page (as Django's delete_selected): choose the playbook, see what enrolling
+        would do, then confirm. The queryset is already the user's portfolio; the service checks again."""
+        form = EnrolForm(request.POST if "playbook" in request.POST else None)
+        customer_ids = list(queryset.values_list("pk", flat=True))
+        preview = None
+        if form.is_valid():
+            playbook = form.cleaned_data["playbook"]
+            # Only the playbook whose preview the user has read (not one chosen after it) is confirmed.
+            if request.POST.get("confirm") == "yes" and request.POST.get("previewed") == str(playbook.pk):
+                answer = playbook_bulk_trigger(
+                    user=request.user, playbook_id=playbook.pk, customer_ids=customer_ids, use_holdout=True
+                )
+                held_out = PlaybookExecution.objects.filter(pk__in=answer["executionIds"], is_holdout=True).count()
+                self.message_user(
+                    request,
+                    f"{playbook.name}: enrolled {answer['enrolled']} of {answer['requested']} customers "
+                    f"({held_out} of them held out); skipped {len(answer['skipped'])}.",
+                    messages.SUCCESS,
+                )
+                return None  # back to the changelist
+            preview = enrolment_preview(user=request.user, playbook=playbook, customer_ids=customer_ids)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Enrol in a playbook",
+            "opts": self.opts,
+            "form": form,
+            "preview": preview,
+            "queryset": queryset,
+            "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
+            "select_across": request.POST.get("select_across", "0"),
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            "count": len(customer_ids),
+        }
+        return TemplateResponse(request, self.enrol_template, context)
 
     def get_urls(self) -> list[URLPattern]:
         wrap = self.admin_site.admin_view

@@ -7,6 +7,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.widgets import AutocompleteSelectMultiple
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
@@ -22,6 +23,8 @@ from churnshield.admin_scoping import EngineRowsAdmin, PortfolioScopedAdmin, Rea
 from churnshield.auth.roles import can_write
 from churnshield.exceptions import ConflictError, NotFoundError
 from churnshield.workspace.exports import report_export, report_export_links
+from customers.models import Customer
+from customers.selectors import customer_scope
 from playbooks import approvals, rules, selectors, services
 from playbooks.definitions import validate_exit_conditions, validate_steps
 from playbooks.models import EmailReview, Playbook, PlaybookExecution, PlaybookStepRun, TriggerRule
@@ -96,14 +99,20 @@ class TriggerRuleInline(admin.TabularInline):
 
 
 class CustomerListForm(forms.Form):
-    customer_ids = forms.CharField(widget=forms.Textarea, help_text="Customer ids, separated by commas or lines.")
+    """Customers picked by name with the admin's autocomplete (only the user's own), never typed ids."""
+
+    customer_ids = forms.ModelMultipleChoiceField(queryset=Customer.objects.none(), label="Customers")
+
+    def __init__(self, *args: Any, user: Any, admin_site: admin.AdminSite, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        field = self.fields["customer_ids"]
+        # The autocomplete asks the customers admin (scoped to the user) through the execution's
+        # customer foreign key. The queryset after the widget: setting it gives the widget its choices.
+        field.widget = AutocompleteSelectMultiple(PlaybookExecution._meta.get_field("customer"), admin_site)
+        field.queryset = customer_scope(user=user)
 
     def clean_customer_ids(self) -> list[int]:
-        raw = self.cleaned_data["customer_ids"].replace(",", " ").split()
-        try:
-            return [int(item) for item in raw]
-        except ValueError:
-            raise forms.ValidationError("ids must be integers") from None
+        return [customer.pk for customer in self.cleaned_data["customer_ids"]]
 
 
 class ImportForm(forms.Form):
@@ -274,7 +283,7 @@ class PlaybookAdmin(PortfolioScopedAdmin):
         if not (self.has_view_permission(request) and can_write(request.user)):
             raise PermissionDenied
         playbook = get_object_or_404(self.get_queryset(request), pk=pk)
-        form = CustomerListForm(request.POST or None)
+        form = CustomerListForm(request.POST or None, user=request.user, admin_site=self.admin_site)
         message = ""
         if request.method == "POST" and form.is_valid():
             try:

@@ -50,6 +50,61 @@ def playbook_export(playbook: Playbook) -> dict:
     }
 
 
+# --- Enrolment from the customers changelist ----------------------------------------------------
+
+
+def step_outline(playbook: Playbook) -> list[str]:
+    """What each step does, in words, for any customer (the dry run says it per customer)."""
+    outline = []
+    for step in playbook.steps:
+        kind = step["type"]
+        if kind == "send_email":
+            to = {"customer": "the customer", "owner": "the account owner"}.get(step["to"], step["to"])
+            line = f"E-mail {to}: {step.get('subject', '')!r}"
+            if step["to"] != "owner" and steps.is_customer_facing(step, Customer()):
+                line += (
+                    " (sent without review: the playbook auto-sends customer e-mails)"
+                    if playbook.auto_send_customer_emails
+                    else " (waits in the review queue until someone approves it)"
+                )
+        elif kind == "create_intervention":
+            line = f"Create a {step.get('priority', 'medium')}-priority {step['intervention_type']} intervention"
+        elif kind == "wait":
+            line = f"Wait {step['duration']}" if "duration" in step else f"Wait until {step['until']}"
+        elif kind in ("notify", "create_alert"):
+            line = "Notify the team" if kind == "notify" else "Raise an alert"
+        elif kind == "webhook":
+            line = f"POST a signed payload to {step['url']}"
+        elif kind == "update_customer":
+            line = "Set " + ", ".join(f"{k}={v!r}" for k, v in step["fields"].items())
+        else:
+            line = "Branch on a condition"
+        outline.append(line)
+    return outline
+
+
+def enrolment_preview(*, user: Any, playbook: Playbook, customer_ids: list[int]) -> dict:
+    """What enrolling the selected customers would do, as `playbook_bulk_trigger(use_holdout=True)`
+    will: who enrols, who is skipped and why, about how many the holdout keeps out. Writes nothing."""
+    ids = list(dict.fromkeys(customer_ids))
+    visible = set(customer_scope(user=user).filter(pk__in=ids).values_list("pk", flat=True))
+    eligible = eligible_customer_ids(playbook=playbook, customer_ids=visible, now=timezone.now())
+    running = PlaybookExecution.objects.filter(
+        playbook=playbook, customer_id__in=visible, status=PlaybookExecution.Status.RUNNING
+    ).count()
+    return {
+        "selected": len(ids),
+        "outsideScope": len(ids) - len(visible),
+        "willEnrol": len(eligible),
+        "alreadyRunning": running,
+        # Inactive, or enrolled within the playbook's re-enrolment days.
+        "otherwiseSkipped": len(visible) - len(eligible) - running,
+        "holdoutShare": playbook.holdout_share,
+        "expectedHoldout": round(len(eligible) * playbook.holdout_share),
+        "steps": step_outline(playbook),
+    }
+
+
 # --- Dry run ------------------------------------------------------------------------------------
 
 

@@ -336,8 +336,9 @@ def playbook_trigger(
     }
 
 
-def playbook_bulk_trigger(*, user: Any, playbook_id: int, customer_ids: list[int]) -> dict:
-    """Enrol a list of customers (all visible to the user, or 404). Caps apply; holdout does not."""
+def playbook_bulk_trigger(*, user: Any, playbook_id: int, customer_ids: list[int], use_holdout: bool = False) -> dict:
+    """Enrol a list of customers (all visible to the user, or 404). Caps apply; the holdout only
+    with `use_holdout` (the admin's changelist action: a filtered list is a segment, like a rule's)."""
     playbook = _playbook_for(playbook_id=playbook_id, intervention_type=None)
     ids = list(dict.fromkeys(customer_ids))
     visible = set(customer_scope(user=user).filter(pk__in=ids).values_list("pk", flat=True))
@@ -345,7 +346,7 @@ def playbook_bulk_trigger(*, user: Any, playbook_id: int, customer_ids: list[int
     if missing:
         raise NotFoundError(f"Customers not found: {', '.join(map(str, missing[:20]))}")
     executions = enrol(
-        playbook=playbook, customer_ids=ids, trigger=PlaybookExecution.Trigger.BULK, user=user, use_holdout=False
+        playbook=playbook, customer_ids=ids, trigger=PlaybookExecution.Trigger.BULK, user=user, use_holdout=use_holdout
     )
     enrolled = {e.customer_id: e.pk for e in executions}
     return {

@@ -9,6 +9,8 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.db.models import Model, QuerySet
 from django.http import HttpRequest, HttpResponse
@@ -24,6 +26,7 @@ from churnshield.admin_scoping import (
 )
 from churnshield.auth.roles import Role, role_of
 from churnshield.exceptions import ConflictError
+from predictions.ml.rules import COMPONENTS
 from predictions.model_card import model_card
 from predictions.models import (
     ChurnCause,
@@ -34,7 +37,7 @@ from predictions.models import (
     PortfolioSnapshot,
     PredictionRun,
 )
-from predictions.selectors import champion, churn_cause_rows, previous_champion
+from predictions.selectors import champion, churn_cause_rows, health_weights, health_weights_preview, previous_champion
 from predictions.services import registry
 
 
@@ -437,16 +440,104 @@ class PredictionRunAdmin(EngineWrittenAdmin):
     )
 
 
+def weight_shares(weights: dict[str, float]) -> dict[str, float]:
+    """Each weight's share of the total, in percent (what the weights mean: only ratios count)."""
+    total = sum(max(value, 0.0) for value in weights.values())
+    return {name: (100 * max(value, 0.0) / total if total > 0 else 0.0) for name, value in weights.items()}
+
+
+class HealthWeightsForm(forms.ModelForm):
+    """The weights, each with its share of the total next to it (of the values on the page)."""
+
+    class Meta:
+        model = HealthWeights
+        fields = COMPONENTS
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        values = {}
+        for name in COMPONENTS:
+            raw = self.data.get(name) if self.is_bound else self.initial.get(name)
+            try:
+                values[name] = float(raw)
+            except (TypeError, ValueError):
+                return  # the form's errors say what is wrong; no shares of a wrong total
+        for name, share in weight_shares(values).items():
+            self.fields[name].help_text = f"{share:.1f}% of the total"
+
+    def weights(self) -> dict[str, float]:
+        return {name: float(self.cleaned_data[name]) for name in COMPONENTS}
+
+
 @admin.register(HealthWeights)
 class HealthWeightsAdmin(PortfolioScopedAdmin):
-    """One row: the health score's weights. Only managers and admins may change them."""
+    """One row: the health score's weights. Only managers and admins may change them.
+
+    The change page previews a change before it is saved: "Preview" scores the active customers
+    with the weights in the form (predictions.selectors.health_weights_preview) and saves nothing."""
 
     book_wide = True
-
+    form = HealthWeightsForm
+    change_form_template = "admin/predictions/healthweights/change_form.html"
     list_display = ("__str__", "usage", "engagement", "support", "nps", "billing", "tenure", "updated_at")
+    readonly_fields = ("shares",)
+    fieldsets = (
+        (
+            None,
+            {
+                "description": "The health score (0–100) is the weighted mean of six components, each 0–100: "
+                "usage, engagement, support, NPS, billing and tenure. Only the ratios between the weights "
+                "matter, so each weight is shown as its share of the total.",
+                "fields": (*COMPONENTS, "shares"),
+            },
+        ),
+    )
+
+    @admin.display(description="Saved shares")
+    def shares(self, obj: HealthWeights | None) -> str:
+        weights = obj.as_dict() if obj is not None and obj.pk else health_weights()
+        return " · ".join(f"{name} {share:.1f}%" for name, share in weight_shares(weights).items())
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return super().has_add_permission(request) and not HealthWeights.objects.exists()
 
     def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False
+
+    def changeform_view(
+        self, request: HttpRequest, object_id: str | None = None, form_url: str = "", extra_context: dict | None = None
+    ) -> HttpResponse:
+        if request.method == "POST" and "_preview" in request.POST:
+            return self._preview_view(request, object_id, form_url)
+        return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def _preview_view(self, request: HttpRequest, object_id: str | None, form_url: str) -> HttpResponse:
+        """The change (or add) page again, with the posted weights and their preview; nothing saved.
+        As Django's own change form is assembled (ModelAdmin._changeform_view), without the save."""
+        obj = self.get_object(request, unquote(object_id)) if object_id else None
+        if not (self.has_change_permission(request, obj) if obj else self.has_add_permission(request)):
+            raise PermissionDenied
+        form = self.get_form(request, obj, change=obj is not None)(request.POST, instance=obj)
+        preview = health_weights_preview(user=request.user, weights=form.weights()) if form.is_valid() else None
+        fieldsets = self.get_fieldsets(request, obj)
+        admin_form = helpers.AdminForm(
+            form, list(fieldsets), {}, self.get_readonly_fields(request, obj), model_admin=self
+        )
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Change health score weights" if obj else "Add health score weights",
+            "subtitle": str(obj) if obj else None,
+            "adminform": admin_form,
+            "object_id": object_id,
+            "original": obj,
+            "is_popup": False,
+            "to_field": None,
+            "media": self.media + admin_form.media,
+            "inline_admin_formsets": [],
+            "errors": helpers.AdminErrorList(form, []),
+            "preserved_filters": self.get_preserved_filters(request),
+            "weights_preview": preview,
+        }
+        return self.render_change_form(
+            request, context, add=obj is None, change=obj is not None, obj=obj, form_url=form_url
+        )

@@ -9,6 +9,7 @@ from typing import Any
 from django.conf import settings
 from django.db import connection
 from django.db.models import Avg, Count, Max, OuterRef, Q, QuerySet, Subquery
+from django.utils import timezone
 
 from churnshield.auth.roles import sees_all_customers
 from churnshield.exceptions import NotFoundError
@@ -244,6 +245,66 @@ def health_weights() -> dict[str, float]:
     """The health score's weights as saved in the admin (the defaults until someone saves them)."""
     saved = HealthWeights.objects.order_by("pk").first()
     return saved.as_dict() if saved is not None else HealthWeights().as_dict()
+
+
+# The dashboard's health bands (ml_analytics): a customer "changes level" when the band changes.
+HEALTH_BANDS: tuple[tuple[str, int], ...] = (("excellent", 80), ("good", 60), ("fair", 40), ("poor", 0))
+# At most this many active customers are scored for a weights preview (the page says so).
+WEIGHTS_PREVIEW_SAMPLE = 2000
+
+
+def health_band(score: int) -> str:
+    return next(name for name, floor in HEALTH_BANDS if score >= floor)
+
+
+def health_weights_preview(*, user: Any, weights: dict[str, float], sample_size: int = WEIGHTS_PREVIEW_SAMPLE) -> dict:
+    """The health scores of the user's active customers (the first `sample_size` by id) under the
+    saved weights and under `weights`, from today's features through the rules' own code, as the
+    next scoring run would compute them: the distribution in bins of 10 and how many change band.
+    Writes nothing."""
+    import pandas as pd
+
+    from predictions.data import book_has_events, load_tables
+    from predictions.ml import rules
+    from predictions.ml.features import FeatureSpec, build_features, usage_features
+
+    active = customer_scope(user=user).filter(is_active=True)
+    ids = list(active.order_by("pk").values_list("pk", flat=True)[:sample_size])
+    now = timezone.now()
+    current_weights = health_weights()
+    if ids:
+        tables = load_tables(customer_ids=ids, as_of=now, actions=False)
+        features = build_features(tables, pd.Timestamp(now), FeatureSpec(snapshot=not book_has_events()))
+        usage = usage_features(tables)
+        features = features.join(usage.drop(columns=usage.columns.intersection(features.columns)))
+        current = rules.health_components(features, weights=current_weights)["health_score"].tolist()
+        proposed = rules.health_components(features, weights=weights)["health_score"].tolist()
+    else:
+        current, proposed = [], []
+
+    def bins(scores: list[int]) -> list[int]:
+        counts = [0] * 10
+        for score in scores:
+            counts[min(score // 10, 9)] += 1  # 100 goes with 90–99
+        return counts
+
+    before, after = bins(current), bins(proposed)
+    return {
+        "scored": len(current),
+        "activeCustomers": active.count(),
+        "sampleSize": sample_size,
+        "bins": [
+            {
+                "label": f"{10 * i}–{10 * i + 9 if i < 9 else 100}",
+                "current": before[i],
+                "proposed": after[i],
+                "difference": after[i] - before[i],
+            }
+            for i in range(10)
+        ],
+        "changeBand": sum(health_band(a) != health_band(b) for a, b in zip(current, proposed, strict=True)),
+        "changeScore": sum(a != b for a, b in zip(current, proposed, strict=True)),
+    }
 
 
 def facts_end() -> dt.datetime | None:
