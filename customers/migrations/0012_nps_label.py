@@ -4,14 +4,13 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('customers', '0011_field_labels_mrr_nps'),
+        ("customers", "0011_field_labels_mrr_nps"),
     ]
 
     operations = [
         migrations.AlterModelOptions(
-            name='npsresponse',
-            options={'ordering': ['-responded_at', '-id'], 'verbose_name': 'NPS response'},
+            name="npsresponse",
+            options={"ordering": ["-responded_at", "-id"], "verbose_name": "NPS response"},
         ),
     ]
