@@ -43,6 +43,28 @@ def chromium_or_skip() -> None:
     pytest.skip("needs Debian's chromium (apt-get install -y chromium)")
 
 
+def signed_in_admin_page(
+    browser,
+    base: str,
+    user,
+    *,
+    landing: str = "/admin/",
+    color_scheme: str = "light",
+    password: str = "s3cret-pass-123",
+):
+    """A new page signed in to the admin as `user` (the `make_user` fixture's password) and landed on
+    `landing`, recording CSP violations in `window.__cspViolations`."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, color_scheme=color_scheme)
+    context.add_init_script(RECORD_VIOLATIONS)
+    page = context.new_page()
+    page.goto(f"{base}/admin/login/?next={landing}")
+    page.fill("#id_username", user.username)
+    page.fill("#id_password", password)
+    page.click("input[type=submit]")
+    page.wait_for_url(f"{base}{landing}")
+    return page
+
+
 def test_docs_and_admin_run_under_the_policy_offline(asgi_server, admin_user, make_customer):
     chromium_or_skip()
     from playwright.sync_api import sync_playwright

@@ -12,23 +12,10 @@ from predictions.models import ChurnPrediction, ModelVersion, ModelVersionChange
 from predictions.services.registry import model_promote, model_train, rules_version
 from predictions.services.scoring import score_customers
 from tests.live.conftest import ROOT
-from tests.live.test_csp_browser import CHROMIUM, CHROMIUM_FLAGS, RECORD_VIOLATIONS, chromium_or_skip
+from tests.live.test_csp_browser import CHROMIUM, CHROMIUM_FLAGS, chromium_or_skip, signed_in_admin_page
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
-PASSWORD = "s3cret-pass-123"
 SHOTS = ROOT / ".pytest-logs"
-
-
-def _signed_in(browser, base: str, user, color_scheme: str = "light"):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000}, color_scheme=color_scheme)
-    context.add_init_script(RECORD_VIOLATIONS)
-    page = context.new_page()
-    page.goto(f"{base}/admin/login/?next=/admin/")
-    page.fill("#id_username", user.username)
-    page.fill("#id_password", PASSWORD)
-    page.click("input[type=submit]")
-    page.wait_for_url(f"{base}/admin/")
-    return page
 
 
 def _charts_drawn(page, version: ModelVersion) -> None:
@@ -70,7 +57,7 @@ def test_a_manager_reads_the_champions_card_and_promotes_the_other_version(asgi_
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS, headless=True)
         try:
             for scheme in ("light", "dark"):
-                page = _signed_in(browser, base, manager, scheme)
+                page = signed_in_admin_page(browser, base, manager, color_scheme=scheme)
                 page.goto(f"{base}/admin/predictions/modelversion/{champion.pk}/change/")
                 assert page.locator("#cs-card-blocks tbody tr.cs-block-row").count() == len(champion.metrics["blocks"])
                 _charts_drawn(page, champion)

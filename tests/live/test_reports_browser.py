@@ -14,23 +14,10 @@ from interventions.models import Intervention
 from playbooks.models import Playbook, PlaybookExecution
 from predictions.models import PortfolioSnapshot
 from tests.live.conftest import ROOT
-from tests.live.test_csp_browser import CHROMIUM, CHROMIUM_FLAGS, RECORD_VIOLATIONS, chromium_or_skip
+from tests.live.test_csp_browser import CHROMIUM, CHROMIUM_FLAGS, chromium_or_skip, signed_in_admin_page
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
-PASSWORD = "s3cret-pass-123"
 SHOTS = ROOT / ".pytest-logs"
-
-
-def _signed_in(browser, base: str, user, scheme: str):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000}, color_scheme=scheme)
-    context.add_init_script(RECORD_VIOLATIONS)
-    page = context.new_page()
-    page.goto(f"{base}/admin/login/?next=/admin/reports/")
-    page.fill("#id_username", user.username)
-    page.fill("#id_password", PASSWORD)
-    page.click("input[type=submit]")
-    page.wait_for_url(f"{base}/admin/reports/")
-    return page
 
 
 def _bars(page, section: str) -> int:
@@ -106,7 +93,9 @@ def test_reports_charts_for_a_manager_and_a_csm_scoped_to_the_portfolio(asgi_ser
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS, headless=True)
         try:
             for scheme in ("light", "dark"):
-                page = _signed_in(browser, asgi_server, manager, scheme)
+                page = signed_in_admin_page(
+                    browser, asgi_server, manager, landing="/admin/reports/", color_scheme=scheme
+                )
                 assert page.text_content("h1").startswith("Reports: the book")
                 assert page.locator("#cs-trend svg polyline").count() == 2
                 assert _bars(page, "cs-distribution") == 10
@@ -122,7 +111,7 @@ def test_reports_charts_for_a_manager_and_a_csm_scoped_to_the_portfolio(asgi_ser
                 page.screenshot(path=str(SHOTS / f"reports-manager-{scheme}.png"), full_page=True)
                 assert page.evaluate("window.__cspViolations") == []
 
-                page = _signed_in(browser, asgi_server, maya, scheme)
+                page = signed_in_admin_page(browser, asgi_server, maya, landing="/admin/reports/", color_scheme=scheme)
                 assert page.text_content("h1").startswith("Reports: my portfolio")
                 assert page.locator("#cs-trend svg polyline").count() == 2
                 assert _bars(page, "cs-revenue-owner") == 1

@@ -22,11 +22,15 @@ from predictions.models import ModelVersion, PortfolioSnapshot, PredictionRun
 from predictions.services import portfolio_snapshot_take
 from tests.helpers import make_alert
 from tests.live.conftest import ROOT, eventually, serve_asgi, service_env
-from tests.live.test_csp_browser import CHROMIUM, CHROMIUM_FLAGS, RECORD_VIOLATIONS, chromium_or_skip
+from tests.live.test_csp_browser import (
+    CHROMIUM,
+    CHROMIUM_FLAGS,
+    chromium_or_skip,
+    signed_in_admin_page,
+)
 from tests.notifications.servers import start_smtp
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
-PASSWORD = "s3cret-pass-123"
 SHOTS = ROOT / ".pytest-logs"
 EMAIL_PLAYBOOK = [
     {"key": "task", "type": "create_intervention", "intervention_type": "Call",
@@ -39,18 +43,6 @@ EMAIL_PLAYBOOK = [
 
 def _browser(playwright):
     return playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS, headless=True)
-
-
-def _signed_in(browser, base: str, user):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    context.add_init_script(RECORD_VIOLATIONS)
-    page = context.new_page()
-    page.goto(f"{base}/admin/login/?next=/admin/")
-    page.fill("#id_username", user.username)
-    page.fill("#id_password", PASSWORD)
-    page.click("input[type=submit]")
-    page.wait_for_url(f"{base}/admin/")
-    return page
 
 
 # --- The team home and scoping ------------------------------------------------------------------
@@ -144,7 +136,7 @@ def test_the_team_home_for_a_manager_and_a_csm_home_scoped_to_the_portfolio(asgi
         browser = _browser(playwright)
         try:
             # The manager: the whole book's figures, the workload per CSM, the trend with the marker.
-            page = _signed_in(browser, asgi_server, manager)
+            page = signed_in_admin_page(browser, asgi_server, manager)
             assert page.text_content("h1").startswith("Team home")
             cards = _cards(page)
             assert cards["high-risk customers"] == str(team["high"])
@@ -173,7 +165,7 @@ def test_the_team_home_for_a_manager_and_a_csm_home_scoped_to_the_portfolio(asgi
             assert page.evaluate("window.__cspViolations") == []
 
             # Maya: her portfolio only, in the cards, the list, the tasks and the chart.
-            page = _signed_in(browser, asgi_server, maya)
+            page = signed_in_admin_page(browser, asgi_server, maya)
             assert page.text_content("h1").startswith("My home")
             cards = _cards(page)
             assert cards["high-risk customers"] == str(mine["high"])
@@ -237,7 +229,7 @@ def test_a_manager_edits_and_approves_a_queued_email_and_discards_two(
     with sync_playwright() as playwright:
         browser = _browser(playwright)
         try:
-            page = _signed_in(browser, base, manager)
+            page = signed_in_admin_page(browser, base, manager)
             page.goto(f"{base}/admin/playbooks/emailreview/?status__exact=pending")
             assert page.locator("#result_list tbody tr").count() == 3
             page.screenshot(path=str(SHOTS / "email-review-queue.png"), full_page=True)
