@@ -8,6 +8,7 @@ a `<title>`, which browsers show as a tooltip.
 
 import datetime as dt
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from django.utils.html import format_html, format_html_join
@@ -44,6 +45,24 @@ def _ticks(start: dt.date, end: dt.date, count: int = 5) -> list[dt.date]:
     return [start + dt.timedelta(days=round(span * i / (count - 1))) for i in range(count)]
 
 
+def _y_grid(y_max: float, text: Callable[[float], str]) -> list[str]:
+    """Horizontal grid lines at 0, half and the top of a 0–`y_max` axis, each labelled on the left."""
+    return [
+        format_html(
+            '<line class="cs-grid" x1="{}" x2="{}" y1="{}" y2="{}"/>'
+            '<text class="cs-axis" x="{}" y="{}" text-anchor="end">{}</text>',
+            LEFT,
+            WIDTH - RIGHT,
+            f"{_y(value, y_max):.1f}",
+            f"{_y(value, y_max):.1f}",
+            LEFT - 6,
+            f"{_y(value, y_max) + 4:.1f}",
+            text(value),
+        )
+        for value in (0, y_max / 2, y_max)
+    ]
+
+
 def nice_max(values: list[float], floor: float = 10.0, ceiling: float = 100.0) -> float:
     """A round top for the y axis a little above the largest value (10, 20, 30… up to `ceiling`)."""
     top = max((v for v in values if v is not None), default=0.0) * 1.15
@@ -64,22 +83,7 @@ def line_chart(
     `markers` are vertical dashed lines with a short label (e.g. "model: xgb-3" on the day the
     scoring model changed).
     """
-    parts: list[str] = []
-    for value in (0, y_max / 2, y_max):
-        y = _y(value, y_max)
-        parts.append(
-            format_html(
-                '<line class="cs-grid" x1="{}" x2="{}" y1="{}" y2="{}"/>'
-                '<text class="cs-axis" x="{}" y="{}" text-anchor="end">{}</text>',
-                LEFT,
-                WIDTH - RIGHT,
-                f"{y:.1f}",
-                f"{y:.1f}",
-                LEFT - 6,
-                f"{y + 4:.1f}",
-                f"{value:g}",
-            )
-        )
+    parts = _y_grid(y_max, lambda value: f"{value:g}")
     ticks = _ticks(start, end)
     for i, day in enumerate(ticks):
         anchor = "start" if i == 0 else "end" if i == len(ticks) - 1 else "middle"
@@ -363,22 +367,7 @@ def column_chart(
     classes = [css] * len(labels) if isinstance(css, str) else css
     y_max = _round_up(max(values, default=0) * 1.15)
     slot = (WIDTH - LEFT - RIGHT) / max(len(labels), 1)
-    parts: list[str] = []
-    for value in (0, y_max / 2, y_max):
-        y = _y(value, y_max)
-        parts.append(
-            format_html(
-                '<line class="cs-grid" x1="{}" x2="{}" y1="{}" y2="{}"/>'
-                '<text class="cs-axis" x="{}" y="{}" text-anchor="end">{}</text>',
-                LEFT,
-                WIDTH - RIGHT,
-                f"{y:.1f}",
-                f"{y:.1f}",
-                LEFT - 6,
-                f"{y + 4:.1f}",
-                _value_text(value, unit),
-            )
-        )
+    parts = _y_grid(y_max, lambda value: _value_text(value, unit))
     for i, (name, value) in enumerate(zip(labels, values, strict=True)):
         x = LEFT + i * slot
         top = _y(value, y_max)
