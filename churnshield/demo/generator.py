@@ -561,6 +561,9 @@ def _ensure_playbooks(as_of: dt.datetime) -> dict[str, Playbook]:
         )
         if created:
             Playbook.objects.filter(pk=playbook.pk).update(created_at=as_of - dt.timedelta(days=420))
+        if name in MEASURED_PLAYBOOKS and playbook.holdout_share != MEASURED_PLAYBOOKS[name]:
+            playbook.holdout_share = MEASURED_PLAYBOOKS[name]
+            playbook.save(update_fields=["holdout_share"])
         playbooks[name] = playbook
     return playbooks
 
@@ -643,9 +646,11 @@ DEMO_INTEGRATION_REASON = "Demo data: no credentials configured — connect it u
 
 # Playbooks the demo has measured against a holdout: the two the riskiest accounts' causes call for
 # most often, so both groups reach the Reports page's minimum on a book of a few hundred accounts.
+# Measuring an effect on so few accounts needs a fifth held out: the demo sets that share on both
+# (the default playbooks, seeded first, hold out less), and the draw below holds it out on average.
 MEASURED_PLAYBOOKS = {"Executive Check-in": 0.2, "Product Training / Feature Adoption": 0.2}
 ENROL_RISK_QUANTILE = 0.5  # each month the riskier half of the live accounts qualifies
-# The chance of drawing the holdout among enrolments whose customer goes on to churn, and among the
+# How much likelier the holdout is drawn among enrolments whose customer goes on to churn than among the
 # rest. Enrolments and outcomes come from the book itself; weighting the draw by the outcome is what
 # makes the enrolled churn less than the holdout (a few points, as a real playbook might).
 HOLDOUT_IF_CHURNS, HOLDOUT_OTHERWISE = 0.4, 0.17
@@ -687,8 +692,9 @@ def _write_enrolment_history(
     # Within a week of the score, and before the churn (an enrolment the day it churned still counts).
     started = np.minimum(np.array(when) + rng.uniform(0, 7, k), book.end_t[c] - 0.01)
     churns = book.churned[c] & (book.churn_t[c] >= started)
-    share = np.array([MEASURED_PLAYBOOKS[name] for name in names])
-    holdout = rng.random(k) < share * np.where(churns, HOLDOUT_IF_CHURNS, HOLDOUT_OTHERWISE) / 0.2
+    share = np.array([playbooks[name].holdout_share for name in names])
+    weight = np.where(churns, HOLDOUT_IF_CHURNS, HOLDOUT_OTHERWISE)
+    holdout = rng.random(k) < share * weight / weight.mean()
     failed = ~holdout & (rng.random(k) < 0.08)
     done = np.where(holdout, started, np.minimum(started + rng.uniform(8, 30, k), book.end_t[c] - 0.005))
     done = np.maximum(done, started)

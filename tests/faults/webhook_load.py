@@ -397,6 +397,7 @@ class Attempt:
     started: float  # monotonic
     latency: float
     status: int  # 0: transport error or timeout
+    error: str = ""  # the transport error's class, when status is 0
 
 
 @dataclass
@@ -436,20 +437,25 @@ async def send_all(
     queue: asyncio.Queue[tuple[int, Delivery]] = asyncio.Queue()
     for item in enumerate(deliveries):
         queue.put_nowait(item)
-    limits = httpx.Limits(max_connections=clients * 2, max_keepalive_connections=clients * 2)
+    # An idle pooled connection is dropped before uvicorn's 5 s keep-alive timeout closes it: with
+    # equal timeouts a request can go out on a connection the server is closing at that instant,
+    # a transport error no server could prevent (real senders retry it; here it would be counted
+    # as a failure outside the fault windows).
+    limits = httpx.Limits(max_connections=clients * 2, max_keepalive_connections=clients * 2, keepalive_expiry=2.0)
 
     async def deliver(client: httpx.AsyncClient, event: Event) -> None:
         started_at = time.monotonic()
         for attempt in range(len(RETRY_SCHEDULE) + 1):
             url, body, headers = signed(event, base_url, integration_ids[event.provider])
             began = time.monotonic()
+            error = ""
             try:
                 response = await client.post(url, content=body, headers=headers)
                 status = response.status_code
-            except httpx.HTTPError:
-                status = 0
+            except httpx.HTTPError as exc:
+                status, error = 0, f"{type(exc).__name__}: {exc}"
             report.requests += 1
-            report.attempts.append(Attempt(began, time.monotonic() - began, status))
+            report.attempts.append(Attempt(began, time.monotonic() - began, status, error))
             if 200 <= status < 300:
                 report.last_accept = max(report.last_accept, time.monotonic())
                 return

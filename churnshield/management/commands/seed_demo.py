@@ -37,6 +37,10 @@ class Command(BaseCommand):
             raise CommandError("--customers must be at least 1")
         if options["activity_scale"] <= 0:
             raise CommandError("--activity-scale must be positive")
+        # The default playbooks first: the demo's measured enrolments are drawn at their holdout share.
+        from playbooks.defaults import seed_default_playbooks
+
+        self.stdout.write(f"Default playbooks: {seed_default_playbooks()}")
         started = time.perf_counter()
         try:
             counts = generate(
@@ -51,7 +55,3 @@ class Command(BaseCommand):
         elapsed = time.perf_counter() - started
         summary = ", ".join(f"{name}={count:,}" for name, count in counts.items())
         self.stdout.write(self.style.SUCCESS(f"Seeded demo data in {elapsed:.1f}s: {summary}"))
-        # Playbooks: the default playbooks and their trigger rules.
-        from playbooks.defaults import seed_default_playbooks
-
-        self.stdout.write(f"Default playbooks: {seed_default_playbooks()}")
