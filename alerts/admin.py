@@ -16,7 +16,6 @@ from django.db.models import Model, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect, JsonResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
-from rest_framework.exceptions import ValidationError
 
 from alerts.models import Alert, NotificationDelivery, NotificationPreference, NotificationSettings
 from alerts.notifications.errors import UnsafeWebhookURL
@@ -32,7 +31,7 @@ from alerts.services import (
     snooze_preset_until,
 )
 from churnshield.admin_scoping import EngineRowsAdmin, PortfolioScopedAdmin, is_csm
-from churnshield.exceptions import ConflictError, NotFoundError, error_body
+from churnshield.exceptions import ConflictError, InvalidInputError, NotFoundError, error_body
 
 
 def _wants_json(request: HttpRequest) -> bool:
@@ -59,7 +58,7 @@ def _snooze_until(request: HttpRequest, zone: ZoneInfo) -> dt.datetime:
         try:
             when = dt.datetime.fromisoformat(until.replace("Z", "+00:00"))
         except ValueError:
-            raise ValidationError({"until": ["Enter a date and time, e.g. 2026-06-01T09:00."]}) from None
+            raise InvalidInputError({"until": ["Enter a date and time, e.g. 2026-06-01T09:00."]}) from None
         return when if timezone.is_aware(when) else when.replace(tzinfo=zone)
     return snooze_preset_until(request.POST.get("preset", ""), now=timezone.now(), time_zone=zone.key)
 
@@ -173,9 +172,8 @@ class AlertAdmin(PortfolioScopedAdmin):
             raise PermissionDenied
         try:
             alert, done = change(obj.pk)
-        except ValidationError as exc:
-            errors = {field: [str(m) for m in msgs] for field, msgs in exc.detail.items()}
-            return self._refused(request, obj, 400, "invalid", errors)
+        except InvalidInputError as exc:
+            return self._refused(request, obj, 400, "invalid", exc.errors)
         except ConflictError as exc:
             return self._refused(request, obj, 409, "conflict", {}, str(exc))
         except NotFoundError:

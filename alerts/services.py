@@ -25,14 +25,13 @@ from django.db.models import IntegerField, Q
 from django.db.models.fields.json import KT
 from django.db.models.functions import Cast
 from django.utils import timezone
-from rest_framework.exceptions import ValidationError
 
 from alerts.models import SEVERITY_RANK, Alert, NotificationPreference
 from alerts.realtime import broadcast_alerts
 from alerts.selectors import alert_scope
 from churnshield.db import delete_in_batches
 from churnshield.enqueue import enqueue
-from churnshield.exceptions import ConflictError, NotFoundError
+from churnshield.exceptions import ConflictError, InvalidInputError, NotFoundError
 from customers.models import Customer
 from customers.selectors import risk_thresholds
 
@@ -249,7 +248,7 @@ def alert_snooze(*, user: Any, alert_id: Any, until: dt.datetime, now: dt.dateti
     """Silence the alert (and its group's equal or lesser news) until `until`; worse news re-opens it."""
     now = now or timezone.now()
     if until <= now or until > now + MAX_SNOOZE:
-        raise ValidationError({"until": ["Snooze until a time in the next 30 days."]})
+        raise InvalidInputError({"until": ["Snooze until a time in the next 30 days."]})
     alert = _locked(user, alert_id)
     alert.status, alert.snoozed_until = Alert.Status.SNOOZED, until
     alert.save(update_fields=["status", "snoozed_until"])
@@ -271,7 +270,7 @@ def snooze_preset_until(preset: str, *, now: dt.datetime, time_zone: str) -> dt.
     if preset == "tomorrow":
         zone = ZoneInfo(time_zone)
         return dt.datetime.combine(now.astimezone(zone).date() + dt.timedelta(days=1), dt.time(9), tzinfo=zone)
-    raise ValidationError({"preset": [f"Choose one of {', '.join(SNOOZE_PRESETS)}."]})
+    raise InvalidInputError({"preset": [f"Choose one of {', '.join(SNOOZE_PRESETS)}."]})
 
 
 def alerts_resolve_cleared(*, customer_ids: list[int] | None = None, now: dt.datetime | None = None) -> int:

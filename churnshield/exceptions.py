@@ -14,6 +14,15 @@ def error_body(message: str, code: str, errors: dict[str, Any] | None = None) ->
     return {"message": message, "code": code, "errors": errors or {}}
 
 
+class InvalidInputError(ValueError):
+    """Input a service refuses, by field: `errors` is `{field: [messages]}` (HTTP 400; the admin shows
+    each message on its field)."""
+
+    def __init__(self, errors: dict[str, list[str]]) -> None:
+        super().__init__(next(iter(errors.values()), [""])[0] if errors else "Invalid input")
+        self.errors = errors
+
+
 class NotFoundError(LookupError):
     """The object does not exist, or is outside what the user may see (never tell which)."""
 

@@ -460,9 +460,18 @@ def test_2000_alerts_with_5_random_disconnects_lose_nothing_and_repeat_nothing(c
             asyncio.ensure_future(sync_to_async(produce, thread_sensitive=False)(total // 2, seed)) for seed in (1, 2)
         ]
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + 60
+        deadline, hard_stop = loop.time() + 60, loop.time() + 600
         connections_made = 0
-        while loop.time() < deadline:
+
+        def in_time() -> bool:
+            # The feed has 60 s after the last alert is written: slow producers (a loaded machine)
+            # are not the feed's delay.
+            nonlocal deadline
+            if not all(p.done() for p in producers):
+                deadline = loop.time() + 60
+            return loop.time() < min(deadline, hard_stop)
+
+        while in_time():
             communicator = socket(access=access_for(csm))
             connected, _ = await communicator.connect()
             assert connected
@@ -471,7 +480,7 @@ def test_2000_alerts_with_5_random_disconnects_lose_nothing_and_repeat_nothing(c
             this_connection: set[int] = set()
             cut = disconnect_at.pop(0) if disconnect_at else None
             while True:
-                assert loop.time() < deadline, f"missing: {len(set(created) - seen)} of {len(created)}"
+                assert in_time(), f"missing: {len(set(created) - seen)} of {len(created)}"
                 done = all(p.done() for p in producers) and seen >= set(created)
                 if done and cut is None:
                     break

@@ -14,7 +14,13 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
-from churnshield.exceptions import ConflictError, NotFoundError, ServiceUnavailableError, error_body
+from churnshield.exceptions import (
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+    ServiceUnavailableError,
+    error_body,
+)
 
 
 class Conflict(exceptions.APIException):
@@ -64,7 +70,9 @@ def _string_keys(errors: Any) -> Any:
 
 
 def exception_handler(exc: Exception, context: dict) -> Response | None:
-    if isinstance(exc, NotFoundError):
+    if isinstance(exc, InvalidInputError):
+        exc = exceptions.ValidationError(exc.errors)
+    elif isinstance(exc, NotFoundError):
         exc = exceptions.NotFound(str(exc) or "Not found.")
     elif isinstance(exc, ConflictError):
         exc = Conflict(str(exc) or Conflict.default_detail)
