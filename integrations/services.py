@@ -6,7 +6,6 @@ import json
 import logging
 import random
 from contextlib import nullcontext
-from functools import partial
 from typing import Any
 
 from django.conf import settings

@@ -19,6 +19,9 @@ from typing import Any
 from channels.testing import HttpCommunicator
 from django.core.cache import cache
 
+# Imported with the test module, not on the first delivery: its django.setup() reconfigures
+# logging, which would drop the handlers pytest (caplog) installed for a running test.
+from churnshield.asgi import application
 from integrations.models import Integration
 from integrations.services import drain_key
 
@@ -55,8 +58,6 @@ def _wire(headers: dict[str, str] | None) -> list[tuple[bytes, bytes]]:
 
 
 async def _exchange(method: str, path: str, body: bytes, headers: dict[str, str] | None) -> Answer:
-    from churnshield.asgi import application
-
     communicator = HttpCommunicator(application, method, path, body=body, headers=_wire(headers))
     response = await communicator.get_response(timeout=30)
     return Answer(response["status"], response["body"], dict(response["headers"]))
