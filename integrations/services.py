@@ -5,6 +5,7 @@ import datetime as dt
 import json
 import logging
 import random
+from collections.abc import Callable
 from contextlib import nullcontext
 from typing import Any
 
@@ -126,8 +127,16 @@ def webhook_store(*, rows: list[WebhookEvent], enqueue: bool = True) -> set[int]
         for integration_id in sorted(integration_ids):
             # Robust: the events are durable now; a drain that fails (in-process tasks run it right
             # here) must not turn their acknowledgement into an error. The sweeper retries it.
-            transaction.on_commit(lambda pk=integration_id: enqueue_drain(integration_id=pk), robust=True)
+            transaction.on_commit(_drain_enqueuer(integration_id), robust=True)
     return integration_ids
+
+
+def _drain_enqueuer(integration_id: int) -> Callable[[], None]:
+    # A named function, not a partial: a robust on_commit logs the callback's __qualname__.
+    def enqueue_drain_after_commit() -> None:
+        enqueue_drain(integration_id=integration_id)
+
+    return enqueue_drain_after_commit
 
 
 def enqueue_drain(*, integration_id: int) -> None:
