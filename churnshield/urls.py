@@ -26,7 +26,7 @@ from customers.api.views import (
     ImportJobErrorsView,
     ImportJobView,
 )
-from integrations.api.views import IntegrationViewSet, WebhookView
+from integrations.api.views import IntegrationViewSet
 from interventions.api.views import InterventionViewSet, OutcomeView, RecommendView
 from playbooks.api.views import EmailReviewViewSet, ExecutionViewSet, PlaybookViewSet, TriggerView
 from predictions.api.views import (
@@ -70,8 +70,6 @@ api = [
     path("notifications/preferences", NotificationPreferenceView.as_view(), name="notification-preferences"),
     path("v1/playbooks/trigger", TriggerView.as_view(), name="playbooks-trigger"),
     path("alerts/ws-ticket", AlertWsTicketView.as_view(), name="alert-ws-ticket"),  # live alert feed
-    # Integrations: signed webhooks, authenticated by the provider's signature.
-    path("webhooks/<str:provider>/<int:integration_id>", WebhookView.as_view(), name="webhook"),
     path("schema", SpectacularAPIView.as_view(), name="schema"),
     path("docs", ApiDocsView.as_view(url_name="schema"), name="docs"),
     path("", include(router.urls)),

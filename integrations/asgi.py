@@ -6,8 +6,9 @@ arrive while the previous commit is in flight are inserted in one transaction by
 thread, and each request is answered once its rows are durable. A commit costs the same for one
 row or hundreds, so throughput follows the arrival rate instead of the disk's fsync rate.
 
-The DRF view (`integrations.api.views.WebhookView`) serves the same route under WSGI and in tests,
-through the same services (`webhook_integration`, `webhook_verify`, `webhook_store`).
+This is the only webhook receiver: the route is not in Django's URL conf (there is no WSGI entry
+point; `WSGI_APPLICATION = None`), and `integrations.api.schema` documents it in the OpenAPI schema.
+Tests drive it in-process over ASGI (`integrations/tests/receiver.py`).
 """
 
 import asyncio

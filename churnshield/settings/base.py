@@ -290,6 +290,8 @@ SPECTACULAR_SETTINGS = {
         "drf_spectacular.hooks.postprocess_schema_enums",
         "churnshield.api.schema_hooks.add_error_responses",
         "churnshield.api.schema_hooks.add_body_rules",
+        # Served by the ASGI receiver before Django's URL conf, so described by hand.
+        "integrations.api.schema.add_webhook_route",
     ],
     "ENUM_NAME_OVERRIDES": {
         # low/medium/high is shared by risk levels, priorities and impacts.

@@ -69,7 +69,3 @@ class SyncRunOutputSerializer(serializers.ModelSerializer):
             "error",
         ]
         read_only_fields = fields
-
-
-class WebhookAcceptedSerializer(serializers.Serializer):
-    received = serializers.IntegerField(help_text="Events in the delivery (duplicates included, stored once).")

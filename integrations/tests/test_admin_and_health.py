@@ -9,10 +9,11 @@ from django.test import Client
 from django.urls import reverse
 
 from integrations import selectors, services
-from integrations.connectors.base import secret_value
+from integrations.connectors.base import Delivery, secret_value
 from integrations.models import SyncRun, WebhookEvent
 from integrations.tests.conftest import STRIPE_SECRET
 from integrations.tests.fakes import stripe_customer, stripe_event, stripe_header, stripe_list
+from integrations.tests.receiver import deliver, hold_drain
 from predictions.models import ChurnPrediction
 
 pytestmark = pytest.mark.django_db
@@ -24,7 +25,7 @@ def admin_client(user) -> Client:
     return client
 
 
-def test_admin_sync_now_and_replay_actions(make_integration, admin_user, viewer, fake_api, client, settings):
+def test_admin_sync_now_and_replay_actions(make_integration, admin_user, viewer, fake_api, settings):
     settings.WEBHOOK_MAX_ATTEMPTS = 1
     objects = [stripe_customer(n, f"adm{n}@example.com") for n in range(3)]
     fake_api.routes[("GET", "/v1/customers")] = lambda p, q, b: stripe_list(objects, q, p)
@@ -51,12 +52,15 @@ def test_admin_sync_now_and_replay_actions(make_integration, admin_user, viewer,
             int(time.time()),
         )
     )
-    client.post(
-        f"/api/webhooks/stripe/{integration.pk}",
-        data=body,
-        content_type="application/json",
-        HTTP_STRIPE_SIGNATURE=stripe_header(body, STRIPE_SECRET),
+    # Verified and stored as the receiver does it (its HTTP side: test_webhooks.py), inside this
+    # test's transaction, so the admin pages below need no transactional test.
+    delivery = Delivery(
+        body=body.encode(),
+        headers={"stripe-signature": stripe_header(body, STRIPE_SECRET)},
+        method="POST",
+        url=f"http://testserver/api/webhooks/stripe/{integration.pk}",
     )
+    services.webhook_store(rows=services.webhook_verify(integration=integration, delivery=delivery))
     services.webhooks_drain(integration_id=integration.pk)
     event = WebhookEvent.objects.get(status="dead")
     health = {row["id"]: row for row in selectors.integration_health()}[integration.pk]
@@ -71,31 +75,26 @@ def test_admin_sync_now_and_replay_actions(make_integration, admin_user, viewer,
     assert (event.status, event.attempts, event.last_error) == ("received", 0, "")
 
 
-def test_secrets_may_live_in_the_environment(monkeypatch, make_integration, client):
+@pytest.mark.django_db(transaction=True)  # the receiver commits on its own threads
+def test_secrets_may_live_in_the_environment(monkeypatch, make_integration):
     monkeypatch.setenv("STRIPE_SIGNING_SECRET_TEST", "whsec_from_env")
     integration = make_integration("stripe", signing_secret="env:STRIPE_SIGNING_SECRET_TEST")
     assert secret_value("env:STRIPE_SIGNING_SECRET_TEST") == "whsec_from_env"
     body = json.dumps(
         stripe_event("evt_env", "customer.created", stripe_customer(1, "e@example.com"), int(time.time()))
     )
-    ok = client.post(
-        f"/api/webhooks/stripe/{integration.pk}",
-        data=body,
-        content_type="application/json",
-        HTTP_STRIPE_SIGNATURE=stripe_header(body, "whsec_from_env"),
-    )
+    hold_drain(integration)
+    ok = deliver(integration, body.encode(), {"HTTP_STRIPE_SIGNATURE": stripe_header(body, "whsec_from_env")})
     assert ok.status_code == 200
-    literal = client.post(
-        f"/api/webhooks/stripe/{integration.pk}",
-        data=body,
-        content_type="application/json",
-        HTTP_STRIPE_SIGNATURE=stripe_header(body, "env:STRIPE_SIGNING_SECRET_TEST"),
+    literal = deliver(
+        integration, body.encode(), {"HTTP_STRIPE_SIGNATURE": stripe_header(body, "env:STRIPE_SIGNING_SECRET_TEST")}
     )
     assert literal.status_code == 401
 
 
+@pytest.mark.django_db(transaction=True)  # the receiver commits on its own threads
 def test_an_opened_ticket_rescores_the_customer_after_commit(
-    make_integration, make_customer, client, django_capture_on_commit_callbacks
+    make_integration, make_customer, django_capture_on_commit_callbacks
 ):
     from integrations.tests.conftest import GENERIC_SECRET
     from integrations.tests.fakes import standard_headers
@@ -114,12 +113,9 @@ def test_an_opened_ticket_rescores_the_customer_after_commit(
             },
         }
     ).encode()
-    client.post(
-        f"/api/webhooks/generic/{integration.pk}",
-        data=body,
-        content_type="application/json",
-        **standard_headers(GENERIC_SECRET, "msg_rescore", int(time.time()), body),
-    )
+    hold_drain(integration)  # processed by the drain below, not before the answer
+    answer = deliver(integration, body, standard_headers(GENERIC_SECRET, "msg_rescore", int(time.time()), body))
+    assert answer.status_code == 200
     assert not ChurnPrediction.objects.filter(customer=customer).exists()
     with django_capture_on_commit_callbacks(execute=True):
         services.webhooks_drain(integration_id=integration.pk)

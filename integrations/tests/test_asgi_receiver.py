@@ -1,5 +1,6 @@
-"""The ASGI receiver (group commit) in-process: same answers as the DRF view, and concurrent
-deliveries share commits without losing or duplicating any."""
+"""The receiver's group commit in-process: concurrent deliveries share commits without losing or
+duplicating any, and the store threads give their connections back. (Its answers per provider:
+test_webhooks.py, test_clock_skew.py, test_webhook_fuzz.py.)"""
 
 import asyncio
 import hashlib
@@ -80,7 +81,7 @@ def test_oversized_body_is_413(make_integration, settings):
 
 
 def test_signed_unreadable_bodies_are_400_and_nul_ids_are_stored(make_integration):
-    """F2 findings on the ASGI path: same answers as the DRF view."""
+    """F2 findings: a signed body we cannot read is 400 and writes nothing; a NUL in an id is kept, escaped."""
     integration = make_integration("segment")
     path = f"/api/webhooks/segment/{integration.pk}"
 

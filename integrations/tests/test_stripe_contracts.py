@@ -1,10 +1,12 @@
 """A Stripe subscription's billing periods become subscription versions, and the customer's
-contract (renewal date, ARR) follows them, through the real webhook path."""
+contract (renewal date, ARR) follows them, through the real webhook path (the receiver over ASGI,
+which commits on its own threads: a transactional test)."""
 
 import datetime as dt
 import time
 from decimal import Decimal
 
+import pytest
 from django.utils import timezone
 
 from customers.models import ContractSource, Customer, Subscription
@@ -13,6 +15,7 @@ from integrations.tests.fakes import stripe_customer, stripe_event, stripe_subsc
 from integrations.tests.test_webhooks import send_stripe
 
 DAY = 86_400
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def _period(subscription: dict, start: int, end: int) -> dict:
@@ -22,7 +25,7 @@ def _period(subscription: dict, start: int, end: int) -> dict:
     return subscription
 
 
-def test_periods_become_versions_and_the_contract_follows_them(client, make_integration):
+def test_periods_become_versions_and_the_contract_follows_them(make_integration):
     integration = make_integration("stripe")
     t = int(time.time()) - 200
     first_start, first_end = t - 20 * DAY, t + 10 * DAY
@@ -37,7 +40,7 @@ def test_periods_become_versions_and_the_contract_follows_them(client, make_inte
         ),
     ]
     for event in events:
-        send_stripe(client, integration, event)
+        send_stripe(integration, event)
     services.webhooks_drain(integration_id=integration.pk)
     customer = Customer.objects.get(email="one@example.com")
     assert (customer.renewal_date, customer.contract_value, customer.bill_period_months, customer.contract_source) == (
@@ -49,7 +52,7 @@ def test_periods_become_versions_and_the_contract_follows_them(client, make_inte
 
     # An upgrade to a yearly price that restarts the billing period (billing_cycle_anchor=now).
     renewal = _period(stripe_subscription(1, "cus_1", cents=1_200_000, interval="year"), t + 2, renewed_end)
-    send_stripe(client, integration, stripe_event("evt_2", "customer.subscription.updated", renewal, t + 2))
+    send_stripe(integration, stripe_event("evt_2", "customer.subscription.updated", renewal, t + 2))
     services.webhooks_drain(integration_id=integration.pk)
     versions = list(
         Subscription.objects.filter(customer=customer).order_by("started_at").values_list("mrr", "status", "ended_at")
@@ -68,7 +71,7 @@ def test_periods_become_versions_and_the_contract_follows_them(client, make_inte
 
     # Cancelled: the version ends there, no contract is left.
     cancelled = stripe_subscription(1, "cus_1", status="canceled", cents=1_200_000, interval="year", ended_at=t + 3)
-    send_stripe(client, integration, stripe_event("evt_3", "customer.subscription.deleted", cancelled, t + 3))
+    send_stripe(integration, stripe_event("evt_3", "customer.subscription.deleted", cancelled, t + 3))
     services.webhooks_drain(integration_id=integration.pk)
     customer.refresh_from_db()
     assert (customer.renewal_date, customer.contract_value) == (None, Decimal("0.00"))
