@@ -374,6 +374,10 @@ def describe_rules(rules: Iterable[TriggerRule]) -> None:
         rule.text = rule_text(rule, high=high, owners=owners)  # type: ignore[attr-defined]
 
 
+def matches(count: int) -> str:
+    return f"{count:,} customer" + ("" if count == 1 else "s")
+
+
 # --- The admin page ------------------------------------------------------------------------------
 
 
@@ -407,7 +411,9 @@ class TriggerRuleFormAdmin(admin.ModelAdmin):
 
     @admin.display(description="Rule")
     def rule(self, obj: TriggerRule) -> str:
-        return getattr(obj, "text", "") or rule_text(obj, high=risk_thresholds()[1], owners={})
+        if not hasattr(obj, "text"):
+            describe_rules([obj])
+        return obj.text  # type: ignore[attr-defined]
 
     @admin.display(description="Go-ahead given on")
     def approval_text(self, obj: TriggerRule) -> str:
@@ -433,6 +439,7 @@ class TriggerRuleFormAdmin(admin.ModelAdmin):
         if obj is not None and obj.pk is not None:
             # The saved rule's match count now, for whoever reads the page (JavaScript updates it live).
             context["rule_preview"] = selectors.rule_preview(user=request.user, rule=obj)
+            context["subtitle"] = f"{obj.playbook.name}: {self.rule(obj)}"
         context["rule_editable"] = obj is None or self.has_change_permission(request, obj)
         context["rule_preview_url"] = reverse("admin:playbooks_triggerrule_preview")
         context["rule_fields"] = ROW_SPECS
@@ -458,6 +465,6 @@ class TriggerRuleFormAdmin(admin.ModelAdmin):
             {
                 "matched": preview["matchedVisible"],
                 "wouldEnrol": preview["wouldEnrol"],
-                "text": f"Matches {preview['matchedVisible']} customers now; {preview['text']}.",
+                "text": f"Matches {matches(preview['matchedVisible'])} now; {preview['text']}.",
             }
         )
