@@ -165,10 +165,10 @@ class ConditionForm(forms.Form):
         for name in VALUE_INPUTS:
             if name != spec.value:
                 data[name] = None
-                self._errors.pop(name, None)
+                self.errors.pop(name, None)
         value = data.get(spec.value)
         if spec.value == "number":
-            if value is None and spec.value not in self._errors:
+            if value is None and spec.value not in self.errors:
                 self.add_error("number", f"Enter a number for {spec.label}.")
             elif value is not None and value < spec.minimum:
                 self.add_error("number", f"{spec.label} cannot be below {spec.minimum}.")
@@ -176,7 +176,7 @@ class ConditionForm(forms.Form):
                 self.add_error("number", f"{spec.label} cannot be above {spec.maximum}.")
             elif value is not None and field in ("health", "signup") and value % 1:
                 self.add_error("number", f"{spec.label} takes a whole number.")
-        elif not value and spec.value not in self._errors:
+        elif not value and spec.value not in self.errors:
             self.add_error(spec.value, f"Pick at least one {spec.label.lower()}.")
         return data
 
@@ -195,7 +195,7 @@ class BaseConditionFormSet(forms.BaseFormSet):
         seen: dict[str, int] = {}
         values: dict[str, Any] = {}
         for index, form in enumerate(self.forms):
-            if self.can_delete and self._should_delete_form(form):
+            if self.can_delete and form.cleaned_data.get("DELETE"):
                 continue
             item = form.segment_item()
             if item is None:
@@ -210,7 +210,9 @@ class BaseConditionFormSet(forms.BaseFormSet):
                 self.forms[seen[high]].add_error("number", f"Below the {label} minimum in condition {seen[low] + 1}.")
 
     def segment(self) -> dict:
-        items = (form.segment_item() for form in self.forms if not (self.can_delete and self._should_delete_form(form)))
+        items = (
+            form.segment_item() for form in self.forms if not (self.can_delete and form.cleaned_data.get("DELETE"))
+        )
         return dict(item for item in items if item is not None)
 
 
@@ -255,7 +257,9 @@ class TriggerRuleForm(forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.segment_rows = ConditionFormSet(prefix="segment", form_kwargs={"plans": [], "owners": []})
+        self.segment_rows: BaseConditionFormSet = ConditionFormSet(  # type: ignore[assignment]
+            prefix="segment", form_kwargs={"plans": [], "owners": []}
+        )
         if "kind" not in self.fields:  # read-only (a viewer): the page shows the rule in words
             return
         self.fields["kind"].choices = [(kind.value, KIND_LABELS[kind]) for kind in Kind]  # type: ignore[attr-defined]
@@ -272,7 +276,7 @@ class TriggerRuleForm(forms.ModelForm):
         if self.instance.kind == Kind.CAUSE_APPEARS:
             self.fields[CAUSE_FIELD].initial = stored.get("cause")
         segment = self.instance.segment or {}
-        self.segment_rows = ConditionFormSet(
+        self.segment_rows = ConditionFormSet(  # type: ignore[assignment]
             self.data or None,
             prefix="segment",
             initial=None if self.is_bound else segment_rows(segment),
@@ -290,10 +294,10 @@ class TriggerRuleForm(forms.ModelForm):
         for param in PARAMS:
             if param.name not in relevant:  # another kind's field: ignored, whatever it holds
                 data[param.name] = None
-                self._errors.pop(param.name, None)
-            elif data.get(param.name) is None and param.name not in self._errors:
-                self.add_error(param.name, f"{KIND_LABELS[Kind(kind)]} needs this.")
-            elif param.name not in self._errors:
+                self.errors.pop(param.name, None)
+            elif data.get(param.name) is None and param.name not in self.errors:
+                self.add_error(param.name, f"{KIND_LABELS[Kind(str(kind))]} needs this.")
+            elif param.name not in self.errors:
                 params[param.key] = data[param.name]
         if kind == Kind.CAUSE_APPEARS:
             if data.get(CAUSE_FIELD):
@@ -397,7 +401,7 @@ class TriggerRuleFormAdmin(admin.ModelAdmin):
     list_display_links = ("rule",)
     fieldsets = (
         (None, {"fields": ("playbook", "kind")}),
-        *(_kind_fieldset(kind, names) for kind, names in PARAM_NAMES.items()),
+        *(_kind_fieldset(kind, names) for kind, names in PARAM_NAMES.items()),  # type: ignore[arg-type]
         (None, {"fields": ("is_active",)}),
         (
             "Automatic enrolment",
@@ -439,6 +443,12 @@ class TriggerRuleFormAdmin(admin.ModelAdmin):
         if obj is not None and obj.pk is not None:
             # The saved rule's match count now, for whoever reads the page (JavaScript updates it live).
             context["rule_preview"] = selectors.rule_preview(user=request.user, rule=obj)
+            # The owners' names are the form's owner choices when it has them (no second read).
+            known = {int(pk): name for pk, name in context["adminform"].form.segment_rows.form_kwargs["owners"]}
+            if set((obj.segment or {}).get("ownerIds", [])) <= known.keys():
+                obj.text = rule_text(  # type: ignore[attr-defined]
+                    obj, high=risk_thresholds()[1], owners=known
+                )
             context["subtitle"] = f"{obj.playbook.name}: {self.rule(obj)}"
         context["rule_editable"] = obj is None or self.has_change_permission(request, obj)
         context["rule_preview_url"] = reverse("admin:playbooks_triggerrule_preview")
