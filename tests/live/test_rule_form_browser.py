@@ -22,7 +22,7 @@ def test_a_manager_builds_a_rule_with_a_two_condition_segment(asgi_server, manag
     chromium_or_skip()
     from playwright.sync_api import expect, sync_playwright
 
-    playbook, _ = playbook_upsert(name="Renewal call", data={"steps": [{"type": "wait", "duration": "1d"}]})
+    playbook_upsert(name="Renewal call", data={"steps": [{"type": "wait", "duration": "1d"}]})
     soon = timezone.localdate() + dt.timedelta(days=30)
     make_customer(owner=manager, plan="Enterprise", mrr=Decimal("1500.00"), renewal_date=soon)
     make_customer(owner=manager, plan="Enterprise", mrr=Decimal("300.00"))

@@ -14,6 +14,7 @@ from django.urls import reverse
 
 from playbooks import approvals, rules
 from playbooks.models import TriggerRule
+from tests.test_csp import assert_strict
 
 pytestmark = pytest.mark.django_db
 ADD = reverse("admin:playbooks_triggerrule_add")
@@ -339,3 +340,13 @@ def test_the_change_page_costs_the_same_with_more_conditions_and_customers(
     assert page.context["rule_preview"]["matchedVisible"] == 2
     assert page.context["adminform"].form.segment_rows.total_form_count() == 5  # four conditions and a blank row
     assert len(large) == len(small)
+
+
+def test_the_rule_form_runs_under_the_strict_policy(manager_client, make_playbook):
+    make_playbook(WAIT)
+    page = manager_client.get(ADD)
+    assert page.status_code == 200
+    assert_strict(page)  # its script and styles are our own files; the row specs are JSON data
+    html = page.content.decode()
+    assert '<script type="application/json" id="rule-fields">' in html
+    assert "/static/playbooks/rule_form.js" in html
