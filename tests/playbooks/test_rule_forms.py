@@ -348,5 +348,5 @@ def test_the_rule_form_runs_under_the_strict_policy(manager_client, make_playboo
     assert page.status_code == 200
     assert_strict(page)  # its script and styles are our own files; the row specs are JSON data
     html = page.content.decode()
-    assert '<script type="application/json" id="rule-fields">' in html
+    assert '<script id="rule-fields" type="application/json">' in html
     assert "/static/playbooks/rule_form.js" in html
