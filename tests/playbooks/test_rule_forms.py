@@ -350,3 +350,18 @@ def test_the_rule_form_runs_under_the_strict_policy(manager_client, make_playboo
     html = page.content.decode()
     assert '<script id="rule-fields" type="application/json">' in html
     assert "/static/playbooks/rule_form.js" in html
+
+
+def test_the_segment_compares_risk_and_health_from_either_side(make_playbook, make_customer):
+    playbook = make_playbook(WAIT)
+    inside = make_customer(churn_risk=Decimal("0.6000"), health_score=45)
+    make_customer(churn_risk=Decimal("0.4000"), health_score=45)  # risk too low
+    make_customer(churn_risk=Decimal("0.9000"), health_score=45)  # risk too high
+    make_customer(churn_risk=Decimal("0.6000"), health_score=30)  # health too low
+    make_customer(churn_risk=Decimal("0.6000"), health_score=80)  # health too high
+    rule = TriggerRule.objects.create(
+        playbook=playbook,
+        kind="segment",
+        segment={"riskGte": 0.5, "riskLte": 0.855, "healthGte": 40, "healthLte": 60},
+    )
+    assert rules.matching_customers(rule, customer_ids=None, now=rule.created_at) == [inside.pk]
