@@ -26,6 +26,7 @@ from churnshield.workspace.exports import report_export, report_export_links
 from customers.models import Customer
 from customers.selectors import customer_scope
 from playbooks import approvals, rules, selectors, services
+from playbooks.admin_rules import TriggerRuleFormAdmin
 from playbooks.definitions import validate_exit_conditions, validate_steps
 from playbooks.models import EmailReview, Playbook, PlaybookExecution, PlaybookStepRun, TriggerRule
 
@@ -522,28 +523,17 @@ class EmailReviewAdmin(PortfolioScopedAdmin):
 
 
 @admin.register(TriggerRule)
-class TriggerRuleAdmin(PortfolioScopedAdmin):
+class TriggerRuleAdmin(TriggerRuleFormAdmin, PortfolioScopedAdmin):
     """Trigger rules and their go-ahead. Book-wide reference data like the playbooks they belong to
     (CSMs already read them inline on the playbook page); the CSM group has no permission on this
     page, whose summaries count the whole book. A rule enrols by itself only after a manager's
-    go-ahead on the dry-run summary shown on its go-ahead page."""
+    go-ahead on the dry-run summary shown on its go-ahead page. The form, the live match count and
+    the plain-English list are `admin_rules.TriggerRuleFormAdmin`."""
 
     book_wide = True
-    list_display = ("id", "playbook", "kind", "params", "segment", "is_active", "automation", "go_ahead_link")
     list_filter = ("kind", "is_active", ("playbook", admin.RelatedOnlyFieldListFilter))
     list_select_related = ("playbook", "approved_by")
-    fields = (
-        "playbook",
-        "kind",
-        "params",
-        "segment",
-        "is_active",
-        "automation",
-        "approved_by",
-        "approved_at",
-        "approval_summary",
-    )
-    readonly_fields = ("automation", "approved_by", "approved_at", "approval_summary")
+    readonly_fields = ("automation", "approved_by", "approved_at", "approval_text")
 
     @admin.display(description="Automatic enrolment")
     def automation(self, obj: TriggerRule) -> str:

@@ -38,8 +38,8 @@ def is_approved(rule: TriggerRule) -> bool:
 
 
 def segment_filter(customers: QuerySet[Customer], segment: dict) -> QuerySet[Customer]:
-    """`{plan: [...], mrrGte, mrrLte, riskLevel: [...], ownerIds: [...], healthLte, signupWithinDays}`
-    (all optional)."""
+    """`{plan: [...], mrrGte, mrrLte, riskGte, riskLte, riskLevel: [...], ownerIds: [...], healthGte,
+    healthLte, signupWithinDays}` (all optional; risk as a probability from 0 to 1)."""
 
     if segment.get("signupWithinDays") is not None:
         since = timezone.now() - dt.timedelta(days=int(segment["signupWithinDays"]))
@@ -50,6 +50,12 @@ def segment_filter(customers: QuerySet[Customer], segment: dict) -> QuerySet[Cus
         customers = customers.filter(mrr__gte=segment["mrrGte"])
     if segment.get("mrrLte") is not None:
         customers = customers.filter(mrr__lte=segment["mrrLte"])
+    if segment.get("riskGte") is not None:
+        customers = customers.filter(churn_risk__gte=segment["riskGte"])
+    if segment.get("riskLte") is not None:
+        customers = customers.filter(churn_risk__lte=segment["riskLte"])
+    if segment.get("healthGte") is not None:
+        customers = customers.filter(health_score__gte=segment["healthGte"])
     if segment.get("healthLte") is not None:
         customers = customers.filter(health_score__lte=segment["healthLte"])
     if segment.get("ownerIds"):

@@ -230,6 +230,7 @@ def rule_preview(*, user: Any, rule: TriggerRule) -> dict:
         "segment": rule.segment,
         "asOf": now.isoformat(),
         "matched": len(matched),
+        "matchedVisible": len(visible),  # the matches among the customers the user sees
         "wouldEnrol": len(eligible),
         "wouldEmail": would_email,
         "holdoutShare": playbook.holdout_share,

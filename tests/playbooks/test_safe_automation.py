@@ -309,11 +309,16 @@ def test_switching_a_rule_on_again_in_the_admin_pauses_it(make_playbook, manager
     client = Client()
     client.force_login(manager)
     change = reverse("admin:playbooks_triggerrule_change", args=[rule.pk])
-    data = {"playbook": playbook.pk, "kind": "segment", "params": "{}", "segment": '{"plan": ["Gold"]}'}
+    data = {
+        "playbook": playbook.pk,
+        "kind": "segment",
+        **{f"segment-{name}": value for name, value in (("TOTAL_FORMS", "1"), ("INITIAL_FORMS", "0"))},
+        **{"segment-0-field": "plan", "segment-0-op": "in", "segment-0-plans": ["Gold"]},
+    }
     assert client.post(change, data).status_code == 302  # is_active unticked: switched off
     assert client.post(change, {**data, "is_active": "on"}).status_code == 302
     rule.refresh_from_db()
-    assert (rule.approved_at, rule.approved_by, rule.is_active) == (None, None, True)
+    assert (rule.approved_at, rule.approved_by, rule.is_active, rule.segment) == (None, None, True, {"plan": ["Gold"]})
     assert rules.approved_rules() == []
     # The go-ahead page shows the dry run and gives the go-ahead on POST.
     page = reverse("admin:playbooks_triggerrule_go_ahead", args=[rule.pk])
