@@ -26,6 +26,7 @@ from churnshield.workspace.exports import report_export, report_export_links
 from customers.models import Customer
 from customers.selectors import customer_scope
 from playbooks import approvals, rules, selectors, services
+from playbooks.admin_editor import PlaybookEditorAdmin, PlaybookEditorFormMixin
 from playbooks.definitions import validate_exit_conditions, validate_steps
 from playbooks.models import EmailReview, Playbook, PlaybookExecution, PlaybookStepRun, TriggerRule
 
@@ -63,6 +64,13 @@ class PlaybookForm(forms.ModelForm):
             return validate_exit_conditions(self.cleaned_data.get("exit_conditions") or [])
         except serializers.ValidationError as exc:
             raise forms.ValidationError(_errors_text(exc)) from None
+
+
+class PlaybookEditorForm(PlaybookEditorFormMixin, PlaybookForm):
+    """The admin's playbook form: the steps come from the step editor, not a JSON field."""
+
+    class Meta(PlaybookForm.Meta):
+        fields = [name for name in PlaybookForm.Meta.fields if name != "steps"]
 
 
 def automation_status(rule: TriggerRule) -> str:
@@ -162,11 +170,12 @@ def report_row(row: dict) -> list[str]:
 
 
 @admin.register(Playbook)
-class PlaybookAdmin(PortfolioScopedAdmin):
-    """Playbooks are book-wide reference data; the pages below show a CSM only their own customers."""
+class PlaybookAdmin(PlaybookEditorAdmin, PortfolioScopedAdmin):
+    """Playbooks are book-wide reference data; the pages below show a CSM only their own customers.
+    Steps are edited in the step editor (`admin_editor.py`), shown read-only to those who may not change."""
 
     book_wide = True
-    form = PlaybookForm
+    form = PlaybookEditorForm
     inlines = [TriggerRuleInline]
     list_display = ("name", "intervention_type", "is_active", "step_count", "holdout_share", "created_at")
     list_filter = ("is_active",)
@@ -178,7 +187,6 @@ class PlaybookAdmin(PortfolioScopedAdmin):
         "description",
         "intervention_type",
         "causes",
-        "steps",
         "exit_conditions",
         "holdout_share",
         "reenrol_days",
