@@ -115,6 +115,30 @@ def _typed(field: str, text: str) -> Any:
     return text
 
 
+def condition_text(condition: dict) -> str:
+    """A condition in words: "support tickets is more than 0"."""
+    for group, joiner in (("all", " and "), ("any", " or ")):
+        if group in condition:
+            return "(" + joiner.join(condition_text(item) for item in condition[group]) + ")"
+    op = OPERATOR_LABELS.get(condition.get("op", "eq"), condition.get("op", ""))
+    return f"{condition.get('field', '').replace('_', ' ')} {op} {_condition_value_text(condition.get('value'))}"
+
+
+def _target(key: str | None) -> str:
+    return "end the playbook" if key == "end" else f"go to step {key}" if key else "continue"
+
+
+def read_only_line(step: dict, outline: str) -> str:
+    """What a step does, for those who read the playbook without editing it."""
+    if step["type"] == "condition":
+        return f"If {condition_text(step['if'])}: {_target(step.get('then'))}; otherwise {_target(step.get('else'))}."
+    if step["type"] == "wait" and "until" in step:
+        return f"Wait until {condition_text(step['until'])} (give up after {step['timeout']})"
+    if step["type"] in ("notify", "create_alert"):
+        return f"{outline}: {step.get('title') or step.get('message', '')}"
+    return outline
+
+
 def _payload_text(payload: dict) -> str:
     return "\n".join(f"{k}: {v if isinstance(v, str) else json.dumps(v)}" for k, v in payload.items())
 
@@ -159,7 +183,10 @@ class StepForm(forms.Form):
     intervention_type = forms.CharField(required=False, max_length=200, label="Intervention type")
     priority = forms.ChoiceField(choices=_choices(PRIORITIES), initial="medium", required=False)
     assignee = forms.ChoiceField(
-        choices=[("owner", "The account owner"), ("least_loaded", "The least-loaded CSM"), ("named", "A named person")],
+        choices=_choices(
+            ASSIGNEE_RULES,
+            {"owner": "The account owner", "least_loaded": "The least-loaded CSM", "named": "A named person"},
+        ),
         initial="owner",
         required=False,
         label="Assign to",
@@ -168,9 +195,7 @@ class StepForm(forms.Form):
     description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}), label="Description")
     due_in_days = forms.IntegerField(required=False, min_value=0, max_value=365, label="Due in days")
     # send_email
-    to = forms.CharField(
-        required=False, max_length=254, label="To", help_text="customer, owner, or an e-mail address"
-    )
+    to = forms.CharField(required=False, max_length=254, label="To", help_text="customer, owner, or an e-mail address")
     subject = forms.CharField(required=False, max_length=500, widget=forms.TextInput(attrs={"size": 70}))
     body = forms.CharField(
         required=False,
@@ -179,7 +204,9 @@ class StepForm(forms.Form):
     )
     # notify and create_alert
     channel = forms.ChoiceField(choices=_choices(NOTIFY_CHANNELS), initial="in_app", required=False)
-    notify_severity = forms.ChoiceField(choices=_choices(SEVERITIES), initial="medium", required=False, label="Severity")
+    notify_severity = forms.ChoiceField(
+        choices=_choices(SEVERITIES), initial="medium", required=False, label="Severity"
+    )
     alert_severity = forms.ChoiceField(choices=_choices(SEVERITIES), initial="high", required=False, label="Severity")
     title = forms.CharField(required=False, max_length=300, widget=forms.TextInput(attrs={"size": 70}))
     message = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}))
@@ -197,7 +224,6 @@ class StepForm(forms.Form):
     if_op = forms.ChoiceField(choices=_choices(OPERATORS, OPERATOR_LABELS), required=False, label="Operator")
     if_value = forms.CharField(required=False, label="Value", help_text="Lists: separate with commas")
     then = forms.ChoiceField(required=False, label="Then go to")
-    # A Python keyword as a form field name: the definition's key, read through the form's dicts.
     # update_customer
     set_plan = forms.CharField(required=False, max_length=200, label="Set plan to")
     set_company = forms.CharField(required=False, max_length=200, label="Set company to")
@@ -211,14 +237,25 @@ class StepForm(forms.Form):
         required=False, min_value=0.1, max_value=30, label="Timeout (seconds)", help_text="Default 10"
     )
     next = forms.ChoiceField(required=False, label="Then continue with")
+    # A stored all/any condition, which the three condition fields cannot show: kept as it is
+    # unless a field is chosen to replace it.
+    if_group = forms.CharField(required=False, widget=forms.HiddenInput)
+    until_group = forms.CharField(required=False, widget=forms.HiddenInput)
 
     def __init__(self, *args: Any, step_keys: list[str] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # "else" is a Python keyword: the definition's key, added by name.
         self.fields["else"] = forms.ChoiceField(required=False, label="Otherwise go to")
         keys = [(key, f"step {key}") for key in dict.fromkeys(step_keys or [])]
         self.fields["next"].choices = [("", "the next step"), ("end", "end the playbook"), *keys]
         for branch in ("then", "else"):
             self.fields[branch].choices = [("", "the next step"), ("end", "end the playbook"), *keys]
+        for prefix in ("if", "until"):
+            group = self[f"{prefix}_group"].value()
+            if group:
+                self.fields[
+                    f"{prefix}_field"
+                ].help_text = f"Now a combined condition, kept as it is: {group}. Choose a field to replace it."
         # Fields are marked with the types they belong to; the script shows only the chosen type's.
         for name, field in self.fields.items():
             types = [kind for kind, names in STEP_FIELDS.items() if name in names]
@@ -234,7 +271,7 @@ class StepForm(forms.Form):
         """Every type's fields, those of other types hidden (the script switches them)."""
         chosen = self.chosen_type
         rows = []
-        for name, field in self.fields.items():
+        for name in self.fields:
             types = [kind for kind, names in STEP_FIELDS.items() if name in names]
             if types:
                 rows.append({"field": self[name], "types": " ".join(types), "hidden": chosen not in types})
@@ -243,7 +280,7 @@ class StepForm(forms.Form):
     def clean(self) -> dict:
         data = super().clean()
         # Fields of the other types are not this step's: their leftovers are not its errors.
-        wanted = {"type", "key", "name", "ORDER", "DELETE", *STEP_FIELDS[self.chosen_type]}
+        wanted = {"type", "key", "name", "ORDER", "DELETE", "if_group", "until_group", *STEP_FIELDS[self.chosen_type]}
         for name in [name for name in self._errors if name not in wanted and name != "__all__"]:
             del self._errors[name]
         return data
@@ -251,7 +288,11 @@ class StepForm(forms.Form):
     def _condition(self, prefix: str) -> dict | None:
         field = self.cleaned_data.get(f"{prefix}_field")
         if not field:
-            return None
+            group = self.cleaned_data.get(f"{prefix}_group")
+            try:
+                return json.loads(group) if group else None
+            except ValueError:
+                return None
         op = self.cleaned_data.get(f"{prefix}_op") or "eq"
         text = self.cleaned_data.get(f"{prefix}_value") or ""
         try:
@@ -371,7 +412,9 @@ def step_initial(step: dict) -> dict:
             initial[f"set_{name}"] = value
     for key, prefix in (("until", "until"), ("if", "if")):
         condition = step.get(key)
-        if isinstance(condition, dict) and "field" in condition:
+        if isinstance(condition, dict) and "field" not in condition:
+            initial[f"{prefix}_group"] = json.dumps(condition)
+        elif isinstance(condition, dict):
             initial[f"{prefix}_field"] = condition["field"]
             initial[f"{prefix}_op"] = condition.get("op", "eq")
             initial[f"{prefix}_value"] = _condition_value_text(condition.get("value"))
@@ -472,7 +515,12 @@ class PlaybookEditorAdmin(admin.ModelAdmin):
             {
                 "steps_formset": formset,
                 "steps_outline": [
-                    {"key": step["key"], "name": step.get("name", ""), "label": TYPE_LABELS[step["type"]], "line": line}
+                    {
+                        "key": step["key"],
+                        "name": step.get("name", ""),
+                        "label": TYPE_LABELS[step["type"]],
+                        "line": read_only_line(step, line),
+                    }
                     for step, line in zip(steps, selectors.step_outline(obj) if steps and obj else [], strict=False)
                 ],
                 "steps_json": json.dumps(steps, indent=2, sort_keys=True),

@@ -90,7 +90,7 @@ def form_data(steps: list[dict], **playbook: object) -> dict:
         "steps-INITIAL_FORMS": "0",
         "steps-MIN_NUM_FORMS": "0",
         "steps-MAX_NUM_FORMS": "1000",
-        **{key: value for key, value in playbook.items()},
+        **playbook,
     }
     for index, step in enumerate(steps):
         for name, value in step.items():
@@ -204,7 +204,9 @@ def test_an_invalid_post_shows_the_error_on_the_step_and_saves_nothing(manager, 
     assert "pb-step-invalid" in html
     assert '{"steps"' not in html and "{&quot;steps" not in html
     playbook.refresh_from_db()
-    assert playbook.steps == [{"type": "notify", "key": "old", "message": "old", "severity": "medium", "channel": "in_app"}]
+    assert playbook.steps == [
+        {"type": "notify", "key": "old", "message": "old", "severity": "medium", "channel": "in_app"}
+    ]
 
 
 def test_the_change_page_renders_each_step_in_a_fixed_number_of_queries(
@@ -213,7 +215,10 @@ def test_the_change_page_renders_each_step_in_a_fixed_number_of_queries(
     few = make_playbook([{"type": "notify", "key": "a", "message": "x"}])
     many = make_playbook(
         [{"type": "notify", "key": f"n{i}", "message": "x"} for i in range(8)]
-        + [{"type": "wait", "key": "w", "duration": "1d"}, {"type": "webhook", "key": "h", "url": "https://a.example/x"}]
+        + [
+            {"type": "wait", "key": "w", "duration": "1d"},
+            {"type": "webhook", "key": "h", "url": "https://a.example/x"},
+        ]
     )
     client = _client(manager)
     client.get(f"{URL}{few.pk}/change/")  # warm the session and content types
@@ -226,7 +231,14 @@ def test_the_change_page_renders_each_step_in_a_fixed_number_of_queries(
 
 
 def test_a_csm_reads_the_steps_without_forms(csm, make_playbook):
-    playbook = make_playbook([{"type": "wait", "key": "pause", "duration": "3d"}], name="Read only")
+    playbook = make_playbook(
+        [
+            {"type": "wait", "key": "pause", "duration": "3d"},
+            {"type": "condition", "key": "check", "if": {"field": "nps", "op": "lte", "value": 6}, "then": "end"},
+            {"type": "notify", "key": "n", "message": "Call them"},
+        ],
+        name="Read only",
+    )
 
     page = _client(csm).get(f"{URL}{playbook.pk}/change/")
 
@@ -234,6 +246,8 @@ def test_a_csm_reads_the_steps_without_forms(csm, make_playbook):
     html = page.content.decode()
     assert "steps-TOTAL_FORMS" not in html and "data-step-editor" not in html
     assert "Wait 3d" in html and "JSON of the saved steps" in html
+    assert "If nps is at most 6: end the playbook; otherwise continue." in html
+    assert "Notify the team: Call them" in html
     refused = _client(csm).post(f"{URL}{playbook.pk}/editor-dry-run/", {})
     assert refused.status_code == 403
 
@@ -279,3 +293,29 @@ def test_the_dry_run_refuses_a_customer_outside_the_portfolio(csm, other_csm, ma
 
     assert response.status_code == 400
     assert response.context["problems"] == ["Choose one of your customers for the dry run."]
+
+
+@pytest.mark.django_db
+def test_a_combined_condition_the_cards_cannot_show_is_kept_as_stored():
+    group = {"any": [{"field": "health", "op": "lt", "value": 40}, {"field": "nps", "op": "lte", "value": 6}]}
+    playbook = Playbook(
+        name="Group",
+        steps=[
+            {"type": "condition", "key": "check", "if": group, "then": "end"},
+            {"type": "notify", "key": "n", "message": "x"},
+        ],
+    )
+    unbound = PlaybookEditorForm(instance=playbook)
+    posted = {
+        f"steps-{i}-{name}": value
+        for i, form in enumerate(unbound.steps_formset.forms)
+        for name, value in form.initial.items()
+        if value not in (None, "")
+    }
+    data = form_data([{}, {}]) | posted
+
+    form = PlaybookEditorForm(data, instance=playbook)
+
+    assert form.is_valid(), form.steps_formset.errors
+    assert form.instance.steps[0] == {"type": "condition", "key": "check", "if": group, "then": "end"}
+    assert "Now a combined condition" in unbound.steps_formset.forms[0].fields["if_field"].help_text

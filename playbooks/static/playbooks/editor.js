@@ -51,7 +51,7 @@
       const order = card.querySelector(".pb-order");
       if (order) order.hidden = true;
       card.querySelector("select[name$='-type']").addEventListener("change", () => showType(card));
-      card.querySelector("input[name$='-key']").addEventListener("change", refreshKeys);
+      card.querySelector("input[name$='-key']").addEventListener("input", refreshKeys);
       const remove = card.querySelector("input[name$='-DELETE']");
       if (remove) {
         remove.addEventListener("change", () => {
