@@ -319,3 +319,19 @@ def test_a_combined_condition_the_cards_cannot_show_is_kept_as_stored():
     assert form.is_valid(), form.steps_formset.errors
     assert form.instance.steps[0] == {"type": "condition", "key": "check", "if": group, "then": "end"}
     assert "Now a combined condition" in unbound.steps_formset.forms[0].fields["if_field"].help_text
+
+
+def test_a_new_playbook_starts_with_one_blank_step_card_and_is_created_from_it(manager):
+    client = _client(manager)
+
+    page = client.get(f"{URL}add/")
+
+    html = page.content.decode()
+    assert page.status_code == 200
+    assert len(re.findall(r'name="steps-\d+-type"', html)) == 1
+    assert "Save the playbook to dry-run it" in html
+    data = form_data(
+        [{"type": "wait", "key": "pause", "duration": "1h"}], **{"rules-TOTAL_FORMS": "0", "rules-INITIAL_FORMS": "0"}
+    )
+    assert client.post(f"{URL}add/", data).status_code == 302
+    assert Playbook.objects.get(name="Editor test").steps == [{"type": "wait", "key": "pause", "duration": "1h"}]
