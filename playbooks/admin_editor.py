@@ -34,7 +34,7 @@ from playbooks.definitions import (
     UPDATABLE_CUSTOMER_FIELDS,
     validate_steps,
 )
-from playbooks.models import PlaybookExecution
+from playbooks.models import Playbook, PlaybookExecution
 
 TYPE_LABELS = {
     "create_intervention": "Create an intervention",
@@ -388,7 +388,8 @@ def _messages(detail: Any) -> list[str]:
 
 
 def step_initial(step: dict) -> dict:
-    """A stored step → its form's initial values."""
+    """A stored step → its form's initial values (a step stored without validation gives what it can)."""
+    step = step if isinstance(step, dict) else {}
     kind = step.get("type")
     initial: dict[str, Any] = {"type": kind, "key": step.get("key", ""), "name": step.get("name", "")}
     simple = ("intervention_type", "priority", "assignee", "assignee_name", "description", "due_in_days")
@@ -405,10 +406,12 @@ def step_initial(step: dict) -> dict:
             if name in step:
                 initial[name] = str(step[name])
     if kind == "webhook":
-        initial["payload"] = _payload_text(step.get("payload") or {})
+        payload = step.get("payload")
+        initial["payload"] = _payload_text(payload) if isinstance(payload, dict) else ""
         initial["webhook_timeout"] = step.get("timeout")
     if kind == "update_customer":
-        for name, value in (step.get("fields") or {}).items():
+        fields = step.get("fields")
+        for name, value in (fields if isinstance(fields, dict) else {}).items():
             initial[f"set_{name}"] = value
     for key, prefix in (("until", "until"), ("if", "if")):
         condition = step.get(key)
@@ -487,6 +490,28 @@ class DryRunForm(forms.Form):
         field.queryset = customer_scope(user=user)
 
 
+def steps_outline(playbook: Playbook) -> list[dict]:
+    """The stored steps in words for those who read without editing; steps stored without
+    validation (by hand in the database) are shown as they are, marked invalid."""
+    try:
+        steps = validate_steps(playbook.steps)
+    except serializers.ValidationError:
+        return [
+            {"key": "", "name": "", "label": "Not a valid step", "line": json.dumps(step, default=str)}
+            for step in playbook.steps
+        ]
+    draft = Playbook(steps=steps, auto_send_customer_emails=playbook.auto_send_customer_emails)
+    return [
+        {
+            "key": step["key"],
+            "name": step.get("name", ""),
+            "label": TYPE_LABELS[step["type"]],
+            "line": read_only_line(step, line),
+        }
+        for step, line in zip(steps, selectors.step_outline(draft), strict=True)
+    ]
+
+
 class PlaybookEditorAdmin(admin.ModelAdmin):
     """The playbook change page with the step editor and its dry run (mixed into PlaybookAdmin)."""
 
@@ -514,15 +539,7 @@ class PlaybookEditorAdmin(admin.ModelAdmin):
         context.update(
             {
                 "steps_formset": formset,
-                "steps_outline": [
-                    {
-                        "key": step["key"],
-                        "name": step.get("name", ""),
-                        "label": TYPE_LABELS[step["type"]],
-                        "line": read_only_line(step, line),
-                    }
-                    for step, line in zip(steps, selectors.step_outline(obj) if steps and obj else [], strict=False)
-                ],
+                "steps_outline": steps_outline(obj) if obj is not None and steps else [],
                 "steps_json": json.dumps(steps, indent=2, sort_keys=True),
                 "dry_run_form": dry_run,
                 "dry_run_url": reverse("admin:playbooks_playbook_editor_dry_run", args=[obj.pk]) if obj else "",

@@ -335,3 +335,12 @@ def test_a_new_playbook_starts_with_one_blank_step_card_and_is_created_from_it(m
     )
     assert client.post(f"{URL}add/", data).status_code == 302
     assert Playbook.objects.get(name="Editor test").steps == [{"type": "wait", "key": "pause", "duration": "1h"}]
+
+
+def test_steps_stored_without_validation_still_open_for_readers_and_editors(csm, manager):
+    playbook = Playbook.objects.create(name="Hand-made", steps=[{"action": "call"}, "text"])
+
+    for user in (csm, manager):
+        page = _client(user).get(f"{URL}{playbook.pk}/change/")
+        assert page.status_code == 200
+    assert "Not a valid step" in _client(csm).get(f"{URL}{playbook.pk}/change/").content.decode()
