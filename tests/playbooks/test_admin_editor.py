@@ -344,3 +344,14 @@ def test_steps_stored_without_validation_still_open_for_readers_and_editors(csm,
         page = _client(user).get(f"{URL}{playbook.pk}/change/")
         assert page.status_code == 200
     assert "Not a valid step" in _client(csm).get(f"{URL}{playbook.pk}/change/").content.decode()
+
+
+def test_the_editor_page_keeps_the_strict_content_security_policy(manager, make_playbook):
+    from tests.test_csp import assert_strict
+
+    playbook = make_playbook([{"type": "notify", "key": "a", "message": "x"}])
+
+    page = _client(manager).get(f"{URL}{playbook.pk}/change/")
+
+    assert_strict(page)
+    assert '<script src="/static/playbooks/editor.js"></script>' in page.content.decode()
