@@ -9,7 +9,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.widgets import AutocompleteSelectMultiple
 from django.core.exceptions import PermissionDenied
-from django.db.models import QuerySet
+from django.db.models import Model, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
@@ -26,7 +26,8 @@ from churnshield.workspace.exports import report_export, report_export_links
 from customers.models import Customer
 from customers.selectors import customer_scope
 from playbooks import approvals, rules, selectors, services
-from playbooks.admin_rules import TriggerRuleFormAdmin
+from playbooks.admin_editor import PlaybookEditorAdmin, PlaybookEditorFormMixin
+from playbooks.admin_rules import TriggerRuleFormAdmin, describe_rules
 from playbooks.definitions import validate_exit_conditions, validate_steps
 from playbooks.models import EmailReview, Playbook, PlaybookExecution, PlaybookStepRun, TriggerRule
 
@@ -66,6 +67,13 @@ class PlaybookForm(forms.ModelForm):
             raise forms.ValidationError(_errors_text(exc)) from None
 
 
+class PlaybookEditorForm(PlaybookEditorFormMixin, PlaybookForm):
+    """The admin's playbook form: the steps come from the step editor, not a JSON field."""
+
+    class Meta(PlaybookForm.Meta):
+        fields = [name for name in PlaybookForm.Meta.fields if name != "steps"]
+
+
 def automation_status(rule: TriggerRule) -> str:
     """Whether the rule enrols by itself, in words (no counts: CSMs read it too)."""
     if rule.pk is None:
@@ -86,10 +94,23 @@ def pause_if_switched_on(form: forms.ModelForm) -> None:
 
 
 class TriggerRuleInline(admin.TabularInline):
+    """The playbook's rules in words. Each is edited on its own form (Trigger rules), where a change
+    also pauses it until a manager's go-ahead."""
+
     model = TriggerRule
     extra = 0
-    fields = ("kind", "params", "segment", "is_active", "automation")
-    readonly_fields = ("automation",)
+    fields = ("rule", "is_active", "automation")
+    readonly_fields = fields
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+    @admin.display(description="Rule")
+    def rule(self, obj: TriggerRule) -> str:
+        describe_rules([obj])
+        return obj.text  # type: ignore[attr-defined]
 
     @admin.display(description="Automatic enrolment")
     def automation(self, obj: TriggerRule) -> str:
@@ -163,11 +184,12 @@ def report_row(row: dict) -> list[str]:
 
 
 @admin.register(Playbook)
-class PlaybookAdmin(PortfolioScopedAdmin):
-    """Playbooks are book-wide reference data; the pages below show a CSM only their own customers."""
+class PlaybookAdmin(PlaybookEditorAdmin, PortfolioScopedAdmin):
+    """Playbooks are book-wide reference data; the pages below show a CSM only their own customers.
+    Steps are edited in the step editor (`admin_editor.py`), shown read-only to those who may not change."""
 
     book_wide = True
-    form = PlaybookForm
+    form = PlaybookEditorForm
     inlines = [TriggerRuleInline]
     list_display = ("name", "intervention_type", "is_active", "step_count", "holdout_share", "created_at")
     list_filter = ("is_active",)
@@ -179,7 +201,6 @@ class PlaybookAdmin(PortfolioScopedAdmin):
         "description",
         "intervention_type",
         "causes",
-        "steps",
         "exit_conditions",
         "holdout_share",
         "reenrol_days",

@@ -162,8 +162,13 @@ def _plan(playbook: Playbook, customer: Customer, context: dict, now: dt.datetim
     return plan
 
 
-def dry_run(*, user: Any, playbook: Playbook, customer_ids: list[int] | None = None) -> dict:
-    """Who would enrol today (rules, or the listed customers) and what each step would do. Writes nothing."""
+def dry_run(
+    *, user: Any, playbook: Playbook, customer_ids: list[int] | None = None, eligible_only: bool = True
+) -> dict:
+    """Who would enrol today (rules, or the listed customers) and what each step would do. Writes nothing.
+
+    With `eligible_only=False` the plan covers every listed customer in scope, also those the caps
+    keep out today (the editor's preview of unsaved steps); `wouldEnrol` still counts only the eligible."""
     now = timezone.now()
     reasons: dict[int, list[str]] = defaultdict(list)
     if customer_ids is None:
@@ -175,7 +180,8 @@ def dry_run(*, user: Any, playbook: Playbook, customer_ids: list[int] | None = N
             reasons[pk].append("listed")
     visible = set(customer_scope(user=user).filter(pk__in=list(reasons)).values_list("pk", flat=True))
     eligible = eligible_customer_ids(playbook=playbook, customer_ids=visible, now=now)
-    customers = Customer.objects.filter(pk__in=eligible[:DRY_RUN_LIMIT]).select_related("owner").order_by("pk")
+    shown = eligible if eligible_only else sorted(visible)
+    customers = Customer.objects.filter(pk__in=shown[:DRY_RUN_LIMIT]).select_related("owner").order_by("pk")
     plans = []
     for customer in customers:
         context = steps.customer_context(customer, None, now)

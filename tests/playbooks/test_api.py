@@ -246,10 +246,14 @@ def test_admin_pages(defaults, admin_user, make_customer, client):
     )
     execution.refresh_from_db()
     assert execution.status == "cancelled"
-    # The admin form rejects an invalid definition, naming the step and the field.
+    # The admin's step editor rejects an invalid definition on the step and field it names.
     response = client.post(
         f"/admin/playbooks/playbook/{playbook.pk}/change/",
-        {"name": playbook.name, "steps": json.dumps([{"type": "wait"}]), "causes": "[]", "exit_conditions": "[]",
-         "holdout_share": "0", "reenrol_days": "30", "rules-TOTAL_FORMS": "0", "rules-INITIAL_FORMS": "0"},
+        {"name": playbook.name, "causes": "[]", "exit_conditions": "[]", "holdout_share": "0",
+         "reenrol_days": "30", "rules-TOTAL_FORMS": "0", "rules-INITIAL_FORMS": "0",
+         "steps-TOTAL_FORMS": "1", "steps-INITIAL_FORMS": "0", "steps-0-type": "wait", "steps-0-ORDER": "1"},
     )  # fmt: skip
-    assert response.status_code == 200 and b"duration" in response.content
+    assert response.status_code == 200
+    assert response.context["adminform"].form.steps_formset.forms[0].errors == {
+        "duration": ["give either duration or until (with timeout)"]
+    }

@@ -365,3 +365,15 @@ def test_the_segment_compares_risk_and_health_from_either_side(make_playbook, ma
         segment={"riskGte": 0.5, "riskLte": 0.855, "healthGte": 40, "healthLte": 60},
     )
     assert rules.matching_customers(rule, customer_ids=None, now=rule.created_at) == [inside.pk]
+
+
+def test_the_playbook_page_lists_its_rules_in_words_and_edits_them_only_on_their_form(
+    manager_client, make_playbook
+):
+    playbook = make_playbook(WAIT)
+    rule = TriggerRule.objects.create(playbook=playbook, kind="renewal_within", params={"days": 90}, segment={})
+    page = manager_client.get(reverse("admin:playbooks_playbook_change", args=[playbook.pk])).content.decode()
+    assert "Renewal within 90 days" in page
+    assert reverse("admin:playbooks_triggerrule_change", args=[rule.pk]) in page
+    assert 'name="rules-0-params"' not in page and 'name="rules-0-segment"' not in page
+    assert 'name="rules-0-kind"' not in page
