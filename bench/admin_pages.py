@@ -85,6 +85,7 @@ def pages() -> list[tuple[str, object, str]]:
     customer = Customer.objects.filter(owner=csm, is_active=True).order_by("-churn_risk", "id").first()
     champion = ModelVersion.objects.filter(status=ModelVersion.Status.CHAMPION).order_by("-pk").first()
     both = (("CSM", csm), ("manager", manager))
+    interventions = "/admin/interventions/intervention/"
     return [
         ("baseline: stock changelist (auth groups)", admin, "/admin/auth/group/"),
         ("admin home, CSM", csm, "/admin/"),
@@ -95,7 +96,7 @@ def pages() -> list[tuple[str, object, str]]:
         *((f"renewals, {role}", user, "/admin/customers/renewal/") for role, user in both),
         *((f"renewal forecast, {role}", user, "/admin/customers/renewal/forecast/") for role, user in both),
         *((f"alerts list, {role}", user, "/admin/alerts/alert/") for role, user in both),
-        *((f"intervention analytics, {role}", user, "/admin/interventions/intervention/analytics/") for role, user in both),
+        *((f"intervention analytics, {role}", user, f"{interventions}analytics/") for role, user in both),
         ("model card, manager", manager, f"/admin/predictions/modelversion/{champion.pk}/change/"),
     ]
 

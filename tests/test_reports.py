@@ -24,9 +24,9 @@ from churnshield.workspace.reports import (
     wilson_interval,
 )
 from customers.models import Customer
+from customers.selectors import risk_revenue_groups
 from interventions.models import Intervention
 from playbooks.models import Playbook, PlaybookExecution
-from customers.selectors import risk_revenue_groups
 from predictions.models import PortfolioSnapshot
 from predictions.services import portfolio_snapshot_take
 
