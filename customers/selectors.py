@@ -149,7 +149,8 @@ def risk_revenue_groups(customers: QuerySet[Customer]) -> list[dict]:
         f"size_{i}": Sum(at_risk, filter=_size(low, high), output_field=money)
         for i, (low, high) in enumerate(SIZE_BOUNDS)
     }
-    return list(customers.values("owner_id", "plan").annotate(**bands, **sizes).order_by())
+    groups = customers.values("owner_id", "plan").annotate(**bands, **sizes).order_by()
+    return [dict(group) for group in groups]
 
 
 def iso(value: Any) -> str | None:
