@@ -65,7 +65,7 @@ bench-ws: venv
 bench-webhooks: venv
 	$(PY) bench/webhooks.py
 
-# Admin workspace pages (home as a CSM and a manager, Customer 360) on 100,000 customers, vs a stock changelist.
+# Every admin workspace page, as a CSM and as a manager, on 100,000 customers, vs a stock changelist (docs/benchmarks.md).
 bench-admin: venv
 	$(PY) bench/admin_pages.py
 

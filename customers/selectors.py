@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 from django.conf import settings
 from django.db import connection
-from django.db.models import F, Func, Q, QuerySet, TextField
+from django.db.models import Count, DecimalField, F, Func, Q, QuerySet, Sum, TextField
 from django.db.models.functions import Cast
 
 from churnshield.auth.roles import sees_all_customers
@@ -109,6 +109,48 @@ def risk_level(probability: float, thresholds: tuple[float, float] | None = None
     if probability >= medium:
         return "medium"
     return "low"
+
+
+# --- Risk and revenue at risk per (owner, plan): the Reports page and the daily snapshot ---------
+
+RISK_BINS = 10  # 10-point bins of churn risk: 0–10 %, …, 90–100 %
+# Account size by MRR, [low, high): the book has no segment column (the plan is a chart of its own).
+SIZE_BOUNDS: tuple[tuple[Decimal, Decimal | None], ...] = (
+    (Decimal(0), Decimal(200)),
+    (Decimal(200), Decimal(1000)),
+    (Decimal(1000), Decimal(5000)),
+    (Decimal(5000), None),
+)
+
+
+def _risk_bin(i: int) -> Q:
+    """Churn risk in the i-th 10-point bin; the last bin includes a risk of exactly 100 %."""
+    low = Decimal(i) / RISK_BINS
+    return Q(churn_risk__gte=low) if i == RISK_BINS - 1 else Q(churn_risk__gte=low, churn_risk__lt=low + Decimal("0.1"))
+
+
+def _size(low: Decimal, high: Decimal | None) -> Q:
+    return Q(mrr__gte=low) if high is None else Q(mrr__gte=low, mrr__lt=high)
+
+
+def risk_revenue_groups(customers: QuerySet[Customer]) -> list[dict]:
+    """`customers` per (owner_id, plan): how many in each 10-point bin of risk (`band_0`…`band_9`)
+    and their MRR x churn probability (exact decimals) in each account size (`size_0`…, None when
+    the group has no customer of that size). One query, one scan.
+
+    Bins and sizes are filtered aggregates rather than more GROUP BY keys: PostgreSQL cannot
+    estimate how many groups an expression makes, guesses thousands, and then aggregates the
+    100,000 rows in one process; grouped by two plain columns it splits the scan over its
+    parallel workers (about 1.5x faster on the bench book)."""
+    at_risk = F("mrr") * F("churn_risk")
+    money = DecimalField(max_digits=20, decimal_places=6)
+    bands = {f"band_{i}": Count("id", filter=_risk_bin(i)) for i in range(RISK_BINS)}
+    sizes = {
+        f"size_{i}": Sum(at_risk, filter=_size(low, high), output_field=money)
+        for i, (low, high) in enumerate(SIZE_BOUNDS)
+    }
+    groups = customers.values("owner_id", "plan").annotate(**bands, **sizes).order_by()
+    return [dict(group) for group in groups]
 
 
 def iso(value: Any) -> str | None:

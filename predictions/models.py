@@ -92,8 +92,9 @@ class PortfolioSnapshot(models.Model):
 
     Written once a day for every owner (and for unassigned customers, owner NULL) by the scoring
     batch; the demo seeder writes a year of history. Managers see the sum over owners. Rows the
-    batch counted (`taken_at` set) also hold the team home's figures, so that page reads 40 small
-    rows instead of scanning the customers table (see `portfolio_snapshot_take`).
+    batch counted (`taken_at` set) also hold the team home's and a manager's Reports figures, so
+    those pages read 40 small rows instead of scanning the customers table (see
+    `portfolio_snapshot_take`).
     """
 
     date = models.DateField()
@@ -122,6 +123,14 @@ class PortfolioSnapshot(models.Model):
         null=True,
         blank=True,
         help_text="The owner's riskiest active customers when counted, riskiest first",
+    )
+    # What a manager's Reports page sums: per plan, the owner's active customers per 10-point
+    # risk bin and revenue at risk per account size (`customers.selectors.risk_revenue_groups`,
+    # decimals as strings). NULL on rows counted before the column existed.
+    report_groups = models.JSONField(
+        null=True,
+        blank=True,
+        help_text="Per plan: active customers per 10-point risk bin and revenue at risk per account size",
     )
     taken_at = models.DateTimeField(null=True, blank=True, help_text="When the figures were counted from the customers")
 

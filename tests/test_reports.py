@@ -24,9 +24,11 @@ from churnshield.workspace.reports import (
     wilson_interval,
 )
 from customers.models import Customer
+from customers.selectors import risk_revenue_groups
 from interventions.models import Intervention
 from playbooks.models import Playbook, PlaybookExecution
 from predictions.models import PortfolioSnapshot
+from predictions.services import portfolio_snapshot_take
 
 pytestmark = pytest.mark.django_db
 PAGE = "/admin/reports/"
@@ -238,6 +240,61 @@ def test_revenue_at_risk_rolls_owners_past_the_top_fifteen_into_others(make_cust
     assert rows[0]["revenue_at_risk"] == Decimal("58.00") and len(rows) == 16
 
 
+# --- The book as the daily batch counted it -----------------------------------------------------
+
+
+def test_a_managers_customer_figures_come_from_the_snapshot_and_equal_a_live_count(book, manager, csm):
+    """Once the batch has counted the book, a manager's page sums the stored rows: the same figures
+    as the live count, dated, and a change made since shows at the next count, not before."""
+    portfolio_snapshot_take()
+    counted_at = PortfolioSnapshot.objects.filter(taken_at__isnull=False).latest("taken_at").taken_at
+    stored = [
+        {**group, "owner_id": row.owner_id}
+        for row in PortfolioSnapshot.objects.filter(date=timezone.localdate(), taken_at__isnull=False)
+        for group in row.report_groups
+    ]
+    assert len(stored) == len(set(Customer.objects.filter(is_active=True).values_list("owner", "plan"))) == 7
+    live = {(g["owner_id"], g["plan"]): g for g in risk_revenue_groups(Customer.objects.filter(is_active=True))}
+    for group in stored:
+        row = live[(group["owner_id"], group["plan"])]
+        assert group["bands"] == [row[f"band_{i}"] for i in range(10)]
+        assert [None if v is None else Decimal(v) for v in group["sizes"]] == [row[f"size_{i}"] for i in range(4)]
+
+    response = client_for(manager).get(PAGE)
+    context = response.context["reports"]
+    assert context["counted_at"] == counted_at
+    assert figures(context) == expected_customers()  # as the independent count over the rows
+    html = response.content.decode()
+    assert "as counted by the daily scoring run" in section(html, "content-main")
+    assert timezone.localtime(counted_at).strftime("%H:%M") in html
+
+    # A customer who grows riskier after the count: the page keeps the counted figures...
+    book[0].churn_risk = Decimal("0.9500")
+    book[0].save(update_fields=["churn_risk"])
+    assert figures(client_for(manager).get(PAGE).context["reports"]) != expected_customers()
+    # ...and the next count has it.
+    portfolio_snapshot_take()
+    assert figures(client_for(manager).get(PAGE).context["reports"]) == expected_customers()
+
+
+def test_a_csms_page_stays_live_and_undated_after_the_count(book, csm):
+    portfolio_snapshot_take()
+    book[0].churn_risk = Decimal("0.9500")
+    book[0].save(update_fields=["churn_risk"])
+    response = client_for(csm).get(PAGE)
+    assert response.context["reports"]["counted_at"] is None
+    assert figures(response.context["reports"]) == expected_customers(csm)
+    assert "as counted by the daily scoring run" not in response.content.decode()
+
+
+def test_rows_counted_before_the_snapshot_held_the_reports_figures_are_not_used(book, manager):
+    portfolio_snapshot_take()
+    PortfolioSnapshot.objects.filter(owner=None, taken_at__isnull=False).update(report_groups=None)
+    context = client_for(manager).get(PAGE).context["reports"]
+    assert context["counted_at"] is None
+    assert figures(context) == expected_customers()
+
+
 # --- Playbooks against the holdout --------------------------------------------------------------
 
 
@@ -347,7 +404,14 @@ def test_the_page_costs_the_same_queries_whatever_the_size_of_the_book(request, 
     few = queries(client)
     grow(30)
     assert queries(client) == few
-    assert few <= 15
+    # Counted by the batch, a manager's page reads the snapshot instead of the customers; before
+    # it, the read of the snapshot finds nothing and the book is counted live (one more query).
+    portfolio_snapshot_take()
+    counted = queries(client)
+    grow(30)
+    portfolio_snapshot_take()
+    assert queries(client) == counted == few - (role == "manager")
+    assert counted <= 15
 
 
 def test_the_page_is_linked_from_the_sidebar_and_the_home(csm):

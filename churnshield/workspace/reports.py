@@ -3,9 +3,10 @@
 A CSM's every number counts their own portfolio only (`customer_scope`, `intervention_scope`,
 `execution_scope`); managers, admins and viewers see the whole book. Each section is one or a few
 aggregate queries whatever the size of the book: the customer figures (risk distribution and
-revenue at risk by owner, plan and size) come from a single GROUP BY owner and plan over the
-active customers, whose few hundred groups are then summed in Python. How each number is
-computed is written up in docs/reports.md.
+revenue at risk by owner, plan and size) come from groups per owner and plan, whose few hundred
+rows are then summed in Python: counted live for a CSM, for the whole book as the daily batch
+stored them in the portfolio snapshot (the page says when). How each number is computed is
+written up in docs/reports.md.
 """
 
 import datetime as dt
@@ -17,26 +18,29 @@ from statistics import NormalDist
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.db.models import Count, DecimalField, F, Q, Sum
+from django.db.models import Count, F, Q
 from django.utils import timezone
 
 from churnshield.auth.roles import sees_all_customers
 from churnshield.workspace.charts import Stack, bar_chart, column_chart, stacked_bar_chart
-from churnshield.workspace.selectors import _day_bounds, _name, risk_trend_chart
-from customers.selectors import customer_scope, risk_level, risk_thresholds
+from churnshield.workspace.selectors import _day_bounds, _name, risk_trend_chart, team_standings
+from customers.selectors import (
+    RISK_BINS,
+    SIZE_BOUNDS,
+    customer_scope,
+    risk_level,
+    risk_revenue_groups,
+    risk_thresholds,
+)
 from interventions.models import Intervention
 from interventions.selectors import intervention_scope
 from playbooks.models import Playbook
 from playbooks.selectors import OUTCOME_DAYS, execution_scope
+from predictions.models import PortfolioSnapshot
 
-RISK_BINS = 10  # 10-point bins of churn risk: 0–10 %, …, 90–100 %
-# Account size by MRR: the book has no segment column, and the plan is a chart of its own.
-SEGMENTS = (
-    (Decimal(0), Decimal(200), "Under $200 MRR"),
-    (Decimal(200), Decimal(1000), "$200–$1,000 MRR"),
-    (Decimal(1000), Decimal(5000), "$1,000–$5,000 MRR"),
-    (Decimal(5000), None, "$5,000+ MRR"),
-)
+# Account size by MRR (bounds in `customers.selectors.SIZE_BOUNDS`).
+SIZE_NAMES = ("Under $200 MRR", "$200–$1,000 MRR", "$1,000–$5,000 MRR", "$5,000+ MRR")
+SEGMENTS = tuple((low, high, name) for (low, high), name in zip(SIZE_BOUNDS, SIZE_NAMES, strict=True))
 BAR_ROWS = 15  # owners and plans past the top 15 by revenue at risk are summed into "Others"
 # Below this many matured enrolments in either group, a churn rate's interval spans tens of
 # points and the comparison says nothing yet.
@@ -72,39 +76,34 @@ def newcombe_interval(x1: int, n1: int, x2: int, n2: int, z: float = Z) -> tuple
 # --- Customers: risk distribution and revenue at risk --------------------------------------------
 
 
-def _risk_band(i: int) -> Q:
-    """Churn risk in the i-th 10-point band; the last band includes a risk of exactly 100 %."""
-    low = Decimal(i) / RISK_BINS
-    return Q(churn_risk__gte=low) if i == RISK_BINS - 1 else Q(churn_risk__gte=low, churn_risk__lt=low + Decimal("0.1"))
+def customer_groups(*, user: Any) -> tuple[list[dict], dt.datetime | None]:
+    """Active customers the user may see per (owner, plan): how many in each 10-point bin of risk
+    (`band_0`…`band_9`) and their MRR x churn probability in each size (`size_0`…), with when they
+    were counted (None: now).
+
+    A CSM's portfolio is counted live (one scan of their rows). The whole book comes from the
+    portfolio snapshot the daily batch took (one read of ~40 rows): counted live it is a scan of
+    the customers table by churn risk, which has no index on purpose (ADR 0005). Before the batch
+    has stored these figures, the book is counted live too."""
+    if sees_all_customers(user):
+        standings = team_standings()
+        if standings and all(row.report_groups is not None for row in standings):
+            return _stored_groups(standings), standings[0].taken_at
+    return risk_revenue_groups(customer_scope(user=user).filter(is_active=True)), None
 
 
-def _segment(low: Decimal, high: Decimal | None) -> Q:
-    return Q(mrr__gte=low) if high is None else Q(mrr__gte=low, mrr__lt=high)
-
-
-def customer_groups(*, user: Any) -> list[dict]:
-    """Active customers the user may see per (owner, plan): how many in each 10-point band of
-    risk (`band_0`…`band_9`) and their MRR x churn probability in each size (`size_0`…). One query,
-    one scan of the book.
-
-    Bands and sizes are filtered aggregates rather than more GROUP BY keys: PostgreSQL cannot
-    estimate how many groups an expression makes, guesses thousands, and then aggregates the
-    100,000 rows in one process; grouped by two plain columns it splits the scan over its
-    parallel workers (about 1.5x faster on the bench book)."""
-    at_risk = F("mrr") * F("churn_risk")
-    money = DecimalField(max_digits=20, decimal_places=6)
-    bands = {f"band_{i}": Count("id", filter=_risk_band(i)) for i in range(RISK_BINS)}
-    sizes = {
-        f"size_{i}": Sum(at_risk, filter=_segment(low, high), output_field=money)
-        for i, (low, high, _) in enumerate(SEGMENTS)
-    }
-    return list(
-        customer_scope(user=user)
-        .filter(is_active=True)
-        .values("owner_id", "plan")
-        .annotate(**bands, **sizes)
-        .order_by()
-    )
+def _stored_groups(standings: list[PortfolioSnapshot]) -> list[dict]:
+    """The snapshot's (owner, plan) groups in the shape `risk_revenue_groups` returns."""
+    return [
+        {
+            "owner_id": row.owner_id,
+            "plan": group["plan"],
+            **{f"band_{i}": count for i, count in enumerate(group["bands"])},
+            **{f"size_{i}": None if value is None else Decimal(value) for i, value in enumerate(group["sizes"])},
+        }
+        for row in standings
+        for group in row.report_groups or []
+    ]
 
 
 def _cents(value: Decimal | None) -> Decimal:
@@ -413,11 +412,12 @@ def playbook_effects(*, user: Any, now: dt.datetime) -> dict:
 def reports(*, user: Any, now: dt.datetime | None = None) -> dict:
     """Everything the Reports page shows, for a CSM (their portfolio) or the team (the book)."""
     now = now or timezone.now()
-    groups = customer_groups(user=user)
+    groups, counted_at = customer_groups(user=user)
     work = open_work(user=user, now=now)
     names = owner_names({row["owner_id"] for row in groups} | set(work))
     return {
         "team": sees_all_customers(user),
+        "counted_at": counted_at,
         "today": timezone.localdate(now),
         "trend": risk_trend_chart(user=user, now=now),
         "distribution": risk_distribution(groups),

@@ -9,7 +9,7 @@ from django.db.models.functions import RowNumber
 from django.utils import timezone
 
 from customers.models import Customer
-from customers.selectors import risk_thresholds
+from customers.selectors import RISK_BINS, SIZE_BOUNDS, risk_revenue_groups, risk_thresholds
 from predictions.causes import CAUSES
 from predictions.models import ChurnCause, PortfolioSnapshot
 from predictions.selectors import cause_impact, count_latest_causes
@@ -25,7 +25,9 @@ def portfolio_snapshot_take(*, day: dt.date | None = None, riskiest: int = RISKI
     Besides the daily totals, each row holds what the team home shows per CSM (medium risk, MRR at
     risk) and the owner's `riskiest` active customers: the book's riskiest are among them, so the
     team home reads these rows instead of scanning every customer twice (churn_risk has no index,
-    on purpose: see Customer.Meta). Two scans of the customers table, here, once a day."""
+    on purpose: see Customer.Meta). It also holds what a manager's Reports page sums (per plan:
+    customers per risk bin, revenue at risk per account size). Three scans of the customers
+    table, here, once a day."""
     day = day or timezone.localdate()
     taken_at = timezone.now()
     start = dt.datetime.combine(day, dt.time.min, tzinfo=dt.UTC)
@@ -52,6 +54,9 @@ def portfolio_snapshot_take(*, day: dt.date | None = None, riskiest: int = RISKI
     top: dict[int | None, list[int]] = {}
     for owner_id, customer_id in ranked:
         top.setdefault(owner_id, []).append(customer_id)
+    groups: dict[int | None, list[dict]] = {}
+    for group in risk_revenue_groups(Customer.objects.filter(is_active=True)):
+        groups.setdefault(group.pop("owner_id"), []).append(_stored_group(group))
     PortfolioSnapshot.objects.filter(date=day).delete()
     snapshots = [
         PortfolioSnapshot(
@@ -65,12 +70,23 @@ def portfolio_snapshot_take(*, day: dt.date | None = None, riskiest: int = RISKI
             mrr_at_risk=row["mrr_at_risk"] or 0,
             churned_customers=row["churned"],
             riskiest_customer_ids=top.get(row["owner_id"], []),
+            report_groups=sorted(groups.get(row["owner_id"], []), key=lambda group: group["plan"]),
             taken_at=taken_at,
         )
         for row in rows
     ]
     PortfolioSnapshot.objects.bulk_create(snapshots)
     return len(snapshots)
+
+
+def _stored_group(group: dict) -> dict:
+    """One (owner, plan) group of `risk_revenue_groups` as JSON: the exact decimals as strings."""
+    sizes = [group[f"size_{i}"] for i in range(len(SIZE_BOUNDS))]
+    return {
+        "plan": group["plan"],
+        "bands": [group[f"band_{i}"] for i in range(RISK_BINS)],
+        "sizes": [None if value is None else str(value) for value in sizes],
+    }
 
 
 @transaction.atomic
