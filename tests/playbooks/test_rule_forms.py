@@ -367,9 +367,7 @@ def test_the_segment_compares_risk_and_health_from_either_side(make_playbook, ma
     assert rules.matching_customers(rule, customer_ids=None, now=rule.created_at) == [inside.pk]
 
 
-def test_the_playbook_page_lists_its_rules_in_words_and_edits_them_only_on_their_form(
-    manager_client, make_playbook
-):
+def test_the_playbook_page_lists_its_rules_in_words_and_edits_them_only_on_their_form(manager_client, make_playbook):
     playbook = make_playbook(WAIT)
     rule = TriggerRule.objects.create(playbook=playbook, kind="renewal_within", params={"days": 90}, segment={})
     page = manager_client.get(reverse("admin:playbooks_playbook_change", args=[playbook.pk])).content.decode()
