@@ -93,7 +93,7 @@ class GenericConnector(Connector):
     webhook_instructions = (
         "Give the sending system this URL and the whsec_ secret above. It signs the Standard "
         "Webhooks way (as Svix does): webhook-id, webhook-timestamp and webhook-signature headers, "
-        "within 5 minutes of our clock. The body is {\"type\": …, \"data\": {…}} with a type such as "
+        'within 5 minutes of our clock. The body is {"type": …, "data": {…}} with a type such as '
         "customer.upserted, ticket.changed, nps.received, payment.recorded, subscription.changed "
         "or activity.seen."
     )

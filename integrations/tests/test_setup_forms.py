@@ -7,8 +7,8 @@ import re
 import pytest
 from django.contrib.admin.models import LogEntry
 from django.db import connection
-from django.test.utils import CaptureQueriesContext
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from integrations import setup
@@ -68,7 +68,12 @@ def stripe_integration(stripe_fake):
     return Integration.objects.create(
         name="Stripe EU",
         type="payment",
-        config={"provider": "stripe", "api_key": STRIPE_KEY, "signing_secret": SIGNING, "api_base": stripe_fake.base_url},
+        config={
+            "provider": "stripe",
+            "api_key": STRIPE_KEY,
+            "signing_secret": SIGNING,
+            "api_base": stripe_fake.base_url,
+        },
     )
 
 
@@ -111,14 +116,21 @@ def test_each_provider_gets_its_own_fields_and_no_json(manager, provider, fields
         (
             "stripe",
             {"api_key": STRIPE_KEY, "api_base": "not a url", "sync_interval_minutes": "0"},
-            {"api_base": ["Enter a valid URL."], "sync_interval_minutes": ["Ensure this value is greater than or equal to 1."]},
+            {
+                "api_base": ["Enter a valid URL."],
+                "sync_interval_minutes": ["Ensure this value is greater than or equal to 1."],
+            },
         ),
         (
             "stripe",
             {"api_key": STRIPE_KEY, "signing_secret": "abc"},
             {"signing_secret": ["A Stripe webhook signing secret starts with whsec_."]},
         ),
-        ("hubspot", {"webhook_url": "ftp://x"}, {"access_token": ["This field is required."], "webhook_url": ["Enter a valid URL."]}),
+        (
+            "hubspot",
+            {"webhook_url": "ftp://x"},
+            {"access_token": ["This field is required."], "webhook_url": ["Enter a valid URL."]},
+        ),
         (
             "zendesk",
             {"subdomain": "acme.zendesk.com", "email": "nope"},
@@ -134,7 +146,11 @@ def test_each_provider_gets_its_own_fields_and_no_json(manager, provider, fields
             {"subdomain": ["Enter your Zendesk subdomain."]},
         ),
         ("segment", {}, {"signing_secret": ["This field is required."]}),
-        ("generic", {"signing_secret": "not-base64!"}, {"signing_secret": ["A Standard Webhooks secret: whsec_ followed by base64."]}),
+        (
+            "generic",
+            {"signing_secret": "not-base64!"},
+            {"signing_secret": ["A Standard Webhooks secret: whsec_ followed by base64."]},
+        ),
     ],
 )
 def test_bad_settings_are_field_errors_and_nothing_is_written(manager, provider, data, errors):
@@ -156,7 +172,12 @@ def test_bad_settings_are_field_errors_and_nothing_is_written(manager, provider,
         (
             "hubspot",
             {"access_token": "pat-na1-1", "client_secret": "cs-1", "api_base": "https://hub.example.com"},
-            {"provider": "hubspot", "access_token": "pat-na1-1", "client_secret": "cs-1", "api_base": "https://hub.example.com"},
+            {
+                "provider": "hubspot",
+                "access_token": "pat-na1-1",
+                "client_secret": "cs-1",
+                "api_base": "https://hub.example.com",
+            },
             "crm",
         ),
         (
@@ -192,7 +213,9 @@ def test_secrets_are_never_rendered_and_blank_keeps_them(manager, stripe_integra
     assert html.count("set — leave blank to keep") == 2  # the API key and the signing secret
     assert re.search(r'<input type="password" name="api_key"[^>]*>', html).group(0).count("value=") == 0
 
-    response = client.post(change_url(stripe_integration), stripe_form(stripe_integration, api_key="", signing_secret=""))
+    response = client.post(
+        change_url(stripe_integration), stripe_form(stripe_integration, api_key="", signing_secret="")
+    )
     assert response.status_code == 302
     stripe_integration.refresh_from_db()
     assert (stripe_integration.config["api_key"], stripe_integration.config["signing_secret"]) == (STRIPE_KEY, SIGNING)
@@ -207,7 +230,11 @@ def test_secrets_are_never_rendered_and_blank_keeps_them(manager, stripe_integra
     assert "not set" in client.get(change_url(stripe_integration)).content.decode()
 
     # Nowhere after the edits: not the change page, the list, the history page or the log messages.
-    for path in (change_url(stripe_integration), CHANGELIST, change_url(stripe_integration).replace("change", "history")):
+    for path in (
+        change_url(stripe_integration),
+        CHANGELIST,
+        change_url(stripe_integration).replace("change", "history"),
+    ):
         html = client.get(path).content.decode()
         assert STRIPE_KEY not in html and NEW_KEY not in html and SIGNING not in html, path
     messages = " ".join(LogEntry.objects.values_list("change_message", flat=True))
@@ -221,7 +248,9 @@ def test_a_rejected_form_does_not_echo_the_secret(manager):
 
 
 def test_removing_a_required_secret_is_refused(manager, stripe_integration):
-    response = signed_in(manager).post(change_url(stripe_integration), stripe_form(stripe_integration, clear_api_key="on"))
+    response = signed_in(manager).post(
+        change_url(stripe_integration), stripe_form(stripe_integration, clear_api_key="on")
+    )
     assert form_errors(response) == {"api_key": ["This field is required."]}
     stripe_integration.refresh_from_db()
     assert stripe_integration.config["api_key"] == STRIPE_KEY
@@ -285,7 +314,9 @@ def test_a_test_token_vouches_only_for_the_settings_it_tested(manager, stripe_in
     token = client.post(check_url(stripe_integration), stripe_form(stripe_integration)).json()["token"]
     Integration.objects.filter(pk=stripe_integration.pk).update(status="error")
     # Another key saved with the token of the stored one: not connected.
-    client.post(change_url(stripe_integration), stripe_form(stripe_integration, api_key=NEW_KEY, connection_check=token))
+    client.post(
+        change_url(stripe_integration), stripe_form(stripe_integration, api_key=NEW_KEY, connection_check=token)
+    )
     stripe_integration.refresh_from_db()
     assert stripe_integration.status == "disconnected"
     forged = client.post(change_url(stripe_integration), stripe_form(stripe_integration, connection_check="forged"))
@@ -343,11 +374,21 @@ def test_connection_test_per_provider(manager, fake_api, provider, path, config,
     if answer is None:
         fake_api.auth = (
             "Bearer pat-good",
-            (401, {"status": "error", "message": "Authentication credentials not found.", "category": "INVALID_AUTHENTICATION"}, {}),
+            (
+                401,
+                {
+                    "status": "error",
+                    "message": "Authentication credentials not found.",
+                    "category": "INVALID_AUTHENTICATION",
+                },
+                {},
+            ),
         )
-    result = signed_in(manager).post(
-        f"{TEST_NEW}?provider={provider}", {"name": "x", **config, "api_base": fake_api.base_url}
-    ).json()
+    result = (
+        signed_in(manager)
+        .post(f"{TEST_NEW}?provider={provider}", {"name": "x", **config, "api_base": fake_api.base_url})
+        .json()
+    )
     assert (result["ok"], result["message"]) == expected
 
 
@@ -379,7 +420,11 @@ def test_hubspot_behind_a_proxy_shows_its_configured_url(manager):
     integration = Integration.objects.create(
         name="HubSpot",
         type="crm",
-        config={"provider": "hubspot", "access_token": "pat", "webhook_url": "https://cs.example.com/api/webhooks/hubspot/9"},
+        config={
+            "provider": "hubspot",
+            "access_token": "pat",
+            "webhook_url": "https://cs.example.com/api/webhooks/hubspot/9",
+        },
     )
     html = signed_in(manager).get(change_url(integration)).content.decode()
     assert 'value="https://cs.example.com/api/webhooks/hubspot/9"' in html
@@ -391,7 +436,9 @@ def test_setup_service_saves_and_derives_the_status():
     assert Integration.objects.get().status == "disconnected"
     integration.config = {**integration.config, "sync_interval_minutes": 5}
     integration.status = "connected"
-    setup.integration_save(integration=integration, previous_config={"provider": "stripe", "api_key": "k"}, verified=False)
+    setup.integration_save(
+        integration=integration, previous_config={"provider": "stripe", "api_key": "k"}, verified=False
+    )
     assert Integration.objects.get().status == "connected"  # the interval is not a credential
 
 
@@ -399,9 +446,12 @@ def test_setup_service_saves_and_derives_the_status():
 
 
 def test_csms_get_403_and_viewers_read_only(csm, viewer, stripe_integration, stripe_fake):
-    for path in (CHANGELIST, ADD, change_url(stripe_integration)):
+    for path in (CHANGELIST, ADD, f"{ADD}?provider=stripe"):
         assert signed_in(csm).get(path).status_code == 403, path
-    assert signed_in(csm).post(check_url(stripe_integration), {"name": "x"}).status_code == 403
+    assert signed_in(csm).post(f"{TEST_NEW}?provider=stripe", {"api_key": STRIPE_KEY}).status_code == 403
+    # An integration is outside every CSM's scope: its pages are a 404, as every admin answers.
+    assert signed_in(csm).get(change_url(stripe_integration)).status_code == 404
+    assert signed_in(csm).post(check_url(stripe_integration), {"name": "x"}).status_code == 404
     assert signed_in(viewer).post(check_url(stripe_integration), {"name": "x"}).status_code == 403
     assert signed_in(viewer).post(f"{TEST_NEW}?provider=stripe", {"api_key": STRIPE_KEY}).status_code == 403
     assert stripe_fake.calls == []
