@@ -231,7 +231,8 @@ class IntegrationAdmin(PortfolioScopedAdmin):
                 "provider": cls.provider,
                 "editable": self._editable(request, obj),
                 "can_check": connector.can_check,
-                "test_url": reverse("admin:integrations_integration_test_connection", args=args),
+                "test_url": reverse("admin:integrations_integration_test_connection", args=args)
+                + ("" if obj is not None else f"?provider={cls.provider}"),
                 "pushes": connector.can_push,
                 "webhook_url": webhook_url,
                 "instructions": cls.webhook_instructions,

@@ -414,6 +414,7 @@ def test_the_change_page_shows_the_webhook_url_and_how_to_sign(manager, stripe_i
     assert reverse("webhook", kwargs={"provider": "stripe", "integration_id": stripe_integration.pk}) in url
     add_page = signed_in(manager).get(f"{ADD}?provider=stripe").content.decode()
     assert "Shown once the integration is saved" in add_page
+    assert f'data-url="{TEST_NEW}?provider=stripe"' in add_page
 
 
 def test_hubspot_behind_a_proxy_shows_its_configured_url(manager):
