@@ -56,6 +56,12 @@ def setting_field(setting: Setting) -> forms.Field:
     return forms.CharField(widget=forms.TextInput(attrs=attrs), validators=validators, **common)
 
 
+def _lower_first(label: str) -> str:
+    """Lower-case the first word unless it is an acronym: "API key", "webhook signing secret"."""
+    first, _, rest = label.partition(" ")
+    return label if first.isupper() else f"{first.lower()} {rest}".strip()
+
+
 def clear_field_name(key: str) -> str:
     return f"clear_{key}"
 
@@ -174,7 +180,7 @@ def integration_form(provider: str) -> type[forms.ModelForm]:
             attrs[setting.key] = setting_field(setting)
             if setting.is_secret:
                 attrs[clear_field_name(setting.key)] = forms.BooleanField(
-                    required=False, label=f"Remove the stored {setting.label.lower()}"
+                    required=False, label=f"Remove the stored {_lower_first(setting.label)}"
                 )
         _forms[provider] = type(f"{provider.title()}SetupForm", (IntegrationSetupForm,), attrs)
     return _forms[provider]
