@@ -38,7 +38,10 @@ def secret_paths(config: Any, prefix: str = "") -> list[str]:
     if isinstance(config, dict):
         for key, value in config.items():
             path = f"{prefix}.{key}" if prefix else str(key)
-            paths.extend([path] if _is_secret(key) else secret_paths(value, path))
+            if _is_secret(key):
+                paths.extend([path] if value not in (None, "", [], {}) else [])  # an empty one is not set
+            else:
+                paths.extend(secret_paths(value, path))
     elif isinstance(config, list):
         for index, item in enumerate(config):
             paths.extend(secret_paths(item, f"{prefix}[{index}]"))
@@ -64,6 +67,7 @@ class IntegrationAdmin(PortfolioScopedAdmin):
         "state",
         "last_sync_at",
         "public_settings",
+        "other_settings",
         "stored_secrets",
         "cursor",
         "last_error",
@@ -181,7 +185,7 @@ class IntegrationAdmin(PortfolioScopedAdmin):
             ]
         declared = {s.key for s in cls.settings_schema} if cls else set()
         if set(stored) - declared - {"provider"}:
-            fieldsets.append(("Other stored settings", {"fields": ("public_settings", "stored_secrets")}))
+            fieldsets.append(("Other stored settings", {"fields": ("other_settings",)}))
         if obj is not None:
             fieldsets += [status, record]
         return fieldsets
@@ -271,6 +275,17 @@ class IntegrationAdmin(PortfolioScopedAdmin):
     @admin.display(description="Settings")
     def public_settings(self, obj: Integration) -> str:
         return format_html("<pre>{}</pre>", json.dumps(public_config(obj.config), indent=2, sort_keys=True))
+
+    @admin.display(description="Kept as they are")
+    def other_settings(self, obj: Integration) -> str:
+        """What the form does not show: keys the provider's connector does not declare, secrets hidden."""
+        cls = connector_class(obj.provider)
+        declared = {s.key for s in cls.settings_schema} if cls else set()
+        rest = {key: value for key, value in (obj.config or {}).items() if key not in declared | {"provider"}}
+        secrets = secret_paths(rest)
+        shown = json.dumps(public_config(rest), indent=2, sort_keys=True)
+        hidden = f"Secrets: {', '.join(secrets)} (values hidden)" if secrets else ""
+        return format_html("<pre>{}</pre>{}", shown, hidden)
 
     @admin.display(description="Stored secrets")
     def stored_secrets(self, obj: Integration) -> str:
