@@ -1,25 +1,29 @@
 """Admin for integrations. Secret values in `config` are never rendered, for any role.
 
-Admins edit a redacted copy of `config`: secret-looking keys (see
-`integrations.selectors.SECRET_KEY_PATTERN`) are left out of what is shown and kept on save unless
-the admin enters a new value (or `null` to remove one). Other roles see a read-only redacted view.
+Admins and managers set an integration up with its provider's typed form (`integrations.forms`),
+secrets write-only; viewers see the settings read-only with secret-looking keys (see
+`integrations.selectors.SECRET_KEY_PATTERN`) left out; CSMs do not open the page.
 """
 
-import copy
 import json
 from typing import Any
 
-from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
 from django.db.models import Model, QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 from django.utils.timesince import timesince
 
-from churnshield.admin_scoping import EngineRowsAdmin, PortfolioScopedAdmin, is_admin_role
+from churnshield.admin_scoping import EngineRowsAdmin, PortfolioScopedAdmin
 from churnshield.auth.roles import Role, role_of
 from churnshield.exceptions import ConflictError, NotFoundError
-from integrations import services
+from integrations import services, setup
+from integrations.connectors.base import connector_class
+from integrations.forms import IntegrationSetupForm, clear_field_name, integration_form, provider_choices
 from integrations.models import Integration, SyncRun, WebhookEvent
 from integrations.selectors import SECRET_KEY_PATTERN, integration_list, public_config
 
@@ -34,80 +38,36 @@ def secret_paths(config: Any, prefix: str = "") -> list[str]:
     if isinstance(config, dict):
         for key, value in config.items():
             path = f"{prefix}.{key}" if prefix else str(key)
-            paths.extend([path] if _is_secret(key) else secret_paths(value, path))
+            if _is_secret(key):
+                paths.extend([path] if value not in (None, "", [], {}) else [])  # an empty one is not set
+            else:
+                paths.extend(secret_paths(value, path))
     elif isinstance(config, list):
         for index, item in enumerate(config):
             paths.extend(secret_paths(item, f"{prefix}[{index}]"))
     return paths
 
 
-def merge_secrets(stored: Any, submitted: Any) -> Any:
-    """`submitted` (edited from the redacted view) with the stored secrets it could not show put back.
-
-    A secret key absent from `submitted` keeps its stored value; a secret key set to null is removed;
-    any other submitted value wins. Lists are merged item by item when their length is unchanged.
-    """
-    if isinstance(stored, dict) and isinstance(submitted, dict):
-        merged: dict[str, Any] = {}
-        for key, value in submitted.items():
-            if _is_secret(key) and value is None:
-                continue
-            merged[key] = merge_secrets(stored[key], value) if key in stored and not _is_secret(key) else value
-        for key, value in stored.items():
-            if key not in submitted and _is_secret(key):
-                merged[key] = copy.deepcopy(value)
-        return merged
-    if isinstance(stored, list) and isinstance(submitted, list) and len(stored) == len(submitted):
-        return [merge_secrets(old, new) for old, new in zip(stored, submitted, strict=True)]
-    return submitted
-
-
-class IntegrationAdminForm(forms.ModelForm):
-    """Shows `config` redacted and restores the hidden secrets when it is saved."""
-
-    class Meta:
-        model = Integration
-        fields = ("name", "type", "status", "last_sync_at", "config")
-        widgets = {"name": forms.TextInput(attrs={"size": 40})}
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._stored_config = copy.deepcopy(self.instance.config) if self.instance.pk else {}
-        if "config" in self.fields:
-            self.initial["config"] = public_config(self._stored_config)
-            self.fields["config"].help_text = (
-                "Secret values (API keys, tokens, passwords…) are never shown. They are kept when you save; "
-                "to replace one, enter the key with its new value; to remove one, set it to null, "
-                'e.g. {"api_key": null}.'
-            )
-
-    def clean_config(self) -> Any:
-        return merge_secrets(self._stored_config, self.cleaned_data.get("config"))
-
-
 @admin.register(Integration)
 class IntegrationAdmin(PortfolioScopedAdmin):
-    form = IntegrationAdminForm
-    list_display = (
-        "name",
-        "type",
-        "provider_name",
-        "status",
-        "last_sync_at",
-        "lag",
-        "consecutive_failures",
-        "failed_runs",
-        "backlog",
-        "dead",
-        "last_error",
-    )
-    list_filter = ("type", "status")
+    """Integrations set up by typed forms, one per provider (`integrations.forms`).
+
+    The add page first asks for the provider; the form then holds that connector's settings,
+    secrets write-only. The page tests the connection (through the connector, saving nothing) and
+    shows the webhook URL to give the provider. The status is derived, never typed in.
+    """
+
+    list_display = ("name", "provider_name", "state", "last_synced", "attention", "reason")
+    list_filter = ("status", "type")
     search_fields = ("name",)
-    date_hierarchy = "created_at"
     readonly_fields = (
         "id",
         "created_at",
+        "type",
+        "state",
+        "last_sync_at",
         "public_settings",
+        "other_settings",
         "stored_secrets",
         "cursor",
         "last_error",
@@ -115,32 +75,60 @@ class IntegrationAdmin(PortfolioScopedAdmin):
         "consecutive_failures",
     )
     actions = ["sync_now"]
+    change_form_template = "admin/integrations/integration/setup_form.html"
+
+    class Media:
+        css = {"all": ["workspace/workspace.css", "integrations/setup.css"]}
+        js = ["integrations/setup.js"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         # The health columns come annotated in the same query as the rows.
         return integration_list().filter(pk__in=super().get_queryset(request).values("pk"))
 
+    def get_urls(self) -> list[URLPattern]:
+        test = self.admin_site.admin_view(self.test_connection_view)
+        return [
+            path("test-connection/", test, name="integrations_integration_test_connection"),
+            path("<path:object_id>/test-connection/", test, name="integrations_integration_test_connection"),
+            *super().get_urls(),
+        ]
+
+    # Changelist: few, short columns, so the list fits a 1400 px window beside the filters. -----
     @admin.display(description="Provider")
     def provider_name(self, obj: Integration) -> str:
-        return obj.provider or "—"
+        cls = connector_class(obj.provider)
+        return cls.label.split(" (")[0] if cls else "not chosen"
 
-    @admin.display(description="Lag")
-    def lag(self, obj: Integration) -> str:
+    @admin.display(description="Status", ordering="status")
+    def state(self, obj: Integration) -> str:
+        label, tone = STATUS_LABELS.get(obj.status, (obj.status, "low"))
+        return format_html('<span class="cs-pill cs-int-{}">{}</span>', tone, label)
+
+    @admin.display(description="Last sync", ordering="last_sync_at")
+    def last_synced(self, obj: Integration) -> str:
         if obj.last_sync_at is None:
-            return "never synced"
-        return timesince(obj.last_sync_at)
+            return "never"
+        return f"{timesince(obj.last_sync_at).split(',')[0]} ago"
 
-    @admin.display(description="Failed runs (24 h)")
-    def failed_runs(self, obj: Integration) -> int:
-        return obj.failed_runs_24h
+    @admin.display(description="Needs attention")
+    def attention(self, obj: Any) -> str:  # a row of integration_list(), with its health counts
+        parts = []
+        if obj.consecutive_failures:
+            parts.append(f"{obj.consecutive_failures} failed in a row")
+        if obj.failed_runs_24h:
+            parts.append(f"{obj.failed_runs_24h} failed runs (24 h)")
+        if obj.webhook_backlog:
+            parts.append(f"{obj.webhook_backlog} webhooks waiting")
+        if obj.dead_letters:
+            parts.append(f"{obj.dead_letters} dead letters")
+        return " · ".join(parts) or "—"
 
-    @admin.display(description="Webhook backlog")
-    def backlog(self, obj: Integration) -> int:
-        return obj.webhook_backlog
-
-    @admin.display(description="Dead letters")
-    def dead(self, obj: Integration) -> int:
-        return obj.dead_letters
+    @admin.display(description="Reason")
+    def reason(self, obj: Integration) -> str:
+        if not obj.last_error:
+            return "—"
+        short = obj.last_error if len(obj.last_error) <= 120 else obj.last_error[:119] + "…"
+        return format_html('<span title="{}">{}</span>', obj.last_error, short)
 
     @admin.action(description="Sync now")
     def sync_now(self, request: HttpRequest, queryset: QuerySet) -> None:
@@ -154,31 +142,163 @@ class IntegrationAdmin(PortfolioScopedAdmin):
             except (ConflictError, NotFoundError) as error:
                 self.message_user(request, f"{integration.name}: {error}", messages.WARNING)
 
-    def save_model(self, request: HttpRequest, obj: Integration, form: Any, change: bool) -> None:
-        super().save_model(request, obj, form, change)
-        services.integration_schedule_sync(integration=obj)
+    # The setup form ---------------------------------------------------------------------------
+    def _editable(self, request: HttpRequest, obj: Model | None) -> bool:
+        return self.has_change_permission(request, obj) if obj is not None else self.has_add_permission(request)
+
+    def _provider(self, request: HttpRequest, obj: Model | None) -> str:
+        if isinstance(obj, Integration) and obj.pk:
+            return obj.provider
+        return str(request.POST.get("provider") or request.GET.get("provider") or "").lower()
+
+    def get_form(self, request: HttpRequest, obj: Model | None = None, change: bool = False, **kwargs: Any) -> Any:
+        if self._editable(request, obj):
+            kwargs["form"] = integration_form(self._provider(request, obj))
+        return super().get_form(request, obj, change=change, **kwargs)
 
     def get_fieldsets(self, request: HttpRequest, obj: Model | None = None) -> list[tuple[str | None, dict]]:
-        # The raw config (even redacted and editable) is for admins; everyone else gets a read-only view.
-        if is_admin_role(request) and (obj is None or self.has_change_permission(request, obj)):
-            settings_fields: tuple[str, ...] = ("config", "stored_secrets")
+        status = (
+            "Status",
+            {"fields": ("state", "last_sync_at", "consecutive_failures", "last_error", "last_error_at")},
+        )
+        record = ("Record", {"fields": ("id", "type", "created_at", "cursor")})
+        if not self._editable(request, obj):
+            return [
+                (None, {"fields": ("name",)}),
+                ("Settings", {"fields": ("public_settings", "stored_secrets")}),
+                status,
+                record,
+            ]
+        cls = connector_class(self._provider(request, obj))
+        stored = dict(obj.config or {}) if isinstance(obj, Integration) else {}
+        if cls is None:
+            fieldsets: list[tuple[str | None, dict]] = [(None, {"fields": ("name", "provider", "connection_check")})]
         else:
-            settings_fields = ("public_settings", "stored_secrets")
-        return [
-            (None, {"fields": ("name", "type", "status", "last_sync_at")}),
-            ("Settings", {"fields": settings_fields}),
-            ("Health", {"fields": ("consecutive_failures", "last_error", "last_error_at", "cursor")}),
-            ("Record", {"fields": ("id", "created_at")}),
-        ]
+            fields: list[str] = []
+            for setting in cls.settings_schema:
+                fields.append(setting.key)
+                if setting.is_secret and stored.get(setting.key):
+                    fields.append(clear_field_name(setting.key))
+            fieldsets = [
+                (None, {"fields": ("name", "connection_check")}),
+                (f"{cls.label} settings", {"fields": fields}),
+            ]
+        declared = {s.key for s in cls.settings_schema} if cls else set()
+        if set(stored) - declared - {"provider"}:
+            fieldsets.append(("Other stored settings", {"fields": ("other_settings",)}))
+        if obj is not None:
+            fieldsets += [status, record]
+        return fieldsets
+
+    def add_view(self, request: HttpRequest, form_url: str = "", extra_context: dict | None = None) -> HttpResponse:
+        provider = self._provider(request, None)
+        if connector_class(provider) is None and self.has_add_permission(request):
+            # First the provider: the form is that provider's.
+            context = {
+                **self.admin_site.each_context(request),
+                "opts": self.opts,
+                "title": "Add an integration",
+                "providers": [
+                    {"name": name, "label": label, "type": connector_class(name).type}  # type: ignore[union-attr]
+                    for name, label in provider_choices()
+                ],
+            }
+            return TemplateResponse(request, "admin/integrations/integration/choose_provider.html", context)
+        return super().add_view(request, form_url, extra_context)
+
+    def render_change_form(
+        self,
+        request: HttpRequest,
+        context: dict[str, Any],
+        add: bool = False,
+        change: bool = False,
+        form_url: str = "",
+        obj: Model | None = None,
+    ) -> HttpResponse:
+        context.update(self._setup_context(request, obj))
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+    def _setup_context(self, request: HttpRequest, obj: Model | None) -> dict[str, Any]:
+        """The connection panel: the test button, the webhook URL and how to sign."""
+        cls = connector_class(self._provider(request, obj))
+        if cls is None:
+            return {}
+        connector = cls(obj if isinstance(obj, Integration) else Integration())
+        args = [obj.pk] if obj is not None else []
+        webhook_url = ""
+        if connector.can_push and obj is not None:
+            path_ = reverse("webhook", kwargs={"provider": cls.provider, "integration_id": obj.pk})
+            webhook_url = str(connector.config.get("webhook_url") or request.build_absolute_uri(path_))
+        return {
+            "setup": {
+                "label": cls.label,
+                "provider": cls.provider,
+                "editable": self._editable(request, obj),
+                "can_check": connector.can_check,
+                "test_url": reverse("admin:integrations_integration_test_connection", args=args)
+                + ("" if obj is not None else f"?provider={cls.provider}"),
+                "pushes": connector.can_push,
+                "webhook_url": webhook_url,
+                "instructions": cls.webhook_instructions,
+            }
+        }
+
+    def test_connection_view(self, request: HttpRequest, object_id: str | None = None) -> JsonResponse:
+        """Test the settings in the posted form (stored secrets where left blank), saving nothing."""
+        # Outside the user's scope (every integration, for a CSM) an object is a 404, as elsewhere.
+        obj = self.get_object(request, unquote(object_id)) if object_id else None
+        if not self._opens_for(request) or not self._editable(request, obj):
+            raise PermissionDenied
+        if request.method != "POST":
+            return JsonResponse({"ok": False, "message": "Send the form with POST."}, status=405)
+        provider = self._provider(request, obj)
+        form_class = integration_form(provider)
+        if not issubclass(form_class, IntegrationSetupForm):
+            return JsonResponse({"ok": False, "message": "Choose a provider and save first."}, status=400)
+        form = form_class(data=request.POST, instance=obj or Integration())
+        form.is_valid()
+        if not form.settings_valid or form.config is None:
+            errors = {key: [str(e) for e in form.errors[key]] for key in form.errors if key != "name"}
+            return JsonResponse(
+                {"ok": False, "message": "Correct the settings marked below first.", "errors": errors}, status=400
+            )
+        result = setup.connection_test(provider=provider, config=form.config)
+        return JsonResponse({"ok": result.ok, "message": result.message, "token": result.token})
+
+    def save_model(self, request: HttpRequest, obj: Integration, form: Any, change: bool) -> None:
+        setup.integration_save(
+            integration=obj,
+            previous_config=getattr(form, "stored_config", None) if change else None,
+            verified=getattr(form, "verified", False),
+        )
 
     @admin.display(description="Settings")
     def public_settings(self, obj: Integration) -> str:
         return format_html("<pre>{}</pre>", json.dumps(public_config(obj.config), indent=2, sort_keys=True))
 
+    @admin.display(description="Kept as they are")
+    def other_settings(self, obj: Integration) -> str:
+        """What the form does not show: keys the provider's connector does not declare, secrets hidden."""
+        cls = connector_class(obj.provider)
+        declared = {s.key for s in cls.settings_schema} if cls else set()
+        rest = {key: value for key, value in (obj.config or {}).items() if key not in declared | {"provider"}}
+        secrets = secret_paths(rest)
+        shown = json.dumps(public_config(rest), indent=2, sort_keys=True)
+        hidden = f"Secrets: {', '.join(secrets)} (values hidden)" if secrets else ""
+        return format_html("<pre>{}</pre>{}", shown, hidden)
+
     @admin.display(description="Stored secrets")
     def stored_secrets(self, obj: Integration) -> str:
         paths = secret_paths(obj.config)
         return ", ".join(paths) + " (values hidden)" if paths else "—"
+
+
+STATUS_LABELS: dict[str, tuple[str, str]] = {
+    Integration.Status.CONNECTED: ("Connected", "ok"),
+    Integration.Status.DISCONNECTED: ("Not connected", "off"),
+    Integration.Status.ERROR: ("Error", "error"),
+    Integration.Status.SYNCING: ("Syncing", "busy"),
+}
 
 
 @admin.register(SyncRun)

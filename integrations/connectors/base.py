@@ -4,13 +4,15 @@ import datetime as dt
 import hashlib
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import httpx
 from django.conf import settings
 from django.utils import timezone
 
+from integrations.connectors.http import PermanentError, TransientError
 from integrations.events import CanonicalEvent
 from integrations.models import Integration
 
@@ -25,6 +27,55 @@ class SignatureError(Exception):
 
 class NotSupported(Exception):
     """The connector has no such half (Segment has no pull API)."""
+
+
+class ConnectionFailed(Exception):
+    """The connection test reached no answer, or the provider refused: the message is for people."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting a connector reads from `Integration.config`, declared once for the connector and
+    the setup form alike.
+
+    `kind` is text, secret, url, email or minutes. Secrets are write-only in the admin and hidden
+    by the API. `for_pull` marks a credential a pull sync cannot run without; `for_connection`
+    whether a change to it means the connection must be tested again (a webhook signing secret or
+    the sync interval does not). `check` raises ValueError with a message for people.
+    """
+
+    key: str
+    label: str
+    kind: str = "text"
+    required: bool = False
+    help: str = ""
+    placeholder: str = ""
+    for_pull: bool = False
+    for_connection: bool = True
+    check: Callable[[str], None] | None = None
+
+    @property
+    def is_secret(self) -> bool:
+        return self.kind == "secret"
+
+
+def api_base_setting(default: str) -> Setting:
+    return Setting(
+        "api_base",
+        "API base URL",
+        kind="url",
+        help=f"Leave blank for {default}. Set it only for a proxy or a test server.",
+        placeholder=default,
+    )
+
+
+SYNC_INTERVAL = Setting(
+    "sync_interval_minutes",
+    "Sync every (minutes)",
+    kind="minutes",
+    help="How often changes are pulled. Leave blank for the server's default.",
+    for_connection=False,
+)
 
 
 @dataclass
@@ -143,9 +194,24 @@ class Connector:
     """A provider. Subclasses set `provider` and implement the halves they have."""
 
     provider: ClassVar[str] = ""
+    label: ClassVar[str] = ""
     type: ClassVar[str] = Integration.Type.OTHER
-    # Config keys a pull sync cannot authenticate without (checked before a run is opened).
+    # What this connector reads from `config`: the setup form is built from it.
+    settings_schema: ClassVar[tuple[Setting, ...]] = ()
+    # Config keys a pull sync cannot authenticate without (checked before a run is opened),
+    # derived from the schema's `for_pull` settings.
     pull_credentials: ClassVar[tuple[str, ...]] = ()
+    # How to point the provider's webhooks at us and where its signing secret goes (push half).
+    webhook_instructions: ClassVar[str] = ""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.pull_credentials = tuple(s.key for s in cls.settings_schema if s.for_pull)
+
+    @classmethod
+    def settings_errors(cls, config: dict[str, Any]) -> dict[str, str]:
+        """Errors no single setting shows, by the setting to show them on (config as it would be saved)."""
+        return {}
 
     def __init__(self, integration: Integration) -> None:
         self.integration = integration
@@ -177,6 +243,50 @@ class Connector:
     def can_pull(self) -> bool:
         return type(self).pull is not Connector.pull
 
+    @property
+    def can_push(self) -> bool:
+        return type(self).verify is not Connector.verify
+
+    # Connection test ------------------------------------------------------------------------
+    @property
+    def can_check(self) -> bool:
+        return type(self).check_connection is not Connector.check_connection
+
+    def check_connection(self) -> str:
+        """One cheap authenticated call with the configured credentials; what it proved, for people.
+        Raise ConnectionFailed with the reason (the provider's own words where it gave some)."""
+        raise NotSupported(f"{self.provider} has no API to call")
+
+    def _call_for_check(self, call: Callable[[], Any], base_url: str) -> Any:
+        """Run `call` (one request, no retries) and turn what can go wrong into a plain sentence
+        that never repeats a configured secret."""
+        missing = [s.label for s in self.settings_schema if s.key in self.missing_credentials()]
+        if missing:
+            raise ConnectionFailed(f"No {', '.join(missing).lower()} entered.")
+        name = self.label or self.provider
+        try:
+            return call()
+        except PermanentError as error:
+            if error.status in (401, 403):
+                reason = f"{name} refused the credentials (HTTP {error.status})"
+            elif error.status == 404:
+                reason = f"{name} answered “not found” (HTTP 404) at {base_url}: check the address"
+            else:
+                reason = f"{name} refused the request (HTTP {error.status or '?'})"
+            message = f"{reason}: {error.detail}" if error.detail else f"{reason}."
+            raise ConnectionFailed(self._redact(message)) from None
+        except TransientError as error:
+            raise ConnectionFailed(self._redact(f"Could not get an answer from {base_url} ({error}).")) from None
+        except httpx.HTTPError as error:
+            raise ConnectionFailed(self._redact(f"Could not reach {base_url}: {error}.")) from None
+
+    def _redact(self, text: str) -> str:
+        for setting in self.settings_schema:
+            value = secret_value(self.config.get(setting.key)) if setting.is_secret else ""
+            if len(value) >= 4:
+                text = text.replace(value, "••••")
+        return text
+
 
 _registry: dict[str, type[Connector]] = {}
 
@@ -188,6 +298,10 @@ def register(cls: type[Connector]) -> type[Connector]:
 
 def providers() -> list[str]:
     return sorted(_registry)
+
+
+def connector_class(provider: str) -> type[Connector] | None:
+    return _registry.get(provider)
 
 
 def connector_for(integration: Integration) -> Connector:

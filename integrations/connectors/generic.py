@@ -12,7 +12,15 @@ from typing import Any
 
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from integrations.connectors.base import Connector, Delivery, IncomingEvent, SignatureError, loads, parse_time
+from integrations.connectors.base import (
+    Connector,
+    Delivery,
+    IncomingEvent,
+    Setting,
+    SignatureError,
+    loads,
+    parse_time,
+)
 from integrations.events import (
     ActivitySeen,
     CanonicalEvent,
@@ -57,9 +65,38 @@ def _money(data: dict, key: str) -> Decimal:
     return value
 
 
+def _standard_secret(value: str) -> None:
+    if value.startswith("env:"):
+        return
+    try:
+        Webhook(value)
+    except (ValueError, TypeError) as error:
+        raise ValueError("A Standard Webhooks secret: whsec_ followed by base64.") from error
+
+
 class GenericConnector(Connector):
     provider = "generic"
+    label = "Signed JSON webhooks (Standard Webhooks)"
     type = Integration.Type.OTHER
+    settings_schema = (
+        Setting(
+            "signing_secret",
+            "Signing secret",
+            kind="secret",
+            required=True,
+            for_connection=False,
+            check=_standard_secret,
+            placeholder="whsec_…",
+            help="The whsec_… secret the sending system signs with.",
+        ),
+    )
+    webhook_instructions = (
+        "Give the sending system this URL and the whsec_ secret above. It signs the Standard "
+        "Webhooks way (as Svix does): webhook-id, webhook-timestamp and webhook-signature headers, "
+        'within 5 minutes of our clock. The body is {"type": …, "data": {…}} with a type such as '
+        "customer.upserted, ticket.changed, nps.received, payment.recorded, subscription.changed "
+        "or activity.seen."
+    )
 
     def verify(self, delivery: Delivery) -> list[IncomingEvent]:
         headers = {k.replace("svix-", "webhook-"): v for k, v in delivery.headers.items()}

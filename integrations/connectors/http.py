@@ -17,7 +17,33 @@ class TransientError(Exception):
 
 
 class PermanentError(Exception):
-    """Retrying will not help (bad credentials, a bad request): fail the run now."""
+    """Retrying will not help (bad credentials, a bad request): fail the run now.
+
+    `status` is the HTTP status (None when the answer was not JSON) and `detail` the provider's
+    own explanation, read from its error body, for people (the connection test shows it).
+    """
+
+    def __init__(self, message: str, status: int | None = None, detail: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.detail = detail
+
+
+def error_detail(response: httpx.Response) -> str:
+    """The provider's explanation in an error answer: Stripe's `error.message`, HubSpot's
+    `message`, Zendesk's `error`/`description`, else the start of the body."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200].strip()
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict):
+            error = error.get("message") or error.get("title") or error.get("type")
+        for candidate in (body.get("message"), body.get("description"), error):
+            if isinstance(candidate, str) and candidate.strip():
+                return candidate.strip()[:300]
+    return response.text[:200].strip()
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -46,7 +72,7 @@ class _Wait:
 class ApiClient:
     """A provider's REST API at `base_url` (the real one by default; a loopback server in tests)."""
 
-    def __init__(self, base_url: str, headers: dict[str, str]) -> None:
+    def __init__(self, base_url: str, headers: dict[str, str], *, attempts: int | None = None) -> None:
         self.http = httpx.Client(
             base_url=base_url.rstrip("/"),
             headers=headers,
@@ -54,6 +80,7 @@ class ApiClient:
             follow_redirects=False,
         )
         self.requests = 0  # every attempt, retries included
+        self.attempts = attempts
 
     def close(self) -> None:
         self.http.close()
@@ -62,7 +89,7 @@ class ApiClient:
         caller = retry(
             retry=retry_if_exception_type(TransientError),
             wait=_Wait(),
-            stop=stop_after_attempt(settings.INTEGRATION_HTTP_ATTEMPTS),
+            stop=stop_after_attempt(self.attempts or settings.INTEGRATION_HTTP_ATTEMPTS),
             reraise=True,
         )(self._once)
         return caller(method, path, **kwargs)
@@ -82,7 +109,11 @@ class ApiClient:
         if response.status_code == 429 or response.status_code >= 500:
             raise TransientError(f"{method} {path}: HTTP {response.status_code}", _retry_after(response))
         if response.status_code >= 400:
-            raise PermanentError(f"{method} {path}: HTTP {response.status_code} {response.text[:200]}")
+            raise PermanentError(
+                f"{method} {path}: HTTP {response.status_code} {response.text[:200]}",
+                status=response.status_code,
+                detail=error_detail(response),
+            )
         try:
             return response.json()
         except ValueError as error:

@@ -17,11 +17,14 @@ from collections.abc import Iterator
 from typing import Any
 
 from integrations.connectors.base import (
+    SYNC_INTERVAL,
     Connector,
     Delivery,
     IncomingEvent,
     Page,
+    Setting,
     SignatureError,
+    api_base_setting,
     check_epoch_tolerance,
     loads,
     parse_time,
@@ -42,9 +45,40 @@ def hubspot_v3_signature(secret: str, method: str, uri: str, body: bytes, timest
 
 class HubSpotConnector(Connector):
     provider = "hubspot"
-    pull_credentials = ("access_token",)
+    label = "HubSpot"
     type = Integration.Type.CRM
     api_base = "https://api.hubapi.com"
+    settings_schema = (
+        Setting(
+            "access_token",
+            "Access token",
+            kind="secret",
+            required=True,
+            for_pull=True,
+            help="A private app's access token (pat-…) with the CRM objects and owners read scopes.",
+        ),
+        Setting(
+            "client_secret",
+            "Client secret",
+            kind="secret",
+            for_connection=False,
+            help="Your HubSpot app's client secret: HubSpot signs its webhooks with it.",
+        ),
+        Setting(
+            "webhook_url",
+            "Webhook URL HubSpot calls",
+            kind="url",
+            for_connection=False,
+            help="Only behind a proxy that changes the address: the exact URL entered in HubSpot (it is signed).",
+        ),
+        api_base_setting(api_base),
+        SYNC_INTERVAL,
+    )
+    webhook_instructions = (
+        "In your HubSpot app, open Webhooks, set the target URL to this URL and subscribe to company "
+        "and contact creation and property changes. HubSpot signs each request (X-HubSpot-Signature-v3) "
+        "with the app's client secret: enter it above as the client secret."
+    )
 
     def verify(self, delivery: Delivery) -> list[IncomingEvent]:
         signature = delivery.headers.get("x-hubspot-signature-v3", "")
@@ -132,9 +166,18 @@ class HubSpotConnector(Connector):
             )
         ]
 
-    def client(self) -> ApiClient:
+    def client(self, attempts: int | None = None) -> ApiClient:
         token = secret_value(self.config.get("access_token"))
-        return ApiClient(self.config.get("api_base") or self.api_base, {"Authorization": f"Bearer {token}"})
+        base = self.config.get("api_base") or self.api_base
+        return ApiClient(base, {"Authorization": f"Bearer {token}"}, attempts=attempts)
+
+    def check_connection(self) -> str:
+        client = self.client(attempts=1)
+        try:
+            self._call_for_check(lambda: client.get("/crm/v3/owners", limit=1), str(client.http.base_url))
+        finally:
+            client.close()
+        return "HubSpot accepted the access token: it can read your owners."
 
     def pull(self, cursor: dict[str, Any]) -> Iterator[Page]:
         client = self.client()

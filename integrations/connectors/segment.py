@@ -13,7 +13,15 @@ from typing import Any
 from django.utils import timezone
 
 from customers.sessions import session_key
-from integrations.connectors.base import Connector, Delivery, IncomingEvent, SignatureError, loads, parse_time
+from integrations.connectors.base import (
+    Connector,
+    Delivery,
+    IncomingEvent,
+    Setting,
+    SignatureError,
+    loads,
+    parse_time,
+)
 from integrations.events import ActivitySeen, CanonicalEvent, CustomerRef, CustomerUpserted, UserLinked
 from integrations.models import Integration
 
@@ -24,7 +32,24 @@ def segment_signature(secret: str, body: bytes) -> str:
 
 class SegmentConnector(Connector):
     provider = "segment"
+    label = "Segment"
     type = Integration.Type.ANALYTICS
+    settings_schema = (
+        Setting(
+            "signing_secret",
+            "Shared secret",
+            kind="secret",
+            required=True,
+            for_connection=False,
+            help="The shared secret set on the Segment webhook destination.",
+        ),
+    )
+    webhook_instructions = (
+        "In Segment, add a Webhooks destination to your source, paste this URL and set a shared "
+        "secret; enter the same secret above. Segment signs each request with it (X-Signature, "
+        "HMAC-SHA1). Segment has no API to test: send a test event from Segment and look for it "
+        "under Webhook events."
+    )
 
     def verify(self, delivery: Delivery) -> list[IncomingEvent]:
         signature = delivery.headers.get("x-signature", "")

@@ -16,11 +16,14 @@ import stripe
 from django.utils import timezone
 
 from integrations.connectors.base import (
+    SYNC_INTERVAL,
     Connector,
     Delivery,
     IncomingEvent,
     Page,
+    Setting,
     SignatureError,
+    api_base_setting,
     check_epoch_tolerance,
     loads,
     parse_time,
@@ -69,11 +72,43 @@ def subscription_period(subscription: dict) -> tuple[dt.datetime | None, dt.date
     return parse_time(start), parse_time(end), months
 
 
+def _stripe_signing_secret(value: str) -> None:
+    if not value.startswith(("whsec_", "env:")):
+        raise ValueError("A Stripe webhook signing secret starts with whsec_.")
+
+
 class StripeConnector(Connector):
     provider = "stripe"
-    pull_credentials = ("api_key",)
+    label = "Stripe"
     type = Integration.Type.PAYMENT
     api_base = "https://api.stripe.com"
+    settings_schema = (
+        Setting(
+            "api_key",
+            "API key",
+            kind="secret",
+            required=True,
+            for_pull=True,
+            help="A secret or restricted key (sk_… or rk_…) that may read customers, subscriptions and events.",
+        ),
+        Setting(
+            "signing_secret",
+            "Webhook signing secret",
+            kind="secret",
+            for_connection=False,
+            check=_stripe_signing_secret,
+            help="Shown by Stripe on the webhook endpoint (whsec_…). Needed to accept Stripe's webhooks.",
+        ),
+        api_base_setting(api_base),
+        SYNC_INTERVAL,
+    )
+    webhook_instructions = (
+        "In Stripe, open Developers → Webhooks → Add endpoint, paste this URL and select the events "
+        "customer.*, customer.subscription.*, invoice.paid and invoice.payment_failed. Stripe then "
+        "shows the endpoint's signing secret (whsec_…): enter it above as the webhook signing secret. "
+        "Each delivery carries a Stripe-Signature header; one signed more than 5 minutes away from "
+        "our clock is refused."
+    )
 
     # Push half ------------------------------------------------------------------------------
     def verify(self, delivery: Delivery) -> list[IncomingEvent]:
@@ -158,9 +193,18 @@ class StripeConnector(Connector):
         return []
 
     # Pull half ------------------------------------------------------------------------------
-    def client(self) -> ApiClient:
+    def client(self, attempts: int | None = None) -> ApiClient:
         key = secret_value(self.config.get("api_key"))
-        return ApiClient(self.config.get("api_base") or self.api_base, {"Authorization": f"Bearer {key}"})
+        base = self.config.get("api_base") or self.api_base
+        return ApiClient(base, {"Authorization": f"Bearer {key}"}, attempts=attempts)
+
+    def check_connection(self) -> str:
+        client = self.client(attempts=1)
+        try:
+            self._call_for_check(lambda: client.get("/v1/customers", limit=1), str(client.http.base_url))
+        finally:
+            client.close()
+        return "Stripe accepted the API key: it can read your customers."
 
     def _list(self, client: ApiClient, path: str, **params: Any) -> Iterator[list[dict]]:
         after: str | None = None

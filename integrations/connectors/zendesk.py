@@ -11,15 +11,20 @@ ratings since the cursor.
 import base64
 import hashlib
 import hmac
+import re
 from collections.abc import Iterator
 from typing import Any
 
 from integrations.connectors.base import (
+    SYNC_INTERVAL,
+    ConnectionFailed,
     Connector,
     Delivery,
     IncomingEvent,
     Page,
+    Setting,
     SignatureError,
+    api_base_setting,
     body_hash,
     check_tolerance,
     loads,
@@ -40,10 +45,48 @@ def zendesk_signature(secret: str, timestamp: str, body: bytes) -> str:
     return base64.b64encode(hmac.new(secret.encode(), timestamp.encode() + body, hashlib.sha256).digest()).decode()
 
 
+def _subdomain(value: str) -> None:
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,62}", value):
+        raise ValueError("Only the part before .zendesk.com, in lower case: for acme.zendesk.com enter acme.")
+
+
 class ZendeskConnector(Connector):
     provider = "zendesk"
-    pull_credentials = ("api_token",)
+    label = "Zendesk"
     type = Integration.Type.SUPPORT
+    settings_schema = (
+        Setting(
+            "subdomain",
+            "Zendesk subdomain",
+            check=_subdomain,
+            placeholder="acme",
+            help="The part before .zendesk.com in your help desk's address.",
+        ),
+        Setting("email", "Agent e-mail", kind="email", required=True, help="The agent the API token belongs to."),
+        Setting(
+            "api_token",
+            "API token",
+            kind="secret",
+            required=True,
+            for_pull=True,
+            help="Admin Center → Apps and integrations → Zendesk API → API tokens.",
+        ),
+        Setting(
+            "signing_secret",
+            "Webhook signing secret",
+            kind="secret",
+            for_connection=False,
+            help="Shown on the Zendesk webhook's page. Needed to accept Zendesk's webhooks.",
+        ),
+        api_base_setting("https://<subdomain>.zendesk.com"),
+        SYNC_INTERVAL,
+    )
+    webhook_instructions = (
+        "In Zendesk Admin Center, open Apps and integrations → Webhooks → Create webhook, choose "
+        "“Trigger or automation” or the ticket and satisfaction events, paste this URL as the endpoint, "
+        "method POST, format JSON. On the webhook's page reveal the signing secret and enter it above "
+        "as the webhook signing secret (Zendesk signs X-Zendesk-Webhook-Signature with it)."
+    )
 
     def verify(self, delivery: Delivery) -> list[IncomingEvent]:
         signature = delivery.headers.get("x-zendesk-webhook-signature", "")
@@ -110,12 +153,30 @@ class ZendeskConnector(Connector):
             )
         ]
 
-    def client(self) -> ApiClient:
+    @classmethod
+    def settings_errors(cls, config: dict[str, Any]) -> dict[str, str]:
+        if not config.get("subdomain") and not config.get("api_base"):
+            return {"subdomain": "Enter your Zendesk subdomain."}
+        return {}
+
+    def client(self, attempts: int | None = None) -> ApiClient:
         token = secret_value(self.config.get("api_token"))
         email = self.config.get("email", "")
         basic = base64.b64encode(f"{email}/token:{token}".encode()).decode()
         base = self.config.get("api_base") or f"https://{self.config.get('subdomain', 'example')}.zendesk.com"
-        return ApiClient(base, {"Authorization": f"Basic {basic}"})
+        return ApiClient(base, {"Authorization": f"Basic {basic}"}, attempts=attempts)
+
+    def check_connection(self) -> str:
+        client = self.client(attempts=1)
+        try:
+            body = self._call_for_check(lambda: client.get("/api/v2/users/me.json"), str(client.http.base_url))
+        finally:
+            client.close()
+        user = (body or {}).get("user") or {}
+        # Zendesk answers an unrecognised caller as an anonymous visitor rather than with a 401.
+        if not user.get("id"):
+            raise ConnectionFailed("Zendesk did not recognise the agent e-mail and API token.")
+        return f"Zendesk accepted the API token of {user.get('email') or 'the agent'}."
 
     def pull(self, cursor: dict[str, Any]) -> Iterator[Page]:
         client = self.client()

@@ -26,6 +26,8 @@ class FakeProvider:
         self.routes: dict[tuple[str, str], Callable[[dict, Any], tuple[int, Any, dict]]] = {}
         self.faults: dict[str, deque] = defaultdict(deque)
         self.calls: list[tuple[str, str, dict, Any, float]] = []
+        # When set: (the Authorization header the provider accepts, the answer to any other one).
+        self.auth: tuple[str, tuple[int, Any, dict]] | None = None
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -38,7 +40,9 @@ class FakeProvider:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length)) if length else None
                 fake.calls.append((method, url.path, query, body, time.monotonic()))
-                status, payload, headers = fake.answer(method, url.path, query, body)
+                status, payload, headers = fake.answer(
+                    method, url.path, query, body, authorization=self.headers.get("Authorization")
+                )
                 data = json.dumps(payload).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -59,7 +63,11 @@ class FakeProvider:
         self.thread.start()
         self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}"
 
-    def answer(self, method: str, path: str, query: dict, body: Any) -> tuple[int, Any, dict]:
+    def answer(
+        self, method: str, path: str, query: dict, body: Any, authorization: str | None = None
+    ) -> tuple[int, Any, dict]:
+        if self.auth is not None and authorization != self.auth[0]:
+            return self.auth[1]
         if self.faults[path]:
             fault = self.faults[path].popleft()
             if fault == "stall":
