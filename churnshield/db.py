@@ -2,9 +2,10 @@
 
 from collections.abc import Sequence
 from itertools import batched
+from typing import cast
 
 from django.db import connection, transaction
-from django.db.models import Model, QuerySet
+from django.db.models import Field, Model, QuerySet
 
 DELETE_BATCH = 5000
 UPDATE_CHUNK = 1000
@@ -38,12 +39,12 @@ def values_update(model: type[Model], objects: Sequence[Model], fields: Sequence
         model._default_manager.bulk_update(objects, list(fields), batch_size=UPDATE_CHUNK)
         return len(objects)
     meta = model._meta
-    columns = [meta.get_field(name) for name in fields]
-    pk = meta.pk
+    columns = [cast(Field, meta.get_field(name)) for name in fields]
+    pk = cast(Field, meta.pk)
     qn = connection.ops.quote_name
-    names = ", ".join([qn(pk.column), *(qn(f.column) for f in columns)])
-    sets = ", ".join(f"{qn(f.column)} = v.{qn(f.column)}::{f.db_type(connection)}" for f in columns)
-    table, key = qn(meta.db_table), qn(pk.column)
+    names = ", ".join([qn(str(pk.column)), *(qn(str(f.column)) for f in columns)])
+    sets = ", ".join(f"{qn(str(f.column))} = v.{qn(str(f.column))}::{f.db_type(connection)}" for f in columns)
+    table, key = qn(meta.db_table), qn(str(pk.column))
     match = f"{table}.{key} = v.{key}::{pk.db_type(connection)}"
     with connection.cursor() as cursor:
         for chunk in batched(objects, UPDATE_CHUNK):

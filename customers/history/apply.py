@@ -48,7 +48,7 @@ from customers.models import BillingEvent, Customer, NpsResponse, SupportTicket,
 
 def _by_email(emails: Iterable[str]) -> QuerySet[Customer]:
     keys = {email.lower() for email in emails if email}
-    return Customer.objects.annotate(email_key=Lower("email")).filter(email_key__in=keys)
+    return Customer.objects.annotate(email_key=Lower("email")).filter(email_key__in=keys)  # type: ignore[misc]
 
 
 def customers_by_email(*, emails: Iterable[str], lock: bool = False) -> dict[str, Customer]:
@@ -442,7 +442,7 @@ def _apply_activity(batch: _Batch, events: list[ActivitySeen], customer_of: Call
             session.pages_viewed += pages
             session.actions = sorted([*session.actions, *actions], key=lambda a: a["at"])
             to_update.append(session)
-            batch.keep("session", session_id, max(record.version, last), record)
+            batch.keep("session", session_id, max(record.version, last), record)  # type: ignore[union-attr]
     UserSession.objects.bulk_create([s for s, _, _ in to_create], batch_size=1000)
     for session, session_id, last in to_create:
         batch.keep("session", session_id, last, None, local_id=session.pk, customer_id=session.customer_id)
@@ -479,7 +479,7 @@ def _upsert_versioned[M: Model](
     existing = batch.records(kind, [e.external_id for e in events])
     fresh = [e for e in events if _is_fresh(e, existing.get((kind, e.external_id)))]
     batch.result.skipped += len(events) - len(fresh)
-    rows = model.objects.in_bulk([r.local_id for r in existing.values() if r.local_id])
+    rows = model._default_manager.in_bulk([r.local_id for r in existing.values() if r.local_id])
     to_create: list[tuple[M, Any]] = []
     to_update: list[M] = []
     reported: list[M] = []
@@ -501,10 +501,10 @@ def _upsert_versioned[M: Model](
             batch.keep(kind, event.external_id, event.version, record, customer_id=customer_id)
         if report:
             reported.append(row)
-    model.objects.bulk_create([row for row, _ in to_create], batch_size=1000)
+    model._default_manager.bulk_create([row for row, _ in to_create], batch_size=1000)
     for row, event in to_create:
         record = existing.get((kind, event.external_id))
-        batch.keep(kind, event.external_id, event.version, record, local_id=row.pk, customer_id=row.customer_id)
+        batch.keep(kind, event.external_id, event.version, record, local_id=row.pk, customer_id=row.customer_id)  # type: ignore[attr-defined]
     if to_update:
         values_update(model, to_update, ["customer" if name == "customer_id" else name for name in fields])
     batch.result.created += len(to_create)
