@@ -1,6 +1,6 @@
 """Reads about customers. Every read is scoped to what the user may see (their portfolio)."""
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -70,6 +70,11 @@ def customer_get(*, user: Any, customer_id: Any) -> Customer:
     if customer is None:
         raise NotFoundError("Customer not found")
     return customer
+
+
+def customer_names(*, customer_ids: Iterable[int]) -> dict[int, str]:
+    """Name of each customer by id (for messages about customers another app raises)."""
+    return dict(Customer.objects.filter(pk__in=set(customer_ids)).values_list("pk", "name"))
 
 
 _risk_bands: Callable[[], tuple[float, float] | None] | None = None

@@ -12,13 +12,13 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, OperationalError, connection, transaction
-from django.db.models.functions import Lower
 from django.utils import timezone
 from rest_framework import serializers
 
 from churnshield import events
 from churnshield.auth.roles import sees_all_customers
 from churnshield.exceptions import ConflictError
+from customers.history.apply import customers_by_email
 from customers.models import BillingEvent, Customer, UserSession
 
 MAX_IMPORT_ROWS = 10_000
@@ -251,13 +251,7 @@ def _write(*, user: Any, rows: list[_Row], result: ImportResult) -> ImportResult
     }
     # Locked in id order, so that concurrent imports of the same customers queue instead of
     # overwriting each other's columns with what they read before.
-    existing = {
-        c.email_key: c
-        for c in Customer.objects.select_for_update()
-        .annotate(email_key=Lower("email"))
-        .filter(email_key__in=[row.email_key for row in rows])
-        .order_by("id")
-    }
+    existing = customers_by_email(emails=[row.email_key for row in rows], lock=True)
     to_create: list[Customer] = []
     to_update: list[Customer] = []
     changed: set[str] = set()

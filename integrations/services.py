@@ -19,9 +19,9 @@ from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from alerts.models import Alert
 from alerts.services import alert_create
+from churnshield.db import values_update
 from churnshield.enqueue import enqueue, enqueue_on_commit
 from churnshield.exceptions import ConflictError, NotFoundError
-from integrations.bulk import values_update
 from integrations.connectors import connector_for
 from integrations.connectors.base import Delivery, NotSupported, SignatureError, without_nul
 from integrations.connectors.generic import BadEvent

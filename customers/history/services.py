@@ -24,6 +24,7 @@ from django.db.models.functions import Lower
 from django.utils import timezone
 
 from customers.contracts import customer_contracts_refresh
+from customers.history.apply import customers_by_email
 from customers.history.kinds import (
     KINDS,
     ORDER,
@@ -705,9 +706,7 @@ class _CustomerWriter(_Writer):
         ids = [v["external_id"] for _, v in pending if v.get("external_id")]
         emails = [v["email"].lower() for _, v in pending if v.get("email")]
         by_id = {c.external_id: c for c in Customer.objects.filter(external_id__in=ids)} if ids else {}
-        by_email = (
-            {c.key: c for c in Customer.objects.annotate(key=Lower("email")).filter(key__in=emails)} if emails else {}
-        )
+        by_email = customers_by_email(emails=emails)
         churn_needed = [
             c.pk
             for _, v in pending
