@@ -52,7 +52,7 @@ from pandas.api.extensions import ExtensionArray
 
 from predictions.ml.tables import Tables
 
-ArrayLike = np.ndarray | ExtensionArray  # a column's values
+type ArrayLike = np.ndarray | ExtensionArray  # a column's values
 
 DAY = pd.Timedelta(days=1)
 RECENCY_CAP_DAYS = 365.0
@@ -206,7 +206,7 @@ def _ns(col: pd.Series | ArrayLike) -> np.ndarray:
     """A time column (or its values) as int64 nanoseconds since the epoch, UTC; missing or
     unreadable: _NAT."""
     values = col.array if isinstance(col, pd.Series) else col
-    if isinstance(values.dtype, pd.DatetimeTZDtype) and str(values.dtype.tz) == "UTC":
+    if isinstance(values, pd.arrays.DatetimeArray) and str(values.tz) == "UTC":
         return np.asarray(values.as_unit("ns").asi8)  # as the loaders build them: nothing to parse
     return np.asarray(_utc(pd.Series(values)).array.as_unit("ns").asi8)
 
@@ -700,7 +700,7 @@ def usage_values(tables: Tables) -> tuple[np.ndarray, list[str], np.ndarray]:
     """`usage_features` as arrays: (customer ids, column names, matrix), no frame (what a batch
     of one reads)."""
     c = tables.customers
-    ids = np.asarray(_values(c, "customer_id"))
+    ids: np.ndarray = np.asarray(_values(c, "customer_id"))
     usage = np.asarray(_values(c, "feature_usage")).tolist() if "feature_usage" in c else []
     records = [u if isinstance(u, Mapping) else {} for u in usage] or [{} for _ in range(len(ids))]
     numeric: dict[str, np.ndarray] = {}
