@@ -151,7 +151,8 @@ def _billing_frame(rows: np.ndarray) -> pd.DataFrame:
             "kind": names[rows["kind"]],
             "amount": rows["amount"].astype(float),
             "mrr_after": rows["mrr_after"].astype(float),
-        }
+        },
+        copy=False,  # arrays made here for this frame alone: no second copy
     )
 
 
@@ -207,7 +208,8 @@ def _sessions_from_parts(window_parts: list[np.ndarray], earlier: np.ndarray) ->
             "pages_viewed": np.concatenate([window["pages"].astype(np.int64), no_activity]),
             "n_actions": np.concatenate([window["actions"].astype(np.int64), no_activity]),
             "weight": np.concatenate([np.ones(len(window)), earlier["n"].astype(float)]),
-        }
+        },
+        copy=False,
     )
 
 
@@ -559,7 +561,8 @@ def load_customer_facts(*, customer_id: int, as_of: dt.datetime, actions: bool =
             "last_login": last_login,
             "nps_score": _numbers(nps_score),
             "support_tickets": _numbers(open_tickets),
-        }
+        },
+        copy=False,  # each frame's arrays are made for it alone: no second copy
     )
     sessions = _sessions_from_parts([_records(window, _SESSION_RECORD)], _records(earlier, _EARLIER_RECORD))
     extra = {}
@@ -570,7 +573,8 @@ def load_customer_facts(*, customer_id: int, as_of: dt.datetime, actions: bool =
                 "at": at,
                 "type": np.array([str(value) for value in types], dtype=object),
                 "count": np.array([1.0 if value is None else float(value) for value in counts], dtype=float),
-            }
+            },
+            copy=False,
         )
     tables = Tables(
         customers=customers,
@@ -581,14 +585,16 @@ def load_customer_facts(*, customer_id: int, as_of: dt.datetime, actions: bool =
                 "opened_at": opened,
                 "solved_at": solved,
                 "priority": np.array(priority, dtype=object),
-            }
+            },
+            copy=False,
         ),
         nps=pd.DataFrame(
             {
                 "customer_id": np.full(len(responded), customer_id, dtype=np.int64),
                 "responded_at": responded,
                 "score": _numbers(score),
-            }
+            },
+            copy=False,
         ),
         billing=_billing_frame(_records(billing, _BILLING_RECORD)),
         interventions=pd.DataFrame(
@@ -597,7 +603,8 @@ def load_customer_facts(*, customer_id: int, as_of: dt.datetime, actions: bool =
                 "created_at": created,
                 "completed_at": completed,
                 "outcome": np.array(outcome, dtype=object),
-            }
+            },
+            copy=False,
         ),
         **extra,
     )

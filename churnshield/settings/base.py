@@ -354,6 +354,10 @@ AXES_VERBOSE = False
 # --- Celery -----------------------------------------------------------------------------------
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL or "memory://")
 CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default=REDIS_URL or None)
+# One result backend per process, not per thread: the ASGI server runs each request on a thread of
+# its own, and a backend built per request cost a real-time predict's publish several times the
+# publish itself. No web process waits on a result (`enqueue` publishes with ignore_result).
+CELERY_RESULT_BACKEND_THREAD_SAFE = True
 # No broker configured: run tasks in-process (the embedded topology).
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=not REDIS_URL)
 CELERY_TASK_EAGER_PROPAGATES = True

@@ -48,8 +48,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from pandas.api.extensions import ExtensionArray
 
 from predictions.ml.tables import Tables
+
+type ArrayLike = np.ndarray | ExtensionArray  # a column's values
 
 DAY = pd.Timedelta(days=1)
 RECENCY_CAP_DAYS = 365.0
@@ -199,9 +202,24 @@ _NAT = np.iinfo(np.int64).min
 _DAY_NS = 86_400 * 10**9  # DAY in nanoseconds
 
 
-def _ns(col: pd.Series) -> np.ndarray:
-    """A time column as int64 nanoseconds since the epoch, UTC; missing or unreadable: _NAT."""
-    return np.asarray(_utc(col).array.as_unit("ns").asi8)
+def _ns(col: pd.Series | ArrayLike) -> np.ndarray:
+    """A time column (or its values) as int64 nanoseconds since the epoch, UTC; missing or
+    unreadable: _NAT."""
+    values = col.array if isinstance(col, pd.Series) else col
+    if isinstance(values, pd.arrays.DatetimeArray) and str(values.tz) == "UTC":
+        return np.asarray(values.as_unit("ns").asi8)  # as the loaders build them: nothing to parse
+    return np.asarray(_utc(pd.Series(values)).array.as_unit("ns").asi8)
+
+
+def _values(frame: pd.DataFrame, name: str) -> ArrayLike:
+    """A column's values (a numpy or pandas array, to read, never to write) without building a
+    Series: pandas builds one per `frame[name]` at a fixed cost (about 50 µs), which for a batch
+    of one was most of the features' time; `_get_column_array` is how pandas itself reads a
+    column's array. A duplicated name goes the ordinary way."""
+    at = frame.columns.get_loc(name)
+    if isinstance(at, int):
+        return frame._get_column_array(at)
+    return frame[name].array
 
 
 @functools.lru_cache(maxsize=16)
@@ -222,8 +240,8 @@ class _Positions:
     def __len__(self) -> int:
         return len(self.index)
 
-    def of(self, customer_ids: pd.Series) -> np.ndarray:
-        ids = customer_ids.to_numpy()
+    def of(self, customer_ids: ArrayLike) -> np.ndarray:
+        ids = np.asarray(customer_ids)
         if not len(self.sorted):
             return np.full(len(ids), -1, dtype=np.int64)
         at = np.minimum(np.searchsorted(self.sorted, ids), len(self.sorted) - 1)
@@ -243,7 +261,10 @@ def _inactive(customers: pd.DataFrame) -> np.ndarray:
     """`is_active` False (or 0): churned, date unknown."""
     if "is_active" not in customers:
         return np.zeros(len(customers), dtype=bool)
-    active = customers["is_active"]
+    values = _values(customers, "is_active")
+    if isinstance(values, np.ndarray) and values.dtype == bool:  # as the loaders build it: no missing value
+        return ~values
+    active = pd.Series(values, copy=False)
     if pd.api.types.is_bool_dtype(active.dtype) and not active.hasnans:
         return ~active.to_numpy(dtype=bool)
     return active.map(lambda v: v is False or v == 0).to_numpy(dtype=bool)
@@ -256,13 +277,13 @@ def _column(frame: pd.DataFrame, name: str, default: object = None) -> pd.Series
 def churned_flags(customers: pd.DataFrame, as_of: pd.Timestamp) -> np.ndarray:
     """Churned by `as_of`: a churn date at or before it, or marked inactive without a date (the
     date is unknown, but the customer is gone: never scored, a churner in snapshot training)."""
-    churned = _ns(customers["churned_at"])
+    churned = _ns(_values(customers, "churned_at"))
     known = churned != _NAT
     return (known & (churned <= _as_of_ns(as_of))) | (_inactive(customers) & ~known)
 
 
 def _signed_up(customers: pd.DataFrame, as_of: pd.Timestamp) -> np.ndarray:
-    signup = _ns(customers["signup_date"])
+    signup = _ns(_values(customers, "signup_date"))
     return (signup != _NAT) & (signup <= _as_of_ns(as_of))
 
 
@@ -378,6 +399,9 @@ def _unique_names(prefix: str, raw: Sequence[str], taken: set[str]) -> list[str]
     return out
 
 
+_NO_FACTS = pd.DataFrame()  # read only
+
+
 class _Facts:
     """One fact table reduced to positions in the customer index and ages in days at as_of.
 
@@ -391,14 +415,17 @@ class _Facts:
         """`rows`: a mask of the frame's rows to consider at all."""
         self.n = len(index)
         self.as_of_ns = _as_of_ns(as_of)
+        self._numbers: dict[str, np.ndarray] = {}
         if frame is None or frame.empty:
-            self.frame = pd.DataFrame()
+            self.frame = _NO_FACTS
             self.keep = np.zeros(0, dtype=bool)
             self.pos = np.zeros(0, dtype=np.int64)
             self.age = np.zeros(0)
+            self.time_ns = np.zeros(0, dtype=np.int64)
             return
-        pos = index.of(frame["customer_id"])
-        age = _days_between(self.as_of_ns, _ns(frame[time_col]))
+        pos = index.of(_values(frame, "customer_id"))
+        times = _ns(_values(frame, time_col))
+        age = _days_between(self.as_of_ns, times)
         with np.errstate(invalid="ignore"):
             keep = (pos >= 0) & (age >= 0)  # NaN ages compare False
         if rows is not None:
@@ -407,6 +434,7 @@ class _Facts:
         self.frame, self.keep = frame, keep
         self.pos = pos[keep]
         self.age = age[keep]
+        self.time_ns = times[keep]
 
     def count(self, lo: float, hi: float, weights: np.ndarray | None = None, mask: np.ndarray | None = None):
         """Sum of `weights` (or count) of facts with lo ≤ age < hi days, per customer."""
@@ -425,40 +453,55 @@ class _Facts:
         return out
 
     def column(self, name: str) -> np.ndarray:
-        return self.frame[name].to_numpy()[self.keep]
+        return np.asarray(_values(self.frame, name))[self.keep]
 
     def times(self, name: str) -> np.ndarray:
         """A time column of the kept facts, as int64 nanoseconds (`_ns`)."""
-        return _ns(self.frame[name])[self.keep]
+        return _ns(_values(self.frame, name))[self.keep]
 
     def numbers(self, name: str, default: float = 0.0) -> np.ndarray:
         if not self.pos.size or name not in self.frame:
             return np.full(self.pos.size, default)
-        column = self.frame[name]
-        if not pd.api.types.is_numeric_dtype(column.dtype):
-            column = pd.to_numeric(column, errors="coerce")
-        values = column.to_numpy(dtype=float, na_value=np.nan)[self.keep]
+        if name not in self._numbers:  # a column read once, whatever the calls (pandas' cost is per call)
+            self._numbers[name] = _numeric(_values(self.frame, name))
+        values = self._numbers[name][self.keep]
         values[np.isnan(values)] = default
         return values
 
 
-def _mrr_as_of(tables: Tables, index: _Positions, as_of: pd.Timestamp, fallback: np.ndarray) -> np.ndarray:
-    """Latest `mrr_after` at or before as_of per customer, else `fallback`."""
-    billing = tables.billing
+def _mrr_as_of(billing: _Facts, fallback: np.ndarray, days_before: int = 0) -> np.ndarray:
+    """Latest `mrr_after` at or before `days_before` days before as_of per customer, else
+    `fallback`. `billing`: the billing facts as of as_of, reduced once for every as-of asked."""
     out = fallback.astype(float).copy()
-    if billing is None or billing.empty:
+    if billing.pos.size == 0:
         return out
-    mrr_after = billing["mrr_after"]
-    if not pd.api.types.is_numeric_dtype(mrr_after.dtype):
-        mrr_after = pd.to_numeric(mrr_after, errors="coerce")
-    facts = _Facts(billing, "occurred_at", index, as_of, rows=mrr_after.notna().to_numpy())
-    if facts.pos.size == 0:
+    values = billing.numbers("mrr_after", np.nan)  # missing or unreadable: no change of MRR
+    known = ~np.isnan(values) & (billing.time_ns <= billing.as_of_ns - days_before * _DAY_NS)
+    if not known.any():
         return out
-    order = np.lexsort((-facts.age, facts.pos))  # by customer, oldest first → last is latest
-    pos, values = facts.pos[order], facts.numbers("mrr_after")[order]
+    pos, age, values = billing.pos[known], billing.age[known], values[known]
+    order = np.lexsort((-age, pos))  # by customer, oldest first → last is latest
+    pos, values = pos[order], values[order]
     last = np.r_[pos[1:] != pos[:-1], True]
     out[pos[last]] = values[last]
     return out
+
+
+def _numeric(values: ArrayLike) -> np.ndarray:
+    """A column's values as floats (unreadable or missing: NaN), as `pd.to_numeric(errors="coerce")`."""
+    if isinstance(values, np.ndarray) and values.dtype.kind in "biuf":
+        return values.astype(float)  # a copy: the caller may write to it
+    column = pd.Series(values, copy=False)
+    if not pd.api.types.is_numeric_dtype(column.dtype):
+        column = pd.to_numeric(column, errors="coerce")
+    return column.to_numpy(dtype=float, na_value=np.nan, copy=True)
+
+
+def _texts(values: np.ndarray) -> np.ndarray:
+    """Values as text, missing as "" (`fillna("").astype(str)` without a pandas call per step)."""
+    return np.array(
+        [value if type(value) is str else "" if pd.isna(value) else str(value) for value in values], dtype=object
+    )
 
 
 def _per_month(count: np.ndarray, tenure: np.ndarray) -> np.ndarray:
@@ -482,14 +525,14 @@ def build_features(
     spec = learn_spec(tables, as_of) if spec is None else spec
     as_of_ns = _as_of_ns(as_of)
     c = tables.customers
-    signup, churned = _ns(c["signup_date"]), _ns(c["churned_at"])
+    signup, churned = _ns(_values(c, "signup_date")), _ns(_values(c, "churned_at"))
     keep = (signup != _NAT) & (signup <= as_of_ns)  # `_signed_up`
     churned_by_then = (churned != _NAT) & (churned <= as_of_ns)
     if population != "all":
         keep &= ~(churned_by_then | (_inactive(c) & (churned == _NAT)))  # `churned_flags`
     customers = c if keep.all() else c.loc[keep]
     signup, churned, churned_by_then = signup[keep], churned[keep], churned_by_then[keep]
-    index = pd.Index(customers["customer_id"].to_numpy(), name="customer_id")
+    index = pd.Index(np.asarray(_values(customers, "customer_id")), name="customer_id")
     positions = _Positions(index)
     n = len(index)
     f: dict[str, np.ndarray] = {}
@@ -532,8 +575,7 @@ def build_features(
     if t.pos.size:
         solved = t.times("solved_at")
         still_open = (solved == _NAT) | (solved > as_of_ns)
-        priority = t.frame["priority"].astype(str).str.lower().isin(RISKY_PRIORITIES).to_numpy()
-        risky = priority[t.keep]
+        risky = np.array([str(value).lower() in RISKY_PRIORITIES for value in t.column("priority")], dtype=bool)
     else:
         still_open = risky = np.zeros(0, dtype=bool)
     f["open_tickets"] = t.count(0, np.inf, mask=still_open)
@@ -565,12 +607,12 @@ def build_features(
     f["nps_missing"] = np.isnan(latest).astype(float)
 
     # Billing.
-    static_mrr = pd.to_numeric(customers["mrr"], errors="coerce").fillna(0.0).to_numpy(dtype=float)
-    mrr_now = _mrr_as_of(tables, positions, as_of, static_mrr)
-    mrr_then = _mrr_as_of(tables, positions, as_of - 90 * DAY, mrr_now)
+    static_mrr = np.nan_to_num(_numeric(_values(customers, "mrr")), nan=0.0, posinf=np.inf, neginf=-np.inf)
+    b = _Facts(tables.billing, "occurred_at", positions, as_of)
+    mrr_now = _mrr_as_of(b, static_mrr)
+    mrr_then = _mrr_as_of(b, mrr_now, days_before=90)
     f["mrr"] = mrr_now
     f["mrr_change_90d_pct"] = np.where(mrr_then > 0, (mrr_now - mrr_then) / np.maximum(mrr_then, 1e-9), 0.0)
-    b = _Facts(tables.billing, "occurred_at", positions, as_of)
     kind = b.column("kind").astype(str) if b.pos.size else np.zeros(0, dtype=str)
     failed = kind == "payment_failed"
     f["payment_failures_30d"] = b.count(0, 30, mask=failed)
@@ -586,7 +628,7 @@ def build_features(
     extra: dict[str, np.ndarray] = {}
 
     # Plan levels learned at training (names sanitised; the rest pooled as "other").
-    plans = customers["plan"].fillna("").astype(str).to_numpy()
+    plans = _texts(np.asarray(_values(customers, "plan")))
     for name, level in zip(_unique_names(PLAN_PREFIX, spec.plans, taken), spec.plans, strict=True):
         extra[name] = (plans == level).astype(float)
     if spec.plans:
@@ -650,9 +692,17 @@ def usage_features(tables: Tables) -> pd.DataFrame:
     """Today's numeric `feature_usage` counters as `fu_<key>` float columns (0 when absent), index
     `customer_id`, names sanitised. A snapshot, not point in time: for the health score only
     (and, in a snapshot book, through `FeatureSpec.usage_keys`)."""
+    ids, names, matrix = usage_values(tables)
+    return pd.DataFrame(matrix, index=pd.Index(ids, name="customer_id"), columns=names)
+
+
+def usage_values(tables: Tables) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """`usage_features` as arrays: (customer ids, column names, matrix), no frame (what a batch
+    of one reads)."""
     c = tables.customers
-    index = pd.Index(c["customer_id"].to_numpy(), name="customer_id")
-    records = [u if isinstance(u, Mapping) else {} for u in _column(c, "feature_usage", None).tolist()]
+    ids: np.ndarray = np.asarray(_values(c, "customer_id"))
+    usage = np.asarray(_values(c, "feature_usage")).tolist() if "feature_usage" in c else []
+    records = [u if isinstance(u, Mapping) else {} for u in usage] or [{} for _ in range(len(ids))]
     numeric: dict[str, np.ndarray] = {}
     for key in dict.fromkeys(key for record in records for key in record):  # in order of appearance
         values = [record.get(key, np.nan) for record in records]
@@ -663,9 +713,9 @@ def usage_features(tables: Tables) -> pd.DataFrame:
             numeric[str(key)] = column
     keys = sorted(numeric)
     names = _unique_names(USAGE_PREFIX, keys, set(FIXED_FEATURES))
-    matrix = np.column_stack([numeric[key] for key in keys]) if keys else np.zeros((len(index), 0))
+    matrix = np.column_stack([numeric[key] for key in keys]) if keys else np.zeros((len(ids), 0))
     matrix[~np.isfinite(matrix)] = 0.0
-    return pd.DataFrame(matrix, index=index, columns=names)
+    return ids, names, matrix
 
 
 _INT64 = (-(2**63), 2**63)

@@ -34,7 +34,7 @@ from predictions.causes import impact_percent, recommended_actions
 from predictions.data import OneCustomer, book_has_events, load_customer_facts, load_one, load_tables
 from predictions.ml import rules
 from predictions.ml.explain import causes_from_contributions, explain_batch
-from predictions.ml.features import FeatureSpec, build_features, usage_features
+from predictions.ml.features import FeatureSpec, build_features, usage_features, usage_values
 from predictions.ml.tables import Tables
 from predictions.ml.training import TrainedModel, psi
 from predictions.models import (
@@ -167,9 +167,11 @@ def _with_usage(features: pd.DataFrame, tables: Tables) -> pd.DataFrame:
 def _one_with_usage(features: pd.DataFrame, tables: Tables) -> dict[str, float]:
     """`_with_usage` for a batch of one, as the name → value mapping `rules.health_one` reads (the
     same values in the same order, without a joined frame)."""
-    usage = usage_features(tables).reindex(features.index)
-    values = dict(zip(features.columns, features.to_numpy()[0].tolist(), strict=True))
-    for name, value in zip(usage.columns, usage.to_numpy()[0].tolist(), strict=True):
+    ids, names, matrix = usage_values(tables)
+    at = np.flatnonzero(ids == features.index[0])
+    usage = matrix[at[0]].tolist() if at.size else [np.nan] * len(names)  # as a reindex: NaN if absent
+    values = dict(zip(features.columns.tolist(), features.to_numpy()[0].tolist(), strict=True))
+    for name, value in zip(names, usage, strict=True):
         values.setdefault(name, value)
     return values
 

@@ -270,3 +270,35 @@ def test_features_on_a_hand_built_edge_case():
     assert one["open_tickets"] == 1 and one["urgent_tickets_90d"] == 1 and one["nps_latest"] == 4
     assert one["mrr_change_90d_pct"] == pytest.approx(-0.25) and one["downgraded_90d"] == 1
     assert (one["sessions_30d"], one["pages_90d"], one["payment_failures_30d"]) == (1, 12, 1)
+
+
+@pytest.mark.parametrize("as_text", [False, True])
+def test_mrr_90_days_ago_is_the_latest_change_at_or_before_that_instant(as_text):
+    """The MRR then and now come from one reading of the billing facts: a change exactly 90 days
+    before the cutoff counts for "then", one a microsecond later does not; a row without
+    `mrr_after`, or an unreadable one in a text column, is no change."""
+    us = pd.Timedelta(microseconds=1)
+    billing = [
+        {"customer_id": c, "occurred_at": CUTOFF - 200 * DAY, "kind": "subscription_changed", "mrr_after": 100.0}
+        for c in (1, 2)
+    ]
+    billing += [
+        {"customer_id": 1, "occurred_at": CUTOFF - 90 * DAY, "kind": "subscription_changed", "mrr_after": 80.0},
+        {"customer_id": 2, "occurred_at": CUTOFF - 90 * DAY + us, "kind": "subscription_changed", "mrr_after": 80.0},
+        {"customer_id": 2, "occurred_at": CUTOFF - DAY, "kind": "payment_succeeded", "mrr_after": None},
+        {"customer_id": 3, "occurred_at": CUTOFF - 10 * DAY, "kind": "subscription_changed", "mrr_after": 50.0},
+    ]
+    tables = make_tables(
+        customers=[
+            {"customer_id": c, "signup_date": CUTOFF - 400 * DAY, "plan": "a", "mrr": 70.0} for c in (1, 2, 3, 4)
+        ],
+        billing=[{**row, "amount": 0.0} for row in billing],
+    )
+    if as_text:
+        tables.billing["mrr_after"] = tables.billing["mrr_after"].map(lambda v: None if pd.isna(v) else f"{v:g}")
+        tables.billing.loc[tables.billing["customer_id"] == 3, "mrr_after"] = "n/a"
+    X = build_features(tables, CUTOFF)
+    assert X["mrr"].tolist() == [80.0, 80.0, 70.0 if as_text else 50.0, 70.0]
+    # 1: 80 since exactly 90 days ago (no change); 2: 100 then (its 80 came a microsecond later);
+    # 3: no change by then, so its MRR then is its MRR now.
+    assert X["mrr_change_90d_pct"].tolist() == pytest.approx([0.0, -0.2, 0.0, 0.0])

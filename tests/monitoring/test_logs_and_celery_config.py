@@ -4,6 +4,7 @@ import io
 import json
 import logging
 import logging.config
+import threading
 
 import pytest
 from django.conf import settings
@@ -77,6 +78,16 @@ def test_celery_runs_late_acks_one_at_a_time_in_utc():
     assert conf.beat_scheduler == "monitoring.beat:LockedDatabaseScheduler"
     vt = conf.broker_transport_options["visibility_timeout"]
     assert conf.result_backend_transport_options["visibility_timeout"] == vt
+
+
+def test_every_request_thread_shares_the_one_result_backend():
+    """The ASGI server runs each request on a new thread: a backend per thread was built (and
+    paid for) by every request that publishes a task."""
+    seen = []
+    thread = threading.Thread(target=lambda: seen.append(app.backend))
+    thread.start()
+    thread.join()
+    assert seen[0] is app.backend
 
 
 def test_every_task_stops_before_the_visibility_timeout_and_only_guarded_tasks_requeue():
