@@ -16,7 +16,7 @@ django_asgi_app = SyncChainASGIHandler()
 
 from churnshield.api.body_limit import BoundedBody  # noqa: E402
 from churnshield.routing import websocket_urlpatterns  # noqa: E402  (needs Django set up first)
-from integrations.asgi import WebhookConsumer  # noqa: E402
+from integrations.asgi import WEBHOOK_ROUTE, WebhookConsumer  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
@@ -24,7 +24,7 @@ application = ProtocolTypeRouter(
         # with group commit (see integrations/asgi.py); everything else is Django.
         "http": URLRouter(
             [
-                path("api/webhooks/<str:provider>/<int:integration_id>", WebhookConsumer.as_asgi()),
+                path(WEBHOOK_ROUTE, WebhookConsumer.as_asgi()),
                 # Bodies bounded before Django reads them (chunked ones included): 413 JSON.
                 re_path(r"", BoundedBody(django_asgi_app)),
             ]

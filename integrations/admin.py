@@ -22,6 +22,7 @@ from churnshield.admin_scoping import EngineRowsAdmin, PortfolioScopedAdmin
 from churnshield.auth.roles import Role, role_of
 from churnshield.exceptions import ConflictError, NotFoundError
 from integrations import services, setup
+from integrations.asgi import webhook_path
 from integrations.connectors.base import connector_class
 from integrations.forms import IntegrationSetupForm, clear_field_name, integration_form, provider_choices
 from integrations.models import Integration, SyncRun, WebhookEvent
@@ -227,7 +228,7 @@ class IntegrationAdmin(PortfolioScopedAdmin):
         args = [obj.pk] if obj is not None else []
         webhook_url = ""
         if connector.can_push and obj is not None:
-            path_ = reverse("webhook", kwargs={"provider": cls.provider, "integration_id": obj.pk})
+            path_ = webhook_path(provider=cls.provider, integration_id=obj.pk)
             webhook_url = str(connector.config.get("webhook_url") or request.build_absolute_uri(path_))
         return {
             "setup": {

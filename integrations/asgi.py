@@ -181,6 +181,15 @@ def _error(status: int, message: str, code: str) -> tuple[int, bytes]:
     return status, json.dumps(error_body(message, code)).encode()
 
 
+# Routed in churnshield/asgi.py, ahead of Django's URL conf (which therefore cannot reverse it).
+WEBHOOK_ROUTE = "api/webhooks/<str:provider>/<int:integration_id>"
+
+
+def webhook_path(*, provider: str, integration_id: int) -> str:
+    """The path a provider posts one integration's webhooks to."""
+    return f"/api/webhooks/{provider}/{integration_id}"
+
+
 class WebhookConsumer(AsyncHttpConsumer):
     """`POST /api/webhooks/<provider>/<integration id>` on the ASGI server."""
 
