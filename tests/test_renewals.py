@@ -216,8 +216,7 @@ def _reference_retention(customers: list[Customer], months: int, today: dt.date)
     bounds = [today.replace(day=1) - relativedelta(months=months - n) for n in range(months + 1)]
     instants = [dt.datetime.combine(day, dt.time(), tzinfo=zone) for day in bounds]
     versions = {
-        c.pk: [(s.mrr, s.started_at, s.ended_at) for s in c.subscriptions.exclude(status="trialing")]
-        for c in customers
+        c.pk: [(s.mrr, s.started_at, s.ended_at) for s in c.subscriptions.exclude(status="trialing")] for c in customers
     }
 
     def mrr_at(items, at):
