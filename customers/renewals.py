@@ -30,7 +30,8 @@ from statistics import NormalDist
 from typing import Any
 
 from dateutil.relativedelta import relativedelta
-from django.db.models import F, Q, QuerySet
+from django.db.models import BigIntegerField, Case, F, Q, QuerySet, Sum, Value, When
+from django.db.models.functions import Cast, Round
 from django.utils import timezone
 
 from customers.models import Customer, Subscription
@@ -127,42 +128,62 @@ class RetentionMonth:
         return "—" if self.nrr is None else f"{self.nrr * 100:.1f}%"
 
 
-def _mrr_at(versions: list[tuple[Decimal, dt.datetime, dt.datetime | None]], at: dt.datetime) -> Decimal:
-    return sum((mrr for mrr, start, end in versions if start <= at and (end is None or end > at)), Decimal("0.00"))
+def _in_force_cents(at: dt.datetime) -> Sum:
+    """A customer's MRR at `at` in whole cents: the sum over their versions in force then. Cents, so
+    that sums and comparisons are exact on SQLite too, where decimals are stored as floats."""
+    in_force = Q(started_at__lte=at) & (Q(ended_at__isnull=True) | Q(ended_at__gt=at))
+    cents = Cast(Round(F("mrr") * Value(100)), BigIntegerField())
+    return Sum(Case(When(in_force, then=cents), default=Value(0), output_field=BigIntegerField()))
+
+
+def _month_sums(n: int) -> dict[str, Sum]:
+    """Month n's start MRR, churned MRR, contraction and expansion (in cents) over customers, from
+    each customer's MRR at the month's start (`m<n>`) and end (`m<n+1>`)."""
+    before, after = F(f"m{n}"), F(f"m{n + 1}")
+    paying = Q(**{f"m{n}__gt": 0})
+    still = paying & Q(**{f"m{n + 1}__gt": 0})
+
+    def total(condition: Q, value: Any) -> Sum:
+        return Sum(Case(When(condition, then=value), default=Value(0), output_field=BigIntegerField()))
+
+    return {
+        f"start{n}": total(paying, before),
+        f"churned{n}": total(paying & Q(**{f"m{n + 1}__lte": 0}), before),
+        f"contraction{n}": total(still & Q(**{f"m{n + 1}__lt": before}), before - after),
+        f"expansion{n}": total(still & Q(**{f"m{n + 1}__gt": before}), after - before),
+    }
 
 
 def revenue_retention(*, user: Any, months: int = 12, today: dt.date | None = None) -> list[RetentionMonth]:
-    """GRR and NRR of each of the last `months` complete calendar months (oldest first)."""
+    """GRR and NRR of each of the last `months` complete calendar months (oldest first).
+
+    One query: the inner part sums each customer's MRR in force at every month boundary, the outer
+    part adds up, per month, the start MRR and its churn, contraction and expansion."""
     today = today or timezone.localdate()
     last_end = today.replace(day=1)
     bounds = [last_end - relativedelta(months=months - n) for n in range(months + 1)]
     zone = timezone.get_current_timezone()
     instants = [dt.datetime.combine(day, dt.time(), tzinfo=zone) for day in bounds]
-    versions: dict[int, list[tuple[Decimal, dt.datetime, dt.datetime | None]]] = defaultdict(list)
-    rows = (
-        Subscription.objects.filter(customer__in=customer_scope(user=user).values("pk"), started_at__lt=instants[-1])
+    per_customer = (
+        Subscription.objects.filter(customer__in=customer_scope(user=user).values("pk"), started_at__lte=instants[-1])
         .filter(Q(ended_at__isnull=True) | Q(ended_at__gt=instants[0]))
         .exclude(status=Subscription.Status.TRIALING)
-        .values_list("customer_id", "mrr", "started_at", "ended_at")
+        .order_by()
+        .values("customer_id")
+        .annotate(**{f"m{i}": _in_force_cents(at) for i, at in enumerate(instants)})
     )
-    for customer_id, mrr, start, end in rows:
-        versions[customer_id].append((mrr, start, end))
+    aggregates: dict[str, Sum] = {}
+    for n in range(months):
+        aggregates.update(_month_sums(n))
+    totals = per_customer.aggregate(**aggregates)
+
+    def money(key: str) -> Decimal:
+        return (Decimal(totals[key] or 0) / 100).quantize(Decimal("0.01"))
+
     result = []
     for n in range(months):
-        start_at, end_at = instants[n], instants[n + 1]
-        start_mrr = churned = contraction = expansion = Decimal("0.00")
-        for items in versions.values():
-            before = _mrr_at(items, start_at)
-            if before <= 0:
-                continue
-            after = _mrr_at(items, end_at)
-            start_mrr += before
-            if after <= 0:
-                churned += before
-            elif after < before:
-                contraction += before - after
-            else:
-                expansion += after - before
+        start_mrr, churned = money(f"start{n}"), money(f"churned{n}")
+        contraction, expansion = money(f"contraction{n}"), money(f"expansion{n}")
         kept = start_mrr - churned - contraction
         result.append(
             RetentionMonth(

@@ -2,6 +2,7 @@
 forecast and revenue retention, checked against values computed by hand."""
 
 import datetime as dt
+import random
 from decimal import Decimal
 
 import pytest
@@ -206,6 +207,107 @@ def test_revenue_retention_matches_the_hand_computed_expectation(make_customer, 
     )
     assert (february.grr, february.nrr) == (900 / 1150, 900 / 1150)
     assert (january.grr_percent, february.nrr_percent) == ("81.8%", "78.3%")
+
+
+def _reference_retention(customers: list[Customer], months: int, today: dt.date) -> list[tuple]:
+    """Revenue retention the slow, obvious way: each customer's MRR at each month boundary from
+    their versions, compared month by month in Python."""
+    zone = timezone.get_current_timezone()
+    bounds = [today.replace(day=1) - relativedelta(months=months - n) for n in range(months + 1)]
+    instants = [dt.datetime.combine(day, dt.time(), tzinfo=zone) for day in bounds]
+    versions = {
+        c.pk: [(s.mrr, s.started_at, s.ended_at) for s in c.subscriptions.exclude(status="trialing")] for c in customers
+    }
+
+    def mrr_at(items, at):
+        return sum((m for m, start, end in items if start <= at and (end is None or end > at)), Decimal("0.00"))
+
+    result = []
+    for n in range(months):
+        start_mrr = churned = contraction = expansion = Decimal("0.00")
+        for items in versions.values():
+            before, after = mrr_at(items, instants[n]), mrr_at(items, instants[n + 1])
+            if before <= 0:
+                continue
+            start_mrr += before
+            if after <= 0:
+                churned += before
+            elif after < before:
+                contraction += before - after
+            else:
+                expansion += after - before
+        kept = start_mrr - churned - contraction
+        grr = float(kept / start_mrr) if start_mrr else None
+        nrr = float((kept + expansion) / start_mrr) if start_mrr else None
+        result.append((bounds[n], start_mrr, churned, contraction, expansion, grr, nrr))
+    return result
+
+
+def _random_book(rng: random.Random, owner, make_customer, count: int) -> list[Customer]:
+    """Customers whose subscriptions start, change plan up and down, lapse, come back, overlap
+    (two lines at once) and sometimes begin on a trial; some changes fall exactly on a month's
+    first instant, where a version that ends is no longer in force and one that starts is."""
+    zone = timezone.get_current_timezone()
+    origin = dt.datetime(2025, 1, 1, tzinfo=zone)
+    customers = []
+    for c in range(count):
+        customer = make_customer(owner=owner)
+        customers.append(customer)
+        for line in range(rng.choice([0, 1, 1, 1, 2])):
+            at = origin + dt.timedelta(days=rng.randrange(0, 300))
+            if rng.random() < 0.3:  # on a month boundary
+                at = at.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+            status = "trialing" if rng.random() < 0.2 else "active"
+            for _ in range(rng.randrange(1, 7)):
+                length = dt.timedelta(days=rng.randrange(5, 120), hours=rng.randrange(0, 24))
+                end = at + length
+                if rng.random() < 0.3:
+                    end = end.replace(day=1, hour=0, minute=0, second=0, microsecond=0) + relativedelta(months=1)
+                last = rng.random() < 0.15
+                Subscription.objects.create(
+                    customer=customer,
+                    external_id=f"r{c}-{line}",
+                    mrr=Decimal(rng.choice([0, 4999, 10000, 12345, 25000, 99999])) / 100,
+                    started_at=at,
+                    ended_at=None if last else end,
+                    status=status if last else rng.choice([status, "ended", "canceled", "past_due"]),
+                )
+                if last:
+                    break
+                status = "active"
+                # Renewed at once, or back after a gap, or (rarely) overlapping the old version.
+                at = end + rng.choice([dt.timedelta(0), dt.timedelta(0), dt.timedelta(days=40), -dt.timedelta(days=3)])
+    return customers
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_revenue_retention_matches_a_reference_computation_on_a_random_book(
+    seed, make_customer, csm, other_csm, manager
+):
+    rng = random.Random(seed)
+    mine = _random_book(rng, csm, make_customer, 25)
+    theirs = _random_book(rng, other_csm, make_customer, 10)
+    today = dt.date(2026, 3, 15)
+
+    def fields(rows):
+        return [(r.month, r.start_mrr, r.churned, r.contraction, r.expansion, r.grr, r.nrr) for r in rows]
+
+    expected_mine = _reference_retention(mine, 16, today)
+    assert fields(revenue_retention(user=csm, months=16, today=today)) == expected_mine
+    assert fields(revenue_retention(user=manager, months=16, today=today)) == _reference_retention(
+        mine + theirs, 16, today
+    )
+    # The book is varied enough for the comparison to mean something.
+    assert sum(1 for row in expected_mine if row[1]) >= 10
+    assert all(any(row[k] for row in expected_mine) for k in (2, 3, 4))
+
+
+def test_revenue_retention_takes_one_query_for_all_months(make_customer, csm, django_assert_num_queries):
+    _version(make_customer(owner=csm), "q", 100, "2025-06-01", None, "active")
+    # The user's role (for the scope), then every month's figures at once.
+    with django_assert_num_queries(2):
+        rows = revenue_retention(user=csm, months=12, today=dt.date(2026, 3, 15))
+    assert rows[-1].start_mrr == Decimal("100.00")
 
 
 # --- The trigger rule ---------------------------------------------------------------------------
