@@ -30,6 +30,7 @@ from playbooks.admin_editor import PlaybookEditorAdmin, PlaybookEditorFormMixin
 from playbooks.admin_rules import TriggerRuleFormAdmin, describe_rules
 from playbooks.definitions import validate_exit_conditions, validate_steps
 from playbooks.models import EmailReview, Playbook, PlaybookExecution, PlaybookStepRun, TriggerRule
+from predictions.causes import CAUSES
 
 PAGE = "admin/playbooks/page.html"
 
@@ -68,10 +69,30 @@ class PlaybookForm(forms.ModelForm):
 
 
 class PlaybookEditorForm(PlaybookEditorFormMixin, PlaybookForm):
-    """The admin's playbook form: the steps come from the step editor, not a JSON field."""
+    """The admin's playbook form: the steps come from the step editor, not a JSON field; the causes
+    it answers are ticked, not typed."""
+
+    causes = forms.MultipleChoiceField(
+        choices=[(name, name) for name in CAUSES],
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="The churn causes this playbook answers: the Customer 360 recommends it for them.",
+    )
 
     class Meta(PlaybookForm.Meta):
         fields = [name for name in PlaybookForm.Meta.fields if name != "steps"]
+        widgets = {
+            "name": forms.TextInput(attrs={"size": 60}),
+            "intervention_type": forms.TextInput(attrs={"size": 60}),
+            "description": forms.Textarea(attrs={"rows": 3, "cols": 80}),
+        }
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # A cause no longer in the list stays ticked rather than silently dropped on save.
+        field = self.fields["causes"]
+        stored = [name for name in (self.instance.causes or []) if name not in CAUSES]
+        field.choices = [*field.choices, *((name, name) for name in stored)]
 
 
 def automation_status(rule: TriggerRule) -> str:

@@ -81,7 +81,6 @@ def form_data(steps: list[dict], **playbook: object) -> dict:
         "name": "Editor test",
         "description": "",
         "intervention_type": "",
-        "causes": "[]",
         "exit_conditions": "[]",
         "holdout_share": "0",
         "reenrol_days": "30",
@@ -355,3 +354,19 @@ def test_the_editor_page_keeps_the_strict_content_security_policy(manager, make_
 
     assert_strict(page)
     assert '<script src="/static/playbooks/editor.js"></script>' in page.content.decode()
+
+
+@pytest.mark.django_db
+def test_causes_are_ticked_from_the_known_list_and_a_retired_one_is_kept():
+    wait = [{"type": "wait", "key": "pause", "duration": "1h"}]
+    form = PlaybookEditorForm(form_data(wait, causes=["Low engagement", "Support issues"]))
+    assert form.is_valid(), form.errors
+    assert form.save().causes == ["Low engagement", "Support issues"]
+
+    form = PlaybookEditorForm(form_data(wait, causes=["Made up"]))
+    assert not form.is_valid() and "causes" in form.errors
+
+    retired = Playbook.objects.create(name="Old", steps=wait, causes=["A cause no longer modelled"])
+    form = PlaybookEditorForm(form_data(wait, name="Old", causes=["A cause no longer modelled"]), instance=retired)
+    assert form.is_valid(), form.errors
+    assert form.save().causes == ["A cause no longer modelled"]
