@@ -21,3 +21,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
     # A file, not :memory:, so server and worker processes started by tests share it; one per
     # pytest process, so parallel runs do not overwrite each other's database.
     DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / f".pytest-sqlite-{os.getpid()}.sqlite3")}  # noqa: F405
+
+# Transactional tests end with `flush`; this app's flush deletes rather than truncates on
+# PostgreSQL (about 1.4 s less per test, see churnshield/testing/management/commands/flush.py).
+INSTALLED_APPS = [*INSTALLED_APPS, "churnshield.testing"]  # noqa: F405
