@@ -69,8 +69,8 @@ class PlaybookForm(forms.ModelForm):
 
 
 class PlaybookEditorForm(PlaybookEditorFormMixin, PlaybookForm):
-    """The admin's playbook form: the steps come from the step editor, not a JSON field; the causes
-    it answers are ticked, not typed."""
+    """The admin's playbook form: the steps and exit conditions come from their rows (the step
+    editor), not JSON fields; the causes it answers are ticked, not typed."""
 
     causes = forms.MultipleChoiceField(
         choices=[(name, name) for name in CAUSES],
@@ -80,7 +80,7 @@ class PlaybookEditorForm(PlaybookEditorFormMixin, PlaybookForm):
     )
 
     class Meta(PlaybookForm.Meta):
-        fields = [name for name in PlaybookForm.Meta.fields if name != "steps"]
+        fields = [name for name in PlaybookForm.Meta.fields if name not in ("steps", "exit_conditions")]
         widgets = {
             "name": forms.TextInput(attrs={"size": 60}),
             "intervention_type": forms.TextInput(attrs={"size": 60}),
@@ -222,7 +222,6 @@ class PlaybookAdmin(PlaybookEditorAdmin, PortfolioScopedAdmin):
         "description",
         "intervention_type",
         "causes",
-        "exit_conditions",
         "holdout_share",
         "reenrol_days",
         "is_active",

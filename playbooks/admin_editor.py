@@ -32,6 +32,7 @@ from playbooks.definitions import (
     SEVERITIES,
     STEP_TYPES,
     UPDATABLE_CUSTOMER_FIELDS,
+    validate_exit_conditions,
     validate_steps,
 )
 from playbooks.models import Playbook, PlaybookExecution
@@ -122,6 +123,42 @@ def condition_text(condition: dict) -> str:
             return "(" + joiner.join(condition_text(item) for item in condition[group]) + ")"
     op = OPERATOR_LABELS.get(condition.get("op", "eq"), condition.get("op", ""))
     return f"{condition.get('field', '').replace('_', ' ')} {op} {_condition_value_text(condition.get('value'))}"
+
+
+def condition_from_fields(form: forms.Form, prefix: str) -> dict | None:
+    """The condition in `<prefix>_field/_op/_value` (or a combined one kept in `<prefix>_group`);
+    None when the row is blank, or with an error on the value field when it is not of its type."""
+    field = form.cleaned_data.get(f"{prefix}_field")
+    if not field:
+        group = form.cleaned_data.get(f"{prefix}_group")
+        try:
+            return json.loads(group) if group else None
+        except ValueError:
+            return None
+    op = form.cleaned_data.get(f"{prefix}_op") or "eq"
+    text = form.cleaned_data.get(f"{prefix}_value") or ""
+    try:
+        if op in ("in", "not_in"):
+            value: Any = [_typed(field, item) for item in text.split(",") if item.strip()]
+        else:
+            value = _typed(field, text)
+    except ValueError:
+        form.add_error(f"{prefix}_value", "use true or false" if field == "is_active" else "must be a number")
+        return None
+    return {"field": field, "op": op, "value": value}
+
+
+def condition_initial(condition: Any, prefix: str) -> dict:
+    """A stored condition → the initial values of its three fields (a combined one kept whole)."""
+    if not isinstance(condition, dict):
+        return {}
+    if "field" not in condition:
+        return {f"{prefix}_group": json.dumps(condition)}
+    return {
+        f"{prefix}_field": condition["field"],
+        f"{prefix}_op": condition.get("op", "eq"),
+        f"{prefix}_value": _condition_value_text(condition.get("value")),
+    }
 
 
 def _target(key: str | None) -> str:
@@ -286,24 +323,7 @@ class StepForm(forms.Form):
         return data
 
     def _condition(self, prefix: str) -> dict | None:
-        field = self.cleaned_data.get(f"{prefix}_field")
-        if not field:
-            group = self.cleaned_data.get(f"{prefix}_group")
-            try:
-                return json.loads(group) if group else None
-            except ValueError:
-                return None
-        op = self.cleaned_data.get(f"{prefix}_op") or "eq"
-        text = self.cleaned_data.get(f"{prefix}_value") or ""
-        try:
-            if op in ("in", "not_in"):
-                value: Any = [_typed(field, item) for item in text.split(",") if item.strip()]
-            else:
-                value = _typed(field, text)
-        except ValueError:
-            self.add_error(f"{prefix}_value", "use true or false" if field == "is_active" else "must be a number")
-            return None
-        return {"field": field, "op": op, "value": value}
+        return condition_from_fields(self, prefix)
 
     def step(self, position: int) -> dict:
         """The step this form describes, as the definition stores it (before normalising)."""
@@ -413,14 +433,8 @@ def step_initial(step: dict) -> dict:
         fields = step.get("fields")
         for name, value in (fields if isinstance(fields, dict) else {}).items():
             initial[f"set_{name}"] = value
-    for key, prefix in (("until", "until"), ("if", "if")):
-        condition = step.get(key)
-        if isinstance(condition, dict) and "field" not in condition:
-            initial[f"{prefix}_group"] = json.dumps(condition)
-        elif isinstance(condition, dict):
-            initial[f"{prefix}_field"] = condition["field"]
-            initial[f"{prefix}_op"] = condition.get("op", "eq")
-            initial[f"{prefix}_value"] = _condition_value_text(condition.get("value"))
+    for key in ("until", "if"):
+        initial.update(condition_initial(step.get(key), key))
     return initial
 
 
@@ -476,6 +490,59 @@ def steps_formset(data: Any, steps: list[dict] | None) -> BaseStepFormSet:
     formset = StepFormSet(data, prefix="steps", initial=initial)
     formset.extra = 0 if initial else 1
     return formset
+
+
+class ExitConditionForm(forms.Form):
+    """One exit condition: a running playbook stops for a customer as soon as any of them holds."""
+
+    exit_field = forms.ChoiceField(choices=[("", "—"), *_choices(CONDITION_FIELDS)], required=False, label="Field")
+    exit_op = forms.ChoiceField(choices=_choices(OPERATORS, OPERATOR_LABELS), required=False, label="Operator")
+    exit_value = forms.CharField(required=False, label="Value", help_text="Lists: separate with commas")
+    exit_group = forms.CharField(required=False, widget=forms.HiddenInput)  # a combined condition, kept
+
+    def group_text(self) -> str:
+        """A combined (all/any) condition, which the three fields cannot show, in words."""
+        group = self["exit_group"].value()
+        try:
+            return condition_text(json.loads(group)) if group else ""
+        except (ValueError, TypeError, AttributeError):
+            return str(group)
+
+
+class BaseExitFormSet(forms.BaseFormSet):
+    def build(self) -> list[dict] | None:
+        """The exit conditions, blank and removed rows left out; None with the errors on their rows."""
+        if not self.is_valid():
+            return None
+        kept_forms = [form for form in self.forms if not self._should_delete_form(form)]
+        rows = [(form, condition_from_fields(form, "exit")) for form in kept_forms]
+        if any(form.errors for form, _ in rows):
+            return None
+        kept = [(form, condition) for form, condition in rows if condition is not None]
+        try:
+            return validate_exit_conditions([condition for _, condition in kept])
+        except serializers.ValidationError as exc:
+            detail = exc.detail.get("exitConditions") if isinstance(exc.detail, dict) else exc.detail
+            if isinstance(detail, dict):
+                for index, errors in detail.items():
+                    form = kept[int(index)][0]
+                    for part, messages in errors.items() if isinstance(errors, dict) else [("", errors)]:
+                        target = f"exit_{part}" if part in ("field", "op", "value") else None
+                        for message in _messages(messages):
+                            form.add_error(target, message)
+            else:
+                self._non_form_errors = self.error_class(_messages(detail), renderer=self.renderer)
+            return None
+
+
+ExitFormSet = forms.formset_factory(
+    ExitConditionForm, formset=BaseExitFormSet, extra=2, can_delete=True, max_num=20, validate_max=True
+)
+
+
+def exit_formset(data: Any, conditions: Any) -> BaseExitFormSet:
+    initial = [condition_initial(condition, "exit") for condition in conditions or [] if isinstance(condition, dict)]
+    return ExitFormSet(data, prefix="exit", initial=initial)
 
 
 class DryRunForm(forms.Form):
@@ -535,10 +602,13 @@ class PlaybookEditorAdmin(admin.ModelAdmin):
         editable = self.has_add_permission(request) if add else self.has_change_permission(request, obj)
         steps = obj.steps if obj is not None and isinstance(obj.steps, list) else []
         formset = getattr(form, "steps_formset", None) if editable else None
+        exits = obj.exit_conditions if obj is not None and isinstance(obj.exit_conditions, list) else []
         dry_run = DryRunForm(user=request.user, admin_site=self.admin_site) if editable and obj else None
         context.update(
             {
                 "steps_formset": formset,
+                "exit_formset": getattr(form, "exit_formset", None) if editable else None,
+                "exit_lines": [condition_text(c) if isinstance(c, dict) else str(c) for c in exits],
                 "steps_outline": steps_outline(obj) if obj is not None and steps else [],
                 "steps_json": json.dumps(steps, indent=2, sort_keys=True),
                 "dry_run_form": dry_run,
@@ -604,9 +674,16 @@ class PlaybookEditorFormMixin(forms.ModelForm):
         super().__init__(*args, **kwargs)
         steps = self.instance.steps if isinstance(self.instance.steps, list) else []
         self.steps_formset = steps_formset(self.data if self.is_bound else None, steps)
+        exits = self.instance.exit_conditions if isinstance(self.instance.exit_conditions, list) else []
+        self.exit_formset = exit_formset(self.data if self.is_bound else None, exits)
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
+        if "exit_conditions" not in self.fields:  # the JSON field is not in the form: the rows are
+            exits = self.exit_formset.build()
+            if exits is None:
+                raise forms.ValidationError("Some exit conditions need attention: see them below.")
+            self.instance.exit_conditions = exits
         if "steps" in self.fields:
             return data  # the JSON field is in the form (not the editor's page)
         steps = self.steps_formset.build()

@@ -8,6 +8,7 @@ import re
 
 import pytest
 from django.test import Client
+from django.urls import reverse
 
 from playbooks.admin import PlaybookEditorForm
 from playbooks.models import Playbook, PlaybookExecution
@@ -81,7 +82,8 @@ def form_data(steps: list[dict], **playbook: object) -> dict:
         "name": "Editor test",
         "description": "",
         "intervention_type": "",
-        "exit_conditions": "[]",
+        "exit-TOTAL_FORMS": "0",
+        "exit-INITIAL_FORMS": "0",
         "holdout_share": "0",
         "reenrol_days": "30",
         "is_active": "on",
@@ -370,3 +372,77 @@ def test_causes_are_ticked_from_the_known_list_and_a_retired_one_is_kept():
     form = PlaybookEditorForm(form_data(wait, name="Old", causes=["A cause no longer modelled"]), instance=retired)
     assert form.is_valid(), form.errors
     assert form.save().causes == ["A cause no longer modelled"]
+
+
+def exit_rows(*rows: dict, initial: int = 0) -> dict:
+    data = {"exit-TOTAL_FORMS": str(len(rows)), "exit-INITIAL_FORMS": str(initial)}
+    for index, row in enumerate(rows):
+        data.update({f"exit-{index}-{name}": value for name, value in row.items()})
+    return data
+
+
+@pytest.mark.django_db
+def test_exit_conditions_are_rows_blank_ones_skipped_and_a_bad_value_is_an_error_on_its_row():
+    wait = [{"type": "wait", "key": "pause", "duration": "1h"}]
+    rows = exit_rows(
+        {"exit_field": "risk", "exit_op": "lt", "exit_value": "0.3"},
+        {"exit_field": "", "exit_op": "eq", "exit_value": ""},
+        {"exit_field": "plan", "exit_op": "in", "exit_value": "Free, Trial"},
+    )
+    form = PlaybookEditorForm({**form_data(wait), **rows})
+    assert form.is_valid(), (form.errors, [row.errors for row in form.exit_formset])
+    assert form.save().exit_conditions == [
+        {"field": "risk", "op": "lt", "value": 0.3},
+        {"field": "plan", "op": "in", "value": ["Free", "Trial"]},
+    ]
+
+    bad = exit_rows(
+        {"exit_field": "risk", "exit_op": "lt", "exit_value": "0.3"}, {"exit_field": "mrr", "exit_value": "lots"}
+    )
+    form = PlaybookEditorForm({**form_data(wait, name="Other"), **bad})
+    assert not form.is_valid()
+    assert form.exit_formset.forms[1].errors == {"exit_value": ["must be a number"]}
+    assert not form.exit_formset.forms[0].errors
+
+
+@pytest.mark.django_db
+def test_an_exit_row_is_removed_and_a_combined_condition_is_kept_as_stored(manager, make_playbook):
+    combined = {"any": [{"field": "nps", "op": "gte", "value": 9}, {"field": "risk", "op": "lt", "value": 0.2}]}
+    playbook = make_playbook([{"type": "wait", "key": "pause", "duration": "1h"}])
+    playbook.exit_conditions = [{"field": "is_active", "op": "eq", "value": False}, combined]
+    playbook.save()
+    client = Client()
+    client.force_login(manager)
+    url = reverse("admin:playbooks_playbook_change", args=[playbook.pk])
+    page = client.get(url)
+    exits = page.context["exit_formset"]
+    assert exits.forms[0].initial == {"exit_field": "is_active", "exit_op": "eq", "exit_value": "false"}
+    assert json.loads(exits.forms[1].initial["exit_group"]) == combined
+    assert "(nps is at least 9 or risk is less than 0.2)" in page.content.decode()
+    data = form_data(
+        [{"type": "wait", "key": "pause", "duration": "1h"}],
+        name=playbook.name,
+        **{"rules-TOTAL_FORMS": "0", "rules-INITIAL_FORMS": "0"},
+        **exit_rows(
+            {"exit_field": "is_active", "exit_op": "eq", "exit_value": "false", "DELETE": "on"},
+            {"exit_group": json.dumps(combined)},
+            initial=2,
+        ),
+    )
+    response = client.post(url, data)
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    playbook.refresh_from_db()
+    assert playbook.exit_conditions == [combined]
+
+
+@pytest.mark.django_db
+def test_a_csm_reads_the_exit_conditions_in_words(csm, make_playbook):
+    playbook = make_playbook([{"type": "wait", "key": "pause", "duration": "1h"}])
+    playbook.exit_conditions = [{"field": "risk", "op": "lt", "value": 0.3}]
+    playbook.save()
+    client = Client()
+    client.force_login(csm)
+    page = client.get(reverse("admin:playbooks_playbook_change", args=[playbook.pk]))
+    assert page.context["exit_formset"] is None
+    assert "risk is less than 0.3" in page.content.decode()
+    assert 'name="exit-0-exit_field"' not in page.content.decode()

@@ -249,7 +249,7 @@ def test_admin_pages(defaults, admin_user, make_customer, client):
     # The admin's step editor rejects an invalid definition on the step and field it names.
     response = client.post(
         f"/admin/playbooks/playbook/{playbook.pk}/change/",
-        {"name": playbook.name, "exit_conditions": "[]", "holdout_share": "0",
+        {"name": playbook.name, "exit-TOTAL_FORMS": "0", "exit-INITIAL_FORMS": "0", "holdout_share": "0",
          "reenrol_days": "30", "rules-TOTAL_FORMS": "0", "rules-INITIAL_FORMS": "0",
          "steps-TOTAL_FORMS": "1", "steps-INITIAL_FORMS": "0", "steps-0-type": "wait", "steps-0-ORDER": "1"},
     )  # fmt: skip
