@@ -33,6 +33,7 @@ SYNTHETIC_SECRET_KEY = "x9!Kq2#vLm7@pR4$tW8^zN1&bC5*dF3(gH6)jY0-uE_iO+aS=eQ~rT|w
 ALLOWED = {
     ("integrations/tests/conftest.py", SVIX_VECTOR): "public test vector",
     ("integrations/tests/test_webhooks.py", SVIX_VECTOR): "public test vector",
+    ("integrations/tests/test_setup_forms.py", SVIX_VECTOR): "public test vector, a generic integration's secret",
     ("tests/live/test_observability.py", SVIX_VECTOR): "public test vector, logged to prove redaction",
     ("tests/faults/webhook_load.py", SVIX_VECTOR): "public test vector, the fault suite's signing secret",
     ("tests/monitoring/test_logs_and_celery_config.py", SVIX_VECTOR): "public test vector, redaction test",
