@@ -15,8 +15,8 @@ from django.db import transaction
 from churnshield.db import values_update
 from churnshield.events import PaymentFailed, publish_on_commit
 from customers.history.apply import ApplyResult, Record, UnresolvedCustomer, canonical_events_apply
+from customers.history.canonical import CanonicalEvent
 from customers.selectors import customer_names
-from integrations.events import CanonicalEvent
 from integrations.models import ExternalRecord, Integration
 
 __all__ = ["ApplyResult", "UnresolvedCustomer", "apply_events"]

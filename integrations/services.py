@@ -22,11 +22,11 @@ from alerts.services import alert_create
 from churnshield.db import values_update
 from churnshield.enqueue import enqueue, enqueue_on_commit
 from churnshield.exceptions import ConflictError, NotFoundError
+from customers.history.canonical import CanonicalEvent
 from integrations.connectors import connector_for
 from integrations.connectors.base import Delivery, NotSupported, SignatureError, without_nul
 from integrations.connectors.generic import BadEvent
 from integrations.connectors.http import PermanentError
-from integrations.events import CanonicalEvent
 from integrations.models import Integration, SyncRun, WebhookEvent
 from integrations.pipeline import apply_events
 from integrations.selectors import REJECTION_REASONS, rejection_key

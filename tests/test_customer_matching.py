@@ -12,9 +12,9 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from customers.history.apply import customer_ids_by_email, customers_by_email
+from customers.history.canonical import CustomerRef, CustomerUpserted, TicketChanged
 from customers.history.services import import_history
 from customers.models import Customer, SupportTicket
-from integrations.events import CustomerRef, CustomerUpserted, TicketChanged
 from integrations.models import ExternalRecord, Integration
 from integrations.pipeline import apply_events
 

@@ -1,5 +1,5 @@
 """Connectors: one class per provider, each with a pull half and a push half producing the same
-canonical events (`integrations.events`)."""
+canonical events (`customers.history.canonical`)."""
 
 from integrations.connectors.base import Connector, SignatureError, connector_for, register
 from integrations.connectors.generic import GenericConnector

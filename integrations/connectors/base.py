@@ -12,8 +12,8 @@ import httpx
 from django.conf import settings
 from django.utils import timezone
 
+from customers.history.canonical import CanonicalEvent
 from integrations.connectors.http import PermanentError, TransientError
-from integrations.events import CanonicalEvent
 from integrations.models import Integration
 
 

@@ -12,16 +12,7 @@ from typing import Any
 
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from integrations.connectors.base import (
-    Connector,
-    Delivery,
-    IncomingEvent,
-    Setting,
-    SignatureError,
-    loads,
-    parse_time,
-)
-from integrations.events import (
+from customers.history.canonical import (
     ActivitySeen,
     CanonicalEvent,
     CustomerRef,
@@ -30,6 +21,15 @@ from integrations.events import (
     PaymentRecorded,
     SubscriptionChanged,
     TicketChanged,
+)
+from integrations.connectors.base import (
+    Connector,
+    Delivery,
+    IncomingEvent,
+    Setting,
+    SignatureError,
+    loads,
+    parse_time,
 )
 from integrations.models import Integration
 

@@ -16,6 +16,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+from customers.history.canonical import CanonicalEvent, CustomerUpserted, OwnerSeen
 from integrations.connectors.base import (
     SYNC_INTERVAL,
     Connector,
@@ -31,7 +32,6 @@ from integrations.connectors.base import (
     secret_value,
 )
 from integrations.connectors.http import ApiClient
-from integrations.events import CanonicalEvent, CustomerUpserted, OwnerSeen
 from integrations.models import Integration
 
 COMPANY_PROPERTIES = ["name", "domain", "hubspot_owner_id", "hs_lastmodifieddate", "createdate"]

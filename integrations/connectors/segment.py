@@ -12,6 +12,7 @@ from typing import Any
 
 from django.utils import timezone
 
+from customers.history.canonical import ActivitySeen, CanonicalEvent, CustomerRef, CustomerUpserted, UserLinked
 from customers.sessions import session_key
 from integrations.connectors.base import (
     Connector,
@@ -22,7 +23,6 @@ from integrations.connectors.base import (
     loads,
     parse_time,
 )
-from integrations.events import ActivitySeen, CanonicalEvent, CustomerRef, CustomerUpserted, UserLinked
 from integrations.models import Integration
 
 

@@ -15,6 +15,13 @@ from typing import Any
 import stripe
 from django.utils import timezone
 
+from customers.history.canonical import (
+    CanonicalEvent,
+    CustomerRef,
+    CustomerUpserted,
+    PaymentRecorded,
+    SubscriptionChanged,
+)
 from integrations.connectors.base import (
     SYNC_INTERVAL,
     Connector,
@@ -30,7 +37,6 @@ from integrations.connectors.base import (
     secret_value,
 )
 from integrations.connectors.http import ApiClient
-from integrations.events import CanonicalEvent, CustomerRef, CustomerUpserted, PaymentRecorded, SubscriptionChanged
 from integrations.models import Integration
 
 PER_MONTH = {"day": Decimal(365) / 12, "week": Decimal(52) / 12, "month": Decimal(1), "year": Decimal(1) / 12}

@@ -15,6 +15,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+from customers.history.canonical import CanonicalEvent, CustomerRef, NpsReceived, TicketChanged
 from integrations.connectors.base import (
     SYNC_INTERVAL,
     ConnectionFailed,
@@ -32,7 +33,6 @@ from integrations.connectors.base import (
     secret_value,
 )
 from integrations.connectors.http import ApiClient
-from integrations.events import CanonicalEvent, CustomerRef, NpsReceived, TicketChanged
 from integrations.models import Integration
 
 STATUSES = {"new": "open", "open": "open", "pending": "pending", "hold": "pending", "solved": "solved"}

@@ -711,7 +711,7 @@ def test_segment_group_links_users_so_later_events_find_the_account(make_integra
 def test_a_failure_already_known_is_not_reported_again_when_the_customer_is_significant_otherwise(
     make_integration, make_customer, django_capture_on_commit_callbacks
 ):
-    from integrations.events import CustomerRef, PaymentRecorded, TicketChanged
+    from customers.history.canonical import CustomerRef, PaymentRecorded, TicketChanged
     from integrations.pipeline import apply_events
 
     integration = make_integration("stripe")
