@@ -128,9 +128,20 @@ class TriggerRuleInline(admin.TabularInline):
     def has_add_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False
 
+    def get_formset(self, request: HttpRequest, obj: Model | None = None, **kwargs: Any) -> Any:
+        base = super().get_formset(request, obj, **kwargs)
+
+        class DescribedRules(base):  # type: ignore[valid-type, misc]
+            """Every row's rule in words from one read of the bands and owners, not one per row."""
+
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                super().__init__(*args, **kwargs)
+                describe_rules(form.instance for form in self.initial_forms)
+
+        return DescribedRules
+
     @admin.display(description="Rule")
     def rule(self, obj: TriggerRule) -> str:
-        describe_rules([obj])
         return obj.text  # type: ignore[attr-defined]
 
     @admin.display(description="Automatic enrolment")

@@ -375,3 +375,18 @@ def test_the_playbook_page_lists_its_rules_in_words_and_edits_them_only_on_their
     assert reverse("admin:playbooks_triggerrule_change", args=[rule.pk]) in page
     assert 'name="rules-0-params"' not in page and 'name="rules-0-segment"' not in page
     assert 'name="rules-0-kind"' not in page
+
+
+def test_the_playbook_page_reads_its_rules_owners_once_however_many_rules(manager_client, make_playbook, csm):
+    playbook = make_playbook(WAIT)
+    url = reverse("admin:playbooks_playbook_change", args=[playbook.pk])
+    TriggerRule.objects.create(playbook=playbook, kind="segment", segment={"ownerIds": [csm.pk]})
+    manager_client.get(url)  # warm caches
+    with CaptureQueriesContext(connection) as one:
+        manager_client.get(url)
+    for _ in range(4):
+        TriggerRule.objects.create(playbook=playbook, kind="segment", segment={"ownerIds": [csm.pk]})
+    with CaptureQueriesContext(connection) as five:
+        page = manager_client.get(url).content.decode()
+    assert page.count(f"Every customer where owner is {csm.username}") == 5  # named, not "user <id>"
+    assert len(five) == len(one)
