@@ -365,7 +365,7 @@ def test_integrations_never_expose_secrets(csm, api_for):
     body = api_for(csm).get("/api/integrations").json()
     assert body[0]["config"] == {"nested": {"region": "eu"}}
     contract = {"id", "name", "type", "status", "lastSyncAt", "config"}
-    # Integration health (issue 4) beside the contract's fields.
+    # Integration health beside the contract's fields.
     health = {"provider", "lagSeconds", "consecutiveFailures", "failedRuns24h", "latestError", "latestErrorAt"}
     assert set(body[0]) == contract | health | {"webhookBacklog", "deadLetters"}
 

@@ -28,7 +28,7 @@ def error_fields(response) -> set[str]:
         ({"customerId": "{cid}", "type": "Call", "priority": "urgent"}, "priority"),
         ({"customerId": "{cid}", "type": "Call", "status": "done"}, "status"),
         ({"customerId": "{cid}", "type": "Call", "dueDate": "tomorrow"}, "dueDate"),
-        # Issue 7 (schemathesis): a year pandas cannot hold made later predictions a 500.
+        # Found by schemathesis: a year pandas cannot hold made later predictions a 500.
         ({"customerId": "{cid}", "type": "Call", "completedAt": "0528-08-11T13:26:17Z"}, "completedAt"),
         ({"customerId": "{cid}", "type": "Call", "dueDate": "9999-12-31T00:00:00Z"}, "dueDate"),
         ({"customerId": "{cid}", "type": "Call", "notes": "nul\x00byte"}, "notes"),

@@ -23,7 +23,7 @@ from predictions.services.scoring import score_customers
 
 EXAMPLES = Path(__file__).parent / "contract_examples"
 # Fields the examples show that we do not serve yet, and why. Each needs the training run to
-# measure something it does not measure today (issue 3's model card); listed so that the gap is
+# measure something it does not measure today (the model card's inputs); listed so that the gap is
 # visible and a new one fails this test. Remove an entry when the field is served.
 KNOWN_GAPS = {
     "_api_ml_analytics.json $.modelPerformance.mlSuccessRate: missing": "undefined in the contract; no measure yet",

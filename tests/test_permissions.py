@@ -35,7 +35,7 @@ OPERATIONS = {
     ("GET", "/api/integrations"): "read",
     ("GET", "/api/alerts"): "read",
     ("PATCH", "/api/alerts/{id}/read"): "write",
-    # Notifications (issue 5): acknowledge/snooze an alert in scope; one's own preferences.
+    # Notifications: acknowledge/snooze an alert in scope; one's own preferences.
     ("POST", "/api/alerts/{id}/acknowledge"): "write",
     ("POST", "/api/alerts/{id}/snooze"): "write",
     ("GET", "/api/notifications/preferences"): "read",
@@ -55,7 +55,7 @@ OPERATIONS = {
     ("GET", "/model/metrics/latest"): "read",
     ("POST", "/api/ml/recommend-intervention"): "read",
     ("POST", "/api/ml/update-outcome"): "write",
-    # Playbooks (issue 6). Definitions change in the admin or by import; validate and dry run write nothing.
+    # Playbooks. Definitions change in the admin or by import; validate and dry run write nothing.
     ("POST", "/api/v1/playbooks/trigger"): "write",
     ("GET", "/api/playbooks"): "read",
     ("POST", "/api/playbooks/bulk-trigger"): "write",
@@ -73,9 +73,9 @@ OPERATIONS = {
     ("POST", "/api/playbook-email-reviews/{id}/discard"): "write",
     # Live alert feed: a ticket for the caller's own WebSocket (every role, viewers included).
     ("POST", "/api/alerts/ws-ticket"): "read",
-    # Integrations (issue 4). "manage": book-wide configuration, managers and admins only.
+    # Integrations. "manage": book-wide configuration, managers and admins only.
     ("POST", "/api/integrations/{id}/sync"): "manage",
-    # History imports (issue 15): book-wide uploads naming every portfolio's customers.
+    # History imports: book-wide uploads naming every portfolio's customers.
     ("POST", "/api/imports"): "manage",
     ("GET", "/api/imports/{id}"): "manage",
     ("GET", "/api/imports/{id}/errors.csv"): "manage",
@@ -160,7 +160,7 @@ def world(csm, other_csm, make_customer):
 
 
 def _playbook_objects(customer) -> dict:
-    """Playbooks (issue 6): a playbook shared by both portfolios, a running and a failed execution."""
+    """Playbooks: a playbook shared by both portfolios, a running and a failed execution."""
     from django.utils import timezone
 
     from playbooks.models import EmailReview, Playbook, PlaybookExecution

@@ -70,7 +70,7 @@ def test_server_logs_are_json_with_request_ids_and_no_secrets(start_process, mak
             headers={"Authorization": f"Bearer {refreshed.json()['access']}"},
         )
         assert listed.status_code == 200
-        # A webhook-like delivery carrying a signature and a secret (the route lands with issue 4).
+        # A webhook-like delivery carrying a signature and a secret, which the log must not show.
         client.post(
             "/api/webhooks/stripe",
             content=json.dumps({"secret": WEBHOOK_SECRET, "api_key": API_KEY}),
