@@ -16,10 +16,9 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
-from rest_framework import serializers
 
 from churnshield.enqueue import enqueue as publish
-from churnshield.exceptions import ConflictError, NotFoundError
+from churnshield.exceptions import ConflictError, InvalidInputError, NotFoundError
 from customers.models import Customer
 from customers.selectors import customer_get, customer_scope
 from interventions.models import Intervention
@@ -63,29 +62,29 @@ PLAYBOOK_FIELDS = ("description", "steps", "is_active", "intervention_type", "ca
 
 
 def playbook_clean(data: dict) -> dict:
-    """Validated playbook fields (snake_case) or ValidationError naming the step and field."""
+    """Validated playbook fields (snake_case) or InvalidInputError naming the step and field."""
     cleaned = dict(data)
     cleaned["steps"] = validate_steps(data.get("steps"))
     cleaned["exit_conditions"] = validate_exit_conditions(data.get("exit_conditions", []))
     share = data.get("holdout_share", 0.0)
     if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 0.9:
-        raise serializers.ValidationError({"holdoutShare": ["must be a number between 0 and 0.9"]})
+        raise InvalidInputError({"holdoutShare": ["must be a number between 0 and 0.9"]})
     days = data.get("reenrol_days", 30)
     if isinstance(days, bool) or not isinstance(days, int) or not 0 <= days <= 3650:
-        raise serializers.ValidationError({"reenrolDays": ["must be an integer between 0 and 3650"]})
+        raise InvalidInputError({"reenrolDays": ["must be an integer between 0 and 3650"]})
     causes = data.get("causes", [])
     if not isinstance(causes, list) or not all(isinstance(c, str) for c in causes):
-        raise serializers.ValidationError({"causes": ["must be a list of churn cause names"]})
+        raise InvalidInputError({"causes": ["must be a list of churn cause names"]})
     rules = data.get("rules", [])
     if not isinstance(rules, list):
-        raise serializers.ValidationError({"rules": ["must be a list"]})
+        raise InvalidInputError({"rules": ["must be a list"]})
     errors = {}
     for index, rule in enumerate(rules):
         problem = _rule_problem(rule)
         if problem:
             errors[index] = problem
     if errors:
-        raise serializers.ValidationError({"rules": errors})
+        raise InvalidInputError({"rules": errors})
     return cleaned
 
 
@@ -153,12 +152,12 @@ def playbooks_import(*, documents: list[dict]) -> dict[str, int]:
     for index, document in enumerate(documents):
         try:
             if not isinstance(document, dict) or not isinstance(document.get("name"), str):
-                raise serializers.ValidationError({"name": ["required"]})
+                raise InvalidInputError({"name": ["required"]})
             playbook_clean(document)
-        except serializers.ValidationError as exc:
-            errors[index] = exc.detail
+        except InvalidInputError as exc:
+            errors[index] = exc.errors
     if errors:
-        raise serializers.ValidationError({"playbooks": errors})
+        raise InvalidInputError({"playbooks": errors})
     counts = {"created": 0, "updated": 0}
     with transaction.atomic():
         for document in documents:
