@@ -102,8 +102,6 @@ def candidates(rule: TriggerRule, *, customer_ids: list[int] | None, now: dt.dat
 
         def names(causes: object) -> set[str]:
             if isinstance(causes, str):  # a JSON subquery can come back as text on some backends
-                import json
-
                 causes = json.loads(causes)
             return {c.get("cause") for c in causes or [] if isinstance(c, dict)}
 
