@@ -149,8 +149,6 @@ def _mark_owed(alerts: list[Alert]) -> None:
 
 
 def _publish(alert_ids: list[int], notify_ids: list[int]) -> None:
-    from alerts.tasks import fan_out_alerts
-
     if alert_ids:
         try:
             broadcast_alerts(alert_ids)
@@ -158,7 +156,7 @@ def _publish(alert_ids: list[int], notify_ids: list[int]) -> None:
             log.exception("live alert broadcast failed for %d alerts", len(alert_ids))
     if notify_ids:
         # A broker outage is logged, not raised: the alerts stay owed and the sweep fans them out.
-        enqueue(fan_out_alerts, notify_ids)
+        enqueue("alerts.tasks.fan_out_alerts", notify_ids)  # by name: the tasks import the services
 
 
 def _publish_after_commit(alerts: list[Alert]) -> None:

@@ -278,7 +278,7 @@ def explanation_policy(run: Any, sample_size: int = 2000) -> dict[str, float]:
     import pandas as pd
 
     from predictions.data import load_tables
-    from predictions.ml.explain import exact_rows, explain_batch, listable, top_causes_agreement
+    from predictions.ml.explain import exact_rows, explain_batch, explain_exact, listable, top_causes_agreement
     from predictions.ml.features import build_features
     from predictions.services.registry import loaded_model
 
@@ -294,7 +294,7 @@ def explanation_policy(run: Any, sample_size: int = 2000) -> dict[str, float]:
     sample = random.Random(2).sample(active, min(sample_size, len(active)))
     X = build_features(load_tables(customer_ids=sample, as_of=run.started_at), pd.Timestamp(run.started_at))
     p = model.predict_proba(X)
-    out["agreement"] = top_causes_agreement(explain_batch(model, X, p), model.explain(X))
+    out["agreement"] = top_causes_agreement(explain_batch(model, X, p), explain_exact(model, X))
     listed = listable(
         X.reindex(columns=model.feature_names).to_numpy(dtype=float), model.feature_names, model.healthy_reference
     )

@@ -15,12 +15,17 @@ Bounds on a publish:
   `delay()` otherwise first subscribes to the result's channel, retrying 20 times over ~19 s
   before it raises a RuntimeError, which is what made a request hang when Redis was down;
 - the broker's connect and socket timeouts (settings, ADR 0012).
+
+A task may be named by its registered name ("app.tasks.function") instead of passed: services
+enqueue their app's tasks that way, since the tasks import the services and an import the other
+way round would make the two files a cycle.
 """
 
 import logging
+from importlib import import_module
 from typing import Any
 
-from celery import Task
+from celery import Task, current_app
 from django.db import transaction
 from kombu.exceptions import KombuError
 
@@ -29,12 +34,23 @@ logger = logging.getLogger("churnshield.enqueue")
 PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
 
 
-def enqueue(task: Task, *args: Any, countdown: float | None = None, queue: str | None = None) -> bool:
+def task_named(name: str) -> Task:
+    """The task registered as `name`. A process that has not imported the task's module yet (a
+    web process only imports the tasks it uses) imports it here, as a worker's autodiscovery does;
+    an unknown name raises KeyError."""
+    if name not in current_app.tasks:
+        import_module(name.rpartition(".")[0])
+    return current_app.tasks[name]
+
+
+def enqueue(task: Task | str, *args: Any, countdown: float | None = None, queue: str | None = None) -> bool:
     """Publish `task(*args)`; returns False (and logs) when the broker cannot take it.
 
     In the embedded topology (eager tasks) the task runs here and its own errors propagate as
     before: only the broker's errors are absorbed.
     """
+    if isinstance(task, str):
+        task = task_named(task)
     options: dict[str, Any] = {"ignore_result": True, "retry_policy": PUBLISH_RETRY_POLICY}
     if countdown is not None:
         options["countdown"] = countdown
@@ -54,6 +70,6 @@ def enqueue(task: Task, *args: Any, countdown: float | None = None, queue: str |
     return True
 
 
-def enqueue_on_commit(task: Task, *args: Any, countdown: float | None = None, queue: str | None = None) -> None:
+def enqueue_on_commit(task: Task | str, *args: Any, countdown: float | None = None, queue: str | None = None) -> None:
     """`enqueue` once the current transaction commits (at once in autocommit)."""
     transaction.on_commit(lambda: enqueue(task, *args, countdown=countdown, queue=queue))

@@ -15,12 +15,25 @@ def error_body(message: str, code: str, errors: dict[str, Any] | None = None) ->
 
 
 class InvalidInputError(ValueError):
-    """Input a service refuses, by field: `errors` is `{field: [messages]}` (HTTP 400; the admin shows
-    each message on its field)."""
+    """Input a service refuses, by field: `errors` is `{field: [messages]}`, nested for lists and
+    objects (`{"steps": {index: {field: [messages]}}}`) (HTTP 400; the admin shows each message on
+    its field)."""
 
-    def __init__(self, errors: dict[str, list[str]]) -> None:
-        super().__init__(next(iter(errors.values()), [""])[0] if errors else "Invalid input")
+    def __init__(self, errors: dict[str, Any]) -> None:
+        super().__init__(_first_leaf(errors) or "Invalid input")
         self.errors = errors
+
+
+def _first_leaf(errors: Any) -> str:
+    """The first message of `{field: [messages]}`, or of nested errors (`{"steps": {0: {...}}}`)."""
+    if isinstance(errors, dict):
+        errors = list(errors.values())
+    if isinstance(errors, list):
+        for value in errors:
+            if found := _first_leaf(value):
+                return found
+        return ""
+    return str(errors)
 
 
 class NotFoundError(LookupError):

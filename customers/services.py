@@ -13,12 +13,12 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, OperationalError, connection, transaction
 from django.utils import timezone
-from rest_framework import serializers
 
 from churnshield import events
 from churnshield.auth.roles import sees_all_customers
 from churnshield.exceptions import ConflictError
 from customers.history.apply import customers_by_email
+from customers.import_schema import CustomerImportRowSerializer
 from customers.models import BillingEvent, Customer, UserSession
 
 MAX_IMPORT_ROWS = 10_000
@@ -51,22 +51,6 @@ IMPORT_FIELDS = (
 # a CSM which e-mails other CSMs' customers have.
 NOT_IN_PORTFOLIO = "email: no customer with this e-mail in your portfolio (a manager adds new customers)."
 UNCLOSED_QUOTE = 'a quoted value is never closed (missing ").'
-
-
-class CustomerImportRowSerializer(serializers.Serializer):
-    """One CSV row. Header names may be snake_case or camelCase."""
-
-    name = serializers.CharField(max_length=500)
-    email = serializers.EmailField(max_length=254)
-    company = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
-    plan = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
-    mrr = serializers.DecimalField(max_digits=12, decimal_places=2, min_value=0, required=False, default=0)
-    signup_date = serializers.DateTimeField(required=False, allow_null=True, default=None)
-    last_login = serializers.DateTimeField(required=False, allow_null=True, default=None)
-    nps_score = serializers.IntegerField(min_value=0, max_value=10, required=False, allow_null=True, default=None)
-    support_tickets = serializers.IntegerField(min_value=0, max_value=1_000_000, required=False, default=0)
-    is_active = serializers.BooleanField(required=False, default=True)
-    owner = serializers.CharField(max_length=150, required=False, allow_blank=True, default="")
 
 
 @dataclass

@@ -12,6 +12,8 @@ from typing import Any, cast
 
 from django.db import transaction
 
+from alerts.models import Alert
+from alerts.services import alerts_create_many
 from churnshield.db import values_update
 from churnshield.events import PaymentFailed, publish_on_commit
 from customers.history.apply import ApplyResult, Record, UnresolvedCustomer, canonical_events_apply
@@ -102,9 +104,6 @@ def _after_commit(result: ApplyResult) -> None:
 
 def _alert_failed_payments(payments: list[PaymentFailed]) -> None:
     """One alert per newly failed payment, raised in the same transaction (one bulk write)."""
-    from alerts.models import Alert
-    from alerts.services import alerts_create_many
-
     names = customer_names(customer_ids=[p.customer_id for p in payments])
     alerts_create_many(
         alerts=[

@@ -20,7 +20,7 @@ from django_celery_beat.models import IntervalSchedule, PeriodicTask
 from alerts.models import Alert
 from alerts.services import alert_create
 from churnshield.db import values_update
-from churnshield.enqueue import enqueue, enqueue_on_commit
+from churnshield.enqueue import enqueue, enqueue_on_commit, task_named
 from churnshield.exceptions import ConflictError, NotFoundError
 from customers.history.canonical import CanonicalEvent
 from integrations.connectors import connector_for
@@ -31,6 +31,8 @@ from integrations.models import Integration, SyncRun, WebhookEvent
 from integrations.pipeline import apply_events
 from integrations.selectors import REJECTION_REASONS, rejection_key
 
+# The tasks import this module: they are enqueued by their registered names.
+DRAIN_TASK = "integrations.tasks.drain_webhooks"
 logger = logging.getLogger(__name__)
 PENDING = (WebhookEvent.Status.RECEIVED, WebhookEvent.Status.RETRYING)
 
@@ -146,8 +148,6 @@ def enqueue_drain(*, integration_id: int) -> None:
     schedules the next drain. A failure to reach the broker is logged, not raised: the event is
     already stored, and the beat sweeper re-enqueues it; the delivery must still be answered 2xx.
     """
-    from integrations.tasks import drain_webhooks
-
     window = drain_window_seconds()
     try:
         claimed = cache.add(drain_key(integration_id), 1, timeout=window)
@@ -155,7 +155,7 @@ def enqueue_drain(*, integration_id: int) -> None:
         logger.warning("could not enqueue the webhook drain of integration %s; the sweeper will", integration_id)
         return
     if claimed:
-        enqueue(drain_webhooks, integration_id, countdown=window)
+        enqueue(DRAIN_TASK, integration_id, countdown=window)
 
 
 def drain_window_seconds() -> int:
@@ -284,8 +284,6 @@ def _process(integration: Integration, claims: dict[int, int]) -> int:
 
 def _schedule_retry(integration_id: int) -> None:
     """Wake the drain when the earliest retry falls due (the sweeper would too, a little later)."""
-    from integrations.tasks import drain_webhooks
-
     due = (
         WebhookEvent.objects.filter(integration_id=integration_id, status=WebhookEvent.Status.RETRYING)
         .order_by("next_attempt_at")
@@ -299,7 +297,7 @@ def _schedule_retry(integration_id: int) -> None:
         return
     # One wake-up per integration per due time, however many drains ran meanwhile.
     if cache.add(f"integrations:retry:{integration_id}:{int(due.timestamp())}", 1, timeout=int(delay) + 2):
-        enqueue(drain_webhooks, integration_id, countdown=delay + 0.05)  # else the sweeper wakes it
+        enqueue(DRAIN_TASK, integration_id, countdown=delay + 0.05)  # else the sweeper wakes it
 
 
 def webhooks_sweep() -> list[int]:
@@ -307,8 +305,6 @@ def webhooks_sweep() -> list[int]:
 
     Covers enqueues lost between commit and broker, crashed workers' expired leases and retries.
     """
-    from integrations.tasks import drain_webhooks
-
     overdue = timezone.now() - dt.timedelta(seconds=settings.WEBHOOK_SWEEP_GRACE_SECONDS)
     integration_ids = sorted(
         set(
@@ -318,7 +314,7 @@ def webhooks_sweep() -> list[int]:
         )
     )
     for integration_id in integration_ids:
-        drain_webhooks.delay(integration_id)
+        task_named(DRAIN_TASK).delay(integration_id)
     return integration_ids
 
 
@@ -329,10 +325,8 @@ def webhook_events_replay(*, event_ids: list[int]) -> int:
     rows = WebhookEvent.objects.select_for_update().filter(pk__in=event_ids, status=WebhookEvent.Status.DEAD)
     integration_ids = set(rows.values_list("integration_id", flat=True))
     count = rows.update(status=WebhookEvent.Status.RECEIVED, attempts=0, next_attempt_at=now, last_error="")
-    from integrations.tasks import drain_webhooks
-
     for integration_id in integration_ids:
-        enqueue_on_commit(drain_webhooks, integration_id)  # a lost enqueue: the sweeper drains them
+        enqueue_on_commit(DRAIN_TASK, integration_id)  # a lost enqueue: the sweeper drains them
     return count
 
 
@@ -458,11 +452,9 @@ def _sync_finish(run: SyncRun, *, error: str | None) -> SyncRun:
 
 def sync_now(*, integration_id: Any) -> SyncRun:
     """Manual "sync now" (API and admin): open the run here, so a conflict is answered at once."""
-    from integrations.tasks import run_sync
-
     run = sync_start(integration_id=integration_id, trigger=SyncRun.Trigger.MANUAL)
     # A lost enqueue leaves the run `running` until its lease ends; the next sync marks it abandoned.
-    enqueue_on_commit(run_sync, run.pk)
+    enqueue_on_commit("integrations.tasks.run_sync", run.pk)
     return run
 
 

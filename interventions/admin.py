@@ -17,6 +17,7 @@ from churnshield.workspace.exports import report_export, report_export_links
 from interventions.models import Intervention
 from interventions.selectors import intervention_analytics
 from interventions.services import intervention_bulk_action
+from playbooks.selectors import playbook_analytics
 
 # Short free-text columns: a one-line input, not a textarea.
 _ONE_LINE = {name: forms.TextInput(attrs={"size": 30}) for name in ("type", "assigned_csm", "next_action")}
@@ -122,7 +123,7 @@ class InterventionAdmin(PortfolioScopedAdmin):
         """Intervention analytics as the API answers them (the user's scope), as tables that download."""
         if not self.has_view_permission(request):
             raise PermissionDenied
-        answer = intervention_analytics(user=request.user)
+        answer = intervention_analytics(user=request.user, playbooks=playbook_analytics(user=request.user))
         overall = {**answer["overall_metrics"], **answer["retention_analysis"]}
         type_keys = [
             "type",

@@ -1,6 +1,7 @@
 """Reads about interventions, scoped to the customers the user may see."""
 
 from collections import defaultdict
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -69,8 +70,11 @@ def _pct(part: float, whole: float) -> float:
     return (100.0 * part / whole) if whole else 0.0
 
 
-def intervention_analytics(*, user: Any) -> dict:
+def intervention_analytics(*, user: Any, playbooks: dict) -> dict:
     """The app's intervention analytics (snake_case, contract), computed from recorded outcomes.
+
+    `playbooks` is `playbooks.selectors.playbook_analytics` for the same user, shown alongside;
+    the caller reads it, since playbooks sit above interventions and import them.
 
     - success: a completed intervention whose outcome was recorded as succeeded;
     - revenue saved: the recorded revenue impact of succeeded interventions;
@@ -167,17 +171,8 @@ def intervention_analytics(*, user: Any) -> dict:
         "top_performing_interventions": rows[:5],
         "insights": insights,
         # Playbooks: per playbook and per intervention type, with the holdout comparison (the proof they work).
-        **_playbook_performance(user),
-    }
-
-
-def _playbook_performance(user: Any) -> dict:
-    from playbooks.selectors import playbook_analytics
-
-    analytics = playbook_analytics(user=user)
-    return {
-        "playbook_performance": analytics["playbooks"],
-        "playbook_performance_by_type": analytics["by_intervention_type"],
+        "playbook_performance": playbooks["playbooks"],
+        "playbook_performance_by_type": playbooks["by_intervention_type"],
     }
 
 
@@ -202,7 +197,13 @@ DESCRIPTIONS = {
 PRIOR_WEIGHT = 5  # outcomes of pseudo-evidence at the overall success rate, so tiny samples don't dominate
 
 
-def recommend_intervention(*, user: Any, customer_id: int) -> dict:
+# `playbooks.selectors.playbook_analytics_by_type`: book-wide playbook results per intervention
+# type (keys lower-cased) for the `kinds` asked. The caller passes it in, since playbooks sit above
+# interventions and import them.
+PlaybookProof = Callable[..., dict[str, dict]]
+
+
+def recommend_intervention(*, user: Any, customer_id: int, playbook_proof: PlaybookProof) -> dict:
     """What has worked for customers like this one, for the causes this customer shows.
 
     Candidates are the interventions that answer the customer's current causes; each is scored by
@@ -215,10 +216,13 @@ def recommend_intervention(*, user: Any, customer_id: int) -> dict:
         customer=customer,
         probability=float(prediction.get("churnProbability", customer.churn_risk)),
         causes=[str(cause.get("cause")) for cause in prediction.get("topCauses", []) if isinstance(cause, dict)],
+        playbook_proof=playbook_proof,
     )
 
 
-def recommendation_for(*, customer: Customer, probability: float, causes: list[str]) -> dict:
+def recommendation_for(
+    *, customer: Customer, probability: float, causes: list[str], playbook_proof: PlaybookProof
+) -> dict:
     """`recommend_intervention` for a customer the caller has already loaded within the user's
     scope, with its latest probability and cause names (the customer page has them in hand)."""
     level = risk_level(probability)
@@ -250,7 +254,8 @@ def recommendation_for(*, customer: Customer, probability: float, causes: list[s
         row = stats.get(kind.lower(), {"n": 0, "won": 0})
         return (row["won"] + PRIOR_WEIGHT * base_rate) / (row["n"] + PRIOR_WEIGHT), row["won"], row["n"]
 
-    proof = _playbook_proof(candidates)
+    wanted = {kind.lower() for kind in candidates}
+    proof = {kind: row for kind, row in playbook_proof(kinds=wanted).items() if kind in wanted}
 
     def score(kind: str) -> float:
         # What worked: the recorded success rate, plus the churn a playbook of this type averted
@@ -276,14 +281,6 @@ def recommendation_for(*, customer: Customer, probability: float, causes: list[s
         "description": DESCRIPTIONS.get(best, best),
         "reasoning": (f"Recommended because {cause_text}; {record}." + _proof_text(proof.get(best.lower()))),
     }
-
-
-def _playbook_proof(candidates: list[str]) -> dict[str, dict]:
-    """Book-wide playbook results per intervention type (holdout comparison), for the candidates."""
-    from playbooks.selectors import playbook_analytics_by_type
-
-    wanted = {kind.lower() for kind in candidates}
-    return {kind: row for kind, row in playbook_analytics_by_type(kinds=wanted).items() if kind in wanted}
 
 
 def _proof_text(row: dict | None) -> str:

@@ -78,6 +78,7 @@ class ChampionModel(_ClosesConnections, HealthCheck):
     """A champion model exists and its artifact loads (the rules baseline needs no artifact)."""
 
     def check(self) -> None:
+        # Monitoring loads in every process; the prediction stack only when a probe asks for it.
         from predictions.selectors import champion
         from predictions.services.registry import loaded_model
 
@@ -95,7 +96,7 @@ class LastBatch(_ClosesConnections, HealthCheck):
     """The last batch scoring run completed recently enough (a missed daily batch = stale scores)."""
 
     def check(self) -> None:
-        from predictions.models import PredictionRun
+        from predictions.models import PredictionRun  # as `ChampionModel`: loaded when probed
 
         finished = (
             PredictionRun.objects.filter(trigger=PredictionRun.Trigger.BATCH, status=PredictionRun.Status.COMPLETED)

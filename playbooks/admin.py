@@ -17,11 +17,10 @@ from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.html import format_html
-from rest_framework import serializers
 
 from churnshield.admin_scoping import EngineRowsAdmin, PortfolioScopedAdmin, ReadOnlyTabularInline, changelist_link
 from churnshield.auth.roles import can_write
-from churnshield.exceptions import ConflictError, NotFoundError
+from churnshield.exceptions import ConflictError, InvalidInputError, NotFoundError
 from churnshield.workspace.exports import report_export, report_export_links
 from customers.models import Customer
 from customers.selectors import customer_scope
@@ -35,8 +34,8 @@ from predictions.causes import CAUSES
 PAGE = "admin/playbooks/page.html"
 
 
-def _errors_text(exc: serializers.ValidationError) -> str:
-    return json.dumps(exc.detail, default=str)
+def _errors_text(exc: InvalidInputError) -> str:
+    return json.dumps(exc.errors, default=str)
 
 
 class PlaybookForm(forms.ModelForm):
@@ -58,13 +57,13 @@ class PlaybookForm(forms.ModelForm):
     def clean_steps(self) -> list[dict]:
         try:
             return validate_steps(self.cleaned_data.get("steps"))
-        except serializers.ValidationError as exc:  # names the step index and field
+        except InvalidInputError as exc:  # names the step index and field
             raise forms.ValidationError(_errors_text(exc)) from None
 
     def clean_exit_conditions(self) -> list[dict]:
         try:
             return validate_exit_conditions(self.cleaned_data.get("exit_conditions") or [])
-        except serializers.ValidationError as exc:
+        except InvalidInputError as exc:
             raise forms.ValidationError(_errors_text(exc)) from None
 
 
@@ -388,7 +387,7 @@ class PlaybookAdmin(PlaybookEditorAdmin, PortfolioScopedAdmin):
                 message = f"Imported: {counts}"
             except ValueError as exc:
                 message = f"Not JSON: {exc}"
-            except serializers.ValidationError as exc:
+            except InvalidInputError as exc:
                 message = f"Invalid, nothing imported: {_errors_text(exc)}"
         return self._page(request, "Import playbooks", form=form, message=message, submit="Import")
 

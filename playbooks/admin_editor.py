@@ -18,8 +18,8 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
-from rest_framework import serializers
 
+from churnshield.exceptions import InvalidInputError
 from customers.models import Customer
 from customers.selectors import customer_scope
 from playbooks import selectors
@@ -469,8 +469,8 @@ class BaseStepFormSet(forms.BaseFormSet):
             return None
         try:
             self.steps = validate_steps(built)
-        except serializers.ValidationError as exc:
-            detail = exc.detail.get("steps") if isinstance(exc.detail, dict) else exc.detail
+        except InvalidInputError as exc:
+            detail = exc.errors.get("steps")
             if isinstance(detail, dict):
                 for index, errors in detail.items():
                     forms_in_order[int(index)].show_errors(errors)
@@ -521,8 +521,8 @@ class BaseExitFormSet(forms.BaseFormSet):
         kept = [(form, condition) for form, condition in rows if condition is not None]
         try:
             return validate_exit_conditions([condition for _, condition in kept])
-        except serializers.ValidationError as exc:
-            detail = exc.detail.get("exitConditions") if isinstance(exc.detail, dict) else exc.detail
+        except InvalidInputError as exc:
+            detail = exc.errors.get("exitConditions")
             if isinstance(detail, dict):
                 for index, errors in detail.items():
                     form = kept[int(index)][0]
@@ -562,7 +562,7 @@ def steps_outline(playbook: Playbook) -> list[dict]:
     validation (by hand in the database) are shown as they are, marked invalid."""
     try:
         steps = validate_steps(playbook.steps)
-    except serializers.ValidationError:
+    except InvalidInputError:
         return [
             {"key": "", "name": "", "label": "Not a valid step", "line": json.dumps(step, default=str)}
             for step in playbook.steps

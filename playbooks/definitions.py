@@ -5,8 +5,9 @@ and the fields of its type. Control flows forward only: a `condition` jumps to a
 `end`), and every other step may name `next`. Forward-only flow means a step runs at most once per
 execution, which is what makes `(execution, step key)` a valid exactly-once key.
 
-Invalid definitions raise DRF's ValidationError keyed `steps → <index> → <field>`, so the API, the
-admin form and the import command all name the step and the field.
+Each step type's fields are a DRF serializer (a schema); the public validators raise the domain's
+`InvalidInputError` keyed `steps → <index> → <field>`, so the API, the admin form and the import
+command all name the step and the field, and the services that call them import no DRF.
 """
 
 import re
@@ -14,6 +15,8 @@ from typing import Any
 
 from django.template import Context, Engine, TemplateSyntaxError
 from rest_framework import serializers
+
+from churnshield.exceptions import InvalidInputError
 
 STEP_TYPES = (
     "create_intervention",
@@ -269,7 +272,14 @@ STEP_SERIALIZERS: dict[str, type[_Step]] = {
 
 
 def validate_steps(steps: Any) -> list[dict]:
-    """The normalised steps (each with its `key`), or ValidationError naming `steps.<index>.<field>`."""
+    """The normalised steps (each with its `key`), or InvalidInputError naming `steps.<index>.<field>`."""
+    try:
+        return _validate_steps(steps)
+    except serializers.ValidationError as exc:
+        raise InvalidInputError(exc.detail) from None
+
+
+def _validate_steps(steps: Any) -> list[dict]:
     if not isinstance(steps, list) or not steps:
         raise serializers.ValidationError({"steps": ["must be a non-empty list of steps"]})
     if len(steps) > MAX_STEPS:
@@ -313,6 +323,14 @@ def validate_steps(steps: Any) -> list[dict]:
 
 
 def validate_exit_conditions(value: Any) -> list[dict]:
+    """The exit conditions, or InvalidInputError naming `exitConditions.<index>`."""
+    try:
+        return _validate_exit_conditions(value)
+    except serializers.ValidationError as exc:
+        raise InvalidInputError(exc.detail) from None
+
+
+def _validate_exit_conditions(value: Any) -> list[dict]:
     if not isinstance(value, list):
         raise serializers.ValidationError({"exitConditions": ["must be a list of conditions"]})
     errors = {}

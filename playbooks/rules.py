@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from customers.models import BillingEvent, Customer
 from customers.selectors import risk_thresholds
-from playbooks.models import PlaybookExecution, TriggerRule
+from playbooks.models import Playbook, PlaybookExecution, TriggerRule
 from predictions.models import ChurnPrediction
 
 RECENT = dt.timedelta(days=1)  # what "appears"/"enters" means for the daily batch
@@ -102,8 +102,6 @@ def candidates(rule: TriggerRule, *, customer_ids: list[int] | None, now: dt.dat
 
         def names(causes: object) -> set[str]:
             if isinstance(causes, str):  # a JSON subquery can come back as text on some backends
-                import json
-
                 causes = json.loads(causes)
             return {c.get("cause") for c in causes or [] if isinstance(c, dict)}
 
@@ -177,22 +175,20 @@ def approved_rules(kinds: Iterable[str] | None = None) -> list[TriggerRule]:
     return [rule for rule in active_rules(kinds).filter(approved_at__isnull=False) if is_approved(rule)]
 
 
-def evaluate_rules(
-    *, customer_ids: list[int] | None = None, kinds: Iterable[str] | None = None, now: dt.datetime | None = None
-) -> dict[int, int]:
-    """Enrol every customer an approved rule matches; returns {rule id: executions started}.
-
-    Rules waiting for a manager's go-ahead enrol no one (a person can still enrol by hand)."""
-    from playbooks.services import enrol
-
-    # Predictions carry the scoring process's clock, so their windows are read with this one; the
-    # executions' start times and leases default to the database's clock inside `enrol`.
-    at = now or timezone.now()
-    started: dict[int, int] = {}
-    for rule in approved_rules(kinds):
-        ids = matching_customers(rule, customer_ids=customer_ids, now=at)
-        executions = enrol(
-            playbook=rule.playbook, customer_ids=ids, trigger=PlaybookExecution.Trigger.RULE, rule=rule, now=now
+def eligible_customer_ids(
+    *, playbook: Playbook, customer_ids: Iterable[int], now: dt.datetime, respect_cap: bool = True
+) -> list[int]:
+    """Active customers without a running execution of the playbook (and, with the cap, none recent)."""
+    ids = set(customer_ids)
+    if not ids:
+        return []
+    busy = Q(status=PlaybookExecution.Status.RUNNING)
+    if respect_cap and playbook.reenrol_days:
+        busy |= Q(started_at__gte=now - dt.timedelta(days=playbook.reenrol_days))
+    taken = set(
+        PlaybookExecution.objects.filter(busy, playbook=playbook, customer_id__in=ids).values_list(
+            "customer_id", flat=True
         )
-        started[rule.pk] = len(executions)
-    return started
+    )
+    active = Customer.objects.filter(pk__in=ids - taken, is_active=True).values_list("pk", flat=True)
+    return sorted(active)

@@ -15,7 +15,7 @@ from customers.selectors import customer_scope
 from playbooks import rules, steps
 from playbooks.definitions import duration_seconds, render_template
 from playbooks.models import EmailReview, Playbook, PlaybookExecution, PlaybookStepRun, TriggerRule
-from playbooks.services import eligible_customer_ids
+from playbooks.rules import eligible_customer_ids
 from predictions.models import ChurnPrediction
 
 DRY_RUN_LIMIT = 200

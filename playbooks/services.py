@@ -12,18 +12,23 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Q
-from rest_framework import serializers
+from django.utils import timezone
 
-from churnshield.exceptions import ConflictError, NotFoundError
+from churnshield.enqueue import enqueue as publish
+from churnshield.exceptions import ConflictError, InvalidInputError, NotFoundError
 from customers.models import Customer
 from customers.selectors import customer_get, customer_scope
 from interventions.models import Intervention
+from interventions.selectors import recommend_intervention
 from interventions.services import intervention_record
 from playbooks import engine
 from playbooks.definitions import duration_seconds, validate_exit_conditions, validate_steps
 from playbooks.models import EmailReview, Playbook, PlaybookExecution, TriggerRule
+from playbooks.rules import approved_rules, eligible_customer_ids, is_approved, matching_customers, rule_fingerprint
+from playbooks.selectors import execution_scope, playbook_analytics_by_type
 
 Status = PlaybookExecution.Status
 CANCELLED_NOTE = "execution cancelled"
@@ -32,10 +37,23 @@ _random = random.SystemRandom()  # holdout assignment: unpredictable, so no one 
 
 def enqueue(execution_ids: list[int], token: str) -> None:
     """Hand executions to workers (one task per chunk) once the enrolling transaction has committed."""
-    from playbooks.tasks import dispatch
-
     if execution_ids:
         transaction.on_commit(lambda: dispatch(list(execution_ids), token))
+
+
+def chunks(ids: list[int], size: int) -> list[list[int]]:
+    size = max(size, 1)
+    return [ids[offset : offset + size] for offset in range(0, len(ids), size)]
+
+
+def dispatch(execution_ids: list[int], token: str, *, queue: str | None = None, chunk_size: int | None = None) -> None:
+    """One task per chunk of `PLAYBOOK_DISPATCH_CHUNK` executions (or `chunk_size`).
+
+    A chunk the broker cannot take is logged and left to the claimer: its executions carry a
+    queued lease, and `claim_due_executions` claims them again once it expires. The task goes by
+    its registered name: the tasks import this module."""
+    for chunk in chunks(execution_ids, chunk_size or settings.PLAYBOOK_DISPATCH_CHUNK):
+        publish("playbooks.tasks.run_playbook_executions", chunk, token, queue=queue or None)
 
 
 # --- Definitions --------------------------------------------------------------------------------
@@ -44,29 +62,29 @@ PLAYBOOK_FIELDS = ("description", "steps", "is_active", "intervention_type", "ca
 
 
 def playbook_clean(data: dict) -> dict:
-    """Validated playbook fields (snake_case) or ValidationError naming the step and field."""
+    """Validated playbook fields (snake_case) or InvalidInputError naming the step and field."""
     cleaned = dict(data)
     cleaned["steps"] = validate_steps(data.get("steps"))
     cleaned["exit_conditions"] = validate_exit_conditions(data.get("exit_conditions", []))
     share = data.get("holdout_share", 0.0)
     if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 0.9:
-        raise serializers.ValidationError({"holdoutShare": ["must be a number between 0 and 0.9"]})
+        raise InvalidInputError({"holdoutShare": ["must be a number between 0 and 0.9"]})
     days = data.get("reenrol_days", 30)
     if isinstance(days, bool) or not isinstance(days, int) or not 0 <= days <= 3650:
-        raise serializers.ValidationError({"reenrolDays": ["must be an integer between 0 and 3650"]})
+        raise InvalidInputError({"reenrolDays": ["must be an integer between 0 and 3650"]})
     causes = data.get("causes", [])
     if not isinstance(causes, list) or not all(isinstance(c, str) for c in causes):
-        raise serializers.ValidationError({"causes": ["must be a list of churn cause names"]})
+        raise InvalidInputError({"causes": ["must be a list of churn cause names"]})
     rules = data.get("rules", [])
     if not isinstance(rules, list):
-        raise serializers.ValidationError({"rules": ["must be a list"]})
+        raise InvalidInputError({"rules": ["must be a list"]})
     errors = {}
     for index, rule in enumerate(rules):
         problem = _rule_problem(rule)
         if problem:
             errors[index] = problem
     if errors:
-        raise serializers.ValidationError({"rules": errors})
+        raise InvalidInputError({"rules": errors})
     return cleaned
 
 
@@ -99,8 +117,6 @@ def playbook_upsert(*, name: str, data: dict) -> tuple[Playbook, bool]:
     defaults["exit_conditions"] = cleaned["exit_conditions"]
     playbook, created = Playbook.objects.update_or_create(name=name, defaults=defaults)
     if "rules" in data:
-        from playbooks.rules import is_approved, rule_fingerprint
-
         # Re-importing a rule unchanged keeps its go-ahead; a new or changed rule waits for one.
         approvals = {
             rule.approved_fingerprint: rule for rule in playbook.rules.filter(is_active=True) if is_approved(rule)
@@ -136,12 +152,12 @@ def playbooks_import(*, documents: list[dict]) -> dict[str, int]:
     for index, document in enumerate(documents):
         try:
             if not isinstance(document, dict) or not isinstance(document.get("name"), str):
-                raise serializers.ValidationError({"name": ["required"]})
+                raise InvalidInputError({"name": ["required"]})
             playbook_clean(document)
-        except serializers.ValidationError as exc:
-            errors[index] = exc.detail
+        except InvalidInputError as exc:
+            errors[index] = exc.errors
     if errors:
-        raise serializers.ValidationError({"playbooks": errors})
+        raise InvalidInputError({"playbooks": errors})
     counts = {"created": 0, "updated": 0}
     with transaction.atomic():
         for document in documents:
@@ -151,25 +167,6 @@ def playbooks_import(*, documents: list[dict]) -> dict[str, int]:
 
 
 # --- Enrolment ----------------------------------------------------------------------------------
-
-
-def eligible_customer_ids(
-    *, playbook: Playbook, customer_ids: Iterable[int], now: dt.datetime, respect_cap: bool = True
-) -> list[int]:
-    """Active customers without a running execution of the playbook (and, with the cap, none recent)."""
-    ids = set(customer_ids)
-    if not ids:
-        return []
-    busy = Q(status=Status.RUNNING)
-    if respect_cap and playbook.reenrol_days:
-        busy |= Q(started_at__gte=now - dt.timedelta(days=playbook.reenrol_days))
-    taken = set(
-        PlaybookExecution.objects.filter(busy, playbook=playbook, customer_id__in=ids).values_list(
-            "customer_id", flat=True
-        )
-    )
-    active = Customer.objects.filter(pk__in=ids - taken, is_active=True).values_list("pk", flat=True)
-    return sorted(active)
 
 
 def enrol(
@@ -278,8 +275,6 @@ def playbook_trigger(
     on it. Manual triggers skip the re-enrolment cap and the holdout (a person asked for it), but a
     running execution of the same playbook for the customer is a conflict.
     """
-    from interventions.selectors import recommend_intervention
-
     started = time.perf_counter()
     intervention = intervention or {}
     customer = customer_get(user=user, customer_id=customer_id)
@@ -316,7 +311,9 @@ def playbook_trigger(
         if not executions:
             raise ConflictError(f"{playbook.name} could not start for this customer (inactive or already running).")
     try:
-        recommendation = recommend_intervention(user=user, customer_id=customer.pk)
+        recommendation = recommend_intervention(
+            user=user, customer_id=customer.pk, playbook_proof=playbook_analytics_by_type
+        )
         ai = {
             "recommendedType": recommendation["type"],
             "priority": recommendation["priority"],
@@ -358,12 +355,29 @@ def playbook_bulk_trigger(*, user: Any, playbook_id: int, customer_ids: list[int
     }
 
 
+def evaluate_rules(
+    *, customer_ids: list[int] | None = None, kinds: Iterable[str] | None = None, now: dt.datetime | None = None
+) -> dict[int, int]:
+    """Enrol every customer an approved rule matches; returns {rule id: executions started}.
+
+    Rules waiting for a manager's go-ahead enrol no one (a person can still enrol by hand)."""
+    # Predictions carry the scoring process's clock, so their windows are read with this one; the
+    # executions' start times and leases default to the database's clock inside `enrol`.
+    at = now or timezone.now()
+    started: dict[int, int] = {}
+    for rule in approved_rules(kinds):
+        ids = matching_customers(rule, customer_ids=customer_ids, now=at)
+        executions = enrol(
+            playbook=rule.playbook, customer_ids=ids, trigger=PlaybookExecution.Trigger.RULE, rule=rule, now=now
+        )
+        started[rule.pk] = len(executions)
+    return started
+
+
 # --- Cancel and retry ---------------------------------------------------------------------------
 
 
 def _execution_for_update(*, user: Any, execution_id: Any) -> PlaybookExecution:
-    from playbooks.selectors import execution_scope
-
     try:
         execution_id = int(execution_id)
     except (TypeError, ValueError):

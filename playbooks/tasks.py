@@ -5,17 +5,12 @@ import time
 from celery import shared_task
 from django.conf import settings
 
-from churnshield.enqueue import enqueue
-from playbooks import engine, rules
+from playbooks import engine, services
+from playbooks.services import dispatch
 
 FOLLOW_MIN_PAUSE_SECONDS = 0.02
 # The follower looks again at least this often, so a short wait parked meanwhile is not overslept.
 FOLLOW_MAX_PAUSE_SECONDS = 0.25
-
-
-def chunks(ids: list[int], size: int) -> list[list[int]]:
-    size = max(size, 1)
-    return [ids[offset : offset + size] for offset in range(0, len(ids), size)]
 
 
 @shared_task(acks_late=True, ignore_result=True, time_limit=300, soft_time_limit=240)
@@ -29,15 +24,6 @@ def run_playbook_execution(execution_id: int, token: str) -> str:
 def run_playbook_executions(execution_ids: list[int], token: str) -> int:
     """Drive a chunk of executions claimed with one token (one message for many executions)."""
     return engine.run_executions(execution_ids=execution_ids, token=token)
-
-
-def dispatch(execution_ids: list[int], token: str, *, queue: str | None = None, chunk_size: int | None = None) -> None:
-    """One task per chunk of `PLAYBOOK_DISPATCH_CHUNK` executions (or `chunk_size`).
-
-    A chunk the broker cannot take is logged and left to the claimer: its executions carry a
-    queued lease, and `claim_due_executions` claims them again once it expires."""
-    for chunk in chunks(execution_ids, chunk_size or settings.PLAYBOOK_DISPATCH_CHUNK):
-        enqueue(run_playbook_executions, chunk, token, queue=queue or None)
 
 
 @shared_task(acks_late=True, ignore_result=True, time_limit=120, soft_time_limit=100)
@@ -76,4 +62,4 @@ def claim_due_executions() -> int:
 @shared_task(acks_late=True, time_limit=600, soft_time_limit=540)
 def evaluate_trigger_rules(customer_ids: list[int] | None = None, kinds: list[str] | None = None) -> int:
     """Evaluate the automatic trigger rules (after the scoring batch, or for one customer's event)."""
-    return sum(rules.evaluate_rules(customer_ids=customer_ids, kinds=kinds).values())
+    return sum(services.evaluate_rules(customer_ids=customer_ids, kinds=kinds).values())

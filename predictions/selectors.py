@@ -262,6 +262,8 @@ def health_weights_preview(*, user: Any, weights: dict[str, float], sample_size:
     saved weights and under `weights`, from today's features through the rules' own code, as the
     next scoring run would compute them: the distribution in bins of 10 and how many change band.
     Writes nothing."""
+    # The ML stack (pandas, the frames, the feature code) loads for this admin preview only, not
+    # with every import of the selectors.
     import pandas as pd
 
     from predictions.data import book_has_events, load_tables

@@ -321,3 +321,14 @@ def test_page_numbers_of_thousands_of_digits_are_answered_not_a_500(manager, mak
     response = client.get("/api/customers?page=" + "0" * 5000)
     assert response.status_code == 400
     assert error_fields(response) == {"page"}
+
+
+def test_a_nested_invalid_input_error_reads_as_its_first_message():
+    from churnshield.exceptions import InvalidInputError
+
+    nested = InvalidInputError({"rules": {2: {"params": ["days: required"]}}, "causes": ["must be a list"]})
+    assert (str(nested), str(InvalidInputError({"steps": []})), str(InvalidInputError({}))) == (
+        "days: required",
+        "Invalid input",
+        "Invalid input",
+    )

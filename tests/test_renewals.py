@@ -332,12 +332,11 @@ def test_renewal_within_matches_active_customers_renewing_in_the_window(make_cus
 
 @pytest.mark.parametrize("days", [0, -5, "30", True, None, 731])
 def test_renewal_within_needs_a_whole_number_of_days(days):
-    from rest_framework.exceptions import ValidationError
-
+    from churnshield.exceptions import InvalidInputError
     from playbooks.models import Playbook
     from playbooks.services import playbook_create
 
-    with pytest.raises(ValidationError) as raised:
+    with pytest.raises(InvalidInputError) as raised:
         playbook_create(
             data={
                 "name": "Renewal",
@@ -345,7 +344,7 @@ def test_renewal_within_needs_a_whole_number_of_days(days):
                 "rules": [{"kind": "renewal_within", "params": {"days": days}}],
             }
         )
-    assert raised.value.detail == {"rules": {0: {"params": ["days: a whole number of days from 1 to 730 is required"]}}}
+    assert raised.value.errors == {"rules": {0: {"params": ["days: a whole number of days from 1 to 730 is required"]}}}
     assert Playbook.objects.count() == 0
 
 

@@ -20,6 +20,7 @@ from customers.selectors import risk_thresholds
 from interventions.models import Intervention
 from interventions.selectors import intervention_analytics
 from interventions.services import activity_log
+from playbooks.selectors import playbook_analytics
 from predictions.models import ChurnPrediction, PortfolioSnapshot
 from predictions.services import portfolio_snapshot_take
 from predictions.services.portfolio import RISKIEST_PER_OWNER
@@ -140,7 +141,7 @@ def test_intervention_analytics_leave_logged_activities_out(make_customer, csm):
     customer = make_customer(owner=csm)
     activity_log(user=csm, customer_id=customer.pk, activity="note", notes="x")
     Intervention.objects.create(customer=customer, type="Executive Check-in", status="completed", outcome="succeeded")
-    metrics = intervention_analytics(user=csm)["overall_metrics"]
+    metrics = intervention_analytics(user=csm, playbooks=playbook_analytics(user=csm))["overall_metrics"]
     assert (metrics["total_interventions"], metrics["completed_interventions"]) == (1, 1)
 
 

@@ -5,6 +5,8 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from alerts.models import Alert
+from alerts.notifications.errors import UnsafeWebhookURL
+from alerts.notifications.webhooks import webhook_target
 from churnshield.api import fields as strict
 from churnshield.api.schema_hooks import body_rules
 
@@ -62,9 +64,6 @@ class AlertSnoozeInputSerializer(serializers.Serializer):
 
 
 def _webhook_url(value: str) -> str:
-    from alerts.notifications.errors import UnsafeWebhookURL
-    from alerts.notifications.webhooks import webhook_target
-
     if not value:
         return ""
     try:

@@ -11,7 +11,7 @@ from typing import Any
 from django.conf import settings
 from django.core.mail import EmailMessage
 
-from alerts.models import Alert
+from alerts.models import SEVERITY_RANK, Alert
 from alerts.notifications import webhooks
 from alerts.notifications.errors import DeliveryError, TransientDeliveryError
 
@@ -34,8 +34,6 @@ def headline(alerts: Sequence[Alert]) -> str:
 
 
 def _worst(alerts: Sequence[Alert]) -> str:
-    from alerts.models import SEVERITY_RANK
-
     return max((a.severity for a in alerts), key=SEVERITY_RANK.__getitem__)
 
 

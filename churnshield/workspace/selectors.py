@@ -24,6 +24,7 @@ from customers.timeline import customer_timeline
 from interventions.models import Intervention
 from interventions.selectors import intervention_scope, recommendation_for
 from playbooks.models import Playbook
+from playbooks.selectors import playbook_analytics_by_type
 from predictions.models import ChurnPrediction, PortfolioSnapshot, PredictionRun
 
 AT_RISK_ROWS = 15
@@ -426,6 +427,7 @@ def customer_360(*, user: Any, customer: Customer, now: dt.datetime | None = Non
         customer=customer,
         probability=float(prediction.churn_probability) if prediction else float(customer.churn_risk),
         causes=[cause["cause"] for cause in causes if cause["cause"]],
+        playbook_proof=playbook_analytics_by_type,
     )
     playbook = (
         Playbook.objects.filter(is_active=True, intervention_type__iexact=recommendation["type"]).order_by("pk").first()

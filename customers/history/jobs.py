@@ -23,6 +23,7 @@ from django.core.files.uploadedfile import UploadedFile
 from django.db import connection, connections, transaction
 from django.utils import timezone
 
+from churnshield.enqueue import task_named
 from churnshield.exceptions import ConflictError
 from customers.history.kinds import KINDS, kind_of_file
 from customers.history.readers import FileError, file_format
@@ -148,9 +149,8 @@ def import_job_confirm(*, job_id: int) -> ImportJob:
 
 
 def _enqueue(job_id: int) -> None:
-    from customers.tasks import run_import_job
-
-    transaction.on_commit(lambda: run_import_job.delay(job_id))
+    # By name: the task module imports this one.
+    transaction.on_commit(lambda: task_named("customers.tasks.run_import_job").delay(job_id))
 
 
 def _file_progress(described: dict[str, Any]) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from interventions.api.serializers import (
 )
 from interventions.filters import InterventionFilter
 from interventions.models import Intervention
+from playbooks.selectors import playbook_analytics, playbook_analytics_by_type
 
 
 class InterventionViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
@@ -108,7 +109,9 @@ class InterventionViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     )
     @action(detail=False, methods=["get"], filterset_class=None, pagination_class=None)
     def analytics(self, request: Request) -> Response:
-        return Response(selectors.intervention_analytics(user=request.user))
+        return Response(
+            selectors.intervention_analytics(user=request.user, playbooks=playbook_analytics(user=request.user))
+        )
 
 
 class OutcomeView(APIView):
@@ -143,5 +146,9 @@ class RecommendView(APIView):
         data = RecommendInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         return Response(
-            selectors.recommend_intervention(user=request.user, customer_id=data.validated_data["customerId"])
+            selectors.recommend_intervention(
+                user=request.user,
+                customer_id=data.validated_data["customerId"],
+                playbook_proof=playbook_analytics_by_type,
+            )
         )

@@ -128,6 +128,12 @@ def causes_from_contributions(
     return out
 
 
+def explain_exact(model: TrainedModel, X: pd.DataFrame, top_k: int = 3) -> list[list[dict]]:
+    """Top causes per row from exact tree SHAP for every row (the reference `explain_batch` is
+    measured against)."""
+    return causes_from_contributions(model.contributions(X), X, model.feature_names, model.healthy_reference, top_k)
+
+
 def explain_batch(
     model: TrainedModel,
     X: pd.DataFrame,

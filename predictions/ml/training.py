@@ -357,12 +357,6 @@ class TrainedModel:
             contribs = self.booster.predict(matrix, pred_contribs=True)
         return float(self.calibrator.transform(raw)[0]), contribs[0]
 
-    def explain(self, X: pd.DataFrame, top_k: int = 3) -> list[list[dict]]:
-        """Top causes per row from exact tree SHAP (see `predictions.ml.explain`)."""
-        from predictions.ml.explain import causes_from_contributions
-
-        return causes_from_contributions(self.contributions(X), X, self.feature_names, self.healthy_reference, top_k)
-
     def features(self, tables: Tables, as_of: pd.Timestamp) -> pd.DataFrame:
         """The customers to score at `as_of`, with the features this model was trained on."""
         return build_features(tables, as_of, self.spec)

@@ -28,9 +28,7 @@ def retrain_if_drifted(*, run: PredictionRun) -> bool:
         return False
     run.retrain_scheduled_at = now
     run.save(update_fields=["retrain_scheduled_at"])
-    from predictions.tasks import retrain_model  # tasks import the services
-
-    enqueue_on_commit(retrain_model, run.pk)
+    enqueue_on_commit("predictions.tasks.retrain_model", run.pk)
     return True
 
 

@@ -95,9 +95,7 @@ def _rescore_book_after_commit(change: ModelVersionChange) -> None:
     """The book's scores come from the champion and its risk bands: once a person changes it, the
     whole book is scored again (after commit, on the scoring queue) rather than mixing the old
     model's probabilities with the new model's bands until tomorrow's batch."""
-    from predictions.tasks import rescore_book_after_model_change  # tasks import the services
-
-    enqueue_on_commit(rescore_book_after_model_change, change.pk)
+    enqueue_on_commit("predictions.tasks.rescore_book_after_model_change", change.pk)
 
 
 @transaction.atomic

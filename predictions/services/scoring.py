@@ -375,11 +375,9 @@ def rescore_after_commit(*, customer_id: int) -> bool:
     customer every few seconds (a burst of events costs one re-score). Returns False when a
     re-score is already pending.
     """
-    from predictions.tasks import rescore_customer
-
     if not cache.add(f"rescore:{customer_id}", 1, timeout=RESCORE_DEBOUNCE_SECONDS):
         return False
-    enqueue_on_commit(rescore_customer, customer_id)
+    enqueue_on_commit("predictions.tasks.rescore_customer", customer_id)
     return True
 
 

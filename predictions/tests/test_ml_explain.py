@@ -11,6 +11,7 @@ from predictions.ml.explain import (
     causes_from_contributions,
     exact_rows,
     explain_batch,
+    explain_exact,
     listable,
     top_causes_agreement,
 )
@@ -46,11 +47,11 @@ def check(rows, contribs, names, top_k):
 def test_explain_lists_only_risk_increasing_causes(scored):
     model, X, p = scored
     top = X.iloc[np.argsort(-p)[:200]]
-    rows = model.explain(top, top_k=3)
+    rows = explain_exact(model, top, top_k=3)
     check(rows, model.contributions(top), model.feature_names, 3)
     assert all(rows)  # the riskiest customers all get a reason
     assert "retained customers" in rows[0][0]["value"]
-    assert len(model.explain(top.iloc[:5], top_k=1)[0]) <= 1
+    assert len(explain_exact(model, top.iloc[:5], top_k=1)[0]) <= 1
 
 
 def test_causes_merge_features_of_one_cause():

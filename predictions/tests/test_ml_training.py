@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 from predictions.ml.drift import drift_summary
+from predictions.ml.explain import explain_exact
 from predictions.ml.features import build_features
 from predictions.ml.training import (
     LabelLeakage,
@@ -157,7 +158,7 @@ def test_a_logistic_model_explains_exactly_and_round_trips(book):
     raw = trained.raw_proba(X_now)
     # SHAP additivity: the contributions and the bias sum to the model's log-odds.
     np.testing.assert_allclose(contributions.sum(axis=1), np.log(raw / (1 - raw)), rtol=1e-6, atol=1e-6)
-    assert trained.explain(X_now.head(5))[0]
+    assert explain_exact(trained, X_now.head(5))[0]
     restored = TrainedModel.from_bytes(trained.to_bytes())
     assert restored.algorithm == "logistic"
     np.testing.assert_array_equal(restored.predict_proba(X_now), trained.predict_proba(X_now))

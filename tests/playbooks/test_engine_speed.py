@@ -84,7 +84,7 @@ def test_enrolment_dispatches_one_task_per_chunk_and_one_alert_fan_out_per_chunk
     make_playbook, make_customer, settings
 ):
     settings.PLAYBOOK_DISPATCH_CHUNK = 3
-    assert tasks.chunks([1, 2, 3, 4, 5, 6, 7], 3) == [[1, 2, 3], [4, 5, 6], [7]]
+    assert services.chunks([1, 2, 3, 4, 5, 6, 7], 3) == [[1, 2, 3], [4, 5, 6], [7]]
     playbook = make_playbook([{"key": "alert", "type": "create_alert", "title": "hi", "message": "m"}])
     customers = [make_customer() for _ in range(7)]
     ran, fan_outs = [], []

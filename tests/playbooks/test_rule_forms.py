@@ -12,7 +12,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from playbooks import approvals, rules
+from playbooks import approvals, rules, services
 from playbooks.models import TriggerRule
 from tests.test_csp import assert_strict
 
@@ -217,7 +217,7 @@ def test_an_edit_through_the_form_still_needs_a_go_ahead(manager_client, make_pl
     assert manager_client.post(ADD, rule_data(playbook, "segment", *segment)).status_code == 302
     rule = TriggerRule.objects.get()
     # A new rule through the form waits for a go-ahead, like any other.
-    assert (rules.is_approved(rule), rules.evaluate_rules()) == (False, {})
+    assert (rules.is_approved(rule), services.evaluate_rules()) == (False, {})
     rule = approvals.trigger_rule_approve(user=manager, rule_id=rule.pk)
     assert rule.approval_summary["matched"] == 1
     change = reverse("admin:playbooks_triggerrule_change", args=[rule.pk])
@@ -231,10 +231,10 @@ def test_an_edit_through_the_form_still_needs_a_go_ahead(manager_client, make_pl
     rule.refresh_from_db()
     assert rule.segment == {"plan": ["Enterprise"], "mrrGte": 100}
     assert not rules.is_approved(rule)
-    assert rules.evaluate_rules() == {}
+    assert services.evaluate_rules() == {}
     assert "paused: waiting for a manager" in manager_client.get(change).content.decode()
     approvals.trigger_rule_approve(user=manager, rule_id=rule.pk)
-    assert rules.evaluate_rules() == {rule.pk: 2}
+    assert services.evaluate_rules() == {rule.pk: 2}
     assert enterprise.pk in rules.matching_customers(rule, customer_ids=None, now=rule.approved_at)
 
 

@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from customers.models import BillingEvent
 from customers.services import billing_event_record
-from playbooks import rules
+from playbooks import services
 from playbooks.models import PlaybookExecution, PlaybookStepRun, TriggerRule
 from tests.helpers import make_prediction
 
@@ -34,11 +34,11 @@ def test_risk_enters_high_and_cause_appears(make_playbook, make_customer, go_ahe
     make_prediction(new_cause, probability="0.5000", days_ago=2)
     make_prediction(new_cause, probability="0.5000", causes=tickets)
     make_prediction(stayed, probability="0.9100", causes=tickets, days_ago=0)  # had no tickets before either
-    rules.evaluate_rules()
+    services.evaluate_rules()
     assert enrolled(playbook) == {rose.pk}
     assert enrolled(support) == {new_cause.pk, stayed.pk}
     # Evaluating again enrols no one twice (one running; re-enrolment cap).
-    rules.evaluate_rules()
+    services.evaluate_rules()
     assert PlaybookExecution.objects.count() == 3
 
 
@@ -57,7 +57,7 @@ def test_health_drop_and_segment_filter(make_playbook, make_customer, go_ahead):
         prediction.health_score = 80
         prediction.save()
     go_ahead(rule)
-    rules.evaluate_rules()
+    services.evaluate_rules()
     assert enrolled(playbook) == {dropped.pk}
 
 

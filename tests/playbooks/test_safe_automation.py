@@ -280,7 +280,7 @@ def test_a_rule_enrols_by_itself_only_after_a_go_ahead_and_a_change_pauses_it(
     rule = TriggerRule.objects.create(playbook=playbook, kind="segment", segment={"plan": ["Gold"]})
     gold = [make_customer(plan="Gold") for _ in range(2)]
     make_customer(plan="Pro")
-    assert rules.evaluate_rules() == {}
+    assert services.evaluate_rules() == {}
     assert not PlaybookExecution.objects.exists()
     # A person can still enrol by hand.
     assert services.playbook_bulk_trigger(user=csm, playbook_id=playbook.pk, customer_ids=[])["enrolled"] == 0
@@ -293,12 +293,12 @@ def test_a_rule_enrols_by_itself_only_after_a_go_ahead_and_a_change_pauses_it(
         0,
     )
     assert rule.approval_summary["text"] == "would enrol 2 customers, e-mail 0 (each e-mail waits for review)"
-    assert rules.evaluate_rules() == {rule.pk: 2}
+    assert services.evaluate_rules() == {rule.pk: 2}
     assert set(PlaybookExecution.objects.values_list("customer_id", flat=True)) == {c.pk for c in gold}
     # An edited rule is paused again until the next go-ahead.
     rule.segment = {"plan": ["Pro"]}
     rule.save()
-    assert rules.evaluate_rules() == {}
+    assert services.evaluate_rules() == {}
     assert PlaybookExecution.objects.count() == 2
 
 
@@ -341,7 +341,7 @@ def test_cause_appears_fires_on_a_new_cause_of_an_at_risk_customer_only(make_pla
     make_prediction(first_ever, probability="0.9000", causes=tickets)  # nothing to compare with
     make_prediction(old_cause, probability="0.9000", causes=tickets, days_ago=2)
     make_prediction(old_cause, probability="0.9000", causes=tickets)  # not new
-    assert rules.evaluate_rules() == {rule.pk: 1}
+    assert services.evaluate_rules() == {rule.pk: 1}
     assert list(PlaybookExecution.objects.values_list("customer_id", flat=True)) == [new_at_risk.pk]
 
 
@@ -361,7 +361,7 @@ def test_default_rules_gate_onboarding_to_new_at_risk_accounts(make_customer, ma
     for customer, probability in ((new, "0.6000"), (old, "0.6000"), (new_low, "0.0070")):
         make_prediction(customer, probability="0.3000", days_ago=2)
         make_prediction(customer, probability=probability, causes=onboarding)
-    assert rules.evaluate_rules() == {rule.pk: 1}
+    assert services.evaluate_rules() == {rule.pk: 1}
     assert list(PlaybookExecution.objects.values_list("customer_id", flat=True)) == [new.pk]
     # Importing the same definitions again keeps the go-ahead of an unchanged rule (a new row).
     seed_default_playbooks()

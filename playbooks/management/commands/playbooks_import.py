@@ -4,8 +4,8 @@ import json
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from rest_framework import serializers
 
+from churnshield.exceptions import InvalidInputError
 from playbooks.defaults import DEFAULT_PLAYBOOKS
 from playbooks.services import playbooks_import
 
@@ -32,6 +32,6 @@ class Command(BaseCommand):
             documents = [documents]
         try:
             counts = playbooks_import(documents=documents)
-        except serializers.ValidationError as exc:
-            raise CommandError(f"invalid playbooks, nothing imported: {json.dumps(exc.detail)}") from exc
+        except InvalidInputError as exc:
+            raise CommandError(f"invalid playbooks, nothing imported: {json.dumps(exc.errors)}") from exc
         self.stdout.write(self.style.SUCCESS(f"Imported playbooks: {counts}"))
