@@ -24,7 +24,7 @@ from django.db.models.functions import Lower
 from django.utils import timezone
 
 from customers.contracts import customer_contracts_refresh
-from customers.history.apply import customers_by_email
+from customers.history.apply import CustomerRow, customers_by_email, customers_upsert
 from customers.history.kinds import (
     KINDS,
     ORDER,
@@ -681,7 +681,7 @@ class _CustomerWriter(_Writer):
         self.seen_ids: dict[str, int] = {}
         self.seen_emails: dict[str, int] = {}
         self.matched = 0
-        self.to_create: list[Customer] = []
+        self.to_create: list[CustomerRow] = []
 
     def add(self, line: int, values: dict[str, Any]) -> None:
         external_id, email = values.get("external_id"), (values.get("email") or "").lower()
@@ -746,7 +746,8 @@ class _CustomerWriter(_Writer):
                 if missing:
                     self._reject(line, missing[0], f"{', '.join(missing)}: required for a new customer.")
                     continue
-                self.to_create.append(Customer(**{k: v for k, v in values.items() if k in _CUSTOMER_FIELDS}))
+                new = {k: v for k, v in values.items() if k in _CUSTOMER_FIELDS}
+                self.to_create.append(CustomerRow(email=new.pop("email"), new=new, matched=True))
             else:
                 self.matched += 1
                 merged = {k: v for k, v in values.items() if k in self.present}
@@ -758,8 +759,8 @@ class _CustomerWriter(_Writer):
                     merged["external_id"] = current.external_id
                 self.stage.add(line, [current.pk, *[merged.get(f, getattr(current, f)) for f in self.present]])
         if self.to_create and not (self.result.rejected and self.run.on_error == "reject"):
-            Customer.objects.bulk_create(self.to_create, batch_size=1000)
-            self.result.inserted += len(self.to_create)
+            created, _ = customers_upsert(rows=self.to_create, now=self.run.now)
+            self.result.inserted += len(created)
         self.to_create = []
 
     def _run_end(self, external_id: str | None, email: str) -> dt.datetime | None:
