@@ -275,11 +275,12 @@ def _write(*, user: Any, rows: list[_Row], result: ImportResult) -> ImportResult
         # The e-mail is the key the row matched by, not a value to rewrite in another case.
         match.values = {name: values[name] for name in row.carried - {"email", "owner"}}
         if owner_name:
-            match.values["owner"] = owner
+            match.values["owner_id"] = owner.pk
     if result.errors:
         return result
-    created, updated = customers_upsert(rows=matches, now=now)
-    result.created, result.updated = len(created), len(updated)
+    upserted = customers_upsert(rows=matches, now=now)
+    # Every row that matched a customer counts as updated, whether or not it changed a value.
+    result.created, result.updated = len(upserted.created), len(upserted.updated) + len(upserted.unchanged)
     return result
 
 

@@ -101,25 +101,37 @@ def customers_match(*, rows: Iterable[CustomerRow], lock: bool = False) -> None:
         row.matched = True
 
 
-def customers_upsert(*, rows: Sequence[CustomerRow], now: dt.datetime) -> tuple[list[Customer], list[Customer]]:
+@dataclass
+class Upserted:
+    created: list[Customer] = field(default_factory=list)
+    updated: list[Customer] = field(default_factory=list)  # matched, and some value differed
+    unchanged: list[Customer] = field(default_factory=list)  # matched, every value as stored
+
+
+def customers_upsert(*, rows: Sequence[CustomerRow], now: dt.datetime) -> Upserted:
     """The one write of customers from outside data: the data sync, the CSV import and the history
-    import all create and update customers here. Returns (created, updated).
+    import all create and update customers here.
 
     Rows not yet matched are matched by e-mail first. New customers are inserted in one order, by
     lower-cased e-mail, for every writer: two writers of the same new e-mails then wait on the first
-    shared one instead of each holding one the other needs. Matched customers get their rows'
-    `values` in one statement (`customers_update`).
+    shared one instead of each holding one the other needs. Matched customers whose rows change a
+    value get them in one set-based statement (`customers_update`); the others are not rewritten.
+    `values` name model attributes (`owner_id`, not `owner`), compared with the stored ones as is.
     """
     customers_match(rows=rows)
     creating: dict[str, Customer] = {}
-    updating: dict[int, Customer] = {}
+    matched: dict[int, Customer] = {}
+    changed: dict[int, Customer] = {}
     fields: set[str] = set()
     for row in rows:
         if row.customer is not None and not row.created:
+            customer = matched.setdefault(row.customer.pk, row.customer)
             for name, value in row.values.items():
-                setattr(row.customer, name, value)
-            fields.update(row.values)
-            updating[row.customer.pk] = row.customer
+                if getattr(customer, name) != value:
+                    setattr(customer, name, value)
+                    fields.add(name)
+                    changed[customer.pk] = customer
+            row.customer = customer
             continue
         key = row.email.lower()
         if key not in creating:
@@ -127,8 +139,12 @@ def customers_upsert(*, rows: Sequence[CustomerRow], now: dt.datetime) -> tuple[
         row.customer, row.created = creating[key], True
     created = [creating[key] for key in sorted(creating)]
     Customer.objects.bulk_create(created, batch_size=1000)
-    customers_update(customers=list(updating.values()), fields=fields, now=now)
-    return created, list(updating.values())
+    customers_update(customers=list(changed.values()), fields=fields, now=now)
+    return Upserted(
+        created=created,
+        updated=list(changed.values()),
+        unchanged=[c for pk, c in matched.items() if pk not in changed],
+    )
 
 
 def customers_update(*, customers: Sequence[Customer], fields: Iterable[str], now: dt.datetime) -> None:
@@ -441,11 +457,11 @@ def _apply_customers(batch: _Batch, events: list[CustomerUpserted]) -> None:
             linked.append(batch.keep("customer", account.external_id, account.version, account, data={}))
         creating.append((row, linked))
 
-    created, _ = customers_upsert(rows=[row for row, _ in creating], now=batch.now)
+    upserted = customers_upsert(rows=[row for row, _ in creating], now=batch.now)
     for row, linked in creating:
         for linked_record in linked:
             linked_record.local_id = linked_record.customer_id = row.customer.pk  # type: ignore[union-attr]
-    batch.result.created += len(created)
+    batch.result.created += len(upserted.created)
     batch.result.updated += len(updated)
 
 
