@@ -11,7 +11,9 @@ the touched customers only, in a few set-based statements (one read of what exis
 write per table), never per-row queries.
 
 Customers are matched by the source's record of them, the account a contact belongs to, then by
-e-mail through `customers_by_email`, the same match the CSV and history imports use.
+e-mail through `customers_by_email`. New customers are created by `customers_upsert`, the one
+upsert the CSV and history imports also write through; profile changes are written with the
+derived fields, once per batch, by the same `customers_update`.
 """
 
 import datetime as dt

@@ -660,9 +660,10 @@ _CUSTOMER_FIELDS = (
 
 
 class _CustomerWriter(_Writer):
-    """Customers are matched by external id, else by e-mail (case-insensitive), in chunks: new
-    ones are created in bulk, known ones updated by one set-based statement that skips the
-    unchanged. Only the file's columns are written."""
+    """Customers are matched by external id, else by e-mail (case-insensitive), in chunks, and
+    written by `customers_upsert` (the CSV import's and the data sync's too): new ones created in
+    bulk, known ones whose values changed updated in one set-based statement. Only the file's
+    columns are written."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
