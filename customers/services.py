@@ -17,7 +17,7 @@ from django.utils import timezone
 from churnshield import events
 from churnshield.auth.roles import sees_all_customers
 from churnshield.exceptions import ConflictError
-from customers.history.apply import customers_by_email
+from customers.history.apply import CustomerRow, customers_match, customers_upsert
 from customers.import_schema import CustomerImportRowSerializer
 from customers.models import BillingEvent, Customer, UserSession
 
@@ -233,14 +233,12 @@ def _write(*, user: Any, rows: list[_Row], result: ImportResult) -> ImportResult
         u.username: u
         for u in get_user_model().objects.filter(username__in={row.values["owner"] for row in rows} - {""})
     }
+    matches = [CustomerRow(email=row.values["email"]) for row in rows]
     # Locked in id order, so that concurrent imports of the same customers queue instead of
     # overwriting each other's columns with what they read before.
-    existing = customers_by_email(emails=[row.email_key for row in rows], lock=True)
-    to_create: list[Customer] = []
-    to_update: list[Customer] = []
-    changed: set[str] = set()
+    customers_match(rows=matches, lock=True)
     now = timezone.now()
-    for row in rows:
+    for row, match in zip(rows, matches, strict=True):
         values = dict(row.values)
         owner_name = values.pop("owner")
         owner = user
@@ -252,33 +250,21 @@ def _write(*, user: Any, rows: list[_Row], result: ImportResult) -> ImportResult
             if owner is None:
                 result.error(row.number, "owner", f"owner: unknown user {owner_name!r}.")
                 continue
-        current = existing.get(row.email_key)
-        if not manage_all and (current is None or current.owner_id != user.pk):
+        if not manage_all and (match.customer is None or match.customer.owner_id != user.pk):
             result.error(row.number, "email", NOT_IN_PORTFOLIO)
             continue
-        if current is None:
-            values["signup_date"] = values["signup_date"] or now
-            to_create.append(Customer(owner=owner, **values))
+        if match.customer is None:
+            match.new = {**values, "owner": owner, "signup_date": values["signup_date"] or now}
             continue
         # The e-mail is the key the row matched by, not a value to rewrite in another case.
-        carried = row.carried - {"email", "owner"}
-        for name in carried:
-            setattr(current, name, values[name])
+        match.values = {name: values[name] for name in row.carried - {"email", "owner"}}
         if owner_name:
-            current.owner = owner
-            carried.add("owner")
-        changed |= carried
-        current.updated_at = now
-        to_update.append(current)
+            match.values["owner_id"] = owner.pk
     if result.errors:
         return result
-    # One insert order for every writer: two imports of the same new e-mails then wait on the
-    # first shared one instead of each holding one the other needs.
-    to_create.sort(key=lambda customer: customer.email.lower())
-    Customer.objects.bulk_create(to_create, batch_size=1000)
-    if to_update:
-        Customer.objects.bulk_update(to_update, [*sorted(changed), "updated_at"], batch_size=1000)
-    result.created, result.updated = len(to_create), len(to_update)
+    upserted = customers_upsert(rows=matches, now=now)
+    # Every row that matched a customer counts as updated, whether or not it changed a value.
+    result.created, result.updated = len(upserted.created), len(upserted.updated) + len(upserted.unchanged)
     return result
 
 

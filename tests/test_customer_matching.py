@@ -1,6 +1,7 @@
 """One writer of the customers' tables: the data sync, the CSV import and the history import match a
-customer by e-mail the same way (`customers.history.apply.customers_by_email`), and the sync's
-applier is the customers app's own, fed by an integration's ledger of external records."""
+customer by e-mail the same way (`customers.history.apply.customers_by_email`) and create and
+update customers through one upsert (`customers_upsert`), and the sync's applier is the customers
+app's own, fed by an integration's ledger of external records."""
 
 import datetime as dt
 from decimal import Decimal
@@ -11,7 +12,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from customers.history.apply import customer_ids_by_email, customers_by_email
+from customers.history.apply import CustomerRow, customer_ids_by_email, customers_by_email, customers_upsert
 from customers.history.canonical import CustomerRef, CustomerUpserted, TicketChanged
 from customers.history.services import import_history
 from customers.models import Customer, SupportTicket
@@ -46,6 +47,37 @@ def test_customers_by_email_locks_in_id_order_when_asked(make_customer):
         customers_by_email(emails=["ada@example.com"], lock=True)
     (sql,) = [q["sql"] for q in queries.captured_queries]
     assert sql.endswith('ORDER BY "customers"."id" ASC FOR UPDATE')
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the statement count is PostgreSQL's")
+def test_customers_upsert_creates_one_customer_per_email_and_rewrites_only_the_changed(make_customer):
+    ada = make_customer(email="Ada@Example.com", plan="Basic")
+    bob = make_customer(email="bob@example.com", plan="Pro")
+    bob_touched = Customer.objects.get(pk=bob.pk).updated_at
+    now = timezone.now()
+    rows = [
+        CustomerRow(email="ADA@example.com", values={"plan": "Scale"}),
+        CustomerRow(email="bob@EXAMPLE.com", values={"plan": "Pro"}),
+        CustomerRow(email="zed@example.com", new={"name": "Zed", "signup_date": now}),
+        CustomerRow(email="Zed@Example.com", new={"name": "Second", "signup_date": now}),
+        CustomerRow(email="amy@example.com", new={"name": "Amy", "signup_date": now}, values={"plan": "Pro"}),
+    ]
+
+    with CaptureQueriesContext(connection) as queries:
+        upserted = customers_upsert(rows=rows, now=now)
+
+    # One read to match, one insert, one update.
+    assert len(queries.captured_queries) == 3
+    # New customers in one order (by e-mail) whatever the rows' order; the first row of an e-mail wins.
+    assert [c.email for c in upserted.created] == ["amy@example.com", "zed@example.com"]
+    assert rows[2].customer is rows[3].customer and rows[3].created and rows[3].customer.name == "Zed"
+    assert ([c.pk for c in upserted.updated], [c.pk for c in upserted.unchanged]) == ([ada.pk], [bob.pk])
+    assert rows[0].customer.pk == ada.pk and not rows[0].created
+    stored = {c.email: (c.name, c.plan, c.updated_at) for c in Customer.objects.all()}
+    assert stored["Ada@Example.com"][1:] == ("Scale", now)
+    assert stored["bob@example.com"][2] == bob_touched  # nothing changed: not rewritten
+    assert stored["amy@example.com"][:2] == ("Amy", "Pro") and stored["zed@example.com"][0] == "Zed"
+    assert len(stored) == 4
 
 
 def _csv(api_for, user, text: str) -> dict:

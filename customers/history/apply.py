@@ -11,12 +11,14 @@ the touched customers only, in a few set-based statements (one read of what exis
 write per table), never per-row queries.
 
 Customers are matched by the source's record of them, the account a contact belongs to, then by
-e-mail through `customers_by_email`, the same match the CSV and history imports use.
+e-mail through `customers_by_email`. New customers are created by `customers_upsert`, the one
+upsert the CSV and history imports also write through; profile changes are written with the
+derived fields, once per batch, by the same `customers_update`.
 """
 
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol
@@ -71,6 +73,89 @@ def customer_ids_by_email(*, emails: Iterable[str]) -> dict[str, int]:
     """`customers_by_email` reading only the ids."""
     emails = list(emails)
     return dict(_by_email(emails).values_list("email_key", "id")) if emails else {}
+
+
+@dataclass(eq=False)
+class CustomerRow:
+    """What one row of outside data (a sync event, a CSV or history file row) says of a customer.
+
+    `customer` is the stored customer it names: the caller's own match (a source's record, an
+    external id), else the one its `email` names, whatever its case (`customers_match`). A matched
+    row sets `values` on its customer; an unmatched one creates a customer from `email`, `new` and
+    `values`, one per e-mail (the first row of an e-mail gives its fields).
+    """
+
+    email: str = ""
+    values: dict[str, Any] = field(default_factory=dict)
+    new: dict[str, Any] = field(default_factory=dict)
+    customer: Customer | None = None
+    matched: bool = False  # matched already: `customers_upsert` reads nothing more for it
+    created: bool = False
+
+
+def customers_match(*, rows: Iterable[CustomerRow], lock: bool = False) -> None:
+    """Match each row not yet matched to the customer its e-mail names (`customers_by_email`)."""
+    pending = [row for row in rows if not row.matched and row.customer is None]
+    found = customers_by_email(emails=[row.email for row in pending if row.email], lock=lock)
+    for row in pending:
+        row.customer = found.get(row.email.lower()) if row.email else None
+    for row in rows:
+        row.matched = True
+
+
+@dataclass
+class Upserted:
+    created: list[Customer] = field(default_factory=list)
+    updated: list[Customer] = field(default_factory=list)  # matched, and some value differed
+    unchanged: list[Customer] = field(default_factory=list)  # matched, every value as stored
+
+
+def customers_upsert(*, rows: Sequence[CustomerRow], now: dt.datetime) -> Upserted:
+    """The one write of customers from outside data: the data sync, the CSV import and the history
+    import all create and update customers here.
+
+    Rows not yet matched are matched by e-mail first. New customers are inserted in one order, by
+    lower-cased e-mail, for every writer: two writers of the same new e-mails then wait on the first
+    shared one instead of each holding one the other needs. Matched customers whose rows change a
+    value get them in one set-based statement (`customers_update`); the others are not rewritten.
+    `values` name model attributes (`owner_id`, not `owner`), compared with the stored ones as is.
+    """
+    customers_match(rows=rows)
+    creating: dict[str, Customer] = {}
+    matched: dict[int, Customer] = {}
+    changed: dict[int, Customer] = {}
+    fields: set[str] = set()
+    for row in rows:
+        if row.customer is not None and not row.created:
+            customer = matched.setdefault(row.customer.pk, row.customer)
+            for name, value in row.values.items():
+                if getattr(customer, name) != value:
+                    setattr(customer, name, value)
+                    fields.add(name)
+                    changed[customer.pk] = customer
+            row.customer = customer
+            continue
+        key = row.email.lower()
+        if key not in creating:
+            creating[key] = Customer(**{"email": row.email, **row.new, **row.values})
+        row.customer, row.created = creating[key], True
+    created = [creating[key] for key in sorted(creating)]
+    Customer.objects.bulk_create(created, batch_size=1000)
+    customers_update(customers=list(changed.values()), fields=fields, now=now)
+    return Upserted(
+        created=created,
+        updated=list(changed.values()),
+        unchanged=[c for pk, c in matched.items() if pk not in changed],
+    )
+
+
+def customers_update(*, customers: Sequence[Customer], fields: Iterable[str], now: dt.datetime) -> None:
+    """Write `fields` (and `updated_at`) of these customers in one set-based statement."""
+    if not customers:
+        return
+    for customer in customers:
+        customer.updated_at = now
+    values_update(Customer, sorted(customers, key=lambda c: c.pk), sorted({*fields, "updated_at"}))
 
 
 class Record(Protocol):
@@ -298,13 +383,22 @@ def _apply_customers(batch: _Batch, events: list[CustomerUpserted]) -> None:
         return
     accounts = batch.records("customer", {e.account_external_id for e in fresh if e.account_external_id})
     owners = _owner_users(batch, fresh)
-    by_email = customers_by_email(emails=[e.email for e in fresh if e.email])
     known_ids = {r.customer_id for r in (*existing.values(), *accounts.values()) if r.customer_id}
     by_id = {c.pk: c for c in Customer.objects.filter(pk__in=known_ids)} if known_ids else {}
-    to_create: dict[str, tuple[Customer, list[Record]]] = {}
+    rows: list[CustomerRow] = []
+    for event in fresh:
+        record = existing.get((event.kind, event.external_id))
+        account = accounts.get(("customer", event.account_external_id)) if event.account_external_id else None
+        # The source's own record of the object, then the account it belongs to, then the e-mail.
+        customer = by_id.get(record.customer_id) if record and record.customer_id else None
+        if customer is None and account is not None and account.customer_id:
+            customer = by_id.get(account.customer_id)
+        rows.append(CustomerRow(email=event.email or "", customer=customer, matched=customer is not None))
+    customers_match(rows=rows)
+    creating: list[tuple[CustomerRow, list[Record]]] = []
     updated: set[int] = set()
 
-    for event in fresh:
+    for event, row in zip(fresh, rows, strict=True):
         record = existing.get((event.kind, event.external_id))
         account = accounts.get(("customer", event.account_external_id)) if event.account_external_id else None
         profile = {name: getattr(event, name) for name in PROFILE_FIELDS if getattr(event, name) is not None}
@@ -313,17 +407,14 @@ def _apply_customers(batch: _Batch, events: list[CustomerUpserted]) -> None:
         )
         if owner_id:
             profile["owner_id"] = owner_id
-        customer = by_id.get(record.customer_id) if record and record.customer_id else None
-        if customer is None and account is not None and account.customer_id:
-            customer = by_id.get(account.customer_id)
-        if customer is None and event.email:
-            customer = by_email.get(event.email.lower())
+        customer = row.customer
         if customer is not None:
             if event.kind == "customer" and event.email:
                 profile["email"] = event.email
             for name, value in profile.items():
                 if name == "signup_date":
                     continue  # the first source's signup date stands
+                # Written with the derived fields, once per batch (`_write_customers`).
                 batch.customer_changes[customer.pk][name] = value
             updated.add(customer.pk)
             batch.keep(
@@ -356,28 +447,23 @@ def _apply_customers(batch: _Batch, events: list[CustomerUpserted]) -> None:
             continue
         if account is not None:  # a contact of a waiting account: the account's fields first
             profile = {**_parse_profile(account.data), **profile}
-        key = event.email.lower()
-        if key not in to_create:
-            customer = Customer(
-                email=event.email,
-                name=profile.get("name") or profile.get("company") or event.email,
-                company=profile.get("company", ""),
-                plan=profile.get("plan", ""),
-                owner_id=profile.get("owner_id"),
-                signup_date=profile.get("signup_date") or event.version,
-            )
-            to_create[key] = (customer, [])
-        customer, linked = to_create[key]
-        linked.append(batch.keep(event.kind, event.external_id, event.version, record, data={}))
+        row.new = {
+            "name": profile.get("name") or profile.get("company") or event.email,
+            "company": profile.get("company", ""),
+            "plan": profile.get("plan", ""),
+            "owner_id": profile.get("owner_id"),
+            "signup_date": profile.get("signup_date") or event.version,
+        }
+        linked = [batch.keep(event.kind, event.external_id, event.version, record, data={})]
         if account is not None and not account.customer_id:
             linked.append(batch.keep("customer", account.external_id, account.version, account, data={}))
+        creating.append((row, linked))
 
-    created = [customer for customer, _ in to_create.values()]
-    Customer.objects.bulk_create(created, batch_size=1000)
-    for customer, linked in to_create.values():
-        for record in linked:
-            record.local_id = record.customer_id = customer.pk
-    batch.result.created += len(created)
+    upserted = customers_upsert(rows=[row for row, _ in creating], now=batch.now)
+    for row, linked in creating:
+        for linked_record in linked:
+            linked_record.local_id = linked_record.customer_id = row.customer.pk  # type: ignore[union-attr]
+    batch.result.created += len(upserted.created)
     batch.result.updated += len(updated)
 
 
@@ -715,5 +801,4 @@ def _write_customers(batch: _Batch) -> None:
             else:
                 setattr(customer, name, value)
                 fields.add(name)
-        customer.updated_at = batch.now
-    values_update(Customer, list(customers.values()), sorted(fields | {"updated_at"}))
+    customers_update(customers=list(customers.values()), fields=fields, now=batch.now)

@@ -24,7 +24,7 @@ from django.db.models.functions import Lower
 from django.utils import timezone
 
 from customers.contracts import customer_contracts_refresh
-from customers.history.apply import customers_by_email
+from customers.history.apply import CustomerRow, customers_by_email, customers_upsert
 from customers.history.kinds import (
     KINDS,
     ORDER,
@@ -660,9 +660,10 @@ _CUSTOMER_FIELDS = (
 
 
 class _CustomerWriter(_Writer):
-    """Customers are matched by external id, else by e-mail (case-insensitive), in chunks: new
-    ones are created in bulk, known ones updated by one set-based statement that skips the
-    unchanged. Only the file's columns are written."""
+    """Customers are matched by external id, else by e-mail (case-insensitive), in chunks, and
+    written by `customers_upsert` (the CSV import's and the data sync's too): new ones created in
+    bulk, known ones whose values changed updated in one set-based statement. Only the file's
+    columns are written."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -676,12 +677,10 @@ class _CustomerWriter(_Writer):
         present = {("owner_id" if c == "owner" else c) for c in self.columns}
         present |= {"is_active"} if "churned_at" in present else set()
         self.present = [f for f in _CUSTOMER_FIELDS if f in present]
-        self.stage = Stage(Customer, ["id", *self.present], key=("id",))
         self.pending: list[tuple[int, dict[str, Any]]] = []
         self.seen_ids: dict[str, int] = {}
         self.seen_emails: dict[str, int] = {}
-        self.matched = 0
-        self.to_create: list[Customer] = []
+        self.rows: list[CustomerRow] = []
 
     def add(self, line: int, values: dict[str, Any]) -> None:
         external_id, email = values.get("external_id"), (values.get("email") or "").lower()
@@ -746,9 +745,9 @@ class _CustomerWriter(_Writer):
                 if missing:
                     self._reject(line, missing[0], f"{', '.join(missing)}: required for a new customer.")
                     continue
-                self.to_create.append(Customer(**{k: v for k, v in values.items() if k in _CUSTOMER_FIELDS}))
+                new = {k: v for k, v in values.items() if k in _CUSTOMER_FIELDS}
+                self.rows.append(CustomerRow(email=new.pop("email"), new=new, matched=True))
             else:
-                self.matched += 1
                 merged = {k: v for k, v in values.items() if k in self.present}
                 # A column left empty keeps a required field (name, e-mail, signup date) as it is.
                 for name in ("name", "email", "signup_date"):
@@ -756,11 +755,13 @@ class _CustomerWriter(_Writer):
                         merged[name] = getattr(current, name)
                 if "external_id" in merged and merged["external_id"] is None:
                     merged["external_id"] = current.external_id
-                self.stage.add(line, [current.pk, *[merged.get(f, getattr(current, f)) for f in self.present]])
-        if self.to_create and not (self.result.rejected and self.run.on_error == "reject"):
-            Customer.objects.bulk_create(self.to_create, batch_size=1000)
-            self.result.inserted += len(self.to_create)
-        self.to_create = []
+                self.rows.append(CustomerRow(values=merged, customer=current, matched=True))
+        if self.rows and not (self.result.rejected and self.run.on_error == "reject"):
+            upserted = customers_upsert(rows=self.rows, now=timezone.now())
+            self.result.inserted += len(upserted.created)
+            self.result.updated += len(upserted.updated)
+            self.result.unchanged += len(upserted.unchanged)
+        self.rows = []
 
     def _run_end(self, external_id: str | None, email: str) -> dt.datetime | None:
         ends = self.run.subscription_ends()
@@ -771,16 +772,6 @@ class _CustomerWriter(_Writer):
 
     def finish(self) -> None:
         self._flush()
-        if self.result.rejected and self.run.on_error == "reject":
-            return
-        updated = 0
-        if self.present:
-            _, updated = self.stage.merge(insert=False, touch="updated_at")
-        self.result.updated = updated
-        self.result.unchanged = self.matched - updated
-
-    def close(self) -> None:
-        self.stage.drop()
 
 
 def _latest_subscription_ends(customer_ids: list[int]) -> dict[int, dt.datetime | None]:

@@ -26,7 +26,6 @@ import orjson
 import psycopg
 from django.db import IntegrityError, connection
 from django.db.models import DateTimeField, DecimalField, JSONField, Model
-from django.utils import timezone
 from psycopg.types.json import Jsonb
 
 CHUNK = 5000  # rows per COPY / executemany
@@ -307,39 +306,29 @@ class Stage:
             return f"json({self.target}.{column})"
         return f"{self.target}.{column}"
 
-    def merge(self, *, insert: bool = True, touch: str | None = None) -> tuple[int, int]:
-        """Write the staged rows; returns (inserted, updated). Unchanged rows are not rewritten;
-        `touch` names a column set to now on every updated row (`updated_at`)."""
+    def merge(self) -> tuple[int, int]:
+        """Write the staged rows; returns (inserted, updated). Unchanged rows are not rewritten."""
         self.flush()
         if self.direct:
             return self.count, 0
         inserted = updated = 0
         table, distinct = self.target, "IS DISTINCT FROM" if self.postgres else "IS NOT"
-        params: list[Any] = []
-        if touch:
-            now = timezone.now()
-            params = [now if self.postgres else connection.ops.adapt_datetimefield_value(now)]
         with connection.cursor() as cursor:
             if self.postgres:
                 cursor.execute(f"ANALYZE {self.table}")
             for columns, staged, stored in self._modes():
                 changing = [c for c in self.columns if c not in columns]
                 if changing:
-                    sets = ", ".join(
-                        [*(f"{c} = {self._staged(c)}" for c in changing), *([f"{touch} = %s"] if touch else [])]
-                    )
+                    sets = ", ".join(f"{c} = {self._staged(c)}" for c in changing)
                     before = ", ".join(self._stored(c) for c in changing)
                     after = ", ".join(self._staged(c, compare=True) for c in changing)
                     match = " AND ".join(f"{table}.{c} = s.{c}" for c in columns)
                     cursor.execute(
                         f"UPDATE {table} SET {sets} FROM {self.table} AS s"  # noqa: S608
                         f" WHERE {staged} AND {stored.replace('t.', table + '.')} AND {match}"
-                        f" AND ({before}) {distinct} ({after})",
-                        params,
+                        f" AND ({before}) {distinct} ({after})"
                     )
                     updated += cursor.rowcount
-                if not insert:
-                    continue
                 match = " AND ".join(f"t.{c} = s.{c}" for c in columns)
                 names = ", ".join(self.columns)
                 values = ", ".join(self._staged(c) for c in self.columns)
