@@ -31,10 +31,10 @@ from churnshield.admin_scoping import (
     changelist_link,
     is_csm,
 )
-from churnshield.auth.roles import Role, can_write
+from churnshield.auth.roles import Role, can_write, sees_all_customers
 from churnshield.workspace.selectors import customer_360
 from customers.models import BillingEvent, Customer, NpsResponse, Subscription, SupportTicket, UserSession
-from customers.selectors import customer_plans, risk_band_q, risk_level
+from customers.selectors import customer_owner_ids, customer_plans, risk_band_q, risk_level
 from customers.services import billing_event_record
 from interventions.admin import InterventionInline, prepare_intervention
 from interventions.models import Intervention
@@ -77,6 +77,19 @@ class PlanFilter(admin.AllValuesFieldListFilter):
     def __init__(self, field: Any, request: HttpRequest, params: Any, model: Any, model_admin: Any, field_path: str):
         super().__init__(field, request, params, model, model_admin, field_path)
         self.lookup_choices = SimpleLazyObject(lambda: customer_plans(user=request.user, active_only=self.active_only))
+
+
+class OwnerFilter(admin.RelatedOnlyFieldListFilter):
+    """Django's filter by owner, offering the users who own customers; for those who see the whole
+    book (a CSM has no owner filter) they come from the per-owner counts, not a DISTINCT over it."""
+
+    def field_choices(self, field: Any, request: HttpRequest, model_admin: admin.ModelAdmin) -> list:
+        if not sees_all_customers(request.user):
+            return super().field_choices(field, request, model_admin)
+        ordering = self.field_admin_ordering(field, request, model_admin)
+        return field.get_choices(
+            include_blank=False, limit_choices_to={"pk__in": customer_owner_ids()}, ordering=ordering
+        )
 
 
 class CustomerForm(forms.ModelForm):
@@ -145,7 +158,7 @@ class CustomerAdmin(PortfolioScopedAdmin):
         "is_active",
         ("plan", PlanFilter),
         ("signup_date", admin.DateFieldListFilter),
-        ("owner", admin.RelatedOnlyFieldListFilter),
+        ("owner", OwnerFilter),
     )
     search_fields = ("name", "email", "company", "external_id")
     list_select_related = ("owner",)

@@ -11,6 +11,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from customers.models import Customer
 from customers.selectors import customer_plans
 
 CUSTOMERS = "/admin/customers/customer/"
@@ -101,5 +102,20 @@ def test_the_customer_list_reads_no_distinct_over_the_book(book, role, csm, mana
 
     assert response.status_code == 200
     sql = [q["sql"] for q in captured.captured_queries]
-    assert not [s for s in sql if "DISTINCT" in s and '"customers"."plan"' in s]
+    # Neither the plan nor the owner filter reads the book's distinct values.
+    assert not [s for s in sql if "DISTINCT" in s and '"customers"' in s]
     assert not [s for s in sql if "DATE_TRUNC" in s.upper()]
+
+
+@pytest.mark.django_db
+def test_the_owner_filter_offers_the_owners_of_customers(book, csm, other_csm, manager, make_user):
+    nobody = make_user("csm")  # owns no customer
+    client = _signed_in(manager)
+
+    owners = re.findall(r'href="\?owner__id__exact=(\d+)"', client.get(CUSTOMERS).content.decode())
+    Customer.objects.filter(owner=other_csm).update(owner=None)  # their only customer handed back
+    after = re.findall(r'href="\?owner__id__exact=(\d+)"', client.get(CUSTOMERS).content.decode())
+
+    assert sorted(int(pk) for pk in owners) == sorted([csm.pk, other_csm.pk])
+    assert [int(pk) for pk in after] == [csm.pk]
+    assert nobody.pk not in {int(pk) for pk in owners}
