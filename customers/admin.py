@@ -22,6 +22,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
+from django.utils.functional import SimpleLazyObject
 from django.utils.html import format_html_join
 
 from alerts.models import Alert
@@ -30,10 +31,10 @@ from churnshield.admin_scoping import (
     changelist_link,
     is_csm,
 )
-from churnshield.auth.roles import Role, can_write
+from churnshield.auth.roles import Role, can_write, sees_all_customers
 from churnshield.workspace.selectors import customer_360
 from customers.models import BillingEvent, Customer, NpsResponse, Subscription, SupportTicket, UserSession
-from customers.selectors import risk_band_q, risk_level
+from customers.selectors import customer_owner_ids, customer_plans, risk_band_q, risk_level
 from customers.services import billing_event_record
 from interventions.admin import InterventionInline, prepare_intervention
 from interventions.models import Intervention
@@ -64,6 +65,31 @@ class RiskLevelFilter(admin.SimpleListFilter):
     def queryset(self, request: HttpRequest, queryset: QuerySet[Customer]) -> QuerySet[Customer]:
         value = self.value()
         return queryset.filter(risk_band_q(value)) if value in ("high", "medium", "low") else queryset
+
+
+class PlanFilter(admin.AllValuesFieldListFilter):
+    """Django's filter by plan (`?plan=Pro`), offering the plans of the customers the user may
+    see, read by a loose index scan (`customer_plans`) rather than a `SELECT DISTINCT plan` over
+    the whole book; and only when the choices are drawn (an export applies the filter only)."""
+
+    active_only = False  # the renewals list shows active customers only
+
+    def __init__(self, field: Any, request: HttpRequest, params: Any, model: Any, model_admin: Any, field_path: str):
+        super().__init__(field, request, params, model, model_admin, field_path)
+        self.lookup_choices = SimpleLazyObject(lambda: customer_plans(user=request.user, active_only=self.active_only))
+
+
+class OwnerFilter(admin.RelatedOnlyFieldListFilter):
+    """Django's filter by owner, offering the users who own customers; for those who see the whole
+    book (a CSM has no owner filter) they come from the per-owner counts, not a DISTINCT over it."""
+
+    def field_choices(self, field: Any, request: HttpRequest, model_admin: admin.ModelAdmin) -> list:
+        if not sees_all_customers(request.user):
+            return super().field_choices(field, request, model_admin)
+        ordering = self.field_admin_ordering(field, request, model_admin)
+        return field.get_choices(
+            include_blank=False, limit_choices_to={"pk__in": customer_owner_ids()}, ordering=ordering
+        )
 
 
 class CustomerForm(forms.ModelForm):
@@ -125,9 +151,16 @@ class CustomerAdmin(PortfolioScopedAdmin):
         "is_active",
         "last_login",
     )
-    list_filter = (RiskLevelFilter, "is_active", "plan", ("owner", admin.RelatedOnlyFieldListFilter))
+    # Signed up in a range rather than a date hierarchy: the hierarchy's year links cost a
+    # DISTINCT over the signup dates of every row the list shows, on every page view.
+    list_filter = (
+        RiskLevelFilter,
+        "is_active",
+        ("plan", PlanFilter),
+        ("signup_date", admin.DateFieldListFilter),
+        ("owner", OwnerFilter),
+    )
     search_fields = ("name", "email", "company", "external_id")
-    date_hierarchy = "signup_date"
     list_select_related = ("owner",)
     export_values = {"risk": "churn_risk"}  # the probability, not "12.5%"
     readonly_fields = (

@@ -22,8 +22,13 @@ from django.utils import timezone
 from churnshield.admin_scoping import PortfolioScopedAdmin
 from churnshield.workspace.exports import FORMATS, export_links, export_response
 from customers import renewals
+from customers.admin import PlanFilter
 from customers.contracts import customer_contract_set
 from customers.models import Customer, Renewal
+
+
+class ActivePlanFilter(PlanFilter):
+    active_only = True  # the list holds active customers only
 
 
 class RenewsWithinFilter(admin.SimpleListFilter):
@@ -102,7 +107,12 @@ class RenewalAdmin(PortfolioScopedAdmin):
         "owner_name",
         "contract_source",
     )
-    list_filter = (RenewsWithinFilter, RiskFilter, "plan", ("owner", admin.RelatedOnlyFieldListFilter))
+    list_filter = (
+        RenewsWithinFilter,
+        RiskFilter,
+        ("plan", ActivePlanFilter),
+        ("owner", admin.RelatedOnlyFieldListFilter),
+    )
     search_fields = ("name", "email", "company")
     list_select_related = ("owner",)
     list_per_page = 50

@@ -98,6 +98,10 @@ class Customer(models.Model):
             models.Index(fields=["owner", "is_active"], include=["id"], name="customers_owner_active_idx"),
             models.Index(fields=["id"], include=["owner"], name="customers_id_owner_idx"),
             models.Index(fields=["signup_date"], name="customers_signup_date_idx"),
+            # The plan filter's choices, by loose index scan (`customers.selectors.customer_plans`):
+            # the book's plans, and a CSM's. Scoring never changes the plan, so updates stay HOT.
+            models.Index(fields=["plan"], name="customers_plan_idx"),
+            models.Index(fields=["owner", "plan"], name="customers_owner_plan_idx"),
             models.Index(fields=["churned_at"], name="customers_churned_at_idx"),
             # Scoring never changes it, so its updates stay HOT (see above).
             models.Index(fields=["renewal_date"], name="customers_renewal_date_idx"),

@@ -15,6 +15,8 @@ from django.db.models import Model, QuerySet
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
+from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.html import format_html
 from django.utils.timesince import timesince
 
@@ -26,7 +28,7 @@ from integrations.asgi import webhook_path
 from integrations.connectors.base import connector_class
 from integrations.forms import IntegrationSetupForm, clear_field_name, integration_form, provider_choices
 from integrations.models import Integration, SyncRun, WebhookEvent
-from integrations.selectors import SECRET_KEY_PATTERN, integration_list, public_config
+from integrations.selectors import SECRET_KEY_PATTERN, integration_list, public_config, receives_pushes_only
 
 
 def _is_secret(key: Any) -> bool:
@@ -67,6 +69,7 @@ class IntegrationAdmin(PortfolioScopedAdmin):
         "type",
         "state",
         "last_sync_at",
+        "last_event_at",
         "public_settings",
         "other_settings",
         "stored_secrets",
@@ -103,10 +106,19 @@ class IntegrationAdmin(PortfolioScopedAdmin):
     @admin.display(description="Status", ordering="status")
     def state(self, obj: Integration) -> str:
         label, tone = STATUS_LABELS.get(obj.status, (obj.status, "low"))
+        if receives_pushes_only(obj):
+            # Its connection is proved by the signed events it sends, not by a test or a sync.
+            if obj.status == Integration.Status.CONNECTED and obj.last_event_at:
+                when = date_format(timezone.localtime(obj.last_event_at), "j M Y H:i")
+                label = f"Receiving events, last at {when}"
+            elif obj.status == Integration.Status.DISCONNECTED and obj.last_event_at is None:
+                label = "Not connected: no signed event received yet"
         return format_html('<span class="cs-pill cs-int-{}">{}</span>', tone, label)
 
     @admin.display(description="Last sync", ordering="last_sync_at")
     def last_synced(self, obj: Integration) -> str:
+        if receives_pushes_only(obj):
+            return f"event {timesince(obj.last_event_at).split(',')[0]} ago" if obj.last_event_at else "no events yet"
         if obj.last_sync_at is None:
             return "never"
         return f"{timesince(obj.last_sync_at).split(',')[0]} ago"
@@ -160,7 +172,16 @@ class IntegrationAdmin(PortfolioScopedAdmin):
     def get_fieldsets(self, request: HttpRequest, obj: Model | None = None) -> list[tuple[str | None, dict]]:
         status = (
             "Status",
-            {"fields": ("state", "last_sync_at", "consecutive_failures", "last_error", "last_error_at")},
+            {
+                "fields": (
+                    "state",
+                    "last_sync_at",
+                    "last_event_at",
+                    "consecutive_failures",
+                    "last_error",
+                    "last_error_at",
+                )
+            },
         )
         record = ("Record", {"fields": ("id", "type", "created_at", "cursor")})
         if not self._editable(request, obj):

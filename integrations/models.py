@@ -35,6 +35,9 @@ class Integration(models.Model):
     last_error = models.TextField(blank=True, default="")
     last_error_at = models.DateTimeField(null=True, blank=True)
     consecutive_failures = models.IntegerField(default=0)
+    # When the newest verified (signature-checked) delivery taken in was received: what shows an
+    # integration that only receives pushes (no API to test or pull) is connected.
+    last_event_at = models.DateTimeField("last event received", null=True, blank=True)
 
     class Meta:
         db_table = "integrations"

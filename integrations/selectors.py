@@ -13,7 +13,7 @@ from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from integrations.connectors.base import providers
+from integrations.connectors.base import connector_class, providers
 from integrations.models import Integration, SyncRun, WebhookEvent
 
 SECRET_KEY_PATTERN = re.compile(
@@ -81,6 +81,16 @@ def integration_health() -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def receives_pushes_only(integration: Integration) -> bool:
+    """Whether the integration's provider only sends us events (no API to pull from or test), so
+    that a verified delivery is the only proof it works (Segment, the generic webhook)."""
+    cls = connector_class(integration.provider)
+    if cls is None:
+        return False
+    connector = cls(integration)
+    return connector.can_push and not connector.can_pull and not connector.can_check
 
 
 def webhook_dead_letters() -> QuerySet[WebhookEvent]:

@@ -12,8 +12,9 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import cache
 from django.db import DataError, IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, Value
 from django.db.models.constants import OnConflict
+from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
@@ -29,7 +30,7 @@ from integrations.connectors.generic import BadEvent
 from integrations.connectors.http import PermanentError
 from integrations.models import Integration, SyncRun, WebhookEvent
 from integrations.pipeline import apply_events
-from integrations.selectors import REJECTION_REASONS, rejection_key
+from integrations.selectors import REJECTION_REASONS, receives_pushes_only, rejection_key
 
 # The tasks import this module: they are enqueued by their registered names.
 DRAIN_TASK = "integrations.tasks.drain_webhooks"
@@ -268,6 +269,7 @@ def _process(integration: Integration, claims: dict[int, int]) -> int:
                 row.next_attempt_at = now + _backoff(row.attempts)
                 logger.info("webhook event %s retry %s in %s", row.pk, row.attempts, row.next_attempt_at - now)
         values_update(WebhookEvent, processed + failed, ["status", "processed_at", "last_error", "next_attempt_at"])
+        _events_received_record(integration, rows)
         for row in dead:
             alert_create(
                 title=f"Webhook event dead-lettered ({integration.name})",
@@ -280,6 +282,22 @@ def _process(integration: Integration, claims: dict[int, int]) -> int:
                 grouping_key=f"integration:{integration.pk}",
             )
     return len(processed)
+
+
+def _events_received_record(integration: Integration, rows: list[WebhookEvent]) -> None:
+    """Note when the newest of these stored (so signature-checked) deliveries arrived; for a
+    provider that only pushes (no API to test or pull), that is what makes it connected.
+
+    Recorded by the drain, one UPDATE a batch, not by the receiver, whose answer waits on one
+    statement per flush. An event replayed or retried later never moves the time back.
+    """
+    if not rows:
+        return
+    newest = Value(max(row.received_at for row in rows))
+    changes: dict[str, Any] = {"last_event_at": Greatest(Coalesce("last_event_at", newest), newest)}
+    if receives_pushes_only(integration):
+        changes["status"] = Integration.Status.CONNECTED
+    Integration.objects.filter(pk=integration.pk).update(**changes)
 
 
 def _schedule_retry(integration_id: int) -> None:

@@ -2,7 +2,9 @@
 
 The status is never typed in: a new integration, or one whose credentials changed, is
 disconnected until a connection test of exactly those credentials succeeded (the form carries
-the test's signed token) or a sync succeeds (`services._sync_finish`).
+the test's signed token) or a sync succeeds (`services._sync_finish`); a provider that only sends
+us events is connected by the first signed delivery the drain takes in
+(`services._events_received_record`).
 """
 
 import json

@@ -94,6 +94,15 @@ class PlaybookEditorForm(PlaybookEditorFormMixin, PlaybookForm):
         field.choices = [*field.choices, *((name, name) for name in stored)]
 
 
+def cause_labels(causes: Any) -> str:
+    """The causes a playbook answers, by the labels the editor's ticks carry, in the editor's order
+    (a cause no longer known after them, as stored)."""
+    labels = dict(PlaybookEditorForm.base_fields["causes"].choices)
+    names = [name for name in causes or [] if isinstance(name, str)]
+    known = [labels[name] for name in labels if name in names]
+    return ", ".join([*known, *(name for name in names if name not in labels)]) or "—"
+
+
 def automation_status(rule: TriggerRule) -> str:
     """Whether the rule enrols by itself, in words (no counts: CSMs read it too)."""
     if rule.pk is None:
@@ -244,8 +253,15 @@ class PlaybookAdmin(PlaybookEditorAdmin, PortfolioScopedAdmin):
     actions = ["export_json"]
     change_list_template = None
 
+    def get_fields(self, request: HttpRequest, obj: Playbook | None = None) -> Any:
+        fields = super().get_fields(request, obj)
+        if obj is not None and not self.has_change_permission(request, obj):
+            # Read-only, the causes are words as the editor ticks them, not their stored JSON list.
+            return [("cause_names" if name == "causes" else name) for name in fields]
+        return fields
+
     def get_readonly_fields(self, request: HttpRequest, obj: Playbook | None = None) -> tuple[str, ...]:
-        fields = tuple(super().get_readonly_fields(request, obj))
+        fields = (*super().get_readonly_fields(request, obj), "cause_names")
         if not approvals.is_manager(request.user):  # only a manager lets a playbook e-mail customers unreviewed
             fields += ("auto_send_customer_emails",)
         return fields
@@ -260,6 +276,10 @@ class PlaybookAdmin(PlaybookEditorAdmin, PortfolioScopedAdmin):
         if formset.model is TriggerRule:
             for rule_form in formset.forms:
                 pause_if_switched_on(rule_form)
+
+    @admin.display(description="Causes")
+    def cause_names(self, obj: Playbook) -> str:
+        return cause_labels(obj.causes)
 
     @admin.display(description="Steps")
     def step_count(self, obj: Playbook) -> int:

@@ -24,7 +24,7 @@ from integrations.models import Integration, SyncRun
 from integrations.selectors import SECRET_KEY_PATTERN
 from integrations.services import sync_now
 from interventions.models import Intervention
-from playbooks.defaults import seed_default_playbooks
+from playbooks.defaults import DEFAULT_PLAYBOOKS, seed_default_playbooks
 from playbooks.models import Playbook, PlaybookExecution
 from playbooks.selectors import OUTCOME_DAYS
 from predictions.causes import CAUSES
@@ -460,6 +460,11 @@ def test_the_demo_tells_the_truth_about_integrations_playbooks_and_alerts(django
     # Every enrolment is finished (the engine resumes none and e-mails nobody) and none came from a rule.
     executions = PlaybookExecution.objects.filter(started_at__lte=AS_OF_DT)
     history = executions.filter(risk_at_start__isnull=False)
+    # The demo runs the default playbooks and adds none of its own beside them (once it added
+    # "Product Training / Feature Adoption" next to "Product Training": the same work twice).
+    defaults = sorted(document["name"] for document in DEFAULT_PLAYBOOKS)
+    assert sorted(Playbook.objects.values_list("name", flat=True)) == defaults
+    assert set(executions.values_list("playbook__name", flat=True)) <= set(defaults)
     assert not history.exclude(status__in=["completed", "failed"]).exists()
     assert not executions.filter(trigger="rule").exists()
     assert not history.filter(is_holdout=True).exclude(status="completed").exists()

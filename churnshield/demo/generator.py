@@ -648,7 +648,7 @@ DEMO_INTEGRATION_REASON = "Demo data: no credentials configured — connect it u
 # most often, so both groups reach the Reports page's minimum on a book of a few hundred accounts.
 # Measuring an effect on so few accounts needs a fifth held out: the demo sets that share on both
 # (the default playbooks, seeded first, hold out less), and the draw below holds it out on average.
-MEASURED_PLAYBOOKS = {"Executive Check-in": 0.2, "Product Training / Feature Adoption": 0.2}
+MEASURED_PLAYBOOKS = {"Executive Check-in": 0.2, "Product Training": 0.2}
 ENROL_RISK_QUANTILE = 0.5  # each month the riskier half of the live accounts qualifies
 # How much likelier the holdout is drawn among enrolments whose customer goes on to churn than among the
 # rest. Enrolments and outcomes come from the book itself; weighting the draw by the outcome is what

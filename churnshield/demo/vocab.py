@@ -303,7 +303,7 @@ PLAYBOOKS = {
             {"key": "alert-owner", "type": "create_alert", "severity": "medium", "title": "Tickets still open"},
         ],
     },
-    "Product Training / Feature Adoption": {
+    "Product Training": {
         "description": "Answers Low engagement and Low feature adoption: a guided training on the features "
         "the account does not use yet, followed by tips by e-mail.",
         "steps": [
@@ -365,7 +365,6 @@ PLAYBOOKS = {
         ],
     },
 }
-# Intervention type -> playbook name (the training playbook's name is longer).
-TYPE_PLAYBOOK = {name: name for name in INTERVENTION_TYPES} | {
-    "Product Training": "Product Training / Feature Adoption"
-}
+# Intervention type -> playbook name: each type's playbook is the default playbook of that name
+# (`playbooks.defaults`, seeded first), so the demo adds no second playbook for the same work.
+TYPE_PLAYBOOK = {name: name for name in INTERVENTION_TYPES}

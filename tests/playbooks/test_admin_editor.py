@@ -278,6 +278,30 @@ def test_the_dry_run_shows_the_unsaved_steps_for_a_customer_of_the_portfolio_and
     assert PlaybookExecution.objects.count() == 0
 
 
+def test_a_csm_reads_the_causes_as_the_editors_labels(csm, manager, make_playbook):
+    playbook = make_playbook([{"type": "wait", "key": "pause", "duration": "3d"}], name="Causes")
+    Playbook.objects.filter(pk=playbook.pk).update(causes=["Support issues", "Low engagement", "Retired cause"])
+
+    read_only = _client(csm).get(f"{URL}{playbook.pk}/change/").content.decode()
+    editor = _client(manager).get(f"{URL}{playbook.pk}/change/").content.decode()
+
+    # The editor's ticks, in its order; a cause it no longer knows last, as stored.
+    ticked = re.findall(r'<input type="checkbox" name="causes" value="([^"]*)"[^>]*checked', editor)
+    assert ticked == ["Low engagement", "Support issues", "Retired cause"]
+    field = re.search(r'<div class="readonly">([^<]*)</div>', read_only[read_only.index("Causes:") :])
+    assert field.group(1) == "Low engagement, Support issues, Retired cause"
+    assert "[&quot;Support issues&quot;" not in read_only and '["Support issues"' not in read_only
+
+
+def test_a_playbook_without_causes_reads_as_none(csm, make_playbook):
+    playbook = make_playbook([{"type": "wait", "key": "pause", "duration": "3d"}], name="No causes")
+
+    read_only = _client(csm).get(f"{URL}{playbook.pk}/change/").content.decode()
+
+    field = re.search(r'<div class="readonly">([^<]*)</div>', read_only[read_only.index("Causes:") :])
+    assert field.group(1) == "—"
+
+
 def test_the_dry_run_refuses_a_customer_outside_the_portfolio(csm, other_csm, make_user, make_customer, make_playbook):
     # A manager sees every customer; the check is the scope, so a CSM given change rights shows it.
     from django.contrib.auth.models import Permission
