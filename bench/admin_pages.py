@@ -64,12 +64,15 @@ def train_a_champion_once() -> None:
 
 def count_the_book_as_the_batch_does() -> None:
     """The team home and a manager's Reports read the portfolio snapshot rows the daily batch
-    counts; a reused book may have none yet, or rows counted before the snapshot held the
-    Reports' figures, so count it once as the batch would."""
+    counts, the renewals pages the renewal count taken with it; a reused book may have none yet,
+    or rows counted before the snapshot held the Reports' figures, so count it once as the batch
+    would."""
+    from customers.models import RenewalCount
     from predictions.models import PortfolioSnapshot
     from predictions.services import portfolio_snapshot_take
 
-    if not PortfolioSnapshot.objects.filter(taken_at__isnull=False, report_groups__isnull=False).exists():
+    counted = PortfolioSnapshot.objects.filter(taken_at__isnull=False, report_groups__isnull=False).exists()
+    if not counted or not RenewalCount.objects.exists():
         started = time.perf_counter()
         rows = portfolio_snapshot_take()
         print(f"counted the book into {rows} snapshot rows in {time.perf_counter() - started:.1f} s", flush=True)
