@@ -13,7 +13,7 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
-from django.db.models import DecimalField, ExpressionWrapper, F, Q, QuerySet, Sum
+from django.db.models import DecimalField, ExpressionWrapper, F, Q, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
@@ -22,7 +22,7 @@ from django.utils import timezone
 from churnshield.admin_scoping import PortfolioScopedAdmin
 from churnshield.workspace.exports import FORMATS, export_links, export_response
 from customers import renewals
-from customers.admin import PlanFilter
+from customers.admin import OwnerFilter, PlanFilter
 from customers.contracts import customer_contract_set
 from customers.models import Customer, Renewal
 
@@ -111,11 +111,12 @@ class RenewalAdmin(PortfolioScopedAdmin):
         RenewsWithinFilter,
         RiskFilter,
         ("plan", ActivePlanFilter),
-        ("owner", admin.RelatedOnlyFieldListFilter),
+        ("owner", OwnerFilter),
     )
     search_fields = ("name", "email", "company")
     list_select_related = ("owner",)
     list_per_page = 50
+    show_full_result_count = False  # a second COUNT over every active customer on each view
     export_values = {"risk": "churn_risk"}
     fieldsets = (
         (None, {"fields": ("name", "company", "plan", "mrr", "risk", "owner_name")}),
@@ -186,15 +187,14 @@ class RenewalAdmin(PortfolioScopedAdmin):
         response = super().changelist_view(request, extra_context)
         context = getattr(response, "context_data", None)
         if context and "cl" in context:
-            totals = context["cl"].queryset.aggregate(
-                mrr=Sum("mrr"), arr=Sum("contract_value"), at_risk=Sum("revenue_at_risk_value")
-            )
-            context["renewal_totals"] = {
-                "count": context["cl"].result_count,
-                "mrr": totals["mrr"] or Decimal(0),
-                "arr": totals["arr"] or Decimal(0),
-                "at_risk": (totals["at_risk"] or Decimal(0)).quantize(Decimal("0.01")),
-            }
+            changelist = context["cl"]
+            # The whole list's totals are the daily run's count (summing every active customer
+            # would read the whole table on every view); a filtered or searched list's are counted
+            # now, over the rows it shows.
+            totals = None
+            if not changelist.has_active_filters and not changelist.query:
+                totals = renewals.stored_renewal_totals(user=request.user)
+            context["renewal_totals"] = totals or renewals.renewal_totals(changelist.queryset)
             query = request.GET.urlencode()
             context["export_url"] = reverse("admin:customers_renewal_export") + (f"?{query}" if query else "")
             context["forecast_url"] = reverse("admin:customers_renewal_forecast")
@@ -244,21 +244,16 @@ class RenewalAdmin(PortfolioScopedAdmin):
             ),
         )
 
-    def _forecast_tables(self, request: HttpRequest) -> tuple[list, list]:
-        return (
-            renewals.retained_revenue_forecast(user=request.user),
-            renewals.revenue_retention(user=request.user),
-        )
-
     def forecast_view(self, request: HttpRequest) -> TemplateResponse:
         self._check_view(request)
-        forecast, retention = self._forecast_tables(request)
+        overview = renewals.renewal_overview(user=request.user)
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,
             "title": "Renewal forecast and revenue retention",
-            "forecast": forecast,
-            "retention": retention,
+            "forecast": overview.forecast,
+            "retention": overview.retention,
+            "counted_at": overview.counted_at,
             "export_links": export_links(reverse("admin:customers_renewal_forecast_export")),
             "renewals_url": reverse("admin:customers_renewal_changelist"),
         }
@@ -267,7 +262,8 @@ class RenewalAdmin(PortfolioScopedAdmin):
     def forecast_export_view(self, request: HttpRequest) -> HttpResponse:
         """Both tables in one sheet, a row per table and month, as CSV (default) or `?format=xlsx`."""
         self._check_view(request)
-        forecast, retention = self._forecast_tables(request)
+        overview = renewals.renewal_overview(user=request.user)
+        forecast, retention = overview.forecast, overview.retention
         header = [
             "table",
             "month",

@@ -266,6 +266,43 @@ class Renewal(Customer):
         verbose_name_plural = "renewals"
 
 
+class RenewalCount(models.Model):
+    """One owner's renewal and revenue figures as the daily run last counted them (the renewals
+    list's totals, the retained-revenue forecast, revenue retention), so the renewals pages sum a
+    few dozen rows instead of reading every customer and subscription version
+    (`customers.renewals.renewal_count_take`). Only the latest count is kept."""
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, null=True, blank=True, related_name="renewal_counts"
+    )
+    counted_at = models.DateTimeField(help_text="When the figures were counted from the customers")
+    counted_on = models.DateField(help_text="The day the forecast's and retention's months are counted from")
+    active_customers = models.IntegerField(default=0)
+    mrr = models.DecimalField("MRR", max_digits=16, decimal_places=2, default=0)
+    arr = models.DecimalField("ARR", max_digits=18, decimal_places=2, default=0)
+    revenue_at_risk = models.DecimalField(
+        max_digits=22, decimal_places=6, default=0, help_text="Sum of MRR x churn probability, unrounded"
+    )
+    # Per month from `counted_on`'s: customers renewing, MRR renewing, expected retained MRR and
+    # its variance (exact decimals as strings, so that owners add up exactly).
+    forecast = models.JSONField(default=list)
+    # Per complete month before `counted_on`'s, oldest first: start MRR, churned, contraction and
+    # expansion in whole cents.
+    retention = models.JSONField(default=list)
+
+    class Meta:
+        db_table = "renewal_counts"
+        constraints = [
+            models.UniqueConstraint(fields=["owner"], name="renewal_counts_owner_unique"),
+            models.UniqueConstraint(
+                fields=["counted_on"], condition=Q(owner__isnull=True), name="renewal_counts_unassigned_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Renewal count of owner={self.owner_id} at {self.counted_at:%Y-%m-%d %H:%M}"
+
+
 class ImportJob(models.Model):
     """A history import submitted through the API or the admin and run by a worker.
 

@@ -12,7 +12,16 @@ from django.utils import timezone
 from customers.contracts import customer_contract_set, customer_contracts_refresh
 from customers.history.services import import_history
 from customers.models import ContractSource, Customer, Subscription
-from customers.renewals import renewals_queryset, retained_revenue_forecast, revenue_retention
+from customers.renewals import (
+    RenewalTotals,
+    renewal_count_take,
+    renewal_overview,
+    renewal_totals,
+    renewals_queryset,
+    retained_revenue_forecast,
+    revenue_retention,
+    stored_renewal_totals,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -310,6 +319,117 @@ def test_revenue_retention_takes_one_query_for_all_months(make_customer, csm, dj
     assert rows[-1].start_mrr == Decimal("100.00")
 
 
+# --- The daily count ----------------------------------------------------------------------------
+
+
+def _contracts(rng: random.Random, customers: list[Customer], today: dt.date) -> None:
+    """Renewal dates from before today to beyond the forecast's twelve months (some on a month's
+    first or last day, some none), MRR, probabilities and a few inactive customers."""
+    for customer in customers:
+        renewal = today + dt.timedelta(days=rng.randrange(-20, 400))
+        if rng.random() < 0.2:
+            renewal = renewal.replace(day=1) - dt.timedelta(days=rng.choice([0, 1]))
+        Customer.objects.filter(pk=customer.pk).update(
+            renewal_date=None if rng.random() < 0.1 else renewal,
+            mrr=Decimal(rng.randrange(0, 500_000)) / 100,
+            contract_value=None if rng.random() < 0.1 else Decimal(rng.randrange(0, 6_000_000)) / 100,
+            churn_risk=Decimal(rng.randrange(0, 10_001)) / 10_000,
+            is_active=rng.random() < 0.85,
+        )
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_the_daily_count_equals_a_live_count_for_every_user(seed, make_customer, csm, other_csm, manager):
+    rng = random.Random(seed)
+    now = dt.datetime(2026, 3, 15, 12, tzinfo=dt.UTC)
+    today = timezone.localdate(now)
+    book = [
+        *_random_book(rng, csm, make_customer, 15),
+        *_random_book(rng, other_csm, make_customer, 10),
+        *_random_book(rng, None, make_customer, 5),  # unassigned
+    ]
+    _contracts(rng, book, today)
+
+    assert renewal_count_take(now=now) == 3  # a row per owner, unassigned included
+
+    def forecast(rows):
+        return [(m.month, m.customers, m.mrr_up, m.expected, m.low, m.high, m.at_risk) for m in rows]
+
+    def retention(rows):
+        return [(m.month, m.start_mrr, m.churned, m.contraction, m.expansion, m.grr, m.nrr) for m in rows]
+
+    for user in (manager, csm, other_csm):
+        stored = renewal_overview(user=user)
+        assert stored.counted_at == now
+        assert forecast(stored.forecast) == forecast(retained_revenue_forecast(user=user, today=today))
+        assert retention(stored.retention) == retention(revenue_retention(user=user, today=today))
+        live = renewal_totals(renewals_queryset(user=user))
+        assert stored_renewal_totals(user=user) == RenewalTotals(
+            count=live.count, mrr=live.mrr, arr=live.arr, at_risk=live.at_risk, counted_at=now
+        )
+    # A CSM's figures are their portfolio's alone: the two CSMs' and the unassigned add up to the book.
+    mine, theirs, book_total = (stored_renewal_totals(user=user) for user in (csm, other_csm, manager))
+    unassigned = renewal_totals(Customer.objects.filter(owner=None, is_active=True))
+    assert mine.count + theirs.count + unassigned.count == book_total.count
+    assert mine.mrr + theirs.mrr + unassigned.mrr == book_total.mrr
+    assert 0 < mine.count < book_total.count
+    # The book is varied enough for the comparison to mean something.
+    overview = renewal_overview(user=manager)
+    assert sum(1 for m in overview.forecast if m.customers) >= 6
+    assert sum(1 for m in overview.retention if m.start_mrr) >= 6
+
+
+def test_a_new_count_replaces_the_last_and_the_pages_say_when_it_was_counted(
+    make_customer, csm, other_csm, manager, django_assert_num_queries
+):
+    from django.test import Client
+
+    today = timezone.localdate()
+    mine = make_customer(
+        owner=csm, mrr=Decimal("100.00"), churn_risk=Decimal("0.5000"), renewal_date=today + dt.timedelta(days=3)
+    )
+    make_customer(
+        owner=other_csm,
+        name="Rival",
+        mrr=Decimal("900.00"),
+        churn_risk=Decimal("0.1000"),
+        renewal_date=today + dt.timedelta(days=3),
+    )
+    as_csm, as_manager = Client(), Client()
+    as_csm.force_login(csm)
+    as_manager.force_login(manager)
+
+    # Before any count, the pages count now and say nothing about a count.
+    page = as_csm.get("/admin/customers/renewal/forecast/")
+    assert page.context["counted_at"] is None
+    assert "counted by the daily scoring run" not in page.content.decode()
+
+    renewal_count_take()
+    renewal_count_take()  # the latest count replaces the one before
+    Customer.objects.filter(pk=mine.pk).update(mrr=Decimal("300.00"))  # after the count
+
+    # The forecast page reads the count, scoped: the CSM's month holds their customer only.
+    with django_assert_num_queries(7):  # session, user, role, permissions (2), the count, the header
+        page = as_csm.get("/admin/customers/renewal/forecast/")
+    this_month = page.context["forecast"][0 if (today + dt.timedelta(days=3)).month == today.month else 1]
+    assert (this_month.customers, this_month.mrr_up, this_month.expected) == (1, Decimal("100.00"), Decimal("50.00"))
+    assert "as counted by the daily scoring run" in page.content.decode()
+    with django_assert_num_queries(8):  # as above; a manager's header checks two settings
+        page = as_manager.get("/admin/customers/renewal/forecast/")
+    both = page.context["forecast"][0 if (today + dt.timedelta(days=3)).month == today.month else 1]
+    assert (both.customers, both.mrr_up, both.expected) == (2, Decimal("1000.00"), Decimal("860.00"))
+
+    # The whole list's totals are the count's; a filtered list's are counted now.
+    page = as_csm.get("/admin/customers/renewal/")
+    assert page.context["renewal_totals"].mrr == Decimal("100.00")
+    assert page.context["renewal_totals"].counted_at is not None
+    assert "as counted by the daily scoring run" in page.content.decode()
+    page = as_csm.get("/admin/customers/renewal/?within=30")
+    assert (page.context["renewal_totals"].mrr, page.context["renewal_totals"].counted_at) == (Decimal("300.00"), None)
+    page = as_manager.get("/admin/customers/renewal/")
+    assert (page.context["renewal_totals"].count, page.context["renewal_totals"].mrr) == (2, Decimal("1000.00"))
+
+
 # --- The trigger rule ---------------------------------------------------------------------------
 
 
@@ -380,12 +500,9 @@ def test_a_csm_sees_and_exports_only_their_renewals_as_filtered(make_customer, c
     page = client.get("/admin/customers/renewal/?within=30")
     assert page.status_code == 200
     assert [c.pk for c in page.context["cl"].result_list] == [soon.pk]
-    assert page.context["renewal_totals"] == {
-        "count": 1,
-        "mrr": Decimal("1000.00"),
-        "arr": Decimal("12000.00"),
-        "at_risk": Decimal("250.00"),
-    }
+    assert page.context["renewal_totals"] == RenewalTotals(
+        count=1, mrr=Decimal("1000.00"), arr=Decimal("12000.00"), at_risk=Decimal("250.00"), counted_at=None
+    )
 
     export = client.get("/admin/customers/renewal/export.csv?within=30")
     assert export.status_code == 200
