@@ -31,6 +31,7 @@ NOT_IN_ADMIN = {
     "integrations.ExternalRecord": "bookkeeping of the sync pipeline (outside id → local row, version applied)",
     "monitoring.TaskAttempt": "GuardedTask's start counter; dead letters surface as alerts",
     "customers.ImportChunk": "pieces of an uploaded history file, read through their import job's page",
+    "customers.RenewalCount": "the renewals pages' daily per-owner count, read on the renewals list and forecast",
 }
 OUR_APPS = {"customers", "interventions", "playbooks", "predictions", "integrations", "alerts", "monitoring"}
 _serial = itertools.count(1)
