@@ -411,7 +411,8 @@ def test_the_page_costs_the_same_queries_whatever_the_size_of_the_book(request, 
     grow(30)
     portfolio_snapshot_take()
     assert queries(client) == counted == few - (role == "manager")
-    assert counted <= 15
+    # The playbook effects count churn in two reads, so that neither joins every customer.
+    assert counted <= 16
 
 
 def test_the_page_is_linked_from_the_sidebar_and_the_home(csm):
