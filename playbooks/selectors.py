@@ -271,13 +271,20 @@ def _pct(part: float, whole: float) -> float:
     return round(100.0 * part / whole, 1) if whole else 0.0
 
 
+def _churned(cutoff: dt.datetime) -> dict[str, Q]:
+    """The outcome of an enrolment: it has `matured` once it started OUTCOME_DAYS before `now`
+    (`cutoff`) or its customer churned; it `churned` if the customer churned on or after its start."""
+    return {
+        "matured": Q(started_at__lte=cutoff) | Q(customer__churned_at__isnull=False),
+        "churned": Q(customer__churned_at__gte=F("started_at")),
+    }
+
+
 def _churn_counts(executions: QuerySet[PlaybookExecution], now: dt.datetime) -> dict[ArmKey, dict[str, int]]:
-    """Per playbook and arm: `started`, `matured` and `churned` enrolments. An enrolment has matured
-    once it started OUTCOME_DAYS ago or its customer churned; it churned if the customer churned on
-    or after its start. Two queries, neither reads the whole customers table: the counts by age
-    from the executions alone, the churn from the executions of churned customers (a few of the
-    book, found by their `churned_at` index) -- a join to every customer for `churned_at` cost more
-    than both together."""
+    """Per playbook and arm: `started`, `matured` and `churned` enrolments (`_churned`), for readers
+    that need only these. Two queries, neither joins the whole customers table (that join for
+    `churned_at` was most of a manager's Reports): the counts by age from the executions alone, then
+    the executions of churned customers, a small part of the book found by its `churned_at` index."""
     cutoff = now - dt.timedelta(days=OUTCOME_DAYS)
     counts: dict[ArmKey, dict[str, int]] = defaultdict(lambda: {"started": 0, "matured": 0, "churned": 0})
     for row in (
@@ -287,12 +294,13 @@ def _churn_counts(executions: QuerySet[PlaybookExecution], now: dt.datetime) -> 
     ):
         arm = counts[row["playbook_id"], row["is_holdout"]]
         arm["started"], arm["matured"] = row["started"], row["matured"]
+    outcome = _churned(cutoff)
     for churn in (
         executions.filter(customer__churned_at__isnull=False)
         .values("playbook_id", "is_holdout")
         .annotate(
             young=Count("id", filter=Q(started_at__gt=cutoff)),
-            churned=Count("id", filter=Q(customer__churned_at__gte=F("started_at"))),
+            churned=Count("id", filter=outcome["churned"]),
         )
         .order_by()
     ):
@@ -303,19 +311,23 @@ def _churn_counts(executions: QuerySet[PlaybookExecution], now: dt.datetime) -> 
 
 
 def _arm_totals(executions: QuerySet[PlaybookExecution], now: dt.datetime) -> dict[ArmKey, dict[str, Any]]:
-    """Per playbook and arm, every sum the proof figures are made of, summed in the database (a book
-    runs tens of thousands of executions): counts by status, the hours of completed runs, the risk
-    change OUTCOME_DAYS later (its sum and how many have one), the customers' MRR. Exact sums
-    (Decimal, interval), so that means of a playbook and of its type come out the same however the
-    rows are grouped. The risk OUTCOME_DAYS later is the one `execution_outcomes_record` stored
-    when the outcome matured (a lookup per execution here took seconds on a large book, ADR 0022).
-    Three queries."""
+    """Per playbook and arm, every sum the proof figures are made of, in one query (a book runs tens
+    of thousands of executions): counts by status and outcome (`_churned`), the hours of completed
+    runs, the risk change OUTCOME_DAYS later (its sum and how many have one), the customers' MRR.
+    Exact sums (Decimal, interval), so that means of a playbook and of its type come out the same
+    however the rows are grouped. The risk OUTCOME_DAYS later is the one `execution_outcomes_record`
+    stored when the outcome matured (a lookup per execution here took seconds on a large book, ADR
+    0022). The join to every customer is for their MRR; it also gives the churn."""
+    outcome = _churned(now - dt.timedelta(days=OUTCOME_DAYS))
     completed = Q(status=PlaybookExecution.Status.COMPLETED)
     change = ExpressionWrapper(F("risk_after") - F("risk_at_start"), output_field=DecimalField())
     with_change = Q(risk_after__isnull=False, risk_at_start__isnull=False)
     rows = (
         executions.values("playbook_id", "is_holdout")
         .annotate(
+            started=Count("id"),
+            matured=Count("id", filter=outcome["matured"]),
+            churned=Count("id", filter=outcome["churned"]),
             running=Count("id", filter=Q(status=PlaybookExecution.Status.RUNNING)),
             completed=Count("id", filter=completed),
             failed=Count("id", filter=Q(status=PlaybookExecution.Status.FAILED)),
@@ -331,12 +343,8 @@ def _arm_totals(executions: QuerySet[PlaybookExecution], now: dt.datetime) -> di
         )
         .order_by()
     )
-    churn = _churn_counts(executions, now)
-    totals = {}
-    for row in rows:
-        key = (row["playbook_id"], row["is_holdout"])
-        totals[key] = {k: v for k, v in row.items() if k not in ("playbook_id", "is_holdout")} | churn[key]
-    return totals
+    key = ("playbook_id", "is_holdout")
+    return {(row["playbook_id"], row["is_holdout"]): {k: v for k, v in row.items() if k not in key} for row in rows}
 
 
 def _add(arms: list[dict[str, Any]]) -> dict[str, Any]:
@@ -392,7 +400,7 @@ def _figures(treated: dict[str, Any], holdout: dict[str, Any], step_counts: dict
 
 def playbook_analytics(*, user: Any) -> dict:
     """Per playbook and per intervention type: volume, completion, failures, time, risk and churn vs
-    holdout. Five queries, whatever the number of executions."""
+    holdout. Three queries, whatever the number of executions."""
     executions = execution_scope(user=user)
     totals = _arm_totals(executions, timezone.now())
     step_counts: dict[int, dict[str, int]] = defaultdict(dict)

@@ -199,6 +199,6 @@ def test_the_analytics_page_costs_the_same_queries_whatever_the_book(book, manag
     execution_outcomes_record()
     assert queries() == few
     # Session, user, groups, permissions (2); the interventions' aggregates (by type, durations,
-    # high-risk coverage, outcomes); the proof: arms, two churn counts, step runs, playbooks; two
+    # high-risk coverage, outcomes); the proof: arms, step runs, playbooks; two
     # reads of the admin's settings rows.
-    assert few == 16
+    assert few == 14
