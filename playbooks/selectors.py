@@ -282,32 +282,20 @@ def _churned(cutoff: dt.datetime) -> dict[str, Q]:
 
 def _churn_counts(executions: QuerySet[PlaybookExecution], now: dt.datetime) -> dict[ArmKey, dict[str, int]]:
     """Per playbook and arm: `started`, `matured` and `churned` enrolments (`_churned`), for readers
-    that need only these. Two queries, neither joins the whole customers table (that join for
-    `churned_at` was most of a manager's Reports): the counts by age from the executions alone, then
-    the executions of churned customers, a small part of the book found by its `churned_at` index."""
-    cutoff = now - dt.timedelta(days=OUTCOME_DAYS)
-    counts: dict[ArmKey, dict[str, int]] = defaultdict(lambda: {"started": 0, "matured": 0, "churned": 0})
-    for row in (
+    that need only these (the Reports, recommendations). One query."""
+    outcome = _churned(now - dt.timedelta(days=OUTCOME_DAYS))
+    rows = (
         executions.values("playbook_id", "is_holdout")
-        .annotate(started=Count("id"), matured=Count("id", filter=Q(started_at__lte=cutoff)))
-        .order_by()
-    ):
-        arm = counts[row["playbook_id"], row["is_holdout"]]
-        arm["started"], arm["matured"] = row["started"], row["matured"]
-    outcome = _churned(cutoff)
-    for churn in (
-        executions.filter(customer__churned_at__isnull=False)
-        .values("playbook_id", "is_holdout")
         .annotate(
-            young=Count("id", filter=Q(started_at__gt=cutoff)),
+            started=Count("id"),
+            matured=Count("id", filter=outcome["matured"]),
             churned=Count("id", filter=outcome["churned"]),
         )
         .order_by()
-    ):
-        arm = counts[churn["playbook_id"], churn["is_holdout"]]
-        arm["matured"] += churn["young"]  # matured by churning before OUTCOME_DAYS passed
-        arm["churned"] = churn["churned"]
-    return dict(counts)
+    )
+    return {
+        (row["playbook_id"], row["is_holdout"]): {k: row[k] for k in ("started", "matured", "churned")} for row in rows
+    }
 
 
 def _arm_totals(executions: QuerySet[PlaybookExecution], now: dt.datetime) -> dict[ArmKey, dict[str, Any]]:

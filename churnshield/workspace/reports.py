@@ -348,7 +348,7 @@ def playbook_effects(*, user: Any, now: dt.datetime) -> dict:
     """Per playbook, churn of the enrolled against the holdout, counted as the API's playbook
     analytics count it (`playbooks.selectors.playbook_churn_counts`): an enrolment has matured once
     it started OUTCOME_DAYS ago or its customer churned; it churned if the customer churned on or
-    after its start. Three queries."""
+    after its start. Two queries."""
     arms = playbook_churn_counts(user=user, now=now)
     empty = {"started": 0, "matured": 0, "churned": 0}
     effects = []
