@@ -294,7 +294,12 @@ def _churn_counts(executions: QuerySet[PlaybookExecution], now: dt.datetime) -> 
         .order_by()
     )
     return {
-        (row["playbook_id"], row["is_holdout"]): {k: row[k] for k in ("started", "matured", "churned")} for row in rows
+        (row["playbook_id"], row["is_holdout"]): {
+            "started": row["started"],
+            "matured": row["matured"],
+            "churned": row["churned"],
+        }
+        for row in rows
     }
 
 
