@@ -6,7 +6,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery, Sum
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery, Sum
 
 from churnshield.auth.roles import sees_all_customers
 from customers.models import Customer
@@ -129,8 +129,9 @@ def intervention_analytics(*, user: Any, playbooks: dict) -> dict:
     roi = round(_pct(saved - costs, costs)) if costs else 0
 
     customers = customer_scope(user=user).filter(is_active=True, churn_risk__gte=risk_thresholds()[1])
-    open_work = Intervention.objects.filter(customer=OuterRef("pk"), status__in=Intervention.OPEN_STATUSES)
-    high_risk = customers.aggregate(total=Count("id"), covered=Count("id", filter=Exists(open_work)))
+    # The customers with open work, read once (a hashed set), not an EXISTS probe per high-risk customer.
+    with_open_work = Intervention.objects.filter(status__in=Intervention.OPEN_STATUSES).values("customer_id")
+    high_risk = customers.aggregate(total=Count("id"), covered=Count("id", filter=Q(pk__in=with_open_work)))
     coverage = round(_pct(high_risk["covered"], high_risk["total"]))
 
     outcomes = (

@@ -13,12 +13,14 @@ class PlaybooksConfig(AppConfig):
 
 
 def _after_scoring(event: events.CustomersScored) -> None:
-    """After a scoring run commits: evaluate the rules for the customers it scored (set-based).
+    """After a scoring run commits: record the outcomes its predictions matured (the proof's risk
+    change) and evaluate the rules, for the customers it scored (set-based).
 
     A broker outage is logged, not raised (the prediction is committed and answered); the next
-    scoring of those customers evaluates the rules again."""
-    from playbooks.tasks import evaluate_trigger_rules  # the task module imports models: not at app load
+    scoring of those customers records and evaluates again."""
+    from playbooks.tasks import evaluate_trigger_rules, record_execution_outcomes  # they import models
 
+    enqueue(record_execution_outcomes, event.customer_ids)
     enqueue(evaluate_trigger_rules, event.customer_ids)
 
 

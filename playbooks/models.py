@@ -96,6 +96,10 @@ class TriggerRule(models.Model):
         return f"{self.get_kind_display()} → {self.playbook_id}"
 
 
+# Days after an enrolment at which its outcome is read: the risk then, and churn within them.
+OUTCOME_DAYS = 30
+
+
 class PlaybookExecution(models.Model):
     """One run of a playbook on one customer (table `playbook_executions`)."""
 
@@ -134,6 +138,9 @@ class PlaybookExecution(models.Model):
     attempts = models.IntegerField(default=0, db_default=0, help_text="Attempts of the current step")
     error = models.TextField(blank=True, default="", db_default="")
     risk_at_start = models.DecimalField(max_digits=5, decimal_places=4, null=True, blank=True)
+    # The proof's risk change: the customer's first churn probability OUTCOME_DAYS after the start,
+    # written once by `execution_outcomes_record` after the scoring that produced it (ADR 0022).
+    risk_after = models.DecimalField(max_digits=5, decimal_places=4, null=True, blank=True)
     intervention = models.ForeignKey(
         "interventions.Intervention", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )

@@ -2,11 +2,20 @@
 
 import datetime as dt
 from collections import defaultdict
-from statistics import mean
-from typing import Any, cast
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, DateTimeField, ExpressionWrapper, F, OuterRef, Q, QuerySet, Subquery
+from django.db.models import (
+    Count,
+    DecimalField,
+    DurationField,
+    ExpressionWrapper,
+    F,
+    Q,
+    QuerySet,
+    Sum,
+)
 from django.utils import timezone
 
 from churnshield.auth.roles import sees_all_customers
@@ -14,9 +23,8 @@ from customers.models import Customer
 from customers.selectors import customer_scope
 from playbooks import rules, steps
 from playbooks.definitions import duration_seconds, render_template
-from playbooks.models import EmailReview, Playbook, PlaybookExecution, PlaybookStepRun, TriggerRule
+from playbooks.models import OUTCOME_DAYS, EmailReview, Playbook, PlaybookExecution, PlaybookStepRun, TriggerRule
 from playbooks.rules import eligible_customer_ids
-from predictions.models import ChurnPrediction
 
 DRY_RUN_LIMIT = 200
 
@@ -256,140 +264,180 @@ def email_review_scope(*, user: Any) -> QuerySet[EmailReview]:
 
 # --- Proof: analytics ---------------------------------------------------------------------------
 
-OUTCOME_DAYS = 30
+ArmKey = tuple[int, bool]  # (playbook id, is_holdout)
 
 
 def _pct(part: float, whole: float) -> float:
     return round(100.0 * part / whole, 1) if whole else 0.0
 
 
-def _execution_rows(executions: QuerySet[PlaybookExecution]) -> list[dict[str, Any]]:
-    later = ChurnPrediction.objects.filter(
-        customer=OuterRef("customer"),
-        prediction_date__gte=ExpressionWrapper(
-            OuterRef("started_at") + dt.timedelta(days=OUTCOME_DAYS), output_field=DateTimeField()
-        ),
-    ).order_by("prediction_date", "id")
-    rows = executions.annotate(risk_after=Subquery(later.values("churn_probability")[:1])).values(
-        "id",
-        "playbook_id",
-        "playbook__name",
-        "playbook__intervention_type",
-        "status",
-        "is_holdout",
-        "started_at",
-        "completed_at",
-        "risk_at_start",
-        "risk_after",
-        "customer__churned_at",
-        "customer__mrr",
-    )
-    return cast(list[dict[str, Any]], list(rows))
-
-
-def _summarise(rows: list[dict], step_counts: dict[str, int], now: dt.datetime) -> dict:
-    treated = [r for r in rows if not r["is_holdout"]]
-    holdout = [r for r in rows if r["is_holdout"]]
-    completed = [r for r in treated if r["status"] == PlaybookExecution.Status.COMPLETED]
-    finished = [r for r in treated if r["status"] != PlaybookExecution.Status.RUNNING]
-    hours = [(r["completed_at"] - r["started_at"]).total_seconds() / 3600 for r in completed if r["completed_at"]]
-
-    def risk_change(group: list[dict]) -> float | None:
-        changes = [
-            float(r["risk_after"]) - float(r["risk_at_start"])
-            for r in group
-            if r["risk_after"] is not None and r["risk_at_start"] is not None
-        ]
-        return round(mean(changes) * 100, 1) if changes else None  # percentage points
-
-    def churn_rate(group: list[dict]) -> float | None:
-        matured = [
-            r for r in group if r["started_at"] <= now - dt.timedelta(days=OUTCOME_DAYS) or r["customer__churned_at"]
-        ]
-        if not matured:
-            return None
-        churned = [r for r in matured if r["customer__churned_at"] and r["customer__churned_at"] >= r["started_at"]]
-        return _pct(len(churned), len(matured))
-
-    treated_churn, holdout_churn = churn_rate(treated), churn_rate(holdout)
-    treated_mrr = sum(float(r["customer__mrr"]) for r in treated)
-    retained_mrr = sum(float(r["customer__mrr"]) for r in treated if not r["customer__churned_at"])
-    lift = (holdout_churn - treated_churn) if treated_churn is not None and holdout_churn is not None else None
-    step_total = sum(step_counts.values())
+def _churned(cutoff: dt.datetime) -> dict[str, Q]:
+    """The outcome of an enrolment: it has `matured` once it started OUTCOME_DAYS before `now`
+    (`cutoff`) or its customer churned; it `churned` if the customer churned on or after its start."""
     return {
-        "executions": len(treated),
-        "holdout_executions": len(holdout),
-        "running": len(treated) - len(finished),
-        "completed": len(completed),
-        "failed": sum(1 for r in treated if r["status"] == PlaybookExecution.Status.FAILED),
-        "completion_rate": _pct(len(completed), len(finished)),
+        "matured": Q(started_at__lte=cutoff) | Q(customer__churned_at__isnull=False),
+        "churned": Q(customer__churned_at__gte=F("started_at")),
+    }
+
+
+def _churn_counts(executions: QuerySet[PlaybookExecution], now: dt.datetime) -> dict[ArmKey, dict[str, int]]:
+    """Per playbook and arm: `started`, `matured` and `churned` enrolments (`_churned`), for readers
+    that need only these (the Reports, recommendations). One query."""
+    outcome = _churned(now - dt.timedelta(days=OUTCOME_DAYS))
+    rows = (
+        executions.values("playbook_id", "is_holdout")
+        .annotate(
+            started=Count("id"),
+            matured=Count("id", filter=outcome["matured"]),
+            churned=Count("id", filter=outcome["churned"]),
+        )
+        .order_by()
+    )
+    return {
+        (row["playbook_id"], row["is_holdout"]): {
+            "started": row["started"],
+            "matured": row["matured"],
+            "churned": row["churned"],
+        }
+        for row in rows
+    }
+
+
+def _arm_totals(executions: QuerySet[PlaybookExecution], now: dt.datetime) -> dict[ArmKey, dict[str, Any]]:
+    """Per playbook and arm, every sum the proof figures are made of, in one query (a book runs tens
+    of thousands of executions): counts by status and outcome (`_churned`), the hours of completed
+    runs, the risk change OUTCOME_DAYS later (its sum and how many have one), the customers' MRR.
+    Exact sums (Decimal, interval), so that means of a playbook and of its type come out the same
+    however the rows are grouped. The risk OUTCOME_DAYS later is the one `execution_outcomes_record`
+    stored when the outcome matured (a lookup per execution here took seconds on a large book, ADR
+    0022). The join to every customer is for their MRR; it also gives the churn."""
+    outcome = _churned(now - dt.timedelta(days=OUTCOME_DAYS))
+    completed = Q(status=PlaybookExecution.Status.COMPLETED)
+    change = ExpressionWrapper(F("risk_after") - F("risk_at_start"), output_field=DecimalField())
+    with_change = Q(risk_after__isnull=False, risk_at_start__isnull=False)
+    rows = (
+        executions.values("playbook_id", "is_holdout")
+        .annotate(
+            started=Count("id"),
+            matured=Count("id", filter=outcome["matured"]),
+            churned=Count("id", filter=outcome["churned"]),
+            running=Count("id", filter=Q(status=PlaybookExecution.Status.RUNNING)),
+            completed=Count("id", filter=completed),
+            failed=Count("id", filter=Q(status=PlaybookExecution.Status.FAILED)),
+            timed=Count("id", filter=completed & Q(completed_at__isnull=False)),
+            duration=Sum(
+                ExpressionWrapper(F("completed_at") - F("started_at"), output_field=DurationField()),
+                filter=completed & Q(completed_at__isnull=False),
+            ),
+            risk_changes=Count("id", filter=with_change),
+            risk_change=Sum(change, filter=with_change),
+            mrr=Sum("customer__mrr"),
+            retained_mrr=Sum("customer__mrr", filter=Q(customer__churned_at__isnull=True)),
+        )
+        .order_by()
+    )
+    key = ("playbook_id", "is_holdout")
+    return {(row["playbook_id"], row["is_holdout"]): {k: v for k, v in row.items() if k not in key} for row in rows}
+
+
+def _add(arms: list[dict[str, Any]]) -> dict[str, Any]:
+    """The sums of several arms (None sums as nothing)."""
+    total: dict[str, Any] = {}
+    for arm in arms:
+        for key, value in arm.items():
+            if value is not None:
+                total[key] = value if total.get(key) is None else total[key] + value
+    return total
+
+
+def _figures(treated: dict[str, Any], holdout: dict[str, Any], step_counts: dict[str, int]) -> dict:
+    """The proof figures of one playbook or intervention type from its two arms' sums."""
+
+    def risk_change(arm: dict[str, Any]) -> float | None:
+        if not arm.get("risk_changes"):
+            return None
+        mean = Decimal(arm["risk_change"]) * 100 / arm["risk_changes"]  # percentage points
+        return float(mean.quantize(Decimal("0.1"), rounding=ROUND_HALF_EVEN))
+
+    def churn_rate(arm: dict[str, Any]) -> float | None:
+        return _pct(arm["churned"], arm["matured"]) if arm.get("matured") else None
+
+    executions, completed = treated.get("started", 0), treated.get("completed", 0)
+    finished = executions - treated.get("running", 0)
+    treated_churn, holdout_churn = churn_rate(treated), churn_rate(holdout)
+    lift = (holdout_churn - treated_churn) if treated_churn is not None and holdout_churn is not None else None
+    treated_mrr = float(treated.get("mrr") or 0)
+    step_total = sum(step_counts.values())
+    timed = treated.get("timed", 0)
+    return {
+        "executions": executions,
+        "holdout_executions": holdout.get("started", 0),
+        "running": executions - finished,
+        "completed": completed,
+        "failed": treated.get("failed", 0),
+        "completion_rate": _pct(completed, finished),
         "step_runs": step_total,
         "step_failure_rate": _pct(step_counts.get("failed", 0), step_total),
-        "avg_time_to_complete_hours": round(mean(hours), 2) if hours else None,
+        "avg_time_to_complete_hours": round(treated["duration"].total_seconds() / 3600 / timed, 2) if timed else None,
         "risk_change_30d": risk_change(treated),
         "holdout_risk_change_30d": risk_change(holdout),
         "churn_rate": treated_churn,
         "holdout_churn_rate": holdout_churn,
         "churn_reduction_points": round(lift, 1) if lift is not None else None,
-        "retained_mrr": round(retained_mrr, 2),
+        # An integer 0 without executions, as a sum over no rows has always been rendered.
+        "retained_mrr": round(float(treated.get("retained_mrr") or 0), 2) if executions else 0,
         # Churn averted versus the holdout, as a year of the treated customers' MRR.
         "revenue_retained": round(max(lift, 0) / 100 * treated_mrr * 12, 2) if lift is not None else 0.0,
     }
 
 
 def playbook_analytics(*, user: Any) -> dict:
-    """Per playbook and per intervention type: volume, completion, failures, time, risk and churn vs holdout."""
-    return _analytics(execution_scope(user=user))
-
-
-def _analytics(executions: QuerySet[PlaybookExecution]) -> dict:
-    now = timezone.now()
-    rows = _execution_rows(executions)
+    """Per playbook and per intervention type: volume, completion, failures, time, risk and churn vs
+    holdout. Three queries, whatever the number of executions."""
+    executions = execution_scope(user=user)
+    totals = _arm_totals(executions, timezone.now())
     step_counts: dict[int, dict[str, int]] = defaultdict(dict)
     finished_steps = PlaybookStepRun.objects.filter(execution__in=executions, status__in=["succeeded", "failed"])
     for playbook_id, status, count in (
         finished_steps.values_list("execution__playbook_id", "status").annotate(n=Count("id")).order_by()
     ):
         step_counts[playbook_id][status] = count
-    by_playbook: dict[int, list[dict]] = defaultdict(list)
-    for row in rows:
-        by_playbook[row["playbook_id"]].append(row)
     playbooks = []
     types: dict[str, list[int]] = defaultdict(list)
     for playbook in Playbook.objects.order_by("name"):
         kind = playbook.intervention_type or playbook.name
         types[kind].append(playbook.pk)
+        arms = (totals.get((playbook.pk, False), {}), totals.get((playbook.pk, True), {}))
         playbooks.append(
             {
                 "playbook_id": playbook.pk,
                 "name": playbook.name,
                 "intervention_type": kind,
                 "holdout_share": playbook.holdout_share,
-                **_summarise(by_playbook.get(playbook.pk, []), step_counts.get(playbook.pk, {}), now),
+                **_figures(*arms, step_counts.get(playbook.pk, {})),
             }
         )
     by_type = []
     for kind, ids in sorted(types.items()):
-        counts: dict[str, int] = defaultdict(int)
-        for pk in ids:
-            for status, n in step_counts.get(pk, {}).items():
-                counts[status] += n
+        treated = _add([totals.get((pk, False), {}) for pk in ids])
+        holdout = _add([totals.get((pk, True), {}) for pk in ids])
         by_type.append(
-            {"intervention_type": kind, **_summarise([r for pk in ids for r in by_playbook.get(pk, [])], counts, now)}
+            {"intervention_type": kind, **_figures(treated, holdout, _add([step_counts.get(pk, {}) for pk in ids]))}
         )
     return {"playbooks": playbooks, "by_intervention_type": by_type}
+
+
+def playbook_churn_counts(*, user: Any, now: dt.datetime) -> dict[ArmKey, dict[str, int]]:
+    """Per (playbook id, is_holdout) in the user's scope: `started`, `matured` and `churned`
+    enrolments, counted as the playbook analytics count them (the Reports' playbook effects)."""
+    return _churn_counts(execution_scope(user=user), now)
 
 
 def playbook_analytics_by_type(*, kinds: set[str] | None = None) -> dict[str, dict]:
     """Book-wide churn of treated vs holdout customers per intervention type (keys lower-cased),
     for recommendations: `executions`, `churn_rate`, `holdout_churn_rate`, `churn_reduction_points`
-    as `_summarise` computes them, counted in the database (one query per playbook and arm, not a
-    row per execution: a customer page asks for it, and a book runs thousands of executions).
-    `kinds` (lower-cased) limits the count to those types' playbooks: each execution counted
-    reads its customer's row."""
-    now = timezone.now()
-    matured = Q(started_at__lte=now - dt.timedelta(days=OUTCOME_DAYS)) | Q(customer__churned_at__isnull=False)
-    churned = Q(customer__churned_at__isnull=False, customer__churned_at__gte=F("started_at"))
+    as `playbook_analytics` computes them (the same counts, without the other sums: a customer
+    page asks for it). `kinds` (lower-cased) limits the count to those types' playbooks."""
     kind_of = {pk: (kind or name) for pk, kind, name in Playbook.objects.values_list("pk", "intervention_type", "name")}
     if kinds is not None:
         kind_of = {pk: kind for pk, kind in kind_of.items() if kind.lower() in kinds}
@@ -398,32 +446,16 @@ def playbook_analytics_by_type(*, kinds: set[str] | None = None) -> dict[str, di
         if kinds is None
         else PlaybookExecution.objects.filter(playbook_id__in=list(kind_of))
     )
-    arms = (
-        executions.values("playbook_id", "is_holdout")
-        .annotate(n=Count("id"), matured=Count("id", filter=matured), churned=Count("id", filter=churned))
-        .order_by()
-    )
-    # Every type answers, with or without executions, as the full analytics do.
-    totals: dict[str, dict[bool, defaultdict[str, int]]] = {
-        kind: {False: defaultdict(int), True: defaultdict(int)} for kind in kind_of.values()
-    }
-    for arm in arms:
-        counts = totals[kind_of[arm["playbook_id"]]][arm["is_holdout"]]
-        for key in ("n", "matured", "churned"):
-            counts[key] += arm[key]
-
-    def churn_rate(counts: dict[str, int]) -> float | None:
-        return _pct(counts["churned"], counts["matured"]) if counts["matured"] else None
-
+    counts = _churn_counts(executions, timezone.now())
     result = {}
-    for kind, by_arm in totals.items():
-        treated, holdout = churn_rate(by_arm[False]), churn_rate(by_arm[True])
-        lift = holdout - treated if treated is not None and holdout is not None else None
+    # Every type answers, with or without executions, as the full analytics do.
+    for kind in dict.fromkeys(kind_of.values()):
+        ids = [pk for pk, of in kind_of.items() if of == kind]
+        figures = _figures(
+            _add([counts.get((pk, False), {}) for pk in ids]), _add([counts.get((pk, True), {}) for pk in ids]), {}
+        )
         result[kind.lower()] = {
             "intervention_type": kind,
-            "executions": by_arm[False]["n"],
-            "churn_rate": treated,
-            "holdout_churn_rate": holdout,
-            "churn_reduction_points": round(lift, 1) if lift is not None else None,
+            **{k: figures[k] for k in ("executions", "churn_rate", "holdout_churn_rate", "churn_reduction_points")},
         }
     return result

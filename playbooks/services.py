@@ -1,4 +1,5 @@
-"""Writes for playbooks: definitions (validated), enrolment (manual, bulk, rules), cancel and retry.
+"""Writes for playbooks: definitions (validated), enrolment (manual, bulk, rules), cancel and retry,
+and each enrolment's outcome once it has matured.
 
 Enrolment is set-based: one read of who is eligible, one bulk insert, then the executions are
 handed to workers after commit. The unique "one running execution per customer and playbook"
@@ -14,7 +15,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import DateTimeField, Exists, ExpressionWrapper, OuterRef, Q, Subquery
 from django.utils import timezone
 
 from churnshield.enqueue import enqueue as publish
@@ -26,9 +27,10 @@ from interventions.selectors import recommend_intervention
 from interventions.services import intervention_record
 from playbooks import engine
 from playbooks.definitions import duration_seconds, validate_exit_conditions, validate_steps
-from playbooks.models import EmailReview, Playbook, PlaybookExecution, TriggerRule
+from playbooks.models import OUTCOME_DAYS, EmailReview, Playbook, PlaybookExecution, TriggerRule
 from playbooks.rules import approved_rules, eligible_customer_ids, is_approved, matching_customers, rule_fingerprint
 from playbooks.selectors import execution_scope, playbook_analytics_by_type
+from predictions.models import ChurnPrediction
 
 Status = PlaybookExecution.Status
 CANCELLED_NOTE = "execution cancelled"
@@ -430,3 +432,24 @@ def execution_retry(*, user: Any, execution_id: Any) -> PlaybookExecution:
     execution.save()
     enqueue([execution.pk], token)
     return execution
+
+
+def execution_outcomes_record(*, customer_ids: Iterable[int] | None = None, now: dt.datetime | None = None) -> int:
+    """Record `risk_after` on every enrolment (of these customers, or the book) that started
+    OUTCOME_DAYS ago and has none yet: the customer's first prediction on or after that day, the
+    earliest id first on a tie. Runs after each scoring commits; one UPDATE, safe to run twice
+    (written once, never overwritten: the proof keeps the risk as it was read when the outcome
+    matured). Returns how many enrolments it recorded."""
+    now = now or timezone.now()
+    later = ChurnPrediction.objects.filter(
+        customer=OuterRef("customer_id"),
+        prediction_date__gte=ExpressionWrapper(
+            OuterRef("started_at") + dt.timedelta(days=OUTCOME_DAYS), output_field=DateTimeField()
+        ),
+    ).order_by("prediction_date", "id")
+    pending = PlaybookExecution.objects.filter(
+        risk_after__isnull=True, started_at__lte=now - dt.timedelta(days=OUTCOME_DAYS)
+    ).filter(Exists(later))
+    if customer_ids is not None:
+        pending = pending.filter(customer_id__in=list(customer_ids))
+    return pending.update(risk_after=Subquery(later.values("churn_probability")[:1]))

@@ -59,6 +59,14 @@ def claim_due_executions() -> int:
             time.sleep(min(max(until_due, FOLLOW_MIN_PAUSE_SECONDS), FOLLOW_MAX_PAUSE_SECONDS))
 
 
+@shared_task(acks_late=True, ignore_result=True, time_limit=600, soft_time_limit=540)
+def record_execution_outcomes(customer_ids: list[int] | None = None) -> int:
+    """Record the matured outcomes (risk OUTCOME_DAYS later) of these customers' enrolments, after a scoring."""
+    from playbooks.services import execution_outcomes_record
+
+    return execution_outcomes_record(customer_ids=customer_ids)
+
+
 @shared_task(acks_late=True, time_limit=600, soft_time_limit=540)
 def evaluate_trigger_rules(customer_ids: list[int] | None = None, kinds: list[str] | None = None) -> int:
     """Evaluate the automatic trigger rules (after the scoring batch, or for one customer's event)."""

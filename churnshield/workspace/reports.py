@@ -35,7 +35,7 @@ from customers.selectors import (
 from interventions.models import Intervention
 from interventions.selectors import intervention_scope
 from playbooks.models import Playbook
-from playbooks.selectors import OUTCOME_DAYS, execution_scope
+from playbooks.selectors import OUTCOME_DAYS, playbook_churn_counts
 from predictions.models import PortfolioSnapshot
 
 # Account size by MRR (bounds in `customers.selectors.SIZE_BOUNDS`).
@@ -346,18 +346,10 @@ class PlaybookEffect:
 
 def playbook_effects(*, user: Any, now: dt.datetime) -> dict:
     """Per playbook, churn of the enrolled against the holdout, counted as the API's playbook
-    analytics count it (`playbooks.selectors._summarise`): an enrolment has matured once it
-    started OUTCOME_DAYS ago or its customer churned; it churned if the customer churned on or
+    analytics count it (`playbooks.selectors.playbook_churn_counts`): an enrolment has matured once
+    it started OUTCOME_DAYS ago or its customer churned; it churned if the customer churned on or
     after its start. Two queries."""
-    matured = Q(started_at__lte=now - dt.timedelta(days=OUTCOME_DAYS)) | Q(customer__churned_at__isnull=False)
-    churned = Q(customer__churned_at__isnull=False, customer__churned_at__gte=F("started_at"))
-    arms: dict[tuple[int, bool], dict] = {
-        (row["playbook_id"], row["is_holdout"]): row
-        for row in execution_scope(user=user)
-        .values("playbook_id", "is_holdout")
-        .annotate(started=Count("id"), matured=Count("id", filter=matured), churned=Count("id", filter=churned))
-        .order_by()
-    }
+    arms = playbook_churn_counts(user=user, now=now)
     empty = {"started": 0, "matured": 0, "churned": 0}
     effects = []
     for pk, name, share in Playbook.objects.order_by("name", "pk").values_list("pk", "name", "holdout_share"):

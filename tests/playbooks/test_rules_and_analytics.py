@@ -10,6 +10,7 @@ from customers.models import BillingEvent
 from customers.services import billing_event_record
 from playbooks import services
 from playbooks.models import PlaybookExecution, PlaybookStepRun, TriggerRule
+from playbooks.services import execution_outcomes_record
 from tests.helpers import make_prediction
 
 pytestmark = pytest.mark.django_db
@@ -113,6 +114,8 @@ def test_analytics_on_a_hand_computed_fixture(make_playbook, make_customer, csm,
     later_prediction(c1, "0.6000", 31)
     later_prediction(c2, "0.9500", 35)
     later_prediction(c4, "0.9000", 31)
+    # What the scoring that wrote those predictions triggers: their outcomes are recorded.
+    assert execution_outcomes_record() == 3
     for n, (ex, status) in enumerate([(e1, "succeeded")] * 3 + [(e2, "succeeded"), (e2, "failed")]):
         PlaybookStepRun.objects.create(
             execution=ex, step_key=f"k{n}", step_type="create_alert", status=status, started_at=old
