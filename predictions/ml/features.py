@@ -50,7 +50,7 @@ import numpy as np
 import pandas as pd
 from pandas.api.extensions import ExtensionArray
 
-from predictions.ml.tables import Columns, Table, Tables
+from predictions.ml.tables import Columns, Table, Tables, as_frame
 
 type ArrayLike = np.ndarray | ExtensionArray  # a column's values
 
@@ -360,6 +360,7 @@ def has_event_history(tables: Tables, customers: pd.DataFrame, as_of: pd.Timesta
         (tables.billing, "occurred_at"),
     ):
         if frame is not None and not frame.empty:
+            frame = as_frame(frame)
             ids.update(frame.loc[(_utc(frame[column]) <= as_of).to_numpy(), "customer_id"].tolist())
     return len(ids) >= 0.5 * max(len(customers), 1)
 
@@ -368,12 +369,13 @@ def learn_spec(tables: Tables, as_of: pd.Timestamp) -> FeatureSpec:
     """The `FeatureSpec` of the customers signed up by `as_of` and the facts up to it."""
     as_of = as_utc(as_of)
     tables = tables.frames()  # training's pandas; a no-op for the loaders' book frames
-    c = tables.customers
+    c = as_frame(tables.customers)
     c = c.loc[(_utc(c["signup_date"]) <= as_of).to_numpy()]
     plans = _kept_levels(c["plan"].fillna("")) if len(c) else ()
     actions = getattr(tables, "actions", None)
     action_types: tuple[str, ...] = ()
     if actions is not None and not actions.empty:
+        actions = as_frame(actions)
         seen = actions.loc[(_utc(actions["at"]) <= as_of).to_numpy()]
         per_type = seen.groupby(seen["type"].astype(str))["customer_id"].nunique().sort_values(ascending=False)
         common = per_type[per_type >= max(10, 0.02 * max(len(c), 1))]
