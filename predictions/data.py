@@ -24,7 +24,7 @@ from django.db.models import Count, F, Func, IntegerField, Max, QuerySet
 
 from customers.models import BillingEvent, Customer, NpsResponse, SupportTicket, UserSession
 from interventions.models import Intervention
-from predictions.ml.tables import Tables
+from predictions.ml.tables import Columns, Tables
 from predictions.models import ChurnPrediction
 
 
@@ -142,18 +142,28 @@ def _billing_packed(customer_ids: list[int] | None) -> pd.DataFrame:
 
 def _billing_frame(rows: np.ndarray) -> pd.DataFrame:
     """The `Tables.billing` frame of packed `_BILLING_RECORD`s."""
-    names = np.array(["", *BillingEvent.Kind.values], dtype=object)
+    return pd.DataFrame(_billing_columns(rows), copy=False)  # arrays made for it alone: no second copy
+
+
+_KIND_NAMES = np.array(["", *BillingEvent.Kind.values], dtype=object)
+
+
+def _billing_columns(rows: np.ndarray) -> dict[str, Any]:
+    """The billing table's columns of packed `_BILLING_RECORD`s (the book's frame and one
+    customer's `Columns` alike)."""
     occurred = (rows["occurred"].astype(np.int64) + _PG_EPOCH_US) * 1000
-    return pd.DataFrame(
-        {
-            "customer_id": rows["customer_id"].astype(np.int64),
-            "occurred_at": pd.DatetimeIndex(occurred.view("datetime64[ns]"), dtype="datetime64[ns, UTC]"),
-            "kind": names[rows["kind"]],
-            "amount": rows["amount"].astype(float),
-            "mrr_after": rows["mrr_after"].astype(float),
-        },
-        copy=False,  # arrays made here for this frame alone: no second copy
-    )
+    return {
+        "customer_id": rows["customer_id"].astype(np.int64),
+        "occurred_at": _utc_ns(occurred),
+        "kind": _KIND_NAMES[rows["kind"]],
+        "amount": rows["amount"].astype(float),
+        "mrr_after": rows["mrr_after"].astype(float),
+    }
+
+
+def _utc_ns(nanos: np.ndarray) -> pd.arrays.DatetimeArray:
+    """int64 nanoseconds since the epoch (NaT: int64's minimum) as a UTC time column."""
+    return pd.DatetimeIndex(nanos.view("datetime64[ns]"), dtype="datetime64[ns, UTC]").array
 
 
 def _packed(sql: str, params: dict, record: np.dtype) -> np.ndarray:
@@ -193,24 +203,22 @@ def _session_part_reads(
 
 
 def _sessions_from_parts(window_parts: list[np.ndarray], earlier: np.ndarray) -> pd.DataFrame:
-    window = np.concatenate(window_parts)
+    return pd.DataFrame(_session_columns(np.concatenate(window_parts), earlier), copy=False)
+
+
+def _session_columns(window: np.ndarray, earlier: np.ndarray) -> dict[str, Any]:
+    """The sessions table's columns of packed window and "latest earlier" records (the book's
+    frame and one customer's `Columns` alike)."""
     started = np.concatenate([window["started"], earlier["started"]]).astype(np.int64)
     no_activity = np.zeros(len(earlier), dtype=np.int64)
-    return pd.DataFrame(
-        {
-            "customer_id": np.concatenate([window["customer_id"], earlier["customer_id"]]).astype(np.int64),
-            "started_at": pd.DatetimeIndex(
-                ((started + _PG_EPOCH_US) * 1000).view("datetime64[ns]"), dtype="datetime64[ns, UTC]"
-            ),
-            "ended_at": pd.DatetimeIndex(
-                np.full(len(started), _NAT_NS).view("datetime64[ns]"), dtype="datetime64[ns, UTC]"
-            ),
-            "pages_viewed": np.concatenate([window["pages"].astype(np.int64), no_activity]),
-            "n_actions": np.concatenate([window["actions"].astype(np.int64), no_activity]),
-            "weight": np.concatenate([np.ones(len(window)), earlier["n"].astype(float)]),
-        },
-        copy=False,
-    )
+    return {
+        "customer_id": np.concatenate([window["customer_id"], earlier["customer_id"]]).astype(np.int64),
+        "started_at": _utc_ns((started + _PG_EPOCH_US) * 1000),
+        "ended_at": _utc_ns(np.full(len(started), _NAT_NS)),
+        "pages_viewed": np.concatenate([window["pages"].astype(np.int64), no_activity]),
+        "n_actions": np.concatenate([window["actions"].astype(np.int64), no_activity]),
+        "weight": np.concatenate([np.ones(len(window)), earlier["n"].astype(float)]),
+    }
 
 
 def _on_own_connection(read: Callable[[], Any]) -> Any:
@@ -456,7 +464,7 @@ def load_tables(
 # Every fact of one customer in ONE statement (a round trip per table and a frame built through the
 # ORM for each cost most of a real-time score): the sessions and billing packed exactly as the
 # batch packs them, the other tables as JSON text with times as epoch microseconds (what the
-# batch's COPY sends). `load_customer_facts` turns it into the frames the batch builds.
+# batch's COPY sends). `load_customer_facts` turns it into the batch's tables as `Columns`.
 _EPOCH_US = "(EXTRACT(EPOCH FROM {})*1000000)::bigint"
 _ONE_FACTS = f"""
 SELECT
@@ -512,20 +520,21 @@ def customer_facts_read(customer_id: int, as_of: dt.datetime, *, actions: bool) 
 
 @dataclass(frozen=True)
 class OneCustomerFacts:
-    """One customer's facts as frames, and (PostgreSQL) a fingerprint of the read they came from:
-    the same facts give the same bytes, so it tells "nothing new" without hashing the frames."""
+    """One customer's facts as tables, and (PostgreSQL) a fingerprint of the read they came from:
+    the same facts give the same bytes, so it tells "nothing new" without hashing the tables."""
 
     tables: Tables
     fingerprint: str | None = None
 
 
 def load_customer_facts(*, customer_id: int, as_of: dt.datetime, actions: bool = True) -> OneCustomerFacts:
-    """One customer's facts for scoring at `as_of`: the same frames `load_tables(as_of=...)` builds
+    """One customer's facts for scoring at `as_of`: the same tables `load_tables(as_of=...)` builds
     for the whole book, restricted to this customer (tested), in one statement on PostgreSQL.
     Elsewhere (SQLite) `load_tables` for a list of one, and no fingerprint.
 
-    Each frame is made in one step from arrays (a batch of one pays pandas' fixed cost per
-    operation, not per row)."""
+    On PostgreSQL each table is a `Columns` of the arrays the batch's frame holds (the sessions
+    and billing from the same column builders): a batch of one pays pandas' fixed cost per frame
+    and per operation, not per row, and building ten frames cost more than the features."""
     if connection.vendor != "postgresql":
         return OneCustomerFacts(load_tables(customer_ids=[customer_id], as_of=as_of, actions=actions))
     with connection.cursor() as cursor:
@@ -549,7 +558,7 @@ def load_customer_facts(*, customer_id: int, as_of: dt.datetime, actions: bool =
     (signup, churned, last_login, at, opened, solved, responded, created, completed) = _utc_from_us(
         signup, churned, last_login, at, opened, solved, responded, created, completed
     )
-    customers = pd.DataFrame(
+    customers = Columns(
         {
             "customer_id": np.full(len(found), customer_id, dtype=np.int64),
             "signup_date": signup,
@@ -561,50 +570,45 @@ def load_customer_facts(*, customer_id: int, as_of: dt.datetime, actions: bool =
             "last_login": last_login,
             "nps_score": _numbers(nps_score),
             "support_tickets": _numbers(open_tickets),
-        },
-        copy=False,  # each frame's arrays are made for it alone: no second copy
+        }
     )
-    sessions = _sessions_from_parts([_records(window, _SESSION_RECORD)], _records(earlier, _EARLIER_RECORD))
+    sessions = Columns(_session_columns(_records(window, _SESSION_RECORD), _records(earlier, _EARLIER_RECORD)))
     extra = {}
     if actions:
-        extra["actions"] = pd.DataFrame(
+        extra["actions"] = Columns(
             {
                 "customer_id": np.full(len(at), customer_id, dtype=np.int64),
                 "at": at,
                 "type": np.array([str(value) for value in types], dtype=object),
                 "count": np.array([1.0 if value is None else float(value) for value in counts], dtype=float),
-            },
-            copy=False,
+            }
         )
     tables = Tables(
         customers=customers,
         sessions=sessions,
-        tickets=pd.DataFrame(
+        tickets=Columns(
             {
                 "customer_id": np.full(len(opened), customer_id, dtype=np.int64),
                 "opened_at": opened,
                 "solved_at": solved,
                 "priority": np.array(priority, dtype=object),
-            },
-            copy=False,
+            }
         ),
-        nps=pd.DataFrame(
+        nps=Columns(
             {
                 "customer_id": np.full(len(responded), customer_id, dtype=np.int64),
                 "responded_at": responded,
                 "score": _numbers(score),
-            },
-            copy=False,
+            }
         ),
-        billing=_billing_frame(_records(billing, _BILLING_RECORD)),
-        interventions=pd.DataFrame(
+        billing=Columns(_billing_columns(_records(billing, _BILLING_RECORD))),
+        interventions=Columns(
             {
                 "customer_id": np.full(len(created), customer_id, dtype=np.int64),
                 "created_at": created,
                 "completed_at": completed,
                 "outcome": np.array(outcome, dtype=object),
-            },
-            copy=False,
+            }
         ),
         **extra,
     )
@@ -612,7 +616,7 @@ def load_customer_facts(*, customer_id: int, as_of: dt.datetime, actions: bool =
 
 
 def load_customer_tables(*, customer_id: int, as_of: dt.datetime, actions: bool = True) -> Tables:
-    """`load_customer_facts`' frames."""
+    """`load_customer_facts`' tables."""
     return load_customer_facts(customer_id=customer_id, as_of=as_of, actions=actions).tables
 
 
@@ -629,11 +633,11 @@ def _numbers(values: list) -> np.ndarray:
     return np.array(values) if values else np.zeros(0, dtype=float)
 
 
-def _utc_from_us(*columns: list) -> list[pd.DatetimeIndex]:
+def _utc_from_us(*columns: list) -> list[pd.arrays.DatetimeArray]:
     """Columns of epoch microseconds (None: NaT) as UTC timestamps, exactly as the COPY path reads
     them: one conversion for all, then a slice (a view) for each."""
     nanos = np.array([_NAT_NS if value is None else value * 1000 for column in columns for value in column], np.int64)
-    times = pd.DatetimeIndex(nanos.view("datetime64[ns]"), dtype="datetime64[ns, UTC]")
+    times = _utc_ns(nanos)
     ends = np.cumsum([len(column) for column in columns]).tolist()
     return [times[start:end] for start, end in zip([0, *ends[:-1]], ends, strict=True)]
 

@@ -14,6 +14,7 @@ from django.utils import timezone
 from churnshield.demo.generator import generate
 from customers.models import BillingEvent, Customer, NpsResponse, SupportTicket, UserSession
 from predictions.data import load_customer_tables, load_tables
+from predictions.ml.tables import as_frame
 from predictions.models import ChurnPrediction, ModelVersion
 from predictions.services.registry import loaded_model, model_promote, model_train
 from predictions.services.scoring import score_customers, score_one
@@ -89,7 +90,7 @@ def test_one_customers_read_gives_the_batchs_tables_features_probability_and_sco
         for name in TABLES:
             theirs = getattr(batch, name)
             theirs = theirs.loc[theirs["customer_id"] == customer_id]
-            mine = getattr(one, name)
+            mine = as_frame(getattr(one, name))
             assert sorted(mine.columns) == sorted(theirs.columns), (shape, name)
             pd.testing.assert_frame_equal(
                 _rows(mine[list(theirs.columns)]),

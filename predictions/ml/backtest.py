@@ -33,7 +33,7 @@ import pandas as pd
 from predictions.ml import metrics as M
 from predictions.ml import rules
 from predictions.ml.features import DAY, active_customers, as_utc, learn_spec
-from predictions.ml.tables import Tables
+from predictions.ml.tables import Tables, as_frame
 from predictions.ml.training import (
     NotEnoughLabels,
     build_training_set,
@@ -96,7 +96,7 @@ def _times(frame: pd.DataFrame, column: str) -> pd.Series:
 def facts_known_at(tables: Tables, cutoff: pd.Timestamp) -> Tables:
     """The book as it stood at `cutoff` (see the module docstring)."""
     cutoff = as_utc(cutoff)
-    c = tables.customers.loc[(_times(tables.customers, "signup_date") <= cutoff).to_numpy()].copy()
+    c = as_frame(tables.customers).loc[(_times(tables.customers, "signup_date") <= cutoff).to_numpy()].copy()
     later = (_times(c, "churned_at") > cutoff).to_numpy()
     c["churned_at"] = _times(c, "churned_at").mask(later)
     if "is_active" in c:

@@ -27,6 +27,7 @@ attribution only), and exact SHAP is computed for the rows at or above a probabi
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -61,6 +62,14 @@ def listable(values: np.ndarray, feature_names: list[str], healthy_reference: di
     return risky | np.isnan(gap)
 
 
+@functools.lru_cache(maxsize=16)  # a model's layout, asked for every real-time score
+def _cause_columns(feature_names: tuple[str, ...]) -> tuple[list[str], list[np.ndarray]]:
+    """The causes the features report (sorted) and, per cause, the indexes of its features."""
+    infos = [feature_info(f) for f in feature_names]
+    causes = sorted({i.cause for i in infos if i.cause != CONTEXT})
+    return causes, [np.array([k for k, i in enumerate(infos) if i.cause == cause]) for cause in causes]
+
+
 def cause_shares(
     contribs: np.ndarray, feature_names: list[str], listed: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -73,13 +82,11 @@ def cause_shares(
     mass = positive.sum(axis=1)
     if listed is not None:
         positive = positive * listed
-    infos = [feature_info(f) for f in feature_names]
-    causes = sorted({i.cause for i in infos if i.cause != CONTEXT})
+    causes, columns = _cause_columns(tuple(feature_names))
     # Per cause: summed positive contribution and its strongest feature (vectorised over rows).
     cause_mass = np.zeros((n, len(causes)))
     strongest = np.zeros((n, len(causes)), dtype=int)
-    for j, cause in enumerate(causes):
-        cols = np.array([k for k, i in enumerate(infos) if i.cause == cause])
+    for j, cols in enumerate(columns):
         block = positive[:, cols]
         cause_mass[:, j] = block.sum(axis=1)
         strongest[:, j] = cols[np.argmax(block, axis=1)]

@@ -50,7 +50,7 @@ import numpy as np
 import pandas as pd
 from pandas.api.extensions import ExtensionArray
 
-from predictions.ml.tables import Tables
+from predictions.ml.tables import Columns, Table, Tables, as_frame
 
 type ArrayLike = np.ndarray | ExtensionArray  # a column's values
 
@@ -178,6 +178,11 @@ def is_count(name: str) -> bool:
 def safe_name(text: object) -> str:
     """A column-name fragment any model library accepts: letters, digits and underscores only
     (XGBoost refuses `[`, `]` and `<` in feature names)."""
+    return _safe_name(str(text))
+
+
+@functools.lru_cache(maxsize=4096)  # a pure function of the text, asked for every column of every build
+def _safe_name(text: str) -> str:
     cleaned = re.sub(r"[^0-9a-zA-Z]+", "_", str(text)).strip("_").lower()
     return cleaned[:40] or "blank"
 
@@ -206,16 +211,21 @@ def _ns(col: pd.Series | ArrayLike) -> np.ndarray:
     """A time column (or its values) as int64 nanoseconds since the epoch, UTC; missing or
     unreadable: _NAT."""
     values = col.array if isinstance(col, pd.Series) else col
+    if isinstance(values, pd.DatetimeIndex):
+        values = values.array
     if isinstance(values, pd.arrays.DatetimeArray) and str(values.tz) == "UTC":
         return np.asarray(values.as_unit("ns").asi8)  # as the loaders build them: nothing to parse
     return np.asarray(_utc(pd.Series(values)).array.as_unit("ns").asi8)
 
 
-def _values(frame: pd.DataFrame, name: str) -> ArrayLike:
+def _values(frame: Table, name: str) -> ArrayLike:
     """A column's values (a numpy or pandas array, to read, never to write) without building a
     Series: pandas builds one per `frame[name]` at a fixed cost (about 50 µs), which for a batch
     of one was most of the features' time; `_get_column_array` is how pandas itself reads a
-    column's array. A duplicated name goes the ordinary way."""
+    column's array. A `Columns` holds the arrays themselves. A duplicated name goes the ordinary
+    way."""
+    if isinstance(frame, Columns):
+        return frame.values(name)
     at = frame.columns.get_loc(name)
     if isinstance(at, int):
         return frame._get_column_array(at)
@@ -287,11 +297,17 @@ def _signed_up(customers: pd.DataFrame, as_of: pd.Timestamp) -> np.ndarray:
     return (signup != _NAT) & (signup <= _as_of_ns(as_of))
 
 
-def active_customers(tables: Tables, as_of: pd.Timestamp) -> pd.DataFrame:
+def _rows(table: Table, keep: np.ndarray) -> Table:
+    """The rows of a table where `keep` is true (the table itself when all are)."""
+    if keep.all():
+        return table
+    return table.rows(keep) if isinstance(table, Columns) else table.loc[keep]
+
+
+def active_customers(tables: Tables, as_of: pd.Timestamp) -> Table:
     """Customers signed up by `as_of` and not churned by then (see `churned_flags`)."""
     c = tables.customers
-    keep = _signed_up(c, as_of) & ~churned_flags(c, as_of)
-    return c if keep.all() else c.loc[keep]
+    return _rows(c, _signed_up(c, as_of) & ~churned_flags(c, as_of))
 
 
 # --- Learned at training time ------------------------------------------------------------------
@@ -344,6 +360,7 @@ def has_event_history(tables: Tables, customers: pd.DataFrame, as_of: pd.Timesta
         (tables.billing, "occurred_at"),
     ):
         if frame is not None and not frame.empty:
+            frame = as_frame(frame)
             ids.update(frame.loc[(_utc(frame[column]) <= as_of).to_numpy(), "customer_id"].tolist())
     return len(ids) >= 0.5 * max(len(customers), 1)
 
@@ -351,12 +368,14 @@ def has_event_history(tables: Tables, customers: pd.DataFrame, as_of: pd.Timesta
 def learn_spec(tables: Tables, as_of: pd.Timestamp) -> FeatureSpec:
     """The `FeatureSpec` of the customers signed up by `as_of` and the facts up to it."""
     as_of = as_utc(as_of)
-    c = tables.customers
+    tables = tables.frames()  # training's pandas; a no-op for the loaders' book frames
+    c = as_frame(tables.customers)
     c = c.loc[(_utc(c["signup_date"]) <= as_of).to_numpy()]
     plans = _kept_levels(c["plan"].fillna("")) if len(c) else ()
     actions = getattr(tables, "actions", None)
     action_types: tuple[str, ...] = ()
     if actions is not None and not actions.empty:
+        actions = as_frame(actions)
         seen = actions.loc[(_utc(actions["at"]) <= as_of).to_numpy()]
         per_type = seen.groupby(seen["type"].astype(str))["customer_id"].nunique().sort_values(ascending=False)
         common = per_type[per_type >= max(10, 0.02 * max(len(c), 1))]
@@ -530,7 +549,7 @@ def build_features(
     churned_by_then = (churned != _NAT) & (churned <= as_of_ns)
     if population != "all":
         keep &= ~(churned_by_then | (_inactive(c) & (churned == _NAT)))  # `churned_flags`
-    customers = c if keep.all() else c.loc[keep]
+    customers = _rows(c, keep)
     signup, churned, churned_by_then = signup[keep], churned[keep], churned_by_then[keep]
     index = pd.Index(np.asarray(_values(customers, "customer_id")), name="customer_id")
     positions = _Positions(index)
@@ -665,7 +684,16 @@ def build_features(
     columns = [*(f[name] for name in FIXED_FEATURES), *extra.values()]
     matrix = np.column_stack([np.asarray(column, dtype=float) for column in columns]).reshape(n, len(columns))
     matrix[~np.isfinite(matrix)] = 0.0
-    return pd.DataFrame(matrix, index=index, columns=[*FIXED_FEATURES, *extra])
+    return pd.DataFrame(matrix, index=index, columns=_feature_columns((*FIXED_FEATURES, *extra)), copy=False)
+
+
+@functools.lru_cache(maxsize=64)
+def _feature_columns(names: tuple[str, ...]) -> pd.Index:
+    """The features frame's column labels, made once per set of names: pandas infers a string
+    index through pyarrow for every new list of labels, and reads it back name by name, which
+    for a batch of one cost more than the features themselves. Plain Python strings (object
+    dtype): the same labels, compared and listed at no cost. Immutable, so safe to share."""
+    return pd.Index(list(names), dtype=object)
 
 
 def _snapshot_columns(f: dict[str, np.ndarray], customers: pd.DataFrame, end: np.ndarray, tenure: np.ndarray) -> None:

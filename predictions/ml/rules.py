@@ -78,7 +78,9 @@ def _rows(features: Features) -> int:
 
 def _col(features: Features, name: str, default: float = 0.0) -> np.ndarray:
     if name in features:
-        return np.nan_to_num(np.asarray(features[name], dtype=np.float64), nan=default)
+        values = np.asarray(features[name], dtype=np.float64)
+        # Features are finite as built (a joined usage column may be NaN): skip the copy then.
+        return values if np.isfinite(values).all() else np.nan_to_num(values, nan=default)
     return np.full(_rows(features), default)
 
 

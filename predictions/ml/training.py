@@ -41,7 +41,7 @@ from sklearn.tree import DecisionTreeClassifier
 from predictions.ml import metrics as M
 from predictions.ml import rules
 from predictions.ml.features import DAY, FeatureSpec, as_utc, build_features, churned_flags, is_count, learn_spec
-from predictions.ml.tables import Tables
+from predictions.ml.tables import Tables, as_frame
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ def build_training_set(
     as_of = latest_fact_date(tables) if as_of is None else as_utc(as_of)
     spec = learn_spec(tables, as_of) if spec is None else spec
     horizon = horizon_days * DAY
-    by_id = tables.customers.set_index("customer_id")
+    by_id = as_frame(tables.customers).set_index("customer_id")
     churned_at = pd.to_datetime(by_id["churned_at"], utc=True, errors="coerce")
     undated = pd.Series(churned_flags(tables.customers, as_of) & churned_at.isna().to_numpy(), index=by_id.index)
     plans = by_id["plan"].astype(str)
@@ -757,7 +757,7 @@ def _train_snapshot(
     or meaningless): stratified K-fold cross-validation over its customers, each churner seen as
     of its churn. Candidates are compared fold by fold, probabilities calibrated out of fold."""
     X = build_features(tables, as_of, spec, population="all")
-    by_id = tables.customers.set_index("customer_id")
+    by_id = as_frame(tables.customers).set_index("customer_id")
     churned = pd.Series(churned_flags(tables.customers, as_of), index=by_id.index)
     ids = X.index.to_numpy()
     y = pd.Series(churned.reindex(ids).to_numpy().astype(int), name="churned")
@@ -851,7 +851,7 @@ def same_rows_auc(model: TrainedModel, tables: Tables, window: Mapping) -> float
     spec = model.spec or learn_spec(tables, as_of)
     if window.get("protocol", "").startswith("stratified"):
         X = build_features(tables, as_of, spec, population="all")
-        y = churned_flags(tables.customers.set_index("customer_id").loc[X.index].reset_index(), as_of)
+        y = churned_flags(as_frame(tables.customers).set_index("customer_id").loc[X.index].reset_index(), as_of)
     else:
         cutoffs = [pd.Timestamp(c) for c in window.get("validation_cutoffs", [])]
         if not cutoffs:
