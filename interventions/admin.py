@@ -1,8 +1,10 @@
 """Admin for interventions: the CSM's retention work, scoped to their portfolio."""
 
 from typing import Any
+from urllib.parse import quote
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import Model, QuerySet
@@ -17,7 +19,6 @@ from churnshield.workspace.exports import report_export, report_export_links
 from interventions.models import Intervention
 from interventions.selectors import intervention_analytics
 from interventions.services import intervention_bulk_action
-from playbooks.selectors import playbook_analytics
 
 # Short free-text columns: a one-line input, not a textarea.
 _ONE_LINE = {name: forms.TextInput(attrs={"size": 30}) for name in ("type", "assigned_csm", "next_action")}
@@ -120,11 +121,92 @@ class InterventionAdmin(PortfolioScopedAdmin):
         return super().changelist_view(request, context)
 
     def analytics_view(self, request: HttpRequest) -> HttpResponse:
-        """Intervention analytics as the API answers them (the user's scope), as tables that download."""
+        """Intervention analytics as the API answers them (the user's scope), each figure with its
+        unit and how it is counted, the counts linked to the rows behind them. The downloads carry
+        the bare numbers. Playbook results are on the playbook report and Reports, not here."""
         if not self.has_view_permission(request):
             raise PermissionDenied
-        answer = intervention_analytics(user=request.user, playbooks=playbook_analytics(user=request.user))
+        answer = intervention_analytics(user=request.user, playbooks=None)
         overall = {**answer["overall_metrics"], **answer["retention_analysis"]}
+        # The list as the figures count it: retention work, without logged calls and notes.
+        interventions = reverse("admin:interventions_intervention_changelist") + "?activity__exact="
+        customers = reverse("admin:customers_customer_changelist")
+        cost = f"{settings.INTERVENTION_COST:,.0f}"
+        # (label, key, unit, how it is counted, the rows behind it)
+        measures = [
+            (
+                "Interventions",
+                "total_interventions",
+                "",
+                "retention work in your scope (logged calls and notes excluded)",
+                interventions,
+            ),
+            (
+                "Completed",
+                "completed_interventions",
+                "",
+                "status completed",
+                f"{interventions}&status__exact=completed",
+            ),
+            (
+                "Success rate",
+                "success_rate",
+                " %",
+                "completed interventions whose outcome is recorded as succeeded, of all completed",
+                f"{interventions}&status__exact=completed&outcome__exact=succeeded",
+            ),
+            (
+                "Revenue saved",
+                "estimated_revenue_saved",
+                "",
+                "sum of the revenue impact recorded on succeeded interventions",
+                "",
+            ),
+            (
+                "Estimated cost",
+                "estimated_costs",
+                "",
+                f"{cost} per intervention (the INTERVENTION_COST setting: CSM time is not tracked)",
+                "",
+            ),
+            ("Return on cost", "roi_percentage", " %", "(revenue saved − estimated cost) ÷ estimated cost", ""),
+            (
+                "High-risk customers",
+                "high_risk_customers",
+                "",
+                "active customers at or above the high-risk band",
+                f"{customers}?risk=high&is_active__exact=1",
+            ),
+            (
+                "… with open work",
+                "high_risk_with_interventions",
+                "",
+                "of those, with an intervention not yet completed or cancelled",
+                "",
+            ),
+            (
+                "Coverage",
+                "intervention_coverage",
+                " %",
+                "high-risk customers with open work, of all high-risk customers",
+                "",
+            ),
+            (
+                "Retention improvement",
+                "estimated_retention_improvement",
+                " points",
+                "share of customers still active after a succeeded intervention minus that after a failed one",
+                "",
+            ),
+        ]
+        type_headers = [
+            "Type",
+            "Interventions",
+            "Succeeded",
+            "Success rate, % of all of the type",
+            "Revenue saved per success",
+            "Days to complete, average",
+        ]
         type_keys = [
             "type",
             "total_interventions",
@@ -133,27 +215,60 @@ class InterventionAdmin(PortfolioScopedAdmin):
             "avg_cost_savings",
             "avg_time_to_complete",
         ]
-        tables = [
+        by_type = answer["success_rates_by_type"]
+        insights = {"title": "Insights", "headers": ["Insight"], "rows": [[text] for text in answer["insights"]]}
+        download = report_export(
+            request,
+            "Intervention analytics",
+            [
+                {
+                    "title": "Overall",
+                    "headers": ["Measure", "Value", "Unit", "How it is counted"],
+                    "rows": [[label, overall[key], unit.strip(), how] for label, key, unit, how, _ in measures],
+                },
+                {
+                    "title": "By intervention type",
+                    "headers": type_headers,
+                    "rows": [[row[k] for k in type_keys] for row in by_type],
+                },
+                insights,
+            ],
+        )
+        if download is not None:
+            return download
+
+        def figure(value: int | float, unit: str, url: str) -> str | dict[str, str]:
+            text = f"{value:,}{unit}"
+            return {"text": text, "url": url} if url else text
+
+        shown = [
             {
                 "title": "Overall",
-                "headers": ["Measure", "Value"],
-                "rows": [[key.replace("_", " "), value] for key, value in overall.items()],
+                "headers": ["Measure", "Value", "How it is counted"],
+                "rows": [[label, figure(overall[key], unit, url), how] for label, key, unit, how, url in measures],
             },
             {
                 "title": "By intervention type",
-                "headers": [key.replace("_", " ") for key in type_keys],
-                "rows": [[row[key] for key in type_keys] for row in answer["success_rates_by_type"]],
+                "headers": type_headers,
+                "rows": [
+                    [
+                        {"text": row["type"], "url": f"{interventions}&type={quote(row['type'])}"},
+                        f"{row['total_interventions']:,}",
+                        f"{row['successful']:,}",
+                        f"{row['success_rate']} %",
+                        f"{row['avg_cost_savings']:,}",
+                        row["avg_time_to_complete"],
+                    ]
+                    for row in by_type
+                ],
             },
-            {"title": "Insights", "headers": ["Insight"], "rows": [[text] for text in answer["insights"]]},
+            insights,
         ]
-        download = report_export(request, "Intervention analytics", tables)
-        if download is not None:
-            return download
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,
             "title": "Intervention analytics",
-            "tables": tables,
+            "tables": shown,
             "export_links": report_export_links(request),
         }
         return TemplateResponse(request, "admin/report.html", context)

@@ -70,11 +70,12 @@ def _pct(part: float, whole: float) -> float:
     return (100.0 * part / whole) if whole else 0.0
 
 
-def intervention_analytics(*, user: Any, playbooks: dict) -> dict:
+def intervention_analytics(*, user: Any, playbooks: dict | None) -> dict:
     """The app's intervention analytics (snake_case, contract), computed from recorded outcomes.
 
-    `playbooks` is `playbooks.selectors.playbook_analytics` for the same user, shown alongside;
-    the caller reads it, since playbooks sit above interventions and import them.
+    `playbooks` is `playbooks.selectors.playbook_analytics` for the same user, shown alongside
+    (the caller reads it, since playbooks sit above interventions and import them); None leaves
+    the playbook figures out, for a page that shows them elsewhere.
 
     - success: a completed intervention whose outcome was recorded as succeeded;
     - revenue saved: the recorded revenue impact of succeeded interventions;
@@ -172,8 +173,14 @@ def intervention_analytics(*, user: Any, playbooks: dict) -> dict:
         "top_performing_interventions": rows[:5],
         "insights": insights,
         # Playbooks: per playbook and per intervention type, with the holdout comparison (the proof they work).
-        "playbook_performance": playbooks["playbooks"],
-        "playbook_performance_by_type": playbooks["by_intervention_type"],
+        **(
+            {
+                "playbook_performance": playbooks["playbooks"],
+                "playbook_performance_by_type": playbooks["by_intervention_type"],
+            }
+            if playbooks is not None
+            else {}
+        ),
     }
 
 

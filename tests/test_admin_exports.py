@@ -254,8 +254,34 @@ def test_intervention_analytics_page_and_its_export_count_the_users_scope(book, 
     for user, total in ((csm, 3), (manager, 5)):
         sheets = xlsx_rows(client_for(user).get(url, {"format": "xlsx"}))
         assert list(sheets) == ["Overall", "By intervention type", "Insights"]
-        assert ["total interventions", total] in sheets["Overall"]
+        assert sheets["Overall"][0] == ["Measure", "Value", "Unit", "How it is counted"]
+        assert sheets["Overall"][1][:2] == ["Interventions", total]
+        assert sheets["Overall"][3][:3] == ["Success rate", 100, "%"]  # the one completed succeeded
         assert sheets["By intervention type"][1][:3] == ["call", total, 1]
+
+
+def test_intervention_analytics_figures_link_to_the_rows_they_count(book, csm):
+    """Each count on the page says what it counts and leads to those rows: following the link
+    shows as many rows as the figure (in the user's scope)."""
+    Intervention.objects.filter(customer__in=book["mine"][:2]).update(
+        status=Intervention.Status.COMPLETED, outcome=Intervention.Outcome.SUCCEEDED, completed_at=timezone.now()
+    )
+    # A logged call is history, not retention work: neither the figures nor their rows count it.
+    Intervention.objects.create(
+        customer=book["mine"][0], type="call", activity="call", status=Intervention.Status.COMPLETED
+    )
+    client = client_for(csm)
+    page = client.get(reverse("admin:interventions_intervention_analytics"))
+    overall = {row[0]: row for row in page.context["tables"][0]["rows"]}
+    assert overall["Success rate"][1]["text"] == "100 %"
+    assert "of all completed" in overall["Success rate"][2]
+    for label in ("Interventions", "Completed"):
+        figure = overall[label][1]
+        assert client.get(figure["url"]).context["cl"].result_count == int(figure["text"]) > 0
+    completed = overall["Completed"][1]
+    call = page.context["tables"][1]["rows"][0][0]
+    assert call["text"] == "call" and client.get(call["url"]).context["cl"].result_count == 3
+    assert f'<a href="{completed["url"]}">' in page.content.decode().replace("&amp;", "&")
 
 
 def test_the_renewal_forecast_downloads_as_xlsx(book, manager):
