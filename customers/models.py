@@ -103,6 +103,15 @@ class Customer(models.Model):
             models.Index(fields=["plan"], name="customers_plan_idx"),
             models.Index(fields=["owner", "plan"], name="customers_owner_plan_idx"),
             models.Index(fields=["churned_at"], name="customers_churned_at_idx"),
+            # The churned customers' ids and dates, a fifth of the book: the playbook proof's churn
+            # counts join executions to these by index only instead of reading every wide row
+            # (`playbooks.selectors._churn_counts`). Scoring never changes them, so updates stay HOT.
+            models.Index(
+                fields=["id"],
+                include=["churned_at"],
+                condition=models.Q(churned_at__isnull=False),
+                name="customers_churned_id_idx",
+            ),
             # Scoring never changes it, so its updates stay HOT (see above).
             models.Index(fields=["renewal_date"], name="customers_renewal_date_idx"),
         ]
