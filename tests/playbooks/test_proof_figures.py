@@ -198,7 +198,7 @@ def test_the_analytics_page_costs_the_same_queries_whatever_the_book(book, manag
         make_prediction(who, probability="0.4000")
     execution_outcomes_record()
     assert queries() == few
-    # Session, user, groups, permissions (2); the interventions' aggregates (by type, durations,
-    # high-risk coverage, outcomes); the proof: arms, step runs, playbooks; two
+    # Session, user, groups, permissions (2); the interventions' aggregates (by type with their
+    # durations, high-risk coverage, outcomes); the proof: arms, step runs, playbooks; two
     # reads of the admin's settings rows.
-    assert few == 14
+    assert few == 13
