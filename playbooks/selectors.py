@@ -322,7 +322,8 @@ def _arm_totals(executions: QuerySet[PlaybookExecution], now: dt.datetime) -> di
     Exact sums (Decimal, interval), so that means of a playbook and of its type come out the same
     however the rows are grouped. The risk OUTCOME_DAYS later is the one `execution_outcomes_record`
     stored when the outcome matured (a lookup per execution here took seconds on a large book, ADR
-    0022). The join to every customer is for their MRR; it also gives the churn."""
+    0022). The join to every customer is for their MRR; it also gives the churn. It reads them by
+    index only (`customers_id_mrr_idx`), not every customer's wide row."""
     outcome = _churned(now - dt.timedelta(days=OUTCOME_DAYS))
     completed = Q(status=PlaybookExecution.Status.COMPLETED)
     change = ExpressionWrapper(F("risk_after") - F("risk_at_start"), output_field=DecimalField())
