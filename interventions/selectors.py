@@ -1,12 +1,12 @@
 """Reads about interventions, scoped to the customers the user may see."""
 
-from collections import defaultdict
+import datetime as dt
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, OuterRef, Q, QuerySet, Subquery, Sum
+from django.db.models import Count, DurationField, ExpressionWrapper, F, OuterRef, Q, QuerySet, Subquery, Sum
 
 from churnshield.auth.roles import sees_all_customers
 from customers.models import Customer
@@ -87,6 +87,9 @@ def intervention_analytics(*, user: Any, playbooks: dict | None) -> dict:
     interventions = intervention_scope(user=user).filter(activity="")
     succeeded = Q(outcome=Intervention.Outcome.SUCCEEDED)
     completed = Q(status=Intervention.Status.COMPLETED)
+    # Completed with a completion time: their mean time to complete, a negative span as none.
+    timed = completed & Q(completed_at__isnull=False)
+    span = ExpressionWrapper(F("completed_at") - F("created_at"), output_field=DurationField())
     by_type = list(
         interventions.values("type")
         .annotate(
@@ -94,19 +97,17 @@ def intervention_analytics(*, user: Any, playbooks: dict | None) -> dict:
             completed=Count("id", filter=completed),
             successful=Count("id", filter=completed & succeeded),
             saved=Sum("revenue_impact", filter=completed & succeeded),
+            # Summed in the database (an exact interval): reading every completed intervention's
+            # two dates took most of a manager's page time on a large book.
+            timed=Count("id", filter=timed),
+            time_taken=Sum(span, filter=timed & Q(completed_at__gte=F("created_at"))),
         )
         .order_by("type")
     )
-    durations: dict[str, list[float]] = defaultdict(list)
-    for kind, created, done in interventions.filter(completed, completed_at__isnull=False).values_list(
-        "type", "created_at", "completed_at"
-    ):
-        if done is not None:  # filtered on completed_at not null
-            durations[kind].append(max((done - created).total_seconds(), 0) / 86400)
 
     rows = []
     for item in by_type:
-        days = durations.get(item["type"], [])
+        days = (item["time_taken"] or dt.timedelta(0)).total_seconds() / 86400
         rows.append(
             {
                 "type": item["type"],
@@ -116,7 +117,7 @@ def intervention_analytics(*, user: Any, playbooks: dict | None) -> dict:
                 "avg_cost_savings": round((item["saved"] or Decimal(0)) / item["successful"])
                 if item["successful"]
                 else 0,
-                "avg_time_to_complete": round(sum(days) / len(days)) if days else 0,
+                "avg_time_to_complete": round(days / item["timed"]) if item["timed"] else 0,
             }
         )
     rows.sort(key=lambda row: (-row["success_rate"], -row["total_interventions"], row["type"]))

@@ -486,3 +486,23 @@ def test_intervention_analytics_fields_are_the_documented_aggregates_of_the_rows
     assert answer["retention_analysis"]["high_risk_customers"] == high_risk.count() == 2
     assert answer["retention_analysis"]["high_risk_with_interventions"] == len(covered) == 1
     assert answer["retention_analysis"]["intervention_coverage"] == 50
+
+
+def test_mean_time_to_complete_counts_completed_rows_only_and_a_negative_span_as_none(make_customer, csm, api_for):
+    customer = make_customer(owner=csm)
+    now = timezone.now()
+    spans = [
+        (now - dt.timedelta(days=10), now - dt.timedelta(days=6)),  # 4 days
+        (now - dt.timedelta(days=9), now - dt.timedelta(days=1)),  # 8 days
+        (now - dt.timedelta(days=2), now - dt.timedelta(days=5)),  # completed "before" created: 0
+    ]
+    for created, done in spans:
+        row = Intervention.objects.create(customer=customer, type="Onboarding", status="completed", completed_at=done)
+        Intervention.objects.filter(pk=row.pk).update(created_at=created)  # auto_now_add on create
+    # Neither an open row nor a completed one without its time counts.
+    Intervention.objects.create(customer=customer, type="Onboarding", status="active")
+    Intervention.objects.create(customer=customer, type="Onboarding", status="completed")
+    answer = api_for(csm).get("/api/interventions/analytics").json()
+    row = next(row for row in answer["success_rates_by_type"] if row["type"] == "Onboarding")
+    assert row["total_interventions"] == 5
+    assert row["avg_time_to_complete"] == 4  # (4 + 8 + 0) / 3 days

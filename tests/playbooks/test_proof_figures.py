@@ -198,7 +198,7 @@ def test_the_analytics_page_costs_the_same_queries_whatever_the_book(book, manag
         make_prediction(who, probability="0.4000")
     execution_outcomes_record()
     assert queries() == few
-    # Session, user, groups, permissions (2); the interventions' aggregates (by type, durations,
-    # high-risk coverage, outcomes); two reads of the admin's settings rows. The playbook proof is
-    # on the playbook report and Reports, not on this page.
-    assert few == 11
+    # Session, user, groups, permissions (2); the interventions' aggregates (by type with their
+    # durations, high-risk coverage, outcomes); two reads of the admin's settings rows. The playbook
+    # proof is on the playbook report and Reports, not on this page.
+    assert few == 10
