@@ -20,6 +20,7 @@ from churnshield.exceptions import ConflictError
 from churnshield.workspace.reports import MIN_MATURED_PER_GROUP, playbook_effects
 from customers.models import BillingEvent, Customer, NpsResponse, SupportTicket, UserSession
 from customers.selectors import risk_level, risk_thresholds
+from integrations.connectors.base import connector_class
 from integrations.models import Integration, SyncRun
 from integrations.selectors import SECRET_KEY_PATTERN
 from integrations.services import sync_now
@@ -322,6 +323,9 @@ def test_generated_book_is_consistent():
     for integration in Integration.objects.all():
         assert any(SECRET_KEY_PATTERN.search(key) for key in integration.config)
         assert any(not SECRET_KEY_PATTERN.search(key) for key in integration.config)
+        # Only settings its connector reads: the setup form shows every one, none left over as JSON.
+        declared = {setting.key for setting in connector_class(integration.config["provider"]).settings_schema}
+        assert set(integration.config) - {"provider"} <= declared, integration.name
 
     # A year of daily snapshots per CSM; the last day matches the customer rows.
     csms = get_user_model().objects.filter(groups__name="csm").count()

@@ -126,7 +126,7 @@ def generate(
             counts["alerts"] = _write_alerts(writer, book, final, ids)
             counts["playbook_executions"] = _write_executions(writer, book, final, ids, playbooks)
             counts["playbook_executions"] += _write_enrolment_history(writer, book, checkpoints, ids, playbooks)
-            counts["integrations"] = _ensure_integrations(book, as_of)
+            counts["integrations"] = _ensure_integrations(as_of)
             counts["playbooks"] = len(playbooks)
             bar.total = bar.n
         writer.on_rows = lambda count: None
@@ -734,21 +734,17 @@ def _write_enrolment_history(
     )
 
 
-def _ensure_integrations(book: Book, as_of: dt.datetime) -> int:
+def _ensure_integrations(as_of: dt.datetime) -> int:
     """The four systems a real book is fed by, each wired to its provider's connector but honestly
     not connected: their secret keys are there and empty (the API's redaction still hides them), so
-    the demo claims no sync that never happened and "Sync now" says which credential is missing."""
-    rng = rng_streams(book.seed)[9]
-
+    the demo claims no sync that never happened and "Sync now" says which credential is missing.
+    Only settings the connectors read: a setting no code reads would be a promise the demo breaks."""
     specs = {
         "Stripe": (
             Integration.Type.PAYMENT,
             {
                 "provider": "stripe",
-                "account_id": "",
-                "currency": "usd",
                 "sync_interval_minutes": 15,
-                "webhook_events": ["invoice.paid", "invoice.payment_failed", "customer.subscription.updated"],
                 "api_key": "",
                 "signing_secret": "",
             },
@@ -757,9 +753,7 @@ def _ensure_integrations(book: Book, as_of: dt.datetime) -> int:
             Integration.Type.CRM,
             {
                 "provider": "hubspot",
-                "portal_id": int(rng.integers(10_000_000, 99_999_999)),
                 "sync_interval_minutes": 60,
-                "owner_mapping": "email",
                 "access_token": "",
                 "client_secret": "",
             },
@@ -778,9 +772,6 @@ def _ensure_integrations(book: Book, as_of: dt.datetime) -> int:
             Integration.Type.ANALYTICS,
             {
                 "provider": "segment",
-                "workspace": "churnshield-demo",
-                "source": "web-app",
-                "track_events": ["Session Started", "Report Exported", "Dashboard Viewed"],
                 "signing_secret": "",
             },
         ),
