@@ -428,6 +428,7 @@ def test_a_new_count_replaces_the_last_and_the_pages_say_when_it_was_counted(
     assert (page.context["renewal_totals"].mrr, page.context["renewal_totals"].counted_at) == (Decimal("300.00"), None)
     page = as_manager.get("/admin/customers/renewal/")
     assert (page.context["renewal_totals"].count, page.context["renewal_totals"].mrr) == (2, Decimal("1000.00"))
+    assert "MRR 1,000.00 · ARR " in page.content.decode()  # grouped for reading
 
 
 # --- The trigger rule ---------------------------------------------------------------------------
