@@ -30,8 +30,8 @@ from alerts.services import (
     alert_snooze,
     snooze_preset_until,
 )
-from churnshield.admin_scoping import EngineRowsAdmin, PortfolioScopedAdmin, is_csm
-from churnshield.exceptions import ConflictError, InvalidInputError, NotFoundError, error_body
+from core.exceptions import ConflictError, InvalidInputError, NotFoundError, error_body
+from customers.admin_scoping import EngineRowsAdmin, PortfolioScopedAdmin, is_csm
 
 
 def _wants_json(request: HttpRequest) -> bool:

@@ -24,8 +24,8 @@ from django.utils import timezone
 from rest_framework_simplejwt.exceptions import AuthenticationFailed, TokenError
 
 from alerts import realtime
-from churnshield.auth.authentication import JWTBearerOrCookieAuthentication
-from churnshield.auth.roles import sees_all_customers, user_with_role
+from core.auth.authentication import JWTBearerOrCookieAuthentication
+from core.auth.roles import sees_all_customers, user_with_role
 
 logger = logging.getLogger(__name__)
 

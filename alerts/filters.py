@@ -1,7 +1,7 @@
 import django_filters
 
 from alerts.models import Alert
-from churnshield.api.filters import BoolFilter, IdFilter
+from core.api.filters import BoolFilter, IdFilter
 
 
 class AlertFilter(django_filters.FilterSet):

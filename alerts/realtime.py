@@ -28,7 +28,7 @@ from redis.exceptions import RedisError
 from alerts.api.serializers import AlertOutputSerializer
 from alerts.models import Alert
 from alerts.selectors import alert_scope
-from churnshield.exceptions import ServiceUnavailableError
+from core.exceptions import ServiceUnavailableError
 
 logger = logging.getLogger(__name__)
 

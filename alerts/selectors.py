@@ -7,7 +7,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from alerts.models import Alert, NotificationPreference, NotificationSettings
-from churnshield.auth.roles import sees_all_customers
+from core.auth.roles import sees_all_customers
 from customers.timeline import events_after
 
 

@@ -29,9 +29,9 @@ from django.utils import timezone
 from alerts.models import SEVERITY_RANK, Alert, NotificationPreference
 from alerts.realtime import broadcast_alerts
 from alerts.selectors import alert_scope
-from churnshield.db import delete_in_batches
-from churnshield.enqueue import enqueue
-from churnshield.exceptions import ConflictError, InvalidInputError, NotFoundError
+from core.db import delete_in_batches
+from core.enqueue import enqueue
+from core.exceptions import ConflictError, InvalidInputError, NotFoundError
 from customers.models import Customer
 from customers.selectors import risk_thresholds
 

@@ -39,7 +39,7 @@ def token() -> str:
         "from django.contrib.auth.models import Group, User\n"
         "u, _ = User.objects.get_or_create(username='bench-manager', defaults={'is_staff': True})\n"
         "u.groups.add(Group.objects.get(name='manager'))\n"
-        "from churnshield.auth.tokens import issue_tokens\n"
+        "from core.auth.tokens import issue_tokens\n"
         "print(issue_tokens(u)['access'])"
     )
     return DB.manage("shell", "-c", code).split()[-1]

@@ -217,7 +217,7 @@ def api_import(directory: Path, redis_url: str) -> tuple[float, float, dict]:
     token = db.manage(
         "shell",
         "-c",
-        "from django.contrib.auth.models import User; from churnshield.auth.tokens import issue_tokens;"
+        "from django.contrib.auth.models import User; from core.auth.tokens import issue_tokens;"
         " print(issue_tokens(User.objects.get(username='bench-manager'))['access'])",
     ).split()[-1]
     port = _free_port()

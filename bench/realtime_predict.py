@@ -51,7 +51,7 @@ import json, random, statistics, time
 import pandas as pd
 from django.contrib.auth.models import Group, User
 from django.utils import timezone
-from churnshield.auth.tokens import issue_tokens
+from core.auth.tokens import issue_tokens
 from customers.models import Customer
 from predictions.data import load_tables
 from predictions.models import ChurnPrediction

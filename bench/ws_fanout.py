@@ -63,7 +63,7 @@ from decimal import Decimal
 from django.contrib.auth.models import Group, User
 from django.utils import timezone
 from alerts.models import Alert
-from churnshield.auth.tokens import issue_tokens
+from core.auth.tokens import issue_tokens
 from customers.models import Customer
 
 csms, managers = {csms}, {managers}

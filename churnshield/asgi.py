@@ -10,12 +10,12 @@ from django.urls import path, re_path
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "churnshield.settings.local")
 django.setup(set_prefix=False)
 
-from churnshield.handler import SyncChainASGIHandler  # noqa: E402
+from core.handler import SyncChainASGIHandler  # noqa: E402
 
 django_asgi_app = SyncChainASGIHandler()
 
-from churnshield.api.body_limit import BoundedBody  # noqa: E402
 from churnshield.routing import websocket_urlpatterns  # noqa: E402  (needs Django set up first)
+from core.api.body_limit import BoundedBody  # noqa: E402
 from integrations.asgi import WEBHOOK_ROUTE, WebhookConsumer  # noqa: E402
 
 application = ProtocolTypeRouter(

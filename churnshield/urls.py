@@ -8,8 +8,8 @@ from rest_framework.routers import SimpleRouter
 
 from alerts.api.realtime_views import AlertWsTicketView
 from alerts.api.views import AlertViewSet, NotificationPreferenceView
-from churnshield.api.errors import not_found
-from churnshield.auth.views import (
+from core.api.errors import not_found
+from core.auth.views import (
     AdminSignInForm,
     ApiDocsView,
     LoginView,
@@ -18,7 +18,6 @@ from churnshield.auth.views import (
     admin_login,
     signin_page,
 )
-from churnshield.dashboard.views import DashboardChartView, DashboardMetricsView
 from customers.api.views import (
     CustomerCsvImportView,
     CustomerViewSet,
@@ -26,6 +25,7 @@ from customers.api.views import (
     ImportJobErrorsView,
     ImportJobView,
 )
+from dashboard.views import DashboardChartView, DashboardMetricsView
 from integrations.api.views import IntegrationViewSet
 from interventions.api.views import InterventionViewSet, OutcomeView, RecommendView
 from playbooks.api.views import EmailReviewViewSet, ExecutionViewSet, PlaybookViewSet, TriggerView
@@ -98,4 +98,4 @@ urlpatterns = [
     path("", include("monitoring.urls")),
 ]
 
-handler404 = "churnshield.api.errors.not_found"  # JSON 404 under /api/: API clients parse every answer
+handler404 = "core.api.errors.not_found"  # JSON 404 under /api/: API clients parse every answer

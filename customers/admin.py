@@ -1,7 +1,7 @@
 """Admin for customers and their time-stamped facts (sessions, tickets, NPS answers, billing events).
 
 A CSM sees only the customers they own and their facts; managers, admins and viewers see the whole
-book (see `churnshield.admin_scoping`). Health score and churn risk belong to the prediction engine
+book (see `customers.admin_scoping`). Health score and churn risk belong to the prediction engine
 and are read-only here.
 """
 
@@ -26,13 +26,12 @@ from django.utils.functional import SimpleLazyObject
 from django.utils.html import format_html_join
 
 from alerts.models import Alert
-from churnshield.admin_scoping import (
+from core.auth.roles import Role, can_write, sees_all_customers
+from customers.admin_scoping import (
     PortfolioScopedAdmin,
     changelist_link,
     is_csm,
 )
-from churnshield.auth.roles import Role, can_write, sees_all_customers
-from churnshield.workspace.selectors import customer_360
 from customers.models import BillingEvent, Customer, NpsResponse, Subscription, SupportTicket, UserSession
 from customers.selectors import customer_owner_ids, customer_plans, risk_band_q, risk_level
 from customers.services import billing_event_record
@@ -43,6 +42,7 @@ from playbooks.models import Playbook, PlaybookExecution
 from playbooks.selectors import enrolment_preview
 from playbooks.services import playbook_bulk_trigger
 from predictions.models import ChurnPrediction
+from workspace.selectors import customer_360
 
 admin.site.site_header = "ChurnShield admin"
 admin.site.site_title = "ChurnShield admin"

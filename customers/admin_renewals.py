@@ -19,10 +19,10 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 
-from churnshield.admin_scoping import PortfolioScopedAdmin
-from churnshield.workspace.exports import FORMATS, export_links, export_response
+from core.exports import FORMATS, export_links, export_response
 from customers import renewals
 from customers.admin import OwnerFilter, PlanFilter
+from customers.admin_scoping import PortfolioScopedAdmin
 from customers.contracts import customer_contract_set
 from customers.models import Customer, Renewal
 

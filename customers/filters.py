@@ -5,7 +5,7 @@ from collections.abc import Mapping
 import django_filters
 from django.db.models import Q, QuerySet
 
-from churnshield.api.filters import BoolFilter, IdFilter, IntegerFilter, TextFilter
+from core.api.filters import BoolFilter, IdFilter, IntegerFilter, TextFilter
 from customers.models import Customer, RiskLevel
 from customers.selectors import risk_band_q
 

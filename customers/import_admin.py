@@ -16,10 +16,10 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 
-from churnshield.admin_scoping import PortfolioScopedAdmin
-from churnshield.auth.roles import Role, role_of
-from churnshield.exceptions import ConflictError
+from core.auth.roles import Role, role_of
+from core.exceptions import ConflictError
 from customers import selectors
+from customers.admin_scoping import PortfolioScopedAdmin
 from customers.history.jobs import UploadError, check_options, import_job_confirm, import_job_create
 from customers.models import ImportJob
 

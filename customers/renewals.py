@@ -54,7 +54,7 @@ from django.db.models import (
 from django.db.models.functions import Cast, Round
 from django.utils import timezone
 
-from churnshield.auth.roles import sees_all_customers
+from core.auth.roles import sees_all_customers
 from customers.models import Customer, RenewalCount, Subscription
 from customers.selectors import customer_scope
 

@@ -11,8 +11,8 @@ from django.db.models import Count, DecimalField, F, Func, Q, QuerySet, Sum, Tex
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Cast
 
-from churnshield.auth.roles import sees_all_customers
-from churnshield.exceptions import NotFoundError
+from core.auth.roles import sees_all_customers
+from core.exceptions import NotFoundError
 from customers.models import BillingEvent, Customer, ImportJob, NpsResponse, SupportTicket, UserSession
 from customers.timeline import events_after
 

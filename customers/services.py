@@ -14,9 +14,9 @@ from django.contrib.auth import get_user_model
 from django.db import IntegrityError, OperationalError, connection, transaction
 from django.utils import timezone
 
-from churnshield import events
-from churnshield.auth.roles import sees_all_customers
-from churnshield.exceptions import ConflictError
+from core import events
+from core.auth.roles import sees_all_customers
+from core.exceptions import ConflictError
 from customers.history.apply import CustomerRow, customers_match, customers_upsert
 from customers.import_schema import CustomerImportRowSerializer
 from customers.models import BillingEvent, Customer, UserSession

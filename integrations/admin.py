@@ -20,9 +20,9 @@ from django.utils.formats import date_format
 from django.utils.html import format_html
 from django.utils.timesince import timesince
 
-from churnshield.admin_scoping import EngineRowsAdmin, PortfolioScopedAdmin
-from churnshield.auth.roles import Role, role_of
-from churnshield.exceptions import ConflictError, NotFoundError
+from core.auth.roles import Role, role_of
+from core.exceptions import ConflictError, NotFoundError
+from customers.admin_scoping import EngineRowsAdmin, PortfolioScopedAdmin
 from integrations import services, setup
 from integrations.asgi import webhook_path
 from integrations.connectors.base import connector_class

@@ -22,7 +22,7 @@ from channels.generic.http import AsyncHttpConsumer
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection
 
-from churnshield.exceptions import NotFoundError, error_body
+from core.exceptions import NotFoundError, error_body
 from integrations import services
 from integrations.connectors.base import Delivery, SignatureError
 from integrations.models import Integration, WebhookEvent

@@ -14,8 +14,8 @@ from django.db import transaction
 
 from alerts.models import Alert
 from alerts.services import alerts_create_many
-from churnshield.db import values_update
-from churnshield.events import PaymentFailed, publish_on_commit
+from core.db import values_update
+from core.events import PaymentFailed, publish_on_commit
 from customers.history.apply import ApplyResult, Record, UnresolvedCustomer, canonical_events_apply
 from customers.history.canonical import CanonicalEvent
 from customers.selectors import customer_names
@@ -78,7 +78,7 @@ def apply_events(*, integration_id: int, events: list[CanonicalEvent]) -> ApplyR
 
     Applies of one integration are serialised (a row lock on the integration) so two workers never
     race to create the same record. Significant events ask for a re-score after commit, and
-    failed payments are published (`churnshield.events.PaymentFailed`) after commit.
+    failed payments are published (`core.events.PaymentFailed`) after commit.
     """
     # NO KEY: webhook inserts take KEY SHARE on the integration row and must not wait for an apply.
     Integration.objects.select_for_update(no_key=True).filter(pk=integration_id).values_list("pk", flat=True).first()

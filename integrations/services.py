@@ -20,9 +20,9 @@ from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from alerts.models import Alert
 from alerts.services import alert_create
-from churnshield.db import values_update
-from churnshield.enqueue import enqueue, enqueue_on_commit, task_named
-from churnshield.exceptions import ConflictError, NotFoundError
+from core.db import values_update
+from core.enqueue import enqueue, enqueue_on_commit, task_named
+from core.exceptions import ConflictError, NotFoundError
 from customers.history.canonical import CanonicalEvent
 from integrations.connectors import connector_for
 from integrations.connectors.base import Delivery, NotSupported, SignatureError, without_nul

@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from churnshield.exceptions import ConflictError, NotFoundError
+from core.exceptions import ConflictError, NotFoundError
 from integrations import services
 
 

@@ -13,9 +13,9 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 
-from churnshield.admin_scoping import PortfolioScopedAdmin, RoleGatedInlineMixin
-from churnshield.exceptions import NotFoundError
-from churnshield.workspace.exports import report_export, report_export_links
+from core.exceptions import NotFoundError
+from core.exports import report_export, report_export_links
+from customers.admin_scoping import PortfolioScopedAdmin, RoleGatedInlineMixin
 from interventions.models import Intervention
 from interventions.selectors import intervention_analytics
 from interventions.services import intervention_bulk_action

@@ -1,6 +1,6 @@
 import django_filters
 
-from churnshield.api.filters import IdFilter, TextFilter
+from core.api.filters import IdFilter, TextFilter
 from interventions.models import Intervention
 
 

@@ -8,7 +8,7 @@ from typing import Any
 from django.conf import settings
 from django.db.models import Count, DurationField, ExpressionWrapper, F, OuterRef, Q, QuerySet, Subquery, Sum
 
-from churnshield.auth.roles import sees_all_customers
+from core.auth.roles import sees_all_customers
 from customers.models import Customer
 from customers.selectors import customer_get, customer_scope, risk_level, risk_thresholds
 from customers.timeline import events_after

@@ -8,7 +8,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from churnshield.exceptions import NotFoundError
+from core.exceptions import NotFoundError
 from customers.models import Customer
 from customers.selectors import customer_get, customer_scope
 from interventions.models import Intervention

@@ -17,7 +17,7 @@ from django.db import connection, connections, transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from churnshield.db import delete_in_batches
+from core.db import delete_in_batches
 from monitoring.models import TaskAttempt
 from monitoring.selectors import backup_dir, backups
 

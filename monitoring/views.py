@@ -12,7 +12,7 @@ from django.views.decorators.http import require_GET
 from health_check.views import HealthCheckView
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
-from churnshield.exceptions import error_body
+from core.exceptions import error_body
 from monitoring.health import readiness_checks
 
 

@@ -18,10 +18,10 @@ from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.html import format_html
 
-from churnshield.admin_scoping import EngineRowsAdmin, PortfolioScopedAdmin, ReadOnlyTabularInline, changelist_link
-from churnshield.auth.roles import can_write
-from churnshield.exceptions import ConflictError, InvalidInputError, NotFoundError
-from churnshield.workspace.exports import report_export, report_export_links
+from core.auth.roles import can_write
+from core.exceptions import ConflictError, InvalidInputError, NotFoundError
+from core.exports import report_export, report_export_links
+from customers.admin_scoping import EngineRowsAdmin, PortfolioScopedAdmin, ReadOnlyTabularInline, changelist_link
 from customers.models import Customer
 from customers.selectors import customer_scope
 from playbooks import approvals, rules, selectors, services

@@ -19,7 +19,7 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 
-from churnshield.exceptions import InvalidInputError
+from core.exceptions import InvalidInputError
 from customers.models import Customer
 from customers.selectors import customer_scope
 from playbooks import selectors

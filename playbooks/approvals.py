@@ -12,8 +12,8 @@ from typing import Any
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 
-from churnshield.auth.roles import Role, can_write, role_of
-from churnshield.exceptions import ConflictError, NotFoundError
+from core.auth.roles import Role, can_write, role_of
+from core.exceptions import ConflictError, NotFoundError
 from playbooks import engine, rules, selectors
 from playbooks.models import EmailReview, Playbook, PlaybookExecution, TriggerRule
 from playbooks.services import enqueue

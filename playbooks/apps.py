@@ -1,7 +1,7 @@
 from django.apps import AppConfig
 
-from churnshield import events
-from churnshield.enqueue import enqueue
+from core import events
+from core.enqueue import enqueue
 
 
 class PlaybooksConfig(AppConfig):

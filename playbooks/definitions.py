@@ -16,7 +16,7 @@ from typing import Any
 from django.template import Context, Engine, TemplateSyntaxError
 from rest_framework import serializers
 
-from churnshield.exceptions import InvalidInputError
+from core.exceptions import InvalidInputError
 
 STEP_TYPES = (
     "create_intervention",

@@ -1,6 +1,6 @@
 import django_filters
 
-from churnshield.api.filters import IdFilter
+from core.api.filters import IdFilter
 from playbooks.models import EmailReview
 
 

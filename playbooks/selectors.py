@@ -20,7 +20,7 @@ from django.db.models import (
 )
 from django.utils import timezone
 
-from churnshield.auth.roles import sees_all_customers
+from core.auth.roles import sees_all_customers
 from customers.models import Customer
 from customers.selectors import customer_scope
 from playbooks import rules, steps

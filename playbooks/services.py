@@ -18,8 +18,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import DateTimeField, Exists, ExpressionWrapper, OuterRef, Q, Subquery
 from django.utils import timezone
 
-from churnshield.enqueue import enqueue as publish
-from churnshield.exceptions import ConflictError, InvalidInputError, NotFoundError
+from core.enqueue import enqueue as publish
+from core.exceptions import ConflictError, InvalidInputError, NotFoundError
 from customers.models import Customer
 from customers.selectors import customer_get, customer_scope
 from interventions.models import Intervention

@@ -18,14 +18,14 @@ from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 
-from churnshield.admin_scoping import (
+from core.auth.roles import Role, role_of
+from core.exceptions import ConflictError
+from customers.admin_scoping import (
     PortfolioScopedAdmin,
     ReadOnlyTabularInline,
     is_csm,
     latest_rows_formset,
 )
-from churnshield.auth.roles import Role, role_of
-from churnshield.exceptions import ConflictError
 from predictions.ml.rules import COMPONENTS
 from predictions.model_card import model_card
 from predictions.models import (

@@ -13,7 +13,7 @@ from typing import Any
 from django.conf import settings
 from django.db.models import Q
 
-from churnshield.workspace.charts import bar_chart, reliability_chart
+from core.charts import bar_chart, reliability_chart
 from customers.models import Customer
 from predictions.ml.features import feature_info
 from predictions.models import MODEL_CHANGE_RUN_PREFIX, ModelVersion, ModelVersionChange, PredictionRun

@@ -11,8 +11,8 @@ from django.db import connection
 from django.db.models import Avg, Count, Max, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
-from churnshield.auth.roles import sees_all_customers
-from churnshield.exceptions import NotFoundError
+from core.auth.roles import sees_all_customers
+from core.exceptions import NotFoundError
 from customers.models import BillingEvent, Customer, NpsResponse, SupportTicket, UserSession
 from customers.selectors import customer_scope, iso, risk_thresholds
 from customers.timeline import events_after

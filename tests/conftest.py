@@ -17,7 +17,7 @@ from django.utils import timezone
 from kombu import pools
 from rest_framework.test import APIClient
 
-from churnshield.auth.tokens import issue_tokens
+from core.auth.tokens import issue_tokens
 from customers.models import Customer
 
 _counter = itertools.count(1)

@@ -1,4 +1,4 @@
-"""Exports of the admin's lists and reports (churnshield/workspace/exports.py), and the engine's rows,
+"""Exports of the admin's lists and reports (core/exports.py), and the engine's rows,
 which the admin shows read-only except through their actions.
 
 A list's export is the changelist as filtered, searched and scoped: CSV parsed back and XLSX read

@@ -45,7 +45,7 @@ from django.utils import timezone
 from openpyxl import load_workbook
 
 from alerts.services import alert_create, notification_preference_set
-from churnshield.admin_scoping import PortfolioScopedAdmin
+from customers.admin_scoping import PortfolioScopedAdmin
 from customers.models import BillingEvent, Customer, NpsResponse, Subscription, SupportTicket, UserSession
 from integrations.models import Integration, WebhookEvent
 from integrations.services import webhook_store

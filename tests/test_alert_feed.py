@@ -25,7 +25,7 @@ from alerts.consumers import CLOSE_BAD_MESSAGE, CLOSE_SESSION_EXPIRED, CLOSE_SIG
 from alerts.models import Alert
 from alerts.services import alert_create, alerts_create_many
 from churnshield.asgi import application
-from churnshield.auth.tokens import issue_tokens
+from core.auth.tokens import issue_tokens
 
 pytestmark = pytest.mark.django_db(transaction=True)
 ORIGIN = "http://localhost:8000"

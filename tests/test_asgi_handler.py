@@ -1,4 +1,4 @@
-"""The ASGI handler runs the middleware chain and the view as one sync call (churnshield/handler.py):
+"""The ASGI handler runs the middleware chain and the view as one sync call (core/handler.py):
 every middleware still applies, async views still answer, and a request crosses between the event
 loop and a thread a fixed few times instead of once per middleware hook."""
 
@@ -10,7 +10,7 @@ from asgiref.sync import SyncToAsync
 from channels.testing import HttpCommunicator
 
 from churnshield.asgi import application, django_asgi_app
-from churnshield.auth.tokens import issue_tokens
+from core.auth.tokens import issue_tokens
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

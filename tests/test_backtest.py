@@ -9,7 +9,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from churnshield.demo.generator import generate
+from demo.generator import generate
 
 ROW = re.compile(
     r"^\| (?P<cutoff>\d{4}-\d\d-\d\d) \| (?P<model>champion \((?:logistic|xgboost)\)|logistic|rules) \| "

@@ -176,7 +176,7 @@ def test_unknown_fields_are_ignored_not_written(csm, make_customer, api_for):
 def test_unmatched_api_urls_are_json_404_even_in_debug(csm, method, path):
     from rest_framework.test import APIClient
 
-    from churnshield.auth.tokens import issue_tokens
+    from core.auth.tokens import issue_tokens
 
     client = APIClient(enforce_csrf_checks=True)  # as a real server does (Django's CSRF middleware)
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {issue_tokens(csm)['access']}")
@@ -324,7 +324,7 @@ def test_page_numbers_of_thousands_of_digits_are_answered_not_a_500(manager, mak
 
 
 def test_a_nested_invalid_input_error_reads_as_its_first_message():
-    from churnshield.exceptions import InvalidInputError
+    from core.exceptions import InvalidInputError
 
     nested = InvalidInputError({"rules": {2: {"params": ["days: required"]}}, "causes": ["must be a list"]})
     assert (str(nested), str(InvalidInputError({"steps": []})), str(InvalidInputError({}))) == (

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from churnshield.demo.generator import generate
 from customers.models import Customer
+from demo.generator import generate
 from interventions.models import Intervention
 from playbooks.models import Playbook
 from predictions.models import ModelVersion

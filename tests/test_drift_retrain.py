@@ -6,8 +6,8 @@ import pytest
 from django.test import override_settings
 from django.utils import timezone
 
-from churnshield.demo.generator import generate
 from customers.models import UserSession
+from demo.generator import generate
 from predictions.models import ModelVersion, PredictionRun
 from predictions.services.registry import model_promote, model_train
 from predictions.services.scoring import score_customers

@@ -3,7 +3,7 @@
 import-linter checks the direction between apps; this checks every file, function-level imports
 included (grimp sees them): two files that import each other, however indirectly, can be read,
 tested and changed only together. Services that hand work to their app's tasks name them
-("app.tasks.function", see `churnshield.enqueue`), since the tasks import the services; the second
+("app.tasks.function", see `core.enqueue`), since the tasks import the services; the second
 test keeps those names true.
 """
 
@@ -15,7 +15,7 @@ from pathlib import Path
 import grimp
 from celery import current_app
 
-from churnshield.enqueue import task_named
+from core.enqueue import task_named
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["root_packages"]

@@ -241,7 +241,7 @@ def _through_the_guard(path: str, headers: list[tuple[bytes, bytes]], body: byte
 
     import orjson
 
-    from churnshield.api.body_limit import BoundedBody
+    from core.api.body_limit import BoundedBody
 
     sent: list[dict] = []
 

@@ -12,8 +12,8 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import escape
 
-from churnshield.demo.generator import generate
 from customers.models import Customer
+from demo.generator import generate
 from predictions.ml.features import feature_info
 from predictions.model_card import figure, interval, percent
 from predictions.models import ChurnPrediction, ModelVersion, ModelVersionChange, PredictionRun

@@ -11,7 +11,7 @@ import pytest
 from django.apps import apps
 from django.urls import URLPattern, URLResolver, get_resolver
 
-from churnshield.auth.tokens import issue_tokens
+from core.auth.tokens import issue_tokens
 from customers.models import Customer
 from integrations.tests.receiver import post
 from tests.helpers import make_alert, make_intervention, make_prediction, schema_operations

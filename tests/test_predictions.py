@@ -11,8 +11,8 @@ from django.db.models import Max, Q
 from django.utils import timezone
 
 from alerts.models import Alert
-from churnshield.demo.generator import generate
 from customers.models import BillingEvent, Customer, NpsResponse, SupportTicket, UserSession
+from demo.generator import generate
 from predictions.models import ChurnCause, ChurnPrediction, ModelVersion, PredictionRun
 from predictions.services import churn_causes_refresh
 from predictions.services.registry import model_promote, model_train
@@ -373,7 +373,7 @@ def _predict_writes() -> tuple:
 @pytest.fixture
 def scored_signals():
     """The customers' ids of every `CustomersScored` published (what queues the playbook rule checks)."""
-    from churnshield import events
+    from core import events
 
     sent = []
 

@@ -453,7 +453,7 @@ def test_renewal_within_matches_active_customers_renewing_in_the_window(make_cus
 
 @pytest.mark.parametrize("days", [0, -5, "30", True, None, 731])
 def test_renewal_within_needs_a_whole_number_of_days(days):
-    from churnshield.exceptions import InvalidInputError
+    from core.exceptions import InvalidInputError
     from playbooks.models import Playbook
     from playbooks.services import playbook_create
 

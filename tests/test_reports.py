@@ -1,4 +1,4 @@
-"""The Reports page of the admin (churnshield/workspace/reports.py, docs/reports.md).
+"""The Reports page of the admin (workspace/reports.py, docs/reports.md).
 
 Real database, real admin view through Django's test client. Every figure is compared with an
 aggregate computed here independently, straight from the rows; a CSM's page counts only their
@@ -17,18 +17,18 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from churnshield.workspace.reports import (
-    MIN_MATURED_PER_GROUP,
-    SEGMENTS,
-    newcombe_interval,
-    wilson_interval,
-)
 from customers.models import Customer
 from customers.selectors import risk_revenue_groups
 from interventions.models import Intervention
 from playbooks.models import Playbook, PlaybookExecution
 from predictions.models import PortfolioSnapshot
 from predictions.services import portfolio_snapshot_take
+from workspace.reports import (
+    MIN_MATURED_PER_GROUP,
+    SEGMENTS,
+    newcombe_interval,
+    wilson_interval,
+)
 
 pytestmark = pytest.mark.django_db
 PAGE = "/admin/reports/"

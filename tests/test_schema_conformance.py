@@ -15,7 +15,7 @@ from drf_spectacular.generators import SchemaGenerator
 from schemathesis.core.transport import Response
 
 from alerts.models import Alert
-from churnshield.api.schema_hooks import CONFLICTS
+from core.api.schema_hooks import CONFLICTS
 from integrations.models import Integration
 from playbooks.models import PlaybookExecution
 from playbooks.services import playbook_upsert

@@ -11,9 +11,9 @@ from django.db.models import Count, Max, Q, Sum
 from django.utils import timezone
 
 from alerts.models import Alert
-from churnshield.demo.generator import generate
 from customers.models import Customer
 from customers.selectors import risk_level, risk_thresholds
+from demo.generator import generate
 from predictions.ml.training import rank_bands
 from predictions.models import ChurnPrediction, PortfolioSnapshot
 from predictions.selectors import champion, version_risk_bands

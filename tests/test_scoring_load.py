@@ -9,8 +9,8 @@ from django.contrib.auth.models import Group
 from django.db import connection, transaction
 from django.utils import timezone
 
-from churnshield.demo.generator import generate
 from customers.models import BillingEvent, UserSession
+from demo.generator import generate
 from predictions import data
 from predictions.ml.features import build_features
 

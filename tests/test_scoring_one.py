@@ -11,8 +11,8 @@ from django.db.models import Exists, OuterRef
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from churnshield.demo.generator import generate
 from customers.models import BillingEvent, Customer, NpsResponse, SupportTicket, UserSession
+from demo.generator import generate
 from predictions.data import load_customer_tables, load_tables
 from predictions.ml.tables import as_frame
 from predictions.models import ChurnPrediction, ModelVersion

@@ -15,11 +15,10 @@ from django.core.management.base import CommandError
 from django.db.models import Count, F, Q
 
 from alerts.models import Alert
-from churnshield.demo.generator import generate
-from churnshield.exceptions import ConflictError
-from churnshield.workspace.reports import MIN_MATURED_PER_GROUP, playbook_effects
+from core.exceptions import ConflictError
 from customers.models import BillingEvent, Customer, NpsResponse, SupportTicket, UserSession
 from customers.selectors import risk_level, risk_thresholds
+from demo.generator import generate
 from integrations.connectors.base import connector_class
 from integrations.models import Integration, SyncRun
 from integrations.selectors import SECRET_KEY_PATTERN
@@ -30,6 +29,7 @@ from playbooks.models import Playbook, PlaybookExecution
 from playbooks.selectors import OUTCOME_DAYS
 from predictions.causes import CAUSES
 from predictions.models import ChurnPrediction, PortfolioSnapshot
+from workspace.reports import MIN_MATURED_PER_GROUP, playbook_effects
 
 AS_OF = dt.date(2025, 6, 30)
 AS_OF_DT = dt.datetime(2025, 6, 30, tzinfo=dt.UTC)

@@ -9,7 +9,7 @@ import pytest
 from django.conf import settings
 from django.test import Client
 
-from churnshield.auth.attempts import single_attempt
+from core.auth.attempts import single_attempt
 from tests.test_auth_hardening import CountingHasher
 
 PASSWORD = "s3cret-pass-123"

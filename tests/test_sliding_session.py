@@ -15,7 +15,7 @@ from django.test import Client
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 
-from churnshield.auth.tokens import set_auth_cookies
+from core.auth.tokens import set_auth_cookies
 
 TRUSTED = "http://localhost:5173"
 ACCESS, REFRESH = settings.AUTH_COOKIE_ACCESS, settings.AUTH_COOKIE_REFRESH

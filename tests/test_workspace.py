@@ -14,7 +14,6 @@ from django.urls import reverse
 from django.utils import timezone
 
 from alerts.services import alert_create
-from churnshield.workspace.selectors import AT_RISK_ROWS
 from customers.models import Customer, NpsResponse, SupportTicket, UserSession
 from customers.selectors import risk_thresholds
 from interventions.models import Intervention
@@ -24,6 +23,7 @@ from playbooks.selectors import playbook_analytics
 from predictions.models import ChurnPrediction, PortfolioSnapshot
 from predictions.services import portfolio_snapshot_take
 from predictions.services.portfolio import RISKIEST_PER_OWNER
+from workspace.selectors import AT_RISK_ROWS
 
 pytestmark = pytest.mark.django_db
 HOME = "/admin/"

@@ -9,7 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from alerts.realtime import ws_ticket_issue
-from churnshield.auth.permissions import AnyRole
+from core.auth.permissions import AnyRole
 
 WsTicketSerializer = inline_serializer(
     "AlertWsTicket", fields={"ticket": serializers.CharField(), "expiresIn": serializers.IntegerField()}

@@ -7,8 +7,8 @@ from rest_framework import serializers
 from alerts.models import Alert
 from alerts.notifications.errors import UnsafeWebhookURL
 from alerts.notifications.webhooks import webhook_target
-from churnshield.api import fields as strict
-from churnshield.api.schema_hooks import body_rules
+from core.api import fields as strict
+from core.api.schema_hooks import body_rules
 
 
 @extend_schema_field({"type": "string", "pattern": r"^([01]\d|2[0-3]):[0-5]\d(:[0-5]\d)?$", "example": "22:00"})

@@ -7,7 +7,7 @@ from django.contrib.auth import get_user_model
 from django.db.models import Q
 
 from alerts.models import Alert
-from churnshield.auth.roles import Role
+from core.auth.roles import Role
 
 
 def escalation_users() -> tuple[set[int], set[int]]:

@@ -27,7 +27,7 @@ DEBUG = env.bool("DEBUG", default=False)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
 
 INSTALLED_APPS = [
-    "churnshield.workspace.apps.WorkspaceAdminConfig",  # django.contrib.admin, home = the workspace
+    "workspace.apps.WorkspaceAdminConfig",  # django.contrib.admin, home = the workspace
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -42,7 +42,8 @@ INSTALLED_APPS = [
     "axes",
     "django_celery_beat",
     "channels",
-    "churnshield",  # project-level management commands (seed_demo, demo_user)
+    "core",  # sign-in, roles, API plumbing; imports no domain app
+    "churnshield",  # the project's templates, static files and sync_schedules
     "customers",
     "interventions",
     "playbooks",
@@ -51,6 +52,8 @@ INSTALLED_APPS = [
     "alerts",
     "django_prometheus",  # request counts and latency per view on /metrics
     "monitoring",  # health, metrics, logs, backups, retention
+    "dashboard",  # the React app's dashboard endpoints
+    "demo",  # seed_demo, demo_user
 ]
 
 MIDDLEWARE = [
@@ -60,8 +63,8 @@ MIDDLEWARE = [
     "django.middleware.csp.ContentSecurityPolicyMiddleware",  # SECURE_CSP on every response
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "corsheaders.middleware.CorsMiddleware",
-    "churnshield.middleware.RejectNulBytesMiddleware",
-    "churnshield.auth.middleware.RenewedAuthCookiesMiddleware",  # the sliding session's new cookies
+    "core.middleware.RejectNulBytesMiddleware",
+    "core.auth.middleware.RenewedAuthCookiesMiddleware",  # the sliding session's new cookies
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -156,7 +159,7 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
-    "churnshield.auth.backends.UsernameOrEmailBackend",
+    "core.auth.backends.UsernameOrEmailBackend",
 ]
 
 LANGUAGE_CODE = "en-us"
@@ -202,7 +205,7 @@ IMPORT_MAX_FILES = env.int("IMPORT_MAX_FILES", default=20)
 REDIS_URL = env.str("REDIS_URL", default="")
 # Error reports (the DEBUG page, error e-mails) mask passwords inside URL values too, not only
 # settings named like secrets: REDIS_URL alone is copied into four other settings.
-DEFAULT_EXCEPTION_REPORTER_FILTER = "churnshield.debug.UrlCredentialsReporterFilter"
+DEFAULT_EXCEPTION_REPORTER_FILTER = "core.debug.UrlCredentialsReporterFilter"
 # Every Redis client gives up on a dead connection instead of waiting forever (a hung publish would hold a request).
 REDIS_SOCKET_TIMEOUT_SECONDS = env.float("REDIS_SOCKET_TIMEOUT_SECONDS", default=10.0)
 REDIS_CONNECT_TIMEOUT_SECONDS = env.float("REDIS_CONNECT_TIMEOUT_SECONDS", default=5.0)
@@ -225,7 +228,7 @@ CACHES |= {
     # Sign-in's counters (login throttle, one-attempt lock): the default cache, or the database
     # while it is unreachable, so a Redis outage neither fails sign-in nor lifts its limits.
     "signin": {
-        "BACKEND": "churnshield.cache.FailoverCache",
+        "BACKEND": "core.cache.FailoverCache",
         "OPTIONS": {"PRIMARY": "default", "FALLBACK": "signin_db"},
     },
     "signin_db": {
@@ -240,19 +243,19 @@ CACHES |= {
 # --- Client address ---------------------------------------------------------------------------
 # How many reverse proxies in front of the app append to X-Forwarded-For. 0: none is trusted and
 # the client is the peer address (REMOTE_ADDR); the header is ignored. The login throttle, axes'
-# lock-out and the one-attempt lock all use this (churnshield/auth/addresses.py).
+# lock-out and the one-attempt lock all use this (core/auth/addresses.py).
 TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
 
 # --- REST framework ---------------------------------------------------------------------------
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["churnshield.auth.authentication.JWTBearerOrCookieAuthentication"],
-    "DEFAULT_PERMISSION_CLASSES": ["churnshield.auth.permissions.RoleBasedPermission"],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["core.auth.authentication.JWTBearerOrCookieAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["core.auth.permissions.RoleBasedPermission"],
     "DEFAULT_RENDERER_CLASSES": ["drf_orjson_renderer.renderers.ORJSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["churnshield.api.parsers.BoundedJSONParser"],
-    "DEFAULT_FILTER_BACKENDS": ["churnshield.api.filters.FilterBackend"],
-    "DEFAULT_PAGINATION_CLASS": "churnshield.api.pagination.LinkHeaderPagination",
+    "DEFAULT_PARSER_CLASSES": ["core.api.parsers.BoundedJSONParser"],
+    "DEFAULT_FILTER_BACKENDS": ["core.api.filters.FilterBackend"],
+    "DEFAULT_PAGINATION_CLASS": "core.api.pagination.LinkHeaderPagination",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "churnshield.api.errors.exception_handler",
+    "EXCEPTION_HANDLER": "core.api.errors.exception_handler",
     "UNAUTHENTICATED_USER": None,
     # Other throttles read the client address from X-Forwarded-For as the login throttle does.
     "NUM_PROXIES": TRUSTED_PROXY_COUNT,
@@ -288,8 +291,8 @@ SPECTACULAR_SETTINGS = {
     # Every operation documents the error responses it can send, so clients and the schema fuzzer know them.
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "churnshield.api.schema_hooks.add_error_responses",
-        "churnshield.api.schema_hooks.add_body_rules",
+        "core.api.schema_hooks.add_error_responses",
+        "core.api.schema_hooks.add_body_rules",
         # Served by the ASGI receiver before Django's URL conf, so described by hand.
         "integrations.api.schema.add_webhook_route",
     ],
@@ -299,7 +302,7 @@ SPECTACULAR_SETTINGS = {
         "InterventionStatusEnum": "interventions.models.Intervention.Status",
         "IntegrationStatusEnum": "integrations.models.Integration.Status",
         "AlertSeverityEnum": "alerts.models.Alert.Severity",  # alerts and notification preferences
-        "TimeZoneEnum": "churnshield.api.fields.TIME_ZONE_NAMES",  # preferences' timeZone, imports' timezone
+        "TimeZoneEnum": "core.api.fields.TIME_ZONE_NAMES",  # preferences' timeZone, imports' timezone
     },
 }
 
@@ -345,10 +348,10 @@ AXES_RESET_ON_SUCCESS = True
 # before any hashing, so extending the lock gains nothing against a guesser and only keeps a
 # user who retries (the right password included) locked out past the time the 429 announced.
 AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
-AXES_LOCKOUT_CALLABLE = "churnshield.auth.views.lockout_response"
+AXES_LOCKOUT_CALLABLE = "core.auth.views.lockout_response"
 # Failures count against the account, whatever spelling of its e-mail address reached authenticate().
-AXES_USERNAME_CALLABLE = "churnshield.auth.attempts.axes_username"
-AXES_CLIENT_IP_CALLABLE = "churnshield.auth.addresses.client_ip"  # TRUSTED_PROXY_COUNT, as the throttle
+AXES_USERNAME_CALLABLE = "core.auth.attempts.axes_username"
+AXES_CLIENT_IP_CALLABLE = "core.auth.addresses.client_ip"  # TRUSTED_PROXY_COUNT, as the throttle
 AXES_VERBOSE = False
 
 # --- Celery -----------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ from typing import Any
 from django.core.validators import ProhibitNullCharactersValidator
 from rest_framework import serializers
 
-from churnshield.api import fields as strict
+from core.api import fields as strict
 from customers.models import RiskLevel
 from customers.services import MAX_IMPORT_CHARS
 

@@ -17,8 +17,8 @@ from rest_framework.response import Response
 from rest_framework.utils.urls import replace_query_param
 from rest_framework.views import APIView
 
-from churnshield.api.pagination import positive_int_param
-from churnshield.auth.permissions import IsManagerOrAdmin
+from core.api.pagination import positive_int_param
+from core.auth.permissions import IsManagerOrAdmin
 from customers import selectors, services
 from customers.api.serializers import (
     CsvImportInputSerializer,

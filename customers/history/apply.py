@@ -29,8 +29,8 @@ from django.db.models import Count, Model, QuerySet
 from django.db.models.functions import Lower
 from django.utils import timezone
 
-from churnshield.db import values_update
-from churnshield.events import PaymentFailed
+from core.db import values_update
+from core.events import PaymentFailed
 from customers.contracts import SubscriptionState, customer_contracts_refresh, subscription_states_record
 from customers.history.canonical import (
     LIVE_SUBSCRIPTION_STATES,

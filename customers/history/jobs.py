@@ -23,8 +23,8 @@ from django.core.files.uploadedfile import UploadedFile
 from django.db import connection, connections, transaction
 from django.utils import timezone
 
-from churnshield.enqueue import task_named
-from churnshield.exceptions import ConflictError
+from core.enqueue import task_named
+from core.exceptions import ConflictError
 from customers.history.kinds import KINDS, kind_of_file
 from customers.history.readers import FileError, file_format
 from customers.history.services import ImportError_, ImportResult, import_history, parse_mapping

@@ -3,7 +3,7 @@ external records, scoring runs and the model registry.
 
 A webhook body names customers of every portfolio, and a scoring run counts the whole book; none
 of it can be narrowed to one portfolio. The admin closes these pages to CSMs as well
-(`churnshield.admin_scoping`), so either guard alone keeps them out.
+(`customers.admin_scoping`), so either guard alone keeps them out.
 """
 
 from importlib import import_module

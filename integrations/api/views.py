@@ -11,7 +11,7 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from churnshield.auth.permissions import IsManagerOrAdmin
+from core.auth.permissions import IsManagerOrAdmin
 from integrations import selectors, services
 from integrations.api.serializers import IntegrationOutputSerializer, SyncRunOutputSerializer
 

@@ -17,7 +17,7 @@ import time_machine
 from django.utils import timezone
 
 from alerts.models import Alert
-from churnshield import events
+from core import events
 from customers.models import BillingEvent, Customer, NpsResponse, SupportTicket, UserSession
 from integrations import asgi as receiver
 from integrations import services

@@ -5,7 +5,7 @@ import re
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from churnshield.api import fields as strict
+from core.api import fields as strict
 from interventions.models import Intervention
 from interventions.services import BULK_ACTIONS
 

@@ -8,7 +8,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from churnshield.auth.permissions import AnyRole
+from core.auth.permissions import AnyRole
 from interventions import selectors, services
 from interventions.api.serializers import (
     BulkActionResultSerializer,

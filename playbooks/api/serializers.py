@@ -2,8 +2,8 @@
 
 from rest_framework import serializers
 
-from churnshield.api import fields as strict
-from churnshield.api.schema_hooks import body_rules
+from core.api import fields as strict
+from core.api.schema_hooks import body_rules
 from interventions.api.serializers import BoundedDateTimeField
 from interventions.models import Intervention
 from playbooks.definitions import MAX_STEPS

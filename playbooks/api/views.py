@@ -9,8 +9,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from churnshield.auth.permissions import AnyRole
-from churnshield.exceptions import NotFoundError
+from core.auth.permissions import AnyRole
+from core.exceptions import NotFoundError
 from playbooks import approvals, selectors, services
 from playbooks.api.serializers import (
     BulkTriggerInputSerializer,

@@ -1,6 +1,6 @@
 from rest_framework import serializers
 
-from churnshield.api import fields as strict
+from core.api import fields as strict
 
 
 class CustomerIdSerializer(serializers.Serializer):

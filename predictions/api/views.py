@@ -8,8 +8,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from churnshield.auth.permissions import AnyRole
-from churnshield.auth.roles import can_write
+from core.auth.permissions import AnyRole
+from core.auth.roles import can_write
 from customers.selectors import customer_get
 from predictions import selectors
 from predictions.api.serializers import CustomerIdSerializer, CustomerIdsSerializer

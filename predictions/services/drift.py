@@ -8,7 +8,7 @@ import datetime as dt
 from django.conf import settings
 from django.utils import timezone
 
-from churnshield.enqueue import enqueue_on_commit
+from core.enqueue import enqueue_on_commit
 from predictions.models import ModelVersion, PredictionRun
 from predictions.selectors import batch_drift
 from predictions.services.registry import model_train

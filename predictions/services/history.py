@@ -52,7 +52,7 @@ def _next_week(start: dt.datetime) -> dt.datetime:
 def _thin_period(start: dt.datetime, end: dt.datetime) -> int:
     """Delete every prediction in [start, end) but each customer's latest one there.
 
-    The surplus ids are listed once: `churnshield.db.delete_in_batches` re-runs its query per
+    The surplus ids are listed once: `core.db.delete_in_batches` re-runs its query per
     batch, which here would recompute the window over the whole period each time."""
     ranked = ChurnPrediction.objects.filter(prediction_date__gte=start, prediction_date__lt=end).annotate(
         rank=Window(

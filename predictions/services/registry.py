@@ -15,8 +15,8 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
-from churnshield.enqueue import enqueue_on_commit
-from churnshield.exceptions import ConflictError
+from core.enqueue import enqueue_on_commit
+from core.exceptions import ConflictError
 from predictions.data import load_tables
 from predictions.ml import rules
 from predictions.ml.training import NotEnoughLabels, TrainedModel, same_rows_auc, train

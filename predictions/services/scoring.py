@@ -23,10 +23,10 @@ from django.utils import timezone
 from alerts.models import Alert, NotificationSettings
 from alerts.selectors import notification_settings_get
 from alerts.services import alert_create, alerts_create_many, alerts_resolve_cleared
-from churnshield import events
-from churnshield.auth.roles import sees_all_customers
-from churnshield.enqueue import enqueue_on_commit
-from churnshield.exceptions import ConflictError, NotFoundError
+from core import events
+from core.auth.roles import sees_all_customers
+from core.enqueue import enqueue_on_commit
+from core.exceptions import ConflictError, NotFoundError
 from customers.models import Customer
 from customers.selectors import risk_level, risk_thresholds
 from customers.services import customer_scores_set

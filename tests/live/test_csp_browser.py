@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from churnshield.auth.tokens import issue_tokens
+from core.auth.tokens import issue_tokens
 from tests.live.conftest import ROOT
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]

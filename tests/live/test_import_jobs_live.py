@@ -9,7 +9,7 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from churnshield.auth.tokens import issue_tokens
+from core.auth.tokens import issue_tokens
 from customers.models import Customer, ImportChunk, ImportJob, NpsResponse, Subscription, SupportTicket, UserSession
 from tests.live.conftest import service_env
 from tests.live.test_webhooks_live import start_web, start_worker

@@ -6,8 +6,8 @@ light and dark, land in .pytest-logs/."""
 import pytest
 from django.utils import timezone
 
-from churnshield.demo.generator import generate
 from customers.models import Customer
+from demo.generator import generate
 from predictions.models import ChurnPrediction, ModelVersion, ModelVersionChange, PredictionRun
 from predictions.services.registry import model_promote, model_train, rules_version
 from predictions.services.scoring import score_customers

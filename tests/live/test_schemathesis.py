@@ -18,7 +18,7 @@ import subprocess
 import pytest
 
 from alerts.models import Alert
-from churnshield.auth.tokens import issue_tokens
+from core.auth.tokens import issue_tokens
 from integrations.models import Integration
 from playbooks.models import PlaybookExecution
 from playbooks.services import playbook_trigger, playbook_upsert

@@ -16,7 +16,7 @@ from alerts.models import Alert, NotificationDelivery
 from alerts.services import alert_create, alert_snooze
 from alerts.tasks import dispatch_notifications, fan_out_alerts
 from churnshield.celery import app
-from churnshield.enqueue import enqueue
+from core.enqueue import enqueue
 from playbooks.tasks import evaluate_trigger_rules
 from tests.conftest import reset_broker_pools
 from tests.live.conftest import free_port

@@ -11,11 +11,11 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from churnshield.workspace.reports import playbook_effects
 from playbooks.models import PlaybookExecution, PlaybookStepRun
 from playbooks.selectors import playbook_analytics, playbook_analytics_by_type
 from playbooks.services import execution_outcomes_record
 from tests.helpers import make_prediction
+from workspace.reports import playbook_effects
 
 pytestmark = pytest.mark.django_db
 WAIT = [{"key": "w", "type": "wait", "duration": "1d"}]

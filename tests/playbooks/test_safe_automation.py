@@ -14,7 +14,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from churnshield.exceptions import ConflictError, NotFoundError
+from core.exceptions import ConflictError, NotFoundError
 from customers.models import Customer
 from customers.selectors import risk_thresholds
 from interventions.models import Intervention

@@ -5,7 +5,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from churnshield.exceptions import InvalidInputError
+from core.exceptions import InvalidInputError
 from playbooks.defaults import DEFAULT_PLAYBOOKS
 from playbooks.services import playbooks_import
 
