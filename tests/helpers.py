@@ -4,8 +4,11 @@ import datetime as dt
 
 from django.utils import timezone
 from drf_spectacular.generators import SchemaGenerator
+from kombu import pools
+from rest_framework.test import APIClient
 
 from alerts.models import Alert
+from core.auth.tokens import issue_tokens
 from interventions.models import Intervention
 from predictions.models import ChurnPrediction
 
@@ -39,3 +42,19 @@ def schema_operations() -> list[tuple[str, str]]:
     """(METHOD, path) of every operation in the OpenAPI schema."""
     schema = SchemaGenerator().get_schema(request=None, public=True)
     return [(method.upper(), path) for path, item in schema["paths"].items() for method in item]
+
+
+def reset_broker_pools() -> None:
+    """Close kombu's connection and producer pools and forget them (kombu keys them by broker URL,
+    and a closed pool refuses every later acquire); Celery opens new ones on the next send."""
+    from churnshield.celery import app
+
+    pools.reset()
+    app._after_fork()  # drops the app's cached connection and producer pools
+
+
+def client_for(user) -> APIClient:
+    client = APIClient()
+    if user is not None:
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {issue_tokens(user)['access']}")
+    return client

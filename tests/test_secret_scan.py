@@ -36,16 +36,16 @@ ALLOWED = {
     ("integrations/tests/test_setup_forms.py", SVIX_VECTOR): "public test vector, a generic integration's secret",
     ("tests/live/test_observability.py", SVIX_VECTOR): "public test vector, logged to prove redaction",
     ("tests/faults/webhook_load.py", SVIX_VECTOR): "public test vector, the fault suite's signing secret",
-    ("tests/monitoring/test_logs_and_celery_config.py", SVIX_VECTOR): "public test vector, redaction test",
+    ("monitoring/tests/test_logs_and_celery_config.py", SVIX_VECTOR): "public test vector, redaction test",
     ("integrations/tests/test_webhook_fuzz.py", "whsec_QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo="): "base64 of A–Z",
     ("tests/live/test_observability.py", "sk_live_51HxYzAbCdEfGhIjKlMnOp"): "made-up key (alphabet), redaction test",
     (
-        "tests/monitoring/test_logs_and_celery_config.py",
+        "monitoring/tests/test_logs_and_celery_config.py",
         "eyJhbGciOiJIUzI1NiJ9.eyJ1c2VyX2lkIjo0Mn0.c2lnbmF0dXJlLXZhbHVlLWhlcmU",
     ): "made-up JWT (signature 'signature-value-here'), redaction test",
     ("tests/test_settings.py", SYNTHETIC_SECRET_KEY): "SECRET_KEY for the deploy check's synthetic environment",
-    ("tests/monitoring/test_production_metrics.py", SYNTHETIC_SECRET_KEY): "the same synthetic SECRET_KEY",
-    ("tests/monitoring/test_production_metrics.py", "prod-scrape-token-0123456789"): "synthetic scrape token",
+    ("monitoring/tests/test_production_metrics.py", SYNTHETIC_SECRET_KEY): "the same synthetic SECRET_KEY",
+    ("monitoring/tests/test_production_metrics.py", "prod-scrape-token-0123456789"): "synthetic scrape token",
     ("tests/test_settings.py", "django-insecure-playbook-webhook-dev-secret"): "public dev default",
 }
 SKIP_SUFFIXES = (".png", ".jpg", ".ico", ".woff", ".woff2", ".ubj", ".json.gz", ".lock", ".svg")

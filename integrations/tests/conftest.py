@@ -2,7 +2,6 @@ import pytest
 
 from integrations.models import Integration
 from integrations.tests.fakes import FakeProvider
-from tests.conftest import _clear_cache, admin_user, api_for, csm, make_customer, make_user, manager, viewer  # noqa: F401 (shared fixtures)
 
 STRIPE_SECRET = "whsec_test_stripe_secret"
 HUBSPOT_SECRET = "hubspot-client-secret"

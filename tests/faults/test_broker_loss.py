@@ -21,6 +21,7 @@ import time
 import httpx
 import pytest
 
+from alerts.tests.servers import start_smtp
 from tests.faults.harness import manage, wait_until
 from tests.faults.stack import start_stack
 from tests.faults.webhook_load import (
@@ -34,7 +35,6 @@ from tests.faults.webhook_load import (
     send_all,
     setup_code,
 )
-from tests.notifications.servers import start_smtp
 
 pytestmark = pytest.mark.live
 

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.live
 SEED_ROWS = """
 import datetime as dt
 from predictions.models import ModelVersion, PredictionRun
-from tests.monitoring.factories import make_batch_run, make_champion
+from monitoring.tests.factories import make_batch_run, make_champion
 
 PredictionRun.objects.all().delete()
 ModelVersion.objects.all().delete()

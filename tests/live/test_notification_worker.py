@@ -4,9 +4,9 @@ import pytest
 
 from alerts.models import NotificationDelivery, NotificationSettings
 from alerts.services import alert_create
+from alerts.tests.servers import start_smtp
 from churnshield.celery import app
 from tests.live.conftest import VENV_BIN, eventually, service_env
-from tests.notifications.servers import start_smtp
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 

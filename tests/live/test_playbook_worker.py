@@ -15,8 +15,8 @@ from churnshield.celery import app
 from interventions.models import Intervention
 from playbooks import engine, services
 from playbooks.models import PlaybookExecution, PlaybookStepRun
+from playbooks.tests.conftest import Receiver
 from tests.live.conftest import ROOT, VENV_BIN, eventually, service_env
-from tests.playbooks.conftest import Receiver
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 

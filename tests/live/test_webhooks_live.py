@@ -17,7 +17,7 @@ import pytest
 from customers.models import Customer
 from integrations.models import Integration, SyncRun, WebhookEvent
 from integrations.tests.fakes import FakeProvider, stripe_customer, stripe_list, stripe_subscription
-from tests.conftest import client_for
+from tests.helpers import client_for
 from tests.live.conftest import VENV_BIN, eventually, serve_asgi, service_env
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]

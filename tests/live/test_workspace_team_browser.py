@@ -12,6 +12,7 @@ import pytest
 from django.utils import timezone
 
 from alerts.models import Alert
+from alerts.tests.servers import start_smtp
 from customers.models import Customer
 from customers.selectors import risk_thresholds
 from interventions.models import Intervention
@@ -28,7 +29,6 @@ from tests.live.test_csp_browser import (
     chromium_or_skip,
     signed_in_admin_page,
 )
-from tests.notifications.servers import start_smtp
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 SHOTS = ROOT / ".pytest-logs"

@@ -15,10 +15,9 @@ from django.core.cache import cache
 from django.db import connections
 from django.utils import timezone
 from kombu import pools
-from rest_framework.test import APIClient
 
-from core.auth.tokens import issue_tokens
 from customers.models import Customer
+from tests.helpers import client_for, reset_broker_pools
 
 _counter = itertools.count(1)
 
@@ -101,15 +100,6 @@ def _celery_state_restored():
     _state._set_task_join_will_block(False)
 
 
-def reset_broker_pools() -> None:
-    """Close kombu's connection and producer pools and forget them (kombu keys them by broker URL,
-    and a closed pool refuses every later acquire); Celery opens new ones on the next send."""
-    from churnshield.celery import app
-
-    pools.reset()
-    app._after_fork()  # drops the app's cached connection and producer pools
-
-
 @pytest.fixture(autouse=True)
 def _clear_cache():
     # Throttle counters live in the cache; one test's login attempts must not leak into the next.
@@ -169,13 +159,6 @@ def make_customer(db):
         return Customer.objects.create(**defaults)
 
     return make
-
-
-def client_for(user) -> APIClient:
-    client = APIClient()
-    if user is not None:
-        client.credentials(HTTP_AUTHORIZATION=f"Bearer {issue_tokens(user)['access']}")
-    return client
 
 
 @pytest.fixture

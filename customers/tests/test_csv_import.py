@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from customers.models import Customer
-from tests.conftest import client_for
+from tests.helpers import client_for
 
 
 def post(client, text: str):

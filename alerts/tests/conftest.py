@@ -3,7 +3,7 @@
 import pytest
 
 from alerts.models import NotificationPreference, NotificationSettings
-from tests.notifications.servers import WebhookReceiver, start_smtp
+from alerts.tests.servers import WebhookReceiver, start_smtp
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from django.conf import settings
 from django.test import Client
 
 from core.auth.attempts import single_attempt
-from tests.test_auth_hardening import CountingHasher
+from core.tests.test_auth_hardening import CountingHasher
 
 PASSWORD = "s3cret-pass-123"
 DOORS = ["api", "signin", "admin"]
@@ -32,7 +32,7 @@ def no_login_throttle(settings):
 
 @pytest.fixture
 def counting_hasher(settings):
-    settings.PASSWORD_HASHERS = ["tests.test_auth_hardening.CountingHasher"]
+    settings.PASSWORD_HASHERS = ["core.tests.test_auth_hardening.CountingHasher"]
     CountingHasher.calls = 0
     return CountingHasher
 

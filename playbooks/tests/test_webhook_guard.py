@@ -9,8 +9,8 @@ import pytest
 
 from playbooks import steps
 from playbooks.models import Playbook, PlaybookExecution
-from tests.playbooks.conftest import Receiver
-from tests.playbooks.test_engine import start
+from playbooks.tests.conftest import Receiver
+from playbooks.tests.test_engine import start
 
 pytestmark = pytest.mark.django_db
 

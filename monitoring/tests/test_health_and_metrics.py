@@ -8,7 +8,7 @@ from django.test import Client, override_settings
 
 from alerts.models import Alert
 from monitoring.metrics import collector
-from tests.monitoring.factories import make_batch_run, make_champion
+from monitoring.tests.factories import make_batch_run, make_champion
 
 pytestmark = pytest.mark.django_db
 
@@ -109,10 +109,10 @@ def test_metrics_report_requests_predictions_batches_model_and_alerts(make_custo
 
 @override_settings(METRICS_TOKEN="", METRICS_ALLOWED_NETWORKS=["127.0.0.0/8"], MONITORING_METRICS_CACHE_SECONDS=0)
 def test_a_broken_source_is_reported_not_fatal():
-    with override_settings(MONITORING_METRIC_SOURCES=["tests.monitoring.factories.no_such_function"]):
+    with override_settings(MONITORING_METRIC_SOURCES=["monitoring.tests.factories.no_such_function"]):
         text = Client().get("/metrics").content.decode()
     assert (
-        metric_value(text, "churnshield_metrics_source_up", 'source="tests.monitoring.factories.no_such_function"') == 0
+        metric_value(text, "churnshield_metrics_source_up", 'source="monitoring.tests.factories.no_such_function"') == 0
     )
 
 

@@ -1,4 +1,4 @@
-"""Authentication hardening beyond tests/test_auth.py (RELIABILITY S3 and X5's unit part): token
+"""Authentication hardening beyond core/tests/test_auth.py (RELIABILITY S3 and X5's unit part): token
 expiry at exp ± 1 s with our LEEWAY, the lock-out's cool-off boundaries, the lock-out under 50
 parallel attempts (the password hasher, instrumented, runs at most limit + 2 times) and user
 enumeration by timing."""
@@ -38,7 +38,7 @@ class CountingHasher(PBKDF2PasswordHasher):
 
 @pytest.fixture
 def counting_hasher(settings):
-    settings.PASSWORD_HASHERS = ["tests.test_auth_hardening.CountingHasher"]
+    settings.PASSWORD_HASHERS = ["core.tests.test_auth_hardening.CountingHasher"]
     CountingHasher.calls = 0
     yield CountingHasher
 

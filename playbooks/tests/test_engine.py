@@ -12,7 +12,7 @@ from alerts.models import Alert
 from interventions.models import Intervention
 from playbooks import engine, services
 from playbooks.models import Playbook, PlaybookExecution, PlaybookStepRun
-from tests.playbooks.conftest import elapse
+from playbooks.tests.conftest import elapse
 
 pytestmark = pytest.mark.django_db
 

@@ -16,8 +16,8 @@ from django_celery_beat.models import CrontabSchedule, PeriodicTask
 from churnshield.celery import app
 from monitoring.beat import LockedDatabaseScheduler
 from monitoring.selectors import BEAT_LOCK_KEY
-from tests.conftest import reset_broker_pools
 from tests.faults.harness import PrivateRedis
+from tests.helpers import reset_broker_pools
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

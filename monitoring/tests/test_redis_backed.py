@@ -7,8 +7,8 @@ from django.test import Client, override_settings
 
 from monitoring.metrics import collector
 from monitoring.selectors import BEAT_TICK_KEY
+from monitoring.tests.test_health_and_metrics import metric_value
 from tests.faults.harness import PrivateRedis
-from tests.monitoring.test_health_and_metrics import metric_value
 
 
 @pytest.fixture

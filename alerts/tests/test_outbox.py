@@ -18,7 +18,7 @@ from alerts.tasks import dispatch_notifications, fan_out_alerts
 from churnshield.celery import app
 from core.enqueue import enqueue
 from playbooks.tasks import evaluate_trigger_rules
-from tests.conftest import reset_broker_pools
+from tests.helpers import reset_broker_pools
 from tests.live.conftest import free_port
 
 pytestmark = pytest.mark.django_db

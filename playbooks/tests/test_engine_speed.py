@@ -10,7 +10,7 @@ from alerts.models import Alert
 from interventions.models import Intervention
 from playbooks import engine, services, tasks
 from playbooks.models import PlaybookExecution, PlaybookStepRun
-from tests.playbooks.conftest import elapse
+from playbooks.tests.conftest import elapse
 
 pytestmark = pytest.mark.django_db
 

@@ -57,7 +57,7 @@ def test_retention_removes_only_what_is_old_enough(make_customer):
         "session_actions": 1,
         "retired_model_artifacts": 1,
         "task_attempts": 1,
-        "prediction_history_weekly": 0,  # thinned in tests/test_prediction_history.py
+        "prediction_history_weekly": 0,  # thinned in predictions/tests/test_prediction_history.py
         "prediction_history_monthly": 0,
     }
     assert set(Alert.objects.values_list("pk", flat=True)) == {old_unread.pk, new_read.pk}

@@ -14,6 +14,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from alerts.tests.servers import start_smtp
 from core.exceptions import ConflictError, NotFoundError
 from customers.models import Customer
 from customers.selectors import risk_thresholds
@@ -22,7 +23,6 @@ from playbooks import approvals, rules, services, tasks
 from playbooks.defaults import seed_default_playbooks
 from playbooks.models import EmailReview, Playbook, PlaybookExecution, PlaybookStepRun, TriggerRule
 from tests.helpers import make_prediction
-from tests.notifications.servers import start_smtp
 
 pytestmark = pytest.mark.django_db
 EMAIL_PLAYBOOK = [
