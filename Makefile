@@ -40,7 +40,7 @@ test: venv
 	$(PY) manage.py makemigrations --check --dry-run
 	$(VENV)/bin/lint-imports
 	$(PY) -m mypy
-	$(PY) -m pytest
+	$(PY) -m pytest --durations=30
 
 lint: venv
 	$(PY) -m ruff check --fix .

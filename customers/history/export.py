@@ -15,7 +15,7 @@ from django.contrib.auth import get_user_model
 from django.db import models
 from django.db.models import Model
 
-from customers.history.kinds import KINDS
+from customers.history.kinds import CUSTOMER_FIELDS, KINDS
 from customers.history.readers import writer_for
 from customers.models import Customer, NpsResponse, Subscription, SupportTicket, UserSession
 
@@ -39,26 +39,7 @@ class _Table:
 
 
 _TABLES = (
-    _Table(
-        "customers",
-        Customer,
-        (
-            "external_id",
-            "name",
-            "email",
-            "company",
-            "plan",
-            "mrr",
-            "signup_date",
-            "last_login",
-            "nps_score",
-            "support_tickets",
-            "feature_usage",
-            "is_active",
-            "churned_at",
-            "owner_id",
-        ),
-    ),
+    _Table("customers", Customer, CUSTOMER_FIELDS),
     _Table(
         "subscriptions",
         Subscription,

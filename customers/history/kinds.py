@@ -502,28 +502,31 @@ _CUSTOMER = {
     "account": "customer",
 }
 
+# The customers file's columns as model fields, in the file's order (its `owner` is `owner_id`).
+CUSTOMER_FIELDS = (
+    "external_id",
+    "name",
+    "email",
+    "company",
+    "plan",
+    "mrr",
+    "signup_date",
+    "last_login",
+    "nps_score",
+    "support_tickets",
+    "feature_usage",
+    "is_active",
+    "churned_at",
+    "owner_id",
+)
+
 KINDS: dict[str, Kind] = {
     kind.name: kind
     for kind in (
         Kind(
             "customers",
             ("customers", "customer", "accounts"),
-            (
-                "external_id",
-                "name",
-                "email",
-                "company",
-                "plan",
-                "mrr",
-                "signup_date",
-                "last_login",
-                "nps_score",
-                "support_tickets",
-                "feature_usage",
-                "is_active",
-                "churned_at",
-                "owner",
-            ),
+            tuple("owner" if name == "owner_id" else name for name in CUSTOMER_FIELDS),
             (),
             {
                 **_ID,

@@ -26,6 +26,7 @@ from django.utils import timezone
 from customers.contracts import customer_contracts_refresh
 from customers.history.apply import CustomerRow, customers_by_email, customers_upsert
 from customers.history.kinds import (
+    CUSTOMER_FIELDS,
     KINDS,
     ORDER,
     PAGE_EVENTS,
@@ -641,24 +642,6 @@ class _EventWriter(_Writer):
                 cursor.execute(f"DROP TABLE IF EXISTS temp.{self.table}")
 
 
-_CUSTOMER_FIELDS = (
-    "external_id",
-    "name",
-    "email",
-    "company",
-    "plan",
-    "mrr",
-    "signup_date",
-    "last_login",
-    "nps_score",
-    "support_tickets",
-    "feature_usage",
-    "is_active",
-    "churned_at",
-    "owner_id",
-)
-
-
 class _CustomerWriter(_Writer):
     """Customers are matched by external id, else by e-mail (case-insensitive), in chunks, and
     written by `customers_upsert` (the CSV import's and the data sync's too): new ones created in
@@ -676,7 +659,7 @@ class _CustomerWriter(_Writer):
         self.ctx.user_ids = index
         present = {("owner_id" if c == "owner" else c) for c in self.columns}
         present |= {"is_active"} if "churned_at" in present else set()
-        self.present = [f for f in _CUSTOMER_FIELDS if f in present]
+        self.present = [f for f in CUSTOMER_FIELDS if f in present]
         self.pending: list[tuple[int, dict[str, Any]]] = []
         self.seen_ids: dict[str, int] = {}
         self.seen_emails: dict[str, int] = {}
@@ -745,7 +728,7 @@ class _CustomerWriter(_Writer):
                 if missing:
                     self._reject(line, missing[0], f"{', '.join(missing)}: required for a new customer.")
                     continue
-                new = {k: v for k, v in values.items() if k in _CUSTOMER_FIELDS}
+                new = {k: v for k, v in values.items() if k in CUSTOMER_FIELDS}
                 self.rows.append(CustomerRow(email=new.pop("email"), new=new, matched=True))
             else:
                 merged = {k: v for k, v in values.items() if k in self.present}
