@@ -11,8 +11,8 @@ from django.urls import reverse
 from integrations import selectors, services
 from integrations.connectors.base import Delivery, secret_value
 from integrations.models import SyncRun, WebhookEvent
-from integrations.tests.fakes import stripe_customer, stripe_event, stripe_header, stripe_list
 from integrations.tests.conftest import STRIPE_SECRET
+from integrations.tests.fakes import stripe_customer, stripe_event, stripe_header, stripe_list
 from integrations.tests.receiver import deliver, hold_drain
 from predictions.models import ChurnPrediction
 
@@ -96,8 +96,8 @@ def test_secrets_may_live_in_the_environment(monkeypatch, make_integration):
 def test_an_opened_ticket_rescores_the_customer_after_commit(
     make_integration, make_customer, django_capture_on_commit_callbacks
 ):
-    from integrations.tests.fakes import standard_headers
     from integrations.tests.conftest import GENERIC_SECRET
+    from integrations.tests.fakes import standard_headers
 
     customer = make_customer(email="rescore@example.com")
     integration = make_integration("generic")

@@ -14,8 +14,8 @@ from django.core.cache import cache
 
 from integrations.models import WebhookEvent
 from integrations.selectors import webhook_rejection_counts
-from integrations.tests.fakes import hubspot_headers, standard_headers, stripe_header, zendesk_headers
 from integrations.tests.conftest import GENERIC_SECRET, HUBSPOT_SECRET, STRIPE_SECRET, ZENDESK_SECRET
+from integrations.tests.fakes import hubspot_headers, standard_headers, stripe_header, zendesk_headers
 from integrations.tests.receiver import deliver, hold_drain
 from monitoring.metrics import collector
 

@@ -291,8 +291,8 @@ def test_w4_reconciliation_fills_deliveries_that_never_arrived(fake_api, make_in
 
     from integrations.connectors.base import Delivery
     from integrations.models import WebhookEvent
-    from integrations.tests.fakes import stripe_header
     from integrations.tests.conftest import STRIPE_SECRET
+    from integrations.tests.fakes import stripe_header
 
     state = stripe_world(fake_api, customers=100)
     integration = make_integration("stripe", api_base=fake_api.base_url)

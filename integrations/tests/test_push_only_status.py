@@ -13,8 +13,8 @@ from django.utils import timezone
 
 from integrations.models import Integration, WebhookEvent
 from integrations.selectors import receives_pushes_only
-from integrations.tests.fakes import segment_headers, standard_headers, stripe_header
 from integrations.tests.conftest import GENERIC_SECRET, SEGMENT_SECRET
+from integrations.tests.fakes import segment_headers, standard_headers, stripe_header
 from integrations.tests.receiver import deliver
 
 pytestmark = pytest.mark.django_db(transaction=True)

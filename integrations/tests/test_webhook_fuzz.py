@@ -31,8 +31,8 @@ from hypothesis import strategies as st
 from customers.models import BillingEvent, Customer, NpsResponse, SupportTicket, UserSession
 from integrations import services
 from integrations.models import ExternalRecord, WebhookEvent
-from integrations.tests.fakes import hubspot_headers, segment_headers, stripe_header, zendesk_headers
 from integrations.tests.conftest import GENERIC_SECRET, HUBSPOT_SECRET, SEGMENT_SECRET, STRIPE_SECRET, ZENDESK_SECRET
+from integrations.tests.fakes import hubspot_headers, segment_headers, stripe_header, zendesk_headers
 from integrations.tests.receiver import hold_drain, post
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the receiver commits on its own threads

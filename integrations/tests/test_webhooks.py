@@ -23,6 +23,7 @@ from integrations import asgi as receiver
 from integrations import services
 from integrations.api.schema import ERRORS, PATH, add_webhook_route
 from integrations.models import ExternalRecord, WebhookEvent
+from integrations.tests.conftest import GENERIC_SECRET, HUBSPOT_SECRET, SEGMENT_SECRET, STRIPE_SECRET, ZENDESK_SECRET
 from integrations.tests.fakes import (
     hubspot_headers,
     segment_headers,
@@ -33,7 +34,6 @@ from integrations.tests.fakes import (
     stripe_subscription,
     zendesk_headers,
 )
-from integrations.tests.conftest import GENERIC_SECRET, HUBSPOT_SECRET, SEGMENT_SECRET, STRIPE_SECRET, ZENDESK_SECRET
 from integrations.tests.receiver import deliver, deliver_many, hold_drain, post
 from playbooks import approvals
 from playbooks.models import PlaybookExecution, TriggerRule
