@@ -24,7 +24,7 @@ from churnshield.auth.roles import sees_all_customers
 from customers.models import Customer
 from customers.selectors import customer_scope
 from playbooks import rules, steps
-from playbooks.definitions import duration_seconds, render_template
+from playbooks.definitions import duration_seconds, next_key, render_template
 from playbooks.models import OUTCOME_DAYS, EmailReview, Playbook, PlaybookExecution, PlaybookStepRun, TriggerRule
 from playbooks.rules import eligible_customer_ids
 
@@ -158,8 +158,6 @@ def _describe(step: dict, customer: Customer, context: dict, playbook: Playbook,
 
 def _plan(playbook: Playbook, customer: Customer, context: dict, now: dt.datetime) -> list[dict]:
     """The steps the playbook would run for the customer, branches taken on today's values."""
-    from playbooks.definitions import next_key
-
     plan, key = [], playbook.steps[0]["key"] if playbook.steps else ""
     by_key = {s["key"]: s for s in playbook.steps}
     while key:

@@ -11,6 +11,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import orjson
 from django.contrib.auth import get_user_model
 from django.db import models
 from django.db.models import Model
@@ -140,7 +141,7 @@ def export_history(
 def _arrow_type(field: models.Field) -> Any:
     """The Parquet column type of a model field: typed where readers agree (times in UTC, exact
     decimals, integers, booleans); JSON cells and references as text."""
-    import pyarrow as pa
+    import pyarrow as pa  # a large import: loaded only when a Parquet file is written
 
     if field.is_relation:
         return pa.string()  # a customer's reference or an owner's username
@@ -157,7 +158,7 @@ def _arrow_type(field: models.Field) -> Any:
 
 def _write_parquet(path: Path, table: _Table, columns: list[str], rows: Iterator[list[Any]]) -> int:
     """Rows written to a Parquet file in row groups of CHUNK rows (bounded memory)."""
-    import orjson
+    # pyarrow is a large import: loaded only when a Parquet file is written.
     import pyarrow as pa
     import pyarrow.parquet as pq
 

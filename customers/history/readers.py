@@ -158,6 +158,7 @@ def _jsonl_rows(lines: Iterator[str]) -> Iterator[Row | list[str]]:
 
 
 def _parquet_rows(path: Path, report: Callable[[int], None] | None) -> Iterator[Row | list[str]]:
+    # pyarrow is a large import: loaded only when a Parquet file is read.
     import pyarrow as pa
     import pyarrow.parquet as pq
 
