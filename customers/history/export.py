@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
 from django.contrib.auth import get_user_model
 from django.db import models
 from django.db.models import Model
@@ -141,8 +143,6 @@ def export_history(
 def _arrow_type(field: models.Field) -> Any:
     """The Parquet column type of a model field: typed where readers agree (times in UTC, exact
     decimals, integers, booleans); JSON cells and references as text."""
-    import pyarrow as pa  # a large import: loaded only when a Parquet file is written
-
     if field.is_relation:
         return pa.string()  # a customer's reference or an owner's username
     if isinstance(field, models.DateTimeField):
@@ -158,10 +158,6 @@ def _arrow_type(field: models.Field) -> Any:
 
 def _write_parquet(path: Path, table: _Table, columns: list[str], rows: Iterator[list[Any]]) -> int:
     """Rows written to a Parquet file in row groups of CHUNK rows (bounded memory)."""
-    # pyarrow is a large import: loaded only when a Parquet file is written.
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     model_fields = [table.model._meta.get_field(name) for name in table.fields]
     schema = pa.schema([(c, _arrow_type(f)) for c, f in zip(columns, model_fields, strict=True)])
     json_at = [i for i, f in enumerate(model_fields) if isinstance(f, models.JSONField)]
