@@ -5,6 +5,7 @@ class AlertsConfig(AppConfig):
     name = "alerts"
 
     def ready(self) -> None:
+        # Imported here: apps.py loads while the app registry is being built, before models can be.
         from alerts.selectors import alert_events
         from customers.timeline import register_timeline_source
 

@@ -282,7 +282,7 @@ class RenewalCount(models.Model):
     """One owner's renewal and revenue figures as the daily run last counted them (the renewals
     list's totals, the retained-revenue forecast, revenue retention), so the renewals pages sum a
     few dozen rows instead of reading every customer and subscription version
-    (`customers.renewals.renewal_count_take`). Only the latest count is kept."""
+    (`customers.services.renewal_count_take`). Only the latest count is kept."""
 
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, null=True, blank=True, related_name="renewal_counts"

@@ -1,12 +1,13 @@
 """Reads about contracts and revenue: upcoming renewals, the retained-revenue forecast, and gross
 and net revenue retention, always scoped by user (`customer_scope`); and their daily count.
 
-Counted daily (`renewal_count_take`, after the scoring batch). Every figure here is a sum over
-customers, so it is counted per owner (the list's totals, each forecast month's sums, each
-retention month's sums in cents, all exact) into `renewal_counts`; the pages add up the rows the
-user may see (every owner's, or a CSM's own) and say when they were counted. Counted live, a
-manager's forecast page read every active customer and evaluated 13 month boundaries over every
-subscription version (seconds at 100,000 customers). Before the first count, the pages count live.
+Counted daily (`renewal_counts_compute`, stored by `customers.services.renewal_count_take` after
+the scoring batch). Every figure here is a sum over customers, so it is counted per owner (the
+list's totals, each forecast month's sums, each retention month's sums in cents, all exact) into
+`renewal_counts`; the pages add up the rows the user may see (every owner's, or a CSM's own) and
+say when they were counted. Counted live, a manager's forecast page read every active customer and
+evaluated 13 month boundaries over every subscription version (seconds at 100,000 customers).
+Before the first count, the pages count live.
 
 Forecast (`retained_revenue_forecast`). Each customer renewing in a month keeps their MRR unless
 they churn; churn is a Bernoulli draw with the calibrated probability the model stored
@@ -37,7 +38,6 @@ from statistics import NormalDist
 from typing import Any
 
 from dateutil.relativedelta import relativedelta
-from django.db import transaction
 from django.db.models import (
     BigIntegerField,
     Case,
@@ -342,12 +342,10 @@ def renewal_totals(customers: QuerySet[Customer]) -> RenewalTotals:
 # --- The daily count ----------------------------------------------------------------------------
 
 
-@transaction.atomic
-def renewal_count_take(*, months: int = 12, now: dt.datetime | None = None) -> int:
-    """Count every owner's renewal figures from the customers and their subscription versions (the
-    list's totals, the forecast from this month on, retention of the last `months` complete
-    months) and replace the stored count with it. The daily run calls it after scoring, so the
-    forecast uses the day's probabilities. Three queries over the whole book, once a day."""
+def renewal_counts_compute(*, months: int = 12, now: dt.datetime | None = None) -> list[RenewalCount]:
+    """Every owner's renewal figures, counted from the customers and their subscription versions
+    (the list's totals, the forecast from this month on, retention of the last `months` complete
+    months), as unsaved `renewal_counts` rows. Three queries over the whole book."""
     counted_at = now or timezone.now()
     today = timezone.localdate(counted_at)
     first = today.replace(day=1)
@@ -359,7 +357,7 @@ def renewal_count_take(*, months: int = 12, now: dt.datetime | None = None) -> i
     forecast = forecast_sums(customers, first=first, months=months, today=today)
     retention = retention_sums(customers, months=months, today=today)
     nothing = {"count": 0, "mrr_sum": None, "arr_sum": None, "at_risk_sum": None}
-    counts = [
+    return [
         RenewalCount(
             owner_id=owner_id,
             counted_at=counted_at,
@@ -373,9 +371,6 @@ def renewal_count_take(*, months: int = 12, now: dt.datetime | None = None) -> i
         )
         for owner_id in totals.keys() | forecast.keys() | retention.keys()
     ]
-    RenewalCount.objects.all().delete()
-    RenewalCount.objects.bulk_create(counts)
-    return len(counts)
 
 
 # --- What the pages read ------------------------------------------------------------------------

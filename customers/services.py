@@ -19,7 +19,8 @@ from core.auth.roles import sees_all_customers
 from core.exceptions import ConflictError
 from customers.history.apply import CustomerRow, customers_match, customers_upsert
 from customers.import_schema import CustomerImportRowSerializer
-from customers.models import BillingEvent, Customer, UserSession
+from customers.models import BillingEvent, Customer, RenewalCount, UserSession
+from customers.renewals import renewal_counts_compute
 
 MAX_IMPORT_ROWS = 10_000
 MAX_IMPORT_COLUMNS = 200
@@ -368,3 +369,14 @@ def customer_fields_set(*, customer: Customer, values: dict[str, Any]) -> Custom
         setattr(customer, name, value)
     customer.save(update_fields=[*values, "updated_at"])
     return customer
+
+
+@transaction.atomic
+def renewal_count_take(*, months: int = 12, now: dt.datetime | None = None) -> int:
+    """Replace the stored renewal count (`renewal_counts`) with one counted now; returns its rows,
+    one per owner. The daily run calls it after scoring, so the forecast uses the day's
+    probabilities."""
+    counts = renewal_counts_compute(months=months, now=now)
+    RenewalCount.objects.all().delete()
+    RenewalCount.objects.bulk_create(counts)
+    return len(counts)

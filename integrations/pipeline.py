@@ -20,6 +20,7 @@ from customers.history.apply import ApplyResult, Record, UnresolvedCustomer, can
 from customers.history.canonical import CanonicalEvent
 from customers.selectors import customer_names
 from integrations.models import ExternalRecord, Integration
+from predictions.services.scoring import rescore_after_commit
 
 __all__ = ["ApplyResult", "UnresolvedCustomer", "apply_events"]
 
@@ -92,8 +93,6 @@ def apply_events(*, integration_id: int, events: list[CanonicalEvent]) -> ApplyR
 def _after_commit(result: ApplyResult) -> None:
     # Significant events (ticket opened, payment failed, NPS answer, long-gap login, churn):
     # the prediction engine re-scores the customer after commit, debounced per customer.
-    from predictions.services.scoring import rescore_after_commit
-
     for customer_id in sorted(result.significant):
         rescore_after_commit(customer_id=customer_id)
     if result.payments_failed:

@@ -17,7 +17,9 @@ from health_check.checks import Database
 from health_check.contrib.celery import Ping
 from health_check.contrib.redis import Redis
 from health_check.exceptions import ServiceUnavailable
+from redis.asyncio import Redis as AsyncRedis
 
+from churnshield.celery import app
 from monitoring import selectors
 
 
@@ -28,8 +30,6 @@ class Broker(HealthCheck):
     timeout = dt.timedelta(seconds=3)
 
     def run(self) -> None:
-        from churnshield.celery import app
-
         try:
             with app.connection_for_write() as conn:
                 conn.ensure_connection(max_retries=1, timeout=2)
@@ -113,8 +113,6 @@ class LastBatch(_ClosesConnections, HealthCheck):
 
 
 def _redis_factory():
-    from redis.asyncio import Redis as AsyncRedis
-
     return AsyncRedis.from_url(settings.REDIS_URL, socket_connect_timeout=2, socket_timeout=2)
 
 
@@ -122,8 +120,6 @@ def readiness_checks() -> Iterator[tuple[str, HealthCheck | None]]:
     """(name, check) pairs in report order; a check whose service is not configured yields None."""
     wanted = settings.READYZ_CHECKS
     services = bool(settings.REDIS_URL) and not settings.CELERY_TASK_ALWAYS_EAGER
-    from churnshield.celery import app
-
     available = {
         "database": lambda: FastDatabase(),
         "redis": (lambda: Redis(client_factory=_redis_factory)) if settings.REDIS_URL else None,

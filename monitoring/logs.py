@@ -5,6 +5,7 @@
 writes it (a test drives sign-in, refresh and a secret-bearing request, then greps the output).
 """
 
+import datetime as dt
 import logging
 import re
 
@@ -76,8 +77,6 @@ class JsonFormatter(_BaseJsonFormatter):
         super().__init__(*args, **kwargs)
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
-        import datetime as dt
-
         return dt.datetime.fromtimestamp(record.created, tz=dt.UTC).isoformat(timespec="milliseconds")
 
     def add_fields(self, log_record: dict, record: logging.LogRecord, message_dict: dict) -> None:

@@ -25,6 +25,7 @@ def before_send(event: dict, hint: dict) -> dict:
 
 
 def init_sentry(*, dsn: str, environment: str, traces_sample_rate: float) -> None:
+    # The SDK loads only when error tracking is on (settings call this when SENTRY_DSN is set).
     import sentry_sdk
     from sentry_sdk.integrations.celery import CeleryIntegration
     from sentry_sdk.integrations.django import DjangoIntegration

@@ -2,14 +2,14 @@
 
 from celery import shared_task
 
-from monitoring import services
+from monitoring import backups, services
 from monitoring.reliability import GuardedTask
 
 
 @shared_task(base=GuardedTask, time_limit=1800, soft_time_limit=1700)
 def backup_database() -> str:
     """Daily backup with rotation. Idempotent enough: a re-run writes one more file, rotation trims."""
-    return str(services.backup_create())
+    return str(backups.backup_create())
 
 
 @shared_task(base=GuardedTask, time_limit=1800, soft_time_limit=1700)

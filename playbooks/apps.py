@@ -18,7 +18,8 @@ def _after_scoring(event: events.CustomersScored) -> None:
 
     A broker outage is logged, not raised (the prediction is committed and answered); the next
     scoring of those customers records and evaluates again."""
-    from playbooks.tasks import evaluate_trigger_rules, record_execution_outcomes  # they import models
+    # Imported here: apps.py loads before the app registry is ready, and the tasks import models.
+    from playbooks.tasks import evaluate_trigger_rules, record_execution_outcomes
 
     enqueue(record_execution_outcomes, event.customer_ids)
     enqueue(evaluate_trigger_rules, event.customer_ids)
@@ -26,6 +27,6 @@ def _after_scoring(event: events.CustomersScored) -> None:
 
 def _after_payment_failed(event: events.PaymentFailed) -> None:
     """A payment newly failed (synced, or recorded by hand): Payment Recovery-style rules enrol at once."""
-    from playbooks.tasks import evaluate_trigger_rules
+    from playbooks.tasks import evaluate_trigger_rules  # as above: tasks import models
 
     enqueue(evaluate_trigger_rules, [event.customer_id], ["failed_payment"])

@@ -9,6 +9,8 @@ a manager's go-ahead on its dry run, and customer e-mails wait for review (no pl
 
 from typing import Any
 
+from playbooks.services import playbooks_import
+
 AT_RISK = {"riskLevel": ["medium", "high"]}
 NEW_ACCOUNT_DAYS = 14
 
@@ -242,6 +244,4 @@ DEFAULT_PLAYBOOKS: list[dict[str, Any]] = [
 
 def seed_default_playbooks() -> dict[str, int]:
     """Create or update the default playbooks (idempotent)."""
-    from playbooks.services import playbooks_import
-
     return playbooks_import(documents=DEFAULT_PLAYBOOKS)

@@ -13,9 +13,12 @@ command all name the step and the field, and the services that call them import 
 import re
 from typing import Any
 
+from django.conf import settings
 from django.template import Context, Engine, TemplateSyntaxError
 from rest_framework import serializers
 
+from alerts.notifications.errors import UnsafeWebhookURL
+from alerts.notifications.webhooks import check_url_shape
 from core.exceptions import InvalidInputError
 
 STEP_TYPES = (
@@ -246,11 +249,6 @@ class WebhookStep(_Step):
     timeout = serializers.FloatField(min_value=0.1, max_value=30, default=10)
 
     def validate_url(self, value: str) -> str:
-        from django.conf import settings
-
-        from alerts.notifications.errors import UnsafeWebhookURL
-        from alerts.notifications.webhooks import check_url_shape
-
         # What is refused without resolving the name; the send re-checks every resolved address.
         try:
             check_url_shape(value, allow_loopback=settings.PLAYBOOK_WEBHOOK_ALLOW_LOOPBACK)

@@ -24,7 +24,7 @@ from core.auth.roles import sees_all_customers
 from customers.models import Customer
 from customers.selectors import customer_scope
 from playbooks import rules, steps
-from playbooks.definitions import duration_seconds, render_template
+from playbooks.definitions import duration_seconds, next_key, render_template
 from playbooks.models import OUTCOME_DAYS, EmailReview, Playbook, PlaybookExecution, PlaybookStepRun, TriggerRule
 from playbooks.rules import eligible_customer_ids
 
@@ -158,8 +158,6 @@ def _describe(step: dict, customer: Customer, context: dict, playbook: Playbook,
 
 def _plan(playbook: Playbook, customer: Customer, context: dict, now: dt.datetime) -> list[dict]:
     """The steps the playbook would run for the customer, branches taken on today's values."""
-    from playbooks.definitions import next_key
-
     plan, key = [], playbook.steps[0]["key"] if playbook.steps else ""
     by_key = {s["key"]: s for s in playbook.steps}
     while key:
@@ -273,18 +271,11 @@ def _pct(part: float, whole: float) -> float:
     return round(100.0 * part / whole, 1) if whole else 0.0
 
 
-def _churned(cutoff: dt.datetime) -> dict[str, Q]:
-    """The outcome of an enrolment: it has `matured` once it started OUTCOME_DAYS before `now`
-    (`cutoff`) or its customer churned; it `churned` if the customer churned on or after its start."""
-    return {
-        "matured": Q(started_at__lte=cutoff) | Q(customer__churned_at__isnull=False),
-        "churned": Q(customer__churned_at__gte=F("started_at")),
-    }
-
-
 def _churn_counts(executions: QuerySet[PlaybookExecution], now: dt.datetime) -> dict[ArmKey, dict[str, int]]:
-    """Per playbook and arm: `started`, `matured` and `churned` enrolments (`_churned`), for readers
-    that need only these (the Reports, recommendations). One query.
+    """Per playbook and arm: `started`, `matured` and `churned` enrolments, in one query. The one
+    definition of an enrolment's outcome, which every proof figure counts: it has `matured` once it
+    started OUTCOME_DAYS before `now` or its customer churned; it `churned` if the customer churned
+    on or after its start.
 
     Only a churned customer can change an outcome, so the executions are joined to those alone,
     outer (the others' `churned_at` is NULL, as it is in their row): by a small index-only read
@@ -316,24 +307,20 @@ def _churn_counts(executions: QuerySet[PlaybookExecution], now: dt.datetime) -> 
 
 
 def _arm_totals(executions: QuerySet[PlaybookExecution], now: dt.datetime) -> dict[ArmKey, dict[str, Any]]:
-    """Per playbook and arm, every sum the proof figures are made of, in one query (a book runs tens
-    of thousands of executions): counts by status and outcome (`_churned`), the hours of completed
-    runs, the risk change OUTCOME_DAYS later (its sum and how many have one), the customers' MRR.
-    Exact sums (Decimal, interval), so that means of a playbook and of its type come out the same
-    however the rows are grouped. The risk OUTCOME_DAYS later is the one `execution_outcomes_record`
-    stored when the outcome matured (a lookup per execution here took seconds on a large book, ADR
-    0022). The join to every customer is for their MRR; it also gives the churn. It reads them by
-    index only (`customers_id_mrr_idx`), not every customer's wide row."""
-    outcome = _churned(now - dt.timedelta(days=OUTCOME_DAYS))
+    """Per playbook and arm, every sum the proof figures are made of, in two queries (a book runs tens
+    of thousands of executions): the outcomes (`_churn_counts`, their one definition), then counts
+    by status, the hours of completed runs, the risk change OUTCOME_DAYS later (its sum and how many
+    have one), the customers' MRR. Exact sums (Decimal, interval), so that means of a playbook and
+    of its type come out the same however the rows are grouped. The risk OUTCOME_DAYS later is the
+    one `execution_outcomes_record` stored when the outcome matured (a lookup per execution here took
+    seconds on a large book, ADR 0022). The join to every customer is for their MRR, read by index
+    only (`customers_id_mrr_idx`), not every customer's wide row."""
     completed = Q(status=PlaybookExecution.Status.COMPLETED)
     change = ExpressionWrapper(F("risk_after") - F("risk_at_start"), output_field=DecimalField())
     with_change = Q(risk_after__isnull=False, risk_at_start__isnull=False)
     rows = (
         executions.values("playbook_id", "is_holdout")
         .annotate(
-            started=Count("id"),
-            matured=Count("id", filter=outcome["matured"]),
-            churned=Count("id", filter=outcome["churned"]),
             running=Count("id", filter=Q(status=PlaybookExecution.Status.RUNNING)),
             completed=Count("id", filter=completed),
             failed=Count("id", filter=Q(status=PlaybookExecution.Status.FAILED)),
@@ -349,8 +336,13 @@ def _arm_totals(executions: QuerySet[PlaybookExecution], now: dt.datetime) -> di
         )
         .order_by()
     )
+    outcomes = _churn_counts(executions, now)
     key = ("playbook_id", "is_holdout")
-    return {(row["playbook_id"], row["is_holdout"]): {k: v for k, v in row.items() if k not in key} for row in rows}
+    totals: dict[ArmKey, dict[str, Any]] = {}
+    for row in rows:
+        arm = (row["playbook_id"], row["is_holdout"])
+        totals[arm] = {**outcomes.get(arm, {}), **{k: v for k, v in row.items() if k not in key}}
+    return totals
 
 
 def _add(arms: list[dict[str, Any]]) -> dict[str, Any]:
@@ -406,7 +398,7 @@ def _figures(treated: dict[str, Any], holdout: dict[str, Any], step_counts: dict
 
 def playbook_analytics(*, user: Any) -> dict:
     """Per playbook and per intervention type: volume, completion, failures, time, risk and churn vs
-    holdout. Three queries, whatever the number of executions."""
+    holdout. Four queries, whatever the number of executions."""
     executions = execution_scope(user=user)
     totals = _arm_totals(executions, timezone.now())
     step_counts: dict[int, dict[str, int]] = defaultdict(dict)

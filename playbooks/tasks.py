@@ -62,9 +62,7 @@ def claim_due_executions() -> int:
 @shared_task(acks_late=True, ignore_result=True, time_limit=600, soft_time_limit=540)
 def record_execution_outcomes(customer_ids: list[int] | None = None) -> int:
     """Record the matured outcomes (risk OUTCOME_DAYS later) of these customers' enrolments, after a scoring."""
-    from playbooks.services import execution_outcomes_record
-
-    return execution_outcomes_record(customer_ids=customer_ids)
+    return services.execution_outcomes_record(customer_ids=customer_ids)
 
 
 @shared_task(acks_late=True, time_limit=600, soft_time_limit=540)

@@ -5,6 +5,7 @@ class PredictionsConfig(AppConfig):
     name = "predictions"
 
     def ready(self) -> None:
+        # Imported here: apps.py loads while the app registry is being built, before models can be.
         from customers.selectors import register_risk_thresholds
         from customers.timeline import register_detail_section, register_timeline_source
         from predictions.selectors import champion_risk_bands, latest_prediction_json, prediction_events

@@ -25,7 +25,8 @@ def refresh_churn_causes() -> int:
 def score_all_customers() -> int:
     """The daily batch. Idempotent: the run of a day is keyed `batch:<date>` and runs once."""
     run = scoring.score_customers()
-    # A large batch moves the planner's statistics: refresh them now (issue 7, maintenance).
+    # A large batch moves the planner's statistics: refresh them now, so that the day's reads are
+    # not planned on yesterday's book while autovacuum has yet to reach these tables.
     analyze_after_batch(rows=run.customers_scored, tables=["churn_predictions", "customers", "alerts"])
     return run.pk
 

@@ -502,7 +502,7 @@ LOGGING = build_logging(
 # Error tracking: on when SENTRY_DSN is set.
 SENTRY_DSN = env.str("SENTRY_DSN", default="")
 if SENTRY_DSN:
-    from monitoring.sentry import init_sentry
+    from monitoring.sentry import init_sentry  # only when set: the SDK is a large import
 
     init_sentry(
         dsn=SENTRY_DSN,

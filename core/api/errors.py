@@ -10,6 +10,7 @@ from typing import Any
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.views.defaults import page_not_found
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
@@ -115,6 +116,4 @@ def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpR
     answers in the API's JSON error shape; other paths keep Django's page."""
     if request.path.startswith("/api/"):
         return JsonResponse(error_body("Not found.", "not_found"), status=404)
-    from django.views.defaults import page_not_found
-
     return page_not_found(request, exception)

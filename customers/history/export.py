@@ -11,6 +11,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
 from django.contrib.auth import get_user_model
 from django.db import models
 from django.db.models import Model
@@ -121,8 +124,6 @@ def export_history(
 def _arrow_type(field: models.Field) -> Any:
     """The Parquet column type of a model field: typed where readers agree (times in UTC, exact
     decimals, integers, booleans); JSON cells and references as text."""
-    import pyarrow as pa
-
     if field.is_relation:
         return pa.string()  # a customer's reference or an owner's username
     if isinstance(field, models.DateTimeField):
@@ -138,10 +139,6 @@ def _arrow_type(field: models.Field) -> Any:
 
 def _write_parquet(path: Path, table: _Table, columns: list[str], rows: Iterator[list[Any]]) -> int:
     """Rows written to a Parquet file in row groups of CHUNK rows (bounded memory)."""
-    import orjson
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     model_fields = [table.model._meta.get_field(name) for name in table.fields]
     schema = pa.schema([(c, _arrow_type(f)) for c, f in zip(columns, model_fields, strict=True)])
     json_at = [i for i, f in enumerate(model_fields) if isinstance(f, models.JSONField)]

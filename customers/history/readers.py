@@ -16,6 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+
 BLOCK = 1 << 20  # bytes read at a time
 csv.field_size_limit(16 << 20)  # one cell (a long actions list) may be large, not unbounded
 
@@ -158,9 +161,6 @@ def _jsonl_rows(lines: Iterator[str]) -> Iterator[Row | list[str]]:
 
 
 def _parquet_rows(path: Path, report: Callable[[int], None] | None) -> Iterator[Row | list[str]]:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     try:
         parquet = pq.ParquetFile(path)
     except (pa.ArrowException, OSError) as error:

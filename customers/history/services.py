@@ -9,6 +9,7 @@ enrolment, no real-time re-scores — one batch scoring afterwards is the caller
 """
 
 import datetime as dt
+import tomllib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -154,12 +155,7 @@ def parse_mapping(raw: bytes, filename: str) -> dict[str, dict[str, str | None]]
     """A mapping file's content (`filename` tells TOML from JSON and names it in errors)."""
     path = Path(filename)
     try:
-        if path.suffix.lower() == ".toml":
-            import tomllib
-
-            data = tomllib.loads(raw.decode("utf-8"))
-        else:
-            data = orjson.loads(raw)
+        data = tomllib.loads(raw.decode("utf-8")) if path.suffix.lower() == ".toml" else orjson.loads(raw)
     except ValueError as error:
         raise ImportError_(f"{path.name}: not a valid mapping file ({error}).") from None
     if not isinstance(data, dict):

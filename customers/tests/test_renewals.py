@@ -14,7 +14,6 @@ from customers.history.services import import_history
 from customers.models import ContractSource, Customer, Subscription
 from customers.renewals import (
     RenewalTotals,
-    renewal_count_take,
     renewal_overview,
     renewal_totals,
     renewals_queryset,
@@ -22,6 +21,7 @@ from customers.renewals import (
     revenue_retention,
     stored_renewal_totals,
 )
+from customers.services import renewal_count_take
 
 pytestmark = pytest.mark.django_db
 

@@ -167,7 +167,7 @@ def test_backups_rotate_to_the_newest_n(scratch, tmp_path):
 
 def test_pg_dump_and_pg_restore_reach_the_direct_url_with_its_tls_settings(settings):
     """Behind a pooler, pg_dump/pg_restore connect to DATABASE_DIRECT_URL, with the URL's TLS options."""
-    from monitoring.services import _pg_env
+    from monitoring.backups import _pg_env
 
     settings.DATABASE_DIRECT_URL = (
         "postgres://owner:s%40fe@db.example.com:5432/prod?sslmode=verify-full&sslrootcert=/etc/ssl/ca.pem"

@@ -84,7 +84,7 @@ def test_retention_ages_come_from_settings(make_customer):
 
 
 def test_a_retention_hook_for_another_app_is_one_settings_line(make_customer):
-    """Issue 4 registers raw webhook events the same way; here a stand-in job proves the wiring."""
+    """The integrations register their raw webhook events the same way; here a stand-in job proves the wiring."""
     calls = []
     import monitoring.services as module
 

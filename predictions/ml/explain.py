@@ -36,7 +36,7 @@ import pandas as pd
 
 from predictions.ml.features import CONTEXT, feature_info
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # for the annotation only: training imports this module
     from predictions.ml.training import TrainedModel
 
 

@@ -9,8 +9,8 @@ from django.db.models.functions import RowNumber
 from django.utils import timezone
 
 from customers.models import Customer
-from customers.renewals import renewal_count_take
 from customers.selectors import RISK_BINS, SIZE_BOUNDS, risk_revenue_groups, risk_thresholds
+from customers.services import renewal_count_take
 from predictions.causes import CAUSES
 from predictions.models import ChurnCause, PortfolioSnapshot
 from predictions.selectors import cause_impact, count_latest_causes
@@ -28,7 +28,7 @@ def portfolio_snapshot_take(*, day: dt.date | None = None, riskiest: int = RISKI
     team home reads these rows instead of scanning every customer twice (churn_risk has no index,
     on purpose: see Customer.Meta). It also holds what a manager's Reports page sums (per plan:
     customers per risk bin, revenue at risk per account size). Three scans of the customers
-    table, here, once a day; then the renewals pages' count (`customers.renewals.renewal_count_take`)."""
+    table, here, once a day; then the renewals pages' count (`customers.services.renewal_count_take`)."""
     day = day or timezone.localdate()
     taken_at = timezone.now()
     start = dt.datetime.combine(day, dt.time.min, tzinfo=dt.UTC)

@@ -298,7 +298,7 @@ def test_health_weights_saved_in_the_database_drive_the_next_scoring(book, clien
 
 @pytest.mark.django_db
 def test_a_rejected_ancient_intervention_date_leaves_predictions_working(csm, make_customer, api_for):
-    """Issue 7 (schemathesis F1): `completedAt` in year 528 used to be stored, then every
+    """Found by schemathesis (F1): `completedAt` in year 528 used to be stored, then every
     prediction for the customer failed with pandas' OutOfBoundsDatetime (a 500)."""
     customer = make_customer(owner=csm)
     api = api_for(csm)

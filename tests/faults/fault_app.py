@@ -8,7 +8,7 @@ broker and the knobs under test taken from the environment, and one task that wr
     FAULT_TIME_LIMIT   hard time limit in seconds (default: just under the visibility timeout, as
                        our settings require); C3's control sets it above, to show what it prevents
 
-The effect follows RELIABILITY.md's ledger: `fault_started` gets a row per start (committed before
+The effect is kept in a ledger: `fault_started` gets a row per start (committed before
 the work), `fault_effect` holds the business effect under a unique key, and `fault_effect_log`
 (no unique constraint) a row each time a run actually changed state.
 """

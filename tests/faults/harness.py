@@ -22,7 +22,7 @@ PG_BIN = next(
 )
 
 
-# The effect ledger of RELIABILITY.md (see fault_app.py).
+# The effect ledger (see fault_app.py): what started, what took effect, how often.
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS fault_started (event_id text NOT NULL, pid int NOT NULL, ts timestamptz DEFAULT now());
 CREATE TABLE IF NOT EXISTS fault_effect (event_id text PRIMARY KEY, pid int NOT NULL, ts timestamptz DEFAULT now());

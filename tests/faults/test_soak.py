@@ -1,9 +1,9 @@
-"""X6, the headline soak (RELIABILITY.md §6): duplicate, shuffled, retried webhook deliveries while
+"""X6, the headline soak (docs/reliability.md): duplicate, shuffled, retried webhook deliveries while
 workers are SIGKILLed and PostgreSQL drops every connection.
 
 N signed deliveries (FAULT_SOAK_DELIVERIES, default 10,000; lower it only for a local run) across
 the five provider schemes ChurnShield implements — Stripe, HubSpot v3, Zendesk, Segment and
-Standard Webhooks (generic). RELIABILITY.md names six: GitHub and Shopify have no connector here,
+Standard Webhooks (generic). GitHub's and Shopify's schemes have no connector here,
 and Svix's scheme is our generic one. 20 % of the deliveries are duplicates (5 % of all deliveries
 are sent twice at the same moment, the rest re-sent up to 400 deliveries later), the stream is
 shuffled inside windows of 50, and 32 fake providers retry any non-2xx (or timeout) on a

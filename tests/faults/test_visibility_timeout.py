@@ -1,4 +1,4 @@
-"""C3 from RELIABILITY.md §2.3: the Redis visibility timeout against long waits, in compressed time.
+"""C3 (docs/reliability.md): the Redis visibility timeout against long waits, in compressed time.
 
 A message a worker has taken but not acknowledged is put back on the queue once the visibility
 timeout has passed, whether or not the worker is still alive (Celery's Redis caveats). Here the

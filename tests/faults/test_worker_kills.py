@@ -1,4 +1,4 @@
-"""C1 (SIGKILL of a worker's child) and X1 (SIGKILL of a whole worker group) from RELIABILITY.md,
+"""C1 (SIGKILL of a worker's child) and X1 (SIGKILL of a whole worker group) from docs/reliability.md,
 on a private Redis broker and a private PostgreSQL, with real prefork workers killed by PID.
 
 Scaled for a shared 2-core machine: 150 tasks of 30–150 ms on 2 workers, 3 kills each run. Each
@@ -211,7 +211,7 @@ def test_x1_whole_worker_sigkill_loses_nothing_with_late_acks(acks_late, ledger,
         wait_until(lambda: counts(ledger, events)["applied"] == len(events), timeout=vt + 60, interval=0.2)
         delays = recovery_seconds(ledger, killed)
         print(f"X1 unacked messages of killed workers completed {max(delays.values()):.1f}s after the kill at most")
-        # Bound from RELIABILITY.md: visibility timeout + restore cadence (1 s here) + 30 s.
+        # The bound docs/reliability.md promises: visibility timeout + restore cadence (1 s here) + 30 s.
         assert set(delays) == set(killed) and max(delays.values()) < vt + 1 + 30
     else:
         settle(ledger, private_redis, timeout=vt + 60)

@@ -1,4 +1,4 @@
-"""F1 (RELIABILITY.md): schemathesis against the served /api/schema, through a real uvicorn.
+"""F1 (docs/reliability.md): schemathesis against the served /api/schema, through a real uvicorn.
 
 Every operation, signed in as an admin (the role that reaches every endpoint), with generated
 valid and invalid inputs, every check schemathesis has, and its stateful phase (links inferred

@@ -7,6 +7,7 @@ from django.db import transaction
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask, PeriodicTasks
 
 from churnshield.schedules import SCHEDULES
+from integrations.services import integration_schedules_sync
 
 MANAGED_PREFIX = "churnshield:"
 
@@ -59,6 +60,4 @@ class Command(BaseCommand):
         stale.update(enabled=False)
         self.stdout.write(f"{len(SCHEDULES)} periodic tasks installed.")
         # Integrations: one pull schedule per integration (its interval lives in its config).
-        from integrations.services import integration_schedules_sync
-
         self.stdout.write(f"{integration_schedules_sync()} integration sync schedules installed.")

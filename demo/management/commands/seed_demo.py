@@ -8,6 +8,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from customers.models import Customer
 from demo.generator import DemoDataError, generate
+from playbooks.defaults import seed_default_playbooks
 
 
 def _date(value: str) -> dt.date:
@@ -38,8 +39,6 @@ class Command(BaseCommand):
         if options["activity_scale"] <= 0:
             raise CommandError("--activity-scale must be positive")
         # The default playbooks first: the demo's measured enrolments are drawn at their holdout share.
-        from playbooks.defaults import seed_default_playbooks
-
         self.stdout.write(f"Default playbooks: {seed_default_playbooks()}")
         started = time.perf_counter()
         try:

@@ -7,7 +7,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from monitoring import services
+from monitoring import backups
 
 
 class Command(BaseCommand):
@@ -19,7 +19,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
-            path = services.backup_create(directory=options["dir"], keep=options["keep"])
+            path = backups.backup_create(directory=options["dir"], keep=options["keep"])
         except subprocess.CalledProcessError as exc:
             raise CommandError(f"backup failed: {exc.stderr.decode(errors='replace').strip()}") from exc
         except RuntimeError as exc:

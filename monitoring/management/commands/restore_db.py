@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from monitoring import selectors, services
+from monitoring import backups, selectors
 
 
 class Command(BaseCommand):
@@ -31,7 +31,7 @@ class Command(BaseCommand):
             if answer.strip() != "yes":
                 raise CommandError("restore cancelled")
         try:
-            services.backup_restore(path=path)
+            backups.backup_restore(path=path)
         except subprocess.CalledProcessError as exc:
             raise CommandError(f"restore failed: {exc.stderr.decode(errors='replace').strip()}") from exc
         except (FileNotFoundError, ValueError, RuntimeError) as exc:
