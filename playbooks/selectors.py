@@ -2,6 +2,7 @@
 
 import datetime as dt
 from collections import defaultdict
+from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
@@ -118,7 +119,39 @@ def enrolment_preview(*, user: Any, playbook: Playbook, customer_ids: list[int])
 # --- Dry run ------------------------------------------------------------------------------------
 
 
-def _describe(step: dict, customer: Customer, context: dict, playbook: Playbook, now: dt.datetime) -> dict:
+@dataclass(frozen=True)
+class StepPlan:
+    """What one step would do for one customer, in words."""
+
+    key: str
+    type: str
+    would_do: str
+
+
+@dataclass(frozen=True)
+class CustomerPlan:
+    """Why a customer would enrol and the steps the playbook would take for them today."""
+
+    customer_id: int
+    customer_name: str
+    reasons: list[str]  # the matching rules' kinds, or "listed"
+    holdout_chance: float
+    exits_immediately: bool  # an exit condition holds already: no step would run
+    steps: list[StepPlan]
+
+
+@dataclass(frozen=True)
+class DryRun:
+    """Who would enrol in a playbook today and what each step would do for them."""
+
+    playbook: Playbook
+    as_of: dt.datetime
+    would_enrol: int
+    excluded: int  # in scope, but kept out by the caps
+    customers: list[CustomerPlan]  # at most DRY_RUN_LIMIT
+
+
+def _describe(step: dict, customer: Customer, context: dict, playbook: Playbook, now: dt.datetime) -> StepPlan:
     kind = step["type"]
     text = steps.template_context(customer, playbook.name)
     if kind == "create_intervention":
@@ -153,10 +186,10 @@ def _describe(step: dict, customer: Customer, context: dict, playbook: Playbook,
         holds = steps.condition_holds(step["if"], context)
         target = step.get("then" if holds else "else") or "next step"
         action = f"branch: the condition is {'true' if holds else 'false'} today → {target}"
-    return {"key": step["key"], "type": kind, "wouldDo": action}
+    return StepPlan(key=step["key"], type=kind, would_do=action)
 
 
-def _plan(playbook: Playbook, customer: Customer, context: dict, now: dt.datetime) -> list[dict]:
+def _plan(playbook: Playbook, customer: Customer, context: dict, now: dt.datetime) -> list[StepPlan]:
     """The steps the playbook would run for the customer, branches taken on today's values."""
     from playbooks.definitions import next_key
 
@@ -174,11 +207,11 @@ def _plan(playbook: Playbook, customer: Customer, context: dict, now: dt.datetim
 
 def dry_run(
     *, user: Any, playbook: Playbook, customer_ids: list[int] | None = None, eligible_only: bool = True
-) -> dict:
+) -> DryRun:
     """Who would enrol today (rules, or the listed customers) and what each step would do. Writes nothing.
 
     With `eligible_only=False` the plan covers every listed customer in scope, also those the caps
-    keep out today (the editor's preview of unsaved steps); `wouldEnrol` still counts only the eligible."""
+    keep out today (the editor's preview of unsaved steps); `would_enrol` still counts only the eligible."""
     now = timezone.now()
     reasons: dict[int, list[str]] = defaultdict(list)
     if customer_ids is None:
@@ -197,23 +230,22 @@ def dry_run(
         context = steps.customer_context(customer, None, now)
         exits = [c for c in playbook.exit_conditions if steps.condition_holds(c, context)]
         plans.append(
-            {
-                "customerId": customer.pk,
-                "customer": customer.name,
-                "reasons": reasons[customer.pk],
-                "holdoutChance": playbook.holdout_share,
-                "exitsImmediately": bool(exits),
-                "steps": [] if exits else _plan(playbook, customer, context, now),
-            }
+            CustomerPlan(
+                customer_id=customer.pk,
+                customer_name=customer.name,
+                reasons=reasons[customer.pk],
+                holdout_chance=playbook.holdout_share,
+                exits_immediately=bool(exits),
+                steps=[] if exits else _plan(playbook, customer, context, now),
+            )
         )
-    return {
-        "playbookId": playbook.pk,
-        "playbook": playbook.name,
-        "asOf": now,
-        "wouldEnrol": len(eligible),
-        "excluded": len(visible) - len(eligible),
-        "customers": plans,
-    }
+    return DryRun(
+        playbook=playbook,
+        as_of=now,
+        would_enrol=len(eligible),
+        excluded=len(visible) - len(eligible),
+        customers=plans,
+    )
 
 
 def rule_preview(*, user: Any, rule: TriggerRule) -> dict:
@@ -234,7 +266,7 @@ def rule_preview(*, user: Any, rule: TriggerRule) -> dict:
             context = steps.customer_context(customer, None, now)
             if any(steps.condition_holds(c, context) for c in playbook.exit_conditions):
                 continue
-            keys = {item["key"] for item in _plan(playbook, customer, context, now)}
+            keys = {item.key for item in _plan(playbook, customer, context, now)}
             by_key = {s["key"]: s for s in playbook.steps}
             if any(steps.is_customer_facing(by_key[key], customer) for key in keys & email_keys):
                 would_email += 1
