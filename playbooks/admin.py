@@ -640,7 +640,7 @@ class TriggerRuleAdmin(TriggerRuleFormAdmin, PortfolioScopedAdmin):
             except (ConflictError, NotFoundError) as exc:
                 message = str(exc)
         preview = selectors.rule_preview(user=request.user, rule=rule)
-        message = message or f"{automation_status(rule)}. Dry run now: {preview['text']}. Nothing was written."
+        message = message or f"{automation_status(rule)}. Dry run now: {preview.text}. Nothing was written."
         return TemplateResponse(
             request,
             PAGE,
@@ -648,7 +648,7 @@ class TriggerRuleAdmin(TriggerRuleFormAdmin, PortfolioScopedAdmin):
                 **self.admin_site.each_context(request),
                 "title": f"Go-ahead: {rule.playbook.name} — {rule.get_kind_display()}",
                 "form": None if rules.is_approved(rule) else forms.Form(),
-                "submit": f"Give the go-ahead ({preview['text']})",
+                "submit": f"Give the go-ahead ({preview.text})",
                 "message": message,
                 "tables": [
                     {
@@ -656,11 +656,11 @@ class TriggerRuleAdmin(TriggerRuleFormAdmin, PortfolioScopedAdmin):
                         "headers": ["Matched", "Would enrol", "Would e-mail", "Holdout share", "E-mails auto-sent"],
                         "rows": [
                             [
-                                preview["matched"],
-                                preview["wouldEnrol"],
-                                preview["wouldEmail"],
-                                preview["holdoutShare"],
-                                "yes" if preview["emailsAutoSent"] else "no (review queue)",
+                                preview.matched,
+                                preview.would_enrol,
+                                preview.would_email,
+                                preview.playbook.holdout_share,
+                                "yes" if preview.playbook.auto_send_customer_emails else "no (review queue)",
                             ]
                         ],
                     }

@@ -94,7 +94,21 @@ def step_outline(playbook: Playbook) -> list[str]:
     return outline
 
 
-def enrolment_preview(*, user: Any, playbook: Playbook, customer_ids: list[int]) -> dict:
+@dataclass(frozen=True)
+class EnrolmentPreview:
+    """What enrolling a selection of customers in a playbook would do."""
+
+    selected: int
+    outside_scope: int  # selected, but not customers the user sees
+    will_enrol: int
+    already_running: int
+    otherwise_skipped: int  # inactive, or enrolled within the playbook's re-enrolment days
+    holdout_share: float
+    expected_holdout: int  # about how many of those enrolled the holdout keeps out
+    steps: list[str]  # the playbook's steps in words (`step_outline`)
+
+
+def enrolment_preview(*, user: Any, playbook: Playbook, customer_ids: list[int]) -> EnrolmentPreview:
     """What enrolling the selected customers would do, as `playbook_bulk_trigger(use_holdout=True)`
     will: who enrols, who is skipped and why, about how many the holdout keeps out. Writes nothing."""
     ids = list(dict.fromkeys(customer_ids))
@@ -103,17 +117,16 @@ def enrolment_preview(*, user: Any, playbook: Playbook, customer_ids: list[int])
     running = PlaybookExecution.objects.filter(
         playbook=playbook, customer_id__in=visible, status=PlaybookExecution.Status.RUNNING
     ).count()
-    return {
-        "selected": len(ids),
-        "outsideScope": len(ids) - len(visible),
-        "willEnrol": len(eligible),
-        "alreadyRunning": running,
-        # Inactive, or enrolled within the playbook's re-enrolment days.
-        "otherwiseSkipped": len(visible) - len(eligible) - running,
-        "holdoutShare": playbook.holdout_share,
-        "expectedHoldout": round(len(eligible) * playbook.holdout_share),
-        "steps": step_outline(playbook),
-    }
+    return EnrolmentPreview(
+        selected=len(ids),
+        outside_scope=len(ids) - len(visible),
+        will_enrol=len(eligible),
+        already_running=running,
+        otherwise_skipped=len(visible) - len(eligible) - running,
+        holdout_share=playbook.holdout_share,
+        expected_holdout=round(len(eligible) * playbook.holdout_share),
+        steps=step_outline(playbook),
+    )
 
 
 # --- Dry run ------------------------------------------------------------------------------------
@@ -248,11 +261,47 @@ def dry_run(
     )
 
 
-def rule_preview(*, user: Any, rule: TriggerRule) -> dict:
+@dataclass(frozen=True)
+class RulePreview:
+    """What a trigger rule would do if it were evaluated now."""
+
+    rule: TriggerRule
+    as_of: dt.datetime
+    matched: int  # every customer the rule matches
+    matched_visible: int  # the matches among the customers the user sees
+    would_enrol: int
+    would_email: int  # of those, how many a customer-facing e-mail step would reach today
+    text: str  # "would enrol N customers, e-mail M", as the go-ahead pages say it
+
+    @property
+    def playbook(self) -> Playbook:
+        return self.rule.playbook
+
+    def approval_summary(self) -> dict:
+        """The dry run a go-ahead was given on, as `TriggerRule.approval_summary` stores it (stored
+        rows have these keys; the admin reads `text` and `asOf` back)."""
+        return {
+            "ruleId": self.rule.pk,
+            "playbook": self.playbook.name,
+            "kind": self.rule.kind,
+            "params": self.rule.params,
+            "segment": self.rule.segment,
+            "asOf": self.as_of.isoformat(),
+            "matched": self.matched,
+            "matchedVisible": self.matched_visible,
+            "wouldEnrol": self.would_enrol,
+            "wouldEmail": self.would_email,
+            "holdoutShare": self.playbook.holdout_share,
+            "emailsAutoSent": self.playbook.auto_send_customer_emails,
+            "text": self.text,
+        }
+
+
+def rule_preview(*, user: Any, rule: TriggerRule) -> RulePreview:
     """The go-ahead's summary of one rule: whom it would enrol now and how many of them it would
     e-mail (a customer-facing e-mail step on today's path). Writes nothing.
 
-    `wouldEnrol` is exactly what an evaluation now would start (holdout rows included): the rule's
+    `would_enrol` is exactly what an evaluation now would start (holdout rows included): the rule's
     matches, narrowed by the one-running rule and the re-enrolment cap."""
     now = timezone.now()
     playbook = rule.playbook
@@ -270,22 +319,16 @@ def rule_preview(*, user: Any, rule: TriggerRule) -> dict:
             by_key = {s["key"]: s for s in playbook.steps}
             if any(steps.is_customer_facing(by_key[key], customer) for key in keys & email_keys):
                 would_email += 1
-    return {
-        "ruleId": rule.pk,
-        "playbook": playbook.name,
-        "kind": rule.kind,
-        "params": rule.params,
-        "segment": rule.segment,
-        "asOf": now.isoformat(),
-        "matched": len(matched),
-        "matchedVisible": len(visible),  # the matches among the customers the user sees
-        "wouldEnrol": len(eligible),
-        "wouldEmail": would_email,
-        "holdoutShare": playbook.holdout_share,
-        "emailsAutoSent": playbook.auto_send_customer_emails,
-        "text": f"would enrol {len(eligible)} customers, e-mail {would_email}"
+    return RulePreview(
+        rule=rule,
+        as_of=now,
+        matched=len(matched),
+        matched_visible=len(visible),
+        would_enrol=len(eligible),
+        would_email=would_email,
+        text=f"would enrol {len(eligible)} customers, e-mail {would_email}"
         + ("" if playbook.auto_send_customer_emails else " (each e-mail waits for review)"),
-    }
+    )
 
 
 def email_review_scope(*, user: Any) -> QuerySet[EmailReview]:

@@ -70,10 +70,10 @@ def playbook_clean(data: dict) -> dict:
     cleaned["exit_conditions"] = validate_exit_conditions(data.get("exit_conditions", []))
     share = data.get("holdout_share", 0.0)
     if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 0.9:
-        raise InvalidInputError({"holdoutShare": ["must be a number between 0 and 0.9"]})
+        raise InvalidInputError({"holdout_share": ["must be a number between 0 and 0.9"]})
     days = data.get("reenrol_days", 30)
     if isinstance(days, bool) or not isinstance(days, int) or not 0 <= days <= 3650:
-        raise InvalidInputError({"reenrolDays": ["must be an integer between 0 and 3650"]})
+        raise InvalidInputError({"reenrol_days": ["must be an integer between 0 and 3650"]})
     causes = data.get("causes", [])
     if not isinstance(causes, list) or not all(isinstance(c, str) for c in causes):
         raise InvalidInputError({"causes": ["must be a list of churn cause names"]})
