@@ -236,11 +236,11 @@ class CustomerAdmin(PortfolioScopedAdmin):
                 answer = playbook_bulk_trigger(
                     user=request.user, playbook_id=playbook.pk, customer_ids=customer_ids, use_holdout=True
                 )
-                held_out = PlaybookExecution.objects.filter(pk__in=answer["executionIds"], is_holdout=True).count()
+                held_out = PlaybookExecution.objects.filter(pk__in=answer.execution_ids, is_holdout=True).count()
                 self.message_user(
                     request,
-                    f"{playbook.name}: enrolled {answer['enrolled']} of {answer['requested']} customers "
-                    f"({held_out} of them held out); skipped {len(answer['skipped'])}.",
+                    f"{playbook.name}: enrolled {answer.enrolled} of {answer.requested} customers "
+                    f"({held_out} of them held out); skipped {len(answer.skipped)}.",
                     messages.SUCCESS,
                 )
                 return None  # back to the changelist

@@ -2,6 +2,7 @@
 
 import datetime as dt
 from collections.abc import Callable
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -13,7 +14,7 @@ from customers.models import Customer
 from customers.selectors import customer_get, customer_scope, risk_level, risk_thresholds
 from customers.timeline import events_after
 from interventions.models import Intervention
-from predictions.selectors import latest_prediction_json
+from predictions.models import ChurnPrediction
 
 
 def intervention_scope(*, user: Any) -> QuerySet[Intervention]:
@@ -212,7 +213,19 @@ PRIOR_WEIGHT = 5  # outcomes of pseudo-evidence at the overall success rate, so 
 PlaybookProof = Callable[..., dict[str, dict]]
 
 
-def recommend_intervention(*, user: Any, customer_id: int, playbook_proof: PlaybookProof) -> dict:
+@dataclass(frozen=True)
+class Recommendation:
+    """The intervention to try next for a customer, and why."""
+
+    type: str
+    priority: str  # the customer's risk level
+    estimated_success: float  # 0-1, the smoothed success rate
+    estimated_revenue_saved: float  # a year of the customer's MRR times that rate
+    description: str
+    reasoning: str
+
+
+def recommend_intervention(*, user: Any, customer_id: int, playbook_proof: PlaybookProof) -> Recommendation:
     """What has worked for customers like this one, for the causes this customer shows.
 
     Candidates are the interventions that answer the customer's current causes; each is scored by
@@ -220,18 +233,22 @@ def recommend_intervention(*, user: Any, customer_id: int, playbook_proof: Playb
     rate. The estimate of revenue saved is a year of the customer's MRR times that success rate.
     """
     customer = customer_get(user=user, customer_id=customer_id)
-    prediction = latest_prediction_json(customer.pk) or {}
+    prediction = ChurnPrediction.objects.filter(customer_id=customer.pk).order_by("-prediction_date", "-id").first()
     return recommendation_for(
         customer=customer,
-        probability=float(prediction.get("churnProbability", customer.churn_risk)),
-        causes=[str(cause.get("cause")) for cause in prediction.get("topCauses", []) if isinstance(cause, dict)],
+        probability=float(prediction.churn_probability if prediction else customer.churn_risk),
+        causes=[
+            str(cause.get("cause"))
+            for cause in (prediction.top_causes if prediction else [])
+            if isinstance(cause, dict)
+        ],
         playbook_proof=playbook_proof,
     )
 
 
 def recommendation_for(
     *, customer: Customer, probability: float, causes: list[str], playbook_proof: PlaybookProof
-) -> dict:
+) -> Recommendation:
     """`recommend_intervention` for a customer the caller has already loaded within the user's
     scope, with its latest probability and cause names (the customer page has them in hand)."""
     level = risk_level(probability)
@@ -282,14 +299,14 @@ def recommendation_for(
         record = f"no {best} for a {level}-risk customer has a recorded outcome yet ({overall_text})"
     else:
         record = "no intervention has a recorded outcome yet"
-    return {
-        "type": best,
-        "priority": level,
-        "estimatedSuccess": round(rate, 2),
-        "estimatedRevenueSaved": round(float(customer.mrr) * 12 * rate, 2),
-        "description": DESCRIPTIONS.get(best, best),
-        "reasoning": (f"Recommended because {cause_text}; {record}." + _proof_text(proof.get(best.lower()))),
-    }
+    return Recommendation(
+        type=best,
+        priority=level,
+        estimated_success=round(rate, 2),
+        estimated_revenue_saved=round(float(customer.mrr) * 12 * rate, 2),
+        description=DESCRIPTIONS.get(best, best),
+        reasoning=f"Recommended because {cause_text}; {record}." + _proof_text(proof.get(best.lower())),
+    )
 
 
 def _proof_text(row: dict | None) -> str:

@@ -14,19 +14,21 @@ from customers.selectors import customer_get, customer_scope
 from interventions.models import Intervention
 from interventions.selectors import intervention_scope
 
-# API (camelCase) name -> column, for the fields a client may write.
-WRITABLE_FIELDS = {
-    "type": "type",
-    "status": "status",
-    "priority": "priority",
-    "assignedCsm": "assigned_csm",
-    "description": "description",
-    "nextAction": "next_action",
-    "dueDate": "due_date",
-    "completedAt": "completed_at",
-    "notes": "notes",
-    "outcome": "outcome",
-}
+# The columns a person may write.
+WRITABLE_FIELDS = frozenset(
+    {
+        "type",
+        "status",
+        "priority",
+        "assigned_csm",
+        "description",
+        "next_action",
+        "due_date",
+        "completed_at",
+        "notes",
+        "outcome",
+    }
+)
 
 
 def _owner_name(customer: Customer) -> str:
@@ -35,9 +37,9 @@ def _owner_name(customer: Customer) -> str:
 
 
 def intervention_create(*, user: Any, customer_id: int, **fields: Any) -> Intervention:
-    """A person's new intervention (API fields), on a customer they may see."""
+    """A person's new intervention (column names), on a customer they may see."""
     customer = customer_get(user=user, customer_id=customer_id)
-    values = {WRITABLE_FIELDS[name]: value for name, value in fields.items() if name in WRITABLE_FIELDS}
+    values = {name: value for name, value in fields.items() if name in WRITABLE_FIELDS}
     return intervention_record(customer=customer, created_by_id=user.pk, **values)
 
 
@@ -95,7 +97,7 @@ def activity_log(
             type=f"Follow up: {label.lower()}",
             status=Intervention.Status.PENDING,
             description=notes,
-            dueDate=follow_up_at,
+            due_date=follow_up_at,
         )
     return touch, follow_up
 
@@ -117,10 +119,9 @@ def intervention_update(*, user: Any, intervention_id: Any, **fields: Any) -> In
     intervention = Intervention.objects.select_for_update().get(pk=intervention.pk)
     changed = []
     for name, value in fields.items():
-        column = WRITABLE_FIELDS.get(name)
-        if column is not None:
-            setattr(intervention, column, value)
-            changed.append(column)
+        if name in WRITABLE_FIELDS:
+            setattr(intervention, name, value)
+            changed.append(name)
     if "status" in fields and intervention.status == Intervention.Status.COMPLETED and not intervention.completed_at:
         intervention.completed_at = timezone.now()
         changed.append("completed_at")

@@ -340,13 +340,13 @@ class PlaybookAdmin(PlaybookEditorAdmin, PortfolioScopedAdmin):
         playbook = get_object_or_404(self.get_queryset(request), pk=pk)
         answer = selectors.dry_run(user=request.user, playbook=playbook)
         rows = [
-            [c["customerId"], c["customer"], ", ".join(c["reasons"]), "; ".join(s["wouldDo"] for s in c["steps"])]
-            for c in answer["customers"]
+            [c.customer_id, c.customer_name, ", ".join(c.reasons), "; ".join(s.would_do for s in c.steps)]
+            for c in answer.customers
         ]
         return self._page(
             request,
             f"Dry run: {playbook.name}",
-            message=f"{answer['wouldEnrol']} customers would enrol today ({answer['excluded']} excluded by caps). "
+            message=f"{answer.would_enrol} customers would enrol today ({answer.excluded} excluded by caps). "
             "Nothing was written.",
             tables=[{"title": "Customers", "headers": ["Id", "Customer", "Why", "Steps"], "rows": rows}],
         )
@@ -362,7 +362,7 @@ class PlaybookAdmin(PlaybookEditorAdmin, PortfolioScopedAdmin):
                 answer = services.playbook_bulk_trigger(
                     user=request.user, playbook_id=playbook.pk, customer_ids=form.cleaned_data["customer_ids"]
                 )
-                message = f"Enrolled {answer['enrolled']} of {answer['requested']}; skipped {answer['skipped']}."
+                message = f"Enrolled {answer.enrolled} of {answer.requested}; skipped {answer.skipped}."
             except NotFoundError as exc:
                 message = str(exc)
         return self._page(request, f"Trigger {playbook.name}", form=form, message=message, submit="Trigger")
@@ -640,7 +640,7 @@ class TriggerRuleAdmin(TriggerRuleFormAdmin, PortfolioScopedAdmin):
             except (ConflictError, NotFoundError) as exc:
                 message = str(exc)
         preview = selectors.rule_preview(user=request.user, rule=rule)
-        message = message or f"{automation_status(rule)}. Dry run now: {preview['text']}. Nothing was written."
+        message = message or f"{automation_status(rule)}. Dry run now: {preview.text}. Nothing was written."
         return TemplateResponse(
             request,
             PAGE,
@@ -648,7 +648,7 @@ class TriggerRuleAdmin(TriggerRuleFormAdmin, PortfolioScopedAdmin):
                 **self.admin_site.each_context(request),
                 "title": f"Go-ahead: {rule.playbook.name} — {rule.get_kind_display()}",
                 "form": None if rules.is_approved(rule) else forms.Form(),
-                "submit": f"Give the go-ahead ({preview['text']})",
+                "submit": f"Give the go-ahead ({preview.text})",
                 "message": message,
                 "tables": [
                     {
@@ -656,11 +656,11 @@ class TriggerRuleAdmin(TriggerRuleFormAdmin, PortfolioScopedAdmin):
                         "headers": ["Matched", "Would enrol", "Would e-mail", "Holdout share", "E-mails auto-sent"],
                         "rows": [
                             [
-                                preview["matched"],
-                                preview["wouldEnrol"],
-                                preview["wouldEmail"],
-                                preview["holdoutShare"],
-                                "yes" if preview["emailsAutoSent"] else "no (review queue)",
+                                preview.matched,
+                                preview.would_enrol,
+                                preview.would_email,
+                                preview.playbook.holdout_share,
+                                "yes" if preview.playbook.auto_send_customer_emails else "no (review queue)",
                             ]
                         ],
                     }

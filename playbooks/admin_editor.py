@@ -639,17 +639,17 @@ class PlaybookEditorAdmin(admin.ModelAdmin):
             answer = selectors.dry_run(
                 user=request.user, playbook=draft, customer_ids=[customer.pk], eligible_only=False
             )
-            plan = answer["customers"][0] if answer["customers"] else None
-            enrols = answer["wouldEnrol"] == 1
+            plan = answer.customers[0] if answer.customers else None
+            enrols = answer.would_enrol == 1
             message = (
                 f"{customer.name} would enrol today."
                 if enrols
                 else f"{customer.name} would not enrol today (already enrolled, enrolled recently, or inactive); "
                 "if enrolled, the steps would do this."
             )
-            if plan and plan["exitsImmediately"]:
+            if plan and plan.exits_immediately:
                 message += " An exit condition holds already: the execution would end at once."
-            rows = [[s["key"], TYPE_LABELS[s["type"]], s["wouldDo"]] for s in (plan["steps"] if plan else [])]
+            rows = [[s.key, TYPE_LABELS[s.type], s.would_do] for s in (plan.steps if plan else [])]
             message += " Nothing was written."
         return TemplateResponse(
             request,

@@ -473,8 +473,8 @@ class TriggerRuleFormAdmin(admin.ModelAdmin):
         preview = selectors.rule_preview(user=request.user, rule=form.instance)
         return JsonResponse(
             {
-                "matched": preview["matchedVisible"],
-                "wouldEnrol": preview["wouldEnrol"],
-                "text": f"Matches {matches(preview['matchedVisible'])} now; {preview['text']}.",
+                "matched": preview.matched_visible,
+                "wouldEnrol": preview.would_enrol,
+                "text": f"Matches {matches(preview.matched_visible)} now; {preview.text}.",
             }
         )

@@ -143,7 +143,7 @@ def trigger_rule_approve(*, user: Any, rule_id: Any) -> TriggerRule:
         raise NotFoundError("Trigger rule not found")
     if not (rule.is_active and rule.playbook.is_active):
         raise ConflictError("Activate the rule and its playbook before giving the go-ahead.")
-    rule.approval_summary = selectors.rule_preview(user=user, rule=rule)
+    rule.approval_summary = selectors.rule_preview(user=user, rule=rule).approval_summary()
     rule.approved_at, rule.approved_by = engine.db_now(), user
     rule.approved_fingerprint = rules.rule_fingerprint(rule)
     rule.save(update_fields=["approval_summary", "approved_at", "approved_by", "approved_fingerprint"])

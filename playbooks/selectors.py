@@ -2,6 +2,7 @@
 
 import datetime as dt
 from collections import defaultdict
+from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
@@ -93,7 +94,21 @@ def step_outline(playbook: Playbook) -> list[str]:
     return outline
 
 
-def enrolment_preview(*, user: Any, playbook: Playbook, customer_ids: list[int]) -> dict:
+@dataclass(frozen=True)
+class EnrolmentPreview:
+    """What enrolling a selection of customers in a playbook would do."""
+
+    selected: int
+    outside_scope: int  # selected, but not customers the user sees
+    will_enrol: int
+    already_running: int
+    otherwise_skipped: int  # inactive, or enrolled within the playbook's re-enrolment days
+    holdout_share: float
+    expected_holdout: int  # about how many of those enrolled the holdout keeps out
+    steps: list[str]  # the playbook's steps in words (`step_outline`)
+
+
+def enrolment_preview(*, user: Any, playbook: Playbook, customer_ids: list[int]) -> EnrolmentPreview:
     """What enrolling the selected customers would do, as `playbook_bulk_trigger(use_holdout=True)`
     will: who enrols, who is skipped and why, about how many the holdout keeps out. Writes nothing."""
     ids = list(dict.fromkeys(customer_ids))
@@ -102,23 +117,54 @@ def enrolment_preview(*, user: Any, playbook: Playbook, customer_ids: list[int])
     running = PlaybookExecution.objects.filter(
         playbook=playbook, customer_id__in=visible, status=PlaybookExecution.Status.RUNNING
     ).count()
-    return {
-        "selected": len(ids),
-        "outsideScope": len(ids) - len(visible),
-        "willEnrol": len(eligible),
-        "alreadyRunning": running,
-        # Inactive, or enrolled within the playbook's re-enrolment days.
-        "otherwiseSkipped": len(visible) - len(eligible) - running,
-        "holdoutShare": playbook.holdout_share,
-        "expectedHoldout": round(len(eligible) * playbook.holdout_share),
-        "steps": step_outline(playbook),
-    }
+    return EnrolmentPreview(
+        selected=len(ids),
+        outside_scope=len(ids) - len(visible),
+        will_enrol=len(eligible),
+        already_running=running,
+        otherwise_skipped=len(visible) - len(eligible) - running,
+        holdout_share=playbook.holdout_share,
+        expected_holdout=round(len(eligible) * playbook.holdout_share),
+        steps=step_outline(playbook),
+    )
 
 
 # --- Dry run ------------------------------------------------------------------------------------
 
 
-def _describe(step: dict, customer: Customer, context: dict, playbook: Playbook, now: dt.datetime) -> dict:
+@dataclass(frozen=True)
+class StepPlan:
+    """What one step would do for one customer, in words."""
+
+    key: str
+    type: str
+    would_do: str
+
+
+@dataclass(frozen=True)
+class CustomerPlan:
+    """Why a customer would enrol and the steps the playbook would take for them today."""
+
+    customer_id: int
+    customer_name: str
+    reasons: list[str]  # the matching rules' kinds, or "listed"
+    holdout_chance: float
+    exits_immediately: bool  # an exit condition holds already: no step would run
+    steps: list[StepPlan]
+
+
+@dataclass(frozen=True)
+class DryRun:
+    """Who would enrol in a playbook today and what each step would do for them."""
+
+    playbook: Playbook
+    as_of: dt.datetime
+    would_enrol: int
+    excluded: int  # in scope, but kept out by the caps
+    customers: list[CustomerPlan]  # at most DRY_RUN_LIMIT
+
+
+def _describe(step: dict, customer: Customer, context: dict, playbook: Playbook, now: dt.datetime) -> StepPlan:
     kind = step["type"]
     text = steps.template_context(customer, playbook.name)
     if kind == "create_intervention":
@@ -153,10 +199,10 @@ def _describe(step: dict, customer: Customer, context: dict, playbook: Playbook,
         holds = steps.condition_holds(step["if"], context)
         target = step.get("then" if holds else "else") or "next step"
         action = f"branch: the condition is {'true' if holds else 'false'} today → {target}"
-    return {"key": step["key"], "type": kind, "wouldDo": action}
+    return StepPlan(key=step["key"], type=kind, would_do=action)
 
 
-def _plan(playbook: Playbook, customer: Customer, context: dict, now: dt.datetime) -> list[dict]:
+def _plan(playbook: Playbook, customer: Customer, context: dict, now: dt.datetime) -> list[StepPlan]:
     """The steps the playbook would run for the customer, branches taken on today's values."""
     plan, key = [], playbook.steps[0]["key"] if playbook.steps else ""
     by_key = {s["key"]: s for s in playbook.steps}
@@ -172,11 +218,11 @@ def _plan(playbook: Playbook, customer: Customer, context: dict, now: dt.datetim
 
 def dry_run(
     *, user: Any, playbook: Playbook, customer_ids: list[int] | None = None, eligible_only: bool = True
-) -> dict:
+) -> DryRun:
     """Who would enrol today (rules, or the listed customers) and what each step would do. Writes nothing.
 
     With `eligible_only=False` the plan covers every listed customer in scope, also those the caps
-    keep out today (the editor's preview of unsaved steps); `wouldEnrol` still counts only the eligible."""
+    keep out today (the editor's preview of unsaved steps); `would_enrol` still counts only the eligible."""
     now = timezone.now()
     reasons: dict[int, list[str]] = defaultdict(list)
     if customer_ids is None:
@@ -195,30 +241,65 @@ def dry_run(
         context = steps.customer_context(customer, None, now)
         exits = [c for c in playbook.exit_conditions if steps.condition_holds(c, context)]
         plans.append(
-            {
-                "customerId": customer.pk,
-                "customer": customer.name,
-                "reasons": reasons[customer.pk],
-                "holdoutChance": playbook.holdout_share,
-                "exitsImmediately": bool(exits),
-                "steps": [] if exits else _plan(playbook, customer, context, now),
-            }
+            CustomerPlan(
+                customer_id=customer.pk,
+                customer_name=customer.name,
+                reasons=reasons[customer.pk],
+                holdout_chance=playbook.holdout_share,
+                exits_immediately=bool(exits),
+                steps=[] if exits else _plan(playbook, customer, context, now),
+            )
         )
-    return {
-        "playbookId": playbook.pk,
-        "playbook": playbook.name,
-        "asOf": now,
-        "wouldEnrol": len(eligible),
-        "excluded": len(visible) - len(eligible),
-        "customers": plans,
-    }
+    return DryRun(
+        playbook=playbook,
+        as_of=now,
+        would_enrol=len(eligible),
+        excluded=len(visible) - len(eligible),
+        customers=plans,
+    )
 
 
-def rule_preview(*, user: Any, rule: TriggerRule) -> dict:
+@dataclass(frozen=True)
+class RulePreview:
+    """What a trigger rule would do if it were evaluated now."""
+
+    rule: TriggerRule
+    as_of: dt.datetime
+    matched: int  # every customer the rule matches
+    matched_visible: int  # the matches among the customers the user sees
+    would_enrol: int
+    would_email: int  # of those, how many a customer-facing e-mail step would reach today
+    text: str  # "would enrol N customers, e-mail M", as the go-ahead pages say it
+
+    @property
+    def playbook(self) -> Playbook:
+        return self.rule.playbook
+
+    def approval_summary(self) -> dict:
+        """The dry run a go-ahead was given on, as `TriggerRule.approval_summary` stores it (stored
+        rows have these keys; the admin reads `text` and `asOf` back)."""
+        return {
+            "ruleId": self.rule.pk,
+            "playbook": self.playbook.name,
+            "kind": self.rule.kind,
+            "params": self.rule.params,
+            "segment": self.rule.segment,
+            "asOf": self.as_of.isoformat(),
+            "matched": self.matched,
+            "matchedVisible": self.matched_visible,
+            "wouldEnrol": self.would_enrol,
+            "wouldEmail": self.would_email,
+            "holdoutShare": self.playbook.holdout_share,
+            "emailsAutoSent": self.playbook.auto_send_customer_emails,
+            "text": self.text,
+        }
+
+
+def rule_preview(*, user: Any, rule: TriggerRule) -> RulePreview:
     """The go-ahead's summary of one rule: whom it would enrol now and how many of them it would
     e-mail (a customer-facing e-mail step on today's path). Writes nothing.
 
-    `wouldEnrol` is exactly what an evaluation now would start (holdout rows included): the rule's
+    `would_enrol` is exactly what an evaluation now would start (holdout rows included): the rule's
     matches, narrowed by the one-running rule and the re-enrolment cap."""
     now = timezone.now()
     playbook = rule.playbook
@@ -232,26 +313,20 @@ def rule_preview(*, user: Any, rule: TriggerRule) -> dict:
             context = steps.customer_context(customer, None, now)
             if any(steps.condition_holds(c, context) for c in playbook.exit_conditions):
                 continue
-            keys = {item["key"] for item in _plan(playbook, customer, context, now)}
+            keys = {item.key for item in _plan(playbook, customer, context, now)}
             by_key = {s["key"]: s for s in playbook.steps}
             if any(steps.is_customer_facing(by_key[key], customer) for key in keys & email_keys):
                 would_email += 1
-    return {
-        "ruleId": rule.pk,
-        "playbook": playbook.name,
-        "kind": rule.kind,
-        "params": rule.params,
-        "segment": rule.segment,
-        "asOf": now.isoformat(),
-        "matched": len(matched),
-        "matchedVisible": len(visible),  # the matches among the customers the user sees
-        "wouldEnrol": len(eligible),
-        "wouldEmail": would_email,
-        "holdoutShare": playbook.holdout_share,
-        "emailsAutoSent": playbook.auto_send_customer_emails,
-        "text": f"would enrol {len(eligible)} customers, e-mail {would_email}"
+    return RulePreview(
+        rule=rule,
+        as_of=now,
+        matched=len(matched),
+        matched_visible=len(visible),
+        would_enrol=len(eligible),
+        would_email=would_email,
+        text=f"would enrol {len(eligible)} customers, e-mail {would_email}"
         + ("" if playbook.auto_send_customer_emails else " (each e-mail waits for review)"),
-    }
+    )
 
 
 def email_review_scope(*, user: Any) -> QuerySet[EmailReview]:

@@ -8,9 +8,9 @@ constraint is the last word when two enrolments race.
 
 import datetime as dt
 import random
-import time
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -23,7 +23,7 @@ from core.exceptions import ConflictError, InvalidInputError, NotFoundError
 from customers.models import Customer
 from customers.selectors import customer_get, customer_scope
 from interventions.models import Intervention
-from interventions.selectors import recommend_intervention
+from interventions.selectors import Recommendation, recommend_intervention
 from interventions.services import intervention_record
 from playbooks import engine
 from playbooks.definitions import duration_seconds, validate_exit_conditions, validate_steps
@@ -70,10 +70,10 @@ def playbook_clean(data: dict) -> dict:
     cleaned["exit_conditions"] = validate_exit_conditions(data.get("exit_conditions", []))
     share = data.get("holdout_share", 0.0)
     if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 0.9:
-        raise InvalidInputError({"holdoutShare": ["must be a number between 0 and 0.9"]})
+        raise InvalidInputError({"holdout_share": ["must be a number between 0 and 0.9"]})
     days = data.get("reenrol_days", 30)
     if isinstance(days, bool) or not isinstance(days, int) or not 0 <= days <= 3650:
-        raise InvalidInputError({"reenrolDays": ["must be an integer between 0 and 3650"]})
+        raise InvalidInputError({"reenrol_days": ["must be an integer between 0 and 3650"]})
     causes = data.get("causes", [])
     if not isinstance(causes, list) or not all(isinstance(c, str) for c in causes):
         raise InvalidInputError({"causes": ["must be a list of churn cause names"]})
@@ -267,17 +267,31 @@ def _playbook_for(*, playbook_id: Any, intervention_type: str | None) -> Playboo
     return playbook
 
 
+@dataclass(frozen=True)
+class Triggered:
+    """A playbook started by hand for one customer, with the intervention that tracks the run."""
+
+    playbook: Playbook
+    intervention: Intervention
+    execution: PlaybookExecution
+    estimated_completion: dt.datetime
+    recommendation: Recommendation | None  # None when it could not be worked out
+
+
 def playbook_trigger(
     *, user: Any, customer_id: int, playbook_id: int | None = None, intervention: dict | None = None
-) -> dict:
-    """`POST /api/v1/playbooks/trigger`: start a playbook for one customer now.
+) -> Triggered:
+    """Start a playbook for one customer now (`POST /api/v1/playbooks/trigger`).
 
-    The answer carries an intervention id at once: the intervention that tracks this run is created
-    here, in the enrolment's transaction, and the playbook's first `create_intervention` step works
-    on it. Manual triggers skip the re-enrolment cap and the holdout (a person asked for it), but a
-    running execution of the same playbook for the customer is a conflict.
+    `intervention` holds the tracking intervention's fields by column name (`type`, `priority`,
+    `assigned_csm`, `description`, `next_action`, `notes`, `due_date`); without `playbook_id` the
+    playbook is the active one whose intervention type (or name) is its `type`.
+
+    The tracking intervention is created here, in the enrolment's transaction, so the caller has
+    its id at once; the playbook's first `create_intervention` step works on it. Manual triggers
+    skip the re-enrolment cap and the holdout (a person asked for it), but a running execution of
+    the same playbook for the customer is a conflict.
     """
-    started = time.perf_counter()
     intervention = intervention or {}
     customer = customer_get(user=user, customer_id=customer_id)
     playbook = _playbook_for(playbook_id=playbook_id, intervention_type=intervention.get("type"))
@@ -290,11 +304,11 @@ def playbook_trigger(
             created_by_id=user.pk,
             type=intervention.get("type") or playbook.intervention_type or playbook.name,
             priority=intervention.get("priority") or "medium",
-            assigned_csm=intervention.get("assignedCsm") or "",
+            assigned_csm=intervention.get("assigned_csm") or "",
             description=intervention.get("description") or playbook.description,
-            next_action=intervention.get("nextAction", ""),
+            next_action=intervention.get("next_action", ""),
             notes=intervention.get("notes") or f"Playbook {playbook.name} triggered.",
-            due_date=intervention.get("dueDate"),
+            due_date=intervention.get("due_date"),
         )
         try:
             with transaction.atomic():
@@ -312,30 +326,39 @@ def playbook_trigger(
             executions = []
         if not executions:
             raise ConflictError(f"{playbook.name} could not start for this customer (inactive or already running).")
+    recommendation: Recommendation | None
     try:
         recommendation = recommend_intervention(
             user=user, customer_id=customer.pk, playbook_proof=playbook_analytics_by_type
         )
-        ai = {
-            "recommendedType": recommendation["type"],
-            "priority": recommendation["priority"],
-            "estimatedSuccess": recommendation["estimatedSuccess"],
-            "reasoning": recommendation["reasoning"],
-        }
     except Exception:
-        ai = None
-    return {
-        "interventionId": tracking.pk,
-        "executionId": executions[0].pk,
-        "status": "triggered",
-        "estimatedCompletion": estimated_completion(playbook, now),
-        "responseTime": (time.perf_counter() - started) * 1000,
-        "playbookType": playbook.name,
-        "aiRecommendation": ai,
-    }
+        recommendation = None  # the playbook has started: advice is a bonus, not a reason to fail
+    return Triggered(
+        playbook=playbook,
+        intervention=tracking,
+        execution=executions[0],
+        estimated_completion=estimated_completion(playbook, now),
+        recommendation=recommendation,
+    )
 
 
-def playbook_bulk_trigger(*, user: Any, playbook_id: int, customer_ids: list[int], use_holdout: bool = False) -> dict:
+@dataclass(frozen=True)
+class BulkEnrolment:
+    """What enrolling a list of customers did, in the order they were asked for."""
+
+    playbook: Playbook
+    requested: int  # distinct customers asked for
+    skipped: list[int]  # customer ids not enrolled (inactive, capped, or already running)
+    execution_ids: list[int]  # the executions started (running or holdout)
+
+    @property
+    def enrolled(self) -> int:
+        return len(self.execution_ids)
+
+
+def playbook_bulk_trigger(
+    *, user: Any, playbook_id: int, customer_ids: list[int], use_holdout: bool = False
+) -> BulkEnrolment:
     """Enrol a list of customers (all visible to the user, or 404). Caps apply; the holdout only
     with `use_holdout` (the admin's changelist action: a filtered list is a segment, like a rule's)."""
     playbook = _playbook_for(playbook_id=playbook_id, intervention_type=None)
@@ -348,13 +371,12 @@ def playbook_bulk_trigger(*, user: Any, playbook_id: int, customer_ids: list[int
         playbook=playbook, customer_ids=ids, trigger=PlaybookExecution.Trigger.BULK, user=user, use_holdout=use_holdout
     )
     enrolled = {e.customer_id: e.pk for e in executions}
-    return {
-        "playbookId": playbook.pk,
-        "requested": len(ids),
-        "enrolled": len(enrolled),
-        "skipped": [pk for pk in ids if pk not in enrolled],
-        "executionIds": [enrolled[pk] for pk in ids if pk in enrolled],
-    }
+    return BulkEnrolment(
+        playbook=playbook,
+        requested=len(ids),
+        skipped=[pk for pk in ids if pk not in enrolled],
+        execution_ids=[enrolled[pk] for pk in ids if pk in enrolled],
+    )
 
 
 def evaluate_rules(

@@ -435,7 +435,7 @@ def customer_360(*, user: Any, customer: Customer, now: dt.datetime | None = Non
         playbook_proof=playbook_analytics_by_type,
     )
     playbook = (
-        Playbook.objects.filter(is_active=True, intervention_type__iexact=recommendation["type"]).order_by("pk").first()
+        Playbook.objects.filter(is_active=True, intervention_type__iexact=recommendation.type).order_by("pk").first()
     )
     nps = NpsResponse.objects.filter(customer=customer).order_by("-responded_at", "-id").first()
     open_work = list(

@@ -53,20 +53,22 @@ class InterventionOutputSerializer(serializers.ModelSerializer):
 
 
 class _InterventionFields(serializers.Serializer):
+    """The fields a client may write; validated data is keyed by column name (`source`)."""
+
     type = strict.CharField(max_length=200)
     status = serializers.ChoiceField(choices=Intervention.Status.choices)
     priority = serializers.ChoiceField(choices=Intervention.Priority.choices)
-    assignedCsm = strict.CharField(max_length=200, allow_blank=True)
+    assignedCsm = strict.CharField(max_length=200, allow_blank=True, source="assigned_csm")
     description = strict.CharField(max_length=10_000, allow_blank=True)
-    nextAction = strict.CharField(max_length=1_000, allow_blank=True)
+    nextAction = strict.CharField(max_length=1_000, allow_blank=True, source="next_action")
     notes = strict.CharField(max_length=10_000, allow_blank=True)
-    dueDate = BoundedDateTimeField(allow_null=True)
-    completedAt = BoundedDateTimeField(allow_null=True)
+    dueDate = BoundedDateTimeField(allow_null=True, source="due_date")
+    completedAt = BoundedDateTimeField(allow_null=True, source="completed_at")
     outcome = serializers.ChoiceField(choices=Intervention.Outcome.choices, allow_null=True)
 
 
 class InterventionCreateSerializer(_InterventionFields):
-    customerId = strict.IdField()
+    customerId = strict.IdField(source="customer_id")
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -123,9 +125,11 @@ class RecommendInputSerializer(serializers.Serializer):
 
 
 class RecommendationSerializer(serializers.Serializer):
+    """Renders `interventions.selectors.Recommendation`."""
+
     type = serializers.CharField()
     priority = serializers.CharField()
-    estimatedSuccess = serializers.FloatField()
-    estimatedRevenueSaved = serializers.FloatField()
+    estimatedSuccess = serializers.FloatField(source="estimated_success")
+    estimatedRevenueSaved = serializers.FloatField(source="estimated_revenue_saved")
     description = serializers.CharField()
     reasoning = serializers.CharField()

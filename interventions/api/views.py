@@ -48,7 +48,7 @@ class InterventionViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         data = InterventionCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         fields = dict(data.validated_data)
-        intervention = services.intervention_create(user=request.user, customer_id=fields.pop("customerId"), **fields)
+        intervention = services.intervention_create(user=request.user, customer_id=fields.pop("customer_id"), **fields)
         return Response(InterventionOutputSerializer(intervention).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=InterventionUpdateSerializer, responses=InterventionOutputSerializer)
@@ -145,10 +145,7 @@ class RecommendView(APIView):
     def post(self, request: Request) -> Response:
         data = RecommendInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        return Response(
-            selectors.recommend_intervention(
-                user=request.user,
-                customer_id=data.validated_data["customerId"],
-                playbook_proof=playbook_analytics_by_type,
-            )
+        recommendation = selectors.recommend_intervention(
+            user=request.user, customer_id=data.validated_data["customerId"], playbook_proof=playbook_analytics_by_type
         )
+        return Response(RecommendationSerializer(recommendation).data)

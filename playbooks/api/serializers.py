@@ -87,20 +87,21 @@ class TriggerInputSerializer(serializers.Serializer):
     """`{customerId, playbookId}`, or the app's intervention body (`type`, `priority`, …).
 
     Without `playbookId` the playbook is the active one whose intervention type (or name) is `type`.
+    Validated data is keyed by the service's names (`source`).
     """
 
-    customerId = strict.IdField()
-    playbookId = strict.IdField(required=False)
+    customerId = strict.IdField(source="customer_id")
+    playbookId = strict.IdField(required=False, source="playbook_id")
     type = strict.CharField(max_length=200, required=False)
     priority = serializers.ChoiceField(choices=Intervention.Priority.choices, required=False)
-    assignedCsm = strict.CharField(max_length=200, allow_blank=True, required=False)
+    assignedCsm = strict.CharField(max_length=200, allow_blank=True, required=False, source="assigned_csm")
     description = strict.CharField(max_length=10_000, allow_blank=True, required=False)
-    nextAction = strict.CharField(max_length=1_000, allow_blank=True, required=False)
+    nextAction = strict.CharField(max_length=1_000, allow_blank=True, required=False, source="next_action")
     notes = strict.CharField(max_length=10_000, allow_blank=True, required=False)
-    dueDate = BoundedDateTimeField(allow_null=True, required=False)
+    dueDate = BoundedDateTimeField(allow_null=True, required=False, source="due_date")
 
     def validate(self, attrs: dict) -> dict:
-        if "playbookId" not in attrs and not attrs.get("type"):
+        if "playbook_id" not in attrs and not attrs.get("type"):
             raise serializers.ValidationError({"playbookId": ["give playbookId, or the intervention type"]})
         return attrs
 

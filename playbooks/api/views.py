@@ -1,6 +1,8 @@
 """Playbook endpoints: the contract's trigger, bulk trigger, definitions check, dry run, executions,
 and the review queue of customer e-mails."""
 
+import time
+
 from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import mixins, serializers, viewsets
@@ -12,6 +14,7 @@ from rest_framework.views import APIView
 from core.auth.permissions import AnyRole
 from core.exceptions import NotFoundError
 from playbooks import approvals, selectors, services
+from playbooks.api.render import bulk_trigger_body, dry_run_body, trigger_body
 from playbooks.api.serializers import (
     BulkTriggerInputSerializer,
     BulkTriggerOutputSerializer,
@@ -38,16 +41,18 @@ class TriggerView(APIView):
 
     @extend_schema(request=TriggerInputSerializer, responses=TriggerOutputSerializer)
     def post(self, request: Request) -> Response:
+        started = time.perf_counter()
         data = TriggerInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         fields = dict(data.validated_data)
-        answer = services.playbook_trigger(
+        triggered = services.playbook_trigger(
             user=request.user,
-            customer_id=fields.pop("customerId"),
-            playbook_id=fields.pop("playbookId", None),
+            customer_id=fields.pop("customer_id"),
+            playbook_id=fields.pop("playbook_id", None),
             intervention=fields,
         )
-        return Response(TriggerOutputSerializer(answer).data)
+        body = trigger_body(triggered, response_ms=(time.perf_counter() - started) * 1000)
+        return Response(TriggerOutputSerializer(body).data)
 
 
 class PlaybookViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
@@ -64,12 +69,12 @@ class PlaybookViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     def bulk_trigger(self, request: Request) -> Response:
         data = BulkTriggerInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        answer = services.playbook_bulk_trigger(
+        enrolment = services.playbook_bulk_trigger(
             user=request.user,
             playbook_id=data.validated_data["playbookId"],
             customer_ids=data.validated_data["customerIds"],
         )
-        return Response(BulkTriggerOutputSerializer(answer).data)
+        return Response(BulkTriggerOutputSerializer(bulk_trigger_body(enrolment)).data)
 
     @extend_schema(request=DefinitionInputSerializer, responses=DefinitionOutputSerializer)
     @action(detail=False, methods=["post"], permission_classes=[AnyRole])
@@ -93,7 +98,7 @@ class PlaybookViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         answer = selectors.dry_run(
             user=request.user, playbook=playbook, customer_ids=data.validated_data.get("customerIds")
         )
-        return Response(DryRunOutputSerializer(answer).data)
+        return Response(DryRunOutputSerializer(dry_run_body(answer)).data)
 
     @extend_schema(
         responses=inline_serializer(

@@ -1,10 +1,13 @@
 """Enrolling customers from the customers changelist: the "Enrol in a playbook…" action's
 confirmation page (preview, then confirm), through the service, within the user's portfolio."""
 
+import dataclasses
+
 import pytest
 from django.test import Client
 
 from playbooks.models import PlaybookExecution
+from playbooks.selectors import EnrolmentPreview
 from playbooks.services import enrol
 
 CHANGELIST = "/admin/customers/customer/"
@@ -40,16 +43,16 @@ def test_a_manager_enrols_three_selected_customers(manager, make_customer, playb
     assert b"Win back" in picker.content
 
     preview = _action(client, customers, playbook=playbook.pk, preview="yes")
-    assert preview.context["preview"] | {"steps": None} == {
-        "selected": 4,
-        "outsideScope": 0,
-        "willEnrol": 3,
-        "alreadyRunning": 1,
-        "otherwiseSkipped": 0,
-        "holdoutShare": 0.0,
-        "expectedHoldout": 0,
-        "steps": None,
-    }
+    assert dataclasses.replace(preview.context["preview"], steps=[]) == EnrolmentPreview(
+        selected=4,
+        outside_scope=0,
+        will_enrol=3,
+        already_running=1,
+        otherwise_skipped=0,
+        holdout_share=0.0,
+        expected_holdout=0,
+        steps=[],
+    )
     assert b"waits in the review queue" in preview.content
     assert PlaybookExecution.objects.count() == 1  # the preview writes nothing
 
@@ -67,7 +70,7 @@ def test_the_preview_counts_the_holdout_and_auto_send(manager, make_customer, ma
     playbook.save(update_fields=["auto_send_customer_emails"])
     customers = [make_customer() for _ in range(4)]
     preview = _action(_client(manager), customers, playbook=playbook.pk, preview="yes")
-    assert preview.context["preview"]["expectedHoldout"] == 2
+    assert preview.context["preview"].expected_holdout == 2
     assert b"a random 50% share" in preview.content
     assert b"sent without review" in preview.content
 
@@ -82,7 +85,7 @@ def test_a_csm_enrols_only_customers_of_their_portfolio(csm, make_customer, play
     mine, theirs = make_customer(owner=csm), make_customer()
     client = _client(csm)
     preview = _action(client, [mine, theirs], playbook=playbook.pk, preview="yes")
-    assert preview.context["preview"]["willEnrol"] == 1 and preview.context["count"] == 1
+    assert preview.context["preview"].will_enrol == 1 and preview.context["count"] == 1
     _action(client, [mine, theirs], playbook=playbook.pk, previewed=playbook.pk, confirm="yes")
     assert list(PlaybookExecution.objects.values_list("customer_id", flat=True)) == [mine.pk]
     # Only someone else's customer selected: nothing to act on, nobody enrolled.
@@ -114,6 +117,6 @@ def test_select_all_of_a_filtered_list_enrols_the_whole_filtered_list(manager, m
     data = {"action": "enrol_in_playbook", "_selected_action": [active[0].pk], "select_across": "1"}
     url = f"{CHANGELIST}?is_active__exact=1"
     preview = client.post(url, {**data, "playbook": playbook.pk, "preview": "yes"})
-    assert preview.context["count"] == 3 and preview.context["preview"]["willEnrol"] == 3
+    assert preview.context["count"] == 3 and preview.context["preview"].will_enrol == 3
     client.post(url, {**data, "playbook": playbook.pk, "previewed": playbook.pk, "confirm": "yes"})
     assert sorted(PlaybookExecution.objects.values_list("customer_id", flat=True)) == [c.pk for c in active]

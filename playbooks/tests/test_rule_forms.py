@@ -337,7 +337,7 @@ def test_the_change_page_costs_the_same_with_more_conditions_and_customers(
     )
     with CaptureQueriesContext(connection) as large:
         page = manager_client.get(change)
-    assert page.context["rule_preview"]["matchedVisible"] == 2
+    assert page.context["rule_preview"].matched_visible == 2
     assert page.context["adminform"].form.segment_rows.total_form_count() == 5  # four conditions and a blank row
     assert len(large) == len(small)
 

@@ -283,7 +283,7 @@ def test_a_rule_enrols_by_itself_only_after_a_go_ahead_and_a_change_pauses_it(
     assert services.evaluate_rules() == {}
     assert not PlaybookExecution.objects.exists()
     # A person can still enrol by hand.
-    assert services.playbook_bulk_trigger(user=csm, playbook_id=playbook.pk, customer_ids=[])["enrolled"] == 0
+    assert services.playbook_bulk_trigger(user=csm, playbook_id=playbook.pk, customer_ids=[]).enrolled == 0
     with pytest.raises(PermissionDenied):
         approvals.trigger_rule_approve(user=csm, rule_id=rule.pk)
     rule = approvals.trigger_rule_approve(user=manager, rule_id=rule.pk)

@@ -86,7 +86,7 @@ def test_schemathesis_finds_no_server_error_and_no_schema_mismatch(
     executions = []
     for customer in customers:
         answer = playbook_trigger(user=admin, customer_id=customer.pk, playbook_id=playbook.pk)
-        executions.append(answer["executionId"])
+        executions.append(answer.execution.pk)
     PlaybookExecution.objects.filter(pk=executions[1]).update(status="cancelled")
     PlaybookExecution.objects.filter(pk=executions[2]).update(status="failed", error="boom")
     alerts = [make_alert(customers[0]).pk, make_alert(customers[1], status=Alert.Status.RESOLVED).pk]

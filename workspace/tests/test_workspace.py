@@ -375,14 +375,14 @@ def test_customer_page_reads_nps_score_and_says_when_no_intervention_has_finishe
     customer = make_customer(owner=csm, churn_risk=Decimal("0.9000"), nps_score=3)
     predict(customer, "0.9000", days_ago=0, causes=[ENGAGEMENT])
     response = client_for(csm).get(change_url(customer))
-    reasoning = response.context["workspace"]["recommendation"]["reasoning"]
+    reasoning = response.context["workspace"]["recommendation"].reasoning
     assert (
         reasoning
         == "Recommended because its top churn cause is low engagement; no intervention has a recorded outcome yet."
     )
     other = make_customer(owner=csm)
     Intervention.objects.create(customer=other, type="Training", status="completed", outcome="succeeded")
-    reasoning = client_for(csm).get(change_url(customer)).context["workspace"]["recommendation"]["reasoning"]
+    reasoning = client_for(csm).get(change_url(customer)).context["workspace"]["recommendation"].reasoning
     assert reasoning == (
         "Recommended because its top churn cause is low engagement; no Executive Check-in for a high-risk "
         "customer has a recorded outcome yet (success rate across all interventions 100%)."
