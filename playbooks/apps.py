@@ -18,10 +18,9 @@ def _after_scoring(event: events.CustomersScored) -> None:
 
     A broker outage is logged, not raised (the prediction is committed and answered); the next
     scoring of those customers records and evaluates again."""
-    from playbooks.tasks import evaluate_trigger_rules, record_execution_outcomes  # they import models
+    from playbooks.tasks import act_on_scores  # it imports models
 
-    enqueue(record_execution_outcomes, event.customer_ids)
-    enqueue(evaluate_trigger_rules, event.customer_ids)
+    enqueue(act_on_scores, event.customer_ids)
 
 
 def _after_payment_failed(event: events.PaymentFailed) -> None:
