@@ -19,10 +19,9 @@ def _after_scoring(event: events.CustomersScored) -> None:
     A broker outage is logged, not raised (the prediction is committed and answered); the next
     scoring of those customers records and evaluates again."""
     # Imported here: apps.py loads before the app registry is ready, and the tasks import models.
-    from playbooks.tasks import evaluate_trigger_rules, record_execution_outcomes
+    from playbooks.tasks import act_on_scores
 
-    enqueue(record_execution_outcomes, event.customer_ids)
-    enqueue(evaluate_trigger_rules, event.customer_ids)
+    enqueue(act_on_scores, event.customer_ids)
 
 
 def _after_payment_failed(event: events.PaymentFailed) -> None:

@@ -60,9 +60,13 @@ def claim_due_executions() -> int:
 
 
 @shared_task(acks_late=True, ignore_result=True, time_limit=600, soft_time_limit=540)
-def record_execution_outcomes(customer_ids: list[int] | None = None) -> int:
-    """Record the matured outcomes (risk OUTCOME_DAYS later) of these customers' enrolments, after a scoring."""
-    return services.execution_outcomes_record(customer_ids=customer_ids)
+def act_on_scores(customer_ids: list[int] | None = None) -> int:
+    """After a scoring commits: record the matured outcomes (risk OUTCOME_DAYS later) of these
+    customers' enrolments, then evaluate the trigger rules for them. One message for both: a
+    real-time predict publishes it inside the request, and each publish costs the request about
+    as much as its model call."""
+    services.execution_outcomes_record(customer_ids=customer_ids)
+    return sum(services.evaluate_rules(customer_ids=customer_ids).values())
 
 
 @shared_task(acks_late=True, time_limit=600, soft_time_limit=540)

@@ -659,12 +659,29 @@ def build_features(
         types = a.column("type").astype(str) if a.pos.size else np.zeros(0, dtype=str)
         weights = a.numbers("count", 1.0)
         names = _unique_names(ACTION_PREFIX, spec.action_types, taken)
+        # Every type at once: one pass per window over the actions with (customer, type) as the
+        # bin, not one per type (the same sums in the same row order, so the same numbers).
+        known = np.array(sorted(set(spec.action_types)), dtype=str)
+        code = np.minimum(np.searchsorted(known, types), len(known) - 1)
+        mine = known[code] == types
+        bins = a.pos[mine] * len(known) + code[mine]
+        age, weights = a.age[mine], weights[mine]
+
+        def per_type(lo: float, hi: float) -> np.ndarray:
+            window = (age >= lo) & (age < hi)
+            counts = np.bincount(bins[window], weights=weights[window], minlength=n * len(known))
+            return counts.reshape(n, len(known))
+
+        last_30, last_90, lifetime = per_type(0, 30), per_type(0, 90), per_type(0, np.inf)
+        latest = np.full(n * len(known), np.inf)
+        np.minimum.at(latest, bins, age)
+        since_all = latest.reshape(n, len(known))
         for name, kind_name in zip(names, spec.action_types, strict=True):
-            mine = types == kind_name
-            extra[f"{name}__30d"] = a.count(0, 30, weights, mask=mine)
-            extra[f"{name}__90d"] = a.count(0, 90, weights, mask=mine)
-            extra[f"{name}__per_month"] = _per_month(a.count(0, np.inf, weights, mask=mine), tenure)
-            since = a.min_age(mine)
+            column = int(np.searchsorted(known, kind_name))
+            extra[f"{name}__30d"] = last_30[:, column]
+            extra[f"{name}__90d"] = last_90[:, column]
+            extra[f"{name}__per_month"] = _per_month(lifetime[:, column], tenure)
+            since = since_all[:, column]
             extra[f"{name}__days_since"] = np.minimum(np.where(np.isfinite(since), since, tenure), RECENCY_CAP_DAYS)
 
     # A snapshot book's own columns: numeric usage counters and text levels.

@@ -20,7 +20,7 @@ to an int. `rules_probability` = logistic(2.2 − 0.061 · unrounded health): �
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 import numpy as np
 import pandas as pd
@@ -142,9 +142,29 @@ def health_components(features: pd.DataFrame, weights: dict | None = None) -> pd
     return out
 
 
+class _OneRow(Mapping[str, np.ndarray]):
+    """One customer's feature dict read as one-element columns, each made when it is read: the
+    health score reads about twenty of the model's many features."""
+
+    def __init__(self, values: Mapping[str, float]):
+        self._values = values
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return np.array([self._values[name]], dtype=float)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._values
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+
 def health_one(features: Mapping[str, float], weights: dict | None = None) -> dict[str, float]:
     """`health_components` for one customer's feature dict (the real-time path, no frame)."""
-    comps, raw = _health({name: np.array([value], dtype=float) for name, value in features.items()}, weights)
+    comps, raw = _health(_OneRow(features), weights)
     out = {c: float(np.round(comps[c], 1)[0]) for c in COMPONENTS}
     out["health_score"] = int(np.rint(raw[0]))
     return out
