@@ -17,6 +17,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpR
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 
+from alerts.api.renderers import alert_bell_body
 from alerts.models import Alert, NotificationDelivery, NotificationPreference, NotificationSettings
 from alerts.notifications.errors import UnsafeWebhookURL
 from alerts.notifications.webhooks import webhook_target
@@ -137,7 +138,7 @@ class AlertAdmin(PortfolioScopedAdmin):
         if not self.has_view_permission(request):
             raise PermissionDenied
         presets = [{"value": value, "label": label} for value, label in SNOOZE_PRESETS.items()]
-        return JsonResponse({**alert_bell(user=request.user), "snoozePresets": presets})
+        return JsonResponse({**alert_bell_body(alert_bell(user=request.user)), "snoozePresets": presets})
 
     def acknowledge_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         def acknowledge(pk: int) -> tuple[Alert, str]:
@@ -185,7 +186,7 @@ class AlertAdmin(PortfolioScopedAdmin):
                     "status": alert.status,
                     "read": alert.read,
                     "snoozedUntil": alert.snoozed_until.isoformat() if alert.snoozed_until else None,
-                    "bell": alert_bell(user=request.user),
+                    "bell": alert_bell_body(alert_bell(user=request.user)),
                 }
             )
         self.message_user(request, f"Alert {done}.", messages.SUCCESS)

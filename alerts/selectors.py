@@ -1,6 +1,7 @@
 """Reads about alerts: a CSM sees alerts on their own customers; managers, admins and viewers see all."""
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from django.db.models import Q, QuerySet
@@ -27,23 +28,19 @@ def alert_bell_unread(*, user: Any) -> QuerySet[Alert]:
     return alert_scope(user=user).filter(still_open, read=False)
 
 
-def alert_bell(*, user: Any) -> dict[str, Any]:
+@dataclass(frozen=True)
+class AlertBell:
+    """What the admin's bell shows: how many alerts are unread, and the newest of them."""
+
+    count: int
+    alerts: list[Alert]  # the newest BELL_LIMIT, their customers loaded
+
+
+def alert_bell(*, user: Any) -> AlertBell:
     """The bell's count and its newest BELL_LIMIT alerts, in two queries."""
     unread = alert_bell_unread(user=user)
     rows = unread.select_related("customer").order_by("-created_at", "-id")[:BELL_LIMIT]
-    return {
-        "count": unread.count(),
-        "alerts": [
-            {
-                "id": row.pk,
-                "title": row.title,
-                "severity": row.severity,
-                "createdAt": row.created_at.isoformat(),
-                "customer": row.customer.name if row.customer else None,
-            }
-            for row in rows
-        ],
-    }
+    return AlertBell(count=unread.count(), alerts=list(rows))
 
 
 def alert_events(customer_id: int, cursor: Any, limit: int) -> list[dict]:

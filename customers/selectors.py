@@ -4,7 +4,6 @@ from collections.abc import Callable, Iterable, Iterator
 from decimal import Decimal
 from typing import Any
 
-import orjson
 from django.conf import settings
 from django.db import connection
 from django.db.models import Count, DecimalField, F, Func, Q, QuerySet, Sum, TextField
@@ -17,7 +16,8 @@ from customers.models import BillingEvent, Customer, ImportJob, NpsResponse, Sup
 from customers.timeline import events_after
 
 # The columns the customer list renders, read with .values() to keep the hot path lean;
-# `feature_usage` is read as JSON text and embedded as is (see `customer_values`).
+# `feature_usage` is read as JSON text and embedded as is (see `customer_values`;
+# `customers.api.renderers.customer_row_body` renders a row).
 CUSTOMER_VALUES = (
     "id",
     "name",
@@ -35,8 +35,6 @@ CUSTOMER_VALUES = (
     "owner__first_name",
     "owner__last_name",
 )
-_HUNDRED = Decimal(100)
-_CENTS = Decimal("0.01")
 
 
 def customer_scope(*, user: Any) -> QuerySet[Customer]:
@@ -200,34 +198,6 @@ def iso(value: Any) -> str | None:
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
-def customer_row_json(row: dict, thresholds: tuple[float, float] | None = None) -> dict:
-    """The contract's customer object from a `CUSTOMER_VALUES` row (no per-row queries)."""
-    risk = row["churn_risk"]
-    full_name = f"{row['owner__first_name']} {row['owner__last_name']}".strip()
-    return {
-        "id": row["id"],
-        "name": row["name"],
-        "email": row["email"],
-        "company": row["company"],
-        "plan": row["plan"],
-        "mrr": str(row["mrr"].quantize(_CENTS)),
-        "signupDate": row["signup_date_iso"],
-        "lastLogin": row["last_login_iso"],
-        "healthScore": row["health_score"],
-        "churnRisk": str((risk * _HUNDRED).quantize(_CENTS)),
-        "churnProbability": float(risk),
-        "riskLevel": risk_level(float(risk), thresholds),
-        "npsScore": row["nps_score"],
-        "supportTickets": row["support_tickets"],
-        # Already JSON: orjson embeds the text without a parse/serialise round trip.
-        "featureUsage": orjson.Fragment(row["feature_usage_json"]),
-        "isActive": row["is_active"],
-        "churnedAt": row["churned_at_iso"],
-        "ownerId": row["owner_id"],
-        "ownerName": full_name or row["owner__username"],
-    }
-
-
 class IsoUtc(Func):
     """A datetime column as the text `iso` gives (UTC, `Z`, microseconds only when non-zero),
     rendered by the database: parsing a timestamp into a datetime costs psycopg more than the
@@ -245,7 +215,8 @@ class IsoUtc(Func):
 
 
 def customer_values(customers: QuerySet[Customer]) -> QuerySet:
-    """`customers` as `CUSTOMER_VALUES` rows, ready for `customer_row_json`."""
+    """`customers` as `CUSTOMER_VALUES` rows, with the datetimes as `iso` text and `feature_usage` as
+    JSON text."""
     return customers.values(
         *CUSTOMER_VALUES,
         feature_usage_json=Cast("feature_usage", output_field=TextField()),
@@ -280,28 +251,8 @@ class CustomerPages:
         return list(customer_values(Customer.objects.filter(pk__in=page_ids).order_by(*self.ordering)))
 
 
-def customer_rows(customers: QuerySet[Customer]) -> list[dict]:
-    thresholds = risk_thresholds()
-    return [customer_row_json(row, thresholds) for row in customer_values(customers)]
-
-
-def customer_json(customer: Customer) -> dict:
-    return customer_rows(Customer.objects.filter(pk=customer.pk))[0]
-
-
 def customer_sessions(*, customer: Customer) -> QuerySet[UserSession]:
     return UserSession.objects.filter(customer=customer).order_by("-started_at", "-id")
-
-
-def session_row_json(row: dict) -> dict:
-    return {
-        "id": row["id"],
-        "customerId": row["customer_id"],
-        "startedAt": iso(row["started_at"]),
-        "endedAt": iso(row["ended_at"]),
-        "pagesViewed": row["pages_viewed"],
-        "actions": row["actions"],
-    }
 
 
 SESSION_VALUES = ("id", "customer_id", "started_at", "ended_at", "pages_viewed", "actions")
@@ -380,28 +331,6 @@ def import_job_get(*, job_id: Any) -> ImportJob:
         return ImportJob.objects.select_related("created_by").get(pk=int(job_id))
     except (ImportJob.DoesNotExist, ValueError, OverflowError):
         raise NotFoundError("Import not found.") from None
-
-
-def import_job_json(job: ImportJob) -> dict:
-    """The API's shape of a job (documented by ImportJobOutputSerializer, kept equal by a test)."""
-    return {
-        "id": job.pk,
-        "status": job.status,
-        "dryRun": job.dry_run,
-        "onError": job.on_error,
-        "timezone": job.timezone,
-        "files": job.files,
-        "progress": job.progress,
-        "result": job.result,
-        "dryRunResult": job.dry_run_result,
-        "errorCount": len(job.errors),
-        "errorsUrl": f"/api/imports/{job.pk}/errors.csv",
-        "error": job.error,
-        "createdBy": job.created_by.username if job.created_by else None,
-        "createdAt": iso(job.created_at),
-        "startedAt": iso(job.started_at),
-        "finishedAt": iso(job.finished_at),
-    }
 
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")

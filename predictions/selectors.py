@@ -4,6 +4,8 @@ import datetime as dt
 import json
 import time
 from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -17,7 +19,7 @@ from customers.models import BillingEvent, Customer, NpsResponse, SupportTicket,
 from customers.selectors import customer_scope, iso, risk_thresholds
 from customers.timeline import events_after
 from playbooks.models import PlaybookExecution, PlaybookStepRun
-from predictions.causes import CAUSES, impact_percent, percent_causes, recommended_actions
+from predictions.causes import CAUSES, impact_percent, percent_causes
 from predictions.ml.drift import drift_summary
 from predictions.ml.features import feature_info
 from predictions.models import (
@@ -30,8 +32,16 @@ from predictions.models import (
 )
 
 
+def latest_prediction(customer_id: int) -> ChurnPrediction | None:
+    """The customer's newest prediction (None before the first scoring)."""
+    return ChurnPrediction.objects.filter(customer_id=customer_id).order_by("-prediction_date", "-id").first()
+
+
 def latest_prediction_json(customer_id: int) -> dict | None:
-    prediction = ChurnPrediction.objects.filter(customer_id=customer_id).order_by("-prediction_date", "-id").first()
+    """The customer detail's `latestPrediction` body, as `interventions.selectors` still reads it;
+    the API renders the same with `predictions.api.renderers.latest_prediction_body`. Callers should
+    read `latest_prediction` instead, and this goes when none is left."""
+    prediction = latest_prediction(customer_id)
     if prediction is None:
         return None
     return {
@@ -197,8 +207,10 @@ def customer_causes(customer_id: int) -> list[dict]:
     return causes
 
 
-def stored_predictions(*, user: Any, customer_ids: list[int]) -> list[dict]:
-    """Latest stored prediction of each listed customer (ids outside the portfolio: 404)."""
+def stored_predictions(*, user: Any, customer_ids: list[int]) -> list[Mapping[str, Any]]:
+    """Latest stored prediction of each listed customer that has one, in the order asked, as rows of
+    `customer_id`, `churn_probability`, `risk_level`, `top_causes`, `confidence` (ids outside the
+    portfolio: 404)."""
 
     wanted = list(dict.fromkeys(customer_ids))
     visible = set(customer_scope(user=user).filter(pk__in=wanted).values_list("pk", flat=True))
@@ -215,30 +227,7 @@ def stored_predictions(*, user: Any, customer_ids: list[int]) -> list[dict]:
             "customer_id", "churn_probability", "risk_level", "top_causes", "confidence"
         )
     }
-    result = []
-    for customer_id in wanted:
-        row = latest.get(customer_id)
-        if row is None:
-            continue
-        result.append(
-            {
-                "customerId": customer_id,
-                "churnProbability": float(row["churn_probability"]),
-                "riskLevel": row["risk_level"],
-                "confidence": row["confidence"] if row["confidence"] is not None else 0.0,
-                "topFactors": [
-                    {
-                        "feature": cause.get("factor"),
-                        "importance": impact_percent(cause.get("impact")),
-                        "impact": "negative" if cause.get("direction", "increases") == "increases" else "positive",
-                        "description": cause.get("value"),
-                    }
-                    for cause in row["top_causes"]
-                ],
-                "recommendedActions": recommended_actions(row["top_causes"], row["risk_level"]),
-            }
-        )
-    return result
+    return [latest[customer_id] for customer_id in wanted if customer_id in latest]
 
 
 def health_weights() -> dict[str, float]:
@@ -293,8 +282,8 @@ def health_weights_preview(*, user: Any, weights: dict[str, float], sample_size:
     before, after = bins(current), bins(proposed)
     return {
         "scored": len(current),
-        "activeCustomers": active.count(),
-        "sampleSize": sample_size,
+        "active_customers": active.count(),
+        "sample_size": sample_size,
         "bins": [
             {
                 "label": f"{10 * i}–{10 * i + 9 if i < 9 else 100}",
@@ -304,8 +293,8 @@ def health_weights_preview(*, user: Any, weights: dict[str, float], sample_size:
             }
             for i in range(10)
         ],
-        "changeBand": sum(health_band(a) != health_band(b) for a, b in zip(current, proposed, strict=True)),
-        "changeScore": sum(a != b for a, b in zip(current, proposed, strict=True)),
+        "change_band": sum(health_band(a) != health_band(b) for a, b in zip(current, proposed, strict=True)),
+        "change_score": sum(a != b for a, b in zip(current, proposed, strict=True)),
     }
 
 
@@ -388,8 +377,19 @@ def previous_champion(version: ModelVersion) -> ModelVersion | None:
     return change.previous if change is not None else None
 
 
-def feature_importance() -> list[dict]:
-    """Global importance of the champion (mean |SHAP|, as % summing to 100), most important first."""
+@dataclass(frozen=True)
+class FeatureImportance:
+    """One feature's share of the champion's global importance (mean |SHAP|)."""
+
+    label: str
+    category: str
+    share: float  # percent of the total, the shares summing to 100
+    raw: float  # the stored mean |SHAP|
+    higher_is_riskier: bool
+
+
+def feature_importance() -> list[FeatureImportance]:
+    """Global importance of the champion, most important first (none before the first training)."""
 
     version = champion()
     if version is None or not version.importance:
@@ -398,17 +398,14 @@ def feature_importance() -> list[dict]:
     rows = []
     for name, raw in sorted(version.importance.items(), key=lambda item: -item[1]):
         info = feature_info(name)
-        share = 100 * raw / total
         rows.append(
-            {
-                "feature": info.label,
-                "importance": round(share, 4),
-                "impact": "negative" if info.higher_is_riskier else "positive",
-                "description": f"{info.label} ({info.category})",
-                "rawImportance": raw,
-                "confidenceLevel": "high" if share >= 15 else "medium" if share >= 5 else "low",
-                "actionability": "high" if info.category in ("support", "billing", "product") else "low",
-            }
+            FeatureImportance(
+                label=info.label,
+                category=info.category,
+                share=100 * raw / total,
+                raw=raw,
+                higher_is_riskier=info.higher_is_riskier,
+            )
         )
     return rows
 
@@ -541,6 +538,25 @@ def _drift_retrain() -> dict | None:
     }
 
 
+@dataclass(frozen=True)
+class MlAnalytics:
+    """The ML analytics page's figures over the user's active customers."""
+
+    total: int
+    model_version: str | None
+    performance: dict[str, float | None]  # the champion's metrics, at the 0.5 threshold where per threshold
+    feature_importance: list[FeatureImportance]
+    health_average: float  # mean health score
+    health_bands: dict[str, int]  # customers per health band (excellent, good, fair, poor)
+    risk_average: float  # mean churn probability, 0–1
+    risk_levels: dict[str, int]  # customers per risk level (high, medium, low)
+    executions: int  # playbook executions on these customers
+    executions_completed: int
+    steps_succeeded: int
+    steps_failed: int
+    health_trends: dict[str, int]  # improving, declining, stable between the last two batches
+
+
 def _health_trends(customers: QuerySet[Customer]) -> tuple[int, int, int]:
     """Customers whose health rose, fell (by 5+ points) or held between the last two batch runs."""
 
@@ -568,8 +584,9 @@ def _health_trends(customers: QuerySet[Customer]) -> tuple[int, int, int]:
     return improving, declining, stable
 
 
-def ml_analytics(*, user: Any) -> dict:
-    """The app's ML analytics page, over the user's visible active customers and the champion."""
+def ml_analytics(*, user: Any) -> MlAnalytics:
+    """The figures of the app's ML analytics page, over the user's visible active customers and the
+    champion."""
 
     active = customer_scope(user=user).filter(is_active=True)
     medium, high = risk_thresholds()
@@ -585,11 +602,6 @@ def ml_analytics(*, user: Any) -> dict:
         medium=Count("id", filter=Q(churn_risk__gte=medium, churn_risk__lt=high)),
         low=Count("id", filter=Q(churn_risk__lt=medium)),
     )
-    total = totals["total"] or 0
-
-    def shares(keys: tuple[str, ...]) -> dict:
-        return {key: round(100 * totals[key] / total) if total else 0 for key in keys}
-
     version = champion()
     metrics = (version.metrics if version else {}) or {}
     at_half: dict[str, Any] = next(
@@ -601,49 +613,27 @@ def ml_analytics(*, user: Any) -> dict:
     steps = PlaybookStepRun.objects.filter(execution__customer__in=active).aggregate(
         succeeded=Count("id", filter=Q(status="succeeded")), failed=Count("id", filter=Q(status="failed"))
     )
-    importance = feature_importance()
     improving, declining, stable = _health_trends(active)
-    return {
-        "totalCustomers": total,
-        "modelVersion": version.version if version else None,
-        "modelPerformance": {
-            "rocAuc": metrics.get("roc_auc"),
+    return MlAnalytics(
+        total=totals["total"] or 0,
+        model_version=version.version if version else None,
+        performance={
+            "roc_auc": metrics.get("roc_auc"),
             "accuracy": _accuracy(metrics, at_half),
             "precision": at_half.get("precision"),
             "recall": at_half.get("recall"),
-            "f1Score": at_half.get("f1_score", at_half.get("f1")),
+            "f1_score": at_half.get("f1_score", at_half.get("f1")),
             "brier": metrics.get("brier"),
-            "liftAt10pct": metrics.get("lift_at_10pct"),
+            "lift_at_10pct": metrics.get("lift_at_10pct"),
         },
-        "featureImportances": importance,
-        "healthScoreAnalytics": {
-            "average": round(float(totals["health"] or 0), 1),
-            "distribution": {key: totals[key] for key in ("excellent", "good", "fair", "poor")},
-            "percentages": shares(("excellent", "good", "fair", "poor")),
-        },
-        "churnRiskAnalytics": {
-            "average": round(100 * float(totals["risk"] or 0), 1),
-            "distribution": {key: totals[key] for key in ("high", "medium", "low")},
-            "percentages": shares(("high", "medium", "low")),
-        },
-        "interventionStats": {
-            "totalExecutions": executions["total"],
-            "successRate": round(100 * executions["completed"] / executions["total"], 1) if executions["total"] else 0,
-            # Per execution: steps that succeeded, and steps that failed (the "issues found").
-            "avgStepsCompleted": round(steps["succeeded"] / executions["total"]) if executions["total"] else 0,
-            "avgIssuesFound": round(steps["failed"] / executions["total"]) if executions["total"] else 0,
-        },
-        "riskDistribution": {key: totals[key] for key in ("high", "medium", "low")},
-        "insights": {
-            "topRiskFactors": [
-                {
-                    "factor": row["feature"],
-                    "impact": row["importance"],
-                    "actionable": row["actionability"] == "high",
-                    "recommendation": f"{row['feature']} shows {row['importance']:.1f}% impact on churn prediction.",
-                }
-                for row in importance[:3]
-            ],
-            "healthTrends": {"improving": improving, "declining": declining, "stable": stable},
-        },
-    }
+        feature_importance=feature_importance(),
+        health_average=float(totals["health"] or 0),
+        health_bands={key: totals[key] for key in ("excellent", "good", "fair", "poor")},
+        risk_average=float(totals["risk"] or 0),
+        risk_levels={key: totals[key] for key in ("high", "medium", "low")},
+        executions=executions["total"],
+        executions_completed=executions["completed"],
+        steps_succeeded=steps["succeeded"],
+        steps_failed=steps["failed"],
+        health_trends={"improving": improving, "declining": declining, "stable": stable},
+    )

@@ -64,9 +64,9 @@ def test_the_bell_counts_open_unread_alerts_in_the_users_scope(csm, other_csm, m
 
     with time_machine.travel(T0 + dt.timedelta(hours=1), tick=False):
         bell = alert_bell(user=csm)
-        assert bell["count"] == 3
-        assert sorted(a["title"] for a in bell["alerts"]) == ["Older, unread", "Open, unread", "Snooze ran out"]
-        assert alert_bell(user=manager)["count"] == 5  # plus another portfolio's and the book-wide one
+        assert bell.count == 3
+        assert sorted(a.title for a in bell.alerts) == ["Older, unread", "Open, unread", "Snooze ran out"]
+        assert alert_bell(user=manager).count == 5  # plus another portfolio's and the book-wide one
         response = client_for(csm).get(BELL)
     assert response.status_code == 200
     body = response.json()

@@ -1,5 +1,5 @@
-"""Customer API shapes. Output is rendered by `customers.selectors.customer_row_json` (lean hot
-path); these serializers document it in the OpenAPI schema, and a test keeps the two equal."""
+"""Customer API shapes. Output is rendered by `customers.api.renderers` (lean hot path); these
+serializers document it in the OpenAPI schema, and a test keeps the two equal."""
 
 from typing import Any
 

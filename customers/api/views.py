@@ -20,6 +20,7 @@ from rest_framework.views import APIView
 from core.api.pagination import positive_int_param
 from core.auth.permissions import IsManagerOrAdmin
 from customers import selectors, services
+from customers.api import renderers
 from customers.api.serializers import (
     CsvImportInputSerializer,
     CsvImportOutputSerializer,
@@ -64,20 +65,19 @@ class CustomerViewSet(viewsets.GenericViewSet):
             count_queryset=customers,
             total=None if filtered else selectors.customer_count(user=request.user),
         )
-        thresholds = selectors.risk_thresholds()
-        return self.get_paginated_response([selectors.customer_row_json(row, thresholds) for row in page])
+        return self.get_paginated_response(renderers.customer_rows_body(page))
 
     @extend_schema(responses=CustomerDetailSerializer)
     def retrieve(self, request: Request, pk: str) -> Response:
         customer = selectors.customer_get(user=request.user, customer_id=pk)
-        return Response({**selectors.customer_json(customer), **customer_detail_sections(customer.pk)})
+        return Response({**renderers.customer_body(customer), **customer_detail_sections(customer.pk)})
 
     @extend_schema(responses=SessionOutputSerializer(many=True), filters=False)
     @action(detail=True, methods=["get"], filterset_class=None)
     def sessions(self, request: Request, pk: str) -> Response:
         customer = selectors.customer_get(user=request.user, customer_id=pk)
         page = self.paginate_queryset(selectors.customer_sessions(customer=customer).values(*selectors.SESSION_VALUES))
-        return self.get_paginated_response([selectors.session_row_json(row) for row in page])
+        return self.get_paginated_response([renderers.session_row_body(row) for row in page])
 
     @extend_schema(
         responses=TimelineEventSerializer(many=True),
@@ -110,7 +110,7 @@ class CustomerViewSet(viewsets.GenericViewSet):
         if next_cursor:
             url = replace_query_param(request.build_absolute_uri(), "cursor", cursor_encode(next_cursor))
             headers["Link"] = f'<{url}>; rel="next"'
-        body = [{**event, "at": selectors.iso(event["at"])} for event in events]
+        body = [renderers.timeline_event_body(event) for event in events]
         return Response(body, headers=headers)
 
 
@@ -196,7 +196,7 @@ class ImportJobCreateView(APIView):
         except UploadError as error:
             refusal = UploadTooLarge if error.too_large else ValidationError
             raise refusal({error.field: [str(error)]}) from None
-        body = selectors.import_job_json(job)
+        body = renderers.import_job_body(job)
         return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": f"/api/imports/{job.pk}"})
 
 
@@ -205,7 +205,7 @@ class ImportJobView(APIView):
 
     @extend_schema(responses=ImportJobOutputSerializer)
     def get(self, request: Request, pk: str) -> Response:
-        return Response(selectors.import_job_json(selectors.import_job_get(job_id=pk)))
+        return Response(renderers.import_job_body(selectors.import_job_get(job_id=pk)))
 
 
 class ImportJobErrorsView(APIView):

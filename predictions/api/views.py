@@ -12,10 +12,11 @@ from core.auth.permissions import AnyRole
 from core.auth.roles import can_write
 from customers.selectors import customer_get
 from predictions import selectors
+from predictions.api import renderers
 from predictions.api.serializers import CustomerIdSerializer, CustomerIdsSerializer
 from predictions.models import ChurnCause
 from predictions.selectors import churn_cause_rows
-from predictions.services.scoring import prediction_payload, score_one
+from predictions.services.scoring import score_one
 
 ChurnCauseSerializer = inline_serializer(
     "ChurnCause",
@@ -88,7 +89,7 @@ class ChurnPredictView(APIView):
         prediction = score_one(
             customer_id=data.validated_data["customerId"], visible_to=request.user, write=can_write(request.user)
         )
-        return Response({**prediction_payload(prediction), "responseTime": _elapsed_ms(started)})
+        return Response({**renderers.prediction_body(prediction), "responseTime": _elapsed_ms(started)})
 
 
 class CausesExplainView(APIView):
@@ -119,19 +120,14 @@ class BatchPredictView(APIView):
     def post(self, request: Request) -> Response:
         data = CustomerIdsSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        return Response(
-            {
-                "predictions": selectors.stored_predictions(
-                    user=request.user, customer_ids=data.validated_data["customerIds"]
-                )
-            }
-        )
+        rows = selectors.stored_predictions(user=request.user, customer_ids=data.validated_data["customerIds"])
+        return Response({"predictions": [renderers.stored_prediction_body(row) for row in rows]})
 
 
 class FeatureImportanceView(APIView):
     @extend_schema(responses=AnyObject)
     def get(self, request: Request) -> Response:
-        return Response({"features": selectors.feature_importance()})
+        return Response({"features": [renderers.feature_importance_body(f) for f in selectors.feature_importance()]})
 
 
 class ModelMetricsLatestView(APIView):
@@ -145,4 +141,4 @@ class ModelMetricsLatestView(APIView):
 class MLAnalyticsView(APIView):
     @extend_schema(responses=AnyObject)
     def get(self, request: Request) -> Response:
-        return Response(selectors.ml_analytics(user=request.user))
+        return Response(renderers.ml_analytics_body(selectors.ml_analytics(user=request.user)))

@@ -30,7 +30,6 @@ from core.exceptions import ConflictError, NotFoundError
 from customers.models import Customer
 from customers.selectors import risk_level, risk_thresholds
 from customers.services import customer_scores_set
-from predictions.causes import impact_percent, recommended_actions
 from predictions.data import OneCustomer, book_has_events, load_customer_facts, load_one, load_tables
 from predictions.ml import rules
 from predictions.ml.explain import causes_from_contributions, explain_batch
@@ -661,19 +660,3 @@ def _write_one(
             customer_scores_set(scores=[(customer_id, risk, score)])
     prediction.run = run
     return prediction
-
-
-def prediction_payload(prediction: ChurnPrediction) -> dict:
-    """The contract's predict response body (without responseTime)."""
-    probability = float(prediction.churn_probability)
-    return {
-        "customerId": prediction.customer_id,
-        "churnProbability": f"{probability * 100:.2f}",
-        "riskLevel": prediction.risk_level,
-        "topCauses": [
-            {"factor": cause.get("factor"), "impact": impact_percent(cause.get("impact")), "value": cause.get("value")}
-            for cause in prediction.top_causes
-        ],
-        "confidence": f"{(prediction.confidence or 0) * 100:.2f}",
-        "recommendedActions": recommended_actions(prediction.top_causes, prediction.risk_level),
-    }

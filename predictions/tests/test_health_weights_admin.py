@@ -73,11 +73,11 @@ def test_the_preview_saves_nothing_and_counts_as_the_scoring_would(manager, book
             counts[min(score // 10, 9)] += 1
         return counts
 
-    assert preview["scored"] == preview["activeCustomers"] == 12
+    assert preview["scored"] == preview["active_customers"] == 12
     assert [b["current"] for b in preview["bins"]] == bins(before.values())
     assert [b["proposed"] for b in preview["bins"]] == bins(after.values())
     changed = sum(health_band(before[pk]) != health_band(after[pk]) for pk in before)
-    assert preview["changeBand"] == changed > 0
+    assert preview["change_band"] == changed > 0
     assert f'id="weights-change-band">{changed}<' in page
 
 
