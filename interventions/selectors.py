@@ -14,7 +14,7 @@ from customers.models import Customer
 from customers.selectors import customer_get, customer_scope, risk_level, risk_thresholds
 from customers.timeline import events_after
 from interventions.models import Intervention
-from predictions.models import ChurnPrediction
+from predictions.selectors import latest_prediction
 
 
 def intervention_scope(*, user: Any) -> QuerySet[Intervention]:
@@ -233,7 +233,7 @@ def recommend_intervention(*, user: Any, customer_id: int, playbook_proof: Playb
     rate. The estimate of revenue saved is a year of the customer's MRR times that success rate.
     """
     customer = customer_get(user=user, customer_id=customer_id)
-    prediction = ChurnPrediction.objects.filter(customer_id=customer.pk).order_by("-prediction_date", "-id").first()
+    prediction = latest_prediction(customer.pk)
     return recommendation_for(
         customer=customer,
         probability=float(prediction.churn_probability if prediction else customer.churn_risk),

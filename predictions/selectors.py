@@ -19,7 +19,7 @@ from customers.models import BillingEvent, Customer, NpsResponse, SupportTicket,
 from customers.selectors import customer_scope, iso, risk_thresholds
 from customers.timeline import events_after
 from playbooks.models import PlaybookExecution, PlaybookStepRun
-from predictions.causes import CAUSES, impact_percent, percent_causes
+from predictions.causes import CAUSES, impact_percent
 from predictions.ml.drift import drift_summary
 from predictions.ml.features import feature_info
 from predictions.models import (
@@ -35,22 +35,6 @@ from predictions.models import (
 def latest_prediction(customer_id: int) -> ChurnPrediction | None:
     """The customer's newest prediction (None before the first scoring)."""
     return ChurnPrediction.objects.filter(customer_id=customer_id).order_by("-prediction_date", "-id").first()
-
-
-def latest_prediction_json(customer_id: int) -> dict | None:
-    """The customer detail's `latestPrediction` body, as `interventions.selectors` still reads it;
-    the API renders the same with `predictions.api.renderers.latest_prediction_body`. Callers should
-    read `latest_prediction` instead, and this goes when none is left."""
-    prediction = latest_prediction(customer_id)
-    if prediction is None:
-        return None
-    return {
-        "churnProbability": float(prediction.churn_probability),
-        "riskLevel": prediction.risk_level,
-        "topCauses": percent_causes(prediction.top_causes),
-        "predictionDate": iso(prediction.prediction_date),
-        "modelVersion": prediction.model_version,
-    }
 
 
 def prediction_events(customer_id: int, cursor: Any, limit: int) -> list[dict]:
