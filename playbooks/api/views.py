@@ -14,7 +14,7 @@ from rest_framework.views import APIView
 from core.auth.permissions import AnyRole
 from core.exceptions import NotFoundError
 from playbooks import approvals, selectors, services
-from playbooks.api.render import bulk_trigger_body, dry_run_body, trigger_body
+from playbooks.api.renderers import bulk_trigger_body, dry_run_body, trigger_body
 from playbooks.api.serializers import (
     BulkTriggerInputSerializer,
     BulkTriggerOutputSerializer,
