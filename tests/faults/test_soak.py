@@ -135,6 +135,13 @@ def run_soak(pg, redis, spawn, rng: random.Random, hubspot_base: str) -> None:
 
     try:
         wait_until(drained, timeout=DRAIN_LIMIT_SECONDS, interval=0.25)
+    except AssertionError as exc:
+        # Say what was left, so a slow drain can be told from a stuck one.
+        left = pg.execute(
+            "SELECT status, attempts, next_attempt_at, last_error FROM webhook_events"
+            " WHERE status <> 'processed' ORDER BY id LIMIT 10"
+        )
+        raise AssertionError(f"{exc}; kills={kills} drops={drops} not processed (first 10): {left}") from exc
     finally:
         drain_seconds = time.monotonic() - report.last_accept
         statuses = dict(pg.execute("SELECT status, count(*) FROM webhook_events GROUP BY status"))
