@@ -16,6 +16,7 @@ from django.db import connections
 from django.utils import timezone
 from kombu import pools
 
+from alerts.tests.servers import start_smtp
 from customers.models import Customer
 from tests.helpers import client_for, reset_broker_pools
 
@@ -189,3 +190,15 @@ def viewer(make_user):
 @pytest.fixture
 def admin_user(make_user):
     return make_user("admin")
+
+
+@pytest.fixture
+def smtp(settings):
+    """A real SMTP server; Django's mail framework is pointed at it (pytest-django defaults to locmem)."""
+    handler, controller = start_smtp()
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", handler.port
+    settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
+    settings.EMAIL_TIMEOUT = 5
+    yield handler
+    controller.stop()

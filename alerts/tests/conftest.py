@@ -3,19 +3,7 @@
 import pytest
 
 from alerts.models import NotificationPreference, NotificationSettings
-from alerts.tests.servers import WebhookReceiver, start_smtp
-
-
-@pytest.fixture
-def smtp(settings):
-    """A real SMTP server; Django's mail framework is pointed at it (pytest-django defaults to locmem)."""
-    handler, controller = start_smtp()
-    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", handler.port
-    settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
-    settings.EMAIL_TIMEOUT = 5
-    yield handler
-    controller.stop()
+from alerts.tests.servers import WebhookReceiver
 
 
 @pytest.fixture

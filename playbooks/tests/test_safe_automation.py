@@ -14,7 +14,6 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from alerts.tests.servers import start_smtp
 from core.exceptions import ConflictError, NotFoundError
 from customers.models import Customer
 from customers.selectors import risk_thresholds
@@ -32,18 +31,6 @@ EMAIL_PLAYBOOK = [
      "body": "Dear {{ customer.name }}, your plan is {{ customer.plan }}."},
     {"key": "after", "type": "create_alert", "title": "Mailed {{ customer.name }}", "message": "done"},
 ]  # fmt: skip
-
-
-@pytest.fixture
-def smtp(settings):
-    """A real SMTP server; Django's mail framework is pointed at it (pytest-django defaults to locmem)."""
-    handler, controller = start_smtp()
-    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", handler.port
-    settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
-    settings.EMAIL_TIMEOUT = 5
-    yield handler
-    controller.stop()
 
 
 def start(playbook, *customers):

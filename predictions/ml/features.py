@@ -471,6 +471,21 @@ class _Facts:
             np.minimum.at(out, self.pos[mask], self.age[mask])
         return out
 
+    def count_by_kind(self, kind: np.ndarray, kinds: int, lo: float, hi: float, weights: np.ndarray) -> np.ndarray:
+        """`count` per customer and kind, all kinds in one pass: an (n, kinds) array. `kind` is each
+        fact's kind code, -1 for a kind not counted."""
+        sel = (self.age >= lo) & (self.age < hi) & (kind >= 0)
+        bins = self.pos[sel] * kinds + kind[sel]
+        counts = np.bincount(bins, weights=np.asarray(weights, dtype=float)[sel], minlength=self.n * kinds)
+        return counts.reshape(self.n, kinds)
+
+    def min_age_by_kind(self, kind: np.ndarray, kinds: int) -> np.ndarray:
+        """`min_age` per customer and kind: an (n, kinds) array (inf where none)."""
+        sel = kind >= 0
+        out = np.full(self.n * kinds, np.inf)
+        np.minimum.at(out, self.pos[sel] * kinds + kind[sel], self.age[sel])
+        return out.reshape(self.n, kinds)
+
     def column(self, name: str) -> np.ndarray:
         return np.asarray(_values(self.frame, name))[self.keep]
 
@@ -659,23 +674,14 @@ def build_features(
         types = a.column("type").astype(str) if a.pos.size else np.zeros(0, dtype=str)
         weights = a.numbers("count", 1.0)
         names = _unique_names(ACTION_PREFIX, spec.action_types, taken)
-        # Every type at once: one pass per window over the actions with (customer, type) as the
-        # bin, not one per type (the same sums in the same row order, so the same numbers).
+        # Every type at once, each window one pass over the actions (not one pass per type).
         known = np.array(sorted(set(spec.action_types)), dtype=str)
         code = np.minimum(np.searchsorted(known, types), len(known) - 1)
-        mine = known[code] == types
-        bins = a.pos[mine] * len(known) + code[mine]
-        age, weights = a.age[mine], weights[mine]
-
-        def per_type(lo: float, hi: float) -> np.ndarray:
-            window = (age >= lo) & (age < hi)
-            counts = np.bincount(bins[window], weights=weights[window], minlength=n * len(known))
-            return counts.reshape(n, len(known))
-
-        last_30, last_90, lifetime = per_type(0, 30), per_type(0, 90), per_type(0, np.inf)
-        latest = np.full(n * len(known), np.inf)
-        np.minimum.at(latest, bins, age)
-        since_all = latest.reshape(n, len(known))
+        kind = np.where(known[code] == types, code, -1)
+        last_30 = a.count_by_kind(kind, len(known), 0, 30, weights)
+        last_90 = a.count_by_kind(kind, len(known), 0, 90, weights)
+        lifetime = a.count_by_kind(kind, len(known), 0, np.inf, weights)
+        since_all = a.min_age_by_kind(kind, len(known))
         for name, kind_name in zip(names, spec.action_types, strict=True):
             column = int(np.searchsorted(known, kind_name))
             extra[f"{name}__30d"] = last_30[:, column]
