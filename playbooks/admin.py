@@ -340,7 +340,14 @@ class PlaybookAdmin(PlaybookEditorAdmin, PortfolioScopedAdmin):
         playbook = get_object_or_404(self.get_queryset(request), pk=pk)
         answer = selectors.dry_run(user=request.user, playbook=playbook)
         rows = [
-            [c.customer_id, c.customer_name, ", ".join(c.reasons), "; ".join(s.would_do for s in c.steps)]
+            [
+                c.customer_id,
+                c.customer_name,
+                ", ".join(c.reasons),
+                "none: an exit condition already holds"
+                if c.exits_immediately
+                else "; ".join(s.would_do for s in c.steps),
+            ]
             for c in answer.customers
         ]
         return self._page(

@@ -5,8 +5,10 @@ from pathlib import Path
 
 import pytest
 from django.core.management import call_command
+from django.utils.html import escape
 
 from interventions.models import Intervention
+from playbooks import selectors
 from playbooks.defaults import DEFAULT_PLAYBOOKS
 from playbooks.models import Playbook, PlaybookExecution, TriggerRule
 from tests.helpers import make_prediction
@@ -227,6 +229,27 @@ def test_bulk_trigger_and_execution_endpoints(defaults, csm, other_csm, make_cus
         == "cancelled"
     )
     assert client.post(f"/api/playbook-executions/{one}/cancel", {}, format="json").status_code == 409
+
+
+def test_the_admin_dry_run_says_what_each_customer_would_get(defaults, manager, make_customer, client):
+    """Each row names the steps in words, or says that the playbook would end at once."""
+    playbook = defaults["Support Escalation"]  # exits once the customer has no open ticket
+    acting = make_customer(churn_risk="0.9000", support_tickets=5)
+    settled = make_customer(churn_risk="0.9000", support_tickets=0)
+    for customer in (acting, settled):
+        make_prediction(customer, probability="0.6000", days_ago=2)
+        make_prediction(
+            customer,
+            probability="0.9000",
+            causes=[{"cause": "Support issues", "factor": "Tickets", "impact": 0.5, "value": "5"}],
+        )
+    client.force_login(manager)
+    html = client.get(f"/admin/playbooks/playbook/{playbook.pk}/dry-run/").content.decode()
+    plans = {plan.customer_id: plan for plan in selectors.dry_run(user=manager, playbook=playbook).customers}
+    assert set(plans) == {acting.pk, settled.pk}
+    assert plans[acting.pk].steps and not plans[settled.pk].steps
+    assert escape("; ".join(step.would_do for step in plans[acting.pk].steps)) in html
+    assert html.count("none: an exit condition already holds") == 1
 
 
 def test_admin_pages(defaults, admin_user, make_customer, client):
