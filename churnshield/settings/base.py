@@ -122,7 +122,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     }
     # The pool tests a connection before handing it out, so a PostgreSQL restart or
     # a terminated backend costs no failed request or task (one empty round trip per checkout).
+    # Django's backend, except that a failed test sweeps the pool's other dead connections at
+    # once instead of the next checkouts finding them one by one (core/postgresql/base.py).
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("DB_CONN_HEALTH_CHECKS", default=True)
+    DATABASES["default"]["ENGINE"] = "core.postgresql"
     # Never wait forever on the network: a black-holed link would hang a worker. A connect gives
     # up after this; a statement is cancelled by the server after this (0 = none); keepalives
     # notice a peer that vanished.

@@ -48,6 +48,7 @@ from tests.faults.webhook_load import (
     send_all,
     setup_code,
 )
+from tests.live.conftest import ROOT
 
 pytestmark = pytest.mark.live
 
@@ -188,7 +189,11 @@ def run_soak(pg, redis, spawn, rng: random.Random, hubspot_base: str) -> None:
     )
     assert len(kills) == KILLS and len(drops) == 1
     assert report.gave_up == [], f"seed {SEED}: senders gave up on {report.gave_up[:5]}"
-    assert outside_drop == [], f"seed {SEED}: failures outside the drop window {outside_drop[:5]}"
+    assert outside_drop == [], (
+        f"seed {SEED}: {len(outside_drop)} failures outside the drop window, from {outside_drop[0].started:.1f}"
+        f" to {outside_drop[-1].started:.1f}; drop at {drop_at}, kills at {[k['at'] for k in kills]},"
+        f" first {outside_drop[:3]}; the receiver logged: {receiver_complaints()}"
+    )
     assert drain_seconds <= DRAIN_LIMIT_SECONDS
     assert statuses == {"processed": unique_count}, f"seed {SEED}: {statuses} {errors}"
     assert lost == [], f"seed {SEED}: lost {lost[:10]}"
@@ -198,3 +203,10 @@ def run_soak(pg, redis, spawn, rng: random.Random, hubspot_base: str) -> None:
     assert {c: observed["mrr"][c] for c in expected["mrr"]} == expected["mrr"], f"seed {SEED}: MRR differs"
     assert {k: observed["versions"].get(k) for k in expected["versions"]} == expected["versions"]
     assert alert_ids <= feed.ids, f"seed {SEED}: the feed missed alerts {sorted(alert_ids - feed.ids)[:10]}"
+
+
+def receiver_complaints(limit: int = 20) -> list[str]:
+    """The receiver's warnings and errors (why a delivery got a 503), for a failure message."""
+    log = ROOT / ".pytest-logs" / "faults-soak-uvicorn.log"
+    lines = log.read_text(errors="replace").splitlines() if log.exists() else []
+    return [line for line in lines if "WARNING" in line or "ERROR" in line or "Error" in line][-limit:]
