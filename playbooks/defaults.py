@@ -22,7 +22,9 @@ DEFAULT_PLAYBOOKS: list[dict[str, Any]] = [
         "causes": ["Low satisfaction", "Low engagement"],
         "holdout_share": 0.1,
         "reenrol_days": 60,
-        "exit_conditions": [{"field": "risk", "op": "lt", "value": 0.5}],
+        # Released once back in the low band: the bands follow the champion's thresholds, where a
+        # fixed probability would release everyone at once on a calibrated book of low base rate.
+        "exit_conditions": [{"field": "risk_level", "op": "eq", "value": "low"}],
         "steps": [
             {
                 "key": "task",

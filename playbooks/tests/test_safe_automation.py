@@ -18,7 +18,7 @@ from core.exceptions import ConflictError, NotFoundError
 from customers.models import Customer
 from customers.selectors import risk_thresholds
 from interventions.models import Intervention
-from playbooks import approvals, rules, services, tasks
+from playbooks import approvals, rules, selectors, services, tasks
 from playbooks.defaults import seed_default_playbooks
 from playbooks.models import EmailReview, Playbook, PlaybookExecution, PlaybookStepRun, TriggerRule
 from tests.helpers import make_prediction
@@ -380,6 +380,12 @@ def test_a_fresh_demo_book_emails_no_customer_and_enrols_only_after_a_go_ahead(
     assert not EmailReview.objects.exists()
 
     manager = get_user_model().objects.filter(groups__name="manager").order_by("pk").first()
+    # The executive check-in ends once the account is back in the low band, which follows the
+    # champion's thresholds (on a calibrated book of low base rate the high band may start near
+    # 15 %): it releases none of the customers its own rules would enrol at once.
+    check_in = Playbook.objects.get(name="Executive Check-in")
+    plans = selectors.dry_run(user=manager, playbook=check_in).customers
+    assert plans and [p.customer_id for p in plans if p.exits_immediately] == []
     previews = {}
     for rule in rules.active_rules():
         approvals.trigger_rule_approve(user=manager, rule_id=rule.pk)
