@@ -20,6 +20,8 @@ class WorkspaceAdminSite(admin.AdminSite):
 
     index_template = "admin/cockpit.html"
     index_title = "Home"
+    site_header = "ChurnShield admin"
+    site_title = "ChurnShield admin"
 
     def register(self, model_or_iterable: Any, admin_class: Any = None, **options: Any) -> None:
         """Every changelist, ours or a third-party app's, gets the CSV and XLSX exports."""
