@@ -25,9 +25,15 @@ from customers.api.views import (
     ImportJobErrorsView,
     ImportJobView,
 )
-from dashboard.views import DashboardChartView, DashboardMetricsView
+from dashboard.views import (
+    DashboardChartView,
+    DashboardMetricsView,
+    InterventionAnalyticsView,
+    MLAnalyticsView,
+    RecommendView,
+)
 from integrations.api.views import IntegrationViewSet
-from interventions.api.views import InterventionViewSet, OutcomeView, RecommendView
+from interventions.api.views import InterventionViewSet, OutcomeView
 from playbooks.api.views import EmailReviewViewSet, ExecutionViewSet, PlaybookViewSet, TriggerView
 from predictions.api.views import (
     BatchPredictView,
@@ -35,7 +41,6 @@ from predictions.api.views import (
     ChurnCauseListView,
     ChurnPredictView,
     FeatureImportanceView,
-    MLAnalyticsView,
     ModelMetricsLatestView,
 )
 
@@ -55,6 +60,7 @@ api = [
     path("auth/logout", LogoutView.as_view(), name="auth-logout"),
     path("dashboard/metrics", DashboardMetricsView.as_view(), name="dashboard-metrics"),
     path("dashboard/chart-data", DashboardChartView.as_view(), name="dashboard-chart"),
+    path("interventions/analytics", InterventionAnalyticsView.as_view(), name="intervention-analytics"),
     path("churn-causes", ChurnCauseListView.as_view(), name="churn-causes"),
     path("v1/churn/predict", ChurnPredictView.as_view(), name="churn-predict"),
     path("v1/causes/explain", CausesExplainView.as_view(), name="causes-explain"),

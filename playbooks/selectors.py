@@ -329,6 +329,31 @@ def rule_preview(*, user: Any, rule: TriggerRule) -> RulePreview:
     )
 
 
+@dataclass(frozen=True)
+class AutomationCounts:
+    """Playbook work on a set of customers: executions, those completed, and their step outcomes."""
+
+    executions: int
+    completed: int
+    steps_succeeded: int
+    steps_failed: int
+
+
+def automation_counts(*, customers: QuerySet[Customer]) -> AutomationCounts:
+    executions = PlaybookExecution.objects.filter(customer__in=customers).aggregate(
+        total=Count("id"), completed=Count("id", filter=Q(status="completed"))
+    )
+    steps = PlaybookStepRun.objects.filter(execution__customer__in=customers).aggregate(
+        succeeded=Count("id", filter=Q(status="succeeded")), failed=Count("id", filter=Q(status="failed"))
+    )
+    return AutomationCounts(
+        executions=executions["total"],
+        completed=executions["completed"],
+        steps_succeeded=steps["succeeded"],
+        steps_failed=steps["failed"],
+    )
+
+
 def email_review_scope(*, user: Any) -> QuerySet[EmailReview]:
     """The review queue a user sees: the whole book for managers, admins and viewers; a CSM's own customers."""
     reviews = EmailReview.objects.select_related("customer", "playbook", "execution")

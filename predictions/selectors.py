@@ -18,7 +18,6 @@ from core.exceptions import NotFoundError
 from customers.models import BillingEvent, Customer, NpsResponse, SupportTicket, UserSession
 from customers.selectors import customer_scope, iso, risk_thresholds
 from customers.timeline import events_after
-from playbooks.models import PlaybookExecution, PlaybookStepRun
 from predictions.causes import CAUSES, impact_percent
 from predictions.ml.drift import drift_summary
 from predictions.ml.features import feature_info
@@ -534,10 +533,6 @@ class MlAnalytics:
     health_bands: dict[str, int]  # customers per health band (excellent, good, fair, poor)
     risk_average: float  # mean churn probability, 0–1
     risk_levels: dict[str, int]  # customers per risk level (high, medium, low)
-    executions: int  # playbook executions on these customers
-    executions_completed: int
-    steps_succeeded: int
-    steps_failed: int
     health_trends: dict[str, int]  # improving, declining, stable between the last two batches
 
 
@@ -591,12 +586,6 @@ def ml_analytics(*, user: Any) -> MlAnalytics:
     at_half: dict[str, Any] = next(
         (row for row in metrics.get("threshold_table", []) if abs(row.get("threshold", 0) - 0.5) < 1e-9), {}
     )
-    executions = PlaybookExecution.objects.filter(customer__in=active).aggregate(
-        total=Count("id"), completed=Count("id", filter=Q(status="completed"))
-    )
-    steps = PlaybookStepRun.objects.filter(execution__customer__in=active).aggregate(
-        succeeded=Count("id", filter=Q(status="succeeded")), failed=Count("id", filter=Q(status="failed"))
-    )
     improving, declining, stable = _health_trends(active)
     return MlAnalytics(
         total=totals["total"] or 0,
@@ -615,9 +604,5 @@ def ml_analytics(*, user: Any) -> MlAnalytics:
         health_bands={key: totals[key] for key in ("excellent", "good", "fair", "poor")},
         risk_average=float(totals["risk"] or 0),
         risk_levels={key: totals[key] for key in ("high", "medium", "low")},
-        executions=executions["total"],
-        executions_completed=executions["completed"],
-        steps_succeeded=steps["succeeded"],
-        steps_failed=steps["failed"],
         health_trends={"improving": improving, "declining": declining, "stable": stable},
     )

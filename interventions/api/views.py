@@ -1,4 +1,5 @@
-"""Intervention endpoints: list, create, PATCH, bulk, bulk-apply, analytics."""
+"""Intervention endpoints: list, create, PATCH, bulk, bulk-apply, outcome. (Their analytics and the
+recommendation show playbook proof too: `dashboard/views.py`.)"""
 
 from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema, inline_serializer
@@ -8,7 +9,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from core.auth.permissions import AnyRole
 from interventions import selectors, services
 from interventions.api.serializers import (
     BulkActionResultSerializer,
@@ -19,12 +19,9 @@ from interventions.api.serializers import (
     InterventionOutputSerializer,
     InterventionUpdateSerializer,
     OutcomeInputSerializer,
-    RecommendationSerializer,
-    RecommendInputSerializer,
 )
 from interventions.filters import InterventionFilter
 from interventions.models import Intervention
-from playbooks.selectors import playbook_analytics, playbook_analytics_by_type
 
 
 class InterventionViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
@@ -95,24 +92,6 @@ class InterventionViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
             {"success": True, "message": f"Applied {kind} to {created} users", "updated": created, "total": created}
         )
 
-    @extend_schema(
-        responses=inline_serializer(
-            "InterventionAnalytics",
-            fields={
-                "overall_metrics": serializers.DictField(),
-                "success_rates_by_type": serializers.ListField(child=serializers.DictField()),
-                "retention_analysis": serializers.DictField(),
-                "top_performing_interventions": serializers.ListField(child=serializers.DictField()),
-                "insights": serializers.ListField(child=serializers.CharField()),
-            },
-        )
-    )
-    @action(detail=False, methods=["get"], filterset_class=None, pagination_class=None)
-    def analytics(self, request: Request) -> Response:
-        return Response(
-            selectors.intervention_analytics(user=request.user, playbooks=playbook_analytics(user=request.user))
-        )
-
 
 class OutcomeView(APIView):
     """`POST /api/ml/update-outcome`: record whether an intervention kept the customer."""
@@ -134,18 +113,3 @@ class OutcomeView(APIView):
             revenue_impact=data.validated_data.get("revenueImpact"),
         )
         return Response({"success": True, "message": "Outcome updated successfully"})
-
-
-class RecommendView(APIView):
-    """`POST /api/ml/recommend-intervention`: what has worked for customers like this one."""
-
-    permission_classes = [AnyRole]
-
-    @extend_schema(request=RecommendInputSerializer, responses=RecommendationSerializer)
-    def post(self, request: Request) -> Response:
-        data = RecommendInputSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        recommendation = selectors.recommend_intervention(
-            user=request.user, customer_id=data.validated_data["customerId"], playbook_proof=playbook_analytics_by_type
-        )
-        return Response(RecommendationSerializer(recommendation).data)

@@ -2,7 +2,7 @@
 return dataclasses; the output serializers declare these shapes for the schema)."""
 
 from interventions.selectors import Recommendation
-from playbooks.selectors import DryRun
+from playbooks.selectors import AutomationCounts, DryRun
 from playbooks.services import BulkEnrolment, Triggered
 
 
@@ -57,4 +57,16 @@ def dry_run_body(dry_run: DryRun) -> dict:
             }
             for plan in dry_run.customers
         ],
+    }
+
+
+def automation_stats_body(counts: AutomationCounts) -> dict:
+    """The ML analytics page's `interventionStats`: playbook executions and their steps."""
+    executions = counts.executions
+    return {
+        "totalExecutions": executions,
+        "successRate": round(100 * counts.completed / executions, 1) if executions else 0,
+        # Per execution: steps that succeeded, and steps that failed (the "issues found").
+        "avgStepsCompleted": round(counts.steps_succeeded / executions) if executions else 0,
+        "avgIssuesFound": round(counts.steps_failed / executions) if executions else 0,
     }

@@ -75,7 +75,8 @@ def feature_importance_body(feature: FeatureImportance) -> dict:
     }
 
 
-def ml_analytics_body(analytics: MlAnalytics) -> dict:
+def ml_analytics_body(analytics: MlAnalytics, *, intervention_stats: dict) -> dict:
+    """The ML analytics page; its playbook figures (`interventionStats`) come from the playbooks."""
     total = analytics.total
 
     def shares(counts: dict[str, int]) -> dict[str, Any]:
@@ -83,7 +84,6 @@ def ml_analytics_body(analytics: MlAnalytics) -> dict:
 
     performance = analytics.performance
     importance = [feature_importance_body(feature) for feature in analytics.feature_importance]
-    executions = analytics.executions
     return {
         "totalCustomers": total,
         "modelVersion": analytics.model_version,
@@ -107,13 +107,7 @@ def ml_analytics_body(analytics: MlAnalytics) -> dict:
             "distribution": analytics.risk_levels,
             "percentages": shares(analytics.risk_levels),
         },
-        "interventionStats": {
-            "totalExecutions": executions,
-            "successRate": round(100 * analytics.executions_completed / executions, 1) if executions else 0,
-            # Per execution: steps that succeeded, and steps that failed (the "issues found").
-            "avgStepsCompleted": round(analytics.steps_succeeded / executions) if executions else 0,
-            "avgIssuesFound": round(analytics.steps_failed / executions) if executions else 0,
-        },
+        "interventionStats": intervention_stats,
         "riskDistribution": dict(analytics.risk_levels),
         "insights": {
             "topRiskFactors": [

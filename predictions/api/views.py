@@ -136,9 +136,3 @@ class ModelMetricsLatestView(APIView):
     @extend_schema(responses=AnyObject)
     def get(self, request: Request) -> Response:
         return Response(selectors.model_metrics_latest())
-
-
-class MLAnalyticsView(APIView):
-    @extend_schema(responses=AnyObject)
-    def get(self, request: Request) -> Response:
-        return Response(renderers.ml_analytics_body(selectors.ml_analytics(user=request.user)))
