@@ -94,9 +94,17 @@ def pool_child(worker, dead: set[int]) -> psutil.Process:
     """The worker's live pool process (not one we already killed and billiard has not reaped yet)."""
 
     def live():
-        for child in psutil.Process(worker.pid).children():
-            if child.pid not in dead and child.status() != psutil.STATUS_ZOMBIE:
-                return child
+        main = psutil.Process(worker.pid)
+        for child in main.children():
+            try:
+                # A forked pool process runs the worker's own command line. While the worker boots,
+                # a helper it runs (ctypes' `ldconfig -p`, platform's `uname`) is a child for a
+                # moment: picked, it never runs a task and the wait for one in flight times out.
+                forked = child.cmdline() == main.cmdline()
+                if forked and child.pid not in dead and child.status() != psutil.STATUS_ZOMBIE:
+                    return child
+            except psutil.Error:  # gone meanwhile
+                continue
         return None
 
     return wait_until(live, timeout=30)
