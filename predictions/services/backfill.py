@@ -18,6 +18,7 @@ from decimal import Decimal
 import numpy as np
 import pandas as pd
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from customers.models import Customer
@@ -39,7 +40,8 @@ def _midnight(moment: dt.datetime) -> dt.datetime:
 @transaction.atomic
 def score_history(*, days: int = 365, every_days: int = 7, now: dt.datetime | None = None) -> dict[str, int]:
     """Score the book with the champion at midnight every `every_days` days over the `days` before
-    today (UTC), replacing the predictions of that window before today, and redraw its daily
+    today (UTC), replacing the predictions of that window before today (and those no scoring run
+    wrote at today's midnight: the demo seeder's), and redraw its daily
     portfolio snapshots. Today's predictions and snapshot are the daily batch's. Returns counts."""
     if days < 1 or every_days < 1:
         raise ValueError("days and every_days must be at least 1")
@@ -81,8 +83,11 @@ def score_history(*, days: int = 365, every_days: int = 7, now: dt.datetime | No
                     confidence=confidence(risk),
                 )
             )
+    # The window's predictions, and any written at today's midnight by no scoring run (the demo
+    # seeder's, in bands that are not the champion's); a run's, `score_customers --as-of` today
+    # included, are the daily batch's and stay.
     deleted, _ = ChurnPrediction.objects.filter(
-        prediction_date__gte=min(checkpoints), prediction_date__lt=today
+        Q(prediction_date__gte=min(checkpoints), prediction_date__lt=today) | Q(prediction_date=today, run__isnull=True)
     ).delete()
     ChurnPrediction.objects.bulk_create(rows, batch_size=2000)
     snapshots = _redraw_snapshots(scored, start.date(), today.date(), thresholds[1])

@@ -61,6 +61,21 @@ def test_the_past_is_rescored_with_the_champion_and_acted_on_nowhere(book):
     assert list(Customer.objects.order_by("pk").values_list("pk", "churn_risk", "health_score")) == customers_before
 
 
+def test_a_seeded_prediction_at_todays_midnight_is_replaced_a_runs_is_kept(book):
+    """The demo seeder dates its last prediction at today's midnight, in bands that are not the
+    champion's: left, a customer's timeline would read "41.7 % (low)" after "30.0 % (high)"."""
+    seeded = ChurnPrediction.objects.filter(prediction_date=_midnight(0), run__isnull=True)
+    assert seeded.exists()  # what generate() leaves
+    as_of_today = score_customers(run_key="as-of-today", now=_midnight(0))
+    kept = set(ChurnPrediction.objects.filter(run=as_of_today).values_list("pk", flat=True))
+    assert kept
+
+    score_history(days=30, every_days=30)
+
+    assert not seeded.exists()
+    assert set(ChurnPrediction.objects.filter(run=as_of_today).values_list("pk", flat=True)) == kept
+
+
 def test_the_portfolio_snapshots_of_the_window_follow_the_rescored_past(book):
     score_history(days=60, every_days=30)
     yesterday = _midnight(1).date()
