@@ -9,15 +9,14 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.api.schema import AnyObject
 from core.auth.permissions import AnyRole
-from customers.selectors import customer_scope
 from dashboard.selectors import CHART_EXTRAS, RANGES, dashboard_chart, dashboard_metrics
 from interventions.api.serializers import RecommendationSerializer, RecommendInputSerializer
 from interventions.selectors import intervention_analytics, recommend_intervention
 from playbooks.api.renderers import automation_stats_body
 from playbooks.selectors import automation_counts, playbook_analytics, playbook_analytics_by_type
 from predictions.api.renderers import ml_analytics_body
-from predictions.api.views import AnyObject
 from predictions.selectors import ml_analytics
 
 MetricsSerializer = inline_serializer(
@@ -82,10 +81,8 @@ class MLAnalyticsView(APIView):
 
     @extend_schema(responses=AnyObject)
     def get(self, request: Request) -> Response:
-        automation = automation_counts(customers=customer_scope(user=request.user).filter(is_active=True))
-        return Response(
-            ml_analytics_body(ml_analytics(user=request.user), intervention_stats=automation_stats_body(automation))
-        )
+        automation = automation_stats_body(automation_counts(user=request.user))
+        return Response(ml_analytics_body(ml_analytics(user=request.user), intervention_stats=automation))
 
 
 class InterventionAnalyticsView(APIView):

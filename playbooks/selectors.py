@@ -339,16 +339,16 @@ class AutomationCounts:
     steps_failed: int
 
 
-def automation_counts(*, customers: QuerySet[Customer]) -> AutomationCounts:
-    executions = PlaybookExecution.objects.filter(customer__in=customers).aggregate(
-        total=Count("id"), completed=Count("id", filter=Q(status="completed"))
-    )
-    steps = PlaybookStepRun.objects.filter(execution__customer__in=customers).aggregate(
+def automation_counts(*, user: Any) -> AutomationCounts:
+    """Over the active customers the user may see (the ML analytics page's book)."""
+    executions = execution_scope(user=user).filter(customer__is_active=True)
+    totals = executions.aggregate(total=Count("id"), completed=Count("id", filter=Q(status="completed")))
+    steps = PlaybookStepRun.objects.filter(execution__in=executions).aggregate(
         succeeded=Count("id", filter=Q(status="succeeded")), failed=Count("id", filter=Q(status="failed"))
     )
     return AutomationCounts(
-        executions=executions["total"],
-        completed=executions["completed"],
+        executions=totals["total"],
+        completed=totals["completed"],
         steps_succeeded=steps["succeeded"],
         steps_failed=steps["failed"],
     )

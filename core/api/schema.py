@@ -1,8 +1,12 @@
-"""Tell drf-spectacular what the strict input fields (core.api.fields) refuse."""
+"""Schema helpers: what the strict input fields (core.api.fields) refuse, and a free-form answer."""
 
 from typing import Any
 
 from drf_spectacular.extensions import OpenApiSerializerFieldExtension
+from drf_spectacular.utils import inline_serializer
+
+# An answer documented as a JSON object without a fixed shape (the contract's analytics bodies).
+AnyObject = inline_serializer("AnyObject", fields={})
 
 
 class StrictCharFieldExtension(OpenApiSerializerFieldExtension):

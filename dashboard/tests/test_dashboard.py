@@ -6,6 +6,7 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
+from playbooks.models import Playbook, PlaybookExecution, PlaybookStepRun
 from predictions.models import PortfolioSnapshot
 from predictions.services import churn_causes_refresh, portfolio_snapshot_take
 from tests.helpers import make_intervention, make_prediction
@@ -117,3 +118,32 @@ def test_snapshot_and_cause_refresh_services(book, csm):
     support = ChurnCause.objects.get(cause="Support issues")
     assert (support.count, support.percent, support.impact, support.category) == (2, 67, "high", "support")
     assert ChurnCause.objects.get(cause="Low engagement").percent == 33
+
+
+@pytest.mark.django_db
+def test_ml_analytics_counts_the_playbook_work_on_the_users_active_customers(
+    book, csm, other_csm, manager, make_customer, api_for
+):
+    """`interventionStats` of GET /api/ml/analytics: executions and their steps, over the active
+    customers the user may see (a churned customer's and another CSM's are left out for a CSM)."""
+    playbook = Playbook.objects.create(name="Check-in", steps=[])
+    now = timezone.now()
+    theirs = make_customer(owner=other_csm)
+
+    def execution(customer, status, steps):
+        run = PlaybookExecution.objects.create(playbook=playbook, customer=customer, started_at=now, status=status)
+        for key, step_status in enumerate(steps):
+            PlaybookStepRun.objects.create(
+                execution=run, step_key=str(key), step_type="notify", status=step_status, started_at=now
+            )
+
+    execution(book[0], "completed", ["succeeded", "succeeded", "failed"])
+    execution(book[1], "running", ["succeeded"])
+    execution(book[3], "completed", ["succeeded"] * 5)  # churned: not in the book
+    execution(theirs, "completed", ["failed"] * 4)
+
+    mine = api_for(csm).get("/api/ml/analytics").json()["interventionStats"]
+    assert mine == {"totalExecutions": 2, "successRate": 50.0, "avgStepsCompleted": 2, "avgIssuesFound": 0}
+    everyone = api_for(manager).get("/api/ml/analytics").json()["interventionStats"]
+    # 3 executions (book[0], book[1], theirs): 2 completed, 3 steps succeeded, 5 failed.
+    assert everyone == {"totalExecutions": 3, "successRate": 66.7, "avgStepsCompleted": 1, "avgIssuesFound": 2}

@@ -8,6 +8,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.api.schema import AnyObject
 from core.auth.permissions import AnyRole
 from core.auth.roles import can_write
 from customers.selectors import customer_get
@@ -58,7 +59,6 @@ PredictSerializer = inline_serializer(
         "recommendedActions": serializers.ListField(child=serializers.CharField()),
     },
 )
-AnyObject = inline_serializer("AnyObject", fields={})
 
 
 def _elapsed_ms(started: float) -> float:
