@@ -229,11 +229,15 @@ def test_x1_whole_worker_sigkill_loses_nothing_with_late_acks(acks_late, ledger,
     if acks_late:
         assert result["lost"] == []
     else:
-        # Early acks lose what the killed worker had started, and nothing else.
+        # Early acks lose what the killed worker had in hand, and nothing else: what it had started,
+        # plus at most one task per kill that it had acked but whose first statement (recording
+        # the start) had not committed yet; the ack comes when the pool process accepts the task.
         started = started_by(ledger, killed_pids)
         assert result["lost"], f"early acks lost nothing: killed={sorted(killed)} started={sorted(started)}"
         beyond = sorted(set(result["lost"]) - started)
-        assert not beyond, f"lost tasks the killed workers never started: {beyond}"
+        started_anywhere = {row[0] for row in ledger.execute("SELECT DISTINCT event_id FROM fault_started")}
+        assert not set(beyond) & started_anywhere, f"lost tasks another worker started: {beyond}"
+        assert len(beyond) <= KILLS, f"lost more unstarted tasks than there were kills: {beyond}"
 
 
 @pytest.fixture
