@@ -87,7 +87,7 @@ def _times(frame: Any, columns: list[str]) -> Any:
 def naive_loop(customer_ids: list[int]) -> float:
     """One customer at a time through the ORM, as a naive job would do it; returns seconds.
 
-    Per customer: its row, sessions, tickets, NPS answers, billing events and interventions (one
+    Per customer: its row, sessions, tickets, NPS answers and billing events (one
     query each), a one-row feature frame, the model's probability and health score, then a
     stored prediction and `customer.save(update_fields=...)`. It skips the explanation the batch
     computes, so the speed-up it yields is a lower bound.
@@ -126,7 +126,6 @@ def naive_loop(customer_ids: list[int]) -> float:
             (b.customer_id, b.occurred_at, b.kind, float(b.amount), None if b.mrr_after is None else float(b.mrr_after))
             for b in customer.billing_events.all()
         ]
-        interventions = [(i.customer_id, i.created_at, i.completed_at, i.outcome) for i in customer.interventions.all()]
         tables = Tables(
             customers=_times(
                 pd.DataFrame(
@@ -156,10 +155,6 @@ def naive_loop(customer_ids: list[int]) -> float:
             billing=_times(
                 pd.DataFrame(billing, columns=["customer_id", "occurred_at", "kind", "amount", "mrr_after"]),
                 ["occurred_at"],
-            ),
-            interventions=_times(
-                pd.DataFrame(interventions, columns=["customer_id", "created_at", "completed_at", "outcome"]),
-                ["created_at", "completed_at"],
             ),
         )
         features = build_features(tables, pd.Timestamp(now))

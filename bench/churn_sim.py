@@ -194,6 +194,5 @@ def simulate(config: SimConfig, n: int = 3000, seed: int = 0, end: str = "2025-0
         tickets=frame(tickets, columns=["customer_id", "opened_at", "solved_at", "priority"]),
         nps=frame(nps, columns=["customer_id", "responded_at", "score"]),
         billing=frame(billing, columns=["customer_id", "occurred_at", "kind", "amount", "mrr_after"]),
-        interventions=frame(columns=["customer_id", "created_at", "completed_at", "outcome"]),
         actions=frame(actions, columns=["customer_id", "at", "type", "count"]),
     )

@@ -23,7 +23,6 @@ from django.db import connection
 from django.db.models import Count, F, Func, IntegerField, Max, QuerySet
 
 from customers.models import BillingEvent, Customer, NpsResponse, SupportTicket, UserSession
-from interventions.models import Intervention
 from predictions.ml.tables import Columns, Tables
 from predictions.models import ChurnPrediction
 
@@ -246,11 +245,6 @@ _FACTS = {
     "tickets": (SupportTicket, ["customer_id", "opened_at", "solved_at", "priority"], ["opened_at", "solved_at"]),
     "nps": (NpsResponse, ["customer_id", "responded_at", "score"], ["responded_at"]),
     "billing": (BillingEvent, ["customer_id", "occurred_at", "kind", "amount", "mrr_after"], ["occurred_at"]),
-    "interventions": (
-        Intervention,
-        ["customer_id", "created_at", "completed_at", "outcome"],
-        ["created_at", "completed_at"],
-    ),
 }
 
 
@@ -458,7 +452,6 @@ def load_tables(
         tickets=read["tickets"],
         nps=read["nps"],
         billing=billing,
-        interventions=read["interventions"],
         **extra,
     )
 
@@ -489,10 +482,7 @@ SELECT
       ORDER BY opened_at, id)::text
     FROM support_tickets WHERE customer_id = %(id)s),
   (SELECT json_agg(json_build_array({_EPOCH_US.format("responded_at")}, score) ORDER BY responded_at, id)::text
-    FROM nps_responses WHERE customer_id = %(id)s),
-  (SELECT json_agg(json_build_array({_EPOCH_US.format("created_at")}, {_EPOCH_US.format("completed_at")}, outcome)
-      ORDER BY created_at, id)::text
-    FROM interventions WHERE customer_id = %(id)s)
+    FROM nps_responses WHERE customer_id = %(id)s)
 """  # noqa: S608 (no user text in it: the values travel as parameters)
 # The session actions as `_actions` reads them for scoring: the window's one by one, the older
 # ones summed per type (dated by their latest).
@@ -544,7 +534,7 @@ def load_customer_facts(*, customer_id: int, as_of: dt.datetime, actions: bool =
     with connection.cursor() as cursor:
         cursor.execute(*customer_facts_read(customer_id, as_of, actions=actions))
         read = cursor.fetchone()
-    customer, window, earlier, billing, tickets, nps, interventions, *action_rows = read
+    customer, window, earlier, billing, tickets, nps, *action_rows = read
     fingerprint = hashlib.blake2b(digest_size=16)
     for part in read:
         fingerprint.update(b"\x00" if part is None else bytes(part) if not isinstance(part, str) else part.encode())
@@ -557,10 +547,9 @@ def load_customer_facts(*, customer_id: int, as_of: dt.datetime, actions: bool =
     at, types, counts = _json_columns(action_rows[0], 3) if actions else ([], [], [])
     opened, solved, priority = _json_columns(tickets, 3)
     responded, score = _json_columns(nps, 2)
-    created, completed, outcome = _json_columns(interventions, 3)
     # Every time column in one conversion (pandas' cost is per call, not per value).
-    (signup, churned, last_login, at, opened, solved, responded, created, completed) = _utc_from_us(
-        signup, churned, last_login, at, opened, solved, responded, created, completed
+    (signup, churned, last_login, at, opened, solved, responded) = _utc_from_us(
+        signup, churned, last_login, at, opened, solved, responded
     )
     customers = Columns(
         {
@@ -606,14 +595,6 @@ def load_customer_facts(*, customer_id: int, as_of: dt.datetime, actions: bool =
             }
         ),
         billing=Columns(_billing_columns(_records(billing, _BILLING_RECORD))),
-        interventions=Columns(
-            {
-                "customer_id": np.full(len(created), customer_id, dtype=np.int64),
-                "created_at": created,
-                "completed_at": completed,
-                "outcome": np.array(outcome, dtype=object),
-            }
-        ),
         **extra,
     )
     return OneCustomerFacts(tables, fingerprint.hexdigest())

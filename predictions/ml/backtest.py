@@ -51,7 +51,6 @@ KNOWN_BY = {
     "tickets": ("opened_at", ("solved_at",)),
     "nps": ("responded_at", ()),
     "billing": ("occurred_at", ()),
-    "interventions": ("created_at", ("completed_at",)),
     "actions": ("at", ()),
 }
 # The customers table's snapshot columns hold today's values (a book with history never uses
@@ -116,8 +115,6 @@ def facts_known_at(tables: Tables, cutoff: pd.Timestamp) -> Tables:
             if column in frame:
                 unknown = (_times(frame, column) > cutoff).to_numpy()
                 frame[column] = _times(frame, column).mask(unknown)
-                if name == "interventions" and "outcome" in frame:
-                    frame["outcome"] = frame["outcome"].astype(object).where(~unknown, None)
         frames[name] = frame.reset_index(drop=True)
     return Tables(**frames)
 

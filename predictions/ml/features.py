@@ -70,7 +70,7 @@ SATISFACTION = "Low satisfaction"
 PAYMENT = "Payment problems"
 ONBOARDING = "Onboarding incomplete"
 # Context features move the score but are never reported as a cause (plan, MRR, NPS not
-# answered, interventions already under way): they are not something a CSM can fix.
+# answered): they are not something a CSM can fix.
 CONTEXT = ""
 
 

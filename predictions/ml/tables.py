@@ -97,8 +97,6 @@ class Tables:
     # customer_id, occurred_at, kind (payment_succeeded/payment_failed/subscription_changed/
     # subscription_cancelled), amount (float), mrr_after (float, NaN if none)
     billing: Table
-    # customer_id, created_at, completed_at (NaT), outcome (succeeded/failed/None)
-    interventions: Table
     # customer_id, at (the session's start), type (str), count (float): one row per action of a
     # session's `actions` list (or per type of a load's older sessions, count summed, `at` latest)
     actions: Table = field(default_factory=lambda: pd.DataFrame(columns=["customer_id", "at", "type", "count"]))

@@ -62,14 +62,6 @@ def empty_frames() -> dict[str, pd.DataFrame]:
                 "mrr_after": pd.Series(dtype="float64"),
             }
         ),
-        "interventions": pd.DataFrame(
-            {
-                "customer_id": pd.Series(dtype="int64"),
-                "created_at": pd.Series(dtype=ts),
-                "completed_at": pd.Series(dtype=ts),
-                "outcome": pd.Series(dtype="object"),
-            }
-        ),
     }
 
 
@@ -92,7 +84,7 @@ def append_rows(tables: Tables, **frames) -> Tables:
     """A copy of `tables` with extra rows appended to the named frames."""
     extra = make_tables(**frames)
     out = {}
-    for name in ("customers", "sessions", "tickets", "nps", "billing", "interventions"):
+    for name in ("customers", "sessions", "tickets", "nps", "billing"):
         a, b = getattr(tables, name), getattr(extra, name)
         out[name] = a if b.empty else pd.concat([a, b], ignore_index=True) if not a.empty else b
     return Tables(**out)
@@ -230,19 +222,6 @@ def synthetic_tables(
     )
     current_mrr = np.where(downgrade, 0.6 * mrr, mrr)
 
-    # A few interventions.
-    ci = np.flatnonzero(rng.random(n) < 0.05)
-    ti = signup[ci] + (end[ci] - signup[ci]) * rng.random(ci.size)
-    done = ti + rng.uniform(1, 20, ci.size)
-    interventions = pd.DataFrame(
-        {
-            "customer_id": ci + 1,
-            "created_at": _t(as_of, ti),
-            "completed_at": _t(as_of, done).where(done < 0),
-            "outcome": pd.Series(np.where(done < 0, rng.choice(["succeeded", "failed"], ci.size), None), dtype=object),
-        }
-    )
-
     usage = pd.Series([{"dashboards": int(a), "reports": int(b)} for a, b in rng.poisson(3, (n, 2))], dtype=object)
     customers = pd.DataFrame(
         {
@@ -254,9 +233,7 @@ def synthetic_tables(
             "feature_usage": usage,
         }
     )
-    return make_tables(
-        customers=customers, sessions=sessions, tickets=tickets, nps=nps, billing=billing, interventions=interventions
-    )
+    return make_tables(customers=customers, sessions=sessions, tickets=tickets, nps=nps, billing=billing)
 
 
 def snapshot_tables(n: int = 2000, seed: int = 0, as_of: pd.Timestamp = AS_OF) -> Tables:

@@ -30,17 +30,12 @@ def truncate(tables: Tables, cutoff: pd.Timestamp) -> Tables:
     c.loc[c["churned_at"] > cutoff, "churned_at"] = pd.NaT
     t = tables.tickets.loc[tables.tickets["opened_at"] <= cutoff].copy()
     t.loc[t["solved_at"] > cutoff, "solved_at"] = pd.NaT
-    i = tables.interventions.loc[tables.interventions["created_at"] <= cutoff].copy()
-    later = i["completed_at"] > cutoff
-    i.loc[later, "completed_at"] = pd.NaT
-    i.loc[later, "outcome"] = None
     return Tables(
         customers=c,
         sessions=tables.sessions.loc[tables.sessions["started_at"] <= cutoff],
         tickets=t,
         nps=tables.nps.loc[tables.nps["responded_at"] <= cutoff],
         billing=tables.billing.loc[tables.billing["occurred_at"] <= cutoff],
-        interventions=i,
     )
 
 
@@ -70,7 +65,6 @@ def test_adding_facts_after_the_cutoff_changes_nothing(book):
             for c, t in rows
             for k in ("payment_failed", "subscription_changed")
         ],
-        interventions=[{"customer_id": c, "created_at": t, "outcome": "failed", "completed_at": t} for c, t in rows],
     )
     customers = after.customers.copy()
     customers.loc[customers["customer_id"].isin(ids), "churned_at"] = CUTOFF + 5 * DAY  # churn after cutoff
@@ -145,9 +139,6 @@ def test_feature_values_on_a_hand_built_customer():
                 "mrr_after": 400.0,
             },
             {"customer_id": 7, "occurred_at": t0 - 3 * DAY, "kind": "payment_failed", "amount": 400.0},
-        ],
-        interventions=[
-            {"customer_id": 7, "created_at": t0 - 30 * DAY, "completed_at": t0 - 20 * DAY, "outcome": "failed"}
         ],
     )
     x = build_features(tables, t0, FeatureSpec(plans=("pro",))).loc[7]

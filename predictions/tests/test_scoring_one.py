@@ -18,9 +18,8 @@ from predictions.ml.tables import as_frame
 from predictions.models import ChurnPrediction, ModelVersion
 from predictions.services.registry import loaded_model, model_promote, model_train
 from predictions.services.scoring import score_customers, score_one
-from tests.helpers import make_intervention
 
-TABLES = ("customers", "sessions", "tickets", "nps", "billing", "interventions", "actions")
+TABLES = ("customers", "sessions", "tickets", "nps", "billing", "actions")
 
 
 @pytest.fixture
@@ -65,9 +64,6 @@ def chosen(trained, make_customer) -> dict[str, int]:
     BillingEvent.objects.filter(pk=BillingEvent.objects.filter(customer_id=shapes["ordinary too"]).first().pk).update(
         kind="refund_issued"
     )
-    # Interventions: one done (with an outcome), one under way (neither).
-    make_intervention(Customer.objects.get(pk=shapes["ordinary"]), outcome="failed", completed_at=timezone.now())
-    make_intervention(Customer.objects.get(pk=shapes["ordinary"]), status="active")
     return shapes
 
 
@@ -112,7 +108,7 @@ def test_one_customers_read_gives_the_batchs_tables_features_probability_and_sco
     # Not vacuous: the shapes differ and the compared tables had rows.
     assert all(compared[name] > 0 for name in TABLES), compared
     no_facts = load_customer_tables(customer_id=chosen["no facts at all"], as_of=now)
-    assert [len(getattr(no_facts, name)) for name in TABLES] == [1, 0, 0, 0, 0, 0, 0]
+    assert [len(getattr(no_facts, name)) for name in TABLES] == [1, 0, 0, 0, 0, 0]
     assert len(load_customer_tables(customer_id=chosen["no sessions"], as_of=now).sessions) == 0
 
     # And the real-time score stored for each is the batch's (stored values are rounded).
