@@ -90,24 +90,31 @@ def started_by(ledger, pids: list[int]) -> set[str]:
     return {row[0] for row in ledger.execute("SELECT event_id FROM fault_started WHERE pid = ANY(%s)", (pids,))}
 
 
-def pool_child(worker, dead: set[int]) -> psutil.Process:
-    """The worker's live pool process (not one we already killed and billiard has not reaped yet)."""
+def pool_child(worker, dead: set[int], ledger) -> psutil.Process:
+    """The worker's live pool process (not one we already killed and billiard has not reaped yet):
+    a child that has started one of the tasks. While the worker boots, a helper it runs (ctypes'
+    `ldconfig -p`, platform's `uname`) is a child for a moment, with the worker's own command line
+    between its fork and its exec: picked, it never runs a task and the wait for one in flight
+    times out."""
 
     def live():
-        main = psutil.Process(worker.pid)
-        for child in main.children():
+        ran = {row[0] for row in ledger.execute("SELECT DISTINCT pid FROM fault_started")}
+        for child in psutil.Process(worker.pid).children():
             try:
-                # A forked pool process runs the worker's own command line. While the worker boots,
-                # a helper it runs (ctypes' `ldconfig -p`, platform's `uname`) is a child for a
-                # moment: picked, it never runs a task and the wait for one in flight times out.
-                forked = child.cmdline() == main.cmdline()
-                if forked and child.pid not in dead and child.status() != psutil.STATUS_ZOMBIE:
+                if child.pid in ran and child.pid not in dead and child.status() != psutil.STATUS_ZOMBIE:
                     return child
             except psutil.Error:  # gone meanwhile
                 continue
         return None
 
     return wait_until(live, timeout=30)
+
+
+def group_pids(worker) -> list[int]:
+    """Every process of a worker (main and children, however started), read just before it is
+    killed: what the kill takes down is what it had in hand, whichever of them ran it."""
+    main = psutil.Process(worker.pid)
+    return [main.pid, *(child.pid for child in main.children(recursive=True))]
 
 
 def counts(ledger, events: list[str]) -> dict:
@@ -152,7 +159,7 @@ def test_c1_child_sigkill_loses_nothing_and_applies_once(guarded, ledger, privat
     for _ in range(KILLS):
         time.sleep(rng.uniform(0.3, 1.2))
         keep_backlog(private_redis, events, f"c1-{guarded}", rng)
-        child = pool_child(rng.choice(workers), dead)
+        child = pool_child(rng.choice(workers), dead, ledger)
         dead.add(child.pid)
         victims = wait_until(lambda child=child: in_flight(ledger, child.pid), timeout=60, interval=0.005)
         os.kill(child.pid, signal.SIGKILL)
@@ -195,7 +202,7 @@ def test_x1_whole_worker_sigkill_loses_nothing_with_late_acks(acks_late, ledger,
         time.sleep(rng.uniform(0.3, 1.2))
         keep_backlog(private_redis, events, f"x1-{acks_late}", rng)
         index = rng.randrange(len(workers))
-        child = pool_child(workers[index], set())
+        child = pool_child(workers[index], set(), ledger)
         if acks_late:
             victims = wait_until(lambda child=child: in_flight(ledger, child.pid), timeout=60, interval=0.005)
         else:
@@ -207,10 +214,10 @@ def test_x1_whole_worker_sigkill_loses_nothing_with_late_acks(acks_late, ledger,
                 return running and [event for event in running if event not in unacked_events(private_redis)]
 
             victims = wait_until(acked_in_flight, timeout=60, interval=0.005)
+        killed_pids += group_pids(workers[index])
         os.killpg(workers[index].pid, signal.SIGKILL)  # the machine-lost case: main process and children
         workers[index].wait()
         killed.update(dict.fromkeys(victims, time.time()))
-        killed_pids.append(child.pid)
         time.sleep(2)
         workers[index] = start_worker(spawn, env, f"x1-{acks_late}-{index}-r{n}")
 
@@ -274,7 +281,7 @@ def test_x1_whole_worker_sigkill_on_rabbitmq_redelivers_at_once(ledger, rabbitmq
     for n in range(KILLS):
         time.sleep(rng.uniform(0.3, 1.2))
         index = rng.randrange(len(workers))
-        child = pool_child(workers[index], set())
+        child = pool_child(workers[index], set(), ledger)
         victims = wait_until(lambda child=child: in_flight(ledger, child.pid), timeout=20, interval=0.005)
         os.killpg(workers[index].pid, signal.SIGKILL)
         workers[index].wait()
