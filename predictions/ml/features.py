@@ -209,12 +209,12 @@ _DAY_NS = 86_400 * 10**9  # DAY in nanoseconds
 
 def _ns(col: pd.Series | ArrayLike) -> np.ndarray:
     """A time column (or its values) as int64 nanoseconds since the epoch, UTC; missing or
-    unreadable: _NAT."""
+    unreadable: _NAT. Possibly a view of the column: to read, never to write."""
     values = col.array if isinstance(col, pd.Series) else col
     if isinstance(values, pd.DatetimeIndex):
         values = values.array
-    if isinstance(values, pd.arrays.DatetimeArray) and str(values.tz) == "UTC":
-        return np.asarray(values.as_unit("ns").asi8)  # as the loaders build them: nothing to parse
+    if isinstance(values, pd.arrays.DatetimeArray) and str(values.tz) == "UTC":  # as the loaders build them
+        return values.asi8 if values.unit == "ns" else values.as_unit("ns").asi8  # (`as_unit` always copies)
     return np.asarray(_utc(pd.Series(values)).array.as_unit("ns").asi8)
 
 
@@ -259,12 +259,15 @@ class _Positions:
 
 
 def _days_between(later: np.ndarray | int, earlier: np.ndarray, missing: float = np.nan) -> np.ndarray:
-    """(later − earlier) in days, as pandas' `(later - earlier) / DAY`; `missing` where either is NaT."""
-    later = np.broadcast_to(np.asarray(later, dtype=np.int64), np.shape(earlier))
-    known = (later != _NAT) & (earlier != _NAT)
-    out = np.full(np.shape(earlier), missing, dtype=float)
-    out[known] = (later[known] - earlier[known]) / _DAY_NS
-    return out
+    """(later − earlier) in days, as pandas' `(later - earlier) / DAY`; `missing` where either is NaT.
+
+    The difference is taken everywhere and then masked (NaT's wrapped-around difference is never
+    read): on a batch of one, each numpy call costs more than the arithmetic."""
+    later = np.asarray(later, dtype=np.int64)
+    known = earlier != _NAT
+    if later.ndim:
+        known &= later != _NAT
+    return np.where(known, (later - earlier) / _DAY_NS, missing)
 
 
 def _inactive(customers: pd.DataFrame) -> np.ndarray:
@@ -705,7 +708,9 @@ def build_features(
 
     # One float matrix, non-finite values as 0, and one frame around it.
     columns = [*(f[name] for name in FIXED_FEATURES), *extra.values()]
-    matrix = np.column_stack([np.asarray(column, dtype=float) for column in columns]).reshape(n, len(columns))
+    matrix = np.empty((n, len(columns)))
+    for at, column in enumerate(columns):  # `column_stack` costs more per column
+        matrix[:, at] = column
     matrix[~np.isfinite(matrix)] = 0.0
     return pd.DataFrame(matrix, index=index, columns=_feature_columns((*FIXED_FEATURES, *extra)), copy=False)
 
