@@ -202,18 +202,30 @@ def delong_auc_ci(y, p, level: float = 0.95) -> list[float] | None:
 
 
 def bootstrap_auc_ci(y, p, n: int = 500, level: float = 0.95, seed: int = 0) -> list[float] | None:
-    """A percentile bootstrap interval of the ROC AUC (rows resampled with replacement)."""
+    """A percentile bootstrap interval of the ROC AUC (rows resampled with replacement).
+
+    Each resample's AUC is the Mann–Whitney statistic on the rows' draw counts (ties count half,
+    as in `roc_auc_score`): the rows are sorted by score once, so a resample is a few numpy
+    passes instead of a full `roc_auc_score` with its input checks, which made the interval most
+    of a training's time."""
     y, p = _arrays(y, p)
     if not _both_classes(y):
         return None
     rng = np.random.default_rng(seed)
     order = np.argsort(p, kind="stable")
     y, p = y[order], p[order]
+    # Rows of equal score form one group (contiguous once sorted); groups in ascending score.
+    group = np.concatenate([[0], np.cumsum(p[1:] != p[:-1])])
+    groups = int(group[-1]) + 1
     values = []
     for _ in range(n):
-        pick = np.sort(rng.integers(0, y.size, y.size))
-        ys = y[pick]
-        if _both_classes(ys):
-            values.append(roc_auc_score(ys, p[pick]))
+        drawn = np.bincount(rng.integers(0, y.size, y.size), minlength=y.size)
+        positives = np.bincount(group, weights=drawn * y, minlength=groups)
+        negatives = np.bincount(group, weights=drawn * (1.0 - y), minlength=groups)
+        total_positives, total_negatives = positives.sum(), negatives.sum()
+        if total_positives == 0 or total_negatives == 0:
+            continue
+        below = np.cumsum(negatives) - negatives  # negatives scored lower than each group
+        values.append(float(positives @ (below + 0.5 * negatives)) / (total_positives * total_negatives))
     low, high = np.quantile(values, [(1 - level) / 2, 1 - (1 - level) / 2])
     return [float(low), float(high)]
