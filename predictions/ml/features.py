@@ -709,8 +709,8 @@ def build_features(
     # One float matrix, non-finite values as 0, and one frame around it.
     columns = [*(f[name] for name in FIXED_FEATURES), *extra.values()]
     matrix = np.empty((n, len(columns)))
-    for at, column in enumerate(columns):  # `column_stack` costs more per column
-        matrix[:, at] = column
+    for at, values in enumerate(columns):  # `column_stack` costs more per column
+        matrix[:, at] = values
     matrix[~np.isfinite(matrix)] = 0.0
     return pd.DataFrame(matrix, index=index, columns=_feature_columns((*FIXED_FEATURES, *extra)), copy=False)
 
