@@ -421,6 +421,29 @@ def _unique_names(prefix: str, raw: Sequence[str], taken: set[str]) -> list[str]
     return out
 
 
+@dataclass(frozen=True)
+class _Layout:
+    """The learned columns' names of one `FeatureSpec`, in the frame's order (plans, action
+    types, usage keys, usage levels; a clash gets a numbered suffix)."""
+
+    plans: tuple[str, ...]
+    actions: tuple[str, ...]
+    usage_keys: tuple[str, ...]
+    usage_levels: tuple[tuple[str, ...], ...]
+
+
+@functools.lru_cache(maxsize=64)  # a pure function of the spec, asked for every build (a batch of one too)
+def _layout(spec: FeatureSpec) -> _Layout:
+    taken = set(FIXED_FEATURES)
+    plans = _unique_names(PLAN_PREFIX, spec.plans, taken)
+    actions = _unique_names(ACTION_PREFIX, spec.action_types, taken)
+    usage_keys = _unique_names(USAGE_PREFIX, spec.usage_keys, taken)
+    usage_levels = [
+        _unique_names(f"{LEVEL_PREFIX}{safe_name(key)}__", levels, taken) for key, levels in spec.usage_levels
+    ]
+    return _Layout(tuple(plans), tuple(actions), tuple(usage_keys), tuple(map(tuple, usage_levels)))
+
+
 _NO_FACTS = pd.DataFrame()  # read only
 
 
@@ -661,12 +684,12 @@ def build_features(
     if spec.snapshot:
         _snapshot_columns(f, customers, end, tenure)
 
-    taken = set(FIXED_FEATURES)
+    layout = _layout(spec)
     extra: dict[str, np.ndarray] = {}
 
     # Plan levels learned at training (names sanitised; the rest pooled as "other").
     plans = _texts(np.asarray(_values(customers, "plan")))
-    for name, level in zip(_unique_names(PLAN_PREFIX, spec.plans, taken), spec.plans, strict=True):
+    for name, level in zip(layout.plans, spec.plans, strict=True):
         extra[name] = (plans == level).astype(float)
     if spec.plans:
         extra[f"{PLAN_PREFIX}other"] = (~np.isin(plans, list(spec.plans))).astype(float)
@@ -676,33 +699,33 @@ def build_features(
         a = _Facts(getattr(tables, "actions", None), "at", positions, as_of)
         types = a.column("type").astype(str) if a.pos.size else np.zeros(0, dtype=str)
         weights = a.numbers("count", 1.0)
-        names = _unique_names(ACTION_PREFIX, spec.action_types, taken)
-        # Every type at once, each window one pass over the actions (not one pass per type).
+        # Every type at once: each window one pass over the actions, each measure one array
+        # operation over all types (not one per type).
         known = np.array(sorted(set(spec.action_types)), dtype=str)
         code = np.minimum(np.searchsorted(known, types), len(known) - 1)
         kind = np.where(known[code] == types, code, -1)
         last_30 = a.count_by_kind(kind, len(known), 0, 30, weights)
         last_90 = a.count_by_kind(kind, len(known), 0, 90, weights)
-        lifetime = a.count_by_kind(kind, len(known), 0, np.inf, weights)
-        since_all = a.min_age_by_kind(kind, len(known))
-        for name, kind_name in zip(names, spec.action_types, strict=True):
-            column = int(np.searchsorted(known, kind_name))
+        per_month = _per_month(a.count_by_kind(kind, len(known), 0, np.inf, weights), tenure[:, None])
+        since = a.min_age_by_kind(kind, len(known))
+        since = np.minimum(np.where(np.isfinite(since), since, tenure[:, None]), RECENCY_CAP_DAYS)
+        column_of = {name: at for at, name in enumerate(known.tolist())}
+        for name, kind_name in zip(layout.actions, spec.action_types, strict=True):
+            column = column_of[kind_name]
             extra[f"{name}__30d"] = last_30[:, column]
             extra[f"{name}__90d"] = last_90[:, column]
-            extra[f"{name}__per_month"] = _per_month(lifetime[:, column], tenure)
-            since = since_all[:, column]
-            extra[f"{name}__days_since"] = np.minimum(np.where(np.isfinite(since), since, tenure), RECENCY_CAP_DAYS)
+            extra[f"{name}__per_month"] = per_month[:, column]
+            extra[f"{name}__days_since"] = since[:, column]
 
     # A snapshot book's own columns: numeric usage counters and text levels.
     if spec.snapshot and (spec.usage_keys or spec.usage_levels):
         usage = _usage_frame(customers)
-        for name, key in zip(_unique_names(USAGE_PREFIX, spec.usage_keys, taken), spec.usage_keys, strict=True):
+        for name, key in zip(layout.usage_keys, spec.usage_keys, strict=True):
             raw = usage[key] if key in usage else pd.Series(np.nan, index=usage.index)
             extra[name] = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=float)
-        for key, levels in spec.usage_levels:
+        for (key, levels), level_names in zip(spec.usage_levels, layout.usage_levels, strict=True):
             raw = (usage[key] if key in usage else pd.Series(None, index=usage.index, dtype=object)).astype(str)
             raw = raw.to_numpy()
-            level_names = _unique_names(f"{LEVEL_PREFIX}{safe_name(key)}__", levels, taken)
             for name, level in zip(level_names, levels, strict=True):
                 extra[name] = (raw == level).astype(float)
 
