@@ -4,10 +4,6 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
 DEMO_CUSTOMERS ?= 500
-# pytest-xdist workers for `make test`: the fault suite and the other live tests each run on one
-# worker (conftest.py), the rest spreads over all of them. Most of the live and fault time is
-# waiting on real processes, so more workers than cores pays on a 2-core machine.
-TEST_WORKERS ?= 4
 
 # The first interpreter that actually runs and is >= 3.12 (Django 6 needs it). A pyenv shim can
 # exist on PATH and still fail, so each candidate is run, not just looked up.
@@ -44,7 +40,7 @@ test: venv
 	$(PY) manage.py makemigrations --check --dry-run
 	$(VENV)/bin/lint-imports
 	$(PY) -m mypy
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup --durations=30
+	$(PY) -m pytest --durations=30
 
 lint: venv
 	$(PY) -m ruff check --fix .

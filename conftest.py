@@ -44,28 +44,6 @@ def _connect_default_to(address: dict[str, object]) -> None:
     connection.settings_dict.update(address)
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under pytest-xdist (`make test` runs `-n 4 --dist loadgroup`), the tests that start real
-    processes run one at a time on one worker each: the fault suite (its private PostgreSQL
-    cluster is made once per worker, and its timing bounds assume it has the stack to itself) and
-    the other live tests (servers, Celery workers and browsers over the worker's own test database
-    and Redis database). The rest spreads over the other workers. Both groups are the longest
-    units, so they go first."""
-    if not config.pluginmanager.hasplugin("xdist"):
-        return
-
-    def group(item: pytest.Item) -> str | None:
-        if item.nodeid.startswith("tests/faults/"):
-            return "faults"
-        return "live" if item.get_closest_marker("live") else None
-
-    for item in items:
-        if name := group(item):
-            item.add_marker(pytest.mark.xdist_group(name))
-    rank = {"faults": 0, "live": 1, None: 2}
-    items.sort(key=lambda item: rank[group(item)])  # stable: the order within each part is kept
-
-
 @pytest.fixture(scope="session")
 def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
     """Behind a pooler, the test database is created and migrated over DATABASE_DIRECT_URL, as
