@@ -291,3 +291,48 @@ def test_mrr_90_days_ago_is_the_latest_change_at_or_before_that_instant(as_text)
     # 1: 80 since exactly 90 days ago (no change); 2: 100 then (its 80 came a microsecond later);
     # 3: no change by then, so its MRR then is its MRR now.
     assert X["mrr_change_90d_pct"].tolist() == pytest.approx([0.0, -0.2, 0.0, 0.0])
+
+
+def test_action_type_features_on_hand_built_customers():
+    """Per learned action type: counts over 30 and 90 days, the monthly rate since signup and the
+    days since the last one (the tenure when never), each type in its own columns; a type not
+    learned counts nowhere, a future action nowhere, and two types whose names sanitise alike
+    both keep a column."""
+    t0 = CUTOFF
+    tables = make_tables(
+        customers=[
+            {"customer_id": 7, "signup_date": t0 - 200 * DAY, "plan": "pro", "mrr": 500.0},
+            {"customer_id": 8, "signup_date": t0 - 20 * DAY, "plan": "pro", "mrr": 500.0},
+        ],
+    )
+    actions = pd.DataFrame(
+        [
+            (7, t0 - 2 * DAY, "login", 1.0),
+            (7, t0 - 40 * DAY, "login", 1.0),
+            (7, t0 - 100 * DAY, "login", 1.0),
+            (7, t0 - 10 * DAY, "export report", 3.0),
+            (7, t0 - 1 * DAY, "not learned", 5.0),
+            (7, t0 + 1 * DAY, "login", 1.0),  # after the cutoff: unseen
+        ],
+        columns=["customer_id", "at", "type", "count"],
+    )
+    tables = Tables(**{**vars(tables), "actions": actions})
+    spec = FeatureSpec(action_types=("export report", "export_report", "login"))
+    X = build_features(tables, t0, spec)
+
+    months = 200 / 30
+    assert X.loc[7, ["act_login__30d", "act_login__90d", "act_login__per_month", "act_login__days_since"]].tolist() == [
+        1.0,
+        2.0,
+        pytest.approx(3 / months),
+        pytest.approx(2.0),
+    ]
+    exports = ["act_export_report__30d", "act_export_report__90d", "act_export_report__per_month"]
+    assert X.loc[7, exports].tolist() == [3.0, 3.0, pytest.approx(3 / months)]
+    assert X.loc[7, "act_export_report__days_since"] == pytest.approx(10.0)
+    never = ["act_export_report_2__30d", "act_export_report_2__90d", "act_export_report_2__per_month"]
+    assert X.loc[7, never].tolist() == [0.0, 0.0, 0.0]
+    assert X.loc[7, "act_export_report_2__days_since"] == pytest.approx(200.0)  # never: the tenure
+    assert X.loc[8, "act_login__days_since"] == pytest.approx(20.0)
+    assert X.loc[8, "act_login__per_month"] == 0.0
+    assert not [name for name in X.columns if "not_learned" in name]

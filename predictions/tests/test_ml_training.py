@@ -293,6 +293,31 @@ def test_the_card_stores_each_blocks_interval_and_the_bands_precision_and_recall
         assert set(rows[0]) == {"band", "threshold", "contacted", "precision", "recall", "f1", "expected_value"}
 
 
+def test_the_bootstrap_interval_is_the_percentiles_of_roc_auc_score_over_the_same_resamples():
+    """Each resample's AUC is computed from draw counts; it must be what `roc_auc_score` gives on
+    the resampled rows themselves (ties half), skipping resamples with one class, on scores full
+    of ties and a rare positive class."""
+    from sklearn.metrics import roc_auc_score
+
+    from predictions.ml import metrics as M
+
+    rng = np.random.default_rng(5)
+    y = np.zeros(40)
+    y[[3, 17]] = 1.0  # two churners of 40: about one resample in eight has none
+    p = np.round(rng.random(40) * 0.5 + y * 0.2, 1)  # six score levels: many ties
+    draws = np.random.default_rng(11)
+    order = np.argsort(p, kind="stable")
+    ys, ps = y[order], p[order]
+    expected = []
+    for _ in range(200):
+        pick = draws.integers(0, y.size, y.size)
+        if 0 < ys[pick].sum() < y.size:
+            expected.append(roc_auc_score(ys[pick], ps[pick]))
+    assert len(expected) < 200  # some resamples had no churner: the case is exercised
+    low, high = np.quantile(expected, [0.025, 0.975])
+    assert M.bootstrap_auc_ci(y, p, n=200, seed=11) == pytest.approx([low, high], abs=1e-12)
+
+
 def test_delongs_interval_agrees_with_the_bootstrap_and_needs_both_classes():
     from predictions.ml import metrics as M
 
