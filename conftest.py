@@ -3,12 +3,10 @@
 import datetime as dt
 import itertools
 from decimal import Decimal
-from importlib import import_module
 
 import environ
 import psycopg
 import pytest
-from django.apps import apps as django_apps
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.cache import cache
@@ -17,6 +15,7 @@ from django.utils import timezone
 from kombu import pools
 
 from alerts.tests.servers import start_smtp
+from churnshield.testing.management.commands.flush import keep_seeded_rows
 from customers.models import Customer
 from tests.helpers import client_for, reset_broker_pools
 
@@ -69,20 +68,21 @@ def _end_sessions_on(database: str) -> None:
 
 @pytest.fixture(scope="session")
 def django_db_setup(django_db_setup, django_db_blocker):
-    """Behind a pooler, the tests (and the processes they start, which copy these settings) then
-    run through it, and the database is dropped over the direct URL again. PgBouncer keeps its
-    server connections to the test database open, which DROP DATABASE would wait on: they are
-    ended first, and PgBouncer opens new ones when asked."""
+    """The rows migrations seed are kept for every flush to restore. Behind a pooler, the tests
+    (and the processes they start, which copy these settings) then run through it, and the
+    database is dropped over the direct URL again. PgBouncer keeps its server connections to the
+    test database open, which DROP DATABASE would wait on: they are ended first, and PgBouncer
+    opens new ones when asked."""
     direct = _direct_address()
-    if direct is None:
-        yield
-        return
     with django_db_blocker.unblock():
-        _connect_default_to(_pooled_address)
+        keep_seeded_rows()  # every flush puts them back (churnshield/testing's flush)
+        if direct is not None:
+            _connect_default_to(_pooled_address)
     yield
-    with django_db_blocker.unblock():
-        _connect_default_to(direct)
-        _end_sessions_on(connections["default"].settings_dict["NAME"])
+    if direct is not None:
+        with django_db_blocker.unblock():
+            _connect_default_to(direct)
+            _end_sessions_on(connections["default"].settings_dict["NAME"])
 
 
 @pytest.fixture(autouse=True)
@@ -128,9 +128,6 @@ def make_user(db):
             **extra,
         )
         if role:
-            if not Group.objects.filter(name=role).exists():
-                # A transactional test flushed the tables; re-run the data migration's function.
-                import_module("customers.migrations.0002_roles").create_roles(django_apps, None)
             user.groups.add(Group.objects.get(name=role))
         return user
 

@@ -1,13 +1,16 @@
 """The flush that ends every transactional test (the test settings' own, churnshield/testing)
-leaves the database exactly as Django's TRUNCATE flush does."""
+leaves the database exactly as migrate left it: what tests wrote deleted, what data migrations
+seeded (and a test deleted) back."""
 
 import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.core.management import call_command
 from django.core.management.commands.flush import Command as DjangoFlush
 from django.db import connection
 
+from churnshield.testing.management.commands.flush import SEEDED_ROWS_SCHEMA
 from interventions.services import intervention_create
 
 # As TransactionTestCase._fixture_teardown calls it.
@@ -45,35 +48,77 @@ def write_rows_across_tables(make_user, make_customer) -> None:
     intervention_create(user=manager, customer_id=customer.pk, type="Call")
 
 
+def differences_from_migrate() -> dict[str, int]:
+    """Per table, rows that differ from what migrate left (the copy `keep_seeded_rows` took at
+    setup): rows missing from the table plus rows it has in excess."""
+    quote = connection.ops.quote_name
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = %s", [SEEDED_ROWS_SCHEMA])
+        seeded = {row[0] for row in cursor.fetchall()}
+        differences = {}
+        for table in sorted(set(connection.introspection.table_names(include_views=False)) - UNFLUSHED):
+            here, there = quote(table), f"{SEEDED_ROWS_SCHEMA}.{quote(table)}"
+            if table in seeded:
+                cursor.execute(
+                    f"SELECT count(*) FROM ((TABLE {here} EXCEPT ALL TABLE {there})"
+                    f" UNION ALL (TABLE {there} EXCEPT ALL TABLE {here})) d"
+                )
+            else:
+                cursor.execute(f"SELECT count(*) FROM {here}")
+            if n := cursor.fetchone()[0]:
+                differences[table] = n
+    return differences
+
+
+def postgresql_only() -> None:
+    if connection.vendor != "postgresql":
+        pytest.skip("the test flush is Django's own on SQLite")
+
+
 # The next two run in file order: the second sees what the first one's teardown left.
 @pytest.mark.django_db(transaction=True)
 def test_a_transactional_test_writes_rows_in_many_tables(make_user, make_customer):
+    postgresql_only()
     write_rows_across_tables(make_user, make_customer)
 
-    filled = {table for table, n in rows_per_table().items() if n}
-    expected = {"auth_user", "auth_group", "auth_user_groups", "auth_group_permissions", "customers", "interventions"}
-    assert expected <= filled
-    if connection.vendor == "postgresql":
-        assert "customer_counts" in filled
+    changed = set(differences_from_migrate())
+    assert {"auth_user", "auth_user_groups", "customers", "customer_counts", "interventions"} <= changed
 
 
 @pytest.mark.django_db(transaction=True)
-def test_after_a_transactional_test_every_table_is_empty():
-    assert {table: n for table, n in rows_per_table().items() if n and table not in REFILLED} == {}
+def test_after_a_transactional_test_the_database_is_as_migrate_left_it():
+    postgresql_only()
+    assert differences_from_migrate() == {}
+    # What the data migrations seed, which tests after this one rely on: the roles and their
+    # permissions.
+    assert set(Group.objects.values_list("name", flat=True)) >= {"csm", "manager", "viewer", "admin"}
+    assert Group.objects.get(name="manager").permissions.count() > 0
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_teardown_flush_leaves_the_rows_djangos_flush_leaves(make_user, make_customer):
+def test_the_teardown_flush_deletes_what_tests_wrote_and_restores_what_they_deleted(make_user, make_customer):
+    postgresql_only()
     write_rows_across_tables(make_user, make_customer)
-    DjangoFlush().handle(**TEARDOWN_OPTIONS)
-    after_djangos = rows_per_table()
+    Group.objects.get(name="viewer").delete()
+    assert {"auth_group", "auth_group_permissions"} <= set(differences_from_migrate())
 
-    write_rows_across_tables(make_user, make_customer)
     call_command("flush", **TEARDOWN_OPTIONS)
 
-    assert rows_per_table() == after_djangos
-    assert {table: n for table, n in after_djangos.items() if n and table not in REFILLED} == {}
-    assert after_djangos["auth_permission"] > 0  # post_migrate ran
+    assert differences_from_migrate() == {}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_djangos_flush_would_leave_the_seeded_tables_empty(make_user, make_customer):
+    """Why the test flush restores rows: Django's own leaves only what post_migrate refills."""
+    postgresql_only()
+    write_rows_across_tables(make_user, make_customer)
+    DjangoFlush().handle(**TEARDOWN_OPTIONS)
+
+    assert not Group.objects.exists()
+    assert {table: n for table, n in rows_per_table().items() if n and table not in REFILLED} == {}
+    assert rows_per_table()["auth_permission"] > 0  # post_migrate ran
+    call_command("flush", **TEARDOWN_OPTIONS)
+    assert differences_from_migrate() == {}
 
 
 @pytest.mark.django_db(transaction=True)

@@ -1,4 +1,5 @@
-"""`flush` for test runs: DELETE instead of TRUNCATE on PostgreSQL.
+"""`flush` for test runs: DELETE instead of TRUNCATE on PostgreSQL, and the rows migrations seed
+put back.
 
 Every transactional test (`transactional_db`, `live_server`, TransactionTestCase) ends with
 Django's flush. On PostgreSQL that is one TRUNCATE over every table, which replaces each table's
@@ -6,7 +7,13 @@ and index's files: about 1.4 s on nearly empty tables, where DELETE FROM the sam
 a few milliseconds. Django's foreign keys are DEFERRABLE INITIALLY DEFERRED, so deleting from
 every table in one transaction, in any order, satisfies them at commit.
 
-What tests see is unchanged: the same tables end empty and post_migrate runs as before.
+Django's flush also empties the tables data migrations filled (the roles and their permissions,
+the beat schedule), so a test that runs after a transactional one would see a database no
+deployment has. `keep_seeded_rows`, run once after the test database is migrated, copies every
+non-empty table into a schema of its own; this flush puts those rows back in the same
+transaction, so every test starts from the database `migrate` leaves, whatever ran before it
+(the order pytest-xdist's workers run tests in is not the serial one).
+
 TRUNCATE also fires TRUNCATE triggers (customer_counts is emptied by one); DELETE fires DELETE
 triggers instead, so tables that no model owns are emptied here too, except Django's migration
 record and database cache tables, which flush has never touched.
@@ -21,7 +28,48 @@ from django.conf import settings
 from django.core.management.commands import flush
 from django.core.management.sql import emit_post_migrate_signal
 from django.db import connections, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.migrations.recorder import MigrationRecorder
+
+SEEDED_ROWS_SCHEMA = "test_seeded_rows"
+
+
+def _flushed_tables(connection: BaseDatabaseWrapper) -> list[str]:
+    introspection = connection.introspection
+    kept = {MigrationRecorder.Migration._meta.db_table} | {
+        cache["LOCATION"]
+        for cache in settings.CACHES.values()
+        if cache["BACKEND"] == "django.core.cache.backends.db.DatabaseCache"
+    }
+    django_tables = introspection.django_table_names(only_existing=True, include_views=False)
+    return sorted({*django_tables, *introspection.table_names(include_views=False)} - kept)
+
+
+def keep_seeded_rows(database: str = "default") -> list[str]:
+    """Copy the rows of every table that is not empty (right after migrate: what data migrations
+    and post_migrate seeded) for `flush` to restore. Returns the tables copied."""
+    connection = connections[database]
+    if connection.vendor != "postgresql":
+        return []
+    quote = connection.ops.quote_name
+    seeded = []
+    with transaction.atomic(using=database), connection.cursor() as cursor:
+        cursor.execute(f"DROP SCHEMA IF EXISTS {SEEDED_ROWS_SCHEMA} CASCADE; CREATE SCHEMA {SEEDED_ROWS_SCHEMA}")
+        for table in _flushed_tables(connection):
+            cursor.execute(f"SELECT EXISTS (SELECT FROM {quote(table)})")  # noqa: S608 (catalogue names)
+            if cursor.fetchone()[0]:
+                cursor.execute(f"CREATE TABLE {SEEDED_ROWS_SCHEMA}.{quote(table)} AS TABLE {quote(table)}")
+                seeded.append(table)
+    return seeded
+
+
+def _seeded_tables(connection: BaseDatabaseWrapper) -> list[str]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s ORDER BY table_name",
+            [SEEDED_ROWS_SCHEMA],
+        )
+        return [row[0] for row in cursor.fetchall()]
 
 
 class Command(flush.Command):
@@ -36,17 +84,15 @@ class Command(flush.Command):
         ):
             super().handle(**options)
             return
-        introspection = connection.introspection
-        django_tables = introspection.django_table_names(only_existing=True, include_views=False)
-        kept = {MigrationRecorder.Migration._meta.db_table} | {
-            cache["LOCATION"]
-            for cache in settings.CACHES.values()
-            if cache["BACKEND"] == "django.core.cache.backends.db.DatabaseCache"
-        }
-        tables = sorted({*django_tables, *introspection.table_names(include_views=False)} - kept)
+        tables = _flushed_tables(connection)
         quote = connection.ops.quote_name
         with transaction.atomic(using=database, savepoint=False), connection.cursor() as cursor:
             # Table names come from the database's own catalogue, quoted.
-            cursor.execute("; ".join(f"DELETE FROM {quote(table)}" for table in tables))  # noqa: S608
-        if django_tables and not options.get("inhibit_post_migrate", False):
+            statements = [f"DELETE FROM {quote(table)}" for table in tables]  # noqa: S608
+            statements += [
+                f"INSERT INTO {quote(table)} TABLE {SEEDED_ROWS_SCHEMA}.{quote(table)}"
+                for table in _seeded_tables(connection)
+            ]
+            cursor.execute("; ".join(statements))
+        if tables and not options.get("inhibit_post_migrate", False):
             emit_post_migrate_signal(options["verbosity"], False, database)
