@@ -23,6 +23,7 @@ from django.db import connection
 from django.db.models import Count, F, Func, IntegerField, Max, QuerySet
 
 from customers.models import BillingEvent, Customer, NpsResponse, SupportTicket, UserSession
+from predictions.ml.features import ACTION_WINDOWS_DAYS
 from predictions.ml.tables import Columns, Tables
 from predictions.models import ChurnPrediction
 
@@ -49,9 +50,17 @@ class JSONArrayLength(Func):
 
 def _copy_frame(rows: QuerySet, columns: list[str], times: Iterable[str]) -> pd.DataFrame:
     """PostgreSQL: stream the query out with COPY and parse it in C (pandas), not row by row in
-    Python. Timestamps travel as epoch microseconds: integers parse several times faster than
-    ISO text."""
+    Python."""
     sql, params = rows.values_list(*columns).query.sql_with_params()
+    return _copy_sql(sql, params, columns, times)
+
+
+def _copy_sql(
+    sql: str, params: Iterable[Any], columns: list[str], times: Iterable[str], texts: Iterable[str] = ()
+) -> pd.DataFrame:
+    """`_copy_frame` of a statement. Timestamps travel as epoch microseconds: integers parse
+    several times faster than ISO text. `texts`: columns kept as text whatever they hold
+    (an action type "01" stays "01")."""
     times = set(times)
     outer = ", ".join(f'(EXTRACT(EPOCH FROM q."{c}") * 1000000)::bigint' if c in times else f'q."{c}"' for c in columns)
     statement = f"COPY (SELECT {outer} FROM ({sql}) AS q) TO STDOUT WITH (FORMAT csv)"  # noqa: S608 (our own columns)
@@ -59,7 +68,14 @@ def _copy_frame(rows: QuerySet, columns: list[str], times: Iterable[str]) -> pd.
         data = b"".join(bytes(chunk) for chunk in copy)
     if not data:
         return pd.DataFrame(columns=columns)
-    frame = pd.read_csv(io.BytesIO(data), names=columns, header=None, keep_default_na=False, na_values=[""])
+    frame = pd.read_csv(
+        io.BytesIO(data),
+        names=columns,
+        header=None,
+        keep_default_na=False,
+        na_values={column: [""] for column in columns if column not in texts},
+        dtype=dict.fromkeys(texts, str),
+    )
     for column in times:
         frame[column] = pd.to_datetime(frame[column], unit="us", utc=True)
     return frame
@@ -259,23 +275,19 @@ def _usage(value: Any) -> Any:
         return json.loads(value)
 
 
-# Session actions, one row per element of a session's `actions` list: a text element is its own
-# type; an object names it in "type" (or "name", "action", "event": the order the old-session
-# compaction in monitoring reads them) and may carry a numeric "count".
+# Session actions, one row per session and type: a text element of a session's `actions` list is
+# its own type; an object names it in "type" (or "name", "action", "event": the order the
+# old-session compaction in monitoring reads them) and may carry a numeric "count".
 # Sessions whose `actions` is not an array, and elements naming no type, count nothing.
-_ACTIONS_POSTGRES = """
-SELECT s.customer_id, s.started_at AS at, a.type, sum(a.count) AS count FROM user_sessions s
+_ACTION_ELEMENTS_POSTGRES = """user_sessions s
 CROSS JOIN LATERAL (
-  SELECT coalesce(e->>'type', e->>'name', e->>'action', e->>'event',
-      CASE WHEN jsonb_typeof(e) = 'string' THEN e #>> '{{}}' END) AS type,
-    CASE WHEN jsonb_typeof(e->'count') = 'number' THEN (e->>'count')::float8 ELSE 1 END AS count
+  SELECT CASE WHEN jsonb_typeof(e) = 'string' THEN e #>> '{}'
+      ELSE coalesce(e->>'type', e->>'name', e->>'action', e->>'event') END AS type,
+    CASE WHEN jsonb_typeof(e) = 'object' AND jsonb_typeof(e->'count') = 'number'
+      THEN (e->>'count')::float8 ELSE 1 END AS count
   FROM jsonb_array_elements(CASE WHEN jsonb_typeof(s.actions) = 'array' THEN s.actions ELSE '[]'::jsonb END) e
-) a
-WHERE a.type IS NOT NULL AND {where}
-GROUP BY s.customer_id, s.started_at, s.id, a.type
-"""
-_ACTIONS_SQLITE = """
-SELECT s.customer_id, s.started_at AS at, a.type, sum(a.count) AS count FROM user_sessions s
+) a"""
+_ACTION_ELEMENTS_SQLITE = """user_sessions s
 JOIN (
   SELECT s2.id AS session_id,
     CASE e.type WHEN 'text' THEN e.value WHEN 'object' THEN coalesce(json_extract(e.value, '$.type'),
@@ -284,37 +296,57 @@ JOIN (
       THEN json_extract(e.value, '$.count') ELSE 1 END AS count
   FROM user_sessions s2, json_each(CASE WHEN json_valid(s2.actions) AND json_type(s2.actions) = 'array'
     THEN s2.actions ELSE '[]' END) e
-) a ON a.session_id = s.id
+) a ON a.session_id = s.id"""
+_ACTIONS_PER_SESSION = """
+SELECT s.customer_id, s.started_at AS at, a.type, sum(a.count) AS count FROM {elements}
 WHERE a.type IS NOT NULL AND {where}
 GROUP BY s.customer_id, s.started_at, s.id, a.type
 """
+# For scoring at one date, the features need per type only the counts in their windows (the last
+# 30 days, the 30 before, all earlier: `ACTION_WINDOWS_DAYS`) and the latest date: one row per
+# customer, type and window, dated by its latest session, gives the same features as a row per
+# session. A row per session would be millions of rows on a large book's daily batch.
+_ACTIONS_PER_WINDOW = """
+SELECT s.customer_id, max(s.started_at) AS at, a.type, sum(a.count) AS count FROM {elements}
+WHERE a.type IS NOT NULL AND {where} AND s.started_at <= {as_of}
+GROUP BY s.customer_id, a.type, s.started_at > {recent}, s.started_at > {earlier}
+"""
 
 
-def _actions(customer_ids: list[int] | None, as_of: dt.datetime | None) -> pd.DataFrame:
-    """The `Tables.actions` frame. With `as_of` (scoring): the actions of the sessions in the
-    feature window one by one, and the older ones summed per type (dated by their latest)."""
-    sql = _ACTIONS_POSTGRES if connection.vendor == "postgresql" else _ACTIONS_SQLITE
+def _action_window_starts(as_of: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
+    recent, earlier = ACTION_WINDOWS_DAYS
+    return as_of - dt.timedelta(days=recent), as_of - dt.timedelta(days=earlier)
+
+
+def _actions(customer_ids: list[int] | None, as_of: dt.datetime | None, part: tuple[int, int] = (0, 1)) -> pd.DataFrame:
+    """The `Tables.actions` frame: a row per session and type; with `as_of` (scoring), a row per
+    type and feature window, dated by its latest session. `part` (i, n): only the customers whose
+    id is i modulo n (the book's read split across backends: expanding every session's list is
+    the longest read of a batch)."""
+    elements = _ACTION_ELEMENTS_POSTGRES if connection.vendor == "postgresql" else _ACTION_ELEMENTS_SQLITE
     where, params = ["1 = 1"], []
     if customer_ids is not None:
         where.append(f"s.customer_id IN ({', '.join(['%s'] * len(customer_ids))})")
         params += customer_ids
-    statements = []
+    if part[1] > 1:
+        where.append("s.customer_id %% %s = %s")
+        params += [part[1], part[0]]
+    where = " AND ".join(where)
     if as_of is None:
-        statements.append((sql.format(where=" AND ".join(where)), params))
+        sql = _ACTIONS_PER_SESSION.format(elements=elements, where=where)
     else:
-        start = as_of - dt.timedelta(days=SESSION_WINDOW_DAYS)
-        recent = sql.format(where=" AND ".join([*where, "s.started_at >= %s", "s.started_at <= %s"]))
-        older = sql.format(where=" AND ".join([*where, "s.started_at < %s"]))
-        older = f"SELECT customer_id, max(at), type, sum(count) FROM ({older}) o GROUP BY customer_id, type"  # noqa: S608
-        statements += [(recent, [*params, start, as_of]), (older, [*params, start])]
-    rows = []
-    with connection.cursor() as cursor:
-        for statement, values in statements:
-            cursor.execute(statement, values)
-            rows += cursor.fetchall()
-    frame = pd.DataFrame.from_records(rows, columns=["customer_id", "at", "type", "count"])
+        sql = _ACTIONS_PER_WINDOW.format(elements=elements, where=where, as_of="%s", recent="%s", earlier="%s")
+        params += [as_of, *_action_window_starts(as_of)]
+    columns = ["customer_id", "at", "type", "count"]
+    if connection.vendor == "postgresql" and (customer_ids is None or len(customer_ids) > SMALL_LOAD):
+        frame = _copy_sql(sql, params, columns, times=["at"], texts=["type"])
+    else:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            frame = pd.DataFrame.from_records(cursor.fetchall(), columns=columns)
+        frame["at"] = pd.to_datetime(frame["at"], utc=True, format="ISO8601")
     frame["customer_id"] = frame["customer_id"].astype("int64")
-    frame["at"] = pd.to_datetime(frame["at"], utc=True, format="ISO8601").astype("datetime64[ns, UTC]")
+    frame["at"] = frame["at"].astype("datetime64[ns, UTC]")
     frame["type"] = frame["type"].astype(str)
     frame["count"] = pd.to_numeric(frame["count"], errors="coerce").fillna(1.0).astype(float)
     return frame
@@ -393,7 +425,8 @@ def load_tables(
     if packed:
         reads["billing"] = partial(_billing_packed, customer_ids)
     if actions:
-        reads["actions"] = partial(_actions, customer_ids, as_of)
+        parts = LOAD_PARTS if side_by_side else 1
+        reads |= {f"actions_{i}": partial(_actions, customer_ids, as_of, (i, parts)) for i in range(parts)}
     if packed and as_of is not None:
         window_reads, earlier_read = _session_part_reads(customer_ids, as_of, LOAD_PARTS if side_by_side else 1)
         reads |= {f"sessions_{i}": read for i, read in enumerate(window_reads)}
@@ -445,7 +478,10 @@ def load_tables(
     billing = read["billing"]
     billing["amount"] = pd.to_numeric(billing["amount"], errors="coerce").astype(float)
     billing["mrr_after"] = pd.to_numeric(billing["mrr_after"], errors="coerce").astype(float)
-    extra = {"actions": read["actions"]} if actions else {}
+    extra = {}
+    if actions:
+        action_parts = [read[key] for key in reads if key.startswith("actions_")]
+        extra["actions"] = action_parts[0] if len(action_parts) == 1 else pd.concat(action_parts, ignore_index=True)
     return Tables(
         customers=customer_frame,
         sessions=sessions,
@@ -484,20 +520,18 @@ SELECT
   (SELECT json_agg(json_build_array({_EPOCH_US.format("responded_at")}, score) ORDER BY responded_at, id)::text
     FROM nps_responses WHERE customer_id = %(id)s)
 """  # noqa: S608 (no user text in it: the values travel as parameters)
-# The session actions as `_actions` reads them for scoring: the window's one by one, the older
-# ones summed per type (dated by their latest).
+# The session actions as `_actions` reads them for scoring: a row per type and feature window.
 _ONE_ACTIONS = """,
-  (SELECT json_agg(json_build_array({at}, a.type, a.count) ORDER BY a.at, a.type)::text FROM (
-    {recent}
-    UNION ALL
-    SELECT customer_id, max(at) AS at, type, sum(count) AS count FROM ({older}) o GROUP BY customer_id, type
-  ) a)
+  (SELECT json_agg(json_build_array({at}, a.type, a.count) ORDER BY a.at, a.type)::text FROM ({actions}) a)
 """.format(  # noqa: S608 (no user text in it: the values travel as parameters)
     at=_EPOCH_US.format("a.at"),
-    recent=_ACTIONS_POSTGRES.format(
-        where="s.customer_id = %(id)s AND s.started_at >= %(start)s AND s.started_at <= %(as_of)s"
+    actions=_ACTIONS_PER_WINDOW.format(
+        elements=_ACTION_ELEMENTS_POSTGRES,
+        where="s.customer_id = %(id)s",
+        as_of="%(as_of)s",
+        recent="%(actions_recent)s",
+        earlier="%(actions_earlier)s",
     ),
-    older=_ACTIONS_POSTGRES.format(where="s.customer_id = %(id)s AND s.started_at < %(start)s"),
 )
 
 
@@ -509,6 +543,8 @@ def customer_facts_read(customer_id: int, as_of: dt.datetime, *, actions: bool) 
         "as_of": as_of,
         "kinds": list(BillingEvent.Kind.values),
     }
+    if actions:
+        params["actions_recent"], params["actions_earlier"] = _action_window_starts(as_of)
     return _ONE_FACTS + (_ONE_ACTIONS if actions else ""), params
 
 

@@ -143,6 +143,8 @@ FIXED_FEATURES: tuple[str, ...] = tuple(FEATURES)
 COUNT_SUFFIXES = ("_7d", "_30d", "_90d", "_per_month", "_count", "_days_since", "_tickets", "_lifetime")
 ACTION_PREFIX, USAGE_PREFIX, PLAN_PREFIX, LEVEL_PREFIX = "act_", "fu_", "plan_", "cat_"
 MAX_ACTION_TYPES = 12
+# The windows (days before as_of) action types are counted over, beside their whole history.
+ACTION_WINDOWS_DAYS = (30, 90)
 MAX_LEVELS = 12
 
 
@@ -704,8 +706,9 @@ def build_features(
         known = np.array(sorted(set(spec.action_types)), dtype=str)
         code = np.minimum(np.searchsorted(known, types), len(known) - 1)
         kind = np.where(known[code] == types, code, -1)
-        last_30 = a.count_by_kind(kind, len(known), 0, 30, weights)
-        last_90 = a.count_by_kind(kind, len(known), 0, 90, weights)
+        recent, earlier = ACTION_WINDOWS_DAYS
+        last_30 = a.count_by_kind(kind, len(known), 0, recent, weights)
+        last_90 = a.count_by_kind(kind, len(known), 0, earlier, weights)
         per_month = _per_month(a.count_by_kind(kind, len(known), 0, np.inf, weights), tenure[:, None])
         since = a.min_age_by_kind(kind, len(known))
         since = np.minimum(np.where(np.isfinite(since), since, tenure[:, None]), RECENCY_CAP_DAYS)

@@ -1,5 +1,6 @@
 """The prediction engine through Django: registry, batch and real-time scoring, endpoints."""
 
+import dataclasses
 import datetime as dt
 import io
 
@@ -269,6 +270,35 @@ def test_scoring_window_gives_exactly_the_full_history_features(book):
     pd.testing.assert_frame_equal(full.sort_index(), windowed.sort_index())
     assert full["never_active"].sum() < len(full)  # the book has history to get wrong
     assert full.filter(like="__per_month").to_numpy().sum() > 0 and full["sessions_per_month"].sum() > 0
+
+
+def test_action_windows_split_at_the_features_own_edges(book):
+    """Scoring reads session actions summed per type and feature window; a session a microsecond
+    either side of a window's edge, at as_of itself and after it counts exactly as the training
+    read (a row per session) counts it, through the batch's COPY, the small read and the one
+    customer's statement alike."""
+    from predictions.data import load_customer_tables, load_tables
+    from predictions.ml.features import ACTION_WINDOWS_DAYS, build_features, learn_spec
+
+    now = timezone.now()
+    customer = Customer.objects.filter(is_active=True, churned_at=None).order_by("pk").first()
+    us = dt.timedelta(microseconds=1)
+    steps = (-us, dt.timedelta(0), us)
+    edges = [now - dt.timedelta(days=days) + step for days in ACTION_WINDOWS_DAYS for step in steps]
+    for started in [*edges, now, now + us]:
+        UserSession.objects.create(customer=customer, started_at=started, actions=["edge_case"])
+
+    at = pd.Timestamp(now)
+    spec = dataclasses.replace(learn_spec(load_tables(), at), action_types=("edge_case",))
+    per_session = build_features(load_tables(customer_ids=[customer.pk]), at, spec)
+    expected = {"act_edge_case__30d": 2.0, "act_edge_case__90d": 5.0, "act_edge_case__days_since": 0.0}
+    assert per_session.loc[customer.pk, list(expected)].to_dict() == expected
+    for windowed in (
+        build_features(load_tables(as_of=now), at, spec).loc[[customer.pk]],  # COPY, split across backends
+        build_features(load_tables(customer_ids=[customer.pk], as_of=now), at, spec),
+        build_features(load_customer_tables(customer_id=customer.pk, as_of=now), at, spec),
+    ):
+        pd.testing.assert_frame_equal(windowed, per_session)
 
 
 def test_health_weights_saved_in_the_database_drive_the_next_scoring(book, client, make_user):
@@ -630,7 +660,7 @@ def test_one_bad_row_never_stops_the_book(trained):
         plan="pro [annual] <eu>", feature_usage={"ratio_30d": 9, "sessions_30d": "x"}
     )
 
-    actions = load_tables(customer_ids=[c.pk for c in customers], as_of=now).actions
+    actions = load_tables(customer_ids=[c.pk for c in customers]).actions  # a row per session and type
     mine = actions.loc[(actions["customer_id"] == customers[0].pk) & (actions["at"] == now - dt.timedelta(days=1))]
     assert mine[["type", "count"]].to_numpy().tolist() == [["export_report", 6.0]]
     assert not (actions["at"] == pd.Timestamp(now - dt.timedelta(days=2))).any()  # the odd lists: nothing

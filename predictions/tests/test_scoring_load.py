@@ -49,7 +49,7 @@ def test_side_by_side_load_equals_the_load_in_turn(book):
     apart = data.load_tables(as_of=now)
     with transaction.atomic():  # inside a transaction: everything on its own connection, in turn
         together = data.load_tables(as_of=now)
-    for name in ("customers", "sessions", "tickets", "nps", "billing"):
+    for name in ("customers", "sessions", "tickets", "nps", "billing", "actions"):
         a, b = getattr(apart, name), getattr(together, name)
         if name == "customers":
             a, b = a.drop(columns="feature_usage"), b.drop(columns="feature_usage")
