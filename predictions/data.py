@@ -318,20 +318,14 @@ def _action_window_starts(as_of: dt.datetime) -> tuple[dt.datetime, dt.datetime]
     return as_of - dt.timedelta(days=recent), as_of - dt.timedelta(days=earlier)
 
 
-def _actions(customer_ids: list[int] | None, as_of: dt.datetime | None, part: tuple[int, int] = (0, 1)) -> pd.DataFrame:
+def _actions(customer_ids: list[int] | None, as_of: dt.datetime | None) -> pd.DataFrame:
     """The `Tables.actions` frame: a row per session and type; with `as_of` (scoring), a row per
-    type and feature window, dated by its latest session. `part` (i, n): only the customers whose
-    id is i modulo n (the book's read split across backends: expanding every session's list is
-    the longest read of a batch)."""
+    type and feature window, dated by its latest session."""
     elements = _ACTION_ELEMENTS_POSTGRES if connection.vendor == "postgresql" else _ACTION_ELEMENTS_SQLITE
-    where, params = ["1 = 1"], []
+    where, params = "1 = 1", []
     if customer_ids is not None:
-        where.append(f"s.customer_id IN ({', '.join(['%s'] * len(customer_ids))})")
+        where = f"s.customer_id IN ({', '.join(['%s'] * len(customer_ids))})"
         params += customer_ids
-    if part[1] > 1:
-        where.append("s.customer_id %% %s = %s")
-        params += [part[1], part[0]]
-    where = " AND ".join(where)
     if as_of is None:
         sql = _ACTIONS_PER_SESSION.format(elements=elements, where=where)
     else:
@@ -425,8 +419,7 @@ def load_tables(
     if packed:
         reads["billing"] = partial(_billing_packed, customer_ids)
     if actions:
-        parts = LOAD_PARTS if side_by_side else 1
-        reads |= {f"actions_{i}": partial(_actions, customer_ids, as_of, (i, parts)) for i in range(parts)}
+        reads["actions"] = partial(_actions, customer_ids, as_of)
     if packed and as_of is not None:
         window_reads, earlier_read = _session_part_reads(customer_ids, as_of, LOAD_PARTS if side_by_side else 1)
         reads |= {f"sessions_{i}": read for i, read in enumerate(window_reads)}
@@ -478,10 +471,7 @@ def load_tables(
     billing = read["billing"]
     billing["amount"] = pd.to_numeric(billing["amount"], errors="coerce").astype(float)
     billing["mrr_after"] = pd.to_numeric(billing["mrr_after"], errors="coerce").astype(float)
-    extra = {}
-    if actions:
-        action_parts = [read[key] for key in reads if key.startswith("actions_")]
-        extra["actions"] = action_parts[0] if len(action_parts) == 1 else pd.concat(action_parts, ignore_index=True)
+    extra = {"actions": read["actions"]} if actions else {}
     return Tables(
         customers=customer_frame,
         sessions=sessions,
