@@ -4,6 +4,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
 DEMO_CUSTOMERS ?= 500
+# pytest-xdist workers for `make test`: the live tests run on one worker (conftest.py), the rest
+# spreads over all of them; most of the live tests' time is waiting on their processes, so more
+# workers than cores pays on a 2-core machine. The fault suite then runs alone (its timing bounds
+# assume a quiet machine).
+TEST_WORKERS ?= 4
 
 # The first interpreter that actually runs and is >= 3.12 (Django 6 needs it). A pyenv shim can
 # exist on PATH and still fail, so each candidate is run, not just looked up.
@@ -40,7 +45,8 @@ test: venv
 	$(PY) manage.py makemigrations --check --dry-run
 	$(VENV)/bin/lint-imports
 	$(PY) -m mypy
-	$(PY) -m pytest --durations=30
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup --ignore=tests/faults --durations=20
+	$(PY) -m pytest tests/faults --durations=10
 
 lint: venv
 	$(PY) -m ruff check --fix .

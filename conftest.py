@@ -2,6 +2,7 @@
 
 import datetime as dt
 import itertools
+import os
 from decimal import Decimal
 
 import environ
@@ -41,6 +42,20 @@ def _connect_default_to(address: dict[str, object]) -> None:
     connection.close()
     connection.close_pool()  # the pool keeps the address it was opened with
     connection.settings_dict.update(address)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On pytest-xdist workers (`make test`), the live tests (servers, Celery workers and browsers
+    over the worker's own test database and Redis database) run one at a time on one worker, and
+    first: they are the longest unit, mostly waiting on their processes. The rest spreads over the
+    other workers. (The fault suite runs after, on its own: its timing bounds assume it has the
+    machine to itself.)"""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    live = [item for item in items if item.get_closest_marker("live")]
+    for item in live:
+        item.add_marker(pytest.mark.xdist_group("live"))
+    items.sort(key=lambda item: item.get_closest_marker("live") is None)  # stable: order within kept
 
 
 @pytest.fixture(scope="session")
@@ -87,14 +102,16 @@ def django_db_setup(django_db_setup, django_db_blocker):
 
 @pytest.fixture(autouse=True)
 def _celery_state_restored():
-    """Live and fault tests point the Celery app at their own broker, switch eager mode off or close
-    its connection pool; whatever a test does, the next one starts from the configured app."""
+    """Live and fault tests point the Celery app at their own broker, make apps of their own, switch
+    eager mode off or close its connection pool; whatever a test does, the next one starts from
+    the configured app."""
     from celery import _state
 
     from churnshield.celery import app
 
     saved = (app.conf.broker_url, app.conf.result_backend, app.conf.task_always_eager)
     yield
+    app.set_current()  # a test's own Celery() becomes the current app, which `shared_task`s send through
     app.conf.update(broker_url=saved[0], result_backend=saved[1], task_always_eager=saved[2])
     if any(getattr(pool, "_closed", False) for pool in pools.connections.values()):
         reset_broker_pools()

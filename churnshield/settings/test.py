@@ -1,8 +1,29 @@
 """Test settings: fast hashing, real database from DATABASE_URL (SQLite file by default)."""
 
 import os
+from urllib.parse import urlsplit, urlunsplit
 
-from .base import *  # noqa: F403
+
+def _redis_url_of_this_worker(url: str, worker: str) -> str:
+    """Each pytest-xdist worker ("gw0", "gw1", ...) gets a Redis database of its own (broker,
+    results, channel layer), as it gets a test database of its own: REDIS_URL's database, then
+    the ones below it (wrapping at 0 to 15)."""
+    parts = urlsplit(url)
+    database = int(parts.path.strip("/") or 0)
+    return urlunsplit(parts._replace(path=f"/{(database - int(worker.removeprefix('gw'))) % 16}"))
+
+
+# Set in the environment, so the servers and workers the live tests start (which inherit it) use
+# the same database; the marker keeps those processes from moving it again.
+if (
+    os.environ.get("PYTEST_XDIST_WORKER")
+    and os.environ.get("REDIS_URL")
+    and not os.environ.get("TEST_REDIS_PER_WORKER")
+):
+    os.environ["REDIS_URL"] = _redis_url_of_this_worker(os.environ["REDIS_URL"], os.environ["PYTEST_XDIST_WORKER"])
+    os.environ["TEST_REDIS_PER_WORKER"] = "1"
+
+from .base import *  # noqa: E402, F403
 
 DEBUG = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

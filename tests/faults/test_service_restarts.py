@@ -73,7 +73,7 @@ def ready(base: str) -> tuple[int, dict, float]:
 
 def run_task(redis_url: str) -> None:
     """A real task on the stack's worker that writes to the database (GuardedTask's attempt row)."""
-    client = Celery("probe", broker=redis_url, backend=redis_url)
+    client = Celery("probe", broker=redis_url, backend=redis_url, set_as_current=False)
     client.send_task("churnshield.tasks.flush_expired_tokens").get(timeout=30)
 
 

@@ -69,7 +69,8 @@ def test_c3a_control_countdown_longer_than_the_visibility_timeout_runs_more_than
     start_workers(spawn, env, "tests.faults.fault_app", "c3a")
     event_id = f"c3a-{uuid.uuid4().hex[:8]}"
     sent_at = time.time()
-    Celery("producer", broker=private_redis.url).send_task("faults.effect", args=[event_id, 0], countdown=COUNTDOWN)
+    producer = Celery("producer", broker=private_redis.url, set_as_current=False)
+    producer.send_task("faults.effect", args=[event_id, 0], countdown=COUNTDOWN)
 
     # The message waits its countdown in a worker's memory, unacknowledged; every 10 s Redis hands a
     # copy to the other (idle) worker, and at the due time each copy runs.
@@ -196,7 +197,7 @@ def test_c3c_task_longer_than_the_visibility_timeout(time_limit, guarded, ledger
     )
     start_workers(spawn, env, "tests.faults.fault_app", f"c3c{int(guarded)}-")
     event_id = f"c3c-{guarded}-{uuid.uuid4().hex[:8]}"
-    result = Celery("producer", broker=private_redis.url).send_task(
+    result = Celery("producer", broker=private_redis.url, set_as_current=False).send_task(
         "faults.effect", args=[event_id, LONG_TASK_SECONDS * 1000]
     )
     wait_until(lambda: starts(ledger, event_id), timeout=60, interval=0.1)

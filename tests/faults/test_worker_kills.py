@@ -43,7 +43,7 @@ def start_worker(spawn, env, name):
 
 
 def send_all(broker, prefix: str, rng: random.Random) -> list[str]:
-    producer = Celery("producer", broker=broker if isinstance(broker, str) else broker.url)
+    producer = Celery("producer", broker=broker if isinstance(broker, str) else broker.url, set_as_current=False)
     events = [f"{prefix}-{i}" for i in range(N_TASKS)]
     for event_id in events:
         producer.send_task("faults.effect", args=[event_id, rng.randint(30, 150)])
@@ -55,7 +55,7 @@ def keep_backlog(redis, events: list[str], prefix: str, rng: random.Random, mini
     survivors drain it first (then there is nothing in flight to kill)."""
     if redis.client().llen("celery") >= minimum:
         return
-    producer = Celery("producer", broker=redis.url)
+    producer = Celery("producer", broker=redis.url, set_as_current=False)
     start = len(events)
     for i in range(start, start + 50):
         events.append(f"{prefix}-{i}")

@@ -1,5 +1,4 @@
-"""`flush` for test runs: DELETE instead of TRUNCATE on PostgreSQL, and the rows migrations seed
-put back.
+"""`flush` for test runs: DELETE instead of TRUNCATE, and the rows migrations seed put back.
 
 Every transactional test (`transactional_db`, `live_server`, TransactionTestCase) ends with
 Django's flush. On PostgreSQL that is one TRUNCATE over every table, which replaces each table's
@@ -7,19 +6,19 @@ and index's files: about 1.4 s on nearly empty tables, where DELETE FROM the sam
 a few milliseconds. Django's foreign keys are DEFERRABLE INITIALLY DEFERRED, so deleting from
 every table in one transaction, in any order, satisfies them at commit.
 
-Django's flush also empties the tables data migrations filled (the roles and their permissions,
-the beat schedule), so a test that runs after a transactional one would see a database no
-deployment has. `keep_seeded_rows`, run once after the test database is migrated, copies every
-non-empty table into a schema of its own; this flush puts those rows back in the same
+Django's flush also empties the tables data migrations filled (the roles and their permissions),
+so a test that runs after a transactional one would see a database no deployment has.
+`keep_seeded_rows`, run once after the test database is migrated, copies every non-empty table
+into a table of its own (`seeded__<table>`); this flush puts those rows back in the same
 transaction, so every test starts from the database `migrate` leaves, whatever ran before it
-(the order pytest-xdist's workers run tests in is not the serial one).
+(pytest-xdist's workers do not run tests in the serial order).
 
 TRUNCATE also fires TRUNCATE triggers (customer_counts is emptied by one); DELETE fires DELETE
 triggers instead, so tables that no model owns are emptied here too, except Django's migration
 record and database cache tables, which flush has never touched.
 
-Anything else goes Django's way: other databases, `manage.py flush` (it restarts sequences),
-`reset_sequences`, and `available_apps` (it needs TRUNCATE … CASCADE).
+Anything else goes Django's way: `manage.py flush` (it restarts sequences), `reset_sequences`,
+and `available_apps` (it needs TRUNCATE … CASCADE).
 """
 
 from typing import Any
@@ -31,68 +30,67 @@ from django.db import connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.migrations.recorder import MigrationRecorder
 
-SEEDED_ROWS_SCHEMA = "test_seeded_rows"
+SEEDED_PREFIX = "seeded__"
+
+
+def _tables(connection: BaseDatabaseWrapper) -> list[str]:
+    return connection.introspection.table_names(include_views=False)
 
 
 def _flushed_tables(connection: BaseDatabaseWrapper) -> list[str]:
-    introspection = connection.introspection
     kept = {MigrationRecorder.Migration._meta.db_table} | {
         cache["LOCATION"]
         for cache in settings.CACHES.values()
         if cache["BACKEND"] == "django.core.cache.backends.db.DatabaseCache"
     }
-    django_tables = introspection.django_table_names(only_existing=True, include_views=False)
-    return sorted({*django_tables, *introspection.table_names(include_views=False)} - kept)
+    django_tables = connection.introspection.django_table_names(only_existing=True, include_views=False)
+    every = {*django_tables, *_tables(connection)}
+    return sorted(table for table in every - kept if not table.startswith(SEEDED_PREFIX))
+
+
+def seeded_tables(connection: BaseDatabaseWrapper) -> list[str]:
+    """The tables `keep_seeded_rows` copied (their own names)."""
+    return [table.removeprefix(SEEDED_PREFIX) for table in _tables(connection) if table.startswith(SEEDED_PREFIX)]
 
 
 def keep_seeded_rows(database: str = "default") -> list[str]:
     """Copy the rows of every table that is not empty (right after migrate: what data migrations
     and post_migrate seeded) for `flush` to restore. Returns the tables copied."""
     connection = connections[database]
-    if connection.vendor != "postgresql":
-        return []
     quote = connection.ops.quote_name
-    seeded = []
+    copied = []
+    # Table names come from the database's own catalogue, quoted.
     with transaction.atomic(using=database), connection.cursor() as cursor:
-        cursor.execute(f"DROP SCHEMA IF EXISTS {SEEDED_ROWS_SCHEMA} CASCADE; CREATE SCHEMA {SEEDED_ROWS_SCHEMA}")
+        for table in seeded_tables(connection):
+            cursor.execute(f"DROP TABLE {quote(SEEDED_PREFIX + table)}")
         for table in _flushed_tables(connection):
-            cursor.execute(f"SELECT EXISTS (SELECT FROM {quote(table)})")  # noqa: S608 (catalogue names)
+            cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {quote(table)})")  # noqa: S608
             if cursor.fetchone()[0]:
-                cursor.execute(f"CREATE TABLE {SEEDED_ROWS_SCHEMA}.{quote(table)} AS TABLE {quote(table)}")
-                seeded.append(table)
-    return seeded
-
-
-def _seeded_tables(connection: BaseDatabaseWrapper) -> list[str]:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s ORDER BY table_name",
-            [SEEDED_ROWS_SCHEMA],
-        )
-        return [row[0] for row in cursor.fetchall()]
+                cursor.execute(f"CREATE TABLE {quote(SEEDED_PREFIX + table)} AS SELECT * FROM {quote(table)}")  # noqa: S608
+                copied.append(table)
+    return copied
 
 
 class Command(flush.Command):
     def handle(self, **options: Any) -> None:
         database = options["database"]
         connection = connections[database]
-        if (
-            connection.vendor != "postgresql"
-            or options["interactive"]
-            or options.get("reset_sequences", True)
-            or options.get("allow_cascade", False)
-        ):
+        if options["interactive"] or options.get("reset_sequences", True) or options.get("allow_cascade", False):
             super().handle(**options)
             return
         tables = _flushed_tables(connection)
         quote = connection.ops.quote_name
+        # Table names come from the database's own catalogue, quoted.
+        statements = [f"DELETE FROM {quote(table)}" for table in tables]  # noqa: S608
+        statements += [
+            f"INSERT INTO {quote(table)} SELECT * FROM {quote(SEEDED_PREFIX + table)}"  # noqa: S608
+            for table in seeded_tables(connection)
+        ]
         with transaction.atomic(using=database, savepoint=False), connection.cursor() as cursor:
-            # Table names come from the database's own catalogue, quoted.
-            statements = [f"DELETE FROM {quote(table)}" for table in tables]  # noqa: S608
-            statements += [
-                f"INSERT INTO {quote(table)} TABLE {SEEDED_ROWS_SCHEMA}.{quote(table)}"
-                for table in _seeded_tables(connection)
-            ]
-            cursor.execute("; ".join(statements))
+            if connection.vendor == "postgresql":
+                cursor.execute("; ".join(statements))  # one round trip
+            else:
+                for statement in statements:  # SQLite runs one statement per call
+                    cursor.execute(statement)
         if tables and not options.get("inhibit_post_migrate", False):
             emit_post_migrate_signal(options["verbosity"], False, database)
