@@ -303,7 +303,7 @@ WHERE a.type IS NOT NULL AND {where}
 GROUP BY s.customer_id, s.started_at, s.id, a.type
 """
 # For scoring at one date, the features need per type only the counts in their windows (the last
-# 30 days, the 30 before, all earlier: `ACTION_WINDOWS_DAYS`) and the latest date: one row per
+# 30 days, the 60 before, all earlier: `ACTION_WINDOWS_DAYS`) and the latest date: one row per
 # customer, type and window, dated by its latest session, gives the same features as a row per
 # session. A row per session would be millions of rows on a large book's daily batch.
 _ACTIONS_PER_WINDOW = """

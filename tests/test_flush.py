@@ -13,6 +13,9 @@ from django.db import connection
 from churnshield.testing.management.commands.flush import SEEDED_PREFIX, seeded_tables
 from interventions.services import intervention_create
 
+# In file order, on one worker under pytest-xdist: a test below sees what the one before it left.
+pytestmark = pytest.mark.xdist_group("test_flush")
+
 # As TransactionTestCase._fixture_teardown calls it.
 TEARDOWN_OPTIONS = {
     "verbosity": 0,
@@ -50,6 +53,11 @@ def write_rows_across_tables(make_user, make_customer) -> None:
     intervention_create(user=manager, customer_id=customer.pk, type="Call")
 
 
+def _count(cursor, sql: str) -> int:
+    cursor.execute(f"SELECT count(*) FROM ({sql}) d")
+    return cursor.fetchone()[0]
+
+
 def differences_from_migrate() -> dict[str, int]:
     """Per table, how far it is from what migrate left (the copy `keep_seeded_rows` took at
     setup): its rows not in the copy, the copy's rows not in it, and the difference in count."""
@@ -57,19 +65,14 @@ def differences_from_migrate() -> dict[str, int]:
     seeded = set(seeded_tables(connection))
     differences = {}
     with connection.cursor() as cursor:
-        for table in sorted(set(rows_per_table())):
+        for table in rows_per_table():
             here, there = quote(table), quote(SEEDED_PREFIX + table)
-
-            def count(sql: str) -> int:
-                cursor.execute(f"SELECT count(*) FROM ({sql}) d")
-                return cursor.fetchone()[0]
-
             if table in seeded:
-                n = count(f"SELECT * FROM {here} EXCEPT SELECT * FROM {there}")
-                n += count(f"SELECT * FROM {there} EXCEPT SELECT * FROM {here}")
-                n += abs(count(f"SELECT * FROM {here}") - count(f"SELECT * FROM {there}"))
+                n = _count(cursor, f"SELECT * FROM {here} EXCEPT SELECT * FROM {there}")
+                n += _count(cursor, f"SELECT * FROM {there} EXCEPT SELECT * FROM {here}")
+                n += abs(_count(cursor, f"SELECT * FROM {here}") - _count(cursor, f"SELECT * FROM {there}"))
             else:
-                n = count(f"SELECT * FROM {here}")
+                n = _count(cursor, f"SELECT * FROM {here}")
             if n:
                 differences[table] = n
     return differences

@@ -53,12 +53,11 @@ def seeded_tables(connection: BaseDatabaseWrapper) -> list[str]:
     return [table.removeprefix(SEEDED_PREFIX) for table in _tables(connection) if table.startswith(SEEDED_PREFIX)]
 
 
-def keep_seeded_rows(database: str = "default") -> list[str]:
+def keep_seeded_rows(database: str = "default") -> None:
     """Copy the rows of every table that is not empty (right after migrate: what data migrations
-    and post_migrate seeded) for `flush` to restore. Returns the tables copied."""
+    and post_migrate seeded) for `flush` to restore."""
     connection = connections[database]
     quote = connection.ops.quote_name
-    copied = []
     # Table names come from the database's own catalogue, quoted.
     with transaction.atomic(using=database), connection.cursor() as cursor:
         for table in seeded_tables(connection):
@@ -67,8 +66,6 @@ def keep_seeded_rows(database: str = "default") -> list[str]:
             cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {quote(table)})")  # noqa: S608
             if cursor.fetchone()[0]:
                 cursor.execute(f"CREATE TABLE {quote(SEEDED_PREFIX + table)} AS SELECT * FROM {quote(table)}")  # noqa: S608
-                copied.append(table)
-    return copied
 
 
 class Command(flush.Command):
